@@ -1,0 +1,2 @@
+//! The `hearth` binary (being written).
+fn main() {}

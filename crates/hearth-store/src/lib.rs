@@ -1,0 +1,1 @@
+//! hearth-store (being written).
