@@ -1,0 +1,301 @@
+//! SQLite: the schema, its migrations, and every SQL statement for documents.
+//!
+//! Owns: the only SQL in hearth that touches documents, the change log and the
+//! search index. Must never: be called on the acknowledgement path of a put
+//! (the journal acknowledges; SQLite is written by the applier), or modify a
+//! database it has not recognised as hearth's.
+
+use crate::crdt::{ChangeKind, DocState, StoredMeta};
+use crate::error::{Result, StoreError};
+use crate::hlc::Stamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// 'HRTH' — marks a SQLite file as hearth's.
+pub(crate) const APPLICATION_ID: i32 = 0x4852_5448;
+
+/// Migrations, in order; `MIGRATIONS[i]` takes the schema from version i to i+1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE docs (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data TEXT,
+    type TEXT,
+    state TEXT NOT NULL,
+    hlc INTEGER NOT NULL,
+    replica INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX docs_type ON docs(type, id) WHERE data IS NOT NULL;
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    hlc INTEGER NOT NULL,
+    replica INTEGER NOT NULL,
+    data TEXT
+);
+CREATE VIRTUAL TABLE docs_fts USING fts5(body);
+"#];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn corrupt(path: &Path, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
+/// Maps errors that mean "this file is not a usable database" to `Corrupt`.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        use rusqlite::ErrorCode as C;
+        if matches!(f.code, C::NotADatabase | C::DatabaseCorrupt) {
+            return corrupt(
+                path,
+                format!("{e}; restore it from a backup or move it away to start empty"),
+            );
+        }
+        if matches!(f.code, C::ReadOnly | C::CannotOpen | C::PermissionDenied) {
+            return StoreError::BadDirectory {
+                dir: path.parent().unwrap_or(path).to_path_buf(),
+                detail: format!("{e}; check that the directory is writable"),
+            };
+        }
+        if f.code == C::DiskFull {
+            return StoreError::StorageFull {
+                path: path.to_path_buf(),
+            };
+        }
+    }
+    StoreError::Sqlite(e)
+}
+
+/// Opens a connection with hearth's pragmas.
+pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| classify(path, e))?;
+    let sync = if full_sync { "FULL" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint=4000; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+    ))
+    .map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
+/// Checks the file is hearth's (or new), then brings the schema up to date.
+pub(crate) fn check_and_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if app_id != APPLICATION_ID && (tables > 0 || app_id != 0) {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(corrupt(
+            path,
+            format!(
+                "written by a newer hearth (schema {version}, this build knows {SCHEMA_VERSION}); upgrade hearth"
+            ),
+        ));
+    }
+    if tables > 0 {
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if check != "ok" {
+            return Err(corrupt(
+                path,
+                format!("integrity check failed: {check}; restore it from a backup"),
+            ));
+        }
+    }
+    for v in version..SCHEMA_VERSION {
+        let tx = conn.transaction().map_err(|e| classify(path, e))?;
+        tx.execute_batch(MIGRATIONS[v as usize])
+            .map_err(|e| classify(path, e))?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
+            v + 1
+        ))
+        .map_err(|e| classify(path, e))?;
+        tx.commit().map_err(|e| classify(path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads an integer from `meta`.
+pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes an integer to `meta`.
+pub(crate) fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<()> {
+    conn.prepare_cached("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+/// A document row as read from SQLite.
+pub(crate) struct Row {
+    pub(crate) state: DocState,
+    pub(crate) json: Option<String>,
+    pub(crate) stamp: Stamp,
+    pub(crate) seq: u64,
+}
+
+pub(crate) fn parse_row(
+    id: &str,
+    data: Option<String>,
+    state: &str,
+    hlc: i64,
+    replica: i64,
+    seq: i64,
+) -> Result<Row> {
+    let meta: StoredMeta = serde_json::from_str(state)
+        .map_err(|e| StoreError::Internal(format!("stored state of {id:?} does not parse: {e}")))?;
+    let values: Map<String, Value> = match &data {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            StoreError::Internal(format!("stored document {id:?} does not parse: {e}"))
+        })?,
+        None => Map::new(),
+    };
+    Ok(Row {
+        state: DocState::from_stored(meta, values),
+        json: data,
+        stamp: Stamp {
+            hlc: hlc as u64,
+            replica: replica as u64,
+        },
+        seq: seq as u64,
+    })
+}
+
+/// Reads one document row (tombstones included).
+pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<Row>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT data, state, hlc, replica, seq FROM docs WHERE id = ?1")?;
+    let raw = stmt
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    match raw {
+        None => Ok(None),
+        Some((data, state, hlc, replica, seq)) => {
+            parse_row(id, data, &state, hlc, replica, seq).map(Some)
+        }
+    }
+}
+
+/// The text FTS indexes for a document: every string value, nested included.
+pub(crate) fn search_body(values: &Map<String, Value>) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    values.values().for_each(|v| walk(v, &mut out));
+    out
+}
+
+/// Writes one document's latest state (row and search index).
+pub(crate) fn write_doc(
+    conn: &Connection,
+    id: &str,
+    state: &DocState,
+    json: Option<&str>,
+    stamp: Stamp,
+    seq: u64,
+) -> Result<()> {
+    let ty = state.values.get("type").and_then(Value::as_str);
+    let meta = serde_json::to_string(&state.stored_meta())
+        .map_err(|e| StoreError::Internal(format!("cannot encode state: {e}")))?;
+    let rowid: i64 = conn
+        .prepare_cached(
+            "INSERT INTO docs(id, data, type, state, hlc, replica, seq, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(id) DO UPDATE SET data = excluded.data, type = excluded.type,
+               state = excluded.state, hlc = excluded.hlc, replica = excluded.replica,
+               seq = excluded.seq, updated_at = excluded.updated_at
+             RETURNING rowid",
+        )?
+        .query_row(
+            params![
+                id,
+                json,
+                ty,
+                meta,
+                stamp.hlc as i64,
+                stamp.replica as i64,
+                seq as i64,
+                stamp.physical_ms() as i64
+            ],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
+        .execute([rowid])?;
+    if json.is_some() {
+        let body = search_body(&state.values);
+        if !body.is_empty() {
+            conn.prepare_cached("INSERT INTO docs_fts(rowid, body) VALUES (?1, ?2)")?
+                .execute(params![rowid, body])?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends one change to the change log.
+pub(crate) fn write_change(
+    conn: &Connection,
+    seq: u64,
+    id: &str,
+    kind: ChangeKind,
+    stamp: Stamp,
+    data: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO changes(seq, id, kind, hlc, replica, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        seq as i64,
+        id,
+        kind.to_u8(),
+        stamp.hlc as i64,
+        stamp.replica as i64,
+        data
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,1514 @@
+//! The store: open and recover, the write path, the applier, and reads.
+//!
+//! Owns: the commit protocol of docs/design.md (journal first, then the
+//! overlay, the applier queue and the change ring), the background applier
+//! thread, back-pressure, and the read paths (overlay → cache → SQLite).
+//! Must never: acknowledge a write before its journal record is written (and
+//! synced in fsync mode), let a storage error go only to a log, or hold the
+//! writer lock while waiting for the applier.
+
+use crate::crdt::{ChangeKind, DocState};
+use crate::error::{Result, StoreError};
+use crate::hlc::{Hlc, Stamp, wall_ms};
+use crate::journal::{self, Journal, RecordOp, SyncHandle, encode_record};
+use crate::sql;
+use crate::types::{
+    Change, Document, Durability, Entry, Event, Hit, ListOptions, Options, Recovery, Stats, WriteOp,
+};
+use hearth_proto::{DocumentError, Limits, validate_id};
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{Connection, params_from_iter};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Rows fetched per page by list iterators and subscribers catching up.
+const PAGE: usize = 256;
+
+/// A hearth document store on one data directory.
+///
+/// Cheap to clone; all clones share one store. Dropping the last clone drains
+/// the applier and releases the directory.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_store::{Options, Store};
+/// use serde_json::json;
+/// let store = Store::open(dir.path(), Options::default()).unwrap();
+/// store.put("user:1", json!({"type": "User", "name": "Alice"})).unwrap();
+/// store.patch("user:1", json!({"email": "a@example.com"})).unwrap();
+/// let doc = store.get("user:1").unwrap().unwrap();
+/// assert_eq!(doc.data()["email"], "a@example.com");
+/// assert_eq!(store.search("alice", 10).unwrap().len(), 1);
+/// store.delete("user:1").unwrap();
+/// assert!(store.get("user:1").unwrap().is_none());
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    _life: Arc<Lifetime>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    db_path: PathBuf,
+    journal_dir: PathBuf,
+    opts: Options,
+    replica: u64,
+    recovery: Recovery,
+    writer: Mutex<Writer>,
+    overlay: Mutex<HashMap<String, Arc<Entry>>>,
+    cache: Mutex<Cache>,
+    queue: Mutex<Queue>,
+    /// The applier waits here for work.
+    work_cv: Condvar,
+    /// Writers (back-pressure) and readers (wait for applied) wait here.
+    progress_cv: Condvar,
+    ring: Mutex<Ring>,
+    ring_cv: Condvar,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    readers: Mutex<Vec<Connection>>,
+    /// Sequence number of the last acknowledged (journaled) change.
+    acked: AtomicU64,
+    _lock: File,
+}
+
+struct Writer {
+    journal: Journal,
+    hlc: Hlc,
+    next_seq: u64,
+    buf: Vec<u8>,
+}
+
+struct Cache {
+    lru: LruCache<String, Arc<Entry>>,
+    bytes: usize,
+    limit: usize,
+    /// Bumped whenever the applier publishes entries; a reader that saw a
+    /// different value before its SQLite read does not cache its result.
+    generation: u64,
+}
+
+struct Queued {
+    change: Arc<Change>,
+    entry: Arc<Entry>,
+    /// Last operation of its journal record (records are never split).
+    record_end: bool,
+}
+
+struct Queue {
+    items: VecDeque<Queued>,
+    bytes: usize,
+    applied: u64,
+    error: Option<String>,
+    shutdown: bool,
+}
+
+struct Ring {
+    changes: VecDeque<Arc<Change>>,
+    bytes: usize,
+    closed: bool,
+}
+
+struct SyncState {
+    synced: u64,
+    syncing: bool,
+    handle: Option<(Arc<dyn SyncHandle>, u64)>,
+}
+
+/// Joins the applier when the last [`Store`] clone goes.
+struct Lifetime {
+    inner: Arc<Inner>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        self.inner.queue.lock().shutdown = true;
+        self.inner.work_cv.notify_all();
+        self.inner.progress_cv.notify_all();
+        {
+            self.inner.ring.lock().closed = true;
+        }
+        self.inner.ring_cv.notify_all();
+        if let Some(h) = self.applier.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A validated operation, ready to be stamped and journaled.
+struct Prepared {
+    kind: ChangeKind,
+    id: String,
+    /// Parsed fields and their JSON text; `None` for a delete.
+    data: Option<(Map<String, Value>, Arc<str>)>,
+    /// Set for remote changes, which keep their stamp.
+    stamp: Option<Stamp>,
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| bad_dir(dir, e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let _ = f.read_to_string(&mut s);
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                pid: s.trim().parse().unwrap_or(0),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+    }
+    f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+    f.rewind().map_err(|e| StoreError::io(&path, e))?;
+    writeln!(f, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
+    Ok(f)
+}
+
+fn bad_dir(dir: &Path, e: std::io::Error) -> StoreError {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "it is not writable by this user; choose another --data-dir or fix its permissions"
+        }
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            "a file is in the way; --data-dir must be a directory"
+        }
+        _ => "check the path",
+    };
+    StoreError::BadDirectory {
+        dir: dir.to_path_buf(),
+        detail: format!("{e}; {hint}"),
+    }
+}
+
+fn to_object(value: Value) -> Result<Map<String, Value>> {
+    match value {
+        Value::Object(m) => Ok(m),
+        other => Err(DocumentError::NotAnObject {
+            found: hearth_proto::kind_of(&other),
+        }
+        .into()),
+    }
+}
+
+fn prepare(kind: ChangeKind, id: &str, data: Option<Value>, limits: &Limits) -> Result<Prepared> {
+    validate_id(id)?;
+    let data = match data {
+        None => None,
+        Some(v) => {
+            let map = to_object(v)?;
+            let text = serde_json::to_string(&map).map_err(|e| {
+                StoreError::InvalidInput(format!("document cannot be encoded: {e}"))
+            })?;
+            if text.len() > limits.max_doc_bytes {
+                return Err(DocumentError::TooLarge {
+                    len: text.len(),
+                    max: limits.max_doc_bytes,
+                }
+                .into());
+            }
+            Some((map, Arc::from(text)))
+        }
+    };
+    Ok(Prepared {
+        kind,
+        id: id.to_string(),
+        data,
+        stamp: None,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, recovering any journal
+    /// records SQLite has not applied yet.
+    ///
+    /// Fails with [`StoreError::Locked`] if another process has the
+    /// directory, [`StoreError::Corrupt`] or [`StoreError::Foreign`] for a
+    /// damaged or foreign database, and [`StoreError::BadDirectory`] if `dir`
+    /// cannot be used.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::BadDirectory {
+                dir: dir.clone(),
+                detail: "it is a file; --data-dir must be a directory".into(),
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| bad_dir(&dir, e))?;
+        let lock = lock_dir(&dir)?;
+        let journal_dir = dir.join("journal");
+        std::fs::create_dir_all(&journal_dir).map_err(|e| bad_dir(&journal_dir, e))?;
+        let db_path = dir.join("hearth.db");
+        let fsync = opts.durability == Durability::Fsync;
+        let mut conn = sql::connect(&db_path, fsync)?;
+        sql::check_and_migrate(&mut conn, &db_path)?;
+        let applied = sql::meta_get(&conn, "applied_seq")?.unwrap_or(0) as u64;
+        let replica = match sql::meta_get(&conn, "replica_id")? {
+            Some(r) => r as u64,
+            None => {
+                let r = getrandom::u64().map_err(|e| {
+                    StoreError::Internal(format!("no randomness for the replica id: {e}"))
+                })? & (i64::MAX as u64);
+                sql::meta_set(&conn, "replica_id", r as i64)?;
+                r
+            }
+        };
+        let max_hlc = sql::meta_get(&conn, "max_hlc")?.unwrap_or(0) as u64;
+
+        let (segments, records, recovery) = recover_journal(&journal_dir, applied, opts.repair)?;
+        let last_in_journal = records.last().map(|r| r.first_seq + r.ops.len() as u64 - 1);
+        let next_seq = last_in_journal.unwrap_or(applied).max(applied) + 1;
+        let journal = Journal::open(
+            &journal_dir,
+            opts.journal_io.clone(),
+            segments,
+            next_seq,
+            fsync,
+        )?;
+        let sync_handle = journal.sync_handle()?;
+
+        let inner = Arc::new(Inner {
+            dir: dir.clone(),
+            db_path: db_path.clone(),
+            journal_dir,
+            replica,
+            recovery,
+            writer: Mutex::new(Writer {
+                journal,
+                hlc: Hlc::new(replica, max_hlc),
+                next_seq,
+                buf: Vec::with_capacity(4096),
+            }),
+            overlay: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                limit: opts.cache_bytes,
+                generation: 0,
+            }),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+                applied,
+                error: None,
+                shutdown: false,
+            }),
+            work_cv: Condvar::new(),
+            progress_cv: Condvar::new(),
+            ring: Mutex::new(Ring {
+                changes: VecDeque::new(),
+                bytes: 0,
+                closed: false,
+            }),
+            ring_cv: Condvar::new(),
+            sync: Mutex::new(SyncState {
+                synced: next_seq - 1,
+                syncing: false,
+                handle: Some((sync_handle, next_seq - 1)),
+            }),
+            sync_cv: Condvar::new(),
+            readers: Mutex::new(Vec::new()),
+            acked: AtomicU64::new(next_seq - 1),
+            opts,
+            _lock: lock,
+        });
+        inner.readers.lock().push(sql::connect(&db_path, fsync)?);
+
+        // Replay what SQLite has not applied, exactly as live writes.
+        {
+            // Held so no write interleaves with the replay.
+            let mut w = inner.writer.lock();
+            let mut replayed = 0u64;
+            for rec in &records {
+                let mut staged = Vec::new();
+                for (i, op) in rec.ops.iter().enumerate() {
+                    let seq = rec.first_seq + i as u64;
+                    w.hlc.observe(op.stamp.hlc);
+                    if seq <= applied {
+                        continue;
+                    }
+                    let data = if op.data.is_empty() {
+                        None
+                    } else {
+                        let map: Map<String, Value> =
+                            serde_json::from_str(&op.data).map_err(|e| StoreError::Corrupt {
+                                path: inner.journal_dir.clone(),
+                                detail: format!(
+                                    "record {seq} holds a document that does not parse: {e}"
+                                ),
+                            })?;
+                        Some((map, op.data.clone()))
+                    };
+                    let p = Prepared {
+                        kind: op.kind,
+                        id: op.id.clone(),
+                        data,
+                        stamp: Some(op.stamp),
+                    };
+                    let (change, entry) = inner.stage(&p, op.stamp, seq, &staged, true)?;
+                    staged.push((change, entry));
+                }
+                replayed += staged.len() as u64;
+                inner.publish(staged);
+            }
+            if replayed > 0 {
+                tracing::info!(replayed, "replayed journal records not yet in SQLite");
+            }
+        }
+
+        let applier_inner = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("hearth-applier".into())
+            .spawn(move || applier_loop(applier_inner, conn))
+            .map_err(|e| StoreError::Internal(format!("cannot start the applier thread: {e}")))?;
+        let life = Arc::new(Lifetime {
+            inner: inner.clone(),
+            applier: Mutex::new(Some(handle)),
+        });
+        Ok(Store { inner, _life: life })
+    }
+
+    /// What recovery did when this store was opened.
+    pub fn recovery(&self) -> &Recovery {
+        &self.inner.recovery
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// This replica's id.
+    pub fn replica_id(&self) -> u64 {
+        self.inner.replica
+    }
+
+    /// The sequence number of the last acknowledged change.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.acked.load(Ordering::Acquire)
+    }
+
+    /// Replaces the document `id` with `data` (a JSON object). Returns the
+    /// change's sequence number once it is durable per the store's
+    /// [`Durability`].
+    pub fn put(&self, id: &str, data: Value) -> Result<u64> {
+        let p = prepare(ChangeKind::Put, id, Some(data), &self.inner.opts.limits)?;
+        self.inner
+            .commit(vec![p])
+            .map(|r| r.map_or(0, |(_, last)| last))
+    }
+
+    /// Like [`Store::put`], from JSON text (validated: an object within the
+    /// size limit).
+    pub fn put_json(&self, id: &str, json: &str) -> Result<u64> {
+        let map = hearth_proto::validate_document(json, &self.inner.opts.limits)?;
+        self.put(id, Value::Object(map))
+    }
+
+    /// Merges top-level `fields` into the document (creating it if absent); a
+    /// `null` field removes that field.
+    pub fn patch(&self, id: &str, fields: Value) -> Result<u64> {
+        let p = prepare(ChangeKind::Patch, id, Some(fields), &self.inner.opts.limits)?;
+        self.inner
+            .commit(vec![p])
+            .map(|r| r.map_or(0, |(_, last)| last))
+    }
+
+    /// Deletes the document, leaving a tombstone. Returns `None` (and writes
+    /// nothing) when there is no such document.
+    pub fn delete(&self, id: &str) -> Result<Option<u64>> {
+        validate_id(id)?;
+        if self.get(id)?.is_none() {
+            return Ok(None);
+        }
+        let p = prepare(ChangeKind::Delete, id, None, &self.inner.opts.limits)?;
+        self.inner.commit(vec![p]).map(|r| r.map(|(_, last)| last))
+    }
+
+    /// Applies all `ops` atomically: after a crash either all or none are
+    /// there. Returns the first and last sequence numbers.
+    pub fn batch(&self, ops: Vec<WriteOp>) -> Result<(u64, u64)> {
+        let limits = &self.inner.opts.limits;
+        if ops.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "a batch needs at least one operation".into(),
+            ));
+        }
+        if ops.len() > limits.max_batch_ops {
+            return Err(StoreError::InvalidInput(format!(
+                "a batch holds at most {} operations, this one has {}; split it",
+                limits.max_batch_ops,
+                ops.len()
+            )));
+        }
+        let prepared = ops
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Put { id, data } => prepare(ChangeKind::Put, &id, Some(data), limits),
+                WriteOp::Patch { id, fields } => {
+                    prepare(ChangeKind::Patch, &id, Some(fields), limits)
+                }
+                WriteOp::Delete { id } => prepare(ChangeKind::Delete, &id, None, limits),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let total: usize = prepared
+            .iter()
+            .map(|p| p.data.as_ref().map_or(0, |d| d.1.len()) + p.id.len())
+            .sum();
+        if total > journal::MAX_RECORD_BODY / 2 {
+            return Err(StoreError::InvalidInput(format!(
+                "a batch of {total} bytes is too large; split it"
+            )));
+        }
+        self.inner
+            .commit(prepared)?
+            .ok_or_else(|| StoreError::Internal("batch wrote nothing".into()))
+    }
+
+    /// Reads the document `id`; `None` when absent or deleted.
+    pub fn get(&self, id: &str) -> Result<Option<Document>> {
+        Ok(self
+            .get_with_metadata(id)?
+            .filter(|d| !d.metadata().deleted))
+    }
+
+    /// Reads the document `id` including tombstones: a deleted document is
+    /// returned with `metadata().deleted == true` and no fields.
+    pub fn get_with_metadata(&self, id: &str) -> Result<Option<Document>> {
+        validate_id(id)?;
+        Ok(self.inner.current(id)?.map(Document))
+    }
+
+    /// Lists documents in id order, filtered by prefix and `type`. The
+    /// iterator reads SQLite a page at a time, so memory stays constant for
+    /// any number of documents.
+    pub fn list(&self, opts: ListOptions) -> Result<List> {
+        self.inner.wait_applied(self.last_seq())?;
+        Ok(List {
+            store: self.clone(),
+            remaining: opts.limit.unwrap_or(usize::MAX),
+            cursor: opts.after.clone(),
+            opts,
+            buf: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// Documents whose top-level fields equal every value in `filters`, in
+    /// id order, at most `limit`, after the id `after`.
+    pub fn query(
+        &self,
+        filters: &Map<String, Value>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Document>> {
+        let limit = limit.min(self.inner.opts.limits.max_page);
+        let mut sql = String::from(
+            "SELECT id, data, state, hlc, replica, seq FROM docs WHERE data IS NOT NULL",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        use rusqlite::types::Value as V;
+        for (field, want) in filters {
+            if field.is_empty() || field.contains('"') || field.contains('\0') {
+                return Err(StoreError::InvalidInput(format!(
+                    "query field {field:?} cannot be used; field names must be non-empty without '\"'"
+                )));
+            }
+            if let (true, Value::String(s)) = (field == "type", want) {
+                sql.push_str(" AND type = ?");
+                args.push(V::Text(s.clone()));
+                continue;
+            }
+            let path = format!("$.\"{field}\"");
+            match want {
+                Value::String(s) => {
+                    sql.push_str(" AND json_type(data, ?) = 'text' AND json_extract(data, ?) = ?");
+                    args.extend([V::Text(path.clone()), V::Text(path), V::Text(s.clone())]);
+                }
+                Value::Number(n) => {
+                    sql.push_str(" AND json_type(data, ?) IN ('integer','real') AND json_extract(data, ?) = ?");
+                    args.extend([V::Text(path.clone()), V::Text(path)]);
+                    args.push(match n.as_i64() {
+                        Some(i) => V::Integer(i),
+                        None => V::Real(n.as_f64().unwrap_or(f64::NAN)),
+                    });
+                }
+                Value::Bool(b) => {
+                    sql.push_str(" AND json_type(data, ?) = ?");
+                    args.extend([
+                        V::Text(path),
+                        V::Text(if *b { "true" } else { "false" }.into()),
+                    ]);
+                }
+                Value::Null => {
+                    sql.push_str(" AND json_type(data, ?) = 'null'");
+                    args.push(V::Text(path));
+                }
+                Value::Array(_) | Value::Object(_) => {
+                    sql.push_str(" AND json_extract(data, ?) = json(?)");
+                    args.extend([V::Text(path), V::Text(want.to_string())]);
+                }
+            }
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND id > ?");
+            args.push(V::Text(a.to_string()));
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        args.push(V::Integer(limit as i64));
+        self.inner.wait_applied(self.last_seq())?;
+        self.inner.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), row_fields)?;
+            rows.map(|r| entry_from_fields(r?).map(Document)).collect()
+        })
+    }
+
+    /// Full-text search over every string value; best matches first. Words
+    /// must all match; the last word also matches as a prefix.
+    pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>> {
+        let words: Vec<&str> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "search text has no words; give at least one letter or digit".into(),
+            ));
+        }
+        let mut q = String::new();
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                q.push(' ');
+            }
+            q.push('"');
+            q.push_str(w);
+            q.push('"');
+            if i == words.len() - 1 {
+                q.push('*');
+            }
+        }
+        let limit = limit.min(self.inner.opts.limits.max_page);
+        self.inner.wait_applied(self.last_seq())?;
+        self.inner.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.id, d.data, d.state, d.hlc, d.replica, d.seq, bm25(docs_fts) AS score
+                 FROM docs_fts JOIN docs d ON d.rowid = docs_fts.rowid
+                 WHERE docs_fts MATCH ?1 AND d.data IS NOT NULL ORDER BY score LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![q, limit as i64], |r| {
+                Ok((row_fields(r)?, r.get::<_, f64>(6)?))
+            })?;
+            rows.map(|r| {
+                let (f, score) = r?;
+                Ok(Hit {
+                    doc: Document(entry_from_fields(f)?),
+                    score: -score,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// Changes with a sequence number above `after`, in order, at most
+    /// `limit`.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.inner.wait_applied(self.last_seq())?;
+        self.inner
+            .with_reader(|conn| read_changes(conn, after, limit))
+    }
+
+    /// Every change above `after`, for another replica's
+    /// [`Store::apply_remote`].
+    pub fn export_changes(&self, after: u64) -> Result<Vec<Change>> {
+        self.changes_since(after, usize::MAX)
+    }
+
+    /// Merges changes made on other replicas. Changes that alter nothing
+    /// (already known) are skipped. Atomic. Returns how many were applied.
+    pub fn apply_remote(&self, changes: &[Change]) -> Result<usize> {
+        let limits = &self.inner.opts.limits;
+        let mut prepared = Vec::with_capacity(changes.len());
+        for c in changes {
+            let data = match (&c.kind, &c.data) {
+                (ChangeKind::Delete, _) => None,
+                (_, Some(text)) => Some(Value::Object(hearth_proto::validate_document(
+                    text, limits,
+                )?)),
+                (_, None) => {
+                    return Err(StoreError::InvalidInput(format!(
+                        "remote {} of {:?} has no data",
+                        c.kind.as_str(),
+                        c.id
+                    )));
+                }
+            };
+            let mut p = prepare(c.kind, &c.id, data, limits)?;
+            p.stamp = Some(c.stamp);
+            prepared.push(p);
+        }
+        if prepared.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .inner
+            .commit(prepared)?
+            .map_or(0, |(first, last)| (last - first + 1) as usize))
+    }
+
+    /// Follows the change log from `from_seq` (the first sequence number
+    /// wanted; 0 or 1 for everything).
+    pub fn subscribe(&self, from_seq: u64) -> Subscription {
+        Subscription {
+            store: self.clone(),
+            next: from_seq.max(1),
+            buf: VecDeque::new(),
+            live: false,
+        }
+    }
+
+    /// Waits until SQLite holds every acknowledged change.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.wait_applied(self.last_seq())
+    }
+
+    /// Flushes and closes this handle. Other clones stay open.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> Result<Stats> {
+        self.flush()?;
+        let (documents, tombstones) = self.inner.with_reader(|conn| {
+            Ok(conn.query_row(
+                "SELECT count(data), count(*) - count(data) FROM docs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )?)
+        })?;
+        let (segments, journal_bytes) = {
+            let w = self.inner.writer.lock();
+            let mut bytes = 0;
+            for (_, p) in &w.journal.segments {
+                bytes += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            }
+            (w.journal.segments.len() as u64, bytes)
+        };
+        let database_bytes = ["", "-wal"]
+            .iter()
+            .map(|s| {
+                let mut p = self.inner.db_path.clone().into_os_string();
+                p.push(s);
+                std::fs::metadata(PathBuf::from(p))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum();
+        let (cache_entries, cache_bytes) = {
+            let c = self.inner.cache.lock();
+            (c.lru.len() as u64, c.bytes as u64)
+        };
+        let q = self.inner.queue.lock();
+        Ok(Stats {
+            data_dir: self.inner.dir.clone(),
+            replica_id: self.inner.replica,
+            durability: self.inner.opts.durability,
+            documents,
+            tombstones,
+            last_seq: self.last_seq(),
+            applied_seq: q.applied,
+            pending_ops: q.items.len() as u64,
+            cache_entries,
+            cache_bytes,
+            journal_segments: segments,
+            journal_bytes,
+            database_bytes,
+        })
+    }
+}
+
+type RowFields = (String, Option<String>, String, i64, i64, i64);
+
+fn row_fields(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowFields> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn entry_from_fields((id, data, state, hlc, replica, seq): RowFields) -> Result<Arc<Entry>> {
+    let row = sql::parse_row(&id, data, &state, hlc, replica, seq)?;
+    Ok(Arc::new(Entry {
+        id,
+        json: row.json.map(Arc::from),
+        state: row.state,
+        stamp: row.stamp,
+        seq: row.seq,
+    }))
+}
+
+fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, kind, hlc, replica, data FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(rusqlite::params![after as i64, limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u8>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (seq, id, kind, hlc, replica, data) = r?;
+        Ok(Change {
+            seq: seq as u64,
+            kind: ChangeKind::from_u8(kind).ok_or_else(|| {
+                StoreError::Internal(format!("change {seq} has unknown kind {kind}"))
+            })?,
+            id,
+            stamp: Stamp {
+                hlc: hlc as u64,
+                replica: replica as u64,
+            },
+            data: data.map(Arc::from),
+        })
+    })
+    .collect()
+}
+
+impl Inner {
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => sql::connect(&self.db_path, false)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock();
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// The current entry for `id` (tombstones included): overlay, cache, then
+    /// SQLite.
+    fn current(&self, id: &str) -> Result<Option<Arc<Entry>>> {
+        if let Some(e) = self.overlay.lock().get(id) {
+            return Ok(Some(e.clone()));
+        }
+        let generation = {
+            let mut c = self.cache.lock();
+            if let Some(e) = c.lru.get(id) {
+                return Ok(Some(e.clone()));
+            }
+            c.generation
+        };
+        let row = self.with_reader(|conn| sql::read_doc(conn, id))?;
+        let Some(row) = row else { return Ok(None) };
+        let entry = Arc::new(Entry {
+            id: id.to_string(),
+            json: row.json.map(Arc::from),
+            state: row.state,
+            stamp: row.stamp,
+            seq: row.seq,
+        });
+        let mut c = self.cache.lock();
+        if c.generation == generation {
+            c.insert(entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    /// Computes the entry an operation produces. `staged` holds entries made
+    /// earlier in the same record (a batch may touch an id twice).
+    fn stage(
+        &self,
+        p: &Prepared,
+        stamp: Stamp,
+        seq: u64,
+        staged: &[(Arc<Change>, Arc<Entry>)],
+        remote: bool,
+    ) -> Result<(Arc<Change>, Arc<Entry>)> {
+        let delta = DocState::from_op(p.kind, stamp, p.data.as_ref().map(|d| d.0.clone()));
+        let needs_base = remote || p.kind == ChangeKind::Patch;
+        let base = if needs_base {
+            match staged.iter().rev().find(|(_, e)| e.id == p.id) {
+                Some((_, e)) => Some(e.clone()),
+                None => self.current(&p.id)?,
+            }
+        } else {
+            None
+        };
+        let state = match &base {
+            Some(b) => b.state.merge(&delta),
+            None => delta,
+        };
+        let json: Option<Arc<str>> = if !state.exists() {
+            None
+        } else if p.kind == ChangeKind::Put && base.is_none() {
+            p.data.as_ref().map(|d| d.1.clone())
+        } else {
+            Some(Arc::from(serde_json::to_string(&state.values).map_err(
+                |e| StoreError::Internal(format!("cannot encode merged document: {e}")),
+            )?))
+        };
+        let entry_stamp = state.max_stamp().unwrap_or(stamp);
+        let entry = Arc::new(Entry {
+            id: p.id.clone(),
+            state,
+            json,
+            stamp: entry_stamp,
+            seq,
+        });
+        let change = Arc::new(Change {
+            seq,
+            id: p.id.clone(),
+            kind: p.kind,
+            stamp,
+            data: p.data.as_ref().map(|d| d.1.clone()),
+        });
+        Ok((change, entry))
+    }
+
+    /// Makes staged changes visible: overlay, applier queue, change ring.
+    /// Called with the writer lock held, in sequence order.
+    fn publish(&self, staged: Vec<(Arc<Change>, Arc<Entry>)>) {
+        let Some(last) = staged.last().map(|(c, _)| c.seq) else {
+            return;
+        };
+        {
+            let mut overlay = self.overlay.lock();
+            for (_, e) in &staged {
+                overlay.insert(e.id.clone(), e.clone());
+            }
+        }
+        {
+            let mut ring = self.ring.lock();
+            for (c, _) in &staged {
+                ring.bytes += change_weight(c);
+                ring.changes.push_back(c.clone());
+            }
+            while ring.changes.len() > self.opts.ring_capacity.max(1)
+                || (ring.bytes > 64 << 20 && ring.changes.len() > 1)
+            {
+                if let Some(c) = ring.changes.pop_front() {
+                    ring.bytes -= change_weight(&c);
+                }
+            }
+        }
+        {
+            let mut q = self.queue.lock();
+            let n = staged.len();
+            for (i, (change, entry)) in staged.into_iter().enumerate() {
+                q.bytes += entry.weight();
+                q.items.push_back(Queued {
+                    change,
+                    entry,
+                    record_end: i + 1 == n,
+                });
+            }
+        }
+        self.acked.store(last, Ordering::Release);
+        self.work_cv.notify_one();
+        self.ring_cv.notify_all();
+    }
+
+    /// The write path (docs/design.md, "Commit protocol").
+    fn commit(&self, ops: Vec<Prepared>) -> Result<Option<(u64, u64)>> {
+        self.wait_for_space()?;
+        let mut w = self.writer.lock();
+        if let Some(err) = self.queue.lock().error.clone() {
+            return Err(StoreError::Unavailable(format!(
+                "the store cannot apply writes: {err}; fix the cause (disk space, permissions) — acknowledged data is safe in the journal"
+            )));
+        }
+        let now = wall_ms();
+        let first = w.next_seq;
+        let mut staged: Vec<(Arc<Change>, Arc<Entry>)> = Vec::with_capacity(ops.len());
+        let mut record_ops = Vec::with_capacity(ops.len());
+        for p in &ops {
+            let remote = p.stamp.is_some();
+            let stamp = match p.stamp {
+                Some(s) => {
+                    w.hlc.observe(s.hlc);
+                    s
+                }
+                None => w.hlc.tick(now),
+            };
+            let seq = first + staged.len() as u64;
+            let (change, entry) = self.stage(p, stamp, seq, &staged, remote)?;
+            if remote {
+                let before = staged
+                    .iter()
+                    .rev()
+                    .find(|(_, e)| e.id == p.id)
+                    .map(|(_, e)| e.clone())
+                    .or(self.current(&p.id)?);
+                if before.is_some_and(|b| b.state == entry.state) {
+                    continue;
+                }
+            }
+            record_ops.push(RecordOp {
+                kind: p.kind,
+                stamp,
+                id: p.id.clone(),
+                data: p
+                    .data
+                    .as_ref()
+                    .map_or_else(|| Arc::from(""), |d| d.1.clone()),
+            });
+            staged.push((change, entry));
+        }
+        if staged.is_empty() {
+            return Ok(None);
+        }
+        let last = first + staged.len() as u64 - 1;
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        encode_record(&mut buf, first, &record_ops);
+        let appended = w.journal.append(&buf);
+        if buf.capacity() <= 1 << 20 {
+            w.buf = buf;
+        }
+        appended?;
+        w.next_seq = last + 1;
+        self.publish(staged);
+        if w.journal.active_len() > self.opts.segment_bytes {
+            match w.journal.rotate(last + 1) {
+                Ok(()) => {
+                    if let Ok(h) = w.journal.sync_handle() {
+                        self.sync.lock().handle = Some((h, last));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "journal rotation failed, continuing in the current segment: {e}"
+                ),
+            }
+        }
+        drop(w);
+        if self.opts.durability == Durability::Fsync {
+            self.sync_to(last)?;
+        }
+        Ok(Some((first, last)))
+    }
+
+    /// Group commit: waits until an `fdatasync` covers `seq`; the first
+    /// waiter syncs for everyone.
+    fn sync_to(&self, seq: u64) -> Result<()> {
+        let mut s = self.sync.lock();
+        loop {
+            if s.synced >= seq {
+                return Ok(());
+            }
+            if !s.syncing {
+                s.syncing = true;
+                let target = self.acked.load(Ordering::Acquire);
+                let handle = s.handle.clone();
+                drop(s);
+                let result = match &handle {
+                    Some((h, _)) => h.sync_data(),
+                    None => Ok(()),
+                };
+                s = self.sync.lock();
+                s.syncing = false;
+                self.sync_cv.notify_all();
+                match result {
+                    Ok(()) => s.synced = s.synced.max(target),
+                    Err(e) => return Err(StoreError::io(&self.journal_dir, e)),
+                }
+            } else {
+                self.sync_cv.wait(&mut s);
+            }
+        }
+    }
+
+    /// Back-pressure: waits while the applier is too far behind.
+    fn wait_for_space(&self) -> Result<()> {
+        let mut q = self.queue.lock();
+        while q.items.len() >= self.opts.max_pending_ops || q.bytes >= self.opts.max_pending_bytes {
+            if q.shutdown {
+                return Err(StoreError::Closed);
+            }
+            if let Some(err) = &q.error {
+                return Err(StoreError::Unavailable(format!(
+                    "the store cannot apply writes: {err}"
+                )));
+            }
+            self.work_cv.notify_one();
+            self.progress_cv.wait(&mut q);
+        }
+        Ok(())
+    }
+
+    /// Waits until the applier has applied `seq`.
+    fn wait_applied(&self, seq: u64) -> Result<()> {
+        let mut q = self.queue.lock();
+        while q.applied < seq {
+            if let Some(err) = &q.error {
+                return Err(StoreError::Unavailable(format!(
+                    "the store cannot apply writes: {err}; acknowledged data is safe in the journal"
+                )));
+            }
+            if q.shutdown && q.items.is_empty() {
+                return Err(StoreError::Closed);
+            }
+            self.work_cv.notify_one();
+            self.progress_cv.wait(&mut q);
+        }
+        Ok(())
+    }
+}
+
+fn change_weight(c: &Change) -> usize {
+    64 + c.id.len() + c.data.as_ref().map_or(0, |d| d.len())
+}
+
+impl Cache {
+    fn insert(&mut self, entry: Arc<Entry>) {
+        if self
+            .lru
+            .peek(&entry.id)
+            .is_some_and(|old| old.seq > entry.seq)
+        {
+            return;
+        }
+        let w = entry.weight();
+        if let Some(old) = self.lru.put(entry.id.clone(), entry) {
+            self.bytes -= old.weight();
+        }
+        self.bytes += w;
+        while self.bytes > self.limit {
+            match self.lru.pop_lru() {
+                Some((_, e)) => self.bytes -= e.weight(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// Reads and checks every journal segment (docs/design.md, "Recovery").
+type Recovered = (Vec<(u64, PathBuf)>, Vec<journal::Record>, Recovery);
+
+fn recover_journal(dir: &Path, applied: u64, repair: bool) -> Result<Recovered> {
+    let mut segments = journal::list_segments(dir)?;
+    let mut records = Vec::new();
+    let mut recovery = Recovery::default();
+    let mut i = 0;
+    while i < segments.len() {
+        let path = segments[i].1.clone();
+        let scan = journal::scan_segment(&path)?;
+        let is_last = i + 1 == segments.len();
+        let mut cut_here = false;
+        if let Some((off, why)) = &scan.bad {
+            let claimed_end = claimed_record_end(&path, *off);
+            let torn = is_last && claimed_end.is_none_or(|end| end >= scan.file_len);
+            if torn {
+                recovery.torn_tail_bytes += scan.file_len - scan.good_len;
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = off,
+                    bytes = scan.file_len - scan.good_len,
+                    "dropping a torn last journal record ({why}); it was never acknowledged"
+                );
+                truncate_or_remove(&path, scan.good_len)?;
+                if scan.good_len == 0 {
+                    segments.remove(i);
+                    continue;
+                }
+            } else if repair {
+                let aside = set_aside(&path, *off)?;
+                recovery.set_aside.push(aside);
+                cut_here = true;
+            } else {
+                let later = segments.len() - i - 1;
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!(
+                        "journal record at byte {off} is damaged ({why}) and data follows it{}; run `hearth repair --data-dir {}` to keep everything before the damage and set the rest aside",
+                        if later > 0 {
+                            format!(" (and {later} later segment(s))")
+                        } else {
+                            String::new()
+                        },
+                        dir.parent().unwrap_or(dir).display()
+                    ),
+                });
+            }
+        }
+        for rec in scan.records {
+            let expected = records
+                .last()
+                .map(|r: &journal::Record| r.first_seq + r.ops.len() as u64)
+                .unwrap_or(rec.first_seq);
+            if rec.first_seq != expected {
+                return Err(StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: format!(
+                        "journal sequence jumps from {} to {}; a segment is missing",
+                        expected.saturating_sub(1),
+                        rec.first_seq
+                    ),
+                });
+            }
+            records.push(rec);
+        }
+        if cut_here {
+            for (_, later) in segments.drain(i + 1..) {
+                let aside = later.with_extension("log.damaged");
+                std::fs::rename(&later, &aside).map_err(|e| StoreError::io(&later, e))?;
+                recovery.set_aside.push(aside);
+            }
+        }
+        i += 1;
+    }
+    if let Some(first) = records.first().filter(|r| r.first_seq > applied + 1) {
+        {
+            return Err(StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                detail: format!(
+                    "the journal starts at change {} but the database has only applied up to {applied}; changes are missing",
+                    first.first_seq
+                ),
+            });
+        }
+    }
+    recovery.replayed_ops = records
+        .iter()
+        .flat_map(|r| (0..r.ops.len() as u64).map(move |i| r.first_seq + i))
+        .filter(|s| *s > applied)
+        .count() as u64;
+    Ok((segments, records, recovery))
+}
+
+/// Where the record at `off` claims to end, if its header can be read.
+fn claimed_record_end(path: &Path, off: u64) -> Option<u64> {
+    let mut f = File::open(path).ok()?;
+    f.seek(std::io::SeekFrom::Start(off)).ok()?;
+    let mut h = [0u8; 4];
+    f.read_exact(&mut h).ok()?;
+    Some(off + journal::RECORD_HEADER_LEN as u64 + u32::from_le_bytes(h) as u64)
+}
+
+fn truncate_or_remove(path: &Path, len: u64) -> Result<()> {
+    if len == 0 {
+        std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        f.set_len(len).map_err(|e| StoreError::io(path, e))?;
+        f.sync_all().map_err(|e| StoreError::io(path, e))
+    }
+}
+
+/// Copies the bytes from `off` on into `PATH.damaged-OFF` and cuts the file.
+fn set_aside(path: &Path, off: u64) -> Result<PathBuf> {
+    let mut f = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    f.seek(std::io::SeekFrom::Start(off))
+        .map_err(|e| StoreError::io(path, e))?;
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest)
+        .map_err(|e| StoreError::io(path, e))?;
+    let aside = PathBuf::from(format!("{}.damaged-{off}", path.display()));
+    std::fs::write(&aside, &rest).map_err(|e| StoreError::io(&aside, e))?;
+    truncate_or_remove(path, off.max(journal::SEGMENT_HEADER_LEN))?;
+    Ok(aside)
+}
+
+/// The applier thread (docs/design.md, "The applier").
+fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch: Vec<(Arc<Change>, Arc<Entry>)> = {
+            let mut q = inner.queue.lock();
+            while q.items.is_empty() && !q.shutdown {
+                inner.work_cv.wait(&mut q);
+            }
+            if q.items.is_empty() {
+                return;
+            }
+            let mut out = Vec::new();
+            for item in q.items.iter() {
+                out.push((item.change.clone(), item.entry.clone()));
+                if item.record_end && out.len() >= inner.opts.apply_batch {
+                    break;
+                }
+            }
+            out
+        };
+        let result = apply_batch(&mut conn, &inner, &batch);
+        let n = batch.len();
+        match result {
+            Ok(applied) => {
+                backoff = Duration::from_millis(50);
+                {
+                    let mut c = inner.cache.lock();
+                    c.generation += 1;
+                    for (_, e) in &batch {
+                        c.insert(e.clone());
+                    }
+                }
+                {
+                    let mut overlay = inner.overlay.lock();
+                    for (_, e) in &batch {
+                        if overlay.get(&e.id).is_some_and(|cur| cur.seq == e.seq) {
+                            overlay.remove(&e.id);
+                        }
+                    }
+                }
+                {
+                    let mut q = inner.queue.lock();
+                    for _ in 0..n {
+                        if let Some(item) = q.items.pop_front() {
+                            q.bytes -= item.entry.weight();
+                        }
+                    }
+                    q.applied = applied;
+                    q.error = None;
+                }
+                inner.progress_cv.notify_all();
+                let obsolete = inner.writer.lock().journal.take_obsolete(applied);
+                for p in obsolete {
+                    if let Err(e) = std::fs::remove_file(&p) {
+                        tracing::warn!(path = %p.display(), "cannot delete an applied journal segment: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("applying journal records to SQLite failed: {e}");
+                let shutdown = {
+                    let mut q = inner.queue.lock();
+                    q.error = Some(e.to_string());
+                    q.shutdown
+                };
+                inner.progress_cv.notify_all();
+                if shutdown {
+                    return;
+                }
+                let deadline = Instant::now() + backoff;
+                let mut q = inner.queue.lock();
+                while !q.shutdown && Instant::now() < deadline {
+                    inner.work_cv.wait_until(&mut q, deadline);
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn apply_batch(
+    conn: &mut Connection,
+    inner: &Inner,
+    batch: &[(Arc<Change>, Arc<Entry>)],
+) -> Result<u64> {
+    let tx = conn.transaction()?;
+    let mut last_for_id: HashMap<&str, &Arc<Entry>> = HashMap::with_capacity(batch.len());
+    let mut max_hlc = 0;
+    for (c, e) in batch {
+        sql::write_change(&tx, c.seq, &c.id, c.kind, c.stamp, c.data.as_deref())?;
+        last_for_id.insert(&e.id, e);
+        max_hlc = max_hlc.max(c.stamp.hlc);
+    }
+    for e in last_for_id.values() {
+        sql::write_doc(&tx, &e.id, &e.state, e.json.as_deref(), e.stamp, e.seq)?;
+    }
+    let applied = batch.last().map_or(0, |(c, _)| c.seq);
+    sql::meta_set(&tx, "applied_seq", applied as i64)?;
+    let prev: i64 = sql::meta_get(&tx, "max_hlc")?.unwrap_or(0);
+    sql::meta_set(&tx, "max_hlc", prev.max(max_hlc as i64))?;
+    tx.commit()?;
+    let _ = inner;
+    Ok(applied)
+}
+
+/// An iterator over documents from [`Store::list`], a page at a time.
+pub struct List {
+    store: Store,
+    opts: ListOptions,
+    cursor: Option<String>,
+    remaining: usize,
+    buf: VecDeque<Document>,
+    done: bool,
+}
+
+impl List {
+    /// The id of the last document returned: pass it as
+    /// [`ListOptions::after`] to get the next page.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    fn fetch(&mut self) -> Result<()> {
+        let n = PAGE.min(self.remaining);
+        let prefix = self.opts.prefix.clone().unwrap_or_default();
+        let after = match &self.cursor {
+            Some(c) if c.as_str() >= prefix.as_str() => c.clone(),
+            _ => String::new(),
+        };
+        let mut sql = String::from(
+            "SELECT id, data, state, hlc, replica, seq FROM docs WHERE data IS NOT NULL AND id >= ?1 AND id > ?2",
+        );
+        let mut args = vec![prefix.clone(), after];
+        if let Some(t) = &self.opts.type_name {
+            sql.push_str(" AND type = ?3");
+            args.push(t.clone());
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {n}"));
+        let rows = self.store.inner.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), row_fields)?;
+            rows.map(|r| entry_from_fields(r?))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        if rows.len() < n {
+            self.done = true;
+        }
+        for e in rows {
+            if !e.id.starts_with(&prefix) {
+                self.done = true;
+                break;
+            }
+            self.buf.push_back(Document(e));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for List {
+    type Item = Result<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        if self.buf.is_empty()
+            && !self.done
+            && let Err(e) = self.fetch()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let doc = self.buf.pop_front()?;
+        self.remaining -= 1;
+        self.cursor = Some(doc.id().to_string());
+        Some(Ok(doc))
+    }
+}
+
+/// A blocking iterator over the change log from [`Store::subscribe`].
+pub struct Subscription {
+    store: Store,
+    next: u64,
+    buf: VecDeque<Arc<Change>>,
+    live: bool,
+}
+
+impl Subscription {
+    /// The sequence number of the next change this subscription delivers.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Waits at most `timeout` for the next event; `None` on timeout or when
+    /// the store closes.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Event>> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<Event>> {
+        let inner = self.store.inner.clone();
+        loop {
+            if let Some(c) = self.buf.pop_front() {
+                self.next = c.seq + 1;
+                return Some(Ok(Event::Change(c)));
+            }
+            let mut ring = inner.ring.lock();
+            let acked = inner.acked.load(Ordering::Acquire);
+            if self.next > acked {
+                if ring.closed {
+                    return None;
+                }
+                match deadline {
+                    Some(d) => {
+                        if inner.ring_cv.wait_until(&mut ring, d).timed_out()
+                            && self.next > inner.acked.load(Ordering::Acquire)
+                        {
+                            return None;
+                        }
+                    }
+                    None => inner.ring_cv.wait(&mut ring),
+                }
+                continue;
+            }
+            let first = ring.changes.front().map_or(acked + 1, |c| c.seq);
+            if self.next >= first {
+                let start = (self.next - first) as usize;
+                self.buf
+                    .extend(ring.changes.iter().skip(start).take(PAGE).cloned());
+                self.live = true;
+                continue;
+            }
+            drop(ring);
+            if self.live {
+                self.live = false;
+                return Some(Ok(Event::Lagged {
+                    resume_from: self.next,
+                }));
+            }
+            match self.store.changes_since(self.next - 1, PAGE) {
+                Ok(changes) => self.buf.extend(changes.into_iter().map(Arc::new)),
+                Err(e) => return Some(Err(e)),
+            }
+            if self.buf.is_empty() {
+                return Some(Err(StoreError::Internal(format!(
+                    "change {} is neither in memory nor in the change log",
+                    self.next
+                ))));
+            }
+        }
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(None)
+    }
+}

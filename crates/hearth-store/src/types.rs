@@ -1,0 +1,330 @@
+//! The store's public value types: documents, changes, options, results.
+//!
+//! Owns: the shapes callers see. Must never: hold locks or do I/O; these are
+//! plain values (documents are cheap `Arc` handles).
+
+use crate::crdt::{ChangeKind, DocState};
+use crate::hlc::Stamp;
+use crate::journal::{JournalIo, OsJournalIo};
+use hearth_proto::Limits;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How durable an acknowledged write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledged once the journal `write()` returns: survives `kill -9` of
+    /// the process at any instant, not a power loss.
+    #[default]
+    Journal,
+    /// Also `fdatasync`ed before the acknowledgement (group commit): survives
+    /// power loss.
+    Fsync,
+}
+
+/// Options for [`crate::Store::open`].
+///
+/// ```
+/// use hearth_store::{Durability, Options};
+/// let opts = Options { durability: Durability::Fsync, ..Options::default() };
+/// assert_eq!(opts.durability, Durability::Fsync);
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    /// Durability of acknowledged writes.
+    pub durability: Durability,
+    /// Document and batch limits.
+    pub limits: Limits,
+    /// Bytes of hot documents kept in memory.
+    pub cache_bytes: usize,
+    /// A journal segment is rotated past this size.
+    pub segment_bytes: u64,
+    /// Most operations the applier moves into SQLite per transaction.
+    pub apply_batch: usize,
+    /// Writers wait when this many operations are not yet applied.
+    pub max_pending_ops: usize,
+    /// Writers wait when this many bytes are not yet applied.
+    pub max_pending_bytes: usize,
+    /// Recent changes kept in memory for subscribers.
+    pub ring_capacity: usize,
+    /// On a damaged journal, keep what precedes the damage and set the rest
+    /// aside instead of refusing to open.
+    pub repair: bool,
+    /// The file layer under the journal (tests inject faults here).
+    pub journal_io: Arc<dyn JournalIo>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Journal,
+            limits: Limits::default(),
+            cache_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
+            apply_batch: 4096,
+            max_pending_ops: 200_000,
+            max_pending_bytes: 256 << 20,
+            ring_capacity: 65_536,
+            repair: false,
+            journal_io: Arc::new(OsJournalIo),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("durability", &self.durability)
+            .field("limits", &self.limits)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("repair", &self.repair)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What opening the store had to recover.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    /// Journal operations replayed because SQLite had not applied them yet.
+    pub replayed_ops: u64,
+    /// Bytes of a torn (never acknowledged) last record that were dropped.
+    pub torn_tail_bytes: u64,
+    /// Files the repair set aside (damaged journal parts).
+    pub set_aside: Vec<PathBuf>,
+}
+
+/// Per-document metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Metadata {
+    /// The stamp of the latest change.
+    pub stamp: Stamp,
+    /// The sequence number of the latest change.
+    pub seq: u64,
+    /// Milliseconds since the epoch of the latest change.
+    pub updated_at_ms: u64,
+    /// Whether the document is deleted (a tombstone).
+    pub deleted: bool,
+}
+
+/// One document's in-memory state.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) state: DocState,
+    /// JSON text of the visible document; `None` for a tombstone.
+    pub(crate) json: Option<Arc<str>>,
+    pub(crate) stamp: Stamp,
+    pub(crate) seq: u64,
+}
+
+impl Entry {
+    /// Approximate memory held, for the cache's accounting.
+    pub(crate) fn weight(&self) -> usize {
+        let json = self.json.as_ref().map_or(0, |j| j.len());
+        128 + self.id.len() * 2 + json * 2 + self.state.fields.len() * 64
+    }
+}
+
+/// A document: a cheap, immutable handle to a JSON object and its metadata.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_store::{Options, Store};
+/// use serde_json::json;
+/// let store = Store::open(dir.path(), Options::default()).unwrap();
+/// store.put("user:1", json!({"name": "Alice"})).unwrap();
+/// let doc = store.get("user:1").unwrap().unwrap();
+/// assert_eq!(doc.id(), "user:1");
+/// assert_eq!(doc.data()["name"], "Alice");
+/// assert_eq!(doc.json(), r#"{"name":"Alice"}"#);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Document(pub(crate) Arc<Entry>);
+
+impl Document {
+    /// The document id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The fields (empty for a tombstone).
+    pub fn data(&self) -> &Map<String, Value> {
+        &self.0.state.values
+    }
+
+    /// The document as a JSON value.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.state.values.clone())
+    }
+
+    /// The document's JSON text (`null` for a tombstone).
+    pub fn json(&self) -> &str {
+        self.0.json.as_deref().unwrap_or("null")
+    }
+
+    /// Stamp, sequence number, update time, deletion.
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            stamp: self.0.stamp,
+            seq: self.0.seq,
+            updated_at_ms: self.0.stamp.physical_ms(),
+            deleted: self.0.json.is_none(),
+        }
+    }
+}
+
+/// One committed change from the change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Its sequence number on this replica.
+    pub seq: u64,
+    /// The document id.
+    pub id: String,
+    /// Put, patch or delete.
+    pub kind: ChangeKind,
+    /// The stamp the write was made with (kept across replicas).
+    pub stamp: Stamp,
+    /// The JSON object text written (the whole document for a put, the fields
+    /// for a patch); `None` for a delete.
+    pub data: Option<Arc<str>>,
+}
+
+impl Change {
+    /// The written fields, parsed.
+    pub fn data_value(&self) -> Option<Value> {
+        self.data
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+    }
+
+    /// The change as a JSON object
+    /// `{"seq","id","kind","hlc","replica","data"}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "id": self.id,
+            "kind": self.kind.as_str(),
+            "hlc": self.stamp.hlc,
+            "replica": self.stamp.replica,
+            "data": self.data_value(),
+        })
+    }
+
+    /// Parses a change from the shape [`Change::to_json`] produces.
+    pub fn from_json(v: &Value) -> Option<Change> {
+        let kind = match v.get("kind")?.as_str()? {
+            "put" => ChangeKind::Put,
+            "patch" => ChangeKind::Patch,
+            "delete" => ChangeKind::Delete,
+            _ => return None,
+        };
+        let data = match v.get("data") {
+            Some(Value::Object(m)) => Some(Arc::from(serde_json::to_string(m).ok()?)),
+            _ => None,
+        };
+        Some(Change {
+            seq: v.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            id: v.get("id")?.as_str()?.to_string(),
+            kind,
+            stamp: Stamp {
+                hlc: v.get("hlc")?.as_u64()?,
+                replica: v.get("replica")?.as_u64()?,
+            },
+            data,
+        })
+    }
+}
+
+/// One write in a [`crate::Store::batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Replace a document.
+    Put {
+        /// Document id.
+        id: String,
+        /// The new document (a JSON object).
+        data: Value,
+    },
+    /// Merge top-level fields (`null` removes a field).
+    Patch {
+        /// Document id.
+        id: String,
+        /// The fields (a JSON object).
+        fields: Value,
+    },
+    /// Delete a document.
+    Delete {
+        /// Document id.
+        id: String,
+    },
+}
+
+/// Filters and paging for [`crate::Store::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only ids starting with this.
+    pub prefix: Option<String>,
+    /// Only documents whose `type` field is this string.
+    pub type_name: Option<String>,
+    /// At most this many documents.
+    pub limit: Option<usize>,
+    /// Only ids after this one (the last id of the previous page).
+    pub after: Option<String>,
+}
+
+/// A search result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The document.
+    pub doc: Document,
+    /// Relevance; higher is better.
+    pub score: f64,
+}
+
+/// An item from a change subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The next change, in sequence order.
+    Change(Arc<Change>),
+    /// The subscriber fell out of the in-memory window; changes continue
+    /// from `resume_from`, read from the change log. Nothing is skipped.
+    Lagged {
+        /// The next sequence number that will be delivered.
+        resume_from: u64,
+    },
+}
+
+/// Counters and sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// This replica's id.
+    pub replica_id: u64,
+    /// Durability mode.
+    pub durability: Durability,
+    /// Visible documents.
+    pub documents: u64,
+    /// Deleted documents kept as tombstones.
+    pub tombstones: u64,
+    /// Sequence number of the last acknowledged change.
+    pub last_seq: u64,
+    /// Sequence number of the last change applied to SQLite.
+    pub applied_seq: u64,
+    /// Operations acknowledged but not yet applied.
+    pub pending_ops: u64,
+    /// Documents in the hot cache.
+    pub cache_entries: u64,
+    /// Approximate bytes in the hot cache.
+    pub cache_bytes: u64,
+    /// Journal segment files.
+    pub journal_segments: u64,
+    /// Bytes in the journal.
+    pub journal_bytes: u64,
+    /// Bytes of the SQLite database and its WAL.
+    pub database_bytes: u64,
+}
