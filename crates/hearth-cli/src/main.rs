@@ -1,2 +1,7 @@
 //! The `hearth` binary (being written).
-fn main() {}
+
+mod bench;
+
+fn main() {
+    let _ = bench::run;
+}

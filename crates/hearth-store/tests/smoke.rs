@@ -1,3 +1,5 @@
+//! Smoke test: one pass over every store operation, then a reopen.
+
 use hearth_store::{ListOptions, Options, Store};
 use serde_json::json;
 
@@ -34,7 +36,7 @@ fn smoke() {
     assert_eq!(q.len(), 1);
     let hits = s.search("thing 42", 5).unwrap();
     assert!(!hits.is_empty(), "no hits");
-    assert_eq!(s.delete("item:0002").unwrap().is_some(), true);
+    assert!(s.delete("item:0002").unwrap().is_some());
     assert!(s.get("item:0002").unwrap().is_none());
     let st = s.stats().unwrap();
     println!("{st:?}");
