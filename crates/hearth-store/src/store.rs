@@ -370,7 +370,7 @@ impl Store {
                         data,
                         stamp: Some(op.stamp),
                     };
-                    let (change, entry) = inner.stage(&p, op.stamp, seq, &staged, true)?;
+                    let (change, entry) = inner.stage(p, op.stamp, seq, &staged, true)?;
                     staged.push((change, entry));
                 }
                 replayed += staged.len() as u64;
@@ -858,13 +858,14 @@ impl Inner {
     /// earlier in the same record (a batch may touch an id twice).
     fn stage(
         &self,
-        p: &Prepared,
+        p: Prepared,
         stamp: Stamp,
         seq: u64,
         staged: &[(Arc<Change>, Arc<Entry>)],
         remote: bool,
     ) -> Result<(Arc<Change>, Arc<Entry>)> {
-        let delta = DocState::from_op(p.kind, stamp, p.data.as_ref().map(|d| d.0.clone()));
+        let text = p.data.as_ref().map(|d| d.1.clone());
+        let delta = DocState::from_op(p.kind, stamp, p.data.map(|d| d.0));
         let needs_base = remote || p.kind == ChangeKind::Patch;
         let base = if needs_base {
             match staged.iter().rev().find(|(_, e)| e.id == p.id) {
@@ -881,26 +882,26 @@ impl Inner {
         let json: Option<Arc<str>> = if !state.exists() {
             None
         } else if p.kind == ChangeKind::Put && base.is_none() {
-            p.data.as_ref().map(|d| d.1.clone())
+            text.clone()
         } else {
             Some(Arc::from(serde_json::to_string(&state.values).map_err(
                 |e| StoreError::Internal(format!("cannot encode merged document: {e}")),
             )?))
         };
         let entry_stamp = state.max_stamp().unwrap_or(stamp);
-        let entry = Arc::new(Entry {
-            id: p.id.clone(),
-            state,
-            json,
-            stamp: entry_stamp,
-            seq,
-        });
         let change = Arc::new(Change {
             seq,
             id: p.id.clone(),
             kind: p.kind,
             stamp,
-            data: p.data.as_ref().map(|d| d.1.clone()),
+            data: text,
+        });
+        let entry = Arc::new(Entry {
+            id: p.id,
+            state,
+            json,
+            stamp: entry_stamp,
+            seq,
         });
         Ok((change, entry))
     }
@@ -918,6 +919,18 @@ impl Inner {
             }
         }
         {
+            let mut q = self.queue.lock();
+            let n = staged.len();
+            for (i, (change, entry)) in staged.iter().enumerate() {
+                q.bytes += entry.weight();
+                q.items.push_back(Queued {
+                    change: change.clone(),
+                    entry: entry.clone(),
+                    record_end: i + 1 == n,
+                });
+            }
+        }
+        {
             let mut ring = self.ring.lock();
             for (c, _) in &staged {
                 ring.bytes += change_weight(c);
@@ -930,20 +943,10 @@ impl Inner {
                     ring.bytes -= change_weight(&c);
                 }
             }
+            // Advanced under the ring lock: a subscriber checks `acked` under
+            // this lock before it waits on `ring_cv`, so it cannot miss this.
+            self.acked.store(last, Ordering::Release);
         }
-        {
-            let mut q = self.queue.lock();
-            let n = staged.len();
-            for (i, (change, entry)) in staged.into_iter().enumerate() {
-                q.bytes += entry.weight();
-                q.items.push_back(Queued {
-                    change,
-                    entry,
-                    record_end: i + 1 == n,
-                });
-            }
-        }
-        self.acked.store(last, Ordering::Release);
         self.work_cv.notify_one();
         self.ring_cv.notify_all();
     }
@@ -961,7 +964,7 @@ impl Inner {
         let first = w.next_seq;
         let mut staged: Vec<(Arc<Change>, Arc<Entry>)> = Vec::with_capacity(ops.len());
         let mut record_ops = Vec::with_capacity(ops.len());
-        for p in &ops {
+        for p in ops {
             let remote = p.stamp.is_some();
             let stamp = match p.stamp {
                 Some(s) => {
@@ -971,19 +974,7 @@ impl Inner {
                 None => w.hlc.tick(now),
             };
             let seq = first + staged.len() as u64;
-            let (change, entry) = self.stage(p, stamp, seq, &staged, remote)?;
-            if remote {
-                let before = staged
-                    .iter()
-                    .rev()
-                    .find(|(_, e)| e.id == p.id)
-                    .map(|(_, e)| e.clone())
-                    .or(self.current(&p.id)?);
-                if before.is_some_and(|b| b.state == entry.state) {
-                    continue;
-                }
-            }
-            record_ops.push(RecordOp {
+            let record_op = RecordOp {
                 kind: p.kind,
                 stamp,
                 id: p.id.clone(),
@@ -991,7 +982,20 @@ impl Inner {
                     .data
                     .as_ref()
                     .map_or_else(|| Arc::from(""), |d| d.1.clone()),
-            });
+            };
+            let before = if remote {
+                match staged.iter().rev().find(|(_, e)| e.id == p.id) {
+                    Some((_, e)) => Some(e.clone()),
+                    None => self.current(&p.id)?,
+                }
+            } else {
+                None
+            };
+            let (change, entry) = self.stage(p, stamp, seq, &staged, remote)?;
+            if before.is_some_and(|b| b.state == entry.state) {
+                continue;
+            }
+            record_ops.push(record_op);
             staged.push((change, entry));
         }
         if staged.is_empty() {
