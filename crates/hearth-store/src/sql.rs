@@ -243,30 +243,40 @@ pub(crate) fn write_doc(
     let ty = state.values.get("type").and_then(Value::as_str);
     let meta = serde_json::to_string(&state.stored_meta())
         .map_err(|e| StoreError::Internal(format!("cannot encode state: {e}")))?;
-    let rowid: i64 = conn
-        .prepare_cached(
-            "INSERT INTO docs(id, data, type, state, hlc, replica, seq, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(id) DO UPDATE SET data = excluded.data, type = excluded.type,
-               state = excluded.state, hlc = excluded.hlc, replica = excluded.replica,
-               seq = excluded.seq, updated_at = excluded.updated_at
-             RETURNING rowid",
-        )?
-        .query_row(
-            params![
-                id,
-                json,
-                ty,
-                meta,
-                stamp.hlc as i64,
-                stamp.replica as i64,
-                seq as i64,
-                stamp.physical_ms() as i64
-            ],
-            |r| r.get(0),
-        )?;
-    conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
-        .execute([rowid])?;
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT rowid FROM docs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let args = params![
+        id,
+        json,
+        ty,
+        meta,
+        stamp.hlc as i64,
+        stamp.replica as i64,
+        seq as i64,
+        stamp.physical_ms() as i64
+    ];
+    let rowid = match existing {
+        Some(rowid) => {
+            conn.prepare_cached(
+                "UPDATE docs SET data = ?2, type = ?3, state = ?4, hlc = ?5, replica = ?6,
+                   seq = ?7, updated_at = ?8 WHERE id = ?1",
+            )?
+            .execute(args)?;
+            conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
+                .execute([rowid])?;
+            rowid
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO docs(id, data, type, state, hlc, replica, seq, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(args)?;
+            conn.last_insert_rowid()
+        }
+    };
     if json.is_some() {
         let body = search_body(&state.values);
         if !body.is_empty() {
