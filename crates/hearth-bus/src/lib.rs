@@ -1,6 +1,6 @@
 //! hearth-bus: an in-process event bus with wildcard topics.
 //!
-//! Owns: topic/pattern syntax and matching ([`matches`]), the [`EventBus`]
+//! Owns: topic/pattern syntax and matching ([`matches()`]), the [`EventBus`]
 //! (on/once/off/emit, synchronous delivery, panic isolation) and the
 //! process-global bus ([`global`]). It is shared by hearth's pub/sub and its
 //! plugins. Must never: do I/O other than `tracing` logs, spawn threads,

@@ -1,4 +1,7 @@
 //! How an `EventBus` behaves, one behaviour per test.
+//!
+//! Owns: the bus's observable contract (delivery, once, off, wildcards,
+//! panics, re-entrancy, threads). Must never: sleep or depend on timing.
 
 use hearth_bus::{BusError, EventBus, global};
 use serde_json::{Value, json};

@@ -1,5 +1,8 @@
 //! Topic and pattern rules: examples, and properties checked against a
 //! simple reference matcher.
+//!
+//! Owns: the topic/pattern syntax contract. Must never: share code with the
+//! matcher under test; the reference is written independently.
 
 use hearth_bus::{
     BusError, MAX_NAME_BYTES, is_wildcard, matches, validate_pattern, validate_topic,

@@ -1,5 +1,8 @@
 //! What the bus logs: one warning per pattern over `max_listeners`, and one
 //! per panicking handler.
+//!
+//! Owns: the log contract, observed through a scoped `tracing` subscriber.
+//! Must never: install a global subscriber (other tests share the process).
 
 use hearth_bus::{BusOptions, EventBus};
 use serde_json::Value;

@@ -407,8 +407,7 @@ impl FrameHeader {
         let flags = FrameFlags::from_bits(b[5]).ok_or(FrameError::ReservedFlags { flags: b[5] })?;
         let op_code = u16::from_le_bytes([b[6], b[7]]);
         let request_id = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
-        let reserved =
-            u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]);
+        let reserved = u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]);
         if reserved != 0 {
             return Err(FrameError::ReservedNotZero { value: reserved });
         }
@@ -635,9 +634,10 @@ pub fn error_payload(body: &ErrorBody) -> Vec<u8> {
 /// assert!(decode_error_payload(b"nope").is_err());
 /// ```
 pub fn decode_error_payload(payload: &[u8]) -> Result<ErrorBody, FrameError> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| FrameError::BadErrorPayload {
-        reason: e.to_string(),
-    })?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| FrameError::BadErrorPayload {
+            reason: e.to_string(),
+        })?;
     let field = |name: &str| -> Result<&str, FrameError> {
         value
             .get(name)
@@ -1001,6 +1001,17 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Frame>();
+        assert_send_sync::<FrameDecoder>();
+        assert_send_sync::<FrameError>();
+        assert_send_sync::<FrameFlags>();
+        assert_send_sync::<FrameHeader>();
+        assert_send_sync::<FrameKind>();
+    }
+
+    #[test]
     fn the_get_example_in_the_protocol_doc_is_what_the_encoder_writes() {
         let bytes = get_user_1();
         assert_eq!(
@@ -1051,7 +1062,10 @@ pub(crate) mod tests {
         for kind in [0u8, 8, 255] {
             let mut b = header(FrameKind::Response, None).encode();
             b[4] = kind;
-            assert_eq!(FrameHeader::decode(&b), Err(FrameError::UnknownKind { kind }));
+            assert_eq!(
+                FrameHeader::decode(&b),
+                Err(FrameError::UnknownKind { kind })
+            );
         }
     }
 
@@ -1106,7 +1120,10 @@ pub(crate) mod tests {
 
     #[test]
     fn non_request_kinds_may_omit_or_echo_the_operation() {
-        for kind in FrameKind::ALL.into_iter().filter(|k| *k != FrameKind::Request) {
+        for kind in FrameKind::ALL
+            .into_iter()
+            .filter(|k| *k != FrameKind::Request)
+        {
             for op in [None, Some(Operation::Get)] {
                 let h = header(kind, op);
                 assert_eq!(FrameHeader::decode(&h.encode()), Ok(h));
@@ -1119,7 +1136,13 @@ pub(crate) mod tests {
         let mut d = FrameDecoder::with_max_frame_bytes(1000);
         assert_eq!(d.push(&977u32.to_le_bytes()), 4);
         let err = d.next_frame().unwrap_err();
-        assert_eq!(err, FrameError::TooLarge { len: 1001, max: 1000 });
+        assert_eq!(
+            err,
+            FrameError::TooLarge {
+                len: 1001,
+                max: 1000
+            }
+        );
         assert_eq!(err.code(), ErrorCode::TooLarge);
         // The error sticks and input is discarded.
         assert_eq!(d.push(&[0; 10]), 10);
@@ -1130,8 +1153,15 @@ pub(crate) mod tests {
     #[test]
     fn a_frame_exactly_at_the_limit_is_accepted() {
         let mut bytes = Vec::new();
-        encode_frame(&mut bytes, FrameKind::Response, FrameFlags::NONE, None, 1, &[7; 76])
-            .unwrap();
+        encode_frame(
+            &mut bytes,
+            FrameKind::Response,
+            FrameFlags::NONE,
+            None,
+            1,
+            &[7; 76],
+        )
+        .unwrap();
         let mut d = FrameDecoder::with_max_frame_bytes(100);
         let out = drive(&mut d, [bytes.as_slice()]);
         assert_eq!(out.len(), 1);
@@ -1174,17 +1204,31 @@ pub(crate) mod tests {
             assert_eq!(out.len(), 2, "split at {split}: {out:?}");
             assert!(matches!(
                 out[0],
-                Err(FrameError::UnknownOperation { code: 999, request_id: 77, .. })
+                Err(FrameError::UnknownOperation {
+                    code: 999,
+                    request_id: 77,
+                    ..
+                })
             ));
-            assert_eq!(out[1].as_ref().unwrap().header.operation, Some(Operation::Get));
+            assert_eq!(
+                out[1].as_ref().unwrap().header.operation,
+                Some(Operation::Get)
+            );
         }
     }
 
     #[test]
     fn the_buffer_is_given_back_after_a_large_frame() {
         let mut bytes = Vec::new();
-        encode_frame(&mut bytes, FrameKind::Response, FrameFlags::NONE, None, 1, &[1; 4 << 20])
-            .unwrap();
+        encode_frame(
+            &mut bytes,
+            FrameKind::Response,
+            FrameFlags::NONE,
+            None,
+            1,
+            &[1; 4 << 20],
+        )
+        .unwrap();
         let mut d = FrameDecoder::new();
         let out = drive(&mut d, [bytes.as_slice()]);
         assert_eq!(out.len(), 1);
@@ -1202,7 +1246,12 @@ pub(crate) mod tests {
 
     #[test]
     fn a_malformed_error_payload_is_a_bad_error_payload() {
-        for payload in [&b"not json"[..], br#"{"code":1,"message":"x"}"#, br#"{"code":"not_found"}"#, b"[]"] {
+        for payload in [
+            &b"not json"[..],
+            br#"{"code":1,"message":"x"}"#,
+            br#"{"code":"not_found"}"#,
+            b"[]",
+        ] {
             let err = decode_error_payload(payload).unwrap_err();
             assert!(matches!(err, FrameError::BadErrorPayload { .. }), "{err:?}");
             assert_eq!(err.code(), ErrorCode::InvalidInput);
@@ -1243,8 +1292,8 @@ pub(crate) mod tests {
         prop::sample::select(FrameKind::ALL.to_vec())
     }
 
-    fn arb_header_fields()
-    -> impl Strategy<Value = (FrameKind, FrameFlags, Option<Operation>, u64)> {
+    fn arb_header_fields() -> impl Strategy<Value = (FrameKind, FrameFlags, Option<Operation>, u64)>
+    {
         (
             arb_kind(),
             0u8..4,
@@ -1262,25 +1311,35 @@ pub(crate) mod tests {
     }
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
-        (arb_header_fields(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(
-            |((kind, flags, op, id), payload)| Frame::new(kind, flags, op, id, payload).unwrap(),
+        (
+            arb_header_fields(),
+            prop::collection::vec(any::<u8>(), 0..300),
         )
+            .prop_map(|((kind, flags, op, id), payload)| {
+                Frame::new(kind, flags, op, id, payload).unwrap()
+            })
     }
 
     /// A stream of valid frames, with some headers corrupted at random.
     fn arb_stream() -> impl Strategy<Value = Vec<u8>> {
-        prop::collection::vec((arb_frame(), prop::option::weighted(0.1, (0usize..24, any::<u8>()))), 0..8)
-            .prop_map(|frames| {
-                let mut out = Vec::new();
-                for (frame, corrupt) in frames {
-                    let at = out.len();
-                    frame.encode(&mut out).unwrap();
-                    if let Some((i, b)) = corrupt {
-                        out[at + i] = b;
-                    }
+        prop::collection::vec(
+            (
+                arb_frame(),
+                prop::option::weighted(0.1, (0usize..24, any::<u8>())),
+            ),
+            0..8,
+        )
+        .prop_map(|frames| {
+            let mut out = Vec::new();
+            for (frame, corrupt) in frames {
+                let at = out.len();
+                frame.encode(&mut out).unwrap();
+                if let Some((i, b)) = corrupt {
+                    out[at + i] = b;
                 }
-                out
-            })
+            }
+            out
+        })
     }
 
     fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {

@@ -1,16 +1,31 @@
 //! hearth-proto: the vocabulary every side of hearth shares.
 //!
 //! Owns: document id validation, size limits, the stable error codes and the
-//! error body that crosses process boundaries, and the list of operations.
+//! error body that crosses process boundaries, the list of operations, the
+//! frame layout with its incremental decoder, and the connection handshake
+//! (all specified in `docs/protocol.md`).
 //! Must never: do I/O, spawn threads, or read the clock. Everything here is a
 //! pure function of its arguments so that it can be tested and fuzzed alone.
 
 mod error;
+mod frame;
+mod handshake;
 mod id;
 mod limits;
 mod op;
 
 pub use error::{ErrorBody, ErrorCode};
+pub use frame::{
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PAYLOAD_BYTES, Frame, FrameDecoder, FrameError,
+    FrameFlags, FrameHeader, FrameKind, HEADER_LEN, decode_error_payload, encode_frame,
+    error_payload,
+};
+pub use handshake::{
+    CLIENT_HELLO_LEN, CLIENT_MAGIC, Capabilities, ClientHello, DEFAULT_MAX_IN_FLIGHT,
+    HandshakeError, HandshakeStatus, HelloRole, MAX_REASON_BYTES, MIN_FRAME_LIMIT,
+    MIN_PROTOCOL_VERSION, Negotiated, PROTOCOL_VERSION, SERVER_HELLO_FIXED_LEN, SERVER_MAGIC,
+    ServerHello, ServerLimits, conclude, negotiate,
+};
 pub use id::{IdError, MAX_ID_BYTES, validate_id};
 pub use limits::{DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, kind_of, validate_document};
 pub use op::Operation;
