@@ -1,7 +1,91 @@
-//! The `hearth` binary (being written).
+//! The `hearth` binary: parse the command line, run one command, exit.
+//!
+//! Owns: process setup (logging to stderr, filtered by `HEARTH_LOG`), the
+//! mapping of every failure to a message and an exit code (0 ok, 1 not found,
+//! 2 bad input, 3 store or I/O failure). Must never: panic on anything the
+//! user or the disk can cause, or exit 0 after a failure.
 
+mod args;
 mod bench;
+mod commands;
+mod error;
+mod open;
+mod output;
 
-fn main() {
-    let _ = bench::run;
+use args::Cli;
+use clap::Parser;
+use clap::error::ErrorKind;
+use error::{CliError, EXIT_BAD_INPUT};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let json = cli.global.json;
+    init_logging(json);
+    let mut out = output::Output::new(json);
+    let result = commands::run(cli, &mut out).and_then(|()| out.flush());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`hearth list | head`): not an error.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::debug!(error = ?e, "command failed");
+            output::print_error(json, &e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Reports a command-line error: clap's own text (exit 2), or a JSON error
+/// when `--json` was given; help and version print normally.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let wants_json = std::env::args_os().any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !wants_json || informational {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let message = rendered
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(rendered.trim())
+        .replace('\n', " ");
+    output::print_error(true, &CliError::input(message));
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+/// Logs to stderr, filtered by `HEARTH_LOG` (default `warn`; `off` in
+/// `--json` mode so that stderr carries only JSON).
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if json { "off" } else { "warn" };
+    let filter = match std::env::var("HEARTH_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(f) => f,
+            Err(e) => {
+                output::print_notice(
+                    json,
+                    "bad_log_filter",
+                    &format!("HEARTH_LOG={spec:?} is not a valid filter ({e}); using {default:?}"),
+                    serde_json::Value::Null,
+                );
+                EnvFilter::new(default)
+            }
+        },
+        _ => EnvFilter::new(default),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
