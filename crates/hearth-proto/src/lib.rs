@@ -27,7 +27,10 @@ pub use handshake::{
     ServerHello, ServerLimits, conclude, negotiate,
 };
 pub use id::{IdError, MAX_ID_BYTES, validate_id};
-pub use limits::{DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, kind_of, validate_document};
+pub use limits::{
+    DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, MAX_DEPTH, check_depth, kind_of,
+    validate_document,
+};
 pub use op::Operation;
 
 #[cfg(test)]

@@ -37,6 +37,35 @@ impl Default for Limits {
     }
 }
 
+/// The deepest nesting of arrays and objects a document may have (the
+/// document object itself is level 1). Deeper values are refused when
+/// written, so everything stored can be read back by any JSON parser with the
+/// usual 128-level limit.
+pub const MAX_DEPTH: usize = 100;
+
+/// Checks that `value` nests arrays and objects at most [`MAX_DEPTH`] deep,
+/// without recursion (so hostile values cannot exhaust the stack).
+///
+/// ```
+/// use hearth_proto::check_depth;
+/// assert!(check_depth(&serde_json::json!({"a": [1, {"b": 2}]})).is_ok());
+/// ```
+pub fn check_depth(value: &Value) -> Result<(), DocumentError> {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if depth > MAX_DEPTH {
+            return Err(DocumentError::TooDeep { max: MAX_DEPTH });
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
+
 /// Why a document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DocumentError {
@@ -57,6 +86,12 @@ pub enum DocumentError {
     NotAnObject {
         /// The kind of value found (`array`, `string`, …).
         found: &'static str,
+    },
+    /// Arrays and objects nest deeper than [`MAX_DEPTH`].
+    #[error("document nests arrays and objects more than {max} levels deep; flatten it")]
+    TooDeep {
+        /// The limit.
+        max: usize,
     },
     /// The document's JSON text is over the limit.
     #[error(
@@ -107,6 +142,7 @@ pub fn validate_document(text: &str, limits: &Limits) -> Result<Map<String, Valu
         column: e.column(),
         reason: strip_position(&e.to_string()),
     })?;
+    check_depth(&value)?;
     match value {
         Value::Object(map) => Ok(map),
         other => Err(DocumentError::NotAnObject {

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// Another argument is not valid.
     #[error("{0}")]
     InvalidInput(String),
+    /// A batch or request is over a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Another process (or this one) holds the data directory.
     #[error(
         "data directory {dir} is in use by process {pid}; stop that process or use another --data-dir"
@@ -88,11 +91,25 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::InvalidId(_) | StoreError::InvalidInput(_) => ErrorCode::InvalidInput,
+            StoreError::TooLarge(_) => ErrorCode::TooLarge,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                ErrorCode::Corrupt
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                ErrorCode::StorageFull
+            }
             StoreError::InvalidDocument(DocumentError::TooLarge { .. }) => ErrorCode::TooLarge,
             StoreError::InvalidDocument(_) => ErrorCode::InvalidInput,
             StoreError::Locked { .. } => ErrorCode::Locked,
             StoreError::Corrupt { .. } | StoreError::Foreign { .. } => ErrorCode::Corrupt,
-            StoreError::BadDirectory { .. } => ErrorCode::InvalidInput,
+            StoreError::BadDirectory { .. } => ErrorCode::Unavailable,
             StoreError::StorageFull { .. } => ErrorCode::StorageFull,
             StoreError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::PermissionDenied =>

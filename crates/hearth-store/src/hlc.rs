@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest clock value accepted from another replica: 2^62 (the year
+/// ~4200), far above any real clock and safely inside SQLite's i64.
+pub(crate) const MAX_HLC: u64 = 1 << 62;
+
 /// Bits of an hlc value that hold the logical counter.
 const COUNTER_BITS: u32 = 16;
 #[cfg(test)]
@@ -59,7 +63,9 @@ impl Hlc {
         self.last = if wall > self.last {
             wall
         } else {
-            self.last + 1
+            // Remote stamps are bounded by `MAX_HLC` (apply_remote refuses
+            // larger ones), so this saturating add never actually saturates.
+            self.last.saturating_add(1)
         };
         Stamp {
             hlc: self.last,

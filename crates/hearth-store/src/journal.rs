@@ -449,6 +449,11 @@ impl Journal {
         Ok(())
     }
 
+    /// Whether [`Journal::take_obsolete`] would return anything.
+    pub(crate) fn has_obsolete(&self, applied: u64) -> bool {
+        self.segments.len() > 1 && self.segments[1].0 <= applied + 1
+    }
+
     /// Segments other than the active one whose records are all ≤ `applied`.
     pub(crate) fn take_obsolete(&mut self, applied: u64) -> Vec<PathBuf> {
         let mut out = Vec::new();

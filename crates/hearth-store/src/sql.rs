@@ -76,24 +76,69 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(e)
 }
 
-/// Opens a connection with hearth's pragmas.
-pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection> {
+fn open_raw(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| classify(path, e))?;
-    let sync = if full_sync { "FULL" } else { "NORMAL" };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA wal_autocheckpoint=4000; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
-    ))
-    .map_err(|e| classify(path, e))?;
     Ok(conn)
 }
 
-/// Checks the file is hearth's (or new), then brings the schema up to date.
-pub(crate) fn check_and_migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4000; PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;",
+    )
+    .map_err(|e| classify(path, e))
+}
+
+/// Opens another connection to a database `open_primary` has checked.
+pub(crate) fn connect(path: &Path) -> Result<Connection> {
+    let conn = open_raw(path)?;
+    configure(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens the database for the store: checks that it is hearth's (or new)
+/// *before* changing anything in it, then sets WAL mode and migrates.
+pub(crate) fn open_primary(path: &Path) -> Result<Connection> {
+    let mut conn = open_raw(path)?;
+    check(&conn, path)?;
+    configure(&conn, path)?;
+    migrate(&mut conn, path)?;
+    probe(&conn, path)?;
+    Ok(conn)
+}
+
+/// Reads the first and last row of every table, touching each table's root
+/// and edge pages: a cheap stand-in for `PRAGMA quick_check`, whose cost
+/// grows with the database and would be paid by every open.
+fn probe(conn: &Connection, path: &Path) -> Result<()> {
+    for sql in [
+        "SELECT count(*) FROM meta",
+        "SELECT rowid FROM docs ORDER BY rowid DESC LIMIT 1",
+        "SELECT id FROM docs ORDER BY id LIMIT 1",
+        "SELECT seq FROM changes ORDER BY seq DESC LIMIT 1",
+        "SELECT rowid FROM docs_fts LIMIT 1",
+    ] {
+        let mut stmt = conn.prepare(sql).map_err(|e| classify(path, e))?;
+        let mut rows = stmt.query([]).map_err(|e| classify(path, e))?;
+        while rows.next().map_err(|e| classify(path, e))?.is_some() {}
+    }
+    Ok(())
+}
+
+/// Makes everything committed durable in the main database file (used in
+/// fsync mode before journal segments are deleted). Returns false if readers
+/// kept the checkpoint from completing.
+pub(crate) fn checkpoint(conn: &Connection) -> Result<bool> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get(0))?;
+    Ok(busy == 0)
+}
+
+/// Refuses files that are not hearth's. Reads only.
+fn check(conn: &Connection, path: &Path) -> Result<()> {
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| classify(path, e))?;
@@ -116,17 +161,14 @@ pub(crate) fn check_and_migrate(conn: &mut Connection, path: &Path) -> Result<()
             ),
         ));
     }
-    if tables > 0 {
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| classify(path, e))?;
-        if check != "ok" {
-            return Err(corrupt(
-                path,
-                format!("integrity check failed: {check}; restore it from a backup"),
-            ));
-        }
-    }
+    Ok(())
+}
+
+/// Brings the schema up to date, one transaction per migration.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
     for v in version..SCHEMA_VERSION {
         let tx = conn.transaction().map_err(|e| classify(path, e))?;
         tx.execute_batch(MIGRATIONS[v as usize])

@@ -184,9 +184,12 @@ fn lock_dir(dir: &Path) -> Result<File> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
     }
-    f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+    // One fixed-width write, so a reader never sees an empty or partial pid.
     f.rewind().map_err(|e| StoreError::io(&path, e))?;
-    writeln!(f, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
+    let pid = format!("{:<20}\n", std::process::id());
+    f.write_all(pid.as_bytes())
+        .map_err(|e| StoreError::io(&path, e))?;
+    f.set_len(21).map_err(|e| StoreError::io(&path, e))?;
     Ok(f)
 }
 
@@ -221,6 +224,7 @@ fn prepare(kind: ChangeKind, id: &str, data: Option<Value>, limits: &Limits) -> 
     let data = match data {
         None => None,
         Some(v) => {
+            hearth_proto::check_depth(&v)?;
             let map = to_object(v)?;
             let text = serde_json::to_string(&map).map_err(|e| {
                 StoreError::InvalidInput(format!("document cannot be encoded: {e}"))
@@ -253,6 +257,21 @@ impl Store {
     /// cannot be used.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        for (name, v) in [
+            ("max_pending_ops", opts.max_pending_ops),
+            ("max_pending_bytes", opts.max_pending_bytes),
+            ("apply_batch", opts.apply_batch),
+            ("ring_capacity", opts.ring_capacity),
+            ("max_doc_bytes", opts.limits.max_doc_bytes),
+            ("max_batch_ops", opts.limits.max_batch_ops),
+            ("max_page", opts.limits.max_page),
+        ] {
+            if v == 0 {
+                return Err(StoreError::InvalidInput(format!(
+                    "option {name} is 0; it must be at least 1"
+                )));
+            }
+        }
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::BadDirectory {
                 dir: dir.clone(),
@@ -261,12 +280,11 @@ impl Store {
         }
         std::fs::create_dir_all(&dir).map_err(|e| bad_dir(&dir, e))?;
         let lock = lock_dir(&dir)?;
-        let journal_dir = dir.join("journal");
-        std::fs::create_dir_all(&journal_dir).map_err(|e| bad_dir(&journal_dir, e))?;
         let db_path = dir.join("hearth.db");
         let fsync = opts.durability == Durability::Fsync;
-        let mut conn = sql::connect(&db_path, fsync)?;
-        sql::check_and_migrate(&mut conn, &db_path)?;
+        let conn = sql::open_primary(&db_path)?;
+        let journal_dir = dir.join("journal");
+        std::fs::create_dir_all(&journal_dir).map_err(|e| bad_dir(&journal_dir, e))?;
         let applied = sql::meta_get(&conn, "applied_seq")?.unwrap_or(0) as u64;
         let replica = match sql::meta_get(&conn, "replica_id")? {
             Some(r) => r as u64,
@@ -337,7 +355,7 @@ impl Store {
             opts,
             _lock: lock,
         });
-        inner.readers.lock().push(sql::connect(&db_path, fsync)?);
+        inner.readers.lock().push(sql::connect(&db_path)?);
 
         // Replay what SQLite has not applied, exactly as live writes.
         {
@@ -460,7 +478,7 @@ impl Store {
             ));
         }
         if ops.len() > limits.max_batch_ops {
-            return Err(StoreError::InvalidInput(format!(
+            return Err(StoreError::TooLarge(format!(
                 "a batch holds at most {} operations, this one has {}; split it",
                 limits.max_batch_ops,
                 ops.len()
@@ -481,7 +499,7 @@ impl Store {
             .map(|p| p.data.as_ref().map_or(0, |d| d.1.len()) + p.id.len())
             .sum();
         if total > journal::MAX_RECORD_BODY / 2 {
-            return Err(StoreError::InvalidInput(format!(
+            return Err(StoreError::TooLarge(format!(
                 "a batch of {total} bytes is too large; split it"
             )));
         }
@@ -534,9 +552,9 @@ impl Store {
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         use rusqlite::types::Value as V;
         for (field, want) in filters {
-            if field.is_empty() || field.contains('"') || field.contains('\0') {
+            if field.is_empty() || field.contains(['"', '\\', '\0']) {
                 return Err(StoreError::InvalidInput(format!(
-                    "query field {field:?} cannot be used; field names must be non-empty without '\"'"
+                    "query field {field:?} cannot be used; field names must be non-empty without '\"' or '\\'"
                 )));
             }
             if let (true, Value::String(s)) = (field == "type", want) {
@@ -550,8 +568,18 @@ impl Store {
                     sql.push_str(" AND json_type(data, ?) = 'text' AND json_extract(data, ?) = ?");
                     args.extend([V::Text(path.clone()), V::Text(path), V::Text(s.clone())]);
                 }
+                Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_some() => {
+                    // Beyond SQLite's integers: compare the number's JSON text
+                    // (`->` returns it as written), so the match is exact.
+                    sql.push_str(
+                        " AND json_type(data, ?) IN ('integer','real') AND (data -> ?) = ?",
+                    );
+                    args.extend([V::Text(path.clone()), V::Text(path), V::Text(n.to_string())]);
+                }
                 Value::Number(n) => {
-                    sql.push_str(" AND json_type(data, ?) IN ('integer','real') AND json_extract(data, ?) = ?");
+                    sql.push_str(
+                        " AND json_type(data, ?) IN ('integer','real') AND json_extract(data, ?) = ?",
+                    );
                     args.extend([V::Text(path.clone()), V::Text(path)]);
                     args.push(match n.as_i64() {
                         Some(i) => V::Integer(i),
@@ -570,8 +598,14 @@ impl Store {
                     args.push(V::Text(path));
                 }
                 Value::Array(_) | Value::Object(_) => {
-                    sql.push_str(" AND json_extract(data, ?) = json(?)");
-                    args.extend([V::Text(path), V::Text(want.to_string())]);
+                    let kind = if want.is_array() { "array" } else { "object" };
+                    sql.push_str(" AND json_type(data, ?) = ? AND json_extract(data, ?) = json(?)");
+                    args.extend([
+                        V::Text(path.clone()),
+                        V::Text(kind.into()),
+                        V::Text(path),
+                        V::Text(want.to_string()),
+                    ]);
                 }
             }
         }
@@ -655,6 +689,12 @@ impl Store {
         let limits = &self.inner.opts.limits;
         let mut prepared = Vec::with_capacity(changes.len());
         for c in changes {
+            if c.stamp.hlc > crate::hlc::MAX_HLC {
+                return Err(StoreError::InvalidInput(format!(
+                    "remote change to {:?} has clock {} beyond any real time; refusing it",
+                    c.id, c.stamp.hlc
+                )));
+            }
             let data = match (&c.kind, &c.data) {
                 (ChangeKind::Delete, _) => None,
                 (_, Some(text)) => Some(Value::Object(hearth_proto::validate_document(
@@ -815,7 +855,7 @@ impl Inner {
         let conn = self.readers.lock().pop();
         let conn = match conn {
             Some(c) => c,
-            None => sql::connect(&self.db_path, false)?,
+            None => sql::connect(&self.db_path)?,
         };
         let out = f(&conn);
         let mut pool = self.readers.lock();
@@ -1140,7 +1180,9 @@ fn recover_journal(dir: &Path, applied: u64, repair: bool) -> Result<Recovered> 
         let mut cut_here = false;
         if let Some((off, why)) = &scan.bad {
             let claimed_end = claimed_record_end(&path, *off);
-            let torn = is_last && claimed_end.is_none_or(|end| end >= scan.file_len);
+            let torn = is_last
+                && claimed_end.is_none_or(|end| end >= scan.file_len)
+                && !valid_record_after(&path, *off);
             if torn {
                 recovery.torn_tail_bytes += scan.file_len - scan.good_len;
                 tracing::warn!(
@@ -1217,6 +1259,17 @@ fn recover_journal(dir: &Path, applied: u64, repair: bool) -> Result<Recovered> 
         .filter(|s| *s > applied)
         .count() as u64;
     Ok((segments, records, recovery))
+}
+
+/// Whether any intact record starts after offset `off`: then the bad record
+/// at `off` is damage in the middle (e.g. a flipped bit in a length), not a
+/// torn tail, and the records after it were acknowledged.
+fn valid_record_after(path: &Path, off: u64) -> bool {
+    let Ok(buf) = std::fs::read(path) else {
+        return true;
+    };
+    let start = (off as usize).saturating_add(1);
+    (start..buf.len()).any(|o| journal::decode_record(&buf[o..]).is_ok())
 }
 
 /// Where the record at `off` claims to end, if its header can be read.
@@ -1307,7 +1360,24 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                     q.error = None;
                 }
                 inner.progress_cv.notify_all();
-                let obsolete = inner.writer.lock().journal.take_obsolete(applied);
+                // Invariant D: in fsync mode SQLite must be on disk before the
+                // journal records it holds are deleted.
+                let durable = inner.opts.durability == Durability::Journal
+                    || !inner.writer.lock().journal.has_obsolete(applied)
+                    || match sql::checkpoint(&conn) {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::warn!(
+                                "checkpoint before deleting journal segments failed: {e}"
+                            );
+                            false
+                        }
+                    };
+                let obsolete = if durable {
+                    inner.writer.lock().journal.take_obsolete(applied)
+                } else {
+                    Vec::new()
+                };
                 for p in obsolete {
                     if let Err(e) = std::fs::remove_file(&p) {
                         tracing::warn!(path = %p.display(), "cannot delete an applied journal segment: {e}");
@@ -1381,16 +1451,18 @@ impl List {
     fn fetch(&mut self) -> Result<()> {
         let n = PAGE.min(self.remaining);
         let prefix = self.opts.prefix.clone().unwrap_or_default();
-        let after = match &self.cursor {
-            Some(c) if c.as_str() >= prefix.as_str() => c.clone(),
-            _ => String::new(),
+        // One lower bound only, so SQLite seeks straight to it: a cursor past
+        // the prefix start continues after the cursor, else from the prefix.
+        let (op, bound) = match &self.cursor {
+            Some(c) if c.as_str() >= prefix.as_str() => (">", c.clone()),
+            _ => (">=", prefix.clone()),
         };
-        let mut sql = String::from(
-            "SELECT id, data, state, hlc, replica, seq FROM docs WHERE data IS NOT NULL AND id >= ?1 AND id > ?2",
+        let mut sql = format!(
+            "SELECT id, data, state, hlc, replica, seq FROM docs WHERE data IS NOT NULL AND id {op} ?1"
         );
-        let mut args = vec![prefix.clone(), after];
+        let mut args = vec![bound];
         if let Some(t) = &self.opts.type_name {
-            sql.push_str(" AND type = ?3");
+            sql.push_str(" AND type = ?2");
             args.push(t.clone());
         }
         sql.push_str(&format!(" ORDER BY id LIMIT {n}"));

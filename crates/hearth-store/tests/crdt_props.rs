@@ -432,7 +432,6 @@ fn a_remote_change_with_a_clock_far_in_the_future_is_not_overtaken_by_later_loca
 }
 
 #[test]
-#[ignore = "store bug: a remote stamp with hlc = u64::MAX is accepted; the next local write overflows the clock (panic in debug, stamp wraps to 0 in release)"]
 fn a_remote_change_with_the_largest_possible_clock_does_not_stop_local_writes() {
     let (_d, a, _b) = pair();
     let change = Change {
