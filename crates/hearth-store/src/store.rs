@@ -118,6 +118,8 @@ struct Queue {
     applied: u64,
     error: Option<String>,
     shutdown: bool,
+    /// The applier is asleep on `work_cv`: only then does a writer wake it.
+    applier_idle: bool,
 }
 
 struct Ring {
@@ -322,7 +324,9 @@ impl Store {
                 next_seq,
                 buf: Vec::with_capacity(4096),
             }),
-            overlay: Mutex::new(HashMap::new()),
+            // Pre-sized so the writer lock is never held across a rehash
+            // while the overlay grows towards its usual size.
+            overlay: Mutex::new(HashMap::with_capacity(opts.max_pending_ops.min(1 << 16))),
             cache: Mutex::new(Cache {
                 lru: LruCache::unbounded(),
                 bytes: 0,
@@ -335,6 +339,7 @@ impl Store {
                 applied,
                 error: None,
                 shutdown: false,
+                applier_idle: false,
             }),
             work_cv: Condvar::new(),
             progress_cv: Condvar::new(),
@@ -958,7 +963,7 @@ impl Inner {
                 overlay.insert(e.id.clone(), e.clone());
             }
         }
-        {
+        let wake_applier = {
             let mut q = self.queue.lock();
             let n = staged.len();
             for (i, (change, entry)) in staged.iter().enumerate() {
@@ -969,7 +974,8 @@ impl Inner {
                     record_end: i + 1 == n,
                 });
             }
-        }
+            q.applier_idle
+        };
         {
             let mut ring = self.ring.lock();
             for (c, _) in &staged {
@@ -987,7 +993,9 @@ impl Inner {
             // this lock before it waits on `ring_cv`, so it cannot miss this.
             self.acked.store(last, Ordering::Release);
         }
-        self.work_cv.notify_one();
+        if wake_applier {
+            self.work_cv.notify_one();
+        }
         self.ring_cv.notify_all();
     }
 
@@ -1315,8 +1323,10 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
         let batch: Vec<(Arc<Change>, Arc<Entry>)> = {
             let mut q = inner.queue.lock();
             while q.items.is_empty() && !q.shutdown {
+                q.applier_idle = true;
                 inner.work_cv.wait(&mut q);
             }
+            q.applier_idle = false;
             if q.items.is_empty() {
                 return;
             }
