@@ -29,6 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How long the applier waits for a fuller batch when few writes are queued
+/// and nobody waits for it (docs/design.md, "The applier").
+const APPLY_LINGER: Duration = Duration::from_millis(2);
+/// Queued operations that make the applier start at once.
+const APPLY_LINGER_OPS: usize = 256;
+
 /// Rows fetched per page by list iterators and subscribers catching up.
 const PAGE: usize = 256;
 
@@ -120,6 +126,10 @@ struct Queue {
     shutdown: bool,
     /// The applier is asleep on `work_cv`: only then does a writer wake it.
     applier_idle: bool,
+    /// Callers blocked until the applier makes progress (readers waiting for
+    /// their writes to be applied, writers held by back-pressure). While any
+    /// wait, the applier does not linger for a fuller batch.
+    waiters: usize,
 }
 
 struct Ring {
@@ -340,6 +350,7 @@ impl Store {
                 error: None,
                 shutdown: false,
                 applier_idle: false,
+                waiters: 0,
             }),
             work_cv: Condvar::new(),
             progress_cv: Condvar::new(),
@@ -1112,6 +1123,13 @@ impl Inner {
     /// Back-pressure: waits while the applier is too far behind.
     fn wait_for_space(&self) -> Result<()> {
         let mut q = self.queue.lock();
+        q.waiters += 1;
+        let result = self.wait_for_space_locked(&mut q);
+        q.waiters -= 1;
+        result
+    }
+
+    fn wait_for_space_locked(&self, q: &mut parking_lot::MutexGuard<'_, Queue>) -> Result<()> {
         while q.items.len() >= self.opts.max_pending_ops || q.bytes >= self.opts.max_pending_bytes {
             if q.shutdown {
                 return Err(StoreError::Closed);
@@ -1122,7 +1140,7 @@ impl Inner {
                 )));
             }
             self.work_cv.notify_one();
-            self.progress_cv.wait(&mut q);
+            self.progress_cv.wait(q);
         }
         Ok(())
     }
@@ -1130,6 +1148,20 @@ impl Inner {
     /// Waits until the applier has applied `seq`.
     fn wait_applied(&self, seq: u64) -> Result<()> {
         let mut q = self.queue.lock();
+        if q.applied >= seq {
+            return Ok(());
+        }
+        q.waiters += 1;
+        let result = self.wait_applied_locked(&mut q, seq);
+        q.waiters -= 1;
+        result
+    }
+
+    fn wait_applied_locked(
+        &self,
+        q: &mut parking_lot::MutexGuard<'_, Queue>,
+        seq: u64,
+    ) -> Result<()> {
         while q.applied < seq {
             if let Some(err) = &q.error {
                 return Err(StoreError::Unavailable(format!(
@@ -1140,7 +1172,7 @@ impl Inner {
                 return Err(StoreError::Closed);
             }
             self.work_cv.notify_one();
-            self.progress_cv.wait(&mut q);
+            self.progress_cv.wait(q);
         }
         Ok(())
     }
@@ -1327,6 +1359,14 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                 inner.work_cv.wait(&mut q);
             }
             q.applier_idle = false;
+            // Coalesce a trickle of writes into one transaction: wait a
+            // little for more unless somebody is waiting on the applier.
+            let deadline = Instant::now() + APPLY_LINGER;
+            while q.items.len() < APPLY_LINGER_OPS
+                && q.waiters == 0
+                && !q.shutdown
+                && !inner.work_cv.wait_until(&mut q, deadline).timed_out()
+            {}
             if q.items.is_empty() {
                 return;
             }
