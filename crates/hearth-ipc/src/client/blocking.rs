@@ -1,0 +1,324 @@
+//! The blocking client: the API PluresDB-IPC users expect (`connect`, `put`,
+//! `get`, …), each call waiting on the calling thread.
+//!
+//! Owns: running the async client's futures to completion on the calling
+//! thread while a background runtime drives the connection. Must never:
+//! panic when called from inside an async runtime, or hold the calling
+//! thread past a call's deadline.
+
+use super::{AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream};
+use crate::error::IpcError;
+use crate::rt::{block_on, client_runtime};
+use crate::types::{Change, ConnectOptions, Document, Hit, Page, Subscription, TopicEvent};
+use hearth_store::{ListOptions, WriteOp};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// A blocking client. Cheap to clone; clones share the connection and may
+/// be used from many threads at once (their calls are pipelined).
+///
+/// ```no_run
+/// use hearth_ipc::{Client, Subscription};
+/// use serde_json::json;
+/// let client = Client::connect("my-app")?;
+/// client.put("user:1", json!({"name": "Alice"}))?;
+/// let doc = client.get("user:1")?;
+/// assert_eq!(doc.unwrap()["name"], "Alice");
+/// let reply = client.call("one-core:login", json!({"username": "a", "password": "b"}))?;
+/// for change in client.subscribe(Subscription::prefix("user:").from_seq(0))? {
+///     let change = change?;
+///     println!("{} {}", change.seq, change.id);
+/// #   break;
+/// }
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: AsyncClient,
+    handle: Handle,
+}
+
+impl Client {
+    /// Connects to the server on channel `name` with default options (30 s
+    /// per call). Fails at once with [`IpcError::ChannelNotFound`] when no
+    /// server runs there.
+    pub fn connect(name: &str) -> Result<Client, IpcError> {
+        Client::connect_with(ConnectOptions::new(name))
+    }
+
+    /// Connects with options.
+    pub fn connect_with(options: ConnectOptions) -> Result<Client, IpcError> {
+        let handle = client_runtime()?;
+        let inner = block_on(&handle, AsyncClient::connect_with(options))?;
+        Ok(Client { inner, handle })
+    }
+
+    pub(crate) fn from_async(inner: AsyncClient, handle: Handle) -> Client {
+        Client { inner, handle }
+    }
+
+    fn run<F: std::future::Future>(&self, fut: F) -> F::Output {
+        block_on(&self.handle, fut)
+    }
+
+    /// The async client underneath (same connection).
+    pub fn as_async(&self) -> &AsyncClient {
+        &self.inner
+    }
+
+    /// The same client with another per-call timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            inner: self.inner.with_timeout(timeout),
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// What the current connection's handshake agreed; see
+    /// [`AsyncClient::link_info`].
+    pub fn link_info(&self) -> Option<crate::transport::LinkInfo> {
+        self.inner.link_info()
+    }
+
+    /// Checks the server answers.
+    pub fn ping(&self) -> Result<(), IpcError> {
+        self.run(self.inner.ping())
+    }
+
+    /// See [`AsyncClient::put`].
+    pub fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
+        self.run(self.inner.put(id, data))
+    }
+
+    /// See [`AsyncClient::patch`].
+    pub fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
+        self.run(self.inner.patch(id, fields))
+    }
+
+    /// See [`AsyncClient::get`].
+    pub fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
+        self.run(self.inner.get(id))
+    }
+
+    /// See [`AsyncClient::get_with_metadata`].
+    pub fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
+        self.run(self.inner.get_with_metadata(id))
+    }
+
+    /// See [`AsyncClient::delete`].
+    pub fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
+        self.run(self.inner.delete(id))
+    }
+
+    /// See [`AsyncClient::list`].
+    pub fn list(&self, options: ListOptions) -> Result<Page, IpcError> {
+        self.run(self.inner.list(options))
+    }
+
+    /// See [`AsyncClient::list_stream`].
+    pub fn list_stream(&self, options: ListOptions) -> Result<DocStream, IpcError> {
+        let inner = self.run(self.inner.list_stream(options))?;
+        Ok(DocStream {
+            inner,
+            handle: self.handle.clone(),
+        })
+    }
+
+    /// See [`AsyncClient::query`].
+    pub fn query(
+        &self,
+        filter: Value,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<Page, IpcError> {
+        self.run(self.inner.query(filter, limit, after))
+    }
+
+    /// See [`AsyncClient::search`].
+    pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, IpcError> {
+        self.run(self.inner.search(text, limit))
+    }
+
+    /// See [`AsyncClient::batch`].
+    pub fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
+        self.run(self.inner.batch(writes))
+    }
+
+    /// See [`AsyncClient::stats`].
+    pub fn stats(&self) -> Result<Value, IpcError> {
+        self.run(self.inner.stats())
+    }
+
+    /// See [`AsyncClient::changes_since`].
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, IpcError> {
+        self.run(self.inner.changes_since(after, limit))
+    }
+
+    /// See [`AsyncClient::call`].
+    pub fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
+        self.run(self.inner.call(name, payload))
+    }
+
+    /// See [`AsyncClient::call_as`].
+    pub fn call_as<T: DeserializeOwned>(&self, name: &str, payload: Value) -> Result<T, IpcError> {
+        self.run(self.inner.call_as(name, payload))
+    }
+
+    /// See [`AsyncClient::publish`].
+    pub fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
+        self.run(self.inner.publish(topic, payload))
+    }
+
+    /// See [`AsyncClient::subscribe`]. The returned iterator blocks for the
+    /// next change and never ends by itself; it yields an error only when
+    /// resuming failed for the client's resume timeout.
+    pub fn subscribe(&self, subscription: Subscription) -> Result<ChangeStream, IpcError> {
+        let inner = self.run(self.inner.subscribe(subscription))?;
+        Ok(ChangeStream {
+            inner,
+            handle: self.handle.clone(),
+        })
+    }
+
+    /// See [`AsyncClient::subscribe_topic`].
+    pub fn subscribe_topic(&self, pattern: &str) -> Result<TopicStream, IpcError> {
+        let inner = self.run(self.inner.subscribe_topic(pattern))?;
+        Ok(TopicStream {
+            inner,
+            handle: self.handle.clone(),
+        })
+    }
+}
+
+/// Blocking iterator over a change subscription; see [`AsyncChangeStream`].
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_ipc::{Server, Subscription};
+/// use serde_json::json;
+/// let server = Server::builder().data_dir(dir.path()).start()?;
+/// let client = server.connect_in_process()?;
+/// client.put("user:1", json!({"n": 1}))?;
+/// client.put("order:1", json!({"n": 2}))?;
+/// let mut changes = client.subscribe(Subscription::prefix("user:").from_seq(0))?;
+/// let first = changes.next().unwrap()?;
+/// assert_eq!((first.id.as_str(), first.data), ("user:1", Some(json!({"n": 1}))));
+/// assert!(changes.next_timeout(std::time::Duration::from_millis(1))?.is_none());
+/// # server.shutdown()?;
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[derive(Debug)]
+pub struct ChangeStream {
+    inner: AsyncChangeStream,
+    handle: Handle,
+}
+
+impl ChangeStream {
+    /// The next change, or `Ok(None)` if none arrives within `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Change>, IpcError> {
+        block_on(&self.handle, self.inner.next_timeout(timeout))
+    }
+
+    /// The sequence number of the next change to be handed out.
+    pub fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    /// How many times the stream subscribed again.
+    pub fn resumes(&self) -> u64 {
+        self.inner.resumes()
+    }
+}
+
+impl Iterator for ChangeStream {
+    type Item = Result<Change, IpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(block_on(&self.handle, self.inner.next()))
+    }
+}
+
+/// Blocking iterator over a topic subscription; see [`AsyncTopicStream`].
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_ipc::Server;
+/// use serde_json::json;
+/// let server = Server::builder().data_dir(dir.path()).start()?;
+/// let client = server.connect_in_process()?;
+/// let mut events = client.subscribe_topic("one-core:event:*")?;
+/// client.publish("one-core:event:objectCreated", json!({"hash": "h1"}))?;
+/// let event = events.next().unwrap()?;
+/// assert_eq!(event.topic, "one-core:event:objectCreated");
+/// assert_eq!(events.dropped(), 0);
+/// # server.shutdown()?;
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[derive(Debug)]
+pub struct TopicStream {
+    inner: AsyncTopicStream,
+    handle: Handle,
+}
+
+impl TopicStream {
+    /// The next event, or `Ok(None)` if none arrives within `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<TopicEvent>, IpcError> {
+        block_on(&self.handle, self.inner.next_timeout(timeout))
+    }
+
+    /// Events dropped because a buffer was full, so far.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+}
+
+impl Iterator for TopicStream {
+    type Item = Result<TopicEvent, IpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(block_on(&self.handle, self.inner.next()))
+    }
+}
+
+/// Blocking iterator over a streamed `list`; see [`AsyncDocStream`].
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_ipc::{ListOptions, Server};
+/// use serde_json::json;
+/// let server = Server::builder().data_dir(dir.path()).start()?;
+/// let client = server.connect_in_process()?;
+/// for i in 0..3 {
+///     client.put(&format!("n:{i}"), json!({"i": i}))?;
+/// }
+/// let opts = ListOptions { prefix: Some("n:".into()), limit: Some(2), ..Default::default() };
+/// let mut docs = client.list_stream(opts)?;
+/// let ids: Vec<String> = docs.by_ref().map(|d| d.map(|d| d.id)).collect::<Result<_, _>>()?;
+/// assert_eq!(ids, ["n:0", "n:1"]);
+/// assert_eq!(docs.cursor(), Some("n:1"));
+/// # server.shutdown()?;
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[derive(Debug)]
+pub struct DocStream {
+    inner: AsyncDocStream,
+    handle: Handle,
+}
+
+impl DocStream {
+    /// After the end: the cursor to continue from, when the list stopped at
+    /// its limit.
+    pub fn cursor(&self) -> Option<&str> {
+        self.inner.cursor()
+    }
+}
+
+impl Iterator for DocStream {
+    type Item = Result<Document, IpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        block_on(&self.handle, self.inner.next())
+    }
+}

@@ -1,0 +1,294 @@
+//! One client connection: request ids, the table of pending requests, the
+//! reader and writer tasks, and how the connection dies.
+//!
+//! Owns: matching every frame from the server to the request (or
+//! subscription) that waits for it, the in-flight permits that keep this
+//! client within the negotiated `max_in_flight`, and failing every waiter
+//! with `Disconnected` the moment the link ends. Must never: block the
+//! reader task on a slow consumer (events go through bounded buffers that
+//! report overflow instead), or leave a waiter hanging after the link died.
+
+use crate::client::Connector;
+use crate::error::IpcError;
+use crate::message::Reassembler;
+use crate::outq::{OutQueue, run_writer};
+use crate::transport::{Link, LinkInfo};
+use hearth_proto::{
+    ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// The largest message (joined from `MORE` frames) a client accepts.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// How a subscription's buffer overflow is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventMode {
+    /// Change events: the subscription is cut off and resubscribed from the
+    /// last sequence number seen.
+    Change,
+    /// Topic events: counted as dropped, the subscription goes on.
+    Topic,
+}
+
+pub(crate) enum Pending {
+    Unary {
+        tx: oneshot::Sender<Frame>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Stream {
+        tx: mpsc::UnboundedSender<Frame>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Events {
+        tx: mpsc::Sender<Frame>,
+        /// Held until the subscribe response arrives.
+        _permit: Option<OwnedSemaphorePermit>,
+        mode: EventMode,
+        overflow: Arc<AtomicU64>,
+    },
+}
+
+pub(crate) struct ConnCore {
+    out: OutQueue,
+    pending: Mutex<HashMap<u64, Pending>>,
+    permits: Arc<Semaphore>,
+    dead: Mutex<Option<String>>,
+    server_error: Mutex<Option<String>>,
+    next_id: AtomicU64,
+    pub(crate) info: LinkInfo,
+    pub(crate) event_buffer: usize,
+}
+
+impl ConnCore {
+    /// Connects with `connector` and starts the connection's tasks on the
+    /// current runtime.
+    pub(crate) async fn open(connector: &Connector) -> Result<Arc<ConnCore>, IpcError> {
+        let options = connector.options();
+        let hello = ClientHello {
+            max_frame_bytes: options.max_frame_bytes,
+            max_in_flight: options.max_in_flight,
+            ..ClientHello::default()
+        };
+        let link = connector.connect(hello).await?;
+        Ok(ConnCore::start(link, options.event_buffer))
+    }
+
+    fn start(link: Link, event_buffer: usize) -> Arc<ConnCore> {
+        let Link {
+            info,
+            mut reader,
+            writer,
+        } = link;
+        let (out, rx) = OutQueue::new(None);
+        let core = Arc::new(ConnCore {
+            out: out.clone(),
+            pending: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(info.negotiated.max_in_flight.max(1) as usize)),
+            dead: Mutex::new(None),
+            server_error: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            info,
+            event_buffer,
+        });
+        let server_max = info.negotiated.server_max_frame_bytes as usize;
+        let writer_core = Arc::downgrade(&core);
+        tokio::spawn(async move {
+            let result = run_writer(writer, rx, server_max, out).await;
+            if let (Err(e), Some(core)) = (result, writer_core.upgrade()) {
+                core.die(format!("writing to the server failed: {e}"));
+            }
+        });
+        let reader_core = core.clone();
+        tokio::spawn(async move {
+            let mut reassembler = Reassembler::new(MAX_MESSAGE_BYTES);
+            let reason = loop {
+                match reader.read_frame().await {
+                    Ok(Some(frame)) => match reassembler.push(frame) {
+                        Ok(Some(message)) => reader_core.route(message),
+                        Ok(None) => {}
+                        Err(body) => break body.message,
+                    },
+                    Ok(None) => break "the server closed the connection".to_string(),
+                    Err(e) => break format!("reading from the server failed: {e}"),
+                }
+                if reader_core.is_dead() {
+                    return;
+                }
+            };
+            reader_core.die(reason);
+        });
+        core
+    }
+
+    /// A fresh request id on this connection.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.lock().is_some()
+    }
+
+    /// The error for a waiter whose connection died.
+    pub(crate) fn dead_error(&self) -> IpcError {
+        let reason = self
+            .dead
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "the connection was closed".into());
+        IpcError::Disconnected { reason }
+    }
+
+    /// Ends the connection: every waiter is woken with `Disconnected`.
+    pub(crate) fn die(&self, reason: String) {
+        {
+            let mut dead = self.dead.lock();
+            if dead.is_some() {
+                return;
+            }
+            let server_said = self.server_error.lock().clone();
+            *dead = Some(match server_said {
+                Some(said) => format!("{reason} (the server said: {said})"),
+                None => reason,
+            });
+        }
+        self.permits.close();
+        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
+        drop(pending);
+        self.out.finish();
+    }
+
+    /// Closes the connection from this side.
+    pub(crate) fn close(&self) {
+        self.die("the client closed the connection".into());
+    }
+
+    /// Waits for an in-flight permit.
+    pub(crate) async fn permit(&self) -> Result<OwnedSemaphorePermit, IpcError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.dead_error())
+    }
+
+    pub(crate) fn register(&self, id: u64, pending: Pending) {
+        self.pending.lock().insert(id, pending);
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        let removed = self.pending.lock().remove(&id);
+        drop(removed);
+    }
+
+    /// Queues a frame for the server.
+    pub(crate) fn send(&self, frame: Frame) -> Result<(), IpcError> {
+        if self.is_dead() {
+            return Err(self.dead_error());
+        }
+        self.out.try_send(frame).map_err(|_| self.dead_error())
+    }
+
+    /// Gives up on request `id`: forgets it and asks the server to stop.
+    pub(crate) fn cancel(&self, id: u64, op: Operation) {
+        self.unregister(id);
+        let frame = Frame {
+            header: FrameHeader {
+                payload_len: 0,
+                kind: FrameKind::Cancel,
+                flags: FrameFlags::NONE,
+                operation: Some(op),
+                request_id: id,
+            },
+            payload: Vec::new(),
+        };
+        let _ = self.send(frame);
+    }
+
+    /// Hands a frame from the server to whoever waits for it.
+    fn route(&self, frame: Frame) {
+        let id = frame.header.request_id;
+        let kind = frame.header.kind;
+        let mut pending = self.pending.lock();
+        match kind {
+            FrameKind::Response | FrameKind::Error | FrameKind::StreamEnd => {
+                match pending.remove(&id) {
+                    Some(Pending::Unary { tx, .. }) => {
+                        let _ = tx.send(frame);
+                    }
+                    Some(Pending::Stream { tx, .. }) => {
+                        let _ = tx.send(frame);
+                    }
+                    Some(Pending::Events {
+                        tx, mode, overflow, ..
+                    }) => {
+                        let ok = kind == FrameKind::Response;
+                        // A fresh buffer always has room for its first frame.
+                        let _ = tx.try_send(frame);
+                        if ok {
+                            pending.insert(
+                                id,
+                                Pending::Events {
+                                    tx,
+                                    _permit: None,
+                                    mode,
+                                    overflow,
+                                },
+                            );
+                        }
+                    }
+                    None => {
+                        if id == 0 && kind == FrameKind::Error {
+                            let said = decode_error_payload(&frame.payload)
+                                .map(|b| b.to_string())
+                                .unwrap_or_else(|e| e.to_string());
+                            *self.server_error.lock() = Some(said);
+                        }
+                    }
+                }
+            }
+            FrameKind::StreamChunk => {
+                if let Some(Pending::Stream { tx, .. }) = pending.get(&id) {
+                    let _ = tx.send(frame);
+                }
+            }
+            FrameKind::Event => {
+                let full = match pending.get(&id) {
+                    Some(Pending::Events {
+                        tx, mode, overflow, ..
+                    }) => match tx.try_send(frame) {
+                        Ok(()) => false,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            overflow.fetch_add(1, Ordering::AcqRel);
+                            *mode == EventMode::Change
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => true,
+                    },
+                    _ => false,
+                };
+                if full {
+                    // Closing the buffer tells the change stream to
+                    // resubscribe from the last change it handed out.
+                    pending.remove(&id);
+                }
+            }
+            FrameKind::Request | FrameKind::Cancel => {}
+        }
+    }
+}
+
+/// The payload of a final frame, or the server's error.
+pub(crate) fn final_payload(frame: Frame) -> Result<Vec<u8>, IpcError> {
+    match frame.header.kind {
+        FrameKind::Error => match decode_error_payload(&frame.payload) {
+            Ok(body) => Err(IpcError::Remote(body)),
+            Err(e) => Err(IpcError::Protocol(e.to_string())),
+        },
+        _ => Ok(frame.payload),
+    }
+}

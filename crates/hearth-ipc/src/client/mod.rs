@@ -1,0 +1,623 @@
+//! The async client: connecting (socket or in process), reconnecting, and
+//! one method per operation.
+//!
+//! Owns: [`AsyncClient`] — per-call deadlines, turning replies into typed
+//! values, and replacing a dead connection on the next call. Must never:
+//! wait past a call's deadline, retry a request that may have run (only
+//! connecting is retried, and only by change streams), or block a thread.
+
+mod blocking;
+mod core;
+mod stream;
+
+pub use blocking::{ChangeStream, Client, DocStream, TopicStream};
+pub use stream::{AsyncChangeStream, AsyncDocStream, AsyncTopicStream};
+
+use self::core::{ConnCore, EventMode, Pending, final_payload};
+use crate::channel;
+use crate::error::IpcError;
+use crate::ops;
+use crate::server::Shared;
+use crate::transport::{Link, socket};
+use crate::types::{ConnectOptions, Document, Hit, Page, Subscription};
+use hearth_proto::{ClientHello, Frame, Operation};
+use hearth_store::{ListOptions, WriteOp};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// How a client reaches its server.
+pub(crate) enum Connector {
+    /// A channel's Unix socket.
+    Socket { options: ConnectOptions },
+    /// A server in this process.
+    InProcess {
+        shared: Weak<Shared>,
+        options: ConnectOptions,
+    },
+}
+
+impl Connector {
+    pub(crate) fn options(&self) -> &ConnectOptions {
+        match self {
+            Connector::Socket { options } | Connector::InProcess { options, .. } => options,
+        }
+    }
+
+    pub(crate) async fn connect(&self, hello: ClientHello) -> Result<Link, IpcError> {
+        match self {
+            Connector::Socket { options } => {
+                let path = match &options.socket_path {
+                    Some(path) => path.clone(),
+                    None => {
+                        channel::validate_channel_name(&options.channel)?;
+                        let dir = match &options.socket_dir {
+                            Some(dir) => dir.clone(),
+                            None => channel::socket_dir()?,
+                        };
+                        let path = dir.join(format!("{}.sock", options.channel));
+                        if let Some(dir) = path.parent()
+                            && !channel::ensure_private_dir(dir, false)?
+                        {
+                            let detail =
+                                format!("the socket directory {} does not exist", dir.display());
+                            return Err(IpcError::ChannelNotFound {
+                                channel: options.channel.clone(),
+                                path,
+                                detail,
+                            });
+                        }
+                        path
+                    }
+                };
+                channel::check_path_len(&path)?;
+                socket::connect(&options.channel, &path, hello, options.connect_timeout).await
+            }
+            Connector::InProcess { shared, .. } => {
+                let shared = shared
+                    .upgrade()
+                    .ok_or_else(|| IpcError::ShutDown("the in-process server is gone".into()))?;
+                shared.connect_in_process(hello)
+            }
+        }
+    }
+}
+
+struct ClientInner {
+    connector: Connector,
+    current: Mutex<Option<Arc<ConnCore>>>,
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        if let Some(core) = self.current.lock().take() {
+            core.close();
+        }
+    }
+}
+
+/// A client for async programs: every method is `async` and never blocks
+/// the runtime. Cheap to clone; clones share the connection. Many calls may
+/// be in flight at once (pipelined on one connection).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), hearth_ipc::IpcError> {
+/// use hearth_ipc::AsyncClient;
+/// use serde_json::json;
+/// let client = AsyncClient::connect("my-app").await?;
+/// client.put("user:1", json!({"name": "Alice"})).await?;
+/// let user = client.get("user:1").await?;
+/// assert_eq!(user.unwrap()["name"], "Alice");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AsyncClient {
+    inner: Arc<ClientInner>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AsyncClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncClient")
+            .field("channel", &self.inner.connector.options().channel)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a subscribe request set up.
+pub(crate) struct EventSub {
+    core: Arc<ConnCore>,
+    id: u64,
+    mode: EventMode,
+    pub(crate) number: u64,
+    pub(crate) start: u64,
+    pub(crate) rx: mpsc::Receiver<Frame>,
+    pub(crate) overflow: Arc<AtomicU64>,
+    /// The server already ended it (lagged): nothing to unsubscribe.
+    pub(crate) ended: bool,
+}
+
+impl Drop for EventSub {
+    fn drop(&mut self) {
+        self.core.unregister(self.id);
+        if self.ended || self.core.is_dead() {
+            return;
+        }
+        // Fire and forget: the answer goes to an id nobody waits for.
+        let op = match self.mode {
+            EventMode::Change => Operation::Unsubscribe,
+            EventMode::Topic => Operation::UnsubscribeTopic,
+        };
+        let id = self.core.next_id();
+        let _ = self.core.send(Frame::json_request(
+            op,
+            id,
+            &json!({"subscription": self.number}),
+        ));
+    }
+}
+
+/// The outcome of a streamed operation: its items and the stream-end
+/// summary.
+pub(crate) struct Collected {
+    items: Vec<Value>,
+    end: Value,
+}
+
+fn parse_json(payload: &[u8]) -> Result<Value, IpcError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| IpcError::Protocol(format!("the server sent a reply that is not JSON: {e}")))
+}
+
+impl AsyncClient {
+    /// Connects to the server on channel `channel` (default options).
+    pub async fn connect(channel: &str) -> Result<AsyncClient, IpcError> {
+        AsyncClient::connect_with(ConnectOptions::new(channel)).await
+    }
+
+    /// Connects with options (timeouts, limits, an explicit socket path).
+    pub async fn connect_with(options: ConnectOptions) -> Result<AsyncClient, IpcError> {
+        if options.socket_path.is_none() {
+            channel::validate_channel_name(&options.channel)?;
+        }
+        AsyncClient::connect_with_connector(Connector::Socket { options }).await
+    }
+
+    pub(crate) async fn connect_with_connector(
+        connector: Connector,
+    ) -> Result<AsyncClient, IpcError> {
+        let timeout = connector.options().timeout;
+        let core = ConnCore::open(&connector).await?;
+        Ok(AsyncClient {
+            inner: Arc::new(ClientInner {
+                connector,
+                current: Mutex::new(Some(core)),
+                reconnecting: tokio::sync::Mutex::new(()),
+            }),
+            timeout,
+        })
+    }
+
+    /// The same client (same connection) with another per-call timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> AsyncClient {
+        AsyncClient {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// The per-call timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// What the current connection's handshake agreed (transport, version,
+    /// limits); `None` when it is down.
+    pub fn link_info(&self) -> Option<crate::transport::LinkInfo> {
+        self.inner
+            .current
+            .lock()
+            .as_ref()
+            .filter(|core| !core.is_dead())
+            .map(|core| core.info)
+    }
+
+    pub(crate) fn resume_timeout(&self) -> Duration {
+        self.inner.connector.options().resume_timeout
+    }
+
+    /// The live connection, reconnecting once if the last one died.
+    async fn core(&self) -> Result<Arc<ConnCore>, IpcError> {
+        if let Some(core) = self.inner.current.lock().as_ref()
+            && !core.is_dead()
+        {
+            return Ok(core.clone());
+        }
+        let _one_at_a_time = self.inner.reconnecting.lock().await;
+        if let Some(core) = self.inner.current.lock().as_ref()
+            && !core.is_dead()
+        {
+            return Ok(core.clone());
+        }
+        let core = ConnCore::open(&self.inner.connector).await?;
+        *self.inner.current.lock() = Some(core.clone());
+        Ok(core)
+    }
+
+    fn timed_out(&self, op: Operation) -> IpcError {
+        IpcError::Timeout {
+            operation: op.name().to_string(),
+            timeout: self.timeout,
+        }
+    }
+
+    async fn begin(
+        &self,
+        op: Operation,
+        deadline: Instant,
+    ) -> Result<(Arc<ConnCore>, tokio::sync::OwnedSemaphorePermit), IpcError> {
+        let ready = async {
+            let core = self.core().await?;
+            let permit = core.permit().await?;
+            Ok::<_, IpcError>((core, permit))
+        };
+        tokio::time::timeout_at(deadline, ready)
+            .await
+            .map_err(|_| self.timed_out(op))?
+    }
+
+    /// Sends one request and returns the payload of its response.
+    async fn unary(&self, op: Operation, body: &Value) -> Result<Vec<u8>, IpcError> {
+        let deadline = Instant::now() + self.timeout;
+        let (core, permit) = self.begin(op, deadline).await?;
+        let id = core.next_id();
+        let (tx, rx) = oneshot::channel();
+        core.register(
+            id,
+            Pending::Unary {
+                tx,
+                _permit: permit,
+            },
+        );
+        if let Err(e) = core.send(Frame::json_request(op, id, body)) {
+            core.unregister(id);
+            return Err(e);
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(frame)) => final_payload(frame),
+            Ok(Err(_)) => Err(core.dead_error()),
+            Err(_) => {
+                core.cancel(id, op);
+                Err(self.timed_out(op))
+            }
+        }
+    }
+
+    async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {
+        parse_json(&self.unary(op, body).await?)
+    }
+
+    /// Opens a streamed operation (list, query, search).
+    pub(crate) async fn open_stream(
+        &self,
+        op: Operation,
+        body: &Value,
+    ) -> Result<AsyncDocStream, IpcError> {
+        let deadline = Instant::now() + self.timeout;
+        let (core, permit) = self.begin(op, deadline).await?;
+        let id = core.next_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        core.register(
+            id,
+            Pending::Stream {
+                tx,
+                _permit: permit,
+            },
+        );
+        if let Err(e) = core.send(Frame::json_request(op, id, body)) {
+            core.unregister(id);
+            return Err(e);
+        }
+        Ok(AsyncDocStream::new(core, id, op, rx, self.timeout))
+    }
+
+    async fn collect(&self, op: Operation, body: &Value) -> Result<Collected, IpcError> {
+        let mut stream = self.open_stream(op, body).await?;
+        let mut items = Vec::new();
+        while let Some(item) = stream.next_raw().await? {
+            items.push(item);
+        }
+        Ok(Collected {
+            items,
+            end: stream.summary().cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// Sends a subscribe request and waits for its response.
+    pub(crate) async fn open_events(
+        &self,
+        op: Operation,
+        body: &Value,
+        mode: EventMode,
+    ) -> Result<EventSub, IpcError> {
+        let deadline = Instant::now() + self.timeout;
+        let (core, permit) = self.begin(op, deadline).await?;
+        let id = core.next_id();
+        let (tx, mut rx) = mpsc::channel(core.event_buffer.max(2));
+        let overflow = Arc::new(AtomicU64::new(0));
+        core.register(
+            id,
+            Pending::Events {
+                tx,
+                _permit: Some(permit),
+                mode,
+                overflow: overflow.clone(),
+            },
+        );
+        if let Err(e) = core.send(Frame::json_request(op, id, body)) {
+            core.unregister(id);
+            return Err(e);
+        }
+        let first = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(core.dead_error()),
+            Err(_) => {
+                core.cancel(id, op);
+                return Err(self.timed_out(op));
+            }
+        };
+        let reply = match final_payload(first) {
+            Ok(payload) => parse_json(&payload)?,
+            Err(e) => {
+                core.unregister(id);
+                return Err(e);
+            }
+        };
+        let number = ops::u64_field(&reply, "subscription")?;
+        let start = reply.get("from_seq").and_then(Value::as_u64).unwrap_or(0);
+        Ok(EventSub {
+            core,
+            id,
+            mode,
+            number,
+            start,
+            rx,
+            overflow,
+            ended: false,
+        })
+    }
+
+    /// Checks the server is there and answering.
+    pub async fn ping(&self) -> Result<(), IpcError> {
+        self.unary(Operation::Ping, &json!({})).await.map(|_| ())
+    }
+
+    /// Replaces document `id` with `data` (a JSON object); returns the
+    /// change's sequence number once it is durable.
+    pub async fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
+        let reply = self
+            .unary_json(Operation::Put, &json!({"id": id, "data": data}))
+            .await?;
+        ops::u64_field(&reply, "seq")
+    }
+
+    /// Merges top-level `fields` into document `id` (`null` removes a field).
+    pub async fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
+        let reply = self
+            .unary_json(Operation::Patch, &json!({"id": id, "fields": fields}))
+            .await?;
+        ops::u64_field(&reply, "seq")
+    }
+
+    /// The document's data; `None` when absent or deleted.
+    pub async fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
+        let reply = self.unary_json(Operation::Get, &json!({"id": id})).await?;
+        match reply {
+            Value::Null => Ok(None),
+            doc => Ok(Some(ops::decode_doc(doc)?.data)),
+        }
+    }
+
+    /// The document with its metadata, including a deleted one (its
+    /// `data` is `null`, `metadata.deleted` true); `None` if it never
+    /// existed.
+    pub async fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
+        let reply = self
+            .unary_json(Operation::GetWithMetadata, &json!({"id": id}))
+            .await?;
+        match reply {
+            Value::Null => Ok(None),
+            doc => Ok(Some(ops::decode_doc(doc)?)),
+        }
+    }
+
+    /// Deletes document `id`; the change's sequence number, or `None` when
+    /// there was no such document.
+    pub async fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
+        let reply = self
+            .unary_json(Operation::Delete, &json!({"id": id}))
+            .await?;
+        Ok(reply.get("seq").and_then(Value::as_u64))
+    }
+
+    fn list_body(options: &ListOptions) -> Value {
+        json!({
+            "prefix": options.prefix,
+            "type": options.type_name,
+            "limit": options.limit,
+            "after": options.after,
+        })
+    }
+
+    /// Documents by id prefix and `type`, in id order; the page's cursor is
+    /// set when it stopped at `limit`. Arrives in chunks; see
+    /// [`list_stream`](Self::list_stream) to handle them as they come.
+    pub async fn list(&self, options: ListOptions) -> Result<Page, IpcError> {
+        let collected = self
+            .collect(Operation::List, &Self::list_body(&options))
+            .await?;
+        page(collected)
+    }
+
+    /// Like [`list`](Self::list), handing out documents as chunks arrive.
+    pub async fn list_stream(&self, options: ListOptions) -> Result<AsyncDocStream, IpcError> {
+        self.open_stream(Operation::List, &Self::list_body(&options))
+            .await
+    }
+
+    /// Documents whose top-level fields equal every value in `filter` (a
+    /// JSON object), in id order, at most `limit` (default: the server's
+    /// page limit), after the id `after`.
+    pub async fn query(
+        &self,
+        filter: Value,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<Page, IpcError> {
+        let body = json!({"filter": filter, "limit": limit, "after": after});
+        page(self.collect(Operation::Query, &body).await?)
+    }
+
+    /// Full-text search; best matches first, at most `limit`.
+    pub async fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, IpcError> {
+        let body = json!({"text": text, "limit": limit});
+        let collected = self.collect(Operation::Search, &body).await?;
+        collected
+            .items
+            .into_iter()
+            .map(|item| {
+                let score = item.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+                let mut doc = item;
+                if let Value::Object(m) = &mut doc {
+                    m.remove("score");
+                }
+                Ok(Hit {
+                    doc: ops::decode_doc(doc)?,
+                    score,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies all writes atomically; returns the first and last sequence
+    /// numbers.
+    pub async fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
+        let ops: Vec<Value> = writes
+            .into_iter()
+            .map(|w| match w {
+                WriteOp::Put { id, data } => json!({"op": "put", "id": id, "data": data}),
+                WriteOp::Patch { id, fields } => json!({"op": "patch", "id": id, "fields": fields}),
+                WriteOp::Delete { id } => json!({"op": "delete", "id": id}),
+            })
+            .collect();
+        let reply = self
+            .unary_json(Operation::Batch, &json!({"ops": ops}))
+            .await?;
+        Ok((
+            ops::u64_field(&reply, "first_seq")?,
+            ops::u64_field(&reply, "last_seq")?,
+        ))
+    }
+
+    /// The store's and the server's counters (`{"store":…,"server":…}`).
+    pub async fn stats(&self) -> Result<Value, IpcError> {
+        self.unary_json(Operation::Stats, &json!({})).await
+    }
+
+    /// Changes after sequence number `after`, in order, at most `limit`.
+    pub async fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::Change>, IpcError> {
+        let reply = self
+            .unary_json(
+                Operation::ChangesSince,
+                &json!({"after": after, "limit": limit}),
+            )
+            .await?;
+        let changes = reply
+            .get("changes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| IpcError::Protocol("changes_since reply without \"changes\"".into()))?;
+        changes.iter().map(ops::decode_change).collect()
+    }
+
+    /// Calls the custom handler `name` with `payload`; its result, or its
+    /// typed error as [`IpcError::Remote`].
+    pub async fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
+        self.unary_json(Operation::Call, &json!({"name": name, "payload": payload}))
+            .await
+    }
+
+    /// Like [`call`](Self::call), deserialising the result into `T`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        payload: Value,
+    ) -> Result<T, IpcError> {
+        let value = self.call(name, payload).await?;
+        serde_json::from_value(value).map_err(|e| {
+            IpcError::Protocol(format!(
+                "the result of {name:?} does not have the expected shape: {e}"
+            ))
+        })
+    }
+
+    /// Publishes an event to every topic subscription matching `topic`;
+    /// returns how many received it.
+    pub async fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
+        let reply = self
+            .unary_json(
+                Operation::Publish,
+                &json!({"topic": topic, "payload": payload}),
+            )
+            .await?;
+        Ok(ops::u64_field(&reply, "delivered")? as usize)
+    }
+
+    /// Follows committed changes. The stream resumes by itself after a lag
+    /// or a reconnect, from the last change it handed out: every change
+    /// exactly once, in order.
+    pub async fn subscribe(
+        &self,
+        subscription: Subscription,
+    ) -> Result<AsyncChangeStream, IpcError> {
+        AsyncChangeStream::open(self.clone(), subscription).await
+    }
+
+    /// Receives events published on topics matching `pattern` (`*` segments
+    /// allowed, e.g. `one-core:event:*`).
+    pub async fn subscribe_topic(&self, pattern: &str) -> Result<AsyncTopicStream, IpcError> {
+        hearth_bus::validate_pattern(pattern).map_err(|e| IpcError::InvalidInput(e.to_string()))?;
+        let sub = self
+            .open_events(
+                Operation::SubscribeTopic,
+                &json!({"pattern": pattern}),
+                EventMode::Topic,
+            )
+            .await?;
+        Ok(AsyncTopicStream::new(sub))
+    }
+}
+
+fn page(collected: Collected) -> Result<Page, IpcError> {
+    let docs = collected
+        .items
+        .into_iter()
+        .map(ops::decode_doc)
+        .collect::<Result<Vec<_>, _>>()?;
+    let cursor = collected
+        .end
+        .get("cursor")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Page { docs, cursor })
+}

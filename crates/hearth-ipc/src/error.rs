@@ -1,0 +1,258 @@
+//! The one error type of hearth-ipc and its mapping onto protocol codes.
+//!
+//! Owns: every way a channel operation can fail, on either side, each with a
+//! message that says what to do, and [`IpcError::code`] onto the stable
+//! [`ErrorCode`]s. Must never: lose the server's code and message (a remote
+//! error travels as [`IpcError::Remote`] unchanged) or hide an I/O error.
+
+use hearth_proto::{ErrorBody, ErrorCode, HandshakeError};
+use hearth_store::StoreError;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Everything that can go wrong on a hearth channel.
+///
+/// ```
+/// use hearth_ipc::IpcError;
+/// use hearth_proto::{ErrorBody, ErrorCode};
+/// let e = IpcError::Remote(ErrorBody::new(ErrorCode::RateLimited, "slow down"));
+/// assert_eq!(e.code(), ErrorCode::RateLimited);
+/// assert_eq!(e.to_string(), "rate_limited: slow down");
+/// ```
+#[derive(Debug, Error)]
+pub enum IpcError {
+    /// The channel name is not `[A-Za-z0-9._-]{1,100}`.
+    #[error(
+        "invalid channel name {name:?}: {reason}; channel names are 1 to 100 characters from A-Z a-z 0-9 . _ -"
+    )]
+    InvalidChannelName {
+        /// The refused name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No server listens on the channel.
+    #[error(
+        "no hearth server on channel {channel:?} (socket {}): {detail}; start one with `hearth serve --ipc --channel {channel} --data-dir DIR`",
+        path.display()
+    )]
+    ChannelNotFound {
+        /// The channel name.
+        channel: String,
+        /// The socket path tried.
+        path: PathBuf,
+        /// What connecting found (no socket file, connection refused…).
+        detail: String,
+    },
+    /// Another server holds the channel.
+    #[error(
+        "channel {channel:?} is already served by process {pid} (lock file {}); stop that server or choose another channel name",
+        path.display()
+    )]
+    ChannelInUse {
+        /// The channel name.
+        channel: String,
+        /// The other server's pid as written in the lock file (0 if unknown).
+        pid: u32,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The socket directory (or a file in it) is not private to this user.
+    #[error("refusing to use {}: {reason}", path.display())]
+    UnsafeDirectory {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The connection ended (the server went away, or closed this
+    /// connection) before the answer arrived.
+    #[error("disconnected from the hearth server: {reason}")]
+    Disconnected {
+        /// Why, as far as this side knows.
+        reason: String,
+    },
+    /// No answer within the deadline.
+    #[error(
+        "{operation} got no answer within {timeout:?}; the server may be overloaded or stuck (raise the timeout with ConnectOptions::timeout)"
+    )]
+    Timeout {
+        /// What was waiting.
+        operation: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// The handshake failed or the server refused the connection.
+    #[error("handshake with the hearth server failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The server answered with an error: its code and message, unchanged.
+    #[error("{0}")]
+    Remote(ErrorBody),
+    /// The store under the server failed (opening it, or a local call).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An argument was refused before anything was sent.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The peer broke the protocol (a reply that does not parse…).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server is shutting down or has shut down.
+    #[error("the hearth server is shut down: {0}")]
+    ShutDown(String),
+    /// An operating-system error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IpcError {
+    /// The stable protocol code for this error.
+    ///
+    /// ```
+    /// use hearth_ipc::IpcError;
+    /// use hearth_proto::ErrorCode;
+    /// let e = IpcError::Disconnected { reason: "server closed the connection".into() };
+    /// assert_eq!(e.code(), ErrorCode::Unavailable);
+    /// ```
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IpcError::InvalidChannelName { .. } | IpcError::InvalidInput(_) => {
+                ErrorCode::InvalidInput
+            }
+            IpcError::ChannelNotFound { .. }
+            | IpcError::Disconnected { .. }
+            | IpcError::ShutDown(_) => ErrorCode::Unavailable,
+            IpcError::ChannelInUse { .. } => ErrorCode::Locked,
+            IpcError::UnsafeDirectory { .. } => ErrorCode::PermissionDenied,
+            IpcError::Timeout { .. } => ErrorCode::Timeout,
+            IpcError::Handshake(e) => e.code(),
+            IpcError::Remote(body) => body.code,
+            IpcError::Store(e) => e.code(),
+            IpcError::Protocol(_) => ErrorCode::Internal,
+            IpcError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+                _ => ErrorCode::Internal,
+            },
+        }
+    }
+
+    /// The error as it travels on the wire: `{code, message}`. A remote
+    /// error keeps the server's message exactly.
+    ///
+    /// ```
+    /// use hearth_ipc::IpcError;
+    /// use hearth_proto::ErrorCode;
+    /// let body = IpcError::InvalidInput("id is empty".into()).to_body();
+    /// assert_eq!(body.code, ErrorCode::InvalidInput);
+    /// ```
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            IpcError::Remote(body) => body.clone(),
+            other => ErrorBody::new(other.code(), other.to_string()),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> IpcError {
+        IpcError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Turns a call's outcome into the `{success, data | error}` envelope that
+/// Electron-style callers (ONE.CORE's `ipcMain.handle`) return.
+///
+/// ```
+/// use hearth_ipc::{envelope, IpcError};
+/// use hearth_proto::{ErrorBody, ErrorCode};
+/// use serde_json::json;
+/// assert_eq!(envelope(Ok(json!(1))), json!({"success": true, "data": 1}));
+/// let failed = envelope(Err(IpcError::Remote(ErrorBody::new(ErrorCode::NotFound, "no user"))));
+/// assert_eq!(failed, json!({"success": false, "error": {"code": "not_found", "message": "no user"}}));
+/// ```
+pub fn envelope(result: Result<serde_json::Value, IpcError>) -> serde_json::Value {
+    match result {
+        Ok(data) => serde_json::json!({"success": true, "data": data}),
+        Err(e) => {
+            let body = e.to_body();
+            serde_json::json!({
+                "success": false,
+                "error": {"code": body.code.as_str(), "message": body.message},
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::HandshakeStatus;
+
+    #[test]
+    fn every_variant_maps_to_a_code() {
+        let cases: Vec<(IpcError, ErrorCode)> = vec![
+            (
+                IpcError::InvalidChannelName {
+                    name: "a/b".into(),
+                    reason: "x".into(),
+                },
+                ErrorCode::InvalidInput,
+            ),
+            (
+                IpcError::ChannelNotFound {
+                    channel: "c".into(),
+                    path: "/x".into(),
+                    detail: "d".into(),
+                },
+                ErrorCode::Unavailable,
+            ),
+            (
+                IpcError::ChannelInUse {
+                    channel: "c".into(),
+                    pid: 1,
+                    path: "/x".into(),
+                },
+                ErrorCode::Locked,
+            ),
+            (
+                IpcError::Timeout {
+                    operation: "get".into(),
+                    timeout: Duration::from_secs(1),
+                },
+                ErrorCode::Timeout,
+            ),
+            (
+                IpcError::Handshake(HandshakeError::Refused {
+                    status: HandshakeStatus::PermissionDenied,
+                    reason: "uid".into(),
+                }),
+                ErrorCode::PermissionDenied,
+            ),
+            (IpcError::Protocol("x".into()), ErrorCode::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code, "{e}");
+            assert_eq!(e.to_body().code, code);
+        }
+    }
+
+    #[test]
+    fn channel_not_found_says_how_to_start_the_server() {
+        let e = IpcError::ChannelNotFound {
+            channel: "my-app".into(),
+            path: "/run/user/1/hearth/my-app.sock".into(),
+            detail: "no socket file".into(),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("hearth serve --ipc --channel my-app --data-dir DIR"));
+        assert!(msg.contains("/run/user/1/hearth/my-app.sock"));
+    }
+}

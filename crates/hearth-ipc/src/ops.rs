@@ -1,0 +1,809 @@
+//! Operation payloads: requests parsed from untrusted JSON into typed
+//! values, and the JSON of responses, stream chunks and events.
+//!
+//! Owns: the JSON shape of every operation (documented in
+//! `docs/protocol.md`, "Operations") on both sides — the server's parser and
+//! encoders, the client's decoders. Must never: do I/O, trust a field's
+//! presence or type, accept an unknown field silently, or re-serialise a
+//! stored document (its JSON text is spliced in as is).
+
+use hearth_proto::{ErrorBody, ErrorCode, Limits, Operation, validate_id};
+use hearth_store::{ChangeKind, WriteOp};
+use serde_json::{Map, Value};
+
+/// The default number of hits `search` returns.
+pub(crate) const DEFAULT_SEARCH_LIMIT: usize = 20;
+/// The default number of changes `changes_since` returns.
+pub(crate) const DEFAULT_CHANGES_LIMIT: usize = 1000;
+
+/// A parsed, validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    Ping,
+    Put {
+        id: String,
+        data: Value,
+    },
+    Patch {
+        id: String,
+        fields: Value,
+    },
+    Get {
+        id: String,
+    },
+    GetWithMetadata {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    List {
+        prefix: Option<String>,
+        type_name: Option<String>,
+        limit: Option<usize>,
+        after: Option<String>,
+    },
+    Query {
+        filter: Map<String, Value>,
+        limit: usize,
+        after: Option<String>,
+    },
+    Search {
+        text: String,
+        limit: usize,
+    },
+    Batch {
+        ops: Vec<WriteOp>,
+    },
+    Subscribe {
+        prefix: Option<String>,
+        from_seq: Option<u64>,
+    },
+    Unsubscribe {
+        subscription: u64,
+    },
+    Publish {
+        topic: String,
+        payload: Value,
+    },
+    SubscribeTopic {
+        pattern: String,
+    },
+    UnsubscribeTopic {
+        subscription: u64,
+    },
+    Call {
+        name: String,
+        payload: Value,
+    },
+    Stats,
+    ChangesSince {
+        after: u64,
+        limit: usize,
+    },
+}
+
+impl Request {
+    /// The name rate limits are keyed on: the handler name for `call`, the
+    /// operation name otherwise.
+    pub(crate) fn limit_name(&self, op: Operation) -> &str {
+        match self {
+            Request::Call { name, .. } => name,
+            _ => op.name(),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidInput, message)
+}
+
+/// Reads a request's fields, refusing unknown ones and wrong types.
+struct Fields<'a> {
+    op: Operation,
+    map: Map<String, Value>,
+    known: &'a [&'a str],
+}
+
+impl<'a> Fields<'a> {
+    fn new(op: Operation, value: Value, known: &'a [&'a str]) -> Result<Fields<'a>, ErrorBody> {
+        let map = match value {
+            Value::Object(map) => map,
+            other => {
+                return Err(invalid(format!(
+                    "the {} request must be a JSON object, not {}",
+                    op.name(),
+                    hearth_proto::kind_of(&other)
+                )));
+            }
+        };
+        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "unknown field {unknown:?} in the {} request; its fields are: {}",
+                op.name(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        Ok(Fields { op, map, known })
+    }
+
+    /// The field, with `null` treated as absent.
+    fn take(&mut self, name: &str) -> Option<Value> {
+        debug_assert!(self.known.contains(&name));
+        match self.map.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn missing(&self, name: &str, example: &str) -> ErrorBody {
+        invalid(format!(
+            "the {} request needs the field {name:?}, e.g. {example}",
+            self.op.name()
+        ))
+    }
+
+    fn wrong(&self, name: &str, want: &str, got: &Value) -> ErrorBody {
+        invalid(format!(
+            "field {name:?} of the {} request must be {want}, not {}",
+            self.op.name(),
+            hearth_proto::kind_of(got)
+        ))
+    }
+
+    fn opt_str(&mut self, name: &str) -> Result<Option<String>, ErrorBody> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.wrong(name, "a string", &other)),
+        }
+    }
+
+    fn str(&mut self, name: &str, example: &str) -> Result<String, ErrorBody> {
+        self.opt_str(name)?
+            .ok_or_else(|| self.missing(name, example))
+    }
+
+    fn id(&mut self) -> Result<String, ErrorBody> {
+        let id = self.str("id", r#"{"id":"user:1"}"#)?;
+        validate_id(&id).map_err(|e| invalid(e.to_string()))?;
+        Ok(id)
+    }
+
+    fn opt_u64(&mut self, name: &str) -> Result<Option<u64>, ErrorBody> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(name, "a non-negative integer", &v)),
+        }
+    }
+
+    fn opt_usize(&mut self, name: &str) -> Result<Option<usize>, ErrorBody> {
+        Ok(self
+            .opt_u64(name)?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+
+    fn object(&mut self, name: &str, example: &str) -> Result<Value, ErrorBody> {
+        match self.take(name) {
+            None => Err(self.missing(name, example)),
+            Some(v @ Value::Object(_)) => Ok(v),
+            Some(other) => Err(self.wrong(name, "a JSON object", &other)),
+        }
+    }
+
+    fn any(&mut self, name: &str) -> Value {
+        self.map.remove(name).unwrap_or(Value::Null)
+    }
+}
+
+/// Parses the payload of a request for `op`. An empty payload counts as
+/// `{}`. Invalid UTF-8, invalid JSON and nesting deeper than 128 levels are
+/// refused as `invalid_input` without risk to the stack.
+pub(crate) fn parse_request(
+    op: Operation,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<Request, ErrorBody> {
+    let value: Value = if payload.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(payload).map_err(|e| {
+            invalid(format!(
+                "the {} request payload is not valid JSON: {e}",
+                op.name()
+            ))
+        })?
+    };
+    let max_page = limits.max_page;
+    Ok(match op {
+        Operation::Ping => {
+            Fields::new(op, value, &[])?;
+            Request::Ping
+        }
+        Operation::Stats => {
+            Fields::new(op, value, &[])?;
+            Request::Stats
+        }
+        Operation::Put => {
+            let mut f = Fields::new(op, value, &["id", "data"])?;
+            Request::Put {
+                id: f.id()?,
+                data: f.object("data", r#"{"id":"user:1","data":{"name":"Alice"}}"#)?,
+            }
+        }
+        Operation::Patch => {
+            let mut f = Fields::new(op, value, &["id", "fields"])?;
+            Request::Patch {
+                id: f.id()?,
+                fields: f.object("fields", r#"{"id":"user:1","fields":{"email":"a@b"}}"#)?,
+            }
+        }
+        Operation::Get => {
+            let mut f = Fields::new(op, value, &["id"])?;
+            Request::Get { id: f.id()? }
+        }
+        Operation::GetWithMetadata => {
+            let mut f = Fields::new(op, value, &["id"])?;
+            Request::GetWithMetadata { id: f.id()? }
+        }
+        Operation::Delete => {
+            let mut f = Fields::new(op, value, &["id"])?;
+            Request::Delete { id: f.id()? }
+        }
+        Operation::List => {
+            let mut f = Fields::new(op, value, &["prefix", "type", "limit", "after"])?;
+            Request::List {
+                prefix: f.opt_str("prefix")?,
+                type_name: f.opt_str("type")?,
+                limit: f.opt_usize("limit")?,
+                after: f.opt_str("after")?,
+            }
+        }
+        Operation::Query => {
+            let mut f = Fields::new(op, value, &["filter", "limit", "after"])?;
+            let filter = match f.object("filter", r#"{"filter":{"type":"User"}}"#)? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            Request::Query {
+                filter,
+                limit: f.opt_usize("limit")?.unwrap_or(max_page).min(max_page),
+                after: f.opt_str("after")?,
+            }
+        }
+        Operation::Search => {
+            let mut f = Fields::new(op, value, &["text", "limit"])?;
+            Request::Search {
+                text: f.str("text", r#"{"text":"alice"}"#)?,
+                limit: f
+                    .opt_usize("limit")?
+                    .unwrap_or(DEFAULT_SEARCH_LIMIT)
+                    .min(max_page),
+            }
+        }
+        Operation::Batch => {
+            let mut f = Fields::new(op, value, &["ops"])?;
+            let ops = match f.take("ops") {
+                Some(Value::Array(ops)) => ops,
+                Some(other) => return Err(f.wrong("ops", "an array", &other)),
+                None => {
+                    return Err(f.missing(
+                        "ops",
+                        r#"{"ops":[{"op":"put","id":"a","data":{}},{"op":"delete","id":"b"}]}"#,
+                    ));
+                }
+            };
+            if ops.len() > limits.max_batch_ops {
+                return Err(ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "a batch holds at most {} operations, this one has {}; split it",
+                        limits.max_batch_ops,
+                        ops.len()
+                    ),
+                ));
+            }
+            let ops = ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| parse_write_op(i, op))
+                .collect::<Result<Vec<_>, _>>()?;
+            if ops.is_empty() {
+                return Err(invalid("a batch needs at least one operation"));
+            }
+            Request::Batch { ops }
+        }
+        Operation::Subscribe => {
+            let mut f = Fields::new(op, value, &["prefix", "from_seq"])?;
+            Request::Subscribe {
+                prefix: f.opt_str("prefix")?,
+                from_seq: f.opt_u64("from_seq")?,
+            }
+        }
+        Operation::Unsubscribe | Operation::UnsubscribeTopic => {
+            let mut f = Fields::new(op, value, &["subscription"])?;
+            let subscription = f
+                .opt_u64("subscription")?
+                .ok_or_else(|| f.missing("subscription", r#"{"subscription":1}"#))?;
+            if op == Operation::Unsubscribe {
+                Request::Unsubscribe { subscription }
+            } else {
+                Request::UnsubscribeTopic { subscription }
+            }
+        }
+        Operation::Publish => {
+            let mut f = Fields::new(op, value, &["topic", "payload"])?;
+            let topic = f.str(
+                "topic",
+                r#"{"topic":"one-core:event:syncProgress","payload":{}}"#,
+            )?;
+            hearth_bus::validate_topic(&topic).map_err(|e| invalid(e.to_string()))?;
+            Request::Publish {
+                topic,
+                payload: f.any("payload"),
+            }
+        }
+        Operation::SubscribeTopic => {
+            let mut f = Fields::new(op, value, &["pattern"])?;
+            let pattern = f.str("pattern", r#"{"pattern":"one-core:event:*"}"#)?;
+            hearth_bus::validate_pattern(&pattern).map_err(|e| invalid(e.to_string()))?;
+            Request::SubscribeTopic { pattern }
+        }
+        Operation::Call => {
+            let mut f = Fields::new(op, value, &["name", "payload"])?;
+            let name = f.str("name", r#"{"name":"one-core:login","payload":{}}"#)?;
+            Request::Call {
+                name,
+                payload: f.any("payload"),
+            }
+        }
+        Operation::ChangesSince => {
+            let mut f = Fields::new(op, value, &["after", "limit"])?;
+            Request::ChangesSince {
+                after: f.opt_u64("after")?.unwrap_or(0),
+                limit: f
+                    .opt_usize("limit")?
+                    .unwrap_or(DEFAULT_CHANGES_LIMIT)
+                    .min(max_page),
+            }
+        }
+    })
+}
+
+fn parse_write_op(index: usize, value: Value) -> Result<WriteOp, ErrorBody> {
+    let at = |msg: String| invalid(format!("batch operation {index}: {msg}"));
+    let Value::Object(mut map) = value else {
+        return Err(at(format!(
+            "must be an object such as {{\"op\":\"put\",\"id\":\"a\",\"data\":{{}}}}, not {}",
+            hearth_proto::kind_of(&value)
+        )));
+    };
+    let kind = match map.remove("op") {
+        Some(Value::String(s)) => s,
+        _ => return Err(at("needs \"op\": \"put\", \"patch\" or \"delete\"".into())),
+    };
+    let id = match map.remove("id") {
+        Some(Value::String(s)) => s,
+        _ => return Err(at("needs a string \"id\"".into())),
+    };
+    validate_id(&id).map_err(|e| at(e.to_string()))?;
+    let (field, op) = match kind.as_str() {
+        "put" => ("data", None),
+        "patch" => ("fields", None),
+        "delete" => ("", Some(WriteOp::Delete { id: id.clone() })),
+        other => {
+            return Err(at(format!(
+                "unknown op {other:?}; use \"put\", \"patch\" or \"delete\""
+            )));
+        }
+    };
+    let allowed: &[&str] = if field.is_empty() { &[] } else { &[field] };
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(at(format!("unknown field {unknown:?} for a {kind}")));
+    }
+    if let Some(op) = op {
+        return Ok(op);
+    }
+    match map.remove(field) {
+        Some(data @ Value::Object(_)) if kind == "put" => Ok(WriteOp::Put { id, data }),
+        Some(fields @ Value::Object(_)) => Ok(WriteOp::Patch { id, fields }),
+        Some(other) => Err(at(format!(
+            "\"{field}\" must be a JSON object, not {}",
+            hearth_proto::kind_of(&other)
+        ))),
+        None => Err(at(format!("a {kind} needs \"{field}\""))),
+    }
+}
+
+/// A JSON string literal for `s`.
+pub(crate) fn json_string(s: &str) -> String {
+    // Serialising a &str cannot fail.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// `{"id":…,"data":…}` with the stored JSON text spliced in.
+pub(crate) fn encode_doc(out: &mut String, id: &str, json: &str) {
+    out.push_str("{\"id\":");
+    out.push_str(&json_string(id));
+    out.push_str(",\"data\":");
+    out.push_str(json);
+    out.push('}');
+}
+
+/// The metadata object of a stored document.
+pub(crate) fn metadata_json(m: &hearth_store::Metadata) -> String {
+    format!(
+        "{{\"seq\":{},\"hlc\":{},\"replica\":{},\"updated_at_ms\":{},\"deleted\":{}}}",
+        m.seq, m.stamp.hlc, m.stamp.replica, m.updated_at_ms, m.deleted
+    )
+}
+
+/// `{"id","data","metadata"}` for `get_with_metadata` (`data` is `null`
+/// for a tombstone).
+pub(crate) fn encode_doc_with_metadata(doc: &hearth_store::Document) -> String {
+    let meta = doc.metadata();
+    let mut out = String::with_capacity(doc.json().len() + 128);
+    out.push_str("{\"id\":");
+    out.push_str(&json_string(doc.id()));
+    out.push_str(",\"data\":");
+    out.push_str(if meta.deleted { "null" } else { doc.json() });
+    out.push_str(",\"metadata\":");
+    out.push_str(&metadata_json(&meta));
+    out.push('}');
+    out
+}
+
+/// The `change` object of a change event, the same shape as
+/// `hearth_store::Change::to_json`, built without re-parsing the data.
+pub(crate) fn encode_change(out: &mut String, c: &hearth_store::Change) {
+    out.push_str("{\"seq\":");
+    out.push_str(&c.seq.to_string());
+    out.push_str(",\"id\":");
+    out.push_str(&json_string(&c.id));
+    out.push_str(",\"kind\":\"");
+    out.push_str(c.kind.as_str());
+    out.push_str("\",\"hlc\":");
+    out.push_str(&c.stamp.hlc.to_string());
+    out.push_str(",\"replica\":");
+    out.push_str(&c.stamp.replica.to_string());
+    out.push_str(",\"data\":");
+    out.push_str(c.data.as_deref().unwrap_or("null"));
+    out.push('}');
+}
+
+/// `{"subscription":n,"change":{…}}`.
+pub(crate) fn change_event(subscription: u64, c: &hearth_store::Change) -> Vec<u8> {
+    let mut out = String::with_capacity(96 + c.id.len() + c.data.as_deref().map_or(4, str::len));
+    out.push_str("{\"subscription\":");
+    out.push_str(&subscription.to_string());
+    out.push_str(",\"change\":");
+    encode_change(&mut out, c);
+    out.push('}');
+    out.into_bytes()
+}
+
+/// `{"subscription":n,"lagged":{"resume_from":s}}`.
+pub(crate) fn lagged_event(subscription: u64, resume_from: u64) -> Vec<u8> {
+    format!("{{\"subscription\":{subscription},\"lagged\":{{\"resume_from\":{resume_from}}}}}")
+        .into_bytes()
+}
+
+/// `{"subscription":n,"topic":…,"payload":…}`.
+pub(crate) fn topic_event(subscription: u64, topic: &str, payload: &Value) -> Vec<u8> {
+    format!(
+        "{{\"subscription\":{subscription},\"topic\":{},\"payload\":{payload}}}",
+        json_string(topic)
+    )
+    .into_bytes()
+}
+
+/// `{"subscription":n,"dropped":k}`: `k` topic events did not fit in the
+/// connection's output queue.
+pub(crate) fn dropped_event(subscription: u64, dropped: u64) -> Vec<u8> {
+    format!("{{\"subscription\":{subscription},\"dropped\":{dropped}}}").into_bytes()
+}
+
+// ---- client side: decoding replies -------------------------------------
+
+fn protocol(what: &str, v: &Value) -> crate::IpcError {
+    let mut text = v.to_string();
+    if text.len() > 200 {
+        let mut end = 200;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    crate::IpcError::Protocol(format!(
+        "the server sent {what} that does not parse: {text}"
+    ))
+}
+
+/// Reads `{"id","data"[,"metadata"][,"score"]}`.
+pub(crate) fn decode_doc(v: Value) -> Result<crate::Document, crate::IpcError> {
+    let Value::Object(mut m) = v else {
+        return Err(protocol("a document", &v));
+    };
+    let id = match m.remove("id") {
+        Some(Value::String(s)) => s,
+        _ => return Err(protocol("a document", &Value::Object(m))),
+    };
+    let data = m.remove("data").unwrap_or(Value::Null);
+    let metadata = match m.remove("metadata") {
+        Some(meta) => Some(decode_metadata(&meta).ok_or_else(|| protocol("metadata", &meta))?),
+        None => None,
+    };
+    Ok(crate::Document { id, data, metadata })
+}
+
+fn decode_metadata(v: &Value) -> Option<crate::Metadata> {
+    Some(crate::Metadata {
+        seq: v.get("seq")?.as_u64()?,
+        hlc: v.get("hlc")?.as_u64()?,
+        replica: v.get("replica")?.as_u64()?,
+        updated_at_ms: v.get("updated_at_ms")?.as_u64()?,
+        deleted: v.get("deleted")?.as_bool()?,
+    })
+}
+
+/// Reads a change object.
+pub(crate) fn decode_change(v: &Value) -> Result<crate::Change, crate::IpcError> {
+    let parse = || -> Option<crate::Change> {
+        let kind = match v.get("kind")?.as_str()? {
+            "put" => ChangeKind::Put,
+            "patch" => ChangeKind::Patch,
+            "delete" => ChangeKind::Delete,
+            _ => return None,
+        };
+        Some(crate::Change {
+            seq: v.get("seq")?.as_u64()?,
+            id: v.get("id")?.as_str()?.to_string(),
+            kind,
+            hlc: v.get("hlc")?.as_u64()?,
+            replica: v.get("replica")?.as_u64()?,
+            data: match v.get("data") {
+                None | Some(Value::Null) => None,
+                Some(d) => Some(d.clone()),
+            },
+        })
+    };
+    parse().ok_or_else(|| protocol("a change", v))
+}
+
+/// Reads a `u64` field of a reply object.
+pub(crate) fn u64_field(v: &Value, name: &str) -> Result<u64, crate::IpcError> {
+    v.get(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| protocol(&format!("a reply without a numeric \"{name}\""), v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(op: Operation, v: Value) -> Result<Request, ErrorBody> {
+        parse_request(op, v.to_string().as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn every_operation_parses_its_documented_example() {
+        let cases = [
+            (Operation::Ping, json!({})),
+            (
+                Operation::Put,
+                json!({"id": "user:1", "data": {"name": "Alice"}}),
+            ),
+            (
+                Operation::Patch,
+                json!({"id": "user:1", "fields": {"a": 1}}),
+            ),
+            (Operation::Get, json!({"id": "user:1"})),
+            (Operation::GetWithMetadata, json!({"id": "user:1"})),
+            (Operation::Delete, json!({"id": "user:1"})),
+            (
+                Operation::List,
+                json!({"prefix": "user:", "type": "User", "limit": 10, "after": "user:1"}),
+            ),
+            (
+                Operation::Query,
+                json!({"filter": {"type": "User"}, "limit": 5}),
+            ),
+            (Operation::Search, json!({"text": "alice"})),
+            (
+                Operation::Batch,
+                json!({"ops": [{"op": "put", "id": "a", "data": {}}, {"op": "patch", "id": "a", "fields": {"x": 1}}, {"op": "delete", "id": "b"}]}),
+            ),
+            (
+                Operation::Subscribe,
+                json!({"prefix": "user:", "from_seq": 0}),
+            ),
+            (Operation::Unsubscribe, json!({"subscription": 1})),
+            (
+                Operation::Publish,
+                json!({"topic": "one-core:event:x", "payload": {"a": 1}}),
+            ),
+            (
+                Operation::SubscribeTopic,
+                json!({"pattern": "one-core:event:*"}),
+            ),
+            (Operation::UnsubscribeTopic, json!({"subscription": 2})),
+            (
+                Operation::Call,
+                json!({"name": "one-core:login", "payload": {"username": "a"}}),
+            ),
+            (Operation::Stats, json!({})),
+            (Operation::ChangesSince, json!({"after": 0, "limit": 10})),
+        ];
+        for (op, v) in cases {
+            assert!(parse(op, v.clone()).is_ok(), "{} {v}", op.name());
+        }
+        assert_eq!(
+            Operation::ALL.len(),
+            18,
+            "a new operation needs a case here"
+        );
+    }
+
+    #[test]
+    fn an_empty_payload_is_an_empty_object() {
+        assert_eq!(
+            parse_request(Operation::Ping, b"", &Limits::default()),
+            Ok(Request::Ping)
+        );
+        assert!(parse_request(Operation::Get, b"", &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn bad_json_invalid_utf8_and_deep_nesting_are_invalid_input() {
+        let deep = "[".repeat(100_000);
+        for payload in [
+            &b"{"[..],
+            b"\xff\xfe",
+            deep.as_bytes(),
+            b"{\"id\":\"\xc3\x28\"}",
+        ] {
+            let e = parse_request(Operation::Get, payload, &Limits::default()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput, "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_named() {
+        let e = parse(Operation::Get, json!({"id": "a", "idd": 1})).unwrap_err();
+        assert!(
+            e.message.contains("\"idd\"") && e.message.contains("id"),
+            "{}",
+            e.message
+        );
+        let e = parse(Operation::Put, json!({"id": "a", "data": [1]})).unwrap_err();
+        assert!(
+            e.message.contains("JSON object") && e.message.contains("array"),
+            "{}",
+            e.message
+        );
+        let e = parse(Operation::Get, json!({"id": ""})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        let e = parse(Operation::Get, json!(["id"])).unwrap_err();
+        assert!(e.message.contains("must be a JSON object"), "{}", e.message);
+        let e = parse(Operation::List, json!({"limit": -1})).unwrap_err();
+        assert!(e.message.contains("non-negative integer"), "{}", e.message);
+    }
+
+    #[test]
+    fn null_optional_fields_count_as_absent() {
+        assert_eq!(
+            parse(Operation::List, json!({"prefix": null, "type": null})).unwrap(),
+            Request::List {
+                prefix: None,
+                type_name: None,
+                limit: None,
+                after: None
+            }
+        );
+    }
+
+    #[test]
+    fn batch_operations_are_checked_one_by_one() {
+        let e = parse(
+            Operation::Batch,
+            json!({"ops": [{"op": "put", "id": "a", "data": {}}, {"op": "zap", "id": "b"}]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("batch operation 1") && e.message.contains("zap"),
+            "{}",
+            e.message
+        );
+        let e = parse(Operation::Batch, json!({"ops": []})).unwrap_err();
+        assert!(e.message.contains("at least one"));
+        let e = parse(
+            Operation::Batch,
+            json!({"ops": [{"op": "delete", "id": "a", "data": {}}]}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unknown field"));
+        let too_many = vec![json!({"op": "delete", "id": "a"}); 10_001];
+        let e = parse(Operation::Batch, json!({"ops": too_many})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn topics_and_patterns_are_validated_with_the_bus_rules() {
+        assert!(parse(Operation::Publish, json!({"topic": "a:*"})).is_err());
+        assert!(parse(Operation::SubscribeTopic, json!({"pattern": "a*"})).is_err());
+        assert!(parse(Operation::SubscribeTopic, json!({"pattern": "*"})).is_ok());
+    }
+
+    #[test]
+    fn limits_are_capped_at_the_page_limit() {
+        let limits = Limits {
+            max_page: 50,
+            ..Limits::default()
+        };
+        let r = parse_request(Operation::Query, br#"{"filter":{},"limit":1000}"#, &limits).unwrap();
+        assert!(matches!(r, Request::Query { limit: 50, .. }));
+        let r = parse_request(Operation::Search, br#"{"text":"a"}"#, &limits).unwrap();
+        assert!(matches!(r, Request::Search { limit: 20, .. }));
+    }
+
+    #[test]
+    fn a_change_event_matches_the_stores_json_shape() {
+        use hearth_store::{Change, Stamp};
+        use std::sync::Arc;
+        let c = Change {
+            seq: 12,
+            id: "user:\"1\"".into(),
+            kind: ChangeKind::Patch,
+            stamp: Stamp {
+                hlc: 99,
+                replica: 7,
+            },
+            data: Some(Arc::from(r#"{"a":1}"#)),
+        };
+        let ev: Value = serde_json::from_slice(&change_event(3, &c)).unwrap();
+        assert_eq!(ev["subscription"], 3);
+        assert_eq!(ev["change"], c.to_json());
+        assert_eq!(decode_change(&ev["change"]).unwrap().seq, 12);
+        let deleted = Change {
+            kind: ChangeKind::Delete,
+            data: None,
+            ..c
+        };
+        let ev: Value = serde_json::from_slice(&change_event(3, &deleted)).unwrap();
+        assert_eq!(ev["change"], deleted.to_json());
+    }
+
+    #[test]
+    fn event_payloads_are_valid_json() {
+        let v: Value = serde_json::from_slice(&lagged_event(1, 40)).unwrap();
+        assert_eq!(v, json!({"subscription": 1, "lagged": {"resume_from": 40}}));
+        let v: Value = serde_json::from_slice(&topic_event(2, "a:b", &json!({"x": [1]}))).unwrap();
+        assert_eq!(
+            v,
+            json!({"subscription": 2, "topic": "a:b", "payload": {"x": [1]}})
+        );
+        let v: Value = serde_json::from_slice(&dropped_event(2, 5)).unwrap();
+        assert_eq!(v, json!({"subscription": 2, "dropped": 5}));
+    }
+
+    #[test]
+    fn documents_decode_with_and_without_metadata() {
+        let mut s = String::new();
+        encode_doc(&mut s, "a\"b", r#"{"n":1}"#);
+        let d = decode_doc(serde_json::from_str(&s).unwrap()).unwrap();
+        assert_eq!((d.id.as_str(), d.data.clone()), ("a\"b", json!({"n": 1})));
+        assert!(d.metadata.is_none());
+        let with = json!({"id": "a", "data": null, "metadata": {"seq": 1, "hlc": 2, "replica": 3, "updated_at_ms": 4, "deleted": true}});
+        assert!(decode_doc(with).unwrap().metadata.unwrap().deleted);
+        assert!(decode_doc(json!({"data": 1})).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! A connection's output: a queue bounded in bytes, and the writer task that
+//! drains it onto the link.
+//!
+//! Owns: the byte budget of frames waiting to be written (producers either
+//! wait for room — replies — or are told the queue is full at once —
+//! events), batching, splitting messages to the peer's `max_frame_bytes`,
+//! and ending the connection when the writer fails or stalls. Must never:
+//! let one connection's unread output grow past its budget, or make anyone
+//! but that connection's own tasks wait for it.
+
+use crate::message;
+use crate::transport::{FrameWriter, LinkError};
+use hearth_proto::{Frame, HEADER_LEN};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Frames gathered into one write.
+const BATCH_FRAMES: usize = 64;
+
+pub(crate) enum Out {
+    Frame(Frame, Option<OwnedSemaphorePermit>),
+    /// Write what came before, then close the link.
+    Close,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueError {
+    /// No room now (only from `try_send`).
+    Full,
+    /// The connection is closing.
+    Closed,
+}
+
+/// The sending side of a connection's output, cheap to clone.
+#[derive(Clone)]
+pub(crate) struct OutQueue {
+    tx: mpsc::UnboundedSender<Out>,
+    budget: Option<Arc<Semaphore>>,
+    max: usize,
+}
+
+impl OutQueue {
+    /// A queue holding at most `max_bytes` of frames (a single larger frame
+    /// takes the whole budget). `None` for an unbounded queue (the client's:
+    /// its in-flight limit bounds it).
+    pub(crate) fn new(max_bytes: Option<usize>) -> (OutQueue, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max = max_bytes.unwrap_or(usize::MAX).clamp(1, u32::MAX as usize);
+        let budget = max_bytes.map(|_| Arc::new(Semaphore::new(max)));
+        (OutQueue { tx, budget, max }, rx)
+    }
+
+    fn cost(&self, frame: &Frame) -> u32 {
+        // `max` is clamped to u32 range in `new`.
+        (frame.payload.len() + HEADER_LEN).clamp(1, self.max) as u32
+    }
+
+    /// Queues `frame`, waiting for room.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), QueueError> {
+        let permit = match &self.budget {
+            Some(b) => Some(
+                b.clone()
+                    .acquire_many_owned(self.cost(&frame))
+                    .await
+                    .map_err(|_| QueueError::Closed)?,
+            ),
+            None => None,
+        };
+        self.tx
+            .send(Out::Frame(frame, permit))
+            .map_err(|_| QueueError::Closed)
+    }
+
+    /// Queues `frame` if there is room now.
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), QueueError> {
+        let permit = match &self.budget {
+            Some(b) => Some(
+                b.clone()
+                    .try_acquire_many_owned(self.cost(&frame))
+                    .map_err(|e| match e {
+                        tokio::sync::TryAcquireError::NoPermits => QueueError::Full,
+                        tokio::sync::TryAcquireError::Closed => QueueError::Closed,
+                    })?,
+            ),
+            None => None,
+        };
+        self.tx
+            .send(Out::Frame(frame, permit))
+            .map_err(|_| QueueError::Closed)
+    }
+
+    /// Asks the writer to close the link after what is queued.
+    pub(crate) fn finish(&self) {
+        let _ = self.tx.send(Out::Close);
+    }
+
+    /// Refuses further frames and wakes producers waiting for room.
+    pub(crate) fn shut(&self) {
+        if let Some(b) = &self.budget {
+            b.close();
+        }
+    }
+}
+
+/// Drains `rx` onto `writer`, splitting frames to `peer_max_frame` bytes,
+/// until a `Close` (or every sender is gone), or a write fails. On return
+/// the queue is shut.
+pub(crate) async fn run_writer(
+    mut writer: Box<dyn FrameWriter>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    peer_max_frame: usize,
+    queue: OutQueue,
+) -> Result<(), LinkError> {
+    let mut batch: Vec<Frame> = Vec::with_capacity(BATCH_FRAMES);
+    let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(BATCH_FRAMES);
+    let result = 'outer: loop {
+        let Some(first) = rx.recv().await else {
+            break Ok(());
+        };
+        let mut closing = false;
+        let mut take = |out: Out, batch: &mut Vec<Frame>| match out {
+            Out::Frame(frame, permit) => {
+                batch.extend(message::split(frame, peer_max_frame));
+                permits.extend(permit);
+                false
+            }
+            Out::Close => true,
+        };
+        closing |= take(first, &mut batch);
+        while !closing && batch.len() < BATCH_FRAMES {
+            match rx.try_recv() {
+                Ok(out) => closing |= take(out, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = writer.write_frames(&batch).await {
+                break 'outer Err(e);
+            }
+            batch.clear();
+            permits.clear();
+        }
+        if closing {
+            break Ok(());
+        }
+    };
+    queue.shut();
+    rx.close();
+    writer.close().await;
+    result
+}

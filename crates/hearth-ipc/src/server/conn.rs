@@ -1,0 +1,632 @@
+//! One server connection: the reading loop, request admission, cancel,
+//! subscriptions, and closing.
+//!
+//! Owns: turning frames from one client into work (through the in-flight
+//! table, the parser and the rate limiter), making sure every request gets
+//! exactly one final frame, forwarding change and topic events to this
+//! client, and freeing everything (subscriptions, in-flight work, the
+//! connection count) when the client goes. Must never: let this client's
+//! slowness block the accept loop, the change pump or other connections,
+//! or answer a request twice.
+
+use super::{Shared, Ticket, router};
+use crate::message::Reassembler;
+use crate::ops::{self, parse_request};
+use crate::outq::{OutQueue, QueueError, run_writer};
+use crate::policy::InFlight;
+use crate::subs::Registration;
+use crate::transport::{Link, LinkError, LinkInfo};
+use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameFlags, FrameHeader, FrameKind, Operation};
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::AbortHandle;
+
+/// Topic events held for a subscription whose response is not queued yet.
+const MAX_GATE_PENDING: usize = 1024;
+
+/// A frame with a JSON payload.
+pub(crate) fn json_frame(
+    kind: FrameKind,
+    op: Option<Operation>,
+    id: u64,
+    payload: Vec<u8>,
+) -> Frame {
+    Frame {
+        header: FrameHeader {
+            payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            kind,
+            flags: FrameFlags::JSON,
+            operation: op,
+            request_id: id,
+        },
+        payload,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubKind {
+    Change,
+    Topic,
+}
+
+/// A live subscription of this connection; dropping it ends it.
+pub(crate) struct SubHandle {
+    kind: SubKind,
+    shared: Arc<Shared>,
+    hub_key: Option<u64>,
+    task: Option<AbortHandle>,
+    _guard: Option<hearth_bus::SubscriptionGuard>,
+}
+
+impl Drop for SubHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        if let Some(key) = self.hub_key {
+            self.shared.hub.remove(key);
+        }
+        match self.kind {
+            SubKind::Change => self.shared.change_subs.fetch_sub(1, Ordering::SeqCst),
+            SubKind::Topic => self.shared.topic_subs.fetch_sub(1, Ordering::SeqCst),
+        };
+        self.shared.bump();
+    }
+}
+
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) out: OutQueue,
+    pub(crate) info: LinkInfo,
+    inflight: Mutex<InFlight<AbortHandle>>,
+    idle: Notify,
+    subs: Mutex<HashMap<u64, SubHandle>>,
+    next_sub: AtomicU64,
+}
+
+impl Conn {
+    /// Queues a frame, waiting for room; a closed queue means the client is
+    /// gone and the frame is moot.
+    pub(crate) async fn send(&self, frame: Frame) -> bool {
+        self.out.send(frame).await.is_ok()
+    }
+
+    pub(crate) fn in_flight(&self, id: u64) -> bool {
+        self.inflight.lock().contains(id)
+    }
+
+    /// Ends request `id`; true if this call won (the caller sends the final
+    /// frame).
+    pub(crate) fn finish(&self, id: u64) -> bool {
+        let won = self.inflight.lock().finish(id);
+        if won {
+            self.idle.notify_waiters();
+        }
+        won
+    }
+
+    /// Sends the final answer to `id` unless it was cancelled meanwhile.
+    pub(crate) async fn reply(&self, id: u64, op: Operation, result: Result<Vec<u8>, ErrorBody>) {
+        if self.finish(id) {
+            let frame = match result {
+                Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
+                Err(body) => Frame::error(id, Some(op), &body),
+            };
+            self.send(frame).await;
+        }
+    }
+
+    async fn error(&self, id: u64, op: Option<Operation>, body: ErrorBody) {
+        self.send(Frame::error(id, op, &body)).await;
+    }
+
+    /// A number for a new subscription, if this connection may have one more.
+    pub(crate) fn reserve_sub(&self) -> Result<u64, ErrorBody> {
+        let max = self.shared.config.max_subscriptions;
+        if self.subs.lock().len() >= max {
+            return Err(ErrorBody::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this connection already has {max} subscriptions, the limit; unsubscribe some first"
+                ),
+            ));
+        }
+        Ok(self.next_sub.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn add_sub(&self, n: u64, handle: SubHandle) {
+        match handle.kind {
+            SubKind::Change => self.shared.change_subs.fetch_add(1, Ordering::SeqCst),
+            SubKind::Topic => self.shared.topic_subs.fetch_add(1, Ordering::SeqCst),
+        };
+        self.shared.bump();
+        self.subs.lock().insert(n, handle);
+    }
+
+    /// Ends subscription `n` of `kind`.
+    pub(crate) fn unsubscribe(&self, kind: SubKind, n: u64) -> Result<Vec<u8>, ErrorBody> {
+        let removed = {
+            let mut subs = self.subs.lock();
+            match subs.get(&n) {
+                Some(h) if h.kind == kind => subs.remove(&n),
+                _ => None,
+            }
+        };
+        match removed {
+            Some(handle) => {
+                drop(handle);
+                Ok(br#"{"removed":true}"#.to_vec())
+            }
+            None => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!(
+                    "this connection has no {} subscription {n}",
+                    if kind == SubKind::Change {
+                        "change"
+                    } else {
+                        "topic"
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// Waits until nothing is in flight, at most `limit`.
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inflight.lock().len() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Frees everything this connection holds.
+    fn close_all(&self) {
+        let subs: Vec<SubHandle> = self.subs.lock().drain().map(|(_, h)| h).collect();
+        drop(subs);
+        for task in self.inflight.lock().drain() {
+            task.abort();
+        }
+    }
+}
+
+enum End {
+    /// The client closed its side.
+    Eof,
+    /// The server is shutting down.
+    Shutdown,
+    /// The writer failed: the client is gone or not reading.
+    Writer(Result<Result<(), LinkError>, tokio::task::JoinError>),
+    /// The client broke the protocol; an error frame is queued.
+    Fatal,
+    /// The link failed on reading.
+    Broken,
+}
+
+/// Serves one connection until it ends.
+pub(crate) async fn serve(shared: Arc<Shared>, link: Link, ticket: Ticket) {
+    let Link {
+        info,
+        mut reader,
+        writer,
+    } = link;
+    let (out, rx) = OutQueue::new(Some(shared.config.output_queue_bytes));
+    let peer_max = info.negotiated.client_max_frame_bytes as usize;
+    let mut writer_task = tokio::spawn(run_writer(writer, rx, peer_max, out.clone()));
+    let conn = Arc::new(Conn {
+        id: ticket.id,
+        shared: shared.clone(),
+        out,
+        info,
+        inflight: Mutex::new(InFlight::new(info.negotiated.max_in_flight as usize)),
+        idle: Notify::new(),
+        subs: Mutex::new(HashMap::new()),
+        next_sub: AtomicU64::new(0),
+    });
+    let mut shutdown = shared.shutdown_signal();
+    let mut reassembler = Reassembler::new(shared.config.max_message_bytes);
+    let end = loop {
+        tokio::select! {
+            () = super::until_down(&mut shutdown) => break End::Shutdown,
+            result = &mut writer_task => break End::Writer(result),
+            frame = reader.read_frame() => match frame {
+                Ok(Some(frame)) => match reassembler.push(frame) {
+                    Ok(Some(message)) => on_frame(&conn, message).await,
+                    Ok(None) => {}
+                    Err(body) => {
+                        conn.error(0, None, body).await;
+                        break End::Fatal;
+                    }
+                },
+                Ok(None) => break End::Eof,
+                Err(LinkError::Frame(e)) if !e.is_fatal() => {
+                    shared.count_request();
+                    conn.error(e.request_id().unwrap_or(0), None, e.to_error_body()).await;
+                }
+                Err(LinkError::Frame(e)) => {
+                    conn.error(0, None, e.to_error_body()).await;
+                    break End::Fatal;
+                }
+                Err(e @ LinkError::Truncated { .. }) => {
+                    conn.error(0, None, ErrorBody::new(ErrorCode::InvalidInput, e.to_string())).await;
+                    break End::Fatal;
+                }
+                Err(e) => {
+                    tracing::debug!(conn = conn.id, error = %e, "connection read failed");
+                    break End::Broken;
+                }
+            },
+        }
+    };
+    let config = &shared.config;
+    let writer_result = match end {
+        End::Shutdown => {
+            // Stop taking requests; let those in flight finish.
+            if !conn.wait_idle(config.shutdown_timeout).await {
+                tracing::warn!(
+                    conn = conn.id,
+                    "in-flight requests did not finish before the shutdown timeout"
+                );
+            }
+            None
+        }
+        End::Eof => {
+            // The client may still read answers to what it sent (a
+            // half-closed socket); its subscriptions end now.
+            drop(std::mem::take(&mut *conn.subs.lock()));
+            conn.wait_idle(config.stall_timeout).await;
+            None
+        }
+        End::Writer(result) => Some(result),
+        End::Fatal | End::Broken => None,
+    };
+    conn.close_all();
+    let writer_result = match writer_result {
+        Some(r) => r,
+        None => {
+            conn.out.finish();
+            writer_task.await
+        }
+    };
+    match writer_result {
+        Ok(Err(LinkError::Stalled { after })) => {
+            shared.stalled.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                conn = conn.id,
+                "disconnected a client that stopped reading its answers (no progress for {after:?}); its output queue was full"
+            );
+        }
+        Ok(Err(e)) => tracing::debug!(conn = conn.id, error = %e, "connection closed"),
+        Ok(Ok(())) | Err(_) => {}
+    }
+    conn.out.shut();
+    drop(ticket);
+}
+
+async fn on_frame(conn: &Arc<Conn>, frame: Frame) {
+    let id = frame.header.request_id;
+    match frame.header.kind {
+        FrameKind::Request => handle_request(conn, frame).await,
+        FrameKind::Cancel => {
+            let cancelled = conn.inflight.lock().cancel(id);
+            if let Some(task) = cancelled {
+                if let Some(task) = task {
+                    task.abort();
+                }
+                conn.idle.notify_waiters();
+                conn.error(
+                    id,
+                    frame.header.operation,
+                    ErrorBody::new(
+                        ErrorCode::Cancelled,
+                        format!("request {id} was cancelled by the client"),
+                    ),
+                )
+                .await;
+            }
+        }
+        kind => {
+            conn.error(
+                id,
+                frame.header.operation,
+                ErrorBody::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "a client sends only request (1) and cancel (5) frames, not {kind} ({})",
+                        kind.code()
+                    ),
+                ),
+            )
+            .await;
+        }
+    }
+}
+
+async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
+    let shared = &conn.shared;
+    shared.count_request();
+    let id = frame.header.request_id;
+    let Some(op) = frame.header.operation else {
+        conn.error(
+            id,
+            None,
+            ErrorBody::new(
+                ErrorCode::UnknownOperation,
+                "a request must name an operation",
+            ),
+        )
+        .await;
+        return;
+    };
+    let admitted = conn.inflight.lock().begin(id);
+    if let Err(refusal) = admitted {
+        conn.error(id, Some(op), refusal.to_body(id)).await;
+        return;
+    }
+    let request = match parse_request(op, &frame.payload, &shared.store_limits) {
+        Ok(request) => request,
+        Err(body) => {
+            conn.reply(id, op, Err(body)).await;
+            return;
+        }
+    };
+    if let Some(limiter) = &shared.limiter {
+        let checked = limiter.lock().check(request.limit_name(op), Instant::now());
+        if let Err(body) = checked {
+            conn.reply(id, op, Err(body)).await;
+            return;
+        }
+    }
+    if router::is_quick(&request) {
+        let result = router::quick(conn, request);
+        conn.reply(id, op, result).await;
+        return;
+    }
+    let task = tokio::spawn(router::run(conn.clone(), op, id, request));
+    let attached = conn.inflight.lock().attach(id, task.abort_handle());
+    // Err: the request already finished (or was cancelled); nothing to keep.
+    drop(attached);
+}
+
+/// Subscribes this connection to changes and starts its forwarder.
+pub(crate) async fn subscribe_changes(
+    conn: &Arc<Conn>,
+    op: Operation,
+    id: u64,
+    prefix: Option<String>,
+    from_seq: Option<u64>,
+) {
+    let n = match conn.reserve_sub() {
+        Ok(n) => n,
+        Err(body) => return conn.reply(id, op, Err(body)).await,
+    };
+    let shared = &conn.shared;
+    let last_seq = shared.store.last_seq();
+    let registration = shared.hub.register(
+        prefix,
+        from_seq,
+        last_seq,
+        shared.config.subscription_buffer,
+    );
+    let Some(registration) = registration else {
+        let body = ErrorBody::new(ErrorCode::Unavailable, "the server is shutting down");
+        return conn.reply(id, op, Err(body)).await;
+    };
+    let start = registration.filter.start;
+    let key = registration.key;
+    let (go, gate) = oneshot::channel();
+    let task = tokio::spawn(forward_changes(conn.clone(), n, id, registration, gate));
+    conn.add_sub(
+        n,
+        SubHandle {
+            kind: SubKind::Change,
+            shared: shared.clone(),
+            hub_key: Some(key),
+            task: Some(task.abort_handle()),
+            _guard: None,
+        },
+    );
+    if conn.finish(id) {
+        let payload = format!("{{\"subscription\":{n},\"from_seq\":{start}}}").into_bytes();
+        conn.send(json_frame(FrameKind::Response, Some(op), id, payload))
+            .await;
+        let _ = go.send(());
+    } else {
+        let _ = conn.unsubscribe(SubKind::Change, n);
+    }
+}
+
+/// Sends one subscription's changes: first those before `live_from` from
+/// the change log, then the live ones, then `lagged` if it was cut off.
+async fn forward_changes(
+    conn: Arc<Conn>,
+    n: u64,
+    request_id: u64,
+    mut reg: Registration,
+    go: oneshot::Receiver<()>,
+) {
+    if go.await.is_err() {
+        return;
+    }
+    let event = |payload: Vec<u8>| {
+        json_frame(
+            FrameKind::Event,
+            Some(Operation::Subscribe),
+            request_id,
+            payload,
+        )
+    };
+    let mut next = reg.filter.start;
+    while next < reg.live_from {
+        let store = conn.shared.store.clone();
+        let after = next - 1;
+        let page = tokio::task::spawn_blocking(move || store.changes_since(after, 256)).await;
+        let changes = match page {
+            Ok(Ok(changes)) => changes,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the change log for a subscriber failed; telling it to resume");
+                conn.send(event(ops::lagged_event(n, next))).await;
+                let _ = conn.unsubscribe(SubKind::Change, n);
+                return;
+            }
+            Err(_) => return,
+        };
+        if changes.is_empty() {
+            break;
+        }
+        for change in changes {
+            if change.seq >= reg.live_from {
+                next = reg.live_from;
+                break;
+            }
+            next = change.seq + 1;
+            if reg.filter.wants(change.seq, &change.id)
+                && !conn.send(event(ops::change_event(n, &change))).await
+            {
+                return;
+            }
+        }
+    }
+    while let Some(change) = reg.rx.recv().await {
+        if !conn.send(event(ops::change_event(n, &change))).await {
+            return;
+        }
+    }
+    let resume_from = reg.lagged_at.load(Ordering::Acquire);
+    if resume_from > 0 {
+        conn.send(event(ops::lagged_event(n, resume_from))).await;
+        // Removing our own handle aborts this task at its next await; there
+        // is none left.
+        let _ = conn.unsubscribe(SubKind::Change, n);
+    }
+}
+
+/// Holds a topic subscription's events until its response is queued, then
+/// passes them to the output queue without ever waiting; what does not fit
+/// is counted and reported with a `dropped` event.
+struct TopicGate {
+    state: Mutex<GateState>,
+    out: OutQueue,
+    n: u64,
+    request_id: u64,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    pending: Vec<Frame>,
+    dropped: u64,
+}
+
+impl TopicGate {
+    fn frame(&self, payload: Vec<u8>) -> Frame {
+        json_frame(
+            FrameKind::Event,
+            Some(Operation::SubscribeTopic),
+            self.request_id,
+            payload,
+        )
+    }
+
+    fn deliver(&self, topic: &str, payload: &Value) {
+        let frame = self.frame(ops::topic_event(self.n, topic, payload));
+        let mut state = self.state.lock();
+        if !state.open {
+            if state.pending.len() < MAX_GATE_PENDING {
+                state.pending.push(frame);
+            } else {
+                state.dropped += 1;
+            }
+            return;
+        }
+        self.push(&mut state, frame);
+    }
+
+    fn push(&self, state: &mut GateState, frame: Frame) {
+        if state.dropped > 0 {
+            match self
+                .out
+                .try_send(self.frame(ops::dropped_event(self.n, state.dropped)))
+            {
+                Ok(()) => state.dropped = 0,
+                Err(QueueError::Full) => {
+                    state.dropped += 1;
+                    return;
+                }
+                Err(QueueError::Closed) => return,
+            }
+        }
+        if let Err(QueueError::Full) = self.out.try_send(frame) {
+            state.dropped += 1;
+        }
+    }
+
+    fn open(&self) {
+        let mut state = self.state.lock();
+        state.open = true;
+        for frame in std::mem::take(&mut state.pending) {
+            self.push(&mut state, frame);
+        }
+    }
+}
+
+/// Subscribes this connection to topics matching `pattern`.
+pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pattern: String) {
+    let n = match conn.reserve_sub() {
+        Ok(n) => n,
+        Err(body) => return conn.reply(id, op, Err(body)).await,
+    };
+    let gate = Arc::new(TopicGate {
+        state: Mutex::new(GateState::default()),
+        out: conn.out.clone(),
+        n,
+        request_id: id,
+    });
+    let listener = {
+        let gate = gate.clone();
+        move |topic: &str, payload: &Value| gate.deliver(topic, payload)
+    };
+    let guard = match conn.shared.bus.on(&pattern, listener) {
+        Ok(sub) => sub.into_guard(),
+        Err(e) => {
+            return conn
+                .reply(
+                    id,
+                    op,
+                    Err(ErrorBody::new(ErrorCode::InvalidInput, e.to_string())),
+                )
+                .await;
+        }
+    };
+    conn.add_sub(
+        n,
+        SubHandle {
+            kind: SubKind::Topic,
+            shared: conn.shared.clone(),
+            hub_key: None,
+            task: None,
+            _guard: Some(guard),
+        },
+    );
+    if conn.finish(id) {
+        let payload = format!("{{\"subscription\":{n}}}").into_bytes();
+        conn.send(json_frame(FrameKind::Response, Some(op), id, payload))
+            .await;
+        gate.open();
+    } else {
+        let _ = conn.unsubscribe(SubKind::Topic, n);
+    }
+}

@@ -1,0 +1,919 @@
+//! The server: its builder, the running [`Server`] handle, the accept loop,
+//! the change pump, and graceful shutdown.
+//!
+//! Owns: the server's lifetime — locking the channel, opening (or adopting)
+//! the store, binding the socket (mode 0600 in the private directory),
+//! accepting connections with the peer check, counting them, following the
+//! store's change log into the [`ChangeHub`], and shutting down in order:
+//! stop accepting, finish in-flight requests, flush the store, remove the
+//! socket. Must never: let one connection stall another or the accept
+//! loop, remove a socket it does not own (the channel lock decides), or
+//! return from `shutdown` while a connection task still runs.
+
+mod conn;
+mod router;
+
+use crate::channel::{self, ChannelLock};
+use crate::client::{AsyncClient, Client, Connector};
+use crate::error::IpcError;
+use crate::handler::{Handler, HandlerContext, HandlerError};
+use crate::policy::{PeerCredentials, RateLimiter, check_peer};
+use crate::rt::block_on;
+use crate::subs::ChangeHub;
+use crate::transport::{BoxFuture, Link, memory, socket};
+use crate::types::ConnectOptions;
+use hearth_bus::{BusOptions, EventBus};
+use hearth_proto::{
+    Capabilities, ClientHello, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_PAYLOAD_BYTES, HandshakeError, HandshakeStatus, Limits, MIN_FRAME_LIMIT,
+    ServerLimits, negotiate,
+};
+use hearth_store::{Event, Options, Store};
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::watch;
+
+/// Tunable limits of a server. Every field has a builder method.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) max_frame_bytes: u32,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_in_flight: u32,
+    pub(crate) max_connections: usize,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) output_queue_bytes: usize,
+    pub(crate) stall_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) subscription_buffer: usize,
+    pub(crate) worker_threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES as u32,
+            max_message_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_connections: 1024,
+            max_subscriptions: 1024,
+            output_queue_bytes: 8 << 20,
+            stall_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            subscription_buffer: 1024,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// Counters of a running server.
+///
+/// ```
+/// use hearth_ipc::ServerStats;
+/// let s = ServerStats::default();
+/// assert_eq!(s.connections, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ServerStats {
+    /// Open connections (socket and in-process).
+    pub connections: usize,
+    /// Live change subscriptions.
+    pub change_subscriptions: usize,
+    /// Live topic subscriptions.
+    pub topic_subscriptions: usize,
+    /// Requests received since start.
+    pub requests: u64,
+    /// Connections closed because their client stopped reading.
+    pub stalled_disconnects: u64,
+}
+
+/// State shared by the accept loop, every connection and the handle.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) bus: EventBus,
+    pub(crate) hub: ChangeHub,
+    pub(crate) handlers: HashMap<String, Handler>,
+    pub(crate) limiter: Option<Mutex<RateLimiter>>,
+    pub(crate) config: Config,
+    pub(crate) store_limits: Limits,
+    pub(crate) proto_limits: ServerLimits,
+    pub(crate) uid: u32,
+    pub(crate) allowed_uids: Vec<u32>,
+    pub(crate) handle: Handle,
+    next_conn: AtomicU64,
+    connections: AtomicUsize,
+    pub(crate) change_subs: AtomicUsize,
+    pub(crate) topic_subs: AtomicUsize,
+    pub(crate) requests: AtomicU64,
+    pub(crate) stalled: AtomicU64,
+    shutting_down: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+    generation: Mutex<u64>,
+    changed: Condvar,
+    /// Threads in `Server::wait_for`; counters only signal when non-zero.
+    waiters: AtomicUsize,
+}
+
+/// A counted, admitted connection; dropping it uncounts it.
+pub(crate) struct Ticket {
+    shared: Arc<Shared>,
+    pub(crate) id: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        self.shared.bump();
+    }
+}
+
+impl Shared {
+    /// Wakes whoever waits on the counters.
+    pub(crate) fn bump(&self) {
+        // SeqCst pairs with `wait_for`: either the waiter is counted here, or
+        // it registered after this counter changed and sees the new value.
+        if self.waiters.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        *self.generation.lock() += 1;
+        self.changed.notify_all();
+    }
+
+    /// Counts a request (signalled only while someone waits on counters).
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.bump();
+    }
+
+    pub(crate) fn stats(&self) -> ServerStats {
+        ServerStats {
+            connections: self.connections.load(Ordering::SeqCst),
+            change_subscriptions: self.change_subs.load(Ordering::SeqCst),
+            topic_subscriptions: self.topic_subs.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::SeqCst),
+            stalled_disconnects: self.stalled.load(Ordering::SeqCst),
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Admits one more connection, or refuses (shutting down, full).
+    fn admit(self: &Arc<Self>) -> Result<Ticket, HandshakeError> {
+        if self.is_shutting_down() {
+            return Err(HandshakeError::Refused {
+                status: HandshakeStatus::Unavailable,
+                reason: "the server is shutting down".into(),
+            });
+        }
+        let max = self.config.max_connections;
+        let prev = self.connections.fetch_add(1, Ordering::SeqCst);
+        if prev >= max {
+            self.connections.fetch_sub(1, Ordering::SeqCst);
+            return Err(HandshakeError::Refused {
+                status: HandshakeStatus::Unavailable,
+                reason: format!(
+                    "the server has {max} connections, its limit; close idle clients or raise max_connections"
+                ),
+            });
+        }
+        self.bump();
+        Ok(Ticket {
+            shared: self.clone(),
+            id: self.next_conn.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// A new in-process connection: the client's end of a memory link; the
+    /// server's end is served on the server's runtime.
+    pub(crate) fn connect_in_process(
+        self: &Arc<Self>,
+        hello: ClientHello,
+    ) -> Result<Link, IpcError> {
+        let ticket = self.admit().map_err(IpcError::Handshake)?;
+        let negotiated = negotiate(&hello, &self.proto_limits)?;
+        let (client, server) = memory::pair(negotiated, self.config.stall_timeout);
+        self.handle.spawn(conn::serve(self.clone(), server, ticket));
+        Ok(client)
+    }
+
+    pub(crate) fn handler_context(
+        &self,
+        name: &str,
+        conn_id: u64,
+        link: &crate::transport::LinkInfo,
+    ) -> HandlerContext {
+        HandlerContext {
+            connection_id: conn_id,
+            peer_pid: link.peer.and_then(|p| p.pid),
+            peer_uid: link.peer.map(|p| p.uid),
+            transport: link.kind,
+            name: Arc::from(name),
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+        }
+    }
+}
+
+/// Configures and starts a [`Server`].
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use hearth_ipc::{HandlerError, Server};
+/// use serde_json::json;
+/// let server = Server::builder()
+///     .data_dir(dir.path())
+///     .handler("one-core:storage:get", |ctx, payload| {
+///         let hash = payload["hash"].as_str().ok_or_else(|| HandlerError::invalid_input("hash is required"))?;
+///         Ok(match ctx.store().get(hash)? {
+///             Some(doc) => json!({"data": doc.to_value()}),
+///             None => json!(null),
+///         })
+///     })
+///     .rate_limit("one-core:login", 5.0, 10)
+///     .start()?;
+/// let client = server.connect_in_process()?;
+/// client.put("h1", json!({"x": 1}))?;
+/// assert_eq!(client.call("one-core:storage:get", json!({"hash": "h1"}))?, json!({"data": {"x": 1}}));
+/// server.shutdown()?;
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[must_use = "a builder does nothing until start()"]
+pub struct ServerBuilder {
+    channel: Option<String>,
+    socket_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    store: Option<Store>,
+    store_options: Options,
+    handlers: HashMap<String, Handler>,
+    rate_limits: HashMap<String, (f64, u32)>,
+    config: Config,
+    bus: Option<EventBus>,
+    allowed_uids: Vec<u32>,
+    errors: Vec<String>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("channel", &self.channel)
+            .field("data_dir", &self.data_dir)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    fn new() -> ServerBuilder {
+        ServerBuilder {
+            channel: None,
+            socket_dir: None,
+            data_dir: None,
+            store: None,
+            store_options: Options::default(),
+            handlers: HashMap::new(),
+            rate_limits: HashMap::new(),
+            config: Config::default(),
+            bus: None,
+            allowed_uids: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Serve on this channel's Unix socket. Without a channel the server is
+    /// reachable in process only ([`Server::connect_in_process`]).
+    pub fn channel(mut self, name: impl Into<String>) -> Self {
+        self.channel = Some(name.into());
+        self
+    }
+
+    /// Put the channel's socket in this directory instead of
+    /// `$XDG_RUNTIME_DIR/hearth` (else `/tmp/hearth-$UID`). It is created
+    /// with mode 0700 if missing and refused if another user owns it or it
+    /// is open to group or others.
+    pub fn socket_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.socket_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Open (creating if needed) the store in this directory.
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Options for opening the store in [`data_dir`](Self::data_dir).
+    pub fn store_options(mut self, options: Options) -> Self {
+        self.store_options = options;
+        self
+    }
+
+    /// Serve an already open store instead of a data directory.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Use this event bus for topics (share it with in-process listeners);
+    /// by default the server has its own.
+    pub fn bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    fn add_handler(mut self, name: &str, handler: Handler) -> Self {
+        if let Err(e) = hearth_bus::validate_topic(name) {
+            self.errors.push(format!("handler name {name:?}: {e}"));
+        } else if self.handlers.insert(name.to_string(), handler).is_some() {
+            self.errors
+                .push(format!("two handlers are registered as {name:?}; keep one"));
+        }
+        self
+    }
+
+    /// Registers a blocking handler under a namespaced name such as
+    /// `one-core:storage:get` (`:`-separated, no `*`). It runs on the
+    /// server's blocking pool, off the I/O path; a panic becomes an
+    /// `internal` error for that call.
+    pub fn handler<F>(self, name: &str, handler: F) -> Self
+    where
+        F: Fn(&HandlerContext, Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+    {
+        self.add_handler(name, Handler::Sync(Arc::new(handler)))
+    }
+
+    /// Registers an async handler; it runs as a task on the server's
+    /// runtime and must not block.
+    pub fn async_handler<F, Fut>(self, name: &str, handler: F) -> Self
+    where
+        F: Fn(HandlerContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    {
+        let handler = move |ctx, payload| -> BoxFuture<'static, Result<Value, HandlerError>> {
+            Box::pin(handler(ctx, payload))
+        };
+        self.add_handler(name, Handler::Async(Arc::new(handler)))
+    }
+
+    /// Limits calls of a handler (or of a built-in operation, by its name
+    /// such as `put`) to `per_second`, with bursts of `burst`, across all
+    /// connections. Over the limit a call gets `rate_limited`.
+    pub fn rate_limit(mut self, name: &str, per_second: f64, burst: u32) -> Self {
+        self.rate_limits
+            .insert(name.to_string(), (per_second, burst));
+        self
+    }
+
+    /// Largest frame accepted from a client, header included (default
+    /// 32 MiB + 24; at least 64 KiB).
+    pub fn max_frame_bytes(mut self, bytes: u32) -> Self {
+        self.config.max_frame_bytes = bytes.max(MIN_FRAME_LIMIT);
+        self
+    }
+
+    /// Largest message (a request joined from `MORE` frames) accepted
+    /// (default 32 MiB).
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_message_bytes = bytes;
+        self
+    }
+
+    /// Most requests one connection may have in flight (default 1024);
+    /// more get `rate_limited`.
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.config.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Most open connections (default 1024); more are refused in the
+    /// handshake with status `unavailable`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// Most subscriptions (change and topic) per connection (default 1024).
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.config.max_subscriptions = n.max(1);
+        self
+    }
+
+    /// Bytes of output a connection may have waiting (default 8 MiB).
+    /// Replies wait for room; events that do not fit are reported as lag.
+    pub fn output_queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.output_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// A client whose socket accepts no bytes for this long is disconnected
+    /// (default 10 s).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stall_timeout = timeout;
+        self
+    }
+
+    /// How long a new connection has to complete its hello (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for in-flight requests (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Changes buffered per subscription before it is cut off with `lagged`
+    /// (default 1024).
+    pub fn subscription_buffer(mut self, n: usize) -> Self {
+        self.config.subscription_buffer = n.max(1);
+        self
+    }
+
+    /// Worker threads of the runtime [`start`](Self::start) creates
+    /// (default 2).
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.config.worker_threads = n.max(1);
+        self
+    }
+
+    /// Also accept socket peers running as `uid` (by default only the
+    /// server's own user may connect).
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.allowed_uids.push(uid);
+        self
+    }
+
+    /// Starts the server on a runtime of its own and returns once it is
+    /// ready: the store is open and the socket accepts connections. For
+    /// programs that are not async (an async program may call it too, from
+    /// a blocking context, or use [`start_async`](Self::start_async)).
+    pub fn start(self) -> Result<Server, IpcError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.config.worker_threads)
+            .thread_name("hearth-server")
+            .enable_all()
+            .build()
+            .map_err(|e| IpcError::io("starting the server runtime", e))?;
+        let handle = runtime.handle().clone();
+        let mut server = self.launch(handle)?;
+        server.runtime = Some(runtime);
+        Ok(server)
+    }
+
+    /// Starts the server on the current tokio runtime; opening the store
+    /// runs on its blocking pool, so the caller's runtime is not blocked.
+    pub async fn start_async(self) -> Result<Server, IpcError> {
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || self.launch(handle))
+            .await
+            .map_err(|e| IpcError::Protocol(format!("starting the server panicked: {e}")))?
+    }
+
+    fn launch(self, handle: Handle) -> Result<Server, IpcError> {
+        if let Some(first) = self.errors.first() {
+            return Err(IpcError::InvalidInput(first.clone()));
+        }
+        let uid = channel::current_uid()?;
+        // The channel first: a second server fails here, naming the first.
+        let mut socket = None;
+        let mut lock = None;
+        if let Some(name) = &self.channel {
+            channel::validate_channel_name(name)?;
+            let dir = match &self.socket_dir {
+                Some(dir) => dir.clone(),
+                None => channel::socket_dir()?,
+            };
+            channel::ensure_private_dir(&dir, true)?;
+            let path = dir.join(format!("{name}.sock"));
+            channel::check_path_len(&path)?;
+            lock = Some(ChannelLock::acquire(&dir, name)?);
+            socket = Some(path);
+        }
+        let store = match (self.store, &self.data_dir) {
+            (Some(store), None) => store,
+            (None, Some(dir)) => Store::open(dir, self.store_options.clone())?,
+            (Some(_), Some(_)) => {
+                return Err(IpcError::InvalidInput(
+                    "give the server either a data_dir or a store, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(IpcError::InvalidInput(
+                    "the server needs a data_dir (or an open store)".into(),
+                ));
+            }
+        };
+        let config = self.config;
+        let proto_limits = ServerLimits {
+            capabilities: Capabilities::CHUNKED_STREAMS | Capabilities::EVENTS,
+            max_frame_bytes: config.max_frame_bytes,
+            max_in_flight: config.max_in_flight,
+            ..ServerLimits::default()
+        };
+        let (shutdown_tx, _) = watch::channel(false);
+        let bus = self.bus.unwrap_or_else(|| {
+            EventBus::with_options(BusOptions {
+                max_listeners: 0,
+                warn_on_max_listeners: false,
+            })
+        });
+        let shared = Arc::new(Shared {
+            hub: ChangeHub::new(store.last_seq()),
+            store_limits: self.store_options.limits,
+            store,
+            bus,
+            handlers: self.handlers,
+            limiter: (!self.rate_limits.is_empty())
+                .then(|| Mutex::new(RateLimiter::new(self.rate_limits))),
+            config,
+            proto_limits,
+            uid,
+            allowed_uids: self.allowed_uids,
+            handle: handle.clone(),
+            next_conn: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            change_subs: AtomicUsize::new(0),
+            topic_subs: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            shutdown_tx,
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+        });
+        let pump_stop = Arc::new(AtomicBool::new(false));
+        let pump = {
+            let store = shared.store.clone();
+            let stop = pump_stop.clone();
+            let shared = shared.clone();
+            let start = shared.hub.delivered() + 1;
+            std::thread::Builder::new()
+                .name("hearth-changes".into())
+                .spawn(move || pump(store, shared, stop, start))
+                .map_err(|e| IpcError::io("starting the change pump thread", e))?
+        };
+        let mut server = Server {
+            shared,
+            handle: handle.clone(),
+            runtime: None,
+            accept: None,
+            pump: Some(pump),
+            pump_stop,
+            socket: None,
+            lock: None,
+            finished: false,
+        };
+        if let Some(path) = socket {
+            channel::remove_stale_socket(&path)?;
+            let listener = {
+                let _enter = handle.enter();
+                UnixListener::bind(&path)
+                    .map_err(|e| IpcError::io(format!("binding socket {}", path.display()), e))?
+            };
+            channel::restrict_socket(&path)?;
+            server.socket = Some(path);
+            server.lock = lock;
+            server.accept = Some(handle.spawn(accept_loop(server.shared.clone(), listener)));
+        }
+        Ok(server)
+    }
+}
+
+/// Follows the store's change log into the hub. Runs on its own thread
+/// because the store's subscription blocks; wakes at least every 50 ms to
+/// notice shutdown.
+fn pump(store: Store, shared: Arc<Shared>, stop: Arc<AtomicBool>, start: u64) {
+    let mut sub = store.subscribe(start);
+    while !stop.load(Ordering::Acquire) {
+        match sub.next_timeout(Duration::from_millis(50)) {
+            Some(Ok(Event::Change(change))) => shared.hub.dispatch(&change),
+            // The store reads the change log itself after a lag; nothing is
+            // skipped, so there is nothing to do.
+            Some(Ok(Event::Lagged { .. })) | None => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "reading the change log failed; retrying");
+                // Back off on a failing store rather than spin.
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Returns once shutdown has been signalled.
+pub(crate) async fn until_down(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|down| *down).await.map(|_| ());
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            () = until_down(&mut shutdown) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let admit_shared = shared.clone();
+                    let admit = move |peer: Option<&PeerCredentials>| {
+                        check_peer(admit_shared.uid, &admit_shared.allowed_uids, peer)?;
+                        admit_shared.admit()
+                    };
+                    match socket::accept(
+                        stream,
+                        shared.proto_limits,
+                        admit,
+                        shared.config.handshake_timeout,
+                        shared.config.stall_timeout,
+                    )
+                    .await
+                    {
+                        Ok((link, ticket)) => conn::serve(shared, link, ticket).await,
+                        Err(socket::AcceptError::Refused(e)) => {
+                            tracing::debug!(reason = %e, "connection refused in the handshake");
+                        }
+                        Err(socket::AcceptError::Io(e)) => {
+                            tracing::debug!(reason = %e, "connection dropped in the handshake");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: log and keep serving
+                // the connections we have; try again shortly.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A running server. [`shutdown`](Server::shutdown) stops it gracefully;
+/// dropping it stops it abruptly (in-flight requests are abandoned).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let sock = tempfile::tempdir().unwrap();
+/// use hearth_ipc::{Client, ConnectOptions, Server};
+/// use serde_json::json;
+/// let server = Server::builder()
+///     .channel("doc-example")
+///     .socket_dir(sock.path().join("hearth"))
+///     .data_dir(dir.path())
+///     .start()?;
+/// let client = Client::connect_with(
+///     ConnectOptions::new("doc-example").socket_dir(sock.path().join("hearth")))?;
+/// client.put("user:1", json!({"name": "Alice"}))?;
+/// assert_eq!(server.stats().connections, 1);
+/// server.shutdown()?;
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    handle: Handle,
+    runtime: Option<Runtime>,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    pump: Option<std::thread::JoinHandle<()>>,
+    pump_stop: Arc<AtomicBool>,
+    socket: Option<PathBuf>,
+    lock: Option<ChannelLock>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("socket", &self.socket)
+            .field("stats", &self.shared.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder; see [`ServerBuilder`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    /// The socket path, when serving a channel.
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// The store being served.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The event bus topic subscriptions listen on.
+    pub fn bus(&self) -> &EventBus {
+        &self.shared.bus
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+
+    /// Waits (blocking) until `pred` holds for the counters or `timeout`
+    /// passes; returns whether it holds. Each change of a counter is
+    /// signalled, so this never polls.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&ServerStats) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let shared = &self.shared;
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut generation = shared.generation.lock();
+        let held = loop {
+            if pred(&shared.stats()) {
+                break true;
+            }
+            if shared
+                .changed
+                .wait_until(&mut generation, deadline)
+                .timed_out()
+            {
+                break pred(&shared.stats());
+            }
+        };
+        drop(generation);
+        shared.waiters.fetch_sub(1, Ordering::SeqCst);
+        held
+    }
+
+    /// Publishes an event from the server side to every matching topic
+    /// subscription; returns how many received it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// use serde_json::json;
+    /// let server = Server::builder().data_dir(dir.path()).start()?;
+    /// let client = server.connect_in_process()?;
+    /// let mut events = client.subscribe_topic("one-core:event:*")?;
+    /// assert_eq!(server.publish("one-core:event:syncProgress", &json!({"progress": 1}))?, 1);
+    /// assert_eq!(events.next().unwrap()?.payload, json!({"progress": 1}));
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn publish(&self, topic: &str, payload: &Value) -> Result<usize, IpcError> {
+        self.shared
+            .bus
+            .try_emit(topic, payload)
+            .map_err(|e| IpcError::InvalidInput(e.to_string()))
+    }
+
+    /// A blocking client connected in process (no socket).
+    pub fn connect_in_process(&self) -> Result<Client, IpcError> {
+        self.connect_in_process_with(ConnectOptions::new("in-process"))
+    }
+
+    /// A blocking client connected in process, with options (timeouts,
+    /// limits; the channel and socket settings are ignored).
+    pub fn connect_in_process_with(&self, options: ConnectOptions) -> Result<Client, IpcError> {
+        let handle = self.handle.clone();
+        let connector = Connector::InProcess {
+            shared: Arc::downgrade(&self.shared),
+            options,
+        };
+        let client = block_on(&handle, AsyncClient::connect_with_connector(connector))?;
+        Ok(Client::from_async(client, handle))
+    }
+
+    /// An async client connected in process (no socket).
+    pub async fn connect_in_process_async(&self) -> Result<AsyncClient, IpcError> {
+        let connector = Connector::InProcess {
+            shared: Arc::downgrade(&self.shared),
+            options: ConnectOptions::new("in-process"),
+        };
+        AsyncClient::connect_with_connector(connector).await
+    }
+
+    /// Serves a link established by another transport (for example a
+    /// network bridge that did its own handshake and authentication).
+    pub fn serve_link(&self, link: Link) -> Result<(), IpcError> {
+        let ticket = self.shared.admit().map_err(IpcError::Handshake)?;
+        self.handle
+            .spawn(conn::serve(self.shared.clone(), link, ticket));
+        Ok(())
+    }
+
+    /// Stops gracefully (blocking): stops accepting, lets in-flight requests
+    /// finish (up to the shutdown timeout), flushes the store, removes the
+    /// socket. Call it from a blocking context; async code uses
+    /// [`shutdown_async`](Server::shutdown_async).
+    pub fn shutdown(mut self) -> Result<(), IpcError> {
+        let handle = self.handle.clone();
+        let result = block_on(&handle, self.stop());
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        result
+    }
+
+    /// Stops gracefully; see [`shutdown`](Server::shutdown).
+    pub async fn shutdown_async(mut self) -> Result<(), IpcError> {
+        self.stop().await
+    }
+
+    async fn stop(&mut self) -> Result<(), IpcError> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let shared = self.shared.clone();
+        shared.shutting_down.store(true, Ordering::Release);
+        shared.shutdown_tx.send_replace(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        // Connections stop reading, finish their requests and close.
+        let grace = shared.config.shutdown_timeout + shared.config.stall_timeout;
+        let waiter = shared.clone();
+        let drained = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + grace;
+            waiter.waiters.fetch_add(1, Ordering::SeqCst);
+            let mut generation = waiter.generation.lock();
+            let mut drained = true;
+            while waiter.connections.load(Ordering::SeqCst) > 0 {
+                if waiter
+                    .changed
+                    .wait_until(&mut generation, deadline)
+                    .timed_out()
+                {
+                    drained = false;
+                    break;
+                }
+            }
+            drop(generation);
+            waiter.waiters.fetch_sub(1, Ordering::SeqCst);
+            drained
+        })
+        .await
+        .unwrap_or(false);
+        if !drained {
+            tracing::warn!("connections still open after the shutdown timeout; closing anyway");
+        }
+        shared.hub.close();
+        self.pump_stop.store(true, Ordering::Release);
+        let pump = self.pump.take();
+        let store = shared.store.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            if let Some(p) = pump {
+                let _ = p.join();
+            }
+            store.flush()
+        })
+        .await
+        .map_err(|e| IpcError::Protocol(format!("flushing the store panicked: {e}")))?;
+        self.remove_socket();
+        flushed.map_err(IpcError::from)
+    }
+
+    fn remove_socket(&mut self) {
+        if let Some(path) = self.socket.take() {
+            let _ = std::fs::remove_file(&path);
+        }
+        self.lock = None;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.shared.shutting_down.store(true, Ordering::Release);
+            self.shared.shutdown_tx.send_replace(true);
+            self.shared.hub.close();
+            self.pump_stop.store(true, Ordering::Release);
+            if let Some(pump) = self.pump.take() {
+                let _ = pump.join();
+            }
+            if let Some(accept) = self.accept.take() {
+                accept.abort();
+            }
+            self.remove_socket();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The router: each parsed request to its work — a store call, a custom
+//! handler, a subscription — and the JSON of its answer.
+//!
+//! Owns: which operations run inline (point reads, microseconds), which run
+//! on the blocking pool (writes, scans, handlers), streaming of `list`,
+//! `query` and `search` in chunks, and turning handler failures and panics
+//! into error replies. Must never: run a handler or a scan on the
+//! connection's reading task, or let a handler panic take the server down.
+
+use super::conn::{self, Conn, SubKind, json_frame};
+use crate::handler::{Handler, HandlerError};
+use crate::ops::{self, Request};
+use hearth_proto::{ErrorBody, ErrorCode, FrameKind, Operation};
+use hearth_store::{ListOptions, Store, StoreError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Documents per stream chunk.
+const CHUNK_DOCS: usize = 256;
+/// Bytes after which a stream chunk is sent even if not full.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+fn store_err(e: StoreError) -> ErrorBody {
+    e.to_body()
+}
+
+fn internal(message: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, message)
+}
+
+fn to_bytes(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+/// Whether the request is answered inline on the reading task: it cannot
+/// block (no writes, no scans, no waiting on the applier).
+pub(super) fn is_quick(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Ping
+            | Request::Get { .. }
+            | Request::GetWithMetadata { .. }
+            | Request::Unsubscribe { .. }
+            | Request::UnsubscribeTopic { .. }
+    )
+}
+
+/// Answers a quick request.
+pub(super) fn quick(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody> {
+    let store = &conn.shared.store;
+    match request {
+        Request::Ping => Ok(br#"{"pong":true}"#.to_vec()),
+        Request::Get { id } => match store.get(&id).map_err(store_err)? {
+            Some(doc) => {
+                let mut out = String::with_capacity(doc.json().len() + id.len() + 20);
+                ops::encode_doc(&mut out, doc.id(), doc.json());
+                Ok(out.into_bytes())
+            }
+            None => Ok(b"null".to_vec()),
+        },
+        Request::GetWithMetadata { id } => match store.get_with_metadata(&id).map_err(store_err)? {
+            Some(doc) => Ok(ops::encode_doc_with_metadata(&doc).into_bytes()),
+            None => Ok(b"null".to_vec()),
+        },
+        Request::Unsubscribe { subscription } => conn.unsubscribe(SubKind::Change, subscription),
+        Request::UnsubscribeTopic { subscription } => {
+            conn.unsubscribe(SubKind::Topic, subscription)
+        }
+        other => Err(internal(format!("{other:?} is not a quick operation"))),
+    }
+}
+
+/// Runs a request as its own task and sends its final frame.
+pub(super) async fn run(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
+    match request {
+        Request::List { .. } | Request::Query { .. } | Request::Search { .. } => {
+            stream(conn, op, id, request).await;
+        }
+        Request::Subscribe { prefix, from_seq } => {
+            conn::subscribe_changes(&conn, op, id, prefix, from_seq).await;
+        }
+        Request::SubscribeTopic { pattern } => {
+            conn::subscribe_topic(&conn, op, id, pattern).await;
+        }
+        Request::Call { name, payload } => {
+            let result = call(&conn, &name, payload).await;
+            conn.reply(id, op, result).await;
+        }
+        Request::Publish { topic, payload } => {
+            let bus = conn.shared.bus.clone();
+            let result = blocking(move || {
+                bus.try_emit(&topic, &payload)
+                    .map(|n| to_bytes(&json!({"delivered": n})))
+                    .map_err(|e| ErrorBody::new(ErrorCode::InvalidInput, e.to_string()))
+            })
+            .await;
+            conn.reply(id, op, result).await;
+        }
+        Request::Stats => {
+            let store = conn.shared.store.clone();
+            let server = conn.shared.stats();
+            let result = blocking(move || {
+                let stats = store.stats().map_err(store_err)?;
+                Ok(to_bytes(&json!({"store": stats, "server": server})))
+            })
+            .await;
+            conn.reply(id, op, result).await;
+        }
+        other => {
+            let store = conn.shared.store.clone();
+            let result = blocking(move || write(&store, other)).await;
+            conn.reply(id, op, result).await;
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic becomes `internal`.
+async fn blocking<F>(f: F) -> Result<Vec<u8>, ErrorBody>
+where
+    F: FnOnce() -> Result<Vec<u8>, ErrorBody> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(internal(format!("the operation failed unexpectedly: {e}"))),
+    }
+}
+
+/// Writes and log reads, on the blocking pool.
+fn write(store: &Store, request: Request) -> Result<Vec<u8>, ErrorBody> {
+    match request {
+        Request::Put { id, data } => {
+            let seq = store.put(&id, data).map_err(store_err)?;
+            Ok(to_bytes(&json!({"seq": seq})))
+        }
+        Request::Patch { id, fields } => {
+            let seq = store.patch(&id, fields).map_err(store_err)?;
+            Ok(to_bytes(&json!({"seq": seq})))
+        }
+        Request::Delete { id } => {
+            let seq = store.delete(&id).map_err(store_err)?;
+            Ok(to_bytes(&json!({"deleted": seq.is_some(), "seq": seq})))
+        }
+        Request::Batch { ops } => {
+            let (first, last) = store.batch(ops).map_err(store_err)?;
+            Ok(to_bytes(&json!({"first_seq": first, "last_seq": last})))
+        }
+        Request::ChangesSince { after, limit } => {
+            let changes = store.changes_since(after, limit).map_err(store_err)?;
+            let mut out = String::from("{\"changes\":[");
+            for (i, c) in changes.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                ops::encode_change(&mut out, c);
+            }
+            out.push_str("],\"last_seq\":");
+            out.push_str(&store.last_seq().to_string());
+            out.push('}');
+            Ok(out.into_bytes())
+        }
+        other => Err(internal(format!("{other:?} is not a write"))),
+    }
+}
+
+/// Collects encoded documents into chunk payloads (`[…]`).
+struct Chunker {
+    buf: String,
+    docs: usize,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+impl Chunker {
+    fn new(tx: mpsc::Sender<Vec<u8>>) -> Chunker {
+        Chunker {
+            buf: String::from("["),
+            docs: 0,
+            tx,
+        }
+    }
+
+    /// Adds one element; false if the receiver is gone (cancelled).
+    fn add(&mut self, encode: impl FnOnce(&mut String)) -> bool {
+        if self.docs > 0 {
+            self.buf.push(',');
+        }
+        encode(&mut self.buf);
+        self.docs += 1;
+        if self.docs >= CHUNK_DOCS || self.buf.len() >= CHUNK_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.docs == 0 {
+            return true;
+        }
+        self.buf.push(']');
+        let chunk = std::mem::replace(&mut self.buf, String::from("["));
+        self.docs = 0;
+        self.tx.blocking_send(chunk.into_bytes()).is_ok()
+    }
+}
+
+fn cancelled() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Cancelled, "the stream was abandoned")
+}
+
+/// Produces a streamed result on the blocking pool: chunks through `tx`,
+/// the stream-end summary as the return value.
+fn produce(
+    store: Store,
+    request: Request,
+    tx: mpsc::Sender<Vec<u8>>,
+) -> Result<Vec<u8>, ErrorBody> {
+    let mut chunker = Chunker::new(tx);
+    match request {
+        Request::List {
+            prefix,
+            type_name,
+            limit,
+            after,
+        } => {
+            let list = store
+                .list(ListOptions {
+                    prefix,
+                    type_name,
+                    limit,
+                    after,
+                })
+                .map_err(store_err)?;
+            let mut count = 0usize;
+            let mut last: Option<String> = None;
+            for doc in list {
+                let doc = doc.map_err(store_err)?;
+                if !chunker.add(|out| ops::encode_doc(out, doc.id(), doc.json())) {
+                    return Err(cancelled());
+                }
+                count += 1;
+                last = Some(doc.id().to_string());
+            }
+            if !chunker.flush() {
+                return Err(cancelled());
+            }
+            let cursor = match limit {
+                Some(limit) if count >= limit => last,
+                _ => None,
+            };
+            Ok(to_bytes(&json!({"count": count, "cursor": cursor})))
+        }
+        Request::Query {
+            filter,
+            limit,
+            after,
+        } => {
+            let docs = store
+                .query(&filter, limit, after.as_deref())
+                .map_err(store_err)?;
+            for doc in &docs {
+                if !chunker.add(|out| ops::encode_doc(out, doc.id(), doc.json())) {
+                    return Err(cancelled());
+                }
+            }
+            if !chunker.flush() {
+                return Err(cancelled());
+            }
+            let cursor = (docs.len() >= limit && limit > 0)
+                .then(|| docs.last().map(|d| d.id().to_string()))
+                .flatten();
+            Ok(to_bytes(&json!({"count": docs.len(), "cursor": cursor})))
+        }
+        Request::Search { text, limit } => {
+            let hits = store.search(&text, limit).map_err(store_err)?;
+            for hit in &hits {
+                let encoded = chunker.add(|out| {
+                    ops::encode_doc(out, hit.doc.id(), hit.doc.json());
+                    out.pop();
+                    out.push_str(",\"score\":");
+                    out.push_str(&Value::from(hit.score).to_string());
+                    out.push('}');
+                });
+                if !encoded {
+                    return Err(cancelled());
+                }
+            }
+            if !chunker.flush() {
+                return Err(cancelled());
+            }
+            Ok(to_bytes(&json!({"count": hits.len()})))
+        }
+        other => Err(internal(format!("{other:?} is not a streamed operation"))),
+    }
+}
+
+/// Streams a list, query or search: stream-chunk frames, then stream-end.
+async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let store = conn.shared.store.clone();
+    let producer = tokio::task::spawn_blocking(move || produce(store, request, tx));
+    while let Some(chunk) = rx.recv().await {
+        if !conn.in_flight(id)
+            || !conn
+                .send(json_frame(FrameKind::StreamChunk, Some(op), id, chunk))
+                .await
+        {
+            break;
+        }
+    }
+    drop(rx);
+    let end = match producer.await {
+        Ok(result) => result,
+        Err(e) => Err(internal(format!(
+            "the {} stream failed unexpectedly: {e}",
+            op.name()
+        ))),
+    };
+    if conn.finish(id) {
+        let frame = match end {
+            Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
+            Err(body) => hearth_proto::Frame::error(id, Some(op), &body),
+        };
+        conn.send(frame).await;
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// Calls a custom handler off the I/O path, catching its panic.
+async fn call(conn: &Arc<Conn>, name: &str, payload: Value) -> Result<Vec<u8>, ErrorBody> {
+    let shared = &conn.shared;
+    let Some(handler) = shared.handlers.get(name).cloned() else {
+        let mut known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let list = if known.is_empty() {
+            "this server has no handlers".to_string()
+        } else {
+            let shown: Vec<&str> = known.iter().take(20).copied().collect();
+            format!(
+                "this server has: {}{}",
+                shown.join(", "),
+                if known.len() > 20 { ", …" } else { "" }
+            )
+        };
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownOperation,
+            format!("no handler named {name:?}; {list}"),
+        ));
+    };
+    let ctx = shared.handler_context(name, conn.id, &conn.info);
+    let joined = match handler {
+        Handler::Sync(f) => tokio::task::spawn_blocking(move || f(&ctx, payload)).await,
+        Handler::Async(f) => tokio::spawn(f(ctx, payload)).await,
+    };
+    match joined {
+        Ok(Ok(value)) => Ok(to_bytes(&value)),
+        Ok(Err(HandlerError(body))) => Err(body),
+        Err(e) if e.is_panic() => {
+            let message = panic_message(e.into_panic());
+            tracing::error!(handler = name, "handler panicked: {message}");
+            Err(internal(format!(
+                "handler {name:?} panicked: {message}; the server goes on (this is a bug in the handler)"
+            )))
+        }
+        Err(_) => Err(ErrorBody::new(
+            ErrorCode::Cancelled,
+            format!("handler {name:?} was cancelled"),
+        )),
+    }
+}

@@ -1,0 +1,173 @@
+//! The transport seam: one connected, post-handshake duplex of frames.
+//!
+//! Owns: the [`FrameReader`] / [`FrameWriter`] traits every transport
+//! implements, the [`Link`] that bundles them with what the handshake
+//! agreed ([`LinkInfo`]), and [`LinkError`]. The client and the server are
+//! written against these alone, so a transport is added without touching
+//! either: today the Unix socket ([`socket`]) and in-process channels
+//! ([`memory`]).
+//!
+//! The shared-memory transport plugs in here: after the socket handshake
+//! agreed [`Capabilities::SHARED_MEMORY`](hearth_proto::Capabilities), the
+//! server creates the memfd rings and passes the fd over the socket; both
+//! sides then build a `Link` whose reader takes frames from the inbound ring
+//! and whose writer puts them on the outbound one, while the socket stays
+//! open and is read only for EOF (the liveness signal: EOF ends the link).
+//! Frames bigger than a ring are already split with `MORE` above this seam
+//! (the writer is handed frames within the peer's `max_frame_bytes`).
+//!
+//! Must never: interpret payloads, apply policy (limits, routing), or block
+//! a thread: every method is async and a stuck peer surfaces as
+//! [`LinkError::Stalled`] after the writer's stall timeout.
+
+pub mod memory;
+pub mod socket;
+
+use crate::policy::PeerCredentials;
+use hearth_proto::{Frame, FrameError, Negotiated};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A boxed, sendable future (the traits are object-safe, so transports can
+/// be chosen at run time).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which transport a link runs over.
+///
+/// ```
+/// use hearth_ipc::transport::TransportKind;
+/// assert_eq!(TransportKind::Socket.name(), "socket");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// A Unix stream socket carrying frames.
+    Socket,
+    /// Channels inside one process (tests, embedding).
+    InProcess,
+}
+
+impl TransportKind {
+    /// A short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Socket => "socket",
+            TransportKind::InProcess => "in-process",
+        }
+    }
+}
+
+/// What a link's handshake established.
+///
+/// ```
+/// use hearth_ipc::transport::{LinkInfo, TransportKind};
+/// use hearth_proto::{negotiate, ClientHello, ServerLimits};
+/// let info = LinkInfo {
+///     kind: TransportKind::InProcess,
+///     negotiated: negotiate(&ClientHello::default(), &ServerLimits::default()).unwrap(),
+///     peer: None,
+/// };
+/// assert_eq!(info.negotiated.version, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The transport.
+    pub kind: TransportKind,
+    /// Version, capabilities and limits both sides agreed.
+    pub negotiated: Negotiated,
+    /// The peer's credentials (sockets; `None` in process).
+    pub peer: Option<PeerCredentials>,
+}
+
+/// Why a link failed.
+///
+/// ```
+/// use hearth_ipc::transport::LinkError;
+/// use std::time::Duration;
+/// let e = LinkError::Stalled { after: Duration::from_secs(10) };
+/// assert!(e.to_string().contains("not reading"));
+/// ```
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// The peer sent bytes that are not a valid frame.
+    /// [`FrameError::is_fatal`] says whether the link can go on.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The peer closed in the middle of a frame.
+    #[error(
+        "the peer closed the connection in the middle of a frame ({buffered} bytes of it received)"
+    )]
+    Truncated {
+        /// Bytes of the unfinished frame received.
+        buffered: usize,
+    },
+    /// A write made no progress for the stall timeout: the peer is not
+    /// reading.
+    #[error("the peer is not reading: a write made no progress for {after:?}")]
+    Stalled {
+        /// The stall timeout.
+        after: Duration,
+    },
+    /// The other side is gone.
+    #[error("the connection is closed")]
+    Closed,
+    /// An operating-system error.
+    #[error("connection I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Frames in: the receiving half of a link. `read_frame` must be
+/// cancel-safe (dropping its future loses no frame): the connection loops
+/// select on it. See [`Link`] for an example.
+pub trait FrameReader: Send + 'static {
+    /// The next frame; `Ok(None)` when the peer closed cleanly. A
+    /// non-fatal [`LinkError::Frame`] (an unknown operation) may be followed
+    /// by more frames; any other error ends the link.
+    fn read_frame(&mut self) -> BoxFuture<'_, Result<Option<Frame>, LinkError>>;
+}
+
+/// Frames out: the sending half of a link. See [`Link`] for an example.
+pub trait FrameWriter: Send + 'static {
+    /// Sends `frames` in order. Each is within the peer's `max_frame_bytes`
+    /// (the caller splits larger messages). Fails with
+    /// [`LinkError::Stalled`] when the peer stops reading for the writer's
+    /// stall timeout.
+    fn write_frames<'a>(&'a mut self, frames: &'a [Frame]) -> BoxFuture<'a, Result<(), LinkError>>;
+
+    /// Closes the sending direction (the peer reads EOF).
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// A connected, post-handshake duplex of frames.
+///
+/// ```
+/// use hearth_ipc::transport::memory;
+/// use hearth_proto::{negotiate, ClientHello, Frame, Operation, ServerLimits};
+/// use serde_json::json;
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let agreed = negotiate(&ClientHello::default(), &ServerLimits::default()).unwrap();
+/// let (mut client, mut server) = memory::pair(agreed, std::time::Duration::from_secs(1));
+/// let ping = Frame::json_request(Operation::Ping, 1, &json!({}));
+/// client.writer.write_frames(std::slice::from_ref(&ping)).await.unwrap();
+/// assert_eq!(server.reader.read_frame().await.unwrap(), Some(ping));
+/// # });
+/// ```
+pub struct Link {
+    /// What the handshake agreed.
+    pub info: LinkInfo,
+    /// Frames from the peer.
+    pub reader: Box<dyn FrameReader>,
+    /// Frames to the peer.
+    pub writer: Box<dyn FrameWriter>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}

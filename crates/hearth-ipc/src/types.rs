@@ -1,0 +1,274 @@
+//! The plain values a client hands out and takes: documents, pages, hits,
+//! changes, topic events, subscription requests, connection options.
+//!
+//! Owns: the client-facing shapes. Must never: hold a connection, a lock or
+//! do I/O; these are plain data.
+
+use hearth_store::ChangeKind;
+use serde_json::Value;
+use std::time::Duration;
+
+/// A document as read over the channel.
+///
+/// ```
+/// use hearth_ipc::Document;
+/// use serde_json::json;
+/// let doc = Document { id: "user:1".into(), data: json!({"name": "Alice"}), metadata: None };
+/// assert_eq!(doc.data["name"], "Alice");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The document id.
+    pub id: String,
+    /// The JSON object (`null` for a deleted document read with metadata).
+    pub data: Value,
+    /// Clock stamp, sequence number, deletion: present for
+    /// `get_with_metadata`, absent otherwise.
+    pub metadata: Option<Metadata>,
+}
+
+/// Per-document metadata.
+///
+/// ```
+/// use hearth_ipc::Metadata;
+/// let m = Metadata { seq: 3, hlc: 1, replica: 9, updated_at_ms: 0, deleted: false };
+/// assert!(!m.deleted);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// Sequence number of the latest change to the document.
+    pub seq: u64,
+    /// Hybrid logical clock stamp of that change.
+    pub hlc: u64,
+    /// The replica that made it.
+    pub replica: u64,
+    /// Milliseconds since the epoch of that change.
+    pub updated_at_ms: u64,
+    /// Whether the document is deleted (a tombstone).
+    pub deleted: bool,
+}
+
+/// One page of `list` or `query`.
+///
+/// ```
+/// use hearth_ipc::Page;
+/// let page = Page { docs: vec![], cursor: None };
+/// assert!(page.docs.is_empty() && page.cursor.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// The documents, in id order.
+    pub docs: Vec<Document>,
+    /// Set when the page stopped at its limit: pass it as `after` to get the
+    /// next page. `None` when there is nothing more.
+    pub cursor: Option<String>,
+}
+
+/// A full-text search result.
+///
+/// ```
+/// use hearth_ipc::{Document, Hit};
+/// let hit = Hit { doc: Document { id: "a".into(), data: serde_json::json!({}), metadata: None }, score: 1.5 };
+/// assert!(hit.score > 0.0);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The document.
+    pub doc: Document,
+    /// Relevance; higher is better.
+    pub score: f64,
+}
+
+/// One committed change, as pushed to a change subscription.
+///
+/// ```
+/// use hearth_ipc::{Change, ChangeKind};
+/// let c = Change { seq: 1, id: "user:1".into(), kind: ChangeKind::Put, hlc: 5, replica: 2,
+///                  data: Some(serde_json::json!({"name": "Alice"})) };
+/// assert_eq!(c.kind, ChangeKind::Put);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Sequence number in the server's change log (strictly increasing).
+    pub seq: u64,
+    /// The document id.
+    pub id: String,
+    /// Put, patch or delete.
+    pub kind: ChangeKind,
+    /// Hybrid logical clock stamp.
+    pub hlc: u64,
+    /// The writing replica.
+    pub replica: u64,
+    /// The written object (whole document for a put, the fields for a
+    /// patch); `None` for a delete.
+    pub data: Option<Value>,
+}
+
+/// An event received on a topic subscription.
+///
+/// ```
+/// use hearth_ipc::TopicEvent;
+/// let e = TopicEvent { topic: "one-core:event:syncProgress".into(), payload: serde_json::json!({"progress": 1}) };
+/// assert!(e.topic.starts_with("one-core:event:"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicEvent {
+    /// The concrete topic it was published on.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Value,
+}
+
+/// What a change subscription follows: an id prefix (or everything), from a
+/// sequence number (or from now).
+///
+/// ```
+/// use hearth_ipc::Subscription;
+/// let s = Subscription::prefix("user:").from_seq(0);
+/// assert_eq!(s.prefix_filter(), Some("user:"));
+/// assert_eq!(s.start(), Some(0));
+/// assert_eq!(Subscription::all().start(), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subscription {
+    prefix: Option<String>,
+    from_seq: Option<u64>,
+}
+
+impl Subscription {
+    /// Every document's changes, from now on.
+    pub fn all() -> Subscription {
+        Subscription::default()
+    }
+
+    /// Changes to ids starting with `prefix`, from now on.
+    pub fn prefix(prefix: impl Into<String>) -> Subscription {
+        Subscription {
+            prefix: Some(prefix.into()),
+            from_seq: None,
+        }
+    }
+
+    /// Start at sequence number `seq` instead of now (0 or 1: the whole
+    /// change log). Changes with a smaller number are not delivered.
+    pub fn from_seq(mut self, seq: u64) -> Subscription {
+        self.from_seq = Some(seq);
+        self
+    }
+
+    /// The id prefix, if any.
+    pub fn prefix_filter(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
+    /// The first sequence number wanted; `None` means "from now".
+    pub fn start(&self) -> Option<u64> {
+        self.from_seq
+    }
+}
+
+/// How a client connects and how long it waits.
+///
+/// ```
+/// use hearth_ipc::ConnectOptions;
+/// use std::time::Duration;
+/// let opts = ConnectOptions::new("my-app").timeout(Duration::from_secs(5));
+/// assert_eq!(opts.call_timeout(), Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    pub(crate) channel: String,
+    pub(crate) socket_path: Option<std::path::PathBuf>,
+    pub(crate) socket_dir: Option<std::path::PathBuf>,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) resume_timeout: Duration,
+    pub(crate) max_frame_bytes: u32,
+    pub(crate) max_in_flight: u32,
+    pub(crate) event_buffer: usize,
+}
+
+/// The default per-call timeout: 30 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ConnectOptions {
+    /// Defaults for channel `channel`: 30 s per call, 10 s to connect, the
+    /// protocol's default frame and in-flight limits.
+    pub fn new(channel: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            channel: channel.into(),
+            socket_path: None,
+            socket_dir: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(10),
+            resume_timeout: DEFAULT_TIMEOUT,
+            max_frame_bytes: hearth_proto::DEFAULT_MAX_FRAME_BYTES as u32,
+            max_in_flight: hearth_proto::DEFAULT_MAX_IN_FLIGHT,
+            event_buffer: 4096,
+        }
+    }
+
+    /// The default deadline of every call (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long connecting and the handshake may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a change stream keeps trying to reconnect and resume after
+    /// the connection is lost before it reports the error (default 30 s).
+    pub fn resume_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.resume_timeout = timeout;
+        self
+    }
+
+    /// Look for the channel's socket in this directory instead of
+    /// `$XDG_RUNTIME_DIR/hearth` (the directory must still be private to
+    /// this user). Pair with [`ServerBuilder::socket_dir`](crate::ServerBuilder::socket_dir).
+    pub fn socket_dir(mut self, dir: impl Into<std::path::PathBuf>) -> ConnectOptions {
+        self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Connect to this socket path instead of the channel's usual one (no
+    /// directory checks).
+    pub fn socket_path(mut self, path: impl Into<std::path::PathBuf>) -> ConnectOptions {
+        self.socket_path = Some(path.into());
+        self
+    }
+
+    /// Largest frame this client accepts (at least 64 KiB; larger messages
+    /// arrive split).
+    pub fn max_frame_bytes(mut self, bytes: u32) -> ConnectOptions {
+        self.max_frame_bytes = bytes.max(hearth_proto::MIN_FRAME_LIMIT);
+        self
+    }
+
+    /// Most requests this client keeps in flight at once (at least 1).
+    pub fn max_in_flight(mut self, n: u32) -> ConnectOptions {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Events buffered per subscription on the client before the stream
+    /// resubscribes (changes) or counts drops (topics) (default 4096).
+    pub fn event_buffer(mut self, n: usize) -> ConnectOptions {
+        self.event_buffer = n.max(1);
+        self
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The per-call timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+}

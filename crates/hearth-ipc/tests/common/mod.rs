@@ -1,0 +1,318 @@
+//! Shared test helpers: servers on private temporary directories with the
+//! test handlers, and a raw socket client that speaks bytes.
+//!
+//! Owns: fixtures only. Must never: sleep to wait for readiness (a started
+//! server is ready; counters are waited on with `Server::wait_for`).
+#![allow(dead_code, unreachable_pub)]
+
+use hearth_ipc::{Client, ConnectOptions, HandlerError, Server, ServerBuilder};
+use hearth_proto::{
+    ClientHello, Frame, FrameDecoder, FrameFlags, FrameKind, Operation, ServerHello, encode_frame,
+};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A channel name unique in this test run.
+pub fn unique_channel(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Which transport a fixture's clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Socket,
+    InProcess,
+}
+
+/// Registers the handlers the tests call.
+pub fn with_test_handlers(builder: ServerBuilder) -> ServerBuilder {
+    builder
+        .handler("test:echo", |_ctx, payload| Ok(payload))
+        .handler("test:fail", |_ctx, payload| {
+            Err(HandlerError::not_found(format!(
+                "nothing called {}",
+                payload["name"].as_str().unwrap_or("?")
+            )))
+        })
+        .handler(
+            "test:panic",
+            |_ctx, _payload| -> Result<Value, HandlerError> {
+                panic!("the test handler panicked on purpose")
+            },
+        )
+        .handler("test:whoami", |ctx, _payload| {
+            Ok(json!({
+                "connection": ctx.connection_id(),
+                "pid": ctx.peer_pid(),
+                "uid": ctx.peer_uid(),
+                "transport": ctx.transport().name(),
+                "name": ctx.handler_name(),
+            }))
+        })
+        .handler("test:publish", |ctx, payload| {
+            let n = ctx.publish(
+                payload["topic"].as_str().unwrap_or("x"),
+                &payload["payload"],
+            )?;
+            Ok(json!({"delivered": n}))
+        })
+        .async_handler("test:sleep", |_ctx, payload| async move {
+            let ms = payload["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({"slept": ms}))
+        })
+        .handler("test:login", |_ctx, payload| {
+            Ok(json!({"success": payload["password"] == "pw"}))
+        })
+        .rate_limit("test:login", 0.0, 2)
+}
+
+/// A running server on temporary directories.
+pub struct Fx {
+    pub server: Server,
+    pub kind: Kind,
+    pub channel: String,
+    pub sock_dir: PathBuf,
+    pub data_dir: PathBuf,
+    _dirs: Vec<TempDir>,
+}
+
+impl Fx {
+    /// A server with the test handlers, configured further by `configure`.
+    pub fn start(kind: Kind, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Fx {
+        let sock = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let channel = unique_channel("c");
+        // The server creates the private (0700) directory itself.
+        let sock_dir = sock.path().join("s");
+        let builder = Server::builder()
+            .channel(&channel)
+            .socket_dir(&sock_dir)
+            .data_dir(data.path());
+        let server = configure(with_test_handlers(builder)).start().unwrap();
+        Fx {
+            server,
+            kind,
+            channel,
+            sock_dir,
+            data_dir: data.path().to_path_buf(),
+            _dirs: vec![sock, data],
+        }
+    }
+
+    pub fn socket(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Fx {
+        Fx::start(Kind::Socket, configure)
+    }
+
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions::new(&self.channel)
+            .socket_dir(&self.sock_dir)
+            .timeout(Duration::from_secs(20))
+    }
+
+    pub fn client(&self) -> Client {
+        self.client_with(|o| o)
+    }
+
+    pub fn client_with(&self, f: impl FnOnce(ConnectOptions) -> ConnectOptions) -> Client {
+        let options = f(self.options());
+        match self.kind {
+            Kind::Socket => Client::connect_with(options).unwrap(),
+            Kind::InProcess => self.server.connect_in_process_with(options).unwrap(),
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.sock_dir.join(format!("{}.sock", self.channel))
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(&self.socket_path())
+    }
+}
+
+/// A client that speaks raw bytes on the socket.
+pub struct Raw {
+    pub stream: UnixStream,
+    decoder: FrameDecoder,
+    pending: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects without a handshake.
+    pub fn connect_bare(path: &Path) -> Raw {
+        let stream = UnixStream::connect(path).unwrap();
+        // A failsafe so a broken server fails the test instead of hanging
+        // it; nothing waits on this for readiness.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Raw {
+            stream,
+            decoder: FrameDecoder::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Connects and completes the handshake.
+    pub fn connect(path: &Path) -> Raw {
+        let mut raw = Raw::connect_bare(path);
+        raw.stream
+            .write_all(&ClientHello::default().encode())
+            .unwrap();
+        let hello = raw.read_server_hello();
+        assert!(hello.status.is_ok(), "refused: {}", hello.reason);
+        raw
+    }
+
+    pub fn read_server_hello(&mut self) -> ServerHello {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match ServerHello::decode(&got) {
+                Ok((hello, used)) => {
+                    self.pending.extend_from_slice(&got[used..]);
+                    return hello;
+                }
+                Err(e) if e.is_incomplete() => {}
+                Err(e) => panic!("bad server hello: {e}"),
+            }
+            let n = self.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the server closed during the handshake");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, kind: FrameKind, op: Option<Operation>, id: u64, payload: &[u8]) {
+        let mut out = Vec::new();
+        encode_frame(&mut out, kind, FrameFlags::JSON, op, id, payload).unwrap();
+        self.send_bytes(&out);
+    }
+
+    pub fn request(&mut self, op: Operation, id: u64, payload: Value) {
+        self.send(
+            FrameKind::Request,
+            Some(op),
+            id,
+            payload.to_string().as_bytes(),
+        );
+    }
+
+    /// The next frame, or `None` at EOF.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(frame) = self.decoder.next_frame().unwrap() {
+                return Some(frame);
+            }
+            if !self.pending.is_empty() {
+                let taken = self.decoder.push(&self.pending);
+                self.pending.drain(..taken);
+                continue;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("reading the raw socket: {e}"),
+            }
+        }
+    }
+
+    /// The next frame's JSON, with its kind and id.
+    pub fn read_json(&mut self) -> (FrameKind, u64, Value) {
+        let frame = self.read_frame().expect("a frame, not EOF");
+        let value = if frame.payload.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&frame.payload).unwrap()
+        };
+        (frame.header.kind, frame.header.request_id, value)
+    }
+
+    /// Reads until EOF, returning the frames seen.
+    pub fn read_to_eof(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.read_frame() {
+            frames.push(frame);
+        }
+        frames
+    }
+}
+
+/// Runs this test binary again as a child process in `mode` (see each
+/// test file's `child_process_entry`), with `envs`. Returns the child and
+/// what it printed after `READY` (it prints that line once it is set up).
+pub fn spawn_child(
+    mode: &str,
+    envs: &[(&str, &str)],
+    remove: &[&str],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "child_process_entry",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("HEARTH_IPC_TEST_CHILD", mode)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                // libtest prints `test NAME ... ` without a newline first.
+                if let Some((_, rest)) = line.split_once("READY") {
+                    // Keep draining the pipe so the child never blocks on it.
+                    std::thread::spawn(move || for _ in lines {});
+                    return (child, rest.trim().to_string());
+                }
+            }
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("the child process ended before it was ready: {other:?} ({status:?})");
+            }
+        }
+    }
+}
+
+/// Tells a child process it is set up.
+pub fn child_ready(detail: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "READY {detail}").unwrap();
+    out.flush().unwrap();
+}
+
+/// Blocks a child process until it is killed.
+pub fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,612 @@
+//! The conformance suite: every operation's round trip, pipelining, errors,
+//! subscriptions, handlers and events — run once per transport (Unix
+//! socket, in-process) through the same public client API.
+//!
+//! Owns: the behaviour every transport must share. Must never: depend on
+//! timing (no sleeps for readiness, no wall-clock assertions).
+
+mod common;
+
+use common::{Fx, Kind};
+use hearth_ipc::{AsyncClient, ChangeKind, IpcError, ListOptions, Subscription, WriteOp};
+use hearth_proto::ErrorCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn remote_code(e: &IpcError) -> ErrorCode {
+    match e {
+        IpcError::Remote(body) => body.code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+fn ping_answers(fx: &Fx) {
+    let client = fx.client();
+    client.ping().unwrap();
+    let info = client.link_info().unwrap();
+    let expected = match fx.kind {
+        Kind::Socket => "socket",
+        Kind::InProcess => "in-process",
+    };
+    assert_eq!(info.kind.name(), expected);
+    assert_eq!(info.negotiated.version, 1);
+}
+
+fn put_then_get_round_trips(fx: &Fx) {
+    let client = fx.client();
+    let seq = client
+        .put("user:1", json!({"name": "Alice", "tags": ["a", "é"]}))
+        .unwrap();
+    assert!(seq > 0);
+    assert_eq!(
+        client.get("user:1").unwrap(),
+        Some(json!({"name": "Alice", "tags": ["a", "é"]}))
+    );
+    assert_eq!(client.get("user:missing").unwrap(), None);
+    let odd_id = "ünïcode:\"quoted\"\\slash";
+    client.put(odd_id, json!({"x": 1})).unwrap();
+    assert_eq!(client.get(odd_id).unwrap(), Some(json!({"x": 1})));
+    let seq2 = client.put("user:1", json!({"name": "Bob"})).unwrap();
+    assert!(seq2 > seq);
+    assert_eq!(client.get("user:1").unwrap(), Some(json!({"name": "Bob"})));
+}
+
+fn patch_merges_and_null_removes(fx: &Fx) {
+    let client = fx.client();
+    client.put("p:1", json!({"a": 1, "b": 2})).unwrap();
+    client.patch("p:1", json!({"b": null, "c": 3})).unwrap();
+    assert_eq!(client.get("p:1").unwrap(), Some(json!({"a": 1, "c": 3})));
+    client.patch("p:new", json!({"z": true})).unwrap();
+    assert_eq!(client.get("p:new").unwrap(), Some(json!({"z": true})));
+}
+
+fn get_with_metadata_shows_tombstones(fx: &Fx) {
+    let client = fx.client();
+    let seq = client.put("m:1", json!({"v": 1})).unwrap();
+    let doc = client.get_with_metadata("m:1").unwrap().unwrap();
+    let meta = doc.metadata.unwrap();
+    assert_eq!((meta.seq, meta.deleted), (seq, false));
+    assert_eq!(doc.data, json!({"v": 1}));
+    let del = client.delete("m:1").unwrap().unwrap();
+    let doc = client.get_with_metadata("m:1").unwrap().unwrap();
+    assert_eq!(doc.data, Value::Null);
+    assert!(doc.metadata.unwrap().deleted);
+    assert_eq!(doc.metadata.unwrap().seq, del);
+    assert_eq!(client.get("m:1").unwrap(), None);
+    assert_eq!(client.get_with_metadata("m:never").unwrap(), None);
+}
+
+fn delete_reports_whether_anything_was_deleted(fx: &Fx) {
+    let client = fx.client();
+    client.put("d:1", json!({})).unwrap();
+    assert!(client.delete("d:1").unwrap().is_some());
+    assert_eq!(client.delete("d:1").unwrap(), None);
+    assert_eq!(client.delete("d:never").unwrap(), None);
+}
+
+fn list_filters_pages_and_streams(fx: &Fx) {
+    let client = fx.client();
+    let writes: Vec<WriteOp> = (0..1000)
+        .map(|i| WriteOp::Put {
+            id: format!("l:{i:04}"),
+            data: json!({"type": if i % 2 == 0 { "Even" } else { "Odd" }, "i": i, "pad": "x".repeat(100)}),
+        })
+        .collect();
+    client.batch(writes).unwrap();
+    client.put("other:1", json!({"type": "Even"})).unwrap();
+
+    let all = client
+        .list(ListOptions {
+            prefix: Some("l:".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.docs.len(), 1000);
+    assert!(all.cursor.is_none());
+    assert!(all.docs.windows(2).all(|w| w[0].id < w[1].id));
+
+    let evens = client
+        .list(ListOptions {
+            prefix: Some("l:".into()),
+            type_name: Some("Even".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(evens.docs.len(), 500);
+
+    // Paging with the cursor visits every document once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .list(ListOptions {
+                prefix: Some("l:".into()),
+                limit: Some(300),
+                after: after.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        seen.extend(page.docs.iter().map(|d| d.id.clone()));
+        match page.cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1000);
+
+    // Streamed: documents arrive chunk by chunk, in order.
+    let stream = client
+        .list_stream(ListOptions {
+            prefix: Some("l:".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<String> = stream.map(|d| d.unwrap().id).collect();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(ids[0], "l:0000");
+
+    // Abandoning a stream halfway leaves the connection usable.
+    let mut stream = client
+        .list_stream(ListOptions {
+            prefix: Some("l:".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(stream.next().unwrap().is_ok());
+    drop(stream);
+    client.ping().unwrap();
+}
+
+fn query_and_search(fx: &Fx) {
+    let client = fx.client();
+    client
+        .put(
+            "q:1",
+            json!({"type": "User", "name": "Alice Smith", "age": 30}),
+        )
+        .unwrap();
+    client
+        .put(
+            "q:2",
+            json!({"type": "User", "name": "Bob Jones", "age": 40}),
+        )
+        .unwrap();
+    client
+        .put(
+            "q:3",
+            json!({"type": "Order", "name": "alice order", "age": 30}),
+        )
+        .unwrap();
+    let users = client.query(json!({"type": "User"}), None, None).unwrap();
+    assert_eq!(
+        users.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["q:1", "q:2"]
+    );
+    let thirty = client.query(json!({"age": 30}), Some(1), None).unwrap();
+    assert_eq!(thirty.docs.len(), 1);
+    assert_eq!(thirty.cursor.as_deref(), Some("q:1"));
+    let rest = client
+        .query(json!({"age": 30}), Some(1), thirty.cursor.as_deref())
+        .unwrap();
+    assert_eq!(rest.docs[0].id, "q:3");
+    let hits = client.search("alice", 10).unwrap();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| {
+        h.doc.data["name"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("alice")
+    }));
+    let e = client.search("   ", 10).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::InvalidInput);
+}
+
+fn batch_is_atomic(fx: &Fx) {
+    let client = fx.client();
+    let (first, last) = client
+        .batch(vec![
+            WriteOp::Put {
+                id: "b:1".into(),
+                data: json!({"n": 1}),
+            },
+            WriteOp::Patch {
+                id: "b:1".into(),
+                fields: json!({"m": 2}),
+            },
+            WriteOp::Put {
+                id: "b:2".into(),
+                data: json!({}),
+            },
+            WriteOp::Delete { id: "b:2".into() },
+        ])
+        .unwrap();
+    assert_eq!(last - first, 3);
+    assert_eq!(client.get("b:1").unwrap(), Some(json!({"n": 1, "m": 2})));
+    assert_eq!(client.get("b:2").unwrap(), None);
+    // One bad operation refuses the whole batch.
+    let e = client
+        .batch(vec![
+            WriteOp::Put {
+                id: "b:3".into(),
+                data: json!({}),
+            },
+            WriteOp::Put {
+                id: String::new(),
+                data: json!({}),
+            },
+        ])
+        .unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::InvalidInput);
+    assert_eq!(client.get("b:3").unwrap(), None);
+}
+
+fn changes_since_and_stats(fx: &Fx) {
+    let client = fx.client();
+    let s1 = client.put("c:1", json!({"a": 1})).unwrap();
+    let s2 = client.delete("c:1").unwrap().unwrap();
+    let changes = client.changes_since(s1 - 1, 10).unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![s1, s2]
+    );
+    assert_eq!(changes[0].kind, ChangeKind::Put);
+    assert_eq!(changes[0].data, Some(json!({"a": 1})));
+    assert_eq!(changes[1].kind, ChangeKind::Delete);
+    assert_eq!(changes[1].data, None);
+    let stats = client.stats().unwrap();
+    assert_eq!(stats["store"]["last_seq"], s2);
+    assert!(stats["server"]["connections"].as_u64().unwrap() >= 1);
+}
+
+fn errors_carry_stable_codes(fx: &Fx) {
+    let client = fx.client();
+    let e = client.put("", json!({})).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::InvalidInput);
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    let e = client.put("x", json!([1, 2])).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::InvalidInput);
+    let e = client.put(&"x".repeat(600), json!({})).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::InvalidInput);
+    // The connection is fine after errors.
+    client.ping().unwrap();
+}
+
+fn large_documents_round_trip_and_oversized_ones_are_refused(fx: &Fx) {
+    let client = fx.client();
+    let big = "y".repeat(3 << 20);
+    client.put("big:1", json!({"blob": big})).unwrap();
+    assert_eq!(
+        client.get("big:1").unwrap().unwrap()["blob"]
+            .as_str()
+            .unwrap()
+            .len(),
+        3 << 20
+    );
+    let too_big = "z".repeat(17 << 20);
+    let e = client.put("big:2", json!({"blob": too_big})).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::TooLarge);
+    client.ping().unwrap();
+}
+
+fn many_requests_in_flight_on_one_connection(fx: &Fx) {
+    let client = fx.client();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let client = client.clone();
+            scope.spawn(move || {
+                for i in 0..100 {
+                    let id = format!("pipe:{t}:{i}");
+                    client.put(&id, json!({"t": t, "i": i})).unwrap();
+                    assert_eq!(client.get(&id).unwrap().unwrap()["i"], i);
+                }
+            });
+        }
+    });
+    // The async client: 500 gets pipelined at once.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = fx.options();
+    let async_client = match fx.kind {
+        Kind::Socket => rt.block_on(AsyncClient::connect_with(options)).unwrap(),
+        Kind::InProcess => rt.block_on(fx.server.connect_in_process_async()).unwrap(),
+    };
+    let results = rt.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..500 {
+            let c = async_client.clone();
+            tasks.spawn(async move { c.get(&format!("pipe:{}:{}", i % 8, i % 100)).await });
+        }
+        let mut ok = 0;
+        while let Some(r) = tasks.join_next().await {
+            assert!(r.unwrap().unwrap().is_some());
+            ok += 1;
+        }
+        ok
+    });
+    assert_eq!(results, 500);
+}
+
+fn handlers_answer_by_name_with_typed_errors(fx: &Fx) {
+    let client = fx.client();
+    assert_eq!(
+        client.call("test:echo", json!({"a": [1, 2]})).unwrap(),
+        json!({"a": [1, 2]})
+    );
+    let e = client
+        .call("test:fail", json!({"name": "zed"}))
+        .unwrap_err();
+    match &e {
+        IpcError::Remote(body) => {
+            assert_eq!(body.code, ErrorCode::NotFound);
+            assert_eq!(body.message, "nothing called zed");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = client.call("test:nope", json!({})).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::UnknownOperation);
+    assert!(e.to_string().contains("test:echo"), "{e}");
+    let typed: Vec<u32> = client.call_as("test:echo", json!([1, 2, 3])).unwrap();
+    assert_eq!(typed, vec![1, 2, 3]);
+    let env = hearth_ipc::envelope(client.call("test:fail", json!({})));
+    assert_eq!(env["success"], false);
+    assert_eq!(env["error"]["code"], "not_found");
+}
+
+fn a_panicking_handler_is_internal_and_the_server_lives(fx: &Fx) {
+    let client = fx.client();
+    for _ in 0..3 {
+        let e = client.call("test:panic", json!({})).unwrap_err();
+        assert_eq!(remote_code(&e), ErrorCode::Internal);
+        assert!(e.to_string().contains("panicked on purpose"), "{e}");
+    }
+    client.ping().unwrap();
+    fx.client().ping().unwrap();
+}
+
+fn rate_limited_handlers_refuse_past_their_burst(fx: &Fx) {
+    let client = fx.client();
+    // test:login: 0 per second, burst 2 — deterministic without a clock.
+    assert_eq!(
+        client
+            .call("test:login", json!({"password": "pw"}))
+            .unwrap()["success"],
+        true
+    );
+    assert_eq!(
+        client
+            .call("test:login", json!({"password": "no"}))
+            .unwrap()["success"],
+        false
+    );
+    let e = client
+        .call("test:login", json!({"password": "pw"}))
+        .unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::RateLimited);
+    // Another connection shares the limit.
+    let e = fx.client().call("test:login", json!({})).unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::RateLimited);
+    // Other handlers are not limited.
+    client.call("test:echo", json!(1)).unwrap();
+}
+
+fn the_handler_context_names_the_caller(fx: &Fx) {
+    let a = fx.client();
+    let b = fx.client();
+    let who_a = a.call("test:whoami", json!({})).unwrap();
+    let who_b = b.call("test:whoami", json!({})).unwrap();
+    assert_ne!(who_a["connection"], who_b["connection"]);
+    assert_eq!(who_a["name"], "test:whoami");
+    match fx.kind {
+        Kind::Socket => {
+            assert_eq!(who_a["pid"], std::process::id());
+            assert_eq!(who_a["transport"], "socket");
+        }
+        Kind::InProcess => {
+            assert_eq!(who_a["pid"], Value::Null);
+            assert_eq!(who_a["transport"], "in-process");
+        }
+    }
+}
+
+fn a_timed_out_call_is_cancelled_and_the_connection_goes_on(fx: &Fx) {
+    let client = fx.client();
+    let short = client.with_timeout(Duration::from_millis(50));
+    let e = short
+        .call("test:sleep", json!({"ms": 600_000}))
+        .unwrap_err();
+    assert!(matches!(e, IpcError::Timeout { .. }), "{e:?}");
+    assert_eq!(e.code(), ErrorCode::Timeout);
+    client.ping().unwrap();
+    assert_eq!(
+        client.call("test:sleep", json!({"ms": 1})).unwrap()["slept"],
+        1
+    );
+}
+
+fn subscriptions_deliver_history_then_live_changes_in_order(fx: &Fx) {
+    let client = fx.client();
+    let first = client.put("s:1", json!({"n": 1})).unwrap();
+    client.put("other:1", json!({"n": 0})).unwrap();
+    client.patch("s:1", json!({"m": 2})).unwrap();
+    let mut changes = client
+        .subscribe(Subscription::prefix("s:").from_seq(first))
+        .unwrap();
+    let writer = fx.client();
+    writer.delete("s:1").unwrap();
+    writer.put("s:2", json!({"n": 2})).unwrap();
+    writer.put("zzz", json!({})).unwrap();
+    let got: Vec<_> = (0..4).map(|_| changes.next().unwrap().unwrap()).collect();
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.id.as_str(), c.kind))
+            .collect::<Vec<_>>(),
+        vec![
+            ("s:1", ChangeKind::Put),
+            ("s:1", ChangeKind::Patch),
+            ("s:1", ChangeKind::Delete),
+            ("s:2", ChangeKind::Put),
+        ]
+    );
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(got[1].data, Some(json!({"m": 2})));
+    assert_eq!(changes.position(), got[3].seq + 1);
+}
+
+fn a_subscription_from_now_sees_only_new_changes(fx: &Fx) {
+    let client = fx.client();
+    client.put("now:old", json!({})).unwrap();
+    let mut changes = client.subscribe(Subscription::all()).unwrap();
+    client.put("now:new", json!({})).unwrap();
+    assert_eq!(changes.next().unwrap().unwrap().id, "now:new");
+    assert_eq!(
+        changes.next_timeout(Duration::from_millis(1)).unwrap(),
+        None
+    );
+}
+
+fn a_slow_subscriber_resumes_and_sees_every_change_once(fx: &Fx) {
+    // A client buffer of 2 events overflows at once; the stream resubscribes
+    // from the last change it handed out.
+    let client = fx.client_with(|o| o.event_buffer(2));
+    let mut changes = client
+        .subscribe(Subscription::prefix("slow:").from_seq(0))
+        .unwrap();
+    let writer = fx.client();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        expected.push(writer.put(&format!("slow:{i}"), json!({"i": i})).unwrap());
+    }
+    let got: Vec<u64> = (0..300)
+        .map(|_| changes.next().unwrap().unwrap().seq)
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        changes.resumes() > 0,
+        "the small buffer must have forced a resume"
+    );
+    assert_eq!(
+        changes.next_timeout(Duration::from_millis(1)).unwrap(),
+        None
+    );
+}
+
+fn topics_are_delivered_by_pattern(fx: &Fx) {
+    let client = fx.client();
+    let mut events = client.subscribe_topic("one-core:event:*").unwrap();
+    let mut everything = client.subscribe_topic("*").unwrap();
+    let other = fx.client();
+    assert_eq!(
+        other
+            .publish("one-core:event:objectCreated", json!({"hash": "h"}))
+            .unwrap(),
+        2
+    );
+    assert_eq!(other.publish("user:login", json!({"u": 1})).unwrap(), 1);
+    assert_eq!(
+        fx.server
+            .publish("one-core:event:syncProgress", &json!({"progress": 5}))
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        other
+            .call(
+                "test:publish",
+                json!({"topic": "one-core:event:fromHandler", "payload": 7})
+            )
+            .unwrap()["delivered"],
+        2
+    );
+    let e1 = events.next().unwrap().unwrap();
+    assert_eq!(
+        (e1.topic.as_str(), e1.payload.clone()),
+        ("one-core:event:objectCreated", json!({"hash": "h"}))
+    );
+    assert_eq!(
+        events.next().unwrap().unwrap().topic,
+        "one-core:event:syncProgress"
+    );
+    assert_eq!(events.next().unwrap().unwrap().payload, json!(7));
+    let topics: Vec<String> = (0..4)
+        .map(|_| everything.next().unwrap().unwrap().topic)
+        .collect();
+    assert_eq!(topics[1], "user:login");
+    assert_eq!(events.dropped(), 0);
+    let e = client.publish("bad:*", json!(null)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(client.subscribe_topic("bad*").is_err());
+}
+
+fn dropping_a_topic_stream_unsubscribes(fx: &Fx) {
+    let client = fx.client();
+    let events = client.subscribe_topic("drop:*").unwrap();
+    assert_eq!(client.publish("drop:x", json!(1)).unwrap(), 1);
+    drop(events);
+    // The unsubscribe was sent before this publish on the same connection.
+    assert_eq!(client.publish("drop:x", json!(2)).unwrap(), 0);
+    fx.server
+        .wait_for(Duration::from_secs(20), |s| s.topic_subscriptions == 0);
+}
+
+fn clients_see_each_others_writes(fx: &Fx) {
+    let a = fx.client();
+    let b = fx.client();
+    a.put("shared:1", json!({"by": "a"})).unwrap();
+    assert_eq!(b.get("shared:1").unwrap(), Some(json!({"by": "a"})));
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod socket {
+            $(
+                #[test]
+                fn $name() {
+                    let fx = super::Fx::start(super::Kind::Socket, |b| b);
+                    super::$name(&fx);
+                    fx.server.shutdown().unwrap();
+                }
+            )*
+        }
+        mod in_process {
+            $(
+                #[test]
+                fn $name() {
+                    let fx = super::Fx::start(super::Kind::InProcess, |b| b);
+                    super::$name(&fx);
+                    fx.server.shutdown().unwrap();
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ping_answers,
+    put_then_get_round_trips,
+    patch_merges_and_null_removes,
+    get_with_metadata_shows_tombstones,
+    delete_reports_whether_anything_was_deleted,
+    list_filters_pages_and_streams,
+    query_and_search,
+    batch_is_atomic,
+    changes_since_and_stats,
+    errors_carry_stable_codes,
+    large_documents_round_trip_and_oversized_ones_are_refused,
+    many_requests_in_flight_on_one_connection,
+    handlers_answer_by_name_with_typed_errors,
+    a_panicking_handler_is_internal_and_the_server_lives,
+    rate_limited_handlers_refuse_past_their_burst,
+    the_handler_context_names_the_caller,
+    a_timed_out_call_is_cancelled_and_the_connection_goes_on,
+    subscriptions_deliver_history_then_live_changes_in_order,
+    a_subscription_from_now_sees_only_new_changes,
+    a_slow_subscriber_resumes_and_sees_every_change_once,
+    topics_are_delivered_by_pattern,
+    dropping_a_topic_stream_unsubscribes,
+    clients_see_each_others_writes,
+);

@@ -1,0 +1,339 @@
+//! A server's life on its channel: where the socket lives, one server per
+//! channel, stale sockets, graceful shutdown, a server that goes away, and
+//! change subscriptions resuming across a restart. Real sockets and real
+//! (killed) processes.
+//!
+//! The peer-uid check cannot be exercised with a real second user here
+//! (the tests run as root in a single-user sandbox); its rule is
+//! unit-tested through the pure `check_peer` policy function.
+//!
+//! Owns: lifecycle promises. Must never: sleep to wait for readiness or
+//! assert on elapsed time.
+
+mod common;
+
+use common::{Fx, child_ready, park_forever, spawn_child, unique_channel, with_test_handlers};
+use hearth_ipc::{Client, ConnectOptions, IpcError, Server, Subscription};
+use hearth_proto::ErrorCode;
+use serde_json::json;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The child side of the process tests; a no-op in a normal run.
+#[test]
+fn child_process_entry() {
+    let Ok(mode) = std::env::var("HEARTH_IPC_TEST_CHILD") else {
+        return;
+    };
+    assert_eq!(mode, "serve");
+    let channel = std::env::var("CHANNEL").unwrap();
+    let data = std::env::var("DATA_DIR").unwrap();
+    let mut builder = with_test_handlers(Server::builder().channel(&channel).data_dir(&data));
+    if let Ok(dir) = std::env::var("SOCK_DIR") {
+        builder = builder.socket_dir(dir);
+    }
+    let server = builder.start().unwrap();
+    child_ready(&server.socket_path().unwrap().display().to_string());
+    park_forever();
+}
+
+fn serve_in_child(
+    channel: &str,
+    data: &std::path::Path,
+    sock_dir: Option<&std::path::Path>,
+    xdg: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    let data = data.display().to_string();
+    let sock = sock_dir.map(|d| d.display().to_string());
+    let xdg = xdg.map(|d| d.display().to_string());
+    let mut envs = vec![("CHANNEL", channel), ("DATA_DIR", data.as_str())];
+    if let Some(sock) = &sock {
+        envs.push(("SOCK_DIR", sock.as_str()));
+    }
+    let mut remove = vec![];
+    match &xdg {
+        Some(x) => envs.push(("XDG_RUNTIME_DIR", x.as_str())),
+        None => remove.push("XDG_RUNTIME_DIR"),
+    }
+    spawn_child("serve", &envs, &remove)
+}
+
+#[test]
+fn the_socket_lives_in_xdg_runtime_dir_or_tmp_with_private_modes() {
+    let xdg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let channel = unique_channel("xdg");
+    let (mut child, path) = serve_in_child(&channel, data.path(), None, Some(xdg.path()));
+    let expected = xdg.path().join("hearth").join(format!("{channel}.sock"));
+    assert_eq!(std::path::PathBuf::from(&path), expected);
+    let dir_mode = std::fs::metadata(xdg.path().join("hearth"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    let sock_meta = std::fs::symlink_metadata(&expected).unwrap();
+    assert_eq!(dir_mode, 0o700);
+    assert!(sock_meta.file_type().is_socket());
+    assert_eq!(sock_meta.permissions().mode() & 0o777, 0o600);
+    let client =
+        Client::connect_with(ConnectOptions::new(&channel).socket_dir(xdg.path().join("hearth")))
+            .unwrap();
+    client.ping().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Without XDG_RUNTIME_DIR: /tmp/hearth-$UID.
+    let channel = unique_channel("tmp");
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, path) = serve_in_child(&channel, data.path(), None, None);
+    let uid = std::fs::metadata(data.path())
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_eq!(path, format!("/tmp/hearth-{uid}/{channel}.sock"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(format!("/tmp/hearth-{uid}/{channel}.lock"));
+}
+
+#[test]
+fn a_second_server_on_the_same_channel_fails_naming_the_first_ones_pid() {
+    let fx = Fx::socket(|b| b);
+    let data = tempfile::tempdir().unwrap();
+    let second = Server::builder()
+        .channel(&fx.channel)
+        .socket_dir(&fx.sock_dir)
+        .data_dir(data.path())
+        .start();
+    match second {
+        Err(e @ IpcError::ChannelInUse { pid, .. }) => {
+            assert_eq!(pid, std::process::id());
+            assert!(
+                e.to_string()
+                    .contains(&format!("process {}", std::process::id())),
+                "{e}"
+            );
+            assert_eq!(e.code(), ErrorCode::Locked);
+        }
+        other => panic!("expected ChannelInUse, got {other:?}"),
+    }
+    // The first server is untouched.
+    fx.client().ping().unwrap();
+    // The same data directory is refused by the store, naming the pid too.
+    let third = Server::builder().data_dir(&fx.data_dir).start();
+    match third {
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::Locked);
+            assert!(
+                e.to_string().contains(&std::process::id().to_string()),
+                "{e}"
+            );
+        }
+        Ok(_) => panic!("a second server opened the same data directory"),
+    }
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_killed_servers_stale_socket_is_detected_and_replaced() {
+    let sock = tempfile::tempdir().unwrap();
+    let sock_dir = sock.path().join("s");
+    let data = tempfile::tempdir().unwrap();
+    let channel = unique_channel("stale");
+    let (mut child, path) = serve_in_child(&channel, data.path(), Some(&sock_dir), None);
+    let options = ConnectOptions::new(&channel)
+        .socket_dir(&sock_dir)
+        .timeout(Duration::from_secs(20));
+    let client = Client::connect_with(options.clone()).unwrap();
+    client.put("before", json!({"n": 1})).unwrap();
+
+    // A request in flight when the server dies ends with an error, not a hang.
+    let slow = {
+        let client = client.clone();
+        std::thread::spawn(move || client.call("test:sleep", json!({"ms": 600_000})))
+    };
+    client.ping().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let e = slow.join().unwrap().unwrap_err();
+    assert!(matches!(e, IpcError::Disconnected { .. }), "{e:?}");
+
+    // The socket file is still there, but nobody listens.
+    assert!(std::path::Path::new(&path).exists());
+    let e = Client::connect_with(options.clone()).unwrap_err();
+    match &e {
+        IpcError::ChannelNotFound { detail, .. } => {
+            assert!(detail.contains("nobody listens"), "{detail}")
+        }
+        other => panic!("expected ChannelNotFound, got {other:?}"),
+    }
+    // The old client reconnects lazily and reports the same.
+    assert!(matches!(
+        client.ping().unwrap_err(),
+        IpcError::ChannelNotFound { .. }
+    ));
+
+    // A new server takes the channel over (the lock died with the process).
+    let server = with_test_handlers(
+        Server::builder()
+            .channel(&channel)
+            .socket_dir(&sock_dir)
+            .data_dir(data.path()),
+    )
+    .start()
+    .unwrap();
+    assert_eq!(client.get("before").unwrap(), Some(json!({"n": 1})));
+    server.shutdown().unwrap();
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "shutdown removes the socket"
+    );
+}
+
+#[test]
+fn no_server_means_channel_not_found_with_advice() {
+    let sock = tempfile::tempdir().unwrap();
+    let channel = unique_channel("none");
+    // The directory does not exist.
+    let e =
+        Client::connect_with(ConnectOptions::new(&channel).socket_dir(sock.path().join("missing")))
+            .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, IpcError::ChannelNotFound { .. }), "{e:?}");
+    assert!(
+        msg.contains(&format!(
+            "hearth serve --ipc --channel {channel} --data-dir DIR"
+        )),
+        "{msg}"
+    );
+    // The directory exists (private) but holds no socket.
+    let dir = sock.path().join("empty");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let e = Client::connect_with(ConnectOptions::new(&channel).socket_dir(&dir)).unwrap_err();
+    assert!(e.to_string().contains("no socket file"), "{e}");
+    // Invalid names are refused before anything is tried.
+    assert!(matches!(
+        Client::connect("../etc/passwd"),
+        Err(IpcError::InvalidChannelName { .. })
+    ));
+}
+
+#[test]
+fn unsafe_socket_directories_and_overlong_paths_are_refused_clearly() {
+    let base = tempfile::tempdir().unwrap();
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let e = Server::builder()
+        .channel("x")
+        .socket_dir(&open)
+        .data_dir(data.path())
+        .start()
+        .unwrap_err();
+    assert!(matches!(e, IpcError::UnsafeDirectory { .. }), "{e:?}");
+    assert!(e.to_string().contains("chmod 700"), "{e}");
+    let e = Client::connect_with(ConnectOptions::new("x").socket_dir(&open)).unwrap_err();
+    assert!(matches!(e, IpcError::UnsafeDirectory { .. }), "{e:?}");
+
+    let deep = base.path().join("d".repeat(60)).join("e".repeat(60));
+    let e = Server::builder()
+        .channel("x")
+        .socket_dir(&deep)
+        .data_dir(data.path())
+        .start()
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 107"), "{e}");
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests_then_removes_the_socket() {
+    let fx = Fx::socket(|b| b);
+    let client = fx.client();
+    let path = fx.socket_path();
+    let call = {
+        let client = client.clone();
+        std::thread::spawn(move || client.call("test:sleep", json!({"ms": 200})))
+    };
+    assert!(fx.server.wait_for(LONG, |s| s.requests >= 1));
+    let Fx { server, .. } = fx;
+    server.shutdown().unwrap();
+    assert_eq!(call.join().unwrap().unwrap(), json!({"slept": 200}));
+    assert!(!path.exists());
+    // Afterwards: the server is gone, within the call timeout.
+    let e = client
+        .with_timeout(Duration::from_secs(5))
+        .ping()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            IpcError::ChannelNotFound { .. } | IpcError::Disconnected { .. }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_in_process_client_of_a_shut_down_server_is_told_so() {
+    let fx = Fx::start(common::Kind::InProcess, |b| b);
+    let client = fx.client();
+    client.ping().unwrap();
+    let Fx { server, .. } = fx;
+    server.shutdown().unwrap();
+    let e = client.ping().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e:?}");
+}
+
+#[test]
+fn a_change_stream_resumes_across_a_server_restart_with_every_change_once() {
+    let sock = tempfile::tempdir().unwrap();
+    let sock_dir = sock.path().join("s");
+    let data = tempfile::tempdir().unwrap();
+    let channel = unique_channel("resume");
+    let start = || {
+        Server::builder()
+            .channel(&channel)
+            .socket_dir(&sock_dir)
+            .data_dir(data.path())
+            .start()
+            .unwrap()
+    };
+    let options = ConnectOptions::new(&channel)
+        .socket_dir(&sock_dir)
+        .timeout(Duration::from_secs(20))
+        .resume_timeout(Duration::from_secs(60));
+    let server = start();
+    let client = Client::connect_with(options.clone()).unwrap();
+    let mut changes = client
+        .subscribe(Subscription::prefix("r:").from_seq(0))
+        .unwrap();
+    let writer = Client::connect_with(options.clone()).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        expected.push(writer.put(&format!("r:{i}"), json!({"i": i})).unwrap());
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(changes.next().unwrap().unwrap().seq);
+    }
+    server.shutdown().unwrap();
+
+    let server = start();
+    for i in 50..100 {
+        expected.push(writer.put(&format!("r:{i}"), json!({"i": i})).unwrap());
+    }
+    for _ in 20..100 {
+        got.push(changes.next().unwrap().unwrap().seq);
+    }
+    assert_eq!(got, expected, "every change exactly once, in order");
+    assert!(changes.resumes() >= 1);
+    assert_eq!(
+        changes.next_timeout(Duration::from_millis(1)).unwrap(),
+        None
+    );
+    server.shutdown().unwrap();
+}

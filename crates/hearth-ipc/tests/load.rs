@@ -1,0 +1,236 @@
+//! Many clients, stuck clients, killed clients and slow subscribers over
+//! real sockets and real processes.
+//!
+//! Owns: the promise that one client never stalls the others and that a
+//! client's resources are freed when it goes. Must never: sleep to wait or
+//! assert on elapsed time; waits are on signalled counters
+//! (`Server::wait_for`) with generous failsafe limits.
+
+mod common;
+
+use common::{Fx, child_ready, park_forever, spawn_child};
+use hearth_ipc::{AsyncClient, Client, ConnectOptions, Subscription};
+use hearth_proto::{FrameKind, Operation};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The child side of the process tests; a no-op in a normal run.
+#[test]
+fn child_process_entry() {
+    let Ok(mode) = std::env::var("HEARTH_IPC_TEST_CHILD") else {
+        return;
+    };
+    assert_eq!(mode, "subscribe");
+    let dir = std::env::var("SOCK_DIR").unwrap();
+    let channel = std::env::var("CHANNEL").unwrap();
+    let client = Client::connect_with(ConnectOptions::new(channel).socket_dir(dir)).unwrap();
+    let _changes = client.subscribe(Subscription::all()).unwrap();
+    let _events = client.subscribe_topic("*").unwrap();
+    child_ready("");
+    // Killed in the middle of this request.
+    let _ = client.call("test:sleep", json!({"ms": 600_000}));
+    park_forever();
+}
+
+#[test]
+fn two_hundred_fifty_six_clients_at_once() {
+    let fx = Fx::socket(|b| b);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = fx.options();
+    let clients: Vec<AsyncClient> = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..256 {
+            let options = options.clone();
+            tasks.spawn(async move { AsyncClient::connect_with(options).await.unwrap() });
+        }
+        let mut clients = Vec::new();
+        while let Some(c) = tasks.join_next().await {
+            clients.push(c.unwrap());
+        }
+        clients
+    });
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 256));
+    let ok = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, c) in clients.iter().enumerate() {
+            let c = c.clone();
+            tasks.spawn(async move {
+                let id = format!("many:{i}");
+                c.put(&id, json!({"i": i})).await.unwrap();
+                assert_eq!(c.get(&id).await.unwrap(), Some(json!({"i": i})));
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+            ok += 1;
+        }
+        ok
+    });
+    assert_eq!(ok, 256);
+    drop(clients);
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 0));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected_while_another_keeps_getting_answers() {
+    let fx = Fx::socket(|b| {
+        b.stall_timeout(Duration::from_millis(300))
+            .output_queue_bytes(1 << 20)
+    });
+    let client = fx.client();
+    client
+        .put("big", json!({"blob": "b".repeat(256 * 1024)}))
+        .unwrap();
+
+    // The stuck client asks for the big document again and again and never
+    // reads: its socket and output queue fill, the server stops reading it,
+    // and after the stall timeout it is cut off.
+    let mut stuck = fx.raw();
+    let mut requests = Vec::new();
+    for id in 1..=400u64 {
+        hearth_proto::encode_frame(
+            &mut requests,
+            FrameKind::Request,
+            hearth_proto::FrameFlags::JSON,
+            Some(Operation::Get),
+            id,
+            br#"{"id":"big"}"#,
+        )
+        .unwrap();
+    }
+    let mut stuck_writer = stuck.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Fails with a broken pipe once the server cuts the client off.
+        let _ = stuck_writer.write_all(&requests);
+    });
+
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let other = {
+        let client = client.clone();
+        let done = done.clone();
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                assert_eq!(
+                    client.get("big").unwrap().unwrap()["blob"]
+                        .as_str()
+                        .unwrap()
+                        .len(),
+                    256 * 1024
+                );
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(fx.server.wait_for(LONG, |s| s.stalled_disconnects == 1));
+    done.store(true, Ordering::Release);
+    other.join().unwrap();
+    assert!(answered.load(Ordering::Relaxed) > 0);
+    writer.join().unwrap();
+    // What the stuck client can still read ends in EOF: it was disconnected.
+    let frames = stuck.read_to_eof();
+    assert!(frames.len() < 400);
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 1));
+    client.ping().unwrap();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn killing_a_client_mid_request_frees_its_connection_and_subscriptions() {
+    let fx = Fx::socket(|b| b.stall_timeout(Duration::from_millis(200)));
+    let dir = fx.sock_dir.to_string_lossy().to_string();
+    let (mut child, _) = spawn_child(
+        "subscribe",
+        &[("SOCK_DIR", &dir), ("CHANNEL", &fx.channel)],
+        &[],
+    );
+    assert!(fx.server.wait_for(LONG, |s| {
+        s.connections == 1
+            && s.change_subscriptions == 1
+            && s.topic_subscriptions == 1
+            && s.requests >= 3
+    }));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(fx.server.wait_for(LONG, |s| {
+        s.connections == 0 && s.change_subscriptions == 0 && s.topic_subscriptions == 0
+    }));
+    // The server carries on.
+    let client = fx.client();
+    client.put("after", json!({})).unwrap();
+    assert_eq!(fx.server.publish("x:y", &json!(1)).unwrap(), 0);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_subscriber_whose_output_backs_up_gets_lagged_with_the_exact_resume_point() {
+    let fx = Fx::socket(|b| {
+        b.subscription_buffer(8)
+            .output_queue_bytes(4096)
+            .stall_timeout(Duration::from_millis(500))
+    });
+    let mut raw = fx.raw();
+    raw.request(Operation::Subscribe, 1, json!({}));
+    let (kind, id, reply) = raw.read_json();
+    assert_eq!((kind, id), (FrameKind::Response, 1));
+    let subscription = reply["subscription"].as_u64().unwrap();
+    let first = reply["from_seq"].as_u64().unwrap();
+
+    // Far more than the socket, the output queue and the buffer hold,
+    // written while the subscriber reads nothing.
+    let writer = fx.client();
+    let writes: Vec<hearth_ipc::WriteOp> = (0..3000)
+        .map(|i| hearth_ipc::WriteOp::Put {
+            id: format!("lag:{i}"),
+            data: json!({"pad": "p".repeat(1000)}),
+        })
+        .collect();
+    for chunk in writes.chunks(500) {
+        writer.batch(chunk.to_vec()).unwrap();
+    }
+
+    let mut expected = first;
+    let resume_from = loop {
+        let (kind, id, event) = raw.read_json();
+        assert_eq!((kind, id), (FrameKind::Event, 1), "{event}");
+        assert_eq!(event["subscription"], subscription);
+        if let Some(lagged) = event.get("lagged") {
+            break lagged["resume_from"].as_u64().unwrap();
+        }
+        assert_eq!(
+            event["change"]["seq"], expected,
+            "changes arrive in order without gaps"
+        );
+        expected += 1;
+    };
+    assert_eq!(
+        resume_from, expected,
+        "it resumes exactly after the last change it got"
+    );
+    assert!(
+        resume_from < first + 3000,
+        "the subscriber must have lagged"
+    );
+    assert!(fx.server.wait_for(LONG, |s| s.change_subscriptions == 0));
+
+    // Resuming from there delivers the rest, in order.
+    raw.request(Operation::Subscribe, 2, json!({"from_seq": resume_from}));
+    let (kind, _, _) = raw.read_json();
+    assert_eq!(kind, FrameKind::Response);
+    let (_, _, event) = raw.read_json();
+    assert_eq!(event["change"]["seq"], resume_from);
+    let _: Value = event;
+    fx.server.shutdown().unwrap();
+}
