@@ -1,14 +1,17 @@
 //! The command line of `hearth`: every flag, subcommand and default.
 //!
-//! Owns: the clap definitions and the resolution of the data directory and
-//! store options from them. Must never: open the store, read documents or
-//! print anything; parsing has no side effects.
+//! Owns: the clap definitions and the resolution of the data directory, the
+//! channel (`--channel`, else `HEARTH_CHANNEL`), timeouts and store options
+//! from them. Must never: open the store, connect to a server, read
+//! documents or print anything; parsing has no side effects.
 
 use crate::bench::BenchArgs;
+use crate::error::{CliError, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hearth_proto::{DEFAULT_MAX_DOC_BYTES, Limits};
 use hearth_store::{Durability, Options};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// hearth: a local-first document database.
 #[derive(Debug, Parser)]
@@ -45,6 +48,15 @@ pub(crate) struct GlobalArgs {
         value_parser = parse_max_doc_bytes
     )]
     pub(crate) max_doc_bytes: usize,
+    /// Talk to the hearth server on this channel instead of opening the data
+    /// directory [default: $HEARTH_CHANNEL]. `serve` serves it.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) channel: Option<String>,
+    /// How long to wait for the server: per call for commands over a
+    /// channel (default 30s), in total for `wait` (default 10s). `500ms`,
+    /// `5s`, `2m`; a bare number is seconds.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// `--durability` values.
@@ -137,6 +149,154 @@ pub(crate) enum Command {
     Repair,
     /// Run benchmarks.
     Bench(BenchArgs),
+    /// Serve the data directory on a channel until SIGTERM or SIGINT.
+    ///
+    /// Prints one line `ready channel=NAME socket=PATH pid=PID` on standard
+    /// output once it accepts connections. Logs go to standard error
+    /// (`HEARTH_LOG` or `RUST_LOG`, default `info`).
+    Serve(ServeArgs),
+    /// Print each change as it commits (needs --channel); stops on
+    /// SIGINT/SIGTERM, or when the server shuts down.
+    Watch {
+        /// Only ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Start at this sequence number instead of now (0: the whole
+        /// change log).
+        #[arg(long, value_name = "SEQ")]
+        from_seq: Option<u64>,
+    },
+    /// Wait until the server on --channel answers (exit 0), or --timeout
+    /// passes (exit 4).
+    Wait,
+    /// Call a custom handler of the server by name (needs --channel).
+    Call {
+        /// The handler, e.g. `one-core:storage:get`.
+        name: String,
+        /// Its payload: any JSON value, or `-` to read it from stdin
+        /// [default: null].
+        #[arg(value_name = "JSON")]
+        payload: Option<String>,
+    },
+    /// Publish an event on a topic (needs --channel).
+    Publish {
+        /// The topic, e.g. `one-core:event:syncProgress`.
+        topic: String,
+        /// Its payload: any JSON value, or `-` to read it from stdin
+        /// [default: null].
+        #[arg(value_name = "JSON")]
+        payload: Option<String>,
+    },
+    /// Print events published on topics matching a pattern (needs
+    /// --channel); stops like `watch`.
+    Subscribe {
+        /// A topic pattern: `one-core:event:*`, or `*` for every topic.
+        pattern: String,
+    },
+}
+
+/// Arguments of `hearth serve`. The channel (`--channel` or
+/// `HEARTH_CHANNEL`), `--data-dir`, `--durability` and `--max-doc-bytes`
+/// are the global flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Serve over IPC. Accepted for PluresDB launch scripts: `serve` always
+    /// serves its channel (so do `HEARTH_IPC=true` and `PLURESDB_IPC=true`).
+    #[arg(long)]
+    pub(crate) ipc: bool,
+    /// Also write the ready line to this file descriptor (3 or more), then
+    /// close it; for supervisors.
+    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(i32).range(3..))]
+    pub(crate) ready_fd: Option<i32>,
+    /// Largest frame accepted from a client, header included [default:
+    /// 32 MiB + 24; at least 64 KiB].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_frame_bytes: Option<u32>,
+    /// Most requests one connection may have in flight [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_in_flight: Option<u32>,
+    /// Most open connections [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_connections: Option<u64>,
+    /// Limit calls of a handler or operation: `NAME=PER_SEC[/BURST]`, e.g.
+    /// `one-core:login=5/10` or `put=1000`; repeatable. BURST defaults to
+    /// PER_SEC rounded up.
+    #[arg(long, value_name = "NAME=PER_SEC[/BURST]", value_parser = parse_rate_limit)]
+    pub(crate) rate_limit: Vec<RateLimit>,
+}
+
+/// One `--rate-limit NAME=PER_SEC[/BURST]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateLimit {
+    /// The handler or operation name.
+    pub(crate) name: String,
+    /// Calls per second, on average.
+    pub(crate) per_second: f64,
+    /// Calls allowed at once after a quiet spell.
+    pub(crate) burst: u32,
+}
+
+/// Parses `NAME=PER_SEC[/BURST]`.
+fn parse_rate_limit(s: &str) -> std::result::Result<RateLimit, String> {
+    let shape = "write NAME=PER_SEC[/BURST], e.g. one-core:login=5/10";
+    let Some((name, rate)) = s.rsplit_once('=') else {
+        return Err(format!("{s:?} has no '='; {shape}"));
+    };
+    if name.is_empty() {
+        return Err(format!("{s:?} has no name before '='; {shape}"));
+    }
+    let (per_sec, burst) = match rate.split_once('/') {
+        Some((p, b)) => (p, Some(b)),
+        None => (rate, None),
+    };
+    let per_second: f64 = per_sec
+        .parse()
+        .ok()
+        .filter(|p: &f64| p.is_finite() && *p > 0.0)
+        .ok_or_else(|| {
+            format!("{per_sec:?} is not a positive number of calls per second; {shape}")
+        })?;
+    let burst = match burst {
+        Some(b) => b
+            .parse::<u32>()
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| format!("{b:?} is not a positive whole burst; {shape}"))?,
+        // Truncation is intended: the rate is positive and finite, and any
+        // rate above u32::MAX saturates.
+        None => per_second.ceil().min(f64::from(u32::MAX)) as u32,
+    };
+    Ok(RateLimit {
+        name: name.to_string(),
+        per_second,
+        burst: burst.max(1),
+    })
+}
+
+/// Parses a duration: `250ms`, `5s`, `1.5s`, `2m`, `1h`; a bare number is
+/// seconds.
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "{s:?} has an unknown unit {other:?}; write e.g. 500ms, 5s, 2m or 1h"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 500ms, 5s, 2m or 1h"))?;
+    Duration::try_from_secs_f64(n * scale)
+        .map_err(|_| format!("{s:?} is out of range; write e.g. 500ms, 5s, 2m or 1h"))
 }
 
 /// Parses `--max-doc-bytes`: 1 byte to 1 GiB.
@@ -154,6 +314,34 @@ fn parse_max_doc_bytes(s: &str) -> Result<usize, String> {
 }
 
 impl GlobalArgs {
+    /// The channel to talk to: `--channel`, else `$HEARTH_CHANNEL`; `None`
+    /// means "open the data directory here". The name is checked.
+    pub(crate) fn resolve_channel(&self) -> Result<Option<String>> {
+        let name = match &self.channel {
+            Some(name) => name.clone(),
+            None => match std::env::var("HEARTH_CHANNEL") {
+                Ok(name) if !name.is_empty() => name,
+                Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+                Err(std::env::VarError::NotUnicode(raw)) => {
+                    return Err(CliError::input(format!(
+                        "HEARTH_CHANNEL={raw:?} is not a valid channel name; channel names are 1 to 100 characters from A-Z a-z 0-9 . _ -"
+                    )));
+                }
+            },
+        };
+        hearth_ipc::validate_channel_name(&name)?;
+        Ok(Some(name))
+    }
+
+    /// The channel, for a command that only works over one.
+    pub(crate) fn require_channel(&self, command: &str) -> Result<String> {
+        self.resolve_channel()?.ok_or_else(|| {
+            CliError::input(format!(
+                "`hearth {command}` talks to a server: give --channel NAME (or set HEARTH_CHANNEL), and start the server with `hearth serve --channel NAME --data-dir DIR`"
+            ))
+        })
+    }
+
     /// The data directory: `--data-dir`, else `$HEARTH_DATA_DIR`, else the
     /// platform data directory + `/hearth`, else `./hearth-data`.
     pub(crate) fn resolve_data_dir(&self) -> PathBuf {
@@ -226,5 +414,70 @@ mod tests {
     #[test]
     fn max_doc_bytes_zero_is_refused() {
         assert!(Cli::try_parse_from(["hearth", "--max-doc-bytes", "0", "stats"]).is_err());
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_default_to_seconds() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_duration_without_a_number_or_with_an_unknown_unit_is_refused() {
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn rate_limits_take_a_name_a_rate_and_an_optional_burst() {
+        let r = parse_rate_limit("one-core:login=5/10").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.name.as_str(), r.per_second, r.burst),
+            ("one-core:login", 5.0, 10)
+        );
+        let r = parse_rate_limit("put=2.5").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.per_second, r.burst), (2.5, 3));
+    }
+
+    #[test]
+    fn malformed_rate_limits_are_refused() {
+        for bad in [
+            "put", "=5", "put=0", "put=x", "put=5/0", "put=5/x", "put=-1",
+        ] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serve_takes_the_pluresdb_flags_in_any_order() {
+        let cli = Cli::try_parse_from([
+            "hearth",
+            "serve",
+            "--ipc",
+            "--channel",
+            "my-app",
+            "--data-dir",
+            "./data",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.global.channel.as_deref(), Some("my-app"));
+        assert!(matches!(
+            cli.command,
+            Command::Serve(ServeArgs { ipc: true, .. })
+        ));
+    }
+
+    #[test]
+    fn the_ready_fd_must_not_be_a_standard_stream() {
+        for fd in ["0", "1", "2"] {
+            assert!(Cli::try_parse_from(["hearth", "serve", "--ready-fd", fd]).is_err());
+        }
+        assert!(Cli::try_parse_from(["hearth", "serve", "--ready-fd", "3"]).is_ok());
     }
 }

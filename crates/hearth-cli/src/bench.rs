@@ -3,6 +3,10 @@
 //! Owns: the benchmark workloads, their percentiles and the baselines run
 //! beside them in the same process. Must never: assert a wall-clock time.
 //!
+//! `hearth bench channel` (module [`channel`]) measures the same documents
+//! over a server's channel, with Redis over a Unix socket beside it when
+//! `redis-server` is installed.
+//!
 //! `hearth bench store` measures the embedded store in both durability modes
 //! (puts from one and from several threads, the applier catching up, hot and
 //! cold point reads, list, query and search) and, in the same run, plain
@@ -11,6 +15,11 @@
 //! PASS/BELOW for information only; the command always exits 0 when the
 //! workload itself ran.
 
+mod channel;
+mod redis;
+
+use crate::args::GlobalArgs;
+use crate::error::CliError;
 use clap::{Args, Subcommand};
 use hearth_store::{Durability, ListOptions, Options, Store, StoreError};
 use serde_json::{Map, Value, json};
@@ -55,11 +64,26 @@ pub(crate) enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// A server's channel: round trips and throughput of get and put, from
+    /// 1 to many clients, pipelined and not; Redis beside it when
+    /// `redis-server` is installed. Uses the server on --channel (writing
+    /// ids `bench:…` there and deleting them afterwards), else starts its
+    /// own on a temporary data directory.
+    Channel(channel::ChannelArgs),
 }
 
 /// Runs a benchmark.
-pub(crate) fn run(args: BenchArgs) -> Result<(), hearth_store::StoreError> {
+pub(crate) fn run(args: BenchArgs, g: &GlobalArgs) -> Result<(), CliError> {
     match args.what {
+        BenchWhat::Channel(args) => channel::run(&args, g),
+        BenchWhat::Store { .. } => run_store(args).map_err(CliError::from),
+    }
+}
+
+/// Runs `hearth bench store`.
+fn run_store(args: BenchArgs) -> Result<(), hearth_store::StoreError> {
+    match args.what {
+        BenchWhat::Channel(_) => Ok(()),
         BenchWhat::Store {
             docs,
             fsync_docs,
@@ -243,6 +267,13 @@ struct CpuSnap {
 /// Reads /proc/stat (all CPUs) and /proc/self/stat (this process, all
 /// threads). `None` where /proc is not there.
 fn cpu_snap() -> Option<CpuSnap> {
+    let (busy, total) = machine_ticks()?;
+    let own = process_ticks("self")?;
+    Some(CpuSnap { busy, total, own })
+}
+
+/// Busy and total clock ticks of all CPUs since boot (/proc/stat).
+fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu: Vec<u64> = stat
         .lines()
@@ -254,14 +285,18 @@ fn cpu_snap() -> Option<CpuSnap> {
     // user nice system idle iowait irq softirq steal (guest is in user).
     let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
     let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
-    let total = busy + field(3) + field(4);
-    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some((busy, busy + field(3) + field(4)))
+}
+
+/// User + system clock ticks of process `pid` (`self` for this one), all
+/// threads (/proc/PID/stat).
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
-    let rest = own_stat.rsplit_once(')')?.1;
+    let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(CpuSnap { busy, total, own })
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// The share of all CPU time since `since` that went to anything but this
@@ -1545,21 +1580,20 @@ mod tests {
         assert_eq!(fmt_ns(1_940), "1.94 µs");
     }
 
-    /// The whole benchmark at a small size (a smoke test, not a timing):
-    /// `cargo test --release -p hearth-cli bench -- --ignored --nocapture`.
+    /// The whole benchmark runs end to end at a small size (a smoke test,
+    /// not a timing; `HEARTH_BENCH_DOCS=N` makes it bigger).
     #[test]
-    #[ignore]
     fn store_bench_runs() {
         let docs = std::env::var("HEARTH_BENCH_DOCS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(5_000);
-        run(BenchArgs {
+            .unwrap_or(2_000);
+        run_store(BenchArgs {
             what: BenchWhat::Store {
                 docs,
-                fsync_docs: 2_000,
+                fsync_docs: 1_000,
                 threads: 4,
-                fsync_wide_writers: 32,
+                fsync_wide_writers: 8,
                 dir: None,
                 json: false,
             },

@@ -1,18 +1,21 @@
 //! The `hearth` binary: parse the command line, run one command, exit.
 //!
-//! Owns: process setup (logging to stderr, filtered by `HEARTH_LOG`), the
-//! mapping of every failure to a message and an exit code (0 ok, 1 not found,
-//! 2 bad input, 3 store or I/O failure). Must never: panic on anything the
-//! user or the disk can cause, or exit 0 after a failure.
+//! Owns: process setup (logging to stderr, filtered by `HEARTH_LOG`, else
+//! `RUST_LOG`), the mapping of every failure to a message and an exit code
+//! (0 ok, 1 not found, 2 bad input, 3 store or I/O failure, 4 no server
+//! answering on the channel). Must never: panic on anything the user, the
+//! disk or a server can cause, or exit 0 after a failure.
 
 mod args;
 mod bench;
 mod commands;
+mod db;
 mod error;
 mod open;
 mod output;
+mod signals;
 
-use args::Cli;
+use args::{Cli, Command};
 use clap::Parser;
 use clap::error::ErrorKind;
 use error::{CliError, EXIT_BAD_INPUT};
@@ -25,7 +28,13 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let json = cli.global.json;
-    init_logging(json);
+    // A server's log is its running commentary; other commands only warn.
+    let default_log = match (&cli.command, json) {
+        (_, true) => "off",
+        (Command::Serve(_), false) => "info",
+        (_, false) => "warn",
+    };
+    init_logging(json, default_log);
     let mut out = output::Output::new(json);
     let result = commands::run(cli, &mut out).and_then(|()| out.flush());
     match result {
@@ -63,25 +72,31 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
-/// Logs to stderr, filtered by `HEARTH_LOG` (default `warn`; `off` in
-/// `--json` mode so that stderr carries only JSON).
-fn init_logging(json: bool) {
+/// Logs to stderr, filtered by `HEARTH_LOG`, else `RUST_LOG`, else
+/// `default` (`warn`, `info` for `serve`, `off` in `--json` mode so that
+/// stderr carries only JSON).
+fn init_logging(json: bool, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let default = if json { "off" } else { "warn" };
-    let filter = match std::env::var("HEARTH_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+    let spec = ["HEARTH_LOG", "RUST_LOG"].into_iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| (var, s))
+    });
+    let filter = match spec {
+        Some((var, spec)) => match EnvFilter::try_new(&spec) {
             Ok(f) => f,
             Err(e) => {
                 output::print_notice(
                     json,
                     "bad_log_filter",
-                    &format!("HEARTH_LOG={spec:?} is not a valid filter ({e}); using {default:?}"),
+                    &format!("{var}={spec:?} is not a valid filter ({e}); using {default:?}"),
                     serde_json::Value::Null,
                 );
                 EnvFilter::new(default)
             }
         },
-        _ => EnvFilter::new(default),
+        None => EnvFilter::new(default),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

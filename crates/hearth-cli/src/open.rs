@@ -26,7 +26,7 @@ pub(crate) fn open_store(global: &GlobalArgs, repair: bool) -> Result<Store> {
 }
 
 /// Prints a one-line notice when opening dropped or set aside anything.
-fn report_recovery(json: bool, store: &Store) {
+pub(crate) fn report_recovery(json: bool, store: &Store) {
     let r = store.recovery();
     if let Some(message) = recovery_message(r, store) {
         print_notice(

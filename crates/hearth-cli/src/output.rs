@@ -6,8 +6,8 @@
 //! or a progress bar into stdout, or print a non-JSON line to stderr in
 //! `--json` mode.
 
+use crate::db::Doc;
 use crate::error::{CliError, Result};
-use hearth_store::Document;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
@@ -44,12 +44,19 @@ impl Output {
 
     /// Prints a document as one line: `{"id":…,"data":…}` (plus `extra`
     /// fields) in `--json` mode, else `id  {json}`.
-    pub(crate) fn doc_line(&mut self, doc: &Document, extra: Option<(&str, Value)>) -> Result<()> {
+    pub(crate) fn doc_line(&mut self, doc: &Doc, extra: Option<(&str, Value)>) -> Result<()> {
         if self.json {
-            write_doc_json(&mut self.out, doc, extra).map_err(stdout_error)
+            write_doc_json(&mut self.out, doc.id(), &doc.json(), extra).map_err(stdout_error)
         } else {
             writeln!(self.out, "{}  {}", doc.id(), doc.json()).map_err(stdout_error)
         }
+    }
+
+    /// Prints one line and writes it out at once (for streams a reader
+    /// follows as they happen: `watch`, `subscribe`).
+    pub(crate) fn live_line(&mut self, value: &Value, human: impl std::fmt::Display) -> Result<()> {
+        self.result(value, human)?;
+        self.flush()
     }
 
     /// The raw stdout writer (buffered), for streaming output.
@@ -63,15 +70,16 @@ impl Output {
     }
 }
 
-/// Writes `{"id":…,"data":…}` and a newline, using the document's stored
-/// JSON text as is.
+/// Writes `{"id":…,"data":…}` and a newline, using the document's JSON
+/// text as is.
 pub(crate) fn write_doc_json(
     w: &mut impl Write,
-    doc: &Document,
+    id: &str,
+    json: &str,
     extra: Option<(&str, Value)>,
 ) -> std::io::Result<()> {
-    let id = Value::String(doc.id().to_string());
-    write!(w, "{{\"id\":{id},\"data\":{}", doc.json())?;
+    let id = Value::String(id.to_string());
+    write!(w, "{{\"id\":{id},\"data\":{json}")?;
     if let Some((key, value)) = extra {
         write!(w, ",{}:{value}", Value::String(key.to_string()))?;
     }

@@ -1,42 +1,76 @@
 //! `stats` and `repair`: looking after a data directory.
 //!
-//! Owns: printing the store's counters and running the journal repair with a
+//! Owns: printing the store's counters (from the data directory or from the
+//! server on a channel, in one format) and running the journal repair with a
 //! report of what was set aside. Must never: delete anything — a repair sets
 //! damaged data aside beside the journal, where it can still be inspected.
 
 use crate::args::GlobalArgs;
-use crate::error::{CliError, Result};
+use crate::db;
+use crate::error::Result;
 use crate::open::open_store;
 use crate::output::Output;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::fmt::Write as _;
 
-/// `hearth stats`.
+/// The store's counters, as printed: (label, field of `hearth_store::Stats`).
+const STORE_ROWS: [(&str, &str); 13] = [
+    ("data dir", "data_dir"),
+    ("replica id", "replica_id"),
+    ("durability", "durability"),
+    ("documents", "documents"),
+    ("tombstones", "tombstones"),
+    ("last seq", "last_seq"),
+    ("applied seq", "applied_seq"),
+    ("pending ops", "pending_ops"),
+    ("cache entries", "cache_entries"),
+    ("cache bytes", "cache_bytes"),
+    ("journal segments", "journal_segments"),
+    ("journal bytes", "journal_bytes"),
+    ("database bytes", "database_bytes"),
+];
+
+/// The server's counters, printed after the store's over a channel.
+const SERVER_ROWS: [(&str, &str); 5] = [
+    ("server connections", "connections"),
+    ("change subscriptions", "change_subscriptions"),
+    ("topic subscriptions", "topic_subscriptions"),
+    ("server requests", "requests"),
+    ("stalled disconnects", "stalled_disconnects"),
+];
+
+/// `hearth stats`: the store's counters, from the data directory or from
+/// the server; over a channel the server's own counters follow (a `server`
+/// object in `--json` mode).
 pub(crate) fn stats(g: &GlobalArgs, out: &mut Output) -> Result<()> {
-    let store = open_store(g, false)?;
-    let s = store.stats()?;
-    let value = serde_json::to_value(&s)
-        .map_err(|e| CliError::input(format!("the statistics cannot be encoded: {e}")))?;
-    let durability = match s.durability {
-        hearth_store::Durability::Journal => "journal",
-        hearth_store::Durability::Fsync => "fsync",
-    };
-    let rows: [(&str, String); 13] = [
-        ("data dir", s.data_dir.display().to_string()),
-        ("replica id", format!("{:016x}", s.replica_id)),
-        ("durability", durability.to_string()),
-        ("documents", s.documents.to_string()),
-        ("tombstones", s.tombstones.to_string()),
-        ("last seq", s.last_seq.to_string()),
-        ("applied seq", s.applied_seq.to_string()),
-        ("pending ops", s.pending_ops.to_string()),
-        ("cache entries", s.cache_entries.to_string()),
-        ("cache bytes", s.cache_bytes.to_string()),
-        ("journal segments", s.journal_segments.to_string()),
-        ("journal bytes", s.journal_bytes.to_string()),
-        ("database bytes", s.database_bytes.to_string()),
-    ];
+    let (mut value, server) = db::open(g)?.stats()?;
+    let mut rows: Vec<(&str, String)> = STORE_ROWS
+        .iter()
+        .map(|(label, field)| (*label, cell(&value, field)))
+        .collect();
+    if let Some(server) = server {
+        rows.extend(
+            SERVER_ROWS
+                .iter()
+                .map(|(label, field)| (*label, cell(&server, field))),
+        );
+        if let Value::Object(m) = &mut value {
+            m.insert("server".into(), server);
+        }
+    }
     out.result(&value, table(&rows))
+}
+
+/// One field as printed: strings bare, the replica id in hex, numbers as
+/// they are.
+fn cell(stats: &Value, field: &str) -> String {
+    match (field, &stats[field]) {
+        ("replica_id", Value::Number(n)) => n
+            .as_u64()
+            .map_or_else(|| n.to_string(), |id| format!("{id:016x}")),
+        (_, Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
+    }
 }
 
 /// `hearth repair`.
@@ -98,6 +132,14 @@ fn table(rows: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_cells_print_strings_bare_and_the_replica_id_in_hex() {
+        let v = json!({"data_dir": "/d", "replica_id": 255, "documents": 4});
+        assert_eq!(cell(&v, "data_dir"), "/d");
+        assert_eq!(cell(&v, "replica_id"), "00000000000000ff");
+        assert_eq!(cell(&v, "documents"), "4");
+    }
 
     #[test]
     fn the_table_aligns_the_second_column() {

@@ -1,13 +1,14 @@
 //! `put`, `patch`, `get` and `delete`: one document at a time.
 //!
 //! Owns: reading a document argument (inline or `-` for stdin), validating it
-//! before the store is opened, and printing the outcome. Must never: write a
-//! document that failed validation, or open the store before the input is
-//! known to be valid.
+//! before the store is opened (or the server is asked), and printing the
+//! outcome — the same whether the documents are local or behind a channel.
+//! Must never: write a document that failed validation, or open the store
+//! or connect before the input is known to be valid.
 
 use crate::args::GlobalArgs;
+use crate::db;
 use crate::error::{CliError, Result};
-use crate::open::open_store;
 use crate::output::Output;
 use hearth_proto::{Limits, validate_document, validate_id};
 use serde_json::{Map, Value, json};
@@ -16,8 +17,7 @@ use std::io::Read;
 /// `hearth put ID JSON`.
 pub(crate) fn put(g: &GlobalArgs, out: &mut Output, id: &str, arg: &str) -> Result<()> {
     let data = document_arg(id, arg, &g.limits())?;
-    let store = open_store(g, false)?;
-    let seq = store.put(id, Value::Object(data))?;
+    let seq = db::open(g)?.put(id, data)?;
     out.result(
         &json!({ "id": id, "seq": seq }),
         format_args!("ok {id} (seq {seq})"),
@@ -27,8 +27,7 @@ pub(crate) fn put(g: &GlobalArgs, out: &mut Output, id: &str, arg: &str) -> Resu
 /// `hearth patch ID JSON`.
 pub(crate) fn patch(g: &GlobalArgs, out: &mut Output, id: &str, arg: &str) -> Result<()> {
     let fields = document_arg(id, arg, &g.limits())?;
-    let store = open_store(g, false)?;
-    let seq = store.patch(id, Value::Object(fields))?;
+    let seq = db::open(g)?.patch(id, fields)?;
     out.result(
         &json!({ "id": id, "seq": seq }),
         format_args!("ok {id} (seq {seq})"),
@@ -38,18 +37,16 @@ pub(crate) fn patch(g: &GlobalArgs, out: &mut Output, id: &str, arg: &str) -> Re
 /// `hearth get ID`.
 pub(crate) fn get(g: &GlobalArgs, out: &mut Output, id: &str) -> Result<()> {
     validate_id(id)?;
-    let store = open_store(g, false)?;
-    let doc = store
+    let doc = db::open(g)?
         .get(id)?
         .ok_or_else(|| CliError::NotFound { id: id.into() })?;
-    let meta = doc.metadata();
     let value = json!({
-        "id": doc.id(),
-        "data": doc.data(),
-        "seq": meta.seq,
-        "updated_at_ms": meta.updated_at_ms,
+        "id": id,
+        "data": doc.data,
+        "seq": doc.seq,
+        "updated_at_ms": doc.updated_at_ms,
     });
-    let pretty = serde_json::to_string_pretty(doc.data())
+    let pretty = serde_json::to_string_pretty(&doc.data)
         .map_err(|e| CliError::input(format!("document {id:?} cannot be printed: {e}")))?;
     out.result(&value, pretty)
 }
@@ -57,8 +54,7 @@ pub(crate) fn get(g: &GlobalArgs, out: &mut Output, id: &str) -> Result<()> {
 /// `hearth delete ID`.
 pub(crate) fn delete(g: &GlobalArgs, out: &mut Output, id: &str) -> Result<()> {
     validate_id(id)?;
-    let store = open_store(g, false)?;
-    let seq = store
+    let seq = db::open(g)?
         .delete(id)?
         .ok_or_else(|| CliError::NotFound { id: id.into() })?;
     out.result(
@@ -80,7 +76,7 @@ fn document_arg(id: &str, arg: &str, limits: &Limits) -> Result<Map<String, Valu
 }
 
 /// Reads stdin, refusing more than the document limit without reading it all.
-fn read_stdin(limits: &Limits) -> Result<String> {
+pub(crate) fn read_stdin(limits: &Limits) -> Result<String> {
     let mut buf = Vec::new();
     let cap = limits.max_doc_bytes as u64 + 1;
     std::io::stdin()

@@ -1,17 +1,18 @@
 //! `import` and `export`: documents to and from JSON Lines.
 //!
 //! Owns: the line format (`{"id": "…", "data": {…}}`, one per line), reading
-//! and writing it in constant memory for any file size, batching imports,
-//! the progress bars and the summaries. Must never: hold a whole file in
+//! and writing it in constant memory for any file size, batching imports
+//! (each batch atomic, locally or in one request over a channel), the
+//! progress bars and the summaries. Must never: hold a whole file in
 //! memory, skip a bad line silently, or leave the lines before a bad line
 //! unwritten.
 
 use crate::args::GlobalArgs;
+use crate::db::{self, Db};
 use crate::error::{CliError, Result};
-use crate::open::open_store;
 use crate::output::{Output, progress, shows_progress, stdout_error, write_doc_json};
 use hearth_proto::{DocumentError, ErrorCode, Limits, MAX_ID_BYTES, kind_of, validate_id};
-use hearth_store::{ListOptions, Store, WriteOp};
+use hearth_store::{ListOptions, WriteOp};
 use serde_json::{Value, json};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -51,7 +52,7 @@ pub(crate) fn import(g: &GlobalArgs, out: &mut Output, file: &Path) -> Result<()
             file.display().to_string(),
         )
     };
-    let store = open_store(g, false)?;
+    let store = db::open(g)?;
     let bar = progress(out.is_json(), size, true, "importing");
     let result = import_lines(&store, reader, &g.limits(), &name, |bytes| {
         bar.set_position(bytes)
@@ -68,7 +69,7 @@ pub(crate) fn import(g: &GlobalArgs, out: &mut Output, file: &Path) -> Result<()
 /// number of documents imported; on a bad line, everything before it is
 /// imported and the error names the line.
 fn import_lines(
-    store: &Store,
+    store: &Db,
     mut reader: impl BufRead,
     limits: &Limits,
     name: &str,
@@ -80,6 +81,7 @@ fn import_lines(
         .max_doc_bytes
         .saturating_mul(6)
         .saturating_add(MAX_ID_BYTES * 6 + 1024);
+    let max_batch_bytes = store.batch_bytes(IMPORT_BATCH_BYTES);
     let mut buf = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     let mut batch_bytes = 0usize;
@@ -117,7 +119,7 @@ fn import_lines(
             Ok(Some((op, len))) => {
                 batch.push(op);
                 batch_bytes += len;
-                if batch.len() >= IMPORT_BATCH || batch_bytes >= IMPORT_BATCH_BYTES {
+                if batch.len() >= IMPORT_BATCH || batch_bytes >= max_batch_bytes {
                     imported += write_batch(store, &mut batch, imported, line_no)?;
                     batch_bytes = 0;
                     on_progress(bytes);
@@ -147,15 +149,10 @@ fn import_lines(
 }
 
 /// Writes and empties `batch`; returns how many documents it held.
-fn write_batch(
-    store: &Store,
-    batch: &mut Vec<WriteOp>,
-    imported: u64,
-    line_no: u64,
-) -> Result<u64> {
+fn write_batch(store: &Db, batch: &mut Vec<WriteOp>, imported: u64, line_no: u64) -> Result<u64> {
     let n = batch.len() as u64;
     store.batch(std::mem::take(batch)).map_err(|e| {
-        CliError::from(e).context_with(
+        e.context_with(
             format!("writing the documents up to line {line_no}"),
             format!(". Imported {} before them", documents(imported)),
         )
@@ -241,11 +238,11 @@ fn parse_line(raw: &[u8], limits: &Limits) -> Result<Option<(WriteOp, usize)>> {
 /// `hearth export [FILE]`.
 pub(crate) fn export(g: &GlobalArgs, out: &mut Output, file: Option<&Path>) -> Result<()> {
     let file = file.filter(|f| *f != Path::new("-"));
-    let store = open_store(g, false)?;
+    let store = db::open(g)?;
     let json = out.is_json();
     // Counting costs a query; only done when the bar is shown.
     let total = if shows_progress(json) {
-        Some(store.stats()?.documents)
+        Some(store.document_count()?)
     } else {
         None
     };
@@ -304,19 +301,18 @@ enum ExportError {
 
 /// Streams every document to `w` as JSON Lines. Returns the count.
 fn export_to(
-    store: &Store,
+    store: &Db,
     w: &mut impl Write,
     bar: &indicatif::ProgressBar,
 ) -> Result<u64, ExportError> {
     let mut n = 0u64;
     let list = store
         .list(ListOptions::default())
-        .map_err(|e| ExportError::Store(e.into()))?;
+        .map_err(ExportError::Store)?;
     for doc in list {
-        let doc = doc.map_err(|e| {
-            ExportError::Store(CliError::from(e).context(format!("after {n} exported documents")))
-        })?;
-        write_doc_json(w, &doc, None).map_err(ExportError::Write)?;
+        let doc = doc
+            .map_err(|e| ExportError::Store(e.context(format!("after {n} exported documents"))))?;
+        write_doc_json(w, doc.id(), &doc.json(), None).map_err(ExportError::Write)?;
         n += 1;
         if n.is_multiple_of(1024) {
             bar.set_position(n);

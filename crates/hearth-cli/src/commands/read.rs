@@ -1,12 +1,13 @@
 //! `list`, `query` and `search`: reading many documents.
 //!
 //! Owns: turning `FIELD=VALUE` arguments into filters, paging through the
-//! store so that any number of results streams in constant memory, and
-//! printing one line per document. Must never: write to the store.
+//! store (or the server) so that any number of results streams in constant
+//! memory, and printing one line per document. Must never: write to the
+//! store.
 
 use crate::args::GlobalArgs;
+use crate::db;
 use crate::error::{CliError, Result};
-use crate::open::open_store;
 use crate::output::Output;
 use hearth_store::ListOptions;
 use serde_json::{Map, Value, json};
@@ -16,8 +17,7 @@ const QUERY_PAGE: usize = 1000;
 
 /// `hearth list`.
 pub(crate) fn list(g: &GlobalArgs, out: &mut Output, opts: ListOptions) -> Result<()> {
-    let store = open_store(g, false)?;
-    for doc in store.list(opts)? {
+    for doc in db::open(g)?.list(opts)? {
         out.doc_line(&doc?, None)?;
     }
     Ok(())
@@ -31,7 +31,7 @@ pub(crate) fn query(
     limit: Option<usize>,
 ) -> Result<()> {
     let filters = parse_filters(filters)?;
-    let store = open_store(g, false)?;
+    let store = db::open(g)?;
     let mut remaining = limit.unwrap_or(usize::MAX);
     let mut after: Option<String> = None;
     while remaining > 0 {
@@ -51,9 +51,8 @@ pub(crate) fn query(
 
 /// `hearth search TEXT`.
 pub(crate) fn search(g: &GlobalArgs, out: &mut Output, text: &str, limit: usize) -> Result<()> {
-    let store = open_store(g, false)?;
-    for hit in store.search(text, limit)? {
-        out.doc_line(&hit.doc, Some(("score", json!(hit.score))))?;
+    for (doc, score) in db::open(g)?.search(text, limit)? {
+        out.doc_line(&doc, Some(("score", json!(score))))?;
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! Helpers for running the real `hearth` binary against temporary data
-//! directories.
+//! directories (and, in [`server`], servers on private channels).
 //!
 //! Owns: spawning the binary with a clean environment and capturing its
 //! exit code and output. Must never: touch a data directory outside the
 //! test's temporary directory.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod server;
 
 use serde_json::Value;
 use std::io::Write;
@@ -108,17 +110,36 @@ impl Env {
     }
 }
 
+/// Removes every variable the binary reads from a command's environment.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "HEARTH_DATA_DIR",
+        "HEARTH_LOG",
+        "RUST_LOG",
+        "HEARTH_CHANNEL",
+        "HEARTH_IPC",
+        "PLURESDB_IPC",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Runs a prepared command with a clean environment.
 pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
-    cmd.env_remove("HEARTH_DATA_DIR")
-        .env_remove("HEARTH_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    clean_env(&mut cmd);
+    run_as_is(cmd, stdin)
+}
+
+/// Runs a prepared command with the environment it was given.
+pub fn run_as_is(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("the hearth binary starts");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin is piped");

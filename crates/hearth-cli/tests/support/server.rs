@@ -1,0 +1,263 @@
+//! Servers for tests: `hearth serve` processes on channels private to one
+//! test, and clients run against them.
+//!
+//! Owns: a per-test runtime directory (`XDG_RUNTIME_DIR`, short enough for
+//! a socket path), starting a server and waiting for its ready line (never
+//! a sleep), stopping it with a signal, and killing whatever a failed test
+//! left running. Must never: reach a channel outside the test's own
+//! runtime directory.
+
+use super::{Run, clean_env, run_as_is};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+
+/// One test's world: its runtime directory (sockets) and data directories.
+pub struct Site {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Site {
+    /// A fresh site under /tmp, so that socket paths stay short.
+    pub fn new() -> Site {
+        Site {
+            tmp: tempfile::Builder::new()
+                .prefix("hs")
+                .tempdir_in("/tmp")
+                .expect("a temporary directory"),
+        }
+    }
+
+    /// The `XDG_RUNTIME_DIR` every process of this site gets.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.tmp.path().join("x")
+    }
+
+    /// A data directory of this site.
+    pub fn data(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// A file of this site.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Where `channel`'s socket lives.
+    pub fn socket(&self, channel: &str) -> PathBuf {
+        self.runtime_dir()
+            .join("hearth")
+            .join(format!("{channel}.sock"))
+    }
+
+    /// The binary with a clean environment and this site's runtime
+    /// directory.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        clean_env(&mut cmd);
+        cmd.env("XDG_RUNTIME_DIR", self.runtime_dir());
+        cmd
+    }
+
+    /// Runs `hearth ARGS…` to completion.
+    pub fn hearth(&self, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_as_is(cmd, None)
+    }
+
+    /// Runs `hearth ARGS…` with `stdin` on standard input.
+    pub fn hearth_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_as_is(cmd, Some(stdin))
+    }
+
+    /// Runs `hearth --channel CHANNEL ARGS…` to completion.
+    pub fn client(&self, channel: &str, args: &[&str]) -> Run {
+        self.hearth(&[&["--channel", channel], args].concat())
+    }
+
+    /// Starts `hearth serve --channel CHANNEL --data-dir DATA` and returns
+    /// once it printed its ready line.
+    pub fn serve(&self, channel: &str, data: &Path) -> Served {
+        let data = data.to_str().expect("a UTF-8 path");
+        self.serve_with(&["serve", "--channel", channel, "--data-dir", data])
+    }
+
+    /// Starts `hearth ARGS…` (a `serve` command line) and returns once it
+    /// printed its ready line; panics with its stderr if it exits first.
+    pub fn serve_with(&self, args: &[&str]) -> Served {
+        let mut child = self.spawn(args);
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut ready = String::new();
+        stdout
+            .read_line(&mut ready)
+            .expect("reading the ready line");
+        if ready.is_empty() {
+            let status = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the server exited before it was ready ({status:?}): {err}");
+        }
+        Served {
+            child,
+            ready: ready.trim_end().to_string(),
+            _stdout: stdout,
+        }
+    }
+
+    /// Spawns `hearth ARGS…` with stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("the hearth binary starts")
+    }
+
+    /// Spawns `hearth --channel CHANNEL ARGS…` (a stream: `watch`,
+    /// `subscribe`) and hands out its stdout line by line.
+    pub fn follow(&self, channel: &str, args: &[&str]) -> Follower {
+        self.follow_with(channel, args, &[])
+    }
+
+    /// Like [`follow`](Self::follow), with extra environment variables.
+    pub fn follow_with(&self, channel: &str, args: &[&str], env: &[(&str, &str)]) -> Follower {
+        let mut cmd = self.command();
+        cmd.args(["--channel", channel])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the hearth binary starts");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        Follower {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// Sends `signal` to a child.
+pub fn signal(child: &Child, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits i32"));
+    kill(pid, signal).expect("the signal is delivered");
+}
+
+/// A running `hearth serve`; killed (SIGKILL) if still running when dropped.
+pub struct Served {
+    pub child: Child,
+    /// Its ready line, without the newline.
+    pub ready: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Served {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it with `sig` and waits: its exit status and stderr.
+    pub fn stop(mut self, sig: Signal) -> (ExitStatus, String) {
+        signal(&self.child, sig);
+        let status = self.child.wait().expect("the server is waited for");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+
+    /// Stops it with SIGTERM and checks that it exited 0.
+    #[track_caller]
+    pub fn terminate(self) {
+        let (status, err) = self.stop(Signal::SIGTERM);
+        assert!(status.success(), "server exit {status:?}: {err}");
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up) and waits.
+    pub fn kill9(self) {
+        let _ = self.stop(Signal::SIGKILL);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A streaming client (`watch`, `subscribe`); killed if still running when
+/// dropped.
+pub struct Follower {
+    pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
+    pub stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Follower {
+    /// The next line of its stdout (without the newline); panics at end of
+    /// output, with its stderr.
+    #[track_caller]
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("reading stdout");
+        if line.is_empty() {
+            let mut err = String::new();
+            let _ = self.stderr.read_to_string(&mut err);
+            panic!("the stream ended early; its stderr: {err}");
+        }
+        line.trim_end().to_string()
+    }
+
+    /// Reads stderr until a line containing `needle` (a log line announcing
+    /// readiness); panics if stderr ends first.
+    #[track_caller]
+    pub fn stderr_until(&mut self, needle: &str) {
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            self.stderr.read_line(&mut line).expect("reading stderr");
+            if line.is_empty() {
+                panic!("stderr ended before {needle:?}: {seen}");
+            }
+            if line.contains(needle) {
+                return;
+            }
+            seen.push_str(&line);
+        }
+    }
+
+    /// Waits for it to exit: its status, the rest of its stdout, its
+    /// stderr.
+    pub fn finish(mut self) -> (ExitStatus, String, String) {
+        let mut out = String::new();
+        let _ = self.stdout.read_to_string(&mut out);
+        let mut err = String::new();
+        let _ = self.stderr.read_to_string(&mut err);
+        let status = self.child.wait().expect("the stream is waited for");
+        (status, out, err)
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
