@@ -57,6 +57,12 @@ pub(crate) struct GlobalArgs {
     /// `5s`, `2m`; a bare number is seconds.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
+    /// The directory of channel sockets, for servers and clients that do
+    /// not share `$XDG_RUNTIME_DIR` [default: $HEARTH_SOCKET_DIR, else
+    /// `$XDG_RUNTIME_DIR/hearth`, else `/tmp/hearth-$UID`]. Created 0700;
+    /// refused when another user owns it or others can open it.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) socket_dir: Option<PathBuf>,
 }
 
 /// `--durability` values.
@@ -223,6 +229,12 @@ pub(crate) struct ServeArgs {
     /// PER_SEC rounded up.
     #[arg(long, value_name = "NAME=PER_SEC[/BURST]", value_parser = parse_rate_limit)]
     pub(crate) rate_limit: Vec<RateLimit>,
+    /// Stop (as on SIGTERM) when the process that started this server dies,
+    /// even by SIGKILL, so that a crashed app leaves no server behind
+    /// (Linux: the parent-death signal; the parent is the thread that
+    /// spawned the server).
+    #[arg(long)]
+    pub(crate) exit_with_parent: bool,
 }
 
 /// One `--rate-limit NAME=PER_SEC[/BURST]`.
@@ -339,6 +351,16 @@ impl GlobalArgs {
             CliError::input(format!(
                 "`hearth {command}` talks to a server: give --channel NAME (or set HEARTH_CHANNEL), and start the server with `hearth serve --channel NAME --data-dir DIR`"
             ))
+        })
+    }
+
+    /// The socket directory: `--socket-dir`, else `$HEARTH_SOCKET_DIR`, else
+    /// `None` (hearth-ipc's default).
+    pub(crate) fn resolve_socket_dir(&self) -> Option<PathBuf> {
+        self.socket_dir.clone().or_else(|| {
+            std::env::var_os("HEARTH_SOCKET_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
         })
     }
 

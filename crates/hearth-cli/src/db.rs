@@ -89,6 +89,9 @@ impl Iterator for Docs {
 /// The connection options for `channel` from the global flags.
 pub(crate) fn connect_options(g: &GlobalArgs, channel: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(channel);
+    if let Some(dir) = g.resolve_socket_dir() {
+        options = options.socket_dir(dir);
+    }
     if let Some(timeout) = g.timeout {
         options = options
             .timeout(timeout)

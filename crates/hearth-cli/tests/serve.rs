@@ -143,6 +143,83 @@ fn sigterm_stops_the_server_exit_0_removing_the_socket_and_keeping_the_data() {
 }
 
 #[test]
+fn exit_with_parent_stops_the_server_cleanly_when_its_parent_is_killed() {
+    let site = Site::new();
+    let data = site.data("d");
+    // A shell is the parent: it starts the server in the background and
+    // waits; the server inherits the shell's stdout pipe.
+    let mut parent = site.spawn_under_shell(&[
+        "serve",
+        "--channel",
+        "app",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--exit-with-parent",
+    ]);
+    let mut out = std::io::BufReader::new(parent.stdout.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    assert!(ready.starts_with("ready channel=app"), "{ready:?}");
+    site.client("app", &["put", "a", r#"{"x":1}"#]).ok();
+
+    signal(&parent, Signal::SIGKILL);
+    parent.wait().unwrap();
+    // End of file on the pipe: the server, its last writer, has exited.
+    // (A bound only so that a regression fails instead of hanging.)
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server exits after its parent is killed");
+    assert!(
+        !site.socket("app").exists(),
+        "a clean stop removes the socket"
+    );
+    let got = site
+        .hearth(&["--data-dir", data.to_str().unwrap(), "get", "a"])
+        .ok();
+    assert_eq!(
+        serde_json::from_str::<Value>(&got.stdout).unwrap(),
+        json!({"x": 1})
+    );
+}
+
+#[test]
+fn socket_dir_puts_the_socket_where_the_server_and_its_clients_agree() {
+    let site = Site::new();
+    let dir = site.file("s");
+    let dir = dir.to_str().unwrap();
+    let server = site.serve_with(&[
+        "serve",
+        "--channel",
+        "app",
+        "--data-dir",
+        site.data("d").to_str().unwrap(),
+        "--socket-dir",
+        dir,
+    ]);
+    assert!(
+        server.ready.contains(&format!("socket={dir}/app.sock")),
+        "{}",
+        server.ready
+    );
+    site.hearth(&["--socket-dir", dir, "--channel", "app", "put", "a", "{}"])
+        .ok();
+    let mut cmd = site.command();
+    cmd.env("HEARTH_SOCKET_DIR", dir)
+        .args(["--channel", "app", "get", "a"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Without it, a client looks in the default place and finds nothing.
+    site.client("app", &["get", "a"]).fails_with(UNAVAILABLE);
+    server.terminate();
+    assert!(!std::path::Path::new(dir).join("app.sock").exists());
+}
+
+#[test]
 fn sigint_stops_the_server_like_sigterm() {
     let site = Site::new();
     let server = site.serve("app", &site.data("d"));

@@ -44,10 +44,17 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         StopSignals::install()?
     };
 
+    if args.exit_with_parent {
+        exit_with_parent()?;
+    }
+
     let mut builder = Server::builder()
         .channel(&channel)
         .data_dir(&data_dir)
         .store_options(g.store_options());
+    if let Some(dir) = g.resolve_socket_dir() {
+        builder = builder.socket_dir(dir);
+    }
     if let Some(n) = args.max_frame_bytes {
         builder = builder.max_frame_bytes(n);
     }
@@ -93,6 +100,41 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     server.shutdown()?;
     tracing::info!("stopped: the store is flushed and the socket removed");
     Ok(())
+}
+
+/// `--exit-with-parent`: asks the kernel to send SIGTERM when the parent
+/// dies, which then stops the server like any SIGTERM. Called after the
+/// stop signals are installed, so the signal is never fatal. A parent that
+/// died before the request is caught by comparing the parent pid.
+#[cfg(target_os = "linux")]
+fn exit_with_parent() -> Result<()> {
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(|e| {
+        CliError::Io {
+            action: "ask for a signal on the death of",
+            path: "the parent process".into(),
+            source: e.into(),
+            hint: "run without --exit-with-parent and stop the server yourself",
+        }
+    })?;
+    if nix::unistd::getppid() != parent {
+        // The parent is already gone: stop now, as the signal would have.
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).map_err(|e| CliError::Io {
+            action: "signal",
+            path: "this process".into(),
+            source: e.into(),
+            hint: "the parent that started the server has exited",
+        })?;
+    }
+    Ok(())
+}
+
+/// `--exit-with-parent` needs the Linux parent-death signal.
+#[cfg(not(target_os = "linux"))]
+fn exit_with_parent() -> Result<()> {
+    Err(CliError::input(
+        "--exit-with-parent works on Linux only; stop the server yourself with SIGTERM",
+    ))
 }
 
 /// Logs how `--ipc`, `HEARTH_IPC` and `PLURESDB_IPC` were taken: `serve`

@@ -121,6 +121,23 @@ impl Site {
         cmd.spawn().expect("the hearth binary starts")
     }
 
+    /// Spawns `sh`, which starts `hearth ARGS…` in the background and waits
+    /// for it: the shell is the server's parent. Stdout is piped (the
+    /// server inherits it), stderr is discarded.
+    pub fn spawn_under_shell(&self, args: &[&str]) -> Child {
+        let mut cmd = Command::new("sh");
+        clean_env(&mut cmd);
+        cmd.env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .arg("-c")
+            .arg("\"$0\" \"$@\" & wait")
+            .arg(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("sh starts")
+    }
+
     /// Spawns `hearth --channel CHANNEL ARGS…` (a stream: `watch`,
     /// `subscribe`) and hands out its stdout line by line.
     pub fn follow(&self, channel: &str, args: &[&str]) -> Follower {
