@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: format check, clippy with warnings as errors, every test.
-# Installs what the tests need (nothing beyond the Rust toolchain yet).
+# Installs what the tests need: the Node package's tests build it with npm
+# (no npm dependencies, so nothing is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -11,3 +12,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
+echo "== loom (hearth-shm ring protocol)"
+# --cfg loom swaps hearth-shm's atomics for loom's model checker; its own
+# target directory keeps the normal build cache intact.
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+CARGO_TARGET_DIR="$TARGET_DIR/loom" RUSTFLAGS="--cfg loom" \
+  cargo test -p hearth-shm --test loom --release --locked
+echo "== Node package (bindings/node)"
+# A debug build reuses what `cargo test` just compiled.
+HEARTH_NODE_PROFILE=debug ./scripts/test-node.sh

@@ -36,6 +36,8 @@
 //! # Ok::<(), hearth_ipc::IpcError>(())
 //! ```
 
+#[doc(hidden)]
+pub mod bench;
 mod channel;
 mod client;
 mod error;
@@ -61,10 +63,10 @@ pub use error::{IpcError, envelope};
 pub use handler::{HandlerContext, HandlerError};
 pub use hearth_store::{ChangeKind, ListOptions, WriteOp};
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
-pub use server::{Server, ServerBuilder, ServerStats};
+pub use server::{ConnectionInfo, Server, ServerBuilder, ServerStats};
 pub use types::{
     Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, Metadata, Page, Subscription,
-    TopicEvent,
+    TopicEvent, TransportPreference,
 };
 
 #[cfg(test)]

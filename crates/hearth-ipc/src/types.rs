@@ -186,6 +186,68 @@ pub struct ConnectOptions {
     pub(crate) max_frame_bytes: u32,
     pub(crate) max_in_flight: u32,
     pub(crate) event_buffer: usize,
+    pub(crate) transport: TransportPreference,
+}
+
+/// Which transport a client connects over.
+///
+/// ```
+/// use hearth_ipc::{ConnectOptions, TransportPreference};
+/// let opts = ConnectOptions::new("my-app").transport(TransportPreference::Socket);
+/// assert_eq!(opts.transport_preference(), TransportPreference::Socket);
+/// assert_eq!(TransportPreference::parse("shm"), Some(TransportPreference::SharedMemory));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TransportPreference {
+    /// Shared memory when both sides can (Linux, memfd and mmap allowed,
+    /// the server offers it), else the socket. The default; the
+    /// environment variable `HEARTH_TRANSPORT` (`socket`, `shm`, `auto`)
+    /// overrides it.
+    #[default]
+    Auto,
+    /// The Unix socket only.
+    Socket,
+    /// Shared memory, or fail to connect with the reason.
+    SharedMemory,
+}
+
+impl TransportPreference {
+    /// Reads a preference by name: `auto`, `socket`, `shm` (or
+    /// `shared-memory`), case-insensitive.
+    pub fn parse(name: &str) -> Option<TransportPreference> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Some(TransportPreference::Auto),
+            "socket" | "unix" => Some(TransportPreference::Socket),
+            "shm" | "shared-memory" | "shared_memory" | "sharedmemory" => {
+                Some(TransportPreference::SharedMemory)
+            }
+            _ => None,
+        }
+    }
+
+    /// The preference from `HEARTH_TRANSPORT`, if it is set and valid.
+    pub fn from_env() -> Option<TransportPreference> {
+        std::env::var("HEARTH_TRANSPORT")
+            .ok()
+            .and_then(|v| TransportPreference::parse(&v))
+    }
+
+    /// What to do: an explicit choice stands; `Auto` defers to
+    /// `HEARTH_TRANSPORT`.
+    pub fn resolve(self) -> TransportPreference {
+        match self {
+            TransportPreference::Auto => {
+                TransportPreference::from_env().unwrap_or(TransportPreference::Auto)
+            }
+            explicit => explicit,
+        }
+    }
+
+    /// Whether shared memory may be tried.
+    pub fn allows_shared_memory(self) -> bool {
+        self != TransportPreference::Socket
+    }
 }
 
 /// The default per-call timeout: 30 s.
@@ -205,6 +267,7 @@ impl ConnectOptions {
             max_frame_bytes: hearth_proto::DEFAULT_MAX_FRAME_BYTES as u32,
             max_in_flight: hearth_proto::DEFAULT_MAX_IN_FLIGHT,
             event_buffer: 4096,
+            transport: TransportPreference::Auto,
         }
     }
 
@@ -260,6 +323,20 @@ impl ConnectOptions {
     pub fn event_buffer(mut self, n: usize) -> ConnectOptions {
         self.event_buffer = n.max(1);
         self
+    }
+
+    /// Which transport to use (default [`TransportPreference::Auto`]:
+    /// shared memory when possible, which `HEARTH_TRANSPORT=socket`
+    /// turns off).
+    pub fn transport(mut self, preference: TransportPreference) -> ConnectOptions {
+        self.transport = preference;
+        self
+    }
+
+    /// The transport preference set (before `HEARTH_TRANSPORT` is
+    /// consulted).
+    pub fn transport_preference(&self) -> TransportPreference {
+        self.transport
     }
 
     /// The channel name.

@@ -1,6 +1,6 @@
 //! The conformance suite: every operation's round trip, pipelining, errors,
 //! subscriptions, handlers and events — run once per transport (Unix
-//! socket, in-process) through the same public client API.
+//! socket, shared memory, in-process) through the same public client API.
 //!
 //! Owns: the behaviour every transport must share. Must never: depend on
 //! timing (no sleeps for readiness, no wall-clock assertions).
@@ -26,6 +26,7 @@ fn ping_answers(fx: &Fx) {
     let info = client.link_info().unwrap();
     let expected = match fx.kind {
         Kind::Socket => "socket",
+        Kind::Shm => "shm",
         Kind::InProcess => "in-process",
     };
     assert_eq!(info.kind.name(), expected);
@@ -312,7 +313,7 @@ fn many_requests_in_flight_on_one_connection(fx: &Fx) {
         .unwrap();
     let options = fx.options();
     let async_client = match fx.kind {
-        Kind::Socket => rt.block_on(AsyncClient::connect_with(options)).unwrap(),
+        Kind::Socket | Kind::Shm => rt.block_on(AsyncClient::connect_with(options)).unwrap(),
         Kind::InProcess => rt.block_on(fx.server.connect_in_process_async()).unwrap(),
     };
     let results = rt.block_on(async move {
@@ -405,6 +406,10 @@ fn the_handler_context_names_the_caller(fx: &Fx) {
         Kind::Socket => {
             assert_eq!(who_a["pid"], std::process::id());
             assert_eq!(who_a["transport"], "socket");
+        }
+        Kind::Shm => {
+            assert_eq!(who_a["pid"], std::process::id());
+            assert_eq!(who_a["transport"], "shm");
         }
         Kind::InProcess => {
             assert_eq!(who_a["pid"], Value::Null);
@@ -567,6 +572,16 @@ macro_rules! conformance {
                 #[test]
                 fn $name() {
                     let fx = super::Fx::start(super::Kind::Socket, |b| b);
+                    super::$name(&fx);
+                    fx.server.shutdown().unwrap();
+                }
+            )*
+        }
+        mod shm {
+            $(
+                #[test]
+                fn $name() {
+                    let fx = super::Fx::start(super::Kind::Shm, |b| b);
                     super::$name(&fx);
                     fx.server.shutdown().unwrap();
                 }

@@ -2,8 +2,8 @@
 //!
 //! Owns: document id validation, size limits, the stable error codes and the
 //! error body that crosses process boundaries, the list of operations, the
-//! frame layout with its incremental decoder, and the connection handshake
-//! (all specified in `docs/protocol.md`).
+//! frame layout with its incremental decoder, the connection handshake and
+//! its shared-memory upgrade messages (all specified in `docs/protocol.md`).
 //! Must never: do I/O, spawn threads, or read the clock. Everything here is a
 //! pure function of its arguments so that it can be tested and fuzzed alone.
 
@@ -13,6 +13,7 @@ mod handshake;
 mod id;
 mod limits;
 mod op;
+mod upgrade;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{
@@ -32,6 +33,11 @@ pub use limits::{
     validate_document,
 };
 pub use op::Operation;
+pub use upgrade::{
+    ATTACH_CONFIRM_MAGIC, ATTACH_OFFER_MAGIC, ATTACH_OK, ATTACH_REQUEST_MAGIC, ATTACH_UNAVAILABLE,
+    AttachConfirm, AttachOffer, AttachProbe, AttachRequest, UPGRADE_MESSAGE_LEN, UpgradeError,
+    probe_attach,
+};
 
 #[cfg(test)]
 mod send_sync {

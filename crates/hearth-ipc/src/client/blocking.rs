@@ -6,10 +6,11 @@
 //! panic when called from inside an async runtime, or hold the calling
 //! thread past a call's deadline.
 
-use super::{AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream};
+use super::{AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, calls, parse_json};
 use crate::error::IpcError;
 use crate::rt::{block_on, client_runtime};
 use crate::types::{Change, ConnectOptions, Document, Hit, Page, Subscription, TopicEvent};
+use hearth_proto::Operation;
 use hearth_store::{ListOptions, WriteOp};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -63,6 +64,15 @@ impl Client {
         block_on(&self.handle, fut)
     }
 
+    /// One request and its answer: on shared memory entirely on this
+    /// thread, otherwise through the connection's runtime.
+    fn unary(&self, op: Operation, body: &Value) -> Result<Vec<u8>, IpcError> {
+        match self.inner.unary_blocking(op, body) {
+            Some(result) => result,
+            None => self.run(self.inner.unary(op, body)),
+        }
+    }
+
     /// The async client underneath (same connection).
     pub fn as_async(&self) -> &AsyncClient {
         &self.inner
@@ -82,34 +92,47 @@ impl Client {
         self.inner.link_info()
     }
 
+    /// The transport of the current connection (`shm`, `socket`,
+    /// `in-process`); `None` when it is down. See
+    /// [`AsyncClient::transport`].
+    pub fn transport(&self) -> Option<crate::transport::TransportKind> {
+        self.inner.transport()
+    }
+
     /// Checks the server answers.
     pub fn ping(&self) -> Result<(), IpcError> {
-        self.run(self.inner.ping())
+        self.unary(Operation::Ping, &serde_json::json!({}))
+            .map(|_| ())
     }
 
     /// See [`AsyncClient::put`].
     pub fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
-        self.run(self.inner.put(id, data))
+        let (op, body) = calls::put(id, data);
+        calls::seq(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::patch`].
     pub fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
-        self.run(self.inner.patch(id, fields))
+        let (op, body) = calls::patch(id, fields);
+        calls::seq(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::get`].
     pub fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
-        self.run(self.inner.get(id))
+        let (op, body) = calls::get(id);
+        calls::doc_data(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::get_with_metadata`].
     pub fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
-        self.run(self.inner.get_with_metadata(id))
+        let (op, body) = calls::get_with_metadata(id);
+        calls::document(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::delete`].
     pub fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
-        self.run(self.inner.delete(id))
+        let (op, body) = calls::delete(id);
+        calls::deleted(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::list`].
@@ -143,32 +166,36 @@ impl Client {
 
     /// See [`AsyncClient::batch`].
     pub fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
-        self.run(self.inner.batch(writes))
+        let (op, body) = calls::batch(writes);
+        calls::seq_range(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::stats`].
     pub fn stats(&self) -> Result<Value, IpcError> {
-        self.run(self.inner.stats())
+        parse_json(&self.unary(Operation::Stats, &serde_json::json!({}))?)
     }
 
     /// See [`AsyncClient::changes_since`].
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, IpcError> {
-        self.run(self.inner.changes_since(after, limit))
+        let (op, body) = calls::changes_since(after, limit);
+        calls::changes(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::call`].
     pub fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
-        self.run(self.inner.call(name, payload))
+        let (op, body) = calls::call(name, payload);
+        parse_json(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::call_as`].
     pub fn call_as<T: DeserializeOwned>(&self, name: &str, payload: Value) -> Result<T, IpcError> {
-        self.run(self.inner.call_as(name, payload))
+        calls::shaped(name, self.call(name, payload)?)
     }
 
     /// See [`AsyncClient::publish`].
     pub fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
-        self.run(self.inner.publish(topic, payload))
+        let (op, body) = calls::publish(topic, payload);
+        calls::delivered(&self.unary(op, &body)?)
     }
 
     /// See [`AsyncClient::subscribe`]. The returned iterator blocks for the

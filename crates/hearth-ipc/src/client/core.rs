@@ -8,18 +8,20 @@
 //! reader task on a slow consumer (events go through bounded buffers that
 //! report overflow instead), or leave a waiter hanging after the link died.
 
-use crate::client::Connector;
+use super::shm::{ClientShm, SyncSlot};
+use crate::client::{Connected, Connector};
 use crate::error::IpcError;
 use crate::message::Reassembler;
 use crate::outq::{OutQueue, run_writer};
-use crate::transport::{Link, LinkInfo};
+use crate::transport::shm::ShmSide;
+use crate::transport::{FrameWriter, Link, LinkInfo};
 use hearth_proto::{
     ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// The largest message (joined from `MORE` frames) a client accepts.
@@ -36,6 +38,12 @@ pub(crate) enum EventMode {
 }
 
 pub(crate) enum Pending {
+    /// A blocking call on a shared-memory connection: its thread waits on
+    /// the slot (and may read the ring itself).
+    Sync {
+        slot: Arc<SyncSlot>,
+        _permit: OwnedSemaphorePermit,
+    },
     Unary {
         tx: oneshot::Sender<Frame>,
         _permit: OwnedSemaphorePermit,
@@ -53,9 +61,84 @@ pub(crate) enum Pending {
     },
 }
 
+impl Pending {
+    /// Whether someone other than a blocking caller waits for it (so the
+    /// background reader must read for it on shared memory).
+    fn is_async(&self) -> bool {
+        !matches!(self, Pending::Sync { .. })
+    }
+}
+
+/// The pending requests by id, counting those that are not blocking calls.
+#[derive(Default)]
+struct Table {
+    map: HashMap<u64, Pending>,
+    async_entries: usize,
+}
+
+impl Table {
+    fn insert(&mut self, id: u64, pending: Pending) {
+        if pending.is_async() {
+            self.async_entries += 1;
+        }
+        if let Some(old) = self.map.insert(id, pending)
+            && old.is_async()
+        {
+            self.async_entries -= 1;
+        }
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<Pending> {
+        let removed = self.map.remove(id);
+        if removed.as_ref().is_some_and(Pending::is_async) {
+            self.async_entries -= 1;
+        }
+        removed
+    }
+
+    fn get(&self, id: &u64) -> Option<&Pending> {
+        self.map.get(id)
+    }
+
+    fn drain(&mut self) -> Vec<Pending> {
+        self.async_entries = 0;
+        self.map.drain().map(|(_, p)| p).collect()
+    }
+}
+
+/// A locked table that publishes its count of async entries when released.
+struct TableGuard<'a> {
+    table: parking_lot::MutexGuard<'a, Table>,
+    count: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for TableGuard<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for TableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        // Release pairs with the Acquire load in `has_async_interest`.
+        self.count
+            .store(self.table.async_entries, Ordering::Release);
+    }
+}
+
 pub(crate) struct ConnCore {
     out: OutQueue,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<Table>,
+    async_interest: AtomicUsize,
+    /// The shared-memory state, when the connection moved there.
+    pub(crate) shm: Option<Arc<ClientShm>>,
     permits: Arc<Semaphore>,
     dead: Mutex<Option<String>>,
     server_error: Mutex<Option<String>>,
@@ -74,8 +157,77 @@ impl ConnCore {
             max_in_flight: options.max_in_flight,
             ..ClientHello::default()
         };
-        let link = connector.connect(hello).await?;
-        Ok(ConnCore::start(link, options.event_buffer))
+        let hello = if options.transport.resolve().allows_shared_memory() {
+            hello
+        } else {
+            ClientHello {
+                capabilities: hearth_proto::Capabilities::from_bits(
+                    hello.capabilities.bits() & !hearth_proto::Capabilities::SHARED_MEMORY.bits(),
+                ),
+                ..hello
+            }
+        };
+        match connector.connect(hello).await? {
+            Connected::Link(link) => Ok(ConnCore::start(link, options.event_buffer)),
+            Connected::Shm(side) => ConnCore::start_shm(side, options.event_buffer),
+        }
+    }
+
+    fn new(
+        info: LinkInfo,
+        out: OutQueue,
+        event_buffer: usize,
+        shm: Option<Arc<ClientShm>>,
+    ) -> ConnCore {
+        ConnCore {
+            out,
+            pending: Mutex::new(Table::default()),
+            async_interest: AtomicUsize::new(0),
+            shm,
+            permits: Arc::new(Semaphore::new(info.negotiated.max_in_flight.max(1) as usize)),
+            dead: Mutex::new(None),
+            server_error: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            info,
+            event_buffer,
+        }
+    }
+
+    /// Starts the writer task that drains the output queue onto `writer`.
+    fn spawn_writer(
+        core: &Arc<ConnCore>,
+        writer: Box<dyn FrameWriter>,
+        rx: tokio::sync::mpsc::UnboundedReceiver<crate::outq::Out>,
+        max_frame: usize,
+    ) {
+        let out = core.out.clone();
+        let writer_core = Arc::downgrade(core);
+        tokio::spawn(async move {
+            let result = run_writer(writer, rx, max_frame, out).await;
+            if let (Err(e), Some(core)) = (result, writer_core.upgrade()) {
+                core.die(format!("writing to the server failed: {e}"));
+            }
+        });
+    }
+
+    /// A connection over shared memory: the writer task for async sends,
+    /// the background reader and the socket watcher.
+    fn start_shm(side: ShmSide, event_buffer: usize) -> Result<Arc<ConnCore>, IpcError> {
+        let ShmSide {
+            stream,
+            segment,
+            info,
+        } = side;
+        let shm = Arc::new(ClientShm::new(&segment));
+        let (out, rx) = OutQueue::new(None);
+        let core = Arc::new(ConnCore::new(info, out, event_buffer, Some(shm.clone())));
+        let server_max = (info.negotiated.server_max_frame_bytes as usize).min(shm.max_frame());
+        ConnCore::spawn_writer(&core, Box::new(shm.writer()), rx, server_max);
+        if let Err(e) = shm.start(&core, stream) {
+            core.die(e.to_string());
+            return Err(e);
+        }
+        Ok(core)
     }
 
     fn start(link: Link, event_buffer: usize) -> Arc<ConnCore> {
@@ -85,24 +237,9 @@ impl ConnCore {
             writer,
         } = link;
         let (out, rx) = OutQueue::new(None);
-        let core = Arc::new(ConnCore {
-            out: out.clone(),
-            pending: Mutex::new(HashMap::new()),
-            permits: Arc::new(Semaphore::new(info.negotiated.max_in_flight.max(1) as usize)),
-            dead: Mutex::new(None),
-            server_error: Mutex::new(None),
-            next_id: AtomicU64::new(1),
-            info,
-            event_buffer,
-        });
+        let core = Arc::new(ConnCore::new(info, out, event_buffer, None));
         let server_max = info.negotiated.server_max_frame_bytes as usize;
-        let writer_core = Arc::downgrade(&core);
-        tokio::spawn(async move {
-            let result = run_writer(writer, rx, server_max, out).await;
-            if let (Err(e), Some(core)) = (result, writer_core.upgrade()) {
-                core.die(format!("writing to the server failed: {e}"));
-            }
-        });
+        ConnCore::spawn_writer(&core, writer, rx, server_max);
         let reader_core = core.clone();
         tokio::spawn(async move {
             let mut reassembler = Reassembler::new(MAX_MESSAGE_BYTES);
@@ -158,14 +295,41 @@ impl ConnCore {
             });
         }
         self.permits.close();
-        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
+        let pending: Vec<Pending> = self.table().drain();
+        for p in &pending {
+            if let Pending::Sync { slot, .. } = p {
+                slot.wake();
+            }
+        }
         drop(pending);
         self.out.finish();
+        if let Some(shm) = &self.shm {
+            shm.shutdown();
+        }
+    }
+
+    /// The pending table, locked; its async count is published on release.
+    fn table(&self) -> TableGuard<'_> {
+        TableGuard {
+            table: self.pending.lock(),
+            count: &self.async_interest,
+        }
+    }
+
+    /// Whether async requests, streams or subscriptions wait for frames.
+    pub(crate) fn has_async_interest(&self) -> bool {
+        // Acquire pairs with the Release store in `TableGuard::drop`.
+        self.async_interest.load(Ordering::Acquire) > 0
     }
 
     /// Closes the connection from this side.
     pub(crate) fn close(&self) {
         self.die("the client closed the connection".into());
+    }
+
+    /// An in-flight permit if one is free now.
+    pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
     }
 
     /// Waits for an in-flight permit.
@@ -178,11 +342,15 @@ impl ConnCore {
     }
 
     pub(crate) fn register(&self, id: u64, pending: Pending) {
-        self.pending.lock().insert(id, pending);
+        let wakes_reader = pending.is_async();
+        self.table().insert(id, pending);
+        if wakes_reader && let Some(shm) = &self.shm {
+            shm.interest_up();
+        }
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        let removed = self.pending.lock().remove(&id);
+        let removed = self.table().remove(&id);
         drop(removed);
     }
 
@@ -211,13 +379,14 @@ impl ConnCore {
     }
 
     /// Hands a frame from the server to whoever waits for it.
-    fn route(&self, frame: Frame) {
+    pub(super) fn route(&self, frame: Frame) {
         let id = frame.header.request_id;
         let kind = frame.header.kind;
-        let mut pending = self.pending.lock();
+        let mut pending = self.table();
         match kind {
             FrameKind::Response | FrameKind::Error | FrameKind::StreamEnd => {
                 match pending.remove(&id) {
+                    Some(Pending::Sync { slot, .. }) => slot.fill(frame),
                     Some(Pending::Unary { tx, .. }) => {
                         let _ = tx.send(frame);
                     }

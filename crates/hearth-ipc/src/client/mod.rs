@@ -8,18 +8,21 @@
 
 mod blocking;
 mod core;
+mod shm;
 mod stream;
 
 pub use blocking::{ChangeStream, Client, DocStream, TopicStream};
 pub use stream::{AsyncChangeStream, AsyncDocStream, AsyncTopicStream};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
+use self::shm::{SyncSlot, WaitEnd};
 use crate::channel;
 use crate::error::IpcError;
 use crate::ops;
 use crate::server::Shared;
+use crate::transport::shm::{ShmSide, client_upgrade};
 use crate::transport::{Link, socket};
-use crate::types::{ConnectOptions, Document, Hit, Page, Subscription};
+use crate::types::{ConnectOptions, Document, Hit, Page, Subscription, TransportPreference};
 use hearth_proto::{ClientHello, Frame, Operation};
 use hearth_store::{ListOptions, WriteOp};
 use parking_lot::Mutex;
@@ -30,6 +33,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+/// A connection as the transports hand it over.
+pub(crate) enum Connected {
+    /// Frames over a link (socket, in process).
+    Link(Link),
+    /// Shared memory.
+    Shm(ShmSide),
+}
 
 /// How a client reaches its server.
 pub(crate) enum Connector {
@@ -49,7 +60,7 @@ impl Connector {
         }
     }
 
-    pub(crate) async fn connect(&self, hello: ClientHello) -> Result<Link, IpcError> {
+    pub(crate) async fn connect(&self, hello: ClientHello) -> Result<Connected, IpcError> {
         match self {
             Connector::Socket { options } => {
                 let path = match &options.socket_path {
@@ -76,13 +87,47 @@ impl Connector {
                     }
                 };
                 channel::check_path_len(&path)?;
-                socket::connect(&options.channel, &path, hello, options.connect_timeout).await
+                let started = tokio::time::Instant::now();
+                let handshaken =
+                    socket::connect(&options.channel, &path, hello, options.connect_timeout)
+                        .await?;
+                let preference = options.transport.resolve();
+                let agreed = handshaken
+                    .info
+                    .negotiated
+                    .capabilities
+                    .contains(hearth_proto::Capabilities::SHARED_MEMORY);
+                let required = preference == TransportPreference::SharedMemory;
+                if !agreed || !preference.allows_shared_memory() {
+                    if required {
+                        return Err(IpcError::io(
+                            "moving the connection to shared memory",
+                            std::io::Error::other(
+                                "the server does not offer shared memory (not Linux, turned off, or HEARTH_TRANSPORT=socket on its side)",
+                            ),
+                        ));
+                    }
+                    return Ok(Connected::Link(handshaken.into_link(None)));
+                }
+                let left = options.connect_timeout.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, client_upgrade(handshaken, required)).await {
+                    Ok(Ok(Ok(side))) => Ok(Connected::Shm(side)),
+                    Ok(Ok(Err(handshaken))) => Ok(Connected::Link(handshaken.into_link(None))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(IpcError::Timeout {
+                        operation: format!(
+                            "moving the connection to channel {:?} to shared memory",
+                            options.channel
+                        ),
+                        timeout: options.connect_timeout,
+                    }),
+                }
             }
             Connector::InProcess { shared, .. } => {
                 let shared = shared
                     .upgrade()
                     .ok_or_else(|| IpcError::ShutDown("the in-process server is gone".into()))?;
-                shared.connect_in_process(hello)
+                shared.connect_in_process(hello).map(Connected::Link)
             }
         }
     }
@@ -229,6 +274,25 @@ impl AsyncClient {
             .map(|core| core.info)
     }
 
+    /// The transport of the current connection; `None` when it is down.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// use hearth_ipc::Server;
+    /// use hearth_ipc::transport::TransportKind;
+    /// let server = Server::builder().data_dir(dir.path()).start_async().await?;
+    /// let client = server.connect_in_process_async().await?;
+    /// assert_eq!(client.transport(), Some(TransportKind::InProcess));
+    /// # server.shutdown_async().await?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn transport(&self) -> Option<crate::transport::TransportKind> {
+        self.link_info().map(|info| info.kind)
+    }
+
     pub(crate) fn resume_timeout(&self) -> Duration {
         self.inner.connector.options().resume_timeout
     }
@@ -298,6 +362,49 @@ impl AsyncClient {
                 Err(self.timed_out(op))
             }
         }
+    }
+
+    /// A unary call made entirely on the calling thread over shared
+    /// memory: the request goes onto the ring and the thread reads the
+    /// answer itself (no runtime, no thread hop). `None` when the current
+    /// connection is not on shared memory, is down, or has no free
+    /// in-flight slot: use the async path then.
+    pub(crate) fn unary_blocking(
+        &self,
+        op: Operation,
+        body: &Value,
+    ) -> Option<Result<Vec<u8>, IpcError>> {
+        let core = {
+            let current = self.inner.current.lock();
+            current.as_ref().filter(|core| !core.is_dead())?.clone()
+        };
+        let shm = core.shm.clone()?;
+        let permit = core.try_permit()?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        let id = core.next_id();
+        let slot = SyncSlot::new();
+        core.register(
+            id,
+            Pending::Sync {
+                slot: slot.clone(),
+                _permit: permit,
+            },
+        );
+        if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), deadline) {
+            core.unregister(id);
+            return Some(Err(match end {
+                WaitEnd::Dead => core.dead_error(),
+                WaitEnd::Timeout => self.timed_out(op),
+            }));
+        }
+        Some(match shm.wait_reply(&core, &slot, deadline) {
+            Ok(frame) => final_payload(frame),
+            Err(WaitEnd::Dead) => Err(core.dead_error()),
+            Err(WaitEnd::Timeout) => {
+                core.cancel(id, op);
+                Err(self.timed_out(op))
+            }
+        })
     }
 
     async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {
@@ -402,49 +509,35 @@ impl AsyncClient {
     /// Replaces document `id` with `data` (a JSON object); returns the
     /// change's sequence number once it is durable.
     pub async fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
-        let reply = self
-            .unary_json(Operation::Put, &json!({"id": id, "data": data}))
-            .await?;
-        ops::u64_field(&reply, "seq")
+        let (op, body) = calls::put(id, data);
+        calls::seq(&self.unary(op, &body).await?)
     }
 
     /// Merges top-level `fields` into document `id` (`null` removes a field).
     pub async fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
-        let reply = self
-            .unary_json(Operation::Patch, &json!({"id": id, "fields": fields}))
-            .await?;
-        ops::u64_field(&reply, "seq")
+        let (op, body) = calls::patch(id, fields);
+        calls::seq(&self.unary(op, &body).await?)
     }
 
     /// The document's data; `None` when absent or deleted.
     pub async fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
-        let reply = self.unary_json(Operation::Get, &json!({"id": id})).await?;
-        match reply {
-            Value::Null => Ok(None),
-            doc => Ok(Some(ops::decode_doc(doc)?.data)),
-        }
+        let (op, body) = calls::get(id);
+        calls::doc_data(&self.unary(op, &body).await?)
     }
 
     /// The document with its metadata, including a deleted one (its
     /// `data` is `null`, `metadata.deleted` true); `None` if it never
     /// existed.
     pub async fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
-        let reply = self
-            .unary_json(Operation::GetWithMetadata, &json!({"id": id}))
-            .await?;
-        match reply {
-            Value::Null => Ok(None),
-            doc => Ok(Some(ops::decode_doc(doc)?)),
-        }
+        let (op, body) = calls::get_with_metadata(id);
+        calls::document(&self.unary(op, &body).await?)
     }
 
     /// Deletes document `id`; the change's sequence number, or `None` when
     /// there was no such document.
     pub async fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
-        let reply = self
-            .unary_json(Operation::Delete, &json!({"id": id}))
-            .await?;
-        Ok(reply.get("seq").and_then(Value::as_u64))
+        let (op, body) = calls::delete(id);
+        calls::deleted(&self.unary(op, &body).await?)
     }
 
     fn list_body(options: &ListOptions) -> Value {
@@ -509,21 +602,8 @@ impl AsyncClient {
     /// Applies all writes atomically; returns the first and last sequence
     /// numbers.
     pub async fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
-        let ops: Vec<Value> = writes
-            .into_iter()
-            .map(|w| match w {
-                WriteOp::Put { id, data } => json!({"op": "put", "id": id, "data": data}),
-                WriteOp::Patch { id, fields } => json!({"op": "patch", "id": id, "fields": fields}),
-                WriteOp::Delete { id } => json!({"op": "delete", "id": id}),
-            })
-            .collect();
-        let reply = self
-            .unary_json(Operation::Batch, &json!({"ops": ops}))
-            .await?;
-        Ok((
-            ops::u64_field(&reply, "first_seq")?,
-            ops::u64_field(&reply, "last_seq")?,
-        ))
+        let (op, body) = calls::batch(writes);
+        calls::seq_range(&self.unary(op, &body).await?)
     }
 
     /// The store's and the server's counters (`{"store":…,"server":…}`).
@@ -537,24 +617,15 @@ impl AsyncClient {
         after: u64,
         limit: usize,
     ) -> Result<Vec<crate::Change>, IpcError> {
-        let reply = self
-            .unary_json(
-                Operation::ChangesSince,
-                &json!({"after": after, "limit": limit}),
-            )
-            .await?;
-        let changes = reply
-            .get("changes")
-            .and_then(Value::as_array)
-            .ok_or_else(|| IpcError::Protocol("changes_since reply without \"changes\"".into()))?;
-        changes.iter().map(ops::decode_change).collect()
+        let (op, body) = calls::changes_since(after, limit);
+        calls::changes(&self.unary(op, &body).await?)
     }
 
     /// Calls the custom handler `name` with `payload`; its result, or its
     /// typed error as [`IpcError::Remote`].
     pub async fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
-        self.unary_json(Operation::Call, &json!({"name": name, "payload": payload}))
-            .await
+        let (op, body) = calls::call(name, payload);
+        self.unary_json(op, &body).await
     }
 
     /// Like [`call`](Self::call), deserialising the result into `T`.
@@ -563,24 +634,14 @@ impl AsyncClient {
         name: &str,
         payload: Value,
     ) -> Result<T, IpcError> {
-        let value = self.call(name, payload).await?;
-        serde_json::from_value(value).map_err(|e| {
-            IpcError::Protocol(format!(
-                "the result of {name:?} does not have the expected shape: {e}"
-            ))
-        })
+        calls::shaped(name, self.call(name, payload).await?)
     }
 
     /// Publishes an event to every topic subscription matching `topic`;
     /// returns how many received it.
     pub async fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
-        let reply = self
-            .unary_json(
-                Operation::Publish,
-                &json!({"topic": topic, "payload": payload}),
-            )
-            .await?;
-        Ok(ops::u64_field(&reply, "delivered")? as usize)
+        let (op, body) = calls::publish(topic, payload);
+        calls::delivered(&self.unary(op, &body).await?)
     }
 
     /// Follows committed changes. The stream resumes by itself after a lag
@@ -605,6 +666,120 @@ impl AsyncClient {
             )
             .await?;
         Ok(AsyncTopicStream::new(sub))
+    }
+}
+
+/// The request bodies and reply decoding of the unary operations, shared
+/// by the async and the blocking client.
+pub(crate) mod calls {
+    use super::parse_json;
+    use crate::error::IpcError;
+    use crate::ops;
+    use crate::types::Document;
+    use hearth_proto::Operation;
+    use hearth_store::WriteOp;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    pub(crate) fn put(id: &str, data: Value) -> (Operation, Value) {
+        (Operation::Put, json!({"id": id, "data": data}))
+    }
+
+    pub(crate) fn patch(id: &str, fields: Value) -> (Operation, Value) {
+        (Operation::Patch, json!({"id": id, "fields": fields}))
+    }
+
+    pub(crate) fn get(id: &str) -> (Operation, Value) {
+        (Operation::Get, json!({"id": id}))
+    }
+
+    pub(crate) fn get_with_metadata(id: &str) -> (Operation, Value) {
+        (Operation::GetWithMetadata, json!({"id": id}))
+    }
+
+    pub(crate) fn delete(id: &str) -> (Operation, Value) {
+        (Operation::Delete, json!({"id": id}))
+    }
+
+    pub(crate) fn batch(writes: Vec<WriteOp>) -> (Operation, Value) {
+        let ops: Vec<Value> = writes
+            .into_iter()
+            .map(|w| match w {
+                WriteOp::Put { id, data } => json!({"op": "put", "id": id, "data": data}),
+                WriteOp::Patch { id, fields } => json!({"op": "patch", "id": id, "fields": fields}),
+                WriteOp::Delete { id } => json!({"op": "delete", "id": id}),
+            })
+            .collect();
+        (Operation::Batch, json!({"ops": ops}))
+    }
+
+    pub(crate) fn changes_since(after: u64, limit: usize) -> (Operation, Value) {
+        (
+            Operation::ChangesSince,
+            json!({"after": after, "limit": limit}),
+        )
+    }
+
+    pub(crate) fn call(name: &str, payload: Value) -> (Operation, Value) {
+        (Operation::Call, json!({"name": name, "payload": payload}))
+    }
+
+    pub(crate) fn publish(topic: &str, payload: Value) -> (Operation, Value) {
+        (
+            Operation::Publish,
+            json!({"topic": topic, "payload": payload}),
+        )
+    }
+
+    pub(crate) fn seq(reply: &[u8]) -> Result<u64, IpcError> {
+        ops::u64_field(&parse_json(reply)?, "seq")
+    }
+
+    pub(crate) fn doc_data(reply: &[u8]) -> Result<Option<Value>, IpcError> {
+        match parse_json(reply)? {
+            Value::Null => Ok(None),
+            doc => Ok(Some(ops::decode_doc(doc)?.data)),
+        }
+    }
+
+    pub(crate) fn document(reply: &[u8]) -> Result<Option<Document>, IpcError> {
+        match parse_json(reply)? {
+            Value::Null => Ok(None),
+            doc => Ok(Some(ops::decode_doc(doc)?)),
+        }
+    }
+
+    pub(crate) fn deleted(reply: &[u8]) -> Result<Option<u64>, IpcError> {
+        Ok(parse_json(reply)?.get("seq").and_then(Value::as_u64))
+    }
+
+    pub(crate) fn seq_range(reply: &[u8]) -> Result<(u64, u64), IpcError> {
+        let reply = parse_json(reply)?;
+        Ok((
+            ops::u64_field(&reply, "first_seq")?,
+            ops::u64_field(&reply, "last_seq")?,
+        ))
+    }
+
+    pub(crate) fn changes(reply: &[u8]) -> Result<Vec<crate::Change>, IpcError> {
+        let reply = parse_json(reply)?;
+        let changes = reply
+            .get("changes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| IpcError::Protocol("changes_since reply without \"changes\"".into()))?;
+        changes.iter().map(ops::decode_change).collect()
+    }
+
+    pub(crate) fn delivered(reply: &[u8]) -> Result<usize, IpcError> {
+        Ok(ops::u64_field(&parse_json(reply)?, "delivered")? as usize)
+    }
+
+    pub(crate) fn shaped<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, IpcError> {
+        serde_json::from_value(value).map_err(|e| {
+            IpcError::Protocol(format!(
+                "the result of {name:?} does not have the expected shape: {e}"
+            ))
+        })
     }
 }
 

@@ -218,11 +218,28 @@ enum End {
 
 /// Serves one connection until it ends.
 pub(crate) async fn serve(shared: Arc<Shared>, link: Link, ticket: Ticket) {
+    drop(serve_with(shared, link, ticket, None).await);
+}
+
+/// Called with the connection once it exists (the shared-memory transport
+/// starts its ring thread here).
+pub(crate) type OnStart = Box<dyn FnOnce(Arc<Conn>) + Send>;
+
+/// Serves one connection until it ends and returns its ticket, so that the
+/// caller decides when the connection stops being counted (after its own
+/// threads are gone).
+pub(crate) async fn serve_with(
+    shared: Arc<Shared>,
+    link: Link,
+    ticket: Ticket,
+    on_start: Option<OnStart>,
+) -> Ticket {
     let Link {
         info,
         mut reader,
         writer,
     } = link;
+    let _listed = shared.list_connection(ticket.id, &info);
     let (out, rx) = OutQueue::new(Some(shared.config.output_queue_bytes));
     let peer_max = info.negotiated.client_max_frame_bytes as usize;
     let mut writer_task = tokio::spawn(run_writer(writer, rx, peer_max, out.clone()));
@@ -236,6 +253,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, link: Link, ticket: Ticket) {
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
     });
+    if let Some(start) = on_start {
+        start(conn.clone());
+    }
     let mut shutdown = shared.shutdown_signal();
     let mut reassembler = Reassembler::new(shared.config.max_message_bytes);
     let end = loop {
@@ -313,7 +333,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, link: Link, ticket: Ticket) {
         Ok(Ok(())) | Err(_) => {}
     }
     conn.out.shut();
-    drop(ticket);
+    ticket
 }
 
 async fn on_frame(conn: &Arc<Conn>, frame: Frame) {
@@ -399,6 +419,51 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
     let attached = conn.inflight.lock().attach(id, task.abort_handle());
     // Err: the request already finished (or was cancelled); nothing to keep.
     drop(attached);
+}
+
+/// Whether requests for `op` are answered on a shared-memory connection's
+/// ring thread: operations that finish in microseconds without waiting on
+/// anything but the store's journal.
+pub(crate) fn is_inline_op(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::Ping
+            | Operation::Get
+            | Operation::GetWithMetadata
+            | Operation::Put
+            | Operation::Patch
+            | Operation::Delete
+    )
+}
+
+/// Answers a request for an [`is_inline_op`] operation on the calling
+/// thread, with the same accounting as [`handle_request`] (counted,
+/// admitted in flight, parsed, rate limited). Returns the final frame to
+/// send, if any.
+pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<Frame> {
+    let shared = &conn.shared;
+    shared.count_request();
+    let id = frame.header.request_id;
+    let op = frame.header.operation?;
+    let admitted = conn.inflight.lock().begin(id);
+    if let Err(refusal) = admitted {
+        return Some(Frame::error(id, Some(op), &refusal.to_body(id)));
+    }
+    let result = parse_request(op, &frame.payload, &shared.store_limits).and_then(|request| {
+        if let Some(limiter) = &shared.limiter {
+            limiter
+                .lock()
+                .check(request.limit_name(op), Instant::now())?;
+        }
+        router::inline(conn, request)
+    });
+    if !conn.finish(id) {
+        return None;
+    }
+    Some(match result {
+        Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
+        Err(body) => Frame::error(id, Some(op), &body),
+    })
 }
 
 /// Subscribes this connection to changes and starts its forwarder.

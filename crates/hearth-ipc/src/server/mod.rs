@@ -12,6 +12,7 @@
 
 mod conn;
 mod router;
+mod shm;
 
 use crate::channel::{self, ChannelLock};
 use crate::client::{AsyncClient, Client, Connector};
@@ -20,7 +21,9 @@ use crate::handler::{Handler, HandlerContext, HandlerError};
 use crate::policy::{PeerCredentials, RateLimiter, check_peer};
 use crate::rt::block_on;
 use crate::subs::ChangeHub;
-use crate::transport::{BoxFuture, Link, memory, socket};
+use crate::transport::{
+    BoxFuture, Link, LinkInfo, TransportKind, memory, shm as shm_transport, socket,
+};
 use crate::types::ConnectOptions;
 use hearth_bus::{BusOptions, EventBus};
 use hearth_proto::{
@@ -55,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) subscription_buffer: usize,
     pub(crate) worker_threads: usize,
+    pub(crate) shared_memory: bool,
+    pub(crate) shm_ring_bytes: usize,
 }
 
 impl Default for Config {
@@ -71,6 +76,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             subscription_buffer: 1024,
             worker_threads: 2,
+            shared_memory: true,
+            shm_ring_bytes: shm_transport::DEFAULT_RING_BYTES,
         }
     }
 }
@@ -94,6 +101,38 @@ pub struct ServerStats {
     pub requests: u64,
     /// Connections closed because their client stopped reading.
     pub stalled_disconnects: u64,
+    /// Open connections that moved to shared memory (included in
+    /// `connections`).
+    pub shm_connections: usize,
+}
+
+/// One open connection, as [`Server::connections`] lists it.
+///
+/// ```
+/// use hearth_ipc::ConnectionInfo;
+/// use hearth_ipc::transport::TransportKind;
+/// let c = ConnectionInfo { id: 1, transport: TransportKind::SharedMemory, peer_pid: Some(42) };
+/// assert_eq!(c.transport.name(), "shm");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection's number (as handlers see it).
+    pub id: u64,
+    /// The transport it runs over.
+    pub transport: TransportKind,
+    /// The client's pid, when the transport knows it.
+    pub peer_pid: Option<i32>,
+}
+
+impl serde::Serialize for ConnectionInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ConnectionInfo", 3)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("transport", self.transport.name())?;
+        st.serialize_field("peer_pid", &self.peer_pid)?;
+        st.end()
+    }
 }
 
 /// State shared by the accept loop, every connection and the handle.
@@ -115,12 +154,26 @@ pub(crate) struct Shared {
     pub(crate) topic_subs: AtomicUsize,
     pub(crate) requests: AtomicU64,
     pub(crate) stalled: AtomicU64,
+    shm_connections: AtomicUsize,
+    listed: Mutex<HashMap<u64, ConnectionInfo>>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     generation: Mutex<u64>,
     changed: Condvar,
     /// Threads in `Server::wait_for`; counters only signal when non-zero.
     waiters: AtomicUsize,
+}
+
+/// A connection's entry in the server's list; dropping it removes it.
+pub(crate) struct Listed {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.shared.listed.lock().remove(&self.id);
+    }
 }
 
 /// A counted, admitted connection; dropping it uncounts it.
@@ -161,7 +214,41 @@ impl Shared {
             topic_subscriptions: self.topic_subs.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::SeqCst),
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
+            shm_connections: self.shm_connections.load(Ordering::SeqCst),
         }
+    }
+
+    /// Open connections with their transports, by id.
+    pub(crate) fn connections(&self) -> Vec<ConnectionInfo> {
+        let mut list: Vec<ConnectionInfo> = self.listed.lock().values().copied().collect();
+        list.sort_by_key(|c| c.id);
+        list
+    }
+
+    /// Lists a connection until the returned guard is dropped.
+    pub(crate) fn list_connection(self: &Arc<Self>, id: u64, info: &LinkInfo) -> Listed {
+        self.listed.lock().insert(
+            id,
+            ConnectionInfo {
+                id,
+                transport: info.kind,
+                peer_pid: info.peer.and_then(|p| p.pid),
+            },
+        );
+        Listed {
+            shared: self.clone(),
+            id,
+        }
+    }
+
+    pub(crate) fn shm_opened(&self) {
+        self.shm_connections.fetch_add(1, Ordering::SeqCst);
+        self.bump();
+    }
+
+    pub(crate) fn shm_closed(&self) {
+        self.shm_connections.fetch_sub(1, Ordering::SeqCst);
+        self.bump();
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -453,6 +540,24 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether clients may move their connection to shared memory after
+    /// the handshake (default true; shared memory exists on Linux only).
+    /// Clients choose for themselves with
+    /// [`ConnectOptions::transport`](crate::ConnectOptions::transport) or
+    /// `HEARTH_TRANSPORT`.
+    pub fn shared_memory(mut self, enabled: bool) -> Self {
+        self.config.shared_memory = enabled;
+        self
+    }
+
+    /// Bytes of each of a shared-memory connection's two rings (default
+    /// 256 KiB; rounded to a power of two from 4 KiB to 64 MiB). Messages
+    /// larger than half a ring travel in several frames.
+    pub fn shm_ring_bytes(mut self, bytes: usize) -> Self {
+        self.config.shm_ring_bytes = shm_transport::ring_bytes(bytes);
+        self
+    }
+
     /// Also accept socket peers running as `uid` (by default only the
     /// server's own user may connect).
     pub fn allow_uid(mut self, uid: u32) -> Self {
@@ -521,8 +626,12 @@ impl ServerBuilder {
             }
         };
         let config = self.config;
+        let mut capabilities = Capabilities::CHUNKED_STREAMS | Capabilities::EVENTS;
+        if config.shared_memory && cfg!(target_os = "linux") {
+            capabilities = capabilities | Capabilities::SHARED_MEMORY;
+        }
         let proto_limits = ServerLimits {
-            capabilities: Capabilities::CHUNKED_STREAMS | Capabilities::EVENTS,
+            capabilities,
             max_frame_bytes: config.max_frame_bytes,
             max_in_flight: config.max_in_flight,
             ..ServerLimits::default()
@@ -553,6 +662,8 @@ impl ServerBuilder {
             topic_subs: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
+            shm_connections: AtomicUsize::new(0),
+            listed: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
             generation: Mutex::new(0),
@@ -643,11 +754,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                         shared.proto_limits,
                         admit,
                         shared.config.handshake_timeout,
-                        shared.config.stall_timeout,
                     )
                     .await
                     {
-                        Ok((link, ticket)) => conn::serve(shared, link, ticket).await,
+                        Ok((handshaken, ticket)) => serve_socket(shared, handshaken, ticket).await,
                         Err(socket::AcceptError::Refused(e)) => {
                             tracing::debug!(reason = %e, "connection refused in the handshake");
                         }
@@ -664,6 +774,35 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+/// Serves an accepted, handshaken socket: over shared memory if the client
+/// attaches, else over the socket.
+async fn serve_socket(shared: Arc<Shared>, handshaken: socket::Handshaken, ticket: Ticket) {
+    let stall = Some(shared.config.stall_timeout);
+    let offered = handshaken
+        .info
+        .negotiated
+        .capabilities
+        .contains(Capabilities::SHARED_MEMORY);
+    if !offered {
+        return conn::serve(shared, handshaken.into_link(stall), ticket).await;
+    }
+    let mut signal = shared.shutdown_signal();
+    let upgrade = shm_transport::server_upgrade(
+        handshaken,
+        shared.config.shm_ring_bytes,
+        shared.config.handshake_timeout,
+        async move { until_down(&mut signal).await },
+    )
+    .await;
+    match upgrade {
+        shm_transport::ServerUpgrade::Shm(side) => shm::serve(shared, side, ticket).await,
+        shm_transport::ServerUpgrade::Socket(handshaken) => {
+            conn::serve(shared, handshaken.into_link(stall), ticket).await;
+        }
+        shm_transport::ServerUpgrade::Gone => drop(ticket),
     }
 }
 
@@ -732,6 +871,23 @@ impl Server {
     /// Current counters.
     pub fn stats(&self) -> ServerStats {
         self.shared.stats()
+    }
+
+    /// The open connections and the transport each uses.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// use hearth_ipc::transport::TransportKind;
+    /// let server = Server::builder().data_dir(dir.path()).start()?;
+    /// let client = server.connect_in_process()?;
+    /// client.ping()?;
+    /// assert_eq!(server.connections()[0].transport, TransportKind::InProcess);
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.shared.connections()
     }
 
     /// Waits (blocking) until `pred` holds for the counters or `timeout`

@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 const CHUNK_DOCS: usize = 256;
 /// Bytes after which a stream chunk is sent even if not full.
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Connections listed in a `stats` answer at most.
+const MAX_LISTED_CONNECTIONS: usize = 1024;
 
 fn store_err(e: StoreError) -> ErrorBody {
     e.to_body()
@@ -71,6 +73,25 @@ pub(super) fn quick(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody>
     }
 }
 
+/// Answers an inline request (see `conn::is_inline_op`) on the calling
+/// thread: point reads, and writes that wait only for the journal. A panic
+/// in the store becomes `internal` for this request.
+pub(super) fn inline(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody> {
+    let run = || match request {
+        Request::Put { .. } | Request::Patch { .. } | Request::Delete { .. } => {
+            write(&conn.shared.store, request)
+        }
+        other => quick(conn, other),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(panic) => Err(internal(format!(
+            "the operation failed unexpectedly: {}",
+            panic_message(panic)
+        ))),
+    }
+}
+
 /// Runs a request as its own task and sends its final frame.
 pub(super) async fn run(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
     match request {
@@ -100,9 +121,17 @@ pub(super) async fn run(conn: Arc<Conn>, op: Operation, id: u64, request: Reques
         Request::Stats => {
             let store = conn.shared.store.clone();
             let server = conn.shared.stats();
+            let mut connections = conn.shared.connections();
+            connections.truncate(MAX_LISTED_CONNECTIONS);
+            let caller = conn.id;
             let result = blocking(move || {
                 let stats = store.stats().map_err(store_err)?;
-                Ok(to_bytes(&json!({"store": stats, "server": server})))
+                Ok(to_bytes(&json!({
+                    "store": stats,
+                    "server": server,
+                    "connections": connections,
+                    "connection": caller,
+                })))
             })
             .await;
             conn.reply(id, op, result).await;

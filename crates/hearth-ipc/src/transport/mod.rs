@@ -4,23 +4,28 @@
 //! implements, the [`Link`] that bundles them with what the handshake
 //! agreed ([`LinkInfo`]), and [`LinkError`]. The client and the server are
 //! written against these alone, so a transport is added without touching
-//! either: today the Unix socket ([`socket`]) and in-process channels
-//! ([`memory`]).
+//! either: the Unix socket ([`socket`]), in-process channels ([`memory`])
+//! and shared memory ([`shm`]).
 //!
-//! The shared-memory transport plugs in here: after the socket handshake
-//! agreed [`Capabilities::SHARED_MEMORY`](hearth_proto::Capabilities), the
-//! server creates the memfd rings and passes the fd over the socket; both
-//! sides then build a `Link` whose reader takes frames from the inbound ring
-//! and whose writer puts them on the outbound one, while the socket stays
-//! open and is read only for EOF (the liveness signal: EOF ends the link).
-//! Frames bigger than a ring are already split with `MORE` above this seam
-//! (the writer is handed frames within the peer's `max_frame_bytes`).
+//! Shared memory plugs in here: after the socket handshake agreed
+//! [`Capabilities::SHARED_MEMORY`](hearth_proto::Capabilities), the client
+//! asks to attach, the server creates the memfd rings and passes the fd
+//! over the socket, and both sides build a `Link` whose writer puts frames
+//! on the outbound ring and whose reader yields frames from the inbound
+//! one, while the socket stays open and is read only for EOF (the liveness
+//! signal: EOF ends the link). Frames bigger than a ring are split with
+//! `MORE` above this seam (the negotiated frame limits of a shared-memory
+//! link are lowered to what a ring carries). The hot path bypasses the
+//! seam: the server's per-connection ring thread answers quick requests
+//! itself, and a blocking client writes and reads the rings on its own
+//! thread (see `server/shm.rs` and `client/shm.rs`).
 //!
 //! Must never: interpret payloads, apply policy (limits, routing), or block
 //! a thread: every method is async and a stuck peer surfaces as
 //! [`LinkError::Stalled`] after the writer's stall timeout.
 
 pub mod memory;
+pub mod shm;
 pub mod socket;
 
 use crate::policy::PeerCredentials;
@@ -47,6 +52,9 @@ pub enum TransportKind {
     Socket,
     /// Channels inside one process (tests, embedding).
     InProcess,
+    /// Rings in a shared-memory segment, with the Unix socket kept open as
+    /// the liveness signal.
+    SharedMemory,
 }
 
 impl TransportKind {
@@ -55,6 +63,7 @@ impl TransportKind {
         match self {
             TransportKind::Socket => "socket",
             TransportKind::InProcess => "in-process",
+            TransportKind::SharedMemory => "shm",
         }
     }
 }

@@ -164,22 +164,31 @@ impl FrameWriter for SocketWriter {
     }
 }
 
-fn link(
-    stream: UnixStream,
-    info: LinkInfo,
-    own_max_frame: usize,
-    leftover: &[u8],
-    stall: Option<Duration>,
-) -> Link {
-    let (read, write) = stream.into_split();
-    Link {
-        info,
-        reader: Box::new(SocketReader::new(read, own_max_frame, leftover)),
-        writer: Box::new(SocketWriter {
-            half: write,
-            buf: Vec::new(),
-            stall,
-        }),
+/// A socket whose handshake succeeded, before it becomes a [`Link`] (or
+/// moves to shared memory).
+pub(crate) struct Handshaken {
+    pub(crate) stream: UnixStream,
+    pub(crate) info: LinkInfo,
+    /// Bytes read past the hello (frames the peer already sent).
+    pub(crate) leftover: Vec<u8>,
+    /// The largest frame this side accepts.
+    pub(crate) own_max_frame: usize,
+}
+
+impl Handshaken {
+    /// The socket as a link of frames; `stall`: how long a write may make
+    /// no progress.
+    pub(crate) fn into_link(self, stall: Option<Duration>) -> Link {
+        let (read, write) = self.stream.into_split();
+        Link {
+            info: self.info,
+            reader: Box::new(SocketReader::new(read, self.own_max_frame, &self.leftover)),
+            writer: Box::new(SocketWriter {
+                half: write,
+                buf: Vec::new(),
+                stall,
+            }),
+        }
     }
 }
 
@@ -189,7 +198,7 @@ pub(crate) async fn connect(
     path: &Path,
     hello: ClientHello,
     deadline: Duration,
-) -> Result<Link, IpcError> {
+) -> Result<Handshaken, IpcError> {
     let not_found = |detail: String| IpcError::ChannelNotFound {
         channel: channel.to_string(),
         path: path.to_path_buf(),
@@ -245,13 +254,12 @@ pub(crate) async fn connect(
             negotiated,
             peer,
         };
-        Ok(link(
+        Ok(Handshaken {
             stream,
             info,
-            hello.max_frame_bytes as usize,
-            &got[used..],
-            None,
-        ))
+            leftover: got[used..].to_vec(),
+            own_max_frame: hello.max_frame_bytes as usize,
+        })
     };
     match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
@@ -279,14 +287,13 @@ pub(crate) enum AcceptError {
 
 /// Performs the server side of the handshake on an accepted socket:
 /// reads the client hello (refusing bad magic as soon as it arrives), asks
-/// `admit` about the peer, answers, and returns the link.
+/// `admit` about the peer, answers, and returns the handshaken socket.
 pub(crate) async fn accept<T>(
     mut stream: UnixStream,
     limits: ServerLimits,
     admit: impl FnOnce(Option<&PeerCredentials>) -> Result<T, HandshakeError>,
     deadline: Duration,
-    stall: Duration,
-) -> Result<(Link, T), AcceptError> {
+) -> Result<(Handshaken, T), AcceptError> {
     let peer = peer_of(&stream);
     let mut got = [0u8; CLIENT_HELLO_LEN];
     let mut n = 0;
@@ -331,17 +338,16 @@ pub(crate) async fn accept<T>(
     let write = tokio::time::timeout(deadline, stream.write_all(&reply.encode())).await;
     match (write, outcome) {
         (Ok(Ok(())), Ok(negotiated)) => Ok((
-            link(
+            Handshaken {
                 stream,
-                LinkInfo {
+                info: LinkInfo {
                     kind: TransportKind::Socket,
                     negotiated,
                     peer,
                 },
-                limits.max_frame_bytes as usize,
-                &[],
-                Some(stall),
-            ),
+                leftover: Vec::new(),
+                own_max_frame: limits.max_frame_bytes as usize,
+            },
             admitted,
         )),
         (_, Err(e)) => {

@@ -5,7 +5,9 @@
 //! server is ready; counters are waited on with `Server::wait_for`).
 #![allow(dead_code, unreachable_pub)]
 
-use hearth_ipc::{Client, ConnectOptions, HandlerError, Server, ServerBuilder};
+use hearth_ipc::{
+    Client, ConnectOptions, HandlerError, Server, ServerBuilder, TransportPreference,
+};
 use hearth_proto::{
     ClientHello, Frame, FrameDecoder, FrameFlags, FrameKind, Operation, ServerHello, encode_frame,
 };
@@ -30,7 +32,10 @@ pub fn unique_channel(tag: &str) -> String {
 /// Which transport a fixture's clients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// The Unix socket, forced.
     Socket,
+    /// Shared memory, required.
+    Shm,
     InProcess,
 }
 
@@ -67,6 +72,14 @@ pub fn with_test_handlers(builder: ServerBuilder) -> ServerBuilder {
             Ok(json!({"delivered": n}))
         })
         .async_handler("test:sleep", |_ctx, payload| async move {
+            let ms = payload["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({"slept": ms}))
+        })
+        .async_handler("test:announce_and_sleep", |ctx, payload| async move {
+            // Tells `test:started` subscribers the call is in flight, then
+            // sleeps: a request that is surely being worked on.
+            ctx.publish("test:started", &payload)?;
             let ms = payload["ms"].as_u64().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(json!({"slept": ms}))
@@ -115,9 +128,15 @@ impl Fx {
     }
 
     pub fn options(&self) -> ConnectOptions {
+        let transport = match self.kind {
+            Kind::Socket => TransportPreference::Socket,
+            Kind::Shm => TransportPreference::SharedMemory,
+            Kind::InProcess => TransportPreference::Auto,
+        };
         ConnectOptions::new(&self.channel)
             .socket_dir(&self.sock_dir)
             .timeout(Duration::from_secs(20))
+            .transport(transport)
     }
 
     pub fn client(&self) -> Client {
@@ -127,7 +146,7 @@ impl Fx {
     pub fn client_with(&self, f: impl FnOnce(ConnectOptions) -> ConnectOptions) -> Client {
         let options = f(self.options());
         match self.kind {
-            Kind::Socket => Client::connect_with(options).unwrap(),
+            Kind::Socket | Kind::Shm => Client::connect_with(options).unwrap(),
             Kind::InProcess => self.server.connect_in_process_with(options).unwrap(),
         }
     }
@@ -252,6 +271,160 @@ impl Raw {
         }
         frames
     }
+}
+
+/// A client that attached to shared memory by hand (hearth-shm's raw API)
+/// and can write anything into its segment.
+pub struct RawShm {
+    pub stream: UnixStream,
+    /// A duplicate of the segment's descriptor, for `write_raw`.
+    pub fd: std::os::fd::OwnedFd,
+    pub segment: std::sync::Arc<hearth_shm::Segment>,
+    pub tx: hearth_shm::Producer<hearth_shm::Segment>,
+    pub rx: hearth_shm::Consumer<hearth_shm::Segment>,
+}
+
+impl RawShm {
+    /// Handshake, attach request, offer (with the descriptor), confirm.
+    pub fn connect(path: &Path) -> RawShm {
+        use hearth_proto::{ATTACH_OK, AttachConfirm, AttachOffer, AttachRequest};
+        use hearth_shm::{Consumer, Direction, Producer, Segment, recv_with_fd};
+        use std::os::fd::AsFd;
+        let mut raw = Raw::connect(path);
+        raw.send_bytes(&AttachRequest::default().encode());
+        let mut got = Vec::new();
+        let mut fd = None;
+        while got.len() < 16 {
+            // Blocks until bytes are there; the descriptor rides on them.
+            wait_readable(&raw.stream);
+            let mut buf = vec![0u8; 16 - got.len()];
+            let (n, received) = recv_with_fd(raw.stream.as_fd(), &mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            fd = fd.or(received);
+        }
+        let offer = AttachOffer::decode(&got).unwrap();
+        assert_eq!(offer.status, ATTACH_OK, "the server declined shared memory");
+        let fd = fd.expect("the offer carries the segment");
+        let dup = fd.try_clone().unwrap();
+        let segment = std::sync::Arc::new(Segment::open(fd).unwrap());
+        raw.send_bytes(&AttachConfirm { status: ATTACH_OK }.encode());
+        RawShm {
+            stream: raw.stream,
+            fd: dup,
+            tx: Producer::new(segment.clone(), Direction::ClientToServer),
+            rx: Consumer::new(segment.clone(), Direction::ServerToClient),
+            segment,
+        }
+    }
+
+    /// Puts one frame on the client→server ring (true if it fit).
+    pub fn send(
+        &mut self,
+        kind: FrameKind,
+        op: Option<Operation>,
+        id: u64,
+        payload: &[u8],
+    ) -> bool {
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, kind, FrameFlags::JSON, op, id, payload).unwrap();
+        self.tx.push(&[&bytes]).unwrap_or(false)
+    }
+
+    pub fn request(&mut self, op: Operation, id: u64, payload: Value) -> bool {
+        self.send(
+            FrameKind::Request,
+            Some(op),
+            id,
+            payload.to_string().as_bytes(),
+        )
+    }
+
+    /// Writes `bytes` at `offset` of the segment, as a hostile peer would.
+    pub fn scribble(&self, offset: u64, bytes: &[u8]) {
+        use std::os::fd::AsFd;
+        hearth_shm::write_raw(self.fd.as_fd(), offset, bytes).unwrap();
+    }
+
+    /// Wakes the server's ring thread (as a push would).
+    pub fn wake_server(&self) {
+        self.tx.consumer_waker().wake();
+    }
+
+    /// The next frame from the server→client ring; `None` once the server
+    /// closed the socket and nothing more is on the ring. A 30 s failsafe
+    /// turns a hang into a test failure.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut record = Vec::new();
+        loop {
+            match self.rx.try_pop(&mut record) {
+                Ok(true) => return Some(record_frame(&record)),
+                Ok(false) => {}
+                Err(e) => panic!("the server's ring is corrupt: {e}"),
+            }
+            if self.socket_closed() {
+                // One more look: the server writes before it closes.
+                return match self.rx.try_pop(&mut record) {
+                    Ok(true) => Some(record_frame(&record)),
+                    _ => None,
+                };
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no frame and no close within 30 s"
+            );
+            let _ = self
+                .rx
+                .wait_for_data(Some(Duration::from_millis(20)), &|| false);
+        }
+    }
+
+    /// Whether the server closed its end of the socket (non-blocking).
+    pub fn socket_closed(&self) -> bool {
+        use rustix::net::{RecvFlags, recv};
+        let mut one = [0u8; 1];
+        match recv(
+            &self.stream,
+            &mut one,
+            RecvFlags::PEEK | RecvFlags::DONTWAIT,
+        ) {
+            Ok((0, _)) => true,
+            Ok(_) => false,
+            Err(e) => e == rustix::io::Errno::CONNRESET,
+        }
+    }
+
+    /// Blocks until the server closes the socket (30 s failsafe).
+    pub fn wait_closed(&self) {
+        let mut one = [0u8; 1];
+        match (&self.stream).read(&mut one) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected the server to close the socket, got {other:?}"),
+        }
+    }
+}
+
+/// The frame in a ring record from the server (trusted in tests).
+fn record_frame(record: &[u8]) -> Frame {
+    let header: &[u8; hearth_proto::HEADER_LEN] =
+        record[..hearth_proto::HEADER_LEN].try_into().unwrap();
+    Frame {
+        header: hearth_proto::FrameHeader::decode(header).unwrap(),
+        payload: record[hearth_proto::HEADER_LEN..].to_vec(),
+    }
+}
+
+/// Blocks until `stream` is readable (data or EOF), 30 s at most.
+fn wait_readable(stream: &UnixStream) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 30,
+        tv_nsec: 0,
+    };
+    let n = poll(&mut fds, Some(&timeout)).unwrap();
+    assert!(n > 0, "nothing readable within 30 s");
 }
 
 /// Runs this test binary again as a child process in `mode` (see each

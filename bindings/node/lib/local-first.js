@@ -1,0 +1,698 @@
+'use strict';
+// LocalFirst: the client API users already write against (PluresDB's
+// `PluresDBLocalFirst`), over a hearth channel.
+//
+// Owns: argument checks and JSON encoding, choosing the synchronous fast
+// path (point operations, done on this thread by the addon and handed back
+// as settled promises) or the asynchronous one (everything that may take
+// long), letting the event loop turn during long runs of fast-path calls,
+// watch iterators, `on("change")`, topic subscriptions, AbortSignal and
+// per-call timeouts, and `mode`. Must never: block the event loop for
+// longer than one point operation's round trip (plus the setup of a
+// subscription), lose an error's code, or keep the process alive after
+// close().
+
+const { EventEmitter } = require('node:events');
+const { performance } = require('node:perf_hooks');
+const native = require('./native');
+const { HearthError, fromNative, fromInfo, abortError, checkSignal } = require('./errors');
+
+const MODES = ['auto', 'ipc', 'network'];
+const NO_OPTIONS = Object.freeze({});
+
+/** Documents larger than this (JSON characters) go the asynchronous way. */
+const LARGE_JSON = 256 * 1024;
+/** The largest message the server accepts whole (32 MiB). */
+const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+/** Items fetched per pull of a stream. */
+const BATCH = 256;
+
+// --- letting the event loop turn -----------------------------------------
+//
+// A fast-path call settles at once, so `for (...) await db.put(...)` only
+// ever runs microtasks: timers and I/O would wait until the loop ends. After
+// MAX_SYNC_MS of back-to-back fast-path calls with no turn of the event
+// loop, the next call first waits for one (setImmediate), then goes on.
+let maxSyncMs = 2;
+let armed = false;
+let streakStart = 0;
+let streakOps = 0;
+function disarm() {
+  armed = false;
+}
+function mustYield() {
+  if (!armed) {
+    armed = true;
+    streakOps = 0;
+    streakStart = performance.now();
+    setImmediate(disarm);
+    return false;
+  }
+  if ((++streakOps & 63) !== 0) return false;
+  return performance.now() - streakStart > maxSyncMs;
+}
+function nextTurn() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+// --- argument checks -------------------------------------------------------
+
+function describe(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return `a ${typeof v}`;
+}
+
+function checkId(id, op) {
+  if (typeof id !== 'string') {
+    throw new HearthError('invalid_input', `${op}: the id must be a string, not ${describe(id)}`);
+  }
+}
+
+/** JSON text of a document (a plain object), with clear errors. */
+function objectJson(value, op, id, what) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new HearthError('invalid_input', `${op}(${JSON.stringify(id)}): ${what} must be a JSON object, not ${describe(value)}`);
+  }
+  let json;
+  try {
+    json = JSON.stringify(value);
+  } catch (e) {
+    throw new HearthError(
+      'invalid_input',
+      `${op}(${JSON.stringify(id)}): ${what} cannot be serialised to JSON (${e.message}); ` +
+        'documents hold JSON values only (no BigInt, no circular references)',
+      { cause: e },
+    );
+  }
+  if (typeof json !== 'string' || json.charCodeAt(0) !== 123 /* { */) {
+    throw new HearthError('invalid_input', `${op}(${JSON.stringify(id)}): ${what} must serialise to a JSON object (its toJSON() returned something else)`);
+  }
+  checkSize(json, op, id);
+  return json;
+}
+
+function checkSize(json, op, id) {
+  // UTF-8 can take up to 3 bytes per UTF-16 unit: count bytes only when it matters.
+  if (json.length * 3 > MAX_MESSAGE_BYTES && Buffer.byteLength(json) > MAX_MESSAGE_BYTES) {
+    throw new HearthError(
+      'too_large',
+      `${op}(${JSON.stringify(id)}): the document is ${Buffer.byteLength(json)} bytes of JSON, over the 32 MiB a message may hold ` +
+        '(the server\'s document limit is 16 MiB by default); split it into several documents',
+    );
+  }
+}
+
+function anyJson(value, what) {
+  if (value === undefined) return 'null';
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? 'null' : json;
+  } catch (e) {
+    throw new HearthError('invalid_input', `${what} cannot be serialised to JSON (${e.message})`, { cause: e });
+  }
+}
+
+function callOptions(options) {
+  if (options === undefined || options === null) return NO_OPTIONS;
+  if (typeof options !== 'object') throw new HearthError('invalid_input', `options must be an object, not ${describe(options)}`);
+  if (options.timeout !== undefined && !(typeof options.timeout === 'number' && options.timeout >= 0)) {
+    throw new HearthError('invalid_input', `options.timeout must be a non-negative number of milliseconds, not ${options.timeout}`);
+  }
+  checkSignal(options.signal);
+  return options;
+}
+
+function ipcForcedByEnv() {
+  const on = (v) => typeof v === 'string' && /^(1|true|yes|on)$/i.test(v.trim());
+  return on(process.env.HEARTH_IPC) || on(process.env.PLURESDB_IPC);
+}
+
+// --- streams ---------------------------------------------------------------
+
+/** Pulls JSON batches from a native stream; the base of the iterators below. */
+class Pull {
+  constructor(open, signal, onFinish) {
+    this._stream = null;
+    this._error = null;
+    this._buf = [];
+    this._at = 0;
+    this._last = false;
+    this._done = false;
+    this._signal = signal || null;
+    this._aborted = false;
+    this._onFinish = onFinish || null;
+    this._chain = Promise.resolve();
+    try {
+      this._stream = open();
+    } catch (e) {
+      this._error = fromNative(e);
+    }
+    if (this._signal) {
+      this._onAbort = () => {
+        this._aborted = true;
+        this.close();
+      };
+      if (this._signal.aborted) this._onAbort();
+      else this._signal.addEventListener('abort', this._onAbort, { once: true });
+    }
+  }
+
+  /** Items of one batch from the native JSON; overridden. */
+  _items(parsed) {
+    return parsed;
+  }
+
+  _next() {
+    if (this._at < this._buf.length) {
+      const value = this._buf[this._at++];
+      return Promise.resolve({ value, done: false });
+    }
+    return this._fetch();
+  }
+
+  async _fetch() {
+    for (;;) {
+      if (this._error) {
+        const e = this._error;
+        this._error = null;
+        this._finish();
+        throw e;
+      }
+      if (this._last) this._finish();
+      if (this._done) {
+        if (this._aborted) {
+          this._aborted = false;
+          throw abortError(this._signal);
+        }
+        return { value: undefined, done: true };
+      }
+      const r = await this._stream.next(BATCH);
+      if (r === null) {
+        this._finish();
+        continue;
+      }
+      if (typeof r !== 'string') {
+        this._error = fromInfo(r, this._signal);
+        continue;
+      }
+      this._buf = this._items(JSON.parse(r));
+      this._at = 0;
+      if (this._buf.length > 0) return { value: this._buf[this._at++], done: false };
+    }
+  }
+
+  next() {
+    const p = this._chain.then(() => this._next());
+    this._chain = p.catch(() => {});
+    return p;
+  }
+
+  return() {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  _finish() {
+    if (this._done) return;
+    this._done = true;
+    if (this._stream) this._stream.close();
+    if (this._signal && this._onAbort) this._signal.removeEventListener('abort', this._onAbort);
+    if (this._onFinish) this._onFinish(this);
+  }
+
+  /** Ends the stream; a pending next() settles with done (or AbortError when a signal ended it). */
+  close() {
+    this._finish();
+  }
+}
+
+/** `for await (const change of db.watch({prefix}))`. */
+class ChangeStream extends Pull {}
+
+/** `for await (const doc of db.iterate({prefix}))`; `cursor` is set at the end. */
+class DocStream extends Pull {
+  _items(parsed) {
+    if (parsed.done) {
+      this.cursor = parsed.cursor;
+      this._last = true;
+    }
+    return parsed.docs;
+  }
+}
+
+/**
+ * A live topic subscription; see LocalFirst#subscribe. Events: "lost"
+ * (the connection went away; events published until "resubscribed" are
+ * missed — topic events are not stored) and "resubscribed".
+ */
+class TopicSubscription extends EventEmitter {
+  constructor(db, pattern, fn, stream) {
+    super();
+    this.pattern = pattern;
+    this.dropped = 0;
+    this._db = db;
+    this._fn = fn;
+    this._stream = stream;
+    this._closed = false;
+    this._wake = null;
+    this._done = this._run();
+  }
+
+  async _run() {
+    let backoff = 50;
+    while (!this._closed) {
+      let r;
+      try {
+        r = await this._stream.next(BATCH);
+      } catch (e) {
+        r = { code: 'internal', message: String(e && e.message) };
+      }
+      if (r === null) return;
+      if (typeof r === 'string') {
+        backoff = 50;
+        const { events, dropped } = JSON.parse(r);
+        this.dropped = dropped;
+        for (const ev of events) {
+          if (this._closed) return;
+          try {
+            this._fn(ev.payload, ev.topic);
+          } catch (e) {
+            this._db._report(e);
+          }
+        }
+        continue;
+      }
+      // The connection went away: topic events are not stored, so the ones
+      // published while it was down are gone. Subscribe again.
+      const lost = fromInfo(r);
+      if (r.code !== 'EDISCONNECTED' && r.code !== 'ECHANNEL_NOT_FOUND') this._db._report(lost);
+      this.emit('lost', lost);
+      for (;;) {
+        if (this._closed) return;
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, backoff);
+          this._wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this._wake = null;
+        backoff = Math.min(backoff * 2, 2000);
+        if (this._closed) return;
+        try {
+          this._stream = this._db._client().topics(this.pattern);
+          this.emit('resubscribed');
+          break;
+        } catch (e) {
+          const err = fromNative(e);
+          if (err.code === 'ECLOSED') return;
+        }
+      }
+    }
+  }
+
+  /** Stops receiving events. */
+  async unsubscribe() {
+    this._closed = true;
+    this._stream.close();
+    if (this._wake) this._wake();
+    this._db._topics.delete(this);
+    await this._done;
+  }
+}
+
+// --- the client ------------------------------------------------------------
+
+class LocalFirst extends EventEmitter {
+  /**
+   * @param {object} [options]
+   * @param {"auto"|"ipc"|"network"} [options.mode]
+   * @param {string} [options.channelName] the channel (default $HEARTH_CHANNEL or "hearth")
+   */
+  constructor(options = {}) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw new HearthError('invalid_input', `LocalFirst options must be an object, not ${describe(options)}`);
+    }
+    const mode = options.mode === undefined ? 'auto' : options.mode;
+    if (!MODES.includes(mode)) {
+      throw new HearthError('invalid_input', `mode must be one of ${MODES.map((m) => `"${m}"`).join(', ')}, not ${JSON.stringify(mode)}`);
+    }
+    const channel = options.channelName || options.channel || process.env.HEARTH_CHANNEL || 'hearth';
+    if (typeof channel !== 'string') throw new HearthError('EINVALID_CHANNEL', `channelName must be a string, not ${describe(channel)}`);
+    this.mode = mode;
+    this.channelName = channel;
+    this._connect = {
+      channel,
+      socketDir: options.socketDir,
+      socketPath: options.socketPath,
+      timeoutMs: options.timeout,
+      connectTimeoutMs: options.connectTimeout,
+      resumeTimeoutMs: options.resumeTimeout,
+      eventBuffer: options.eventBuffer,
+    };
+    this._fastPath = options.fastPath !== false;
+    this._native = null;
+    this._closed = false;
+    this._feed = null;
+    this._topics = new Set();
+    this._streams = new Set();
+    this._untrack = (stream) => this._streams.delete(stream);
+    this.on('newListener', (event) => {
+      if (event === 'change' && this._feed === null) this._startFeed();
+    });
+    this.on('removeListener', (event) => {
+      if (event === 'change' && this.listenerCount('change') === 0) this._stopFeed();
+    });
+  }
+
+  /** The connection, opened on first use. */
+  _client() {
+    if (this._native !== null) return this._native;
+    if (this._closed) throw new HearthError('ECLOSED', 'this LocalFirst is closed; create a new one to reconnect');
+    if (this.mode === 'network') {
+      throw new HearthError(
+        'unavailable',
+        'mode "network" is not available yet: hearth\'s network mode (HTTP/WebSocket on loopback, the hearth-http crate) is not built. ' +
+          `Use mode "ipc" (or "auto") with a hearth server on channel "${this.channelName}": ` +
+          `startServer({ channel: "${this.channelName}", dataDir }) or \`hearth serve --channel ${this.channelName} --data-dir DIR\`.`,
+      );
+    }
+    try {
+      this._native = native.NativeClient.connect(JSON.stringify(this._connect));
+    } catch (e) {
+      const err = fromNative(e);
+      if (this.mode === 'auto' && !ipcForcedByEnv() && err.code === 'ECHANNEL_NOT_FOUND') {
+        err.message =
+          `mode "auto": no hearth server answered on channel "${this.channelName}", and the network fallback ` +
+          `(hearth-http) is not available yet. ${err.message}`;
+      }
+      throw err;
+    }
+    return this._native;
+  }
+
+  /** Connects now (instead of on the first call); resolves once connected. */
+  async connect() {
+    this._client();
+  }
+
+  /** The transport in use ("shm", "socket"…), or null when not connected. */
+  get transport() {
+    return this._native === null ? null : this._native.transport();
+  }
+
+  /** Runs `op` off the JavaScript thread; resolves with the parsed result. */
+  _request(op, args, options) {
+    const client = this._client();
+    const signal = options.signal;
+    let token = null;
+    let onAbort = null;
+    if (signal) {
+      token = new native.CancelToken();
+      onAbort = () => token.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    let promise;
+    try {
+      promise = client.request(op, args, options.timeout, token);
+    } catch (e) {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+      throw fromNative(e);
+    }
+    return promise.then(
+      (r) => {
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+        if (r === null) return null;
+        if (typeof r === 'string') return JSON.parse(r);
+        throw fromInfo(r, signal);
+      },
+      (e) => {
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+        throw fromNative(e);
+      },
+    );
+  }
+
+  /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
+  async put(id, data, options) {
+    const o = callOptions(options);
+    checkId(id, 'put');
+    const json = objectJson(data, 'put', id, 'the document');
+    const client = this._client();
+    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
+      return this._request('put', `{"id":${JSON.stringify(id)},"data":${json}}`, o);
+    }
+    if (mustYield()) await nextTurn();
+    try {
+      return client.put(id, json, o.timeout);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** Merges top-level `fields` into document `id` (`null` removes a field). */
+  async patch(id, fields, options) {
+    const o = callOptions(options);
+    checkId(id, 'patch');
+    const json = objectJson(fields, 'patch', id, 'the fields');
+    const client = this._client();
+    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
+      return this._request('patch', `{"id":${JSON.stringify(id)},"fields":${json}}`, o);
+    }
+    if (mustYield()) await nextTurn();
+    try {
+      return client.patch(id, json, o.timeout);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** The document, or null when absent or deleted. */
+  async get(id, options) {
+    const o = callOptions(options);
+    checkId(id, 'get');
+    const client = this._client();
+    if (!this._fastPath || o.signal) return this._request('get', `{"id":${JSON.stringify(id)}}`, o);
+    if (mustYield()) await nextTurn();
+    let json;
+    try {
+      json = client.get(id, o.timeout);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    return json === null ? null : JSON.parse(json);
+  }
+
+  /** `{id, data, metadata: {seq, hlc, replica, updatedAt, deleted}}`, deleted documents included; null if it never existed. */
+  async getWithMetadata(id, options) {
+    const o = callOptions(options);
+    checkId(id, 'getWithMetadata');
+    return this._request('getWithMetadata', `{"id":${JSON.stringify(id)}}`, o);
+  }
+
+  /** Deletes document `id`; resolves true if it existed. */
+  async delete(id, options) {
+    const o = callOptions(options);
+    checkId(id, 'delete');
+    const client = this._client();
+    if (!this._fastPath || o.signal) return this._request('delete', `{"id":${JSON.stringify(id)}}`, o);
+    if (mustYield()) await nextTurn();
+    try {
+      return client.delete(id, o.timeout);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /**
+   * Documents in id order: `[{id, data}]`, filtered by id `prefix` and `type`
+   * field, at most `limit`, after `cursor`. The array's `cursor` property is
+   * set when the list stopped at `limit` (pass it back for the next page).
+   */
+  async list(options) {
+    const o = callOptions(options);
+    const args = listArgs(o);
+    const page = await this._request('list', args, o);
+    return withCursor(page);
+  }
+
+  /** Like list(), one document at a time as they stream in: `for await (const doc of db.iterate({prefix}))`. */
+  iterate(options) {
+    const o = callOptions(options);
+    const args = listArgs(o);
+    return this._track(new DocStream(() => this._client().listStream(args, o.timeout), o.signal, this._untrack));
+  }
+
+  /** Documents whose top-level fields equal every value in `filter`: `[{id, data}]` (+ `cursor`). */
+  async query(filter, options) {
+    const o = callOptions(options);
+    if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+      throw new HearthError('invalid_input', `query: the filter must be an object of top-level fields, not ${describe(filter)}`);
+    }
+    const args = JSON.stringify({ filter, limit: o.limit, cursor: o.cursor });
+    return withCursor(await this._request('query', args, o));
+  }
+
+  /** Full-text search: `[{id, data, score}]`, best first (`limit` default 20). */
+  async search(text, options) {
+    const o = callOptions(options);
+    if (typeof text !== 'string') throw new HearthError('invalid_input', `search: the text must be a string, not ${describe(text)}`);
+    return this._request('search', JSON.stringify({ text, limit: o.limit }), o);
+  }
+
+  /**
+   * Applies writes atomically: `[{op: "put", id, data}, {op: "patch", id, fields}, {op: "delete", id}]`.
+   * Resolves with `{firstSeq, lastSeq}`.
+   */
+  async batch(ops, options) {
+    const o = callOptions(options);
+    if (!Array.isArray(ops)) throw new HearthError('invalid_input', `batch: expected an array of operations, not ${describe(ops)}`);
+    const json = anyJson({ ops }, 'batch: the operations');
+    checkSize(json, 'batch', `${ops.length} operations`);
+    return this._request('batch', json, o);
+  }
+
+  /** Calls the server's handler `name` with `payload`; resolves with its result. */
+  async call(name, payload, options) {
+    const o = callOptions(options);
+    if (typeof name !== 'string') throw new HearthError('invalid_input', `call: the handler name must be a string, not ${describe(name)}`);
+    return this._request('call', `{"name":${JSON.stringify(name)},"payload":${anyJson(payload, `call(${JSON.stringify(name)}): the payload`)}}`, o);
+  }
+
+  /** Publishes an event on `topic`; resolves with how many subscriptions received it. */
+  async publish(topic, payload, options) {
+    const o = callOptions(options);
+    if (typeof topic !== 'string') throw new HearthError('invalid_input', `publish: the topic must be a string, not ${describe(topic)}`);
+    return this._request('publish', `{"topic":${JSON.stringify(topic)},"payload":${anyJson(payload, `publish(${JSON.stringify(topic)}): the payload`)}}`, o);
+  }
+
+  /**
+   * Calls `fn(payload, topic)` for every event published on a topic matching
+   * `pattern` (`*` matches a segment; a last `*` matches the rest). Resolves
+   * once the subscription is in place with `{unsubscribe()}`.
+   */
+  async subscribe(pattern, fn) {
+    if (typeof pattern !== 'string') throw new HearthError('invalid_input', `subscribe: the pattern must be a string, not ${describe(pattern)}`);
+    if (typeof fn !== 'function') throw new HearthError('invalid_input', 'subscribe: the listener must be a function');
+    let stream;
+    try {
+      stream = this._client().topics(pattern);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    const sub = new TopicSubscription(this, pattern, fn, stream);
+    this._topics.add(sub);
+    return sub;
+  }
+
+  /**
+   * Committed changes to ids starting with `prefix`, from now (or from
+   * sequence number `fromSeq`), in order, each exactly once:
+   * `for await (const change of db.watch({prefix}))`. The subscription is in
+   * place when watch() returns. End it with `break`, `close()` or `signal`.
+   */
+  watch(options) {
+    const o = callOptions(options);
+    const prefix = o.prefix === undefined ? undefined : o.prefix;
+    if (prefix !== undefined && typeof prefix !== 'string') throw new HearthError('invalid_input', 'watch: prefix must be a string');
+    const fromSeq = o.fromSeq;
+    return this._track(new ChangeStream(() => this._client().watch(prefix, fromSeq), o.signal, this._untrack));
+  }
+
+  /** Server and store counters. */
+  async stats(options) {
+    return this._request('stats', '{}', callOptions(options));
+  }
+
+  /** Changes after sequence number `after` (at most `limit`, default 1000). */
+  async changesSince(after, options) {
+    const o = callOptions(options);
+    return this._request('changesSince', JSON.stringify({ after: after || 0, limit: o.limit }), o);
+  }
+
+  /** Resolves once the server answers. */
+  async ping(options) {
+    return this._request('ping', '{}', callOptions(options)).then(() => undefined);
+  }
+
+  /** Closes the connection: open streams end, later calls fail with ECLOSED. */
+  async close() {
+    if (this._closed) return;
+    this._closed = true;
+    this._stopFeed();
+    const topics = [...this._topics];
+    for (const s of [...this._streams]) s.close();
+    if (this._native !== null) {
+      this._native.close();
+      this._native = null;
+    }
+    await Promise.all(topics.map((t) => t.unsubscribe()));
+  }
+
+  _track(stream) {
+    if (!stream._done) this._streams.add(stream);
+    return stream;
+  }
+
+  /** Reports an error from a background loop: an "error" event when someone listens, else a process warning. */
+  _report(e) {
+    if (this.listenerCount('error') > 0) this.emit('error', e);
+    else process.emitWarning(e instanceof Error ? e : new Error(String(e)), { code: e && e.code });
+  }
+
+  _startFeed() {
+    const feed = this.watch();
+    this._feed = feed;
+    (async () => {
+      try {
+        for await (const change of feed) {
+          try {
+            this.emit('change', change);
+          } catch (e) {
+            this._report(e);
+          }
+        }
+      } catch (e) {
+        if (this._feed === feed && !this._closed) this._report(e);
+      } finally {
+        if (this._feed === feed) this._feed = null;
+      }
+    })();
+  }
+
+  _stopFeed() {
+    if (this._feed !== null) {
+      const feed = this._feed;
+      this._feed = null;
+      feed.close();
+    }
+  }
+}
+
+function listArgs(o) {
+  if (o.prefix !== undefined && typeof o.prefix !== 'string') throw new HearthError('invalid_input', 'list: prefix must be a string');
+  if (o.type !== undefined && typeof o.type !== 'string') throw new HearthError('invalid_input', 'list: type must be a string');
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 0)) throw new HearthError('invalid_input', 'list: limit must be a non-negative integer');
+  if (o.cursor !== undefined && o.cursor !== null && typeof o.cursor !== 'string') throw new HearthError('invalid_input', 'list: cursor must be a string');
+  return JSON.stringify({ prefix: o.prefix, type: o.type, limit: o.limit, cursor: o.cursor });
+}
+
+function withCursor(page) {
+  const docs = page.docs;
+  Object.defineProperty(docs, 'cursor', { value: page.cursor === undefined ? null : page.cursor, enumerable: false });
+  return docs;
+}
+
+/** Sets how long (ms) fast-path calls may run back to back before the event loop gets a turn (default 2). */
+function setMaxSyncMs(ms) {
+  if (!(typeof ms === 'number' && ms >= 0)) throw new HearthError('invalid_input', 'maxSyncMs must be a non-negative number');
+  maxSyncMs = ms;
+}
+
+module.exports = { LocalFirst, PluresDBLocalFirst: LocalFirst, setMaxSyncMs, ChangeStream, DocStream, TopicSubscription };

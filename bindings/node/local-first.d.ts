@@ -1,0 +1,2 @@
+// Types of `hearth/local-first`.
+export { LocalFirst, LocalFirst as PluresDBLocalFirst } from './index';

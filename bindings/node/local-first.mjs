@@ -1,0 +1,5 @@
+// `import { PluresDBLocalFirst } from "hearth/local-first"`.
+import lf from './local-first.js';
+
+export const { LocalFirst, PluresDBLocalFirst } = lf;
+export default lf;

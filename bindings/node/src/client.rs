@@ -1,0 +1,413 @@
+//! The client JavaScript drives: one connection to a channel.
+//!
+//! Owns: [`NativeClient`] — point operations (put, patch, get, delete)
+//! done synchronously on the JavaScript thread through the blocking
+//! [`hearth_ipc::Client`] (no thread hop: over shared memory the answer is
+//! microseconds away, and `index.js` hands back an already-settled
+//! promise), every other operation run on the addon's tokio runtime and
+//! settled through a promise, and opening the streams of [`crate::streams`].
+//! Must never: run a list, query, search, batch, handler call or any wait
+//! of unbounded length on the JavaScript thread, or keep using a client
+//! after [`close`](NativeClient::close).
+
+use crate::error::{NodeError, Outcome, outcome};
+use crate::json;
+use crate::rt::{CancelToken, cancellable, run_sync, timeout};
+use crate::streams::{NativeChangeStream, NativeDocStream, NativeTopicStream, StreamState};
+use hearth_ipc::{AsyncClient, Client, ConnectOptions, ListOptions, Subscription};
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
+use napi_derive::napi;
+use parking_lot::RwLock;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How to connect, as `index.js` sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConnectArgs {
+    channel: String,
+    socket_dir: Option<PathBuf>,
+    socket_path: Option<PathBuf>,
+    timeout_ms: Option<f64>,
+    connect_timeout_ms: Option<f64>,
+    resume_timeout_ms: Option<f64>,
+    event_buffer: Option<usize>,
+}
+
+impl ConnectArgs {
+    fn options(&self) -> Result<ConnectOptions, NodeError> {
+        let mut o = ConnectOptions::new(&self.channel);
+        if let Some(dir) = &self.socket_dir {
+            o = o.socket_dir(dir);
+        }
+        if let Some(path) = &self.socket_path {
+            o = o.socket_path(path);
+        }
+        if let Some(t) = timeout(self.timeout_ms)? {
+            o = o.timeout(t);
+        }
+        if let Some(t) = timeout(self.connect_timeout_ms)? {
+            o = o.connect_timeout(t);
+        }
+        if let Some(t) = timeout(self.resume_timeout_ms)? {
+            o = o.resume_timeout(t);
+        }
+        if let Some(n) = self.event_buffer {
+            o = o.event_buffer(n);
+        }
+        Ok(o)
+    }
+}
+
+/// State shared by a client and the streams it opened.
+#[derive(Debug)]
+pub struct ClientShared {
+    client: RwLock<Option<Client>>,
+    /// Turns `true` on close; streams watch it and end.
+    closed: watch::Sender<bool>,
+}
+
+impl ClientShared {
+    fn client(&self) -> Result<Client, NodeError> {
+        self.client
+            .read()
+            .clone()
+            .ok_or(NodeError::Closed("this client"))
+    }
+
+    fn with<T>(
+        &self,
+        timeout_ms: Option<f64>,
+        f: impl FnOnce(&Client) -> Result<T, hearth_ipc::IpcError>,
+    ) -> Result<T, NodeError> {
+        let guard = self.client.read();
+        let client = guard.as_ref().ok_or(NodeError::Closed("this client"))?;
+        match timeout(timeout_ms)? {
+            None => Ok(f(client)?),
+            Some(t) => Ok(f(&client.with_timeout(t))?),
+        }
+    }
+
+    fn async_client(&self, timeout_ms: Option<f64>) -> Result<AsyncClient, NodeError> {
+        let client = self.client()?;
+        Ok(match timeout(timeout_ms)? {
+            None => client.as_async().clone(),
+            Some(t) => client.as_async().with_timeout(t),
+        })
+    }
+
+    /// A receiver that turns `true` when the client closes.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+}
+
+/// A connection to a hearth channel. Made by [`NativeClient::connect`];
+/// `index.js` wraps it in `LocalFirst`.
+#[napi]
+#[derive(Debug)]
+pub struct NativeClient {
+    shared: Arc<ClientShared>,
+}
+
+fn sync<T>(r: Result<T, NodeError>) -> napi::Result<T, String> {
+    r.map_err(NodeError::into_napi)
+}
+
+#[napi]
+impl NativeClient {
+    /// Connects (blocking, bounded by the connect timeout) with the options
+    /// in `options_json`:
+    /// `{channel, socketDir?, socketPath?, timeoutMs?, connectTimeoutMs?, resumeTimeoutMs?, eventBuffer?}`.
+    #[napi(factory)]
+    pub fn connect(options_json: String) -> napi::Result<NativeClient, String> {
+        sync((|| {
+            let args: ConnectArgs = json::args(&options_json, "connect")?;
+            let client = Client::connect_with(args.options()?)?;
+            Ok(NativeClient {
+                shared: Arc::new(ClientShared {
+                    client: RwLock::new(Some(client)),
+                    closed: watch::channel(false).0,
+                }),
+            })
+        })())
+    }
+
+    /// Replaces document `id` with the JSON object `data_json`; the
+    /// change's sequence number once it is durable.
+    #[napi]
+    pub fn put(
+        &self,
+        id: String,
+        data_json: String,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<f64, String> {
+        sync((|| {
+            let data = json::parse(&data_json, "the document")?;
+            self.shared
+                .with(timeout_ms, |c| c.put(&id, data))
+                .map(|seq| seq as f64)
+        })())
+    }
+
+    /// Merges the top-level fields of `fields_json` into document `id`.
+    #[napi]
+    pub fn patch(
+        &self,
+        id: String,
+        fields_json: String,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<f64, String> {
+        sync((|| {
+            let fields = json::parse(&fields_json, "the fields")?;
+            self.shared
+                .with(timeout_ms, |c| c.patch(&id, fields))
+                .map(|seq| seq as f64)
+        })())
+    }
+
+    /// Document `id` as JSON text, or `null` when absent or deleted.
+    #[napi]
+    pub fn get(&self, id: String, timeout_ms: Option<f64>) -> napi::Result<Option<String>, String> {
+        sync(
+            self.shared
+                .with(timeout_ms, |c| c.get(&id))
+                .map(|doc| doc.map(|d| json::text(&d))),
+        )
+    }
+
+    /// Document `id` with its metadata (`{id, data, metadata}`), deleted
+    /// ones included; `null` if it never existed.
+    #[napi]
+    pub fn get_with_metadata(
+        &self,
+        id: String,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<Option<String>, String> {
+        sync(
+            self.shared
+                .with(timeout_ms, |c| c.get_with_metadata(&id))
+                .map(|doc| doc.map(|d| json::text(&json::document(d)))),
+        )
+    }
+
+    /// Deletes document `id`; whether it existed.
+    #[napi]
+    pub fn delete(&self, id: String, timeout_ms: Option<f64>) -> napi::Result<bool, String> {
+        sync(
+            self.shared
+                .with(timeout_ms, |c| c.delete(&id))
+                .map(|seq| seq.is_some()),
+        )
+    }
+
+    /// Checks the server answers (blocking, bounded by the timeout).
+    #[napi]
+    pub fn ping(&self, timeout_ms: Option<f64>) -> napi::Result<(), String> {
+        sync(self.shared.with(timeout_ms, |c| c.ping()))
+    }
+
+    /// The transport of the current connection (`shm`, `socket`,
+    /// `in-process`), or `null` while it is down.
+    #[napi]
+    pub fn transport(&self) -> Option<String> {
+        let client = self.shared.client().ok()?;
+        client.link_info().map(|info| info.kind.name().to_string())
+    }
+
+    /// Runs operation `op` with the argument object `args_json` off the
+    /// JavaScript thread. The promise resolves with the result as JSON
+    /// text, or with an error description (see [`Outcome`]).
+    ///
+    /// Operations: `put`, `patch`, `get`, `getWithMetadata`, `delete`,
+    /// `list`, `query`, `search`, `batch`, `call`, `publish`, `stats`,
+    /// `changesSince`, `ping`.
+    #[napi(ts_return_type = "Promise<string | null | ErrorInfo>")]
+    pub fn request<'env>(
+        &self,
+        env: &'env Env,
+        op: String,
+        args_json: String,
+        timeout_ms: Option<f64>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<PromiseRaw<'env, Outcome>> {
+        let client = self.shared.async_client(timeout_ms);
+        let cancel = cancel.map(CancelToken::watch);
+        let closed = self.shared.closed();
+        env.spawn_future(async move {
+            let work = async move { run(client?, &op, &args_json).await };
+            let closing = async move {
+                crate::rt::until_set(closed).await;
+                Err(NodeError::Closed("this client"))
+            };
+            let result = tokio::select! {
+                r = cancellable(work, cancel) => r,
+                r = closing => r,
+            };
+            Ok(outcome(result))
+        })
+    }
+
+    /// Follows committed changes to ids starting with `prefix` (all when
+    /// absent), from sequence number `from_seq` (from now when absent).
+    /// The subscription is in place when this returns, so a write made
+    /// after it is never missed.
+    #[napi]
+    pub fn watch(
+        &self,
+        prefix: Option<String>,
+        from_seq: Option<f64>,
+    ) -> napi::Result<NativeChangeStream, String> {
+        sync((|| {
+            let client = self.shared.async_client(None)?;
+            let mut spec = match prefix {
+                Some(p) => Subscription::prefix(p),
+                None => Subscription::all(),
+            };
+            if let Some(seq) = from_seq {
+                if !(seq.is_finite() && seq >= 0.0) {
+                    return Err(NodeError::InvalidInput(format!(
+                        "fromSeq must be a non-negative integer, not {seq}"
+                    )));
+                }
+                spec = spec.from_seq(seq as u64);
+            }
+            let stream = run_sync(async move { client.subscribe(spec).await })??;
+            Ok(NativeChangeStream::new(StreamState::new(
+                stream,
+                self.shared.closed(),
+            )))
+        })())
+    }
+
+    /// Receives events published on topics matching `pattern`. In place
+    /// when this returns.
+    #[napi]
+    pub fn topics(&self, pattern: String) -> napi::Result<NativeTopicStream, String> {
+        sync((|| {
+            let client = self.shared.async_client(None)?;
+            let stream = run_sync(async move { client.subscribe_topic(&pattern).await })??;
+            Ok(NativeTopicStream::new(StreamState::new(
+                stream,
+                self.shared.closed(),
+            )))
+        })())
+    }
+
+    /// Streams a `list` (`{prefix?, type?, limit?, cursor?}`) in chunks as
+    /// the server sends them.
+    #[napi]
+    pub fn list_stream(
+        &self,
+        options_json: String,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<NativeDocStream, String> {
+        sync((|| {
+            let args: json::ListArgs = json::args(&options_json, "list")?;
+            let client = self.shared.async_client(timeout_ms)?;
+            let options: ListOptions = args.into();
+            let stream = run_sync(async move { client.list_stream(options).await })??;
+            Ok(NativeDocStream::new(StreamState::new(
+                stream,
+                self.shared.closed(),
+            )))
+        })())
+    }
+
+    /// Closes the connection: calls in flight and open streams end with
+    /// `ECLOSED` (streams simply end). Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.shared.closed.send_replace(true);
+        let client = self.shared.client.write().take();
+        drop(client);
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        *self.shared.closed.borrow()
+    }
+}
+
+fn page(page: hearth_ipc::Page) -> Value {
+    let docs: Vec<Value> = page.docs.into_iter().map(json::document).collect();
+    json!({"docs": docs, "cursor": page.cursor})
+}
+
+/// One asynchronous operation.
+async fn run(client: AsyncClient, op: &str, args: &str) -> Result<Option<String>, NodeError> {
+    let value: Value = match op {
+        "put" => {
+            let a: json::PutArgs = json::args(args, op)?;
+            json!(client.put(&a.id, a.data).await?)
+        }
+        "patch" => {
+            let a: json::PatchArgs = json::args(args, op)?;
+            json!(client.patch(&a.id, a.fields).await?)
+        }
+        "get" => {
+            let a: json::IdArgs = json::args(args, op)?;
+            return Ok(client.get(&a.id).await?.map(|d| json::text(&d)));
+        }
+        "getWithMetadata" => {
+            let a: json::IdArgs = json::args(args, op)?;
+            return Ok(client
+                .get_with_metadata(&a.id)
+                .await?
+                .map(|d| json::text(&json::document(d))));
+        }
+        "delete" => {
+            let a: json::IdArgs = json::args(args, op)?;
+            json!(client.delete(&a.id).await?.is_some())
+        }
+        "list" => {
+            let a: json::ListArgs = json::args(args, op)?;
+            page(client.list(a.into()).await?)
+        }
+        "query" => {
+            let a: json::QueryArgs = json::args(args, op)?;
+            page(client.query(a.filter, a.limit, a.cursor.as_deref()).await?)
+        }
+        "search" => {
+            let a: json::SearchArgs = json::args(args, op)?;
+            let hits = client.search(&a.text, a.limit.unwrap_or(20)).await?;
+            Value::Array(hits.into_iter().map(json::hit).collect())
+        }
+        "batch" => {
+            let a: json::BatchArgs = json::args(args, op)?;
+            let (first, last) = client.batch(a.writes()?).await?;
+            json!({"firstSeq": first, "lastSeq": last})
+        }
+        "call" => {
+            let a: json::CallArgs = json::args(args, op)?;
+            client.call(&a.name, a.payload).await?
+        }
+        "publish" => {
+            let a: json::PublishArgs = json::args(args, op)?;
+            json!(client.publish(&a.topic, a.payload).await?)
+        }
+        "stats" => client.stats().await?,
+        "changesSince" => {
+            let a: json::ChangesArgs = json::args(args, op)?;
+            let changes = client
+                .changes_since(a.after, a.limit.unwrap_or(1000))
+                .await?;
+            Value::Array(changes.into_iter().map(json::change).collect())
+        }
+        "ping" => {
+            client.ping().await?;
+            Value::Bool(true)
+        }
+        other => {
+            return Err(NodeError::InvalidInput(format!(
+                "unknown operation {other:?}"
+            )));
+        }
+    };
+    Ok(Some(json::text(&value)))
+}

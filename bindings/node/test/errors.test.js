@@ -1,0 +1,113 @@
+'use strict';
+// Bad input gives clear errors with stable codes: values that are not JSON,
+// ids too long, documents too large, a closed client, unknown handlers.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { hearth, server, client, needsServe } = require('./helpers');
+
+function hasCode(code, pattern) {
+  return (e) => {
+    assert.ok(e instanceof Error, 'an Error');
+    assert.ok(e instanceof hearth.HearthError, 'a HearthError');
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  };
+}
+
+test('values that are not JSON objects are refused before anything is sent', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const circular = { a: 1 };
+  circular.self = circular;
+  await assert.rejects(db.put('bad:1', circular), hasCode('invalid_input', /cannot be serialised to JSON.*circular/i));
+  await assert.rejects(db.put('bad:2', { n: 10n }), hasCode('invalid_input', /BigInt/));
+  await assert.rejects(db.put('bad:3', [1, 2]), hasCode('invalid_input', /must be a JSON object, not an array/));
+  await assert.rejects(db.put('bad:4', 'text'), hasCode('invalid_input', /not a string/));
+  await assert.rejects(db.put('bad:5', null), hasCode('invalid_input', /not null/));
+  await assert.rejects(db.put('bad:6', undefined), hasCode('invalid_input'));
+  await assert.rejects(db.put('bad:7', new Date()), hasCode('invalid_input', /toJSON/));
+  await assert.rejects(db.patch('bad:8', 5), hasCode('invalid_input', /fields must be a JSON object/));
+  await assert.rejects(db.call('x:y', { n: 1n }), hasCode('invalid_input', /payload cannot be serialised/));
+  await assert.rejects(db.publish('x:y', circular), hasCode('invalid_input'));
+  await assert.rejects(db.batch([{ op: 'put', id: 'b', data: { n: 1n } }]), hasCode('invalid_input'));
+  // Nothing was written.
+  assert.equal((await db.list({ prefix: 'bad:' })).length, 0);
+});
+
+test('ids: not a string, empty, too long, with NUL', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  await assert.rejects(db.put(42, {}), hasCode('invalid_input', /id must be a string/));
+  await assert.rejects(db.get(undefined), hasCode('invalid_input', /id must be a string/));
+  await assert.rejects(db.put('', {}), hasCode('invalid_input'));
+  await assert.rejects(db.put('x'.repeat(513), {}), hasCode('invalid_input', /513|512/));
+  await assert.rejects(db.get('x'.repeat(513)), hasCode('invalid_input'));
+  await assert.rejects(db.put('a\u0000b', {}), hasCode('invalid_input'));
+  // 512 bytes is fine.
+  await db.put('y'.repeat(512), { ok: true });
+  assert.deepEqual(await db.get('y'.repeat(512)), { ok: true });
+  // And the connection is still good after the errors.
+  await db.put('after', { ok: 1 });
+});
+
+test('documents over the limit are too_large, never truncated', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const over16 = { blob: 'x'.repeat(17 * 1024 * 1024) };
+  await assert.rejects(db.put('huge:1', over16), hasCode('too_large'));
+  const over32 = { blob: 'y'.repeat(33 * 1024 * 1024) };
+  await assert.rejects(db.put('huge:2', over32), hasCode('too_large', /32 MiB/));
+  assert.equal(await db.get('huge:1'), null);
+  assert.equal(await db.get('huge:2'), null);
+  await db.put('small', { ok: 1 });
+  assert.deepEqual(await db.get('small'), { ok: 1 });
+});
+
+test('a closed client fails with ECLOSED', needsServe, async (t) => {
+  const s = await server(t);
+  const db = new hearth.LocalFirst({ mode: 'ipc', channelName: s.channel });
+  await db.put('c:1', { a: 1 });
+  await db.close();
+  await db.close(); // idempotent
+  for (const p of [db.get('c:1'), db.put('c:2', {}), db.list(), db.call('a:b'), db.subscribe('a:*', () => {})]) {
+    await assert.rejects(p, hasCode('ECLOSED', /closed/));
+  }
+  const w = db.watch();
+  await assert.rejects(w.next(), hasCode('ECLOSED'));
+});
+
+test('an unknown handler is unknown_operation; bad options are invalid_input', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  await assert.rejects(db.call('no:such:handler', {}), hasCode('unknown_operation'));
+  await assert.rejects(db.get('x', { timeout: -1 }), hasCode('invalid_input', /timeout/));
+  await assert.rejects(db.get('x', { signal: {} }), hasCode('invalid_input', /AbortSignal/));
+  await assert.rejects(db.list({ limit: -3 }), hasCode('invalid_input', /limit/));
+  await assert.rejects(db.query('type=User'), hasCode('invalid_input', /filter/));
+  await assert.rejects(db.search(5), hasCode('invalid_input'));
+  await assert.rejects(db.subscribe('a:*', 'not a function'), hasCode('invalid_input'));
+  await assert.rejects(db.subscribe('a:**:b', () => {}), hasCode('invalid_input'));
+  await assert.rejects(db.publish('a:*', {}), hasCode('invalid_input'));
+});
+
+test('the server going away is EDISCONNECTED; the client reconnects when it is back', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  await db.put('k', { v: 1 });
+  await s.stop();
+  await assert.rejects(db.get('k'), (e) => ['EDISCONNECTED', 'ECHANNEL_NOT_FOUND'].includes(e.code) && e.protocolCode === 'unavailable');
+  const again = await hearth.startServer({ channel: s.channel, dataDir: s.dataDir, logs: 'events' });
+  t.after(() => again.stop());
+  assert.deepEqual(await db.get('k'), { v: 1 });
+});
+
+test('every error is an Error with code and protocolCode', () => {
+  const e = new hearth.HearthError('ECHANNEL_NOT_FOUND', 'no server');
+  assert.ok(e instanceof Error);
+  assert.equal(e.protocolCode, 'unavailable');
+  assert.equal(new hearth.HearthError('too_large', 'x').protocolCode, 'too_large');
+  assert.equal(new hearth.HearthError('ABORT_ERR', 'x').name, 'AbortError');
+  assert.ok(hearth.PROTOCOL_CODES.includes('not_found'));
+});

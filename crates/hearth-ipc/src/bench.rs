@@ -1,0 +1,966 @@
+//! The channel benchmark: get and put round trips over shared memory and
+//! over the socket, side by side, with CPU time, idle cost and server
+//! memory. Called by `hearth bench` (the CLI wires its flags to
+//! [`Options`]) and by `cargo bench -p hearth-ipc --bench channel`.
+//!
+//! Owns: measuring — sequential calls from `clients` threads (one
+//! connection each), per-call latency percentiles, throughput, CPU time of
+//! the client process (`clock_gettime` of the process CPU clock, what
+//! `getrusage` sums) and of the server process (`/proc`),
+//! CPU of idle connected clients over a period, and the server's resident
+//! memory with 1 and many clients; optionally Redis `GET` over a Unix
+//! socket as a baseline when `redis-server` is installed. Must never:
+//! assert anything about time (it reports; people judge), or leave a server
+//! or a Redis process behind (children die with their stdin).
+//!
+//! The server runs in a child process by default (so its CPU and memory are
+//! its own): the benchmark re-executes the current program with
+//! `HEARTH_BENCH_SERVE=1`, and that program must call [`serve_if_child`]
+//! first thing in `main`.
+//!
+//! ```no_run
+//! use hearth_ipc::bench::{Options, run, serve_if_child};
+//! if serve_if_child() {
+//!     return;
+//! }
+//! let report = run(&Options::default(), |line| eprintln!("{line}")).unwrap();
+//! println!("{}", report.to_text());
+//! ```
+
+use crate::error::IpcError;
+use crate::transport::TransportKind;
+use crate::types::TransportPreference;
+use crate::{Client, ConnectOptions, Server};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Environment variable that turns a program into the benchmark's server.
+pub const SERVE_ENV: &str = "HEARTH_BENCH_SERVE";
+
+const READY: &str = "HEARTH_BENCH_READY";
+
+/// Keys read and written.
+const KEYS: usize = 1000;
+
+/// A transport to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Shared memory (required: the run fails if it is not available).
+    Shm,
+    /// The Unix socket (forced).
+    Socket,
+}
+
+impl Transport {
+    /// `shm`, `socket` or `both` (→ both, shared memory first).
+    ///
+    /// ```
+    /// use hearth_ipc::bench::Transport;
+    /// assert_eq!(Transport::parse_list("both"), Some(vec![Transport::Shm, Transport::Socket]));
+    /// assert_eq!(Transport::parse_list("socket"), Some(vec![Transport::Socket]));
+    /// ```
+    pub fn parse_list(name: &str) -> Option<Vec<Transport>> {
+        match name {
+            "shm" | "shared-memory" => Some(vec![Transport::Shm]),
+            "socket" => Some(vec![Transport::Socket]),
+            "both" => Some(vec![Transport::Shm, Transport::Socket]),
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Shm => "shm",
+            Transport::Socket => "socket",
+        }
+    }
+
+    fn preference(self) -> TransportPreference {
+        match self {
+            Transport::Shm => TransportPreference::SharedMemory,
+            Transport::Socket => TransportPreference::Socket,
+        }
+    }
+}
+
+/// Where the server runs.
+#[derive(Debug)]
+pub enum ServerMode {
+    /// A child process: this command (normally the current program) run
+    /// with [`SERVE_ENV`] set; it must call [`serve_if_child`].
+    Child(Command),
+    /// Threads of this process: server CPU and memory are not separable
+    /// from the clients'.
+    InProcess,
+}
+
+/// What to measure.
+#[derive(Debug)]
+pub struct Options {
+    /// Transports, in order.
+    pub transports: Vec<Transport>,
+    /// Concurrent clients (threads, one connection each) for get and put.
+    pub clients: usize,
+    /// Calls per phase (get, then put), split across the clients.
+    pub ops: usize,
+    /// Approximate bytes of each document's JSON.
+    pub doc_bytes: usize,
+    /// Idle clients connected for the idle-CPU and memory measurement (0:
+    /// skip it).
+    pub idle_clients: usize,
+    /// How long the idle clients are watched.
+    pub idle_secs: f64,
+    /// Measure Redis `GET` over a Unix socket too, if `redis-server` is on
+    /// the `PATH`.
+    pub redis: bool,
+    /// Where the server runs.
+    pub server: ServerMode,
+    /// Bytes of each shared-memory ring (`None`: the server's default).
+    pub ring_bytes: Option<usize>,
+}
+
+impl Default for Options {
+    /// Both transports, one client, 100 000 calls, ~200-byte documents, 64
+    /// idle clients for 10 s, Redis if present, the server in a child
+    /// process (this program).
+    fn default() -> Self {
+        Options {
+            transports: vec![Transport::Shm, Transport::Socket],
+            clients: 1,
+            ops: 100_000,
+            doc_bytes: 200,
+            idle_clients: 64,
+            idle_secs: 10.0,
+            redis: true,
+            server: match std::env::current_exe() {
+                Ok(exe) => ServerMode::Child(Command::new(exe)),
+                Err(_) => ServerMode::InProcess,
+            },
+            ring_bytes: None,
+        }
+    }
+}
+
+/// Latency and cost of one kind of call.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpStats {
+    /// Calls measured.
+    pub ops: u64,
+    /// Wall time of the phase.
+    pub secs: f64,
+    /// Calls per second, all clients together.
+    pub ops_per_sec: f64,
+    /// Median latency, nanoseconds.
+    pub p50_ns: u64,
+    /// 90th percentile, nanoseconds.
+    pub p90_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// 99.9th percentile, nanoseconds.
+    pub p999_ns: u64,
+    /// Slowest call, nanoseconds.
+    pub max_ns: u64,
+    /// CPU seconds of the client process (user + system).
+    pub client_cpu_secs: f64,
+    /// CPU seconds of the server process (`None` in process).
+    pub server_cpu_secs: Option<f64>,
+    /// CPU microseconds per call, client and server together.
+    pub cpu_us_per_op: f64,
+}
+
+/// One transport's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// `shm`, `socket` or `redis-unix`.
+    pub transport: String,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Gets (Redis: `GET`).
+    pub get: OpStats,
+    /// Acknowledged puts (Redis: `SET`); `None` if not measured.
+    pub put: Option<OpStats>,
+}
+
+/// Idle cost and memory with many connected clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    /// The transport of the idle clients.
+    pub transport: String,
+    /// Connected clients.
+    pub clients: usize,
+    /// Seconds watched.
+    pub secs: f64,
+    /// CPU of the server process over the period, % of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// CPU of the client process over the period, % of one core.
+    pub client_cpu_pct: f64,
+    /// Both, as % of all cores of the machine.
+    pub total_pct_of_machine: f64,
+    /// Server resident memory with one client connected, bytes.
+    pub server_rss_1: Option<u64>,
+    /// Server resident memory with all of them connected, bytes.
+    pub server_rss_n: Option<u64>,
+}
+
+/// A ratio between two runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// What is compared.
+    pub what: String,
+    /// `slower / faster` (for latency) or `faster / slower` (throughput):
+    /// how many times better the first is.
+    pub times: f64,
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Cores available.
+    pub cores: usize,
+    /// CPU model (from /proc/cpuinfo).
+    pub cpu: String,
+    /// Kernel release.
+    pub kernel: String,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Document size used.
+    pub doc_bytes: usize,
+    /// Whether the server ran in its own process.
+    pub server_in_child: bool,
+    /// Per transport.
+    pub runs: Vec<Run>,
+    /// Ratios between transports.
+    pub ratios: Vec<Ratio>,
+    /// Idle clients and memory, per transport.
+    pub idle: Vec<Idle>,
+}
+
+/// If this process was started as the benchmark's server, serves until
+/// its stdin closes and returns true (then return from `main`); otherwise
+/// returns false at once.
+pub fn serve_if_child() -> bool {
+    if std::env::var_os(SERVE_ENV).is_none() {
+        return false;
+    }
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let mut builder = Server::builder()
+        .channel(var("HEARTH_BENCH_CHANNEL"))
+        .socket_dir(var("HEARTH_BENCH_SOCKET_DIR"))
+        .data_dir(var("HEARTH_BENCH_DATA_DIR"));
+    if let Ok(bytes) = var("HEARTH_BENCH_RING_BYTES").parse::<usize>() {
+        builder = builder.shm_ring_bytes(bytes);
+    }
+    let server = match builder.start() {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("benchmark server: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!("{READY}");
+    let _ = std::io::stdout().flush();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    let _ = server.shutdown();
+    true
+}
+
+/// A running benchmark server (child or in process) and how to reach it.
+struct Target {
+    channel: String,
+    socket_dir: PathBuf,
+    child: Option<(Child, ChildStdin)>,
+    in_process: Option<Server>,
+    _dirs: Vec<tempfile_dir::Dir>,
+}
+
+impl Target {
+    fn start(mode: &mut ServerMode, ring_bytes: Option<usize>) -> Result<Target, IpcError> {
+        let sock = tempfile_dir::Dir::new("sock")?;
+        let data = tempfile_dir::Dir::new("data")?;
+        let channel = format!("bench-{}", std::process::id());
+        let socket_dir = sock.path().join("s");
+        match mode {
+            ServerMode::InProcess => {
+                let mut builder = Server::builder()
+                    .channel(&channel)
+                    .socket_dir(&socket_dir)
+                    .data_dir(data.path());
+                if let Some(bytes) = ring_bytes {
+                    builder = builder.shm_ring_bytes(bytes);
+                }
+                let server = builder.start()?;
+                Ok(Target {
+                    channel,
+                    socket_dir,
+                    child: None,
+                    in_process: Some(server),
+                    _dirs: vec![sock, data],
+                })
+            }
+            ServerMode::Child(command) => {
+                command
+                    .env(SERVE_ENV, "1")
+                    .env("HEARTH_BENCH_CHANNEL", &channel)
+                    .env("HEARTH_BENCH_SOCKET_DIR", &socket_dir)
+                    .env("HEARTH_BENCH_DATA_DIR", data.path())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit());
+                if let Some(bytes) = ring_bytes {
+                    command.env("HEARTH_BENCH_RING_BYTES", bytes.to_string());
+                }
+                let mut child = command
+                    .spawn()
+                    .map_err(|e| IpcError::io("starting the benchmark server", e))?;
+                let stdin = child.stdin.take().ok_or_else(|| {
+                    IpcError::Protocol("the benchmark server has no stdin".into())
+                })?;
+                let stdout = child.stdout.take().ok_or_else(|| {
+                    IpcError::Protocol("the benchmark server has no stdout".into())
+                })?;
+                let mut lines = BufReader::new(stdout).lines();
+                loop {
+                    match lines.next() {
+                        Some(Ok(line)) if line.trim() == READY => break,
+                        Some(Ok(_)) => {}
+                        _ => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return Err(IpcError::Protocol(
+                                "the benchmark server exited before it was ready (does the program call bench::serve_if_child?)".into(),
+                            ));
+                        }
+                    }
+                }
+                std::thread::spawn(move || for _ in lines {});
+                Ok(Target {
+                    channel,
+                    socket_dir,
+                    child: Some((child, stdin)),
+                    in_process: None,
+                    _dirs: vec![sock, data],
+                })
+            }
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|(c, _)| c.id())
+    }
+
+    fn connect(&self, transport: Transport) -> Result<Client, IpcError> {
+        Client::connect_with(
+            ConnectOptions::new(&self.channel)
+                .socket_dir(&self.socket_dir)
+                .transport(transport.preference()),
+        )
+    }
+
+    fn stop(mut self) {
+        if let Some((mut child, stdin)) = self.child.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        if let Some(server) = self.in_process.take() {
+            let _ = server.shutdown();
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some((child, _)) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Temporary directories without a dev-dependency.
+mod tempfile_dir {
+    use crate::error::IpcError;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(super) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(super) fn new(tag: &str) -> Result<Dir, IpcError> {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "hearth-bench-{}-{tag}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&path)
+                .map_err(|e| IpcError::io("creating a benchmark directory", e))?;
+            Ok(Dir(path))
+        }
+
+        pub(super) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// CPU time of this process (user + system, every thread), from
+/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`: the sum `getrusage` reports,
+/// to the nanosecond.
+fn self_cpu() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// CPU time of another process (user + system) from `/proc/PID/stat`, in
+/// USER_HZ (100 per second on Linux).
+fn proc_cpu(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    // After the command: state is field 3; utime 14 and stime 15 (1-based).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident memory of a process, bytes.
+fn proc_rss(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu,
+        kernel,
+    }
+}
+
+fn document(i: usize, bytes: usize) -> Value {
+    let pad = bytes.saturating_sub(90);
+    json!({
+        "type": "User",
+        "name": format!("user {i}"),
+        "email": format!("user{i}@example.com"),
+        "n": i,
+        "pad": "x".repeat(pad),
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
+    sorted[at]
+}
+
+/// Runs `per_client` calls of `call` on each client thread at once;
+/// latencies and costs.
+fn phase(
+    clients: &[Client],
+    per_client: usize,
+    server_pid: Option<u32>,
+    call: impl Fn(&Client, usize, usize) -> Result<(), IpcError> + Sync,
+) -> Result<OpStats, IpcError> {
+    let barrier = Barrier::new(clients.len() + 1);
+    let call = &call;
+    let barrier = &barrier;
+    let (samples, secs, client_cpu, server_cpu) = std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(c, client)| {
+                scope.spawn(move || -> Result<Vec<u64>, IpcError> {
+                    let mut samples = Vec::with_capacity(per_client);
+                    barrier.wait();
+                    for i in 0..per_client {
+                        let t = Instant::now();
+                        call(client, c, i)?;
+                        samples.push(t.elapsed().as_nanos() as u64);
+                    }
+                    Ok(samples)
+                })
+            })
+            .collect();
+        let cpu0 = self_cpu();
+        let server0 = proc_cpu(server_pid);
+        let start = Instant::now();
+        barrier.wait();
+        let mut all = Vec::with_capacity(per_client * clients.len());
+        let mut failed = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(s)) => all.extend(s),
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(IpcError::Protocol("a benchmark client panicked".into())),
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = self_cpu() - cpu0;
+        let server = match (server0, proc_cpu(server_pid)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((all, secs, cpu, server)),
+        }
+    })?;
+    let mut sorted = samples;
+    sorted.sort_unstable();
+    let ops = sorted.len() as u64;
+    let total_cpu = client_cpu + server_cpu.unwrap_or(0.0);
+    Ok(OpStats {
+        ops,
+        secs,
+        ops_per_sec: ops as f64 / secs.max(1e-9),
+        p50_ns: percentile(&sorted, 0.50),
+        p90_ns: percentile(&sorted, 0.90),
+        p99_ns: percentile(&sorted, 0.99),
+        p999_ns: percentile(&sorted, 0.999),
+        max_ns: sorted.last().copied().unwrap_or(0),
+        client_cpu_secs: client_cpu,
+        server_cpu_secs: server_cpu,
+        cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
+    })
+}
+
+fn measure_transport(
+    target: &Target,
+    transport: Transport,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Run, IpcError> {
+    let clients: Vec<Client> = (0..opts.clients.max(1))
+        .map(|_| target.connect(transport))
+        .collect::<Result<_, _>>()?;
+    let expected = match transport {
+        Transport::Shm => TransportKind::SharedMemory,
+        Transport::Socket => TransportKind::Socket,
+    };
+    if clients[0].transport() != Some(expected) {
+        return Err(IpcError::Protocol(format!(
+            "asked for {} but the connection uses {:?}",
+            transport.name(),
+            clients[0].transport()
+        )));
+    }
+    let per_client = (opts.ops / clients.len()).max(1);
+    let doc_bytes = opts.doc_bytes;
+    log(&format!(
+        "{}: {} client(s), warming up",
+        transport.name(),
+        clients.len()
+    ));
+    let warm = per_client.min(2000);
+    phase(&clients, warm, None, |c, _, i| {
+        c.get(&format!("bench:{}", i % KEYS)).map(|_| ())
+    })?;
+    log(&format!(
+        "{}: {} gets",
+        transport.name(),
+        per_client * clients.len()
+    ));
+    let get = phase(&clients, per_client, target.pid(), |c, _, i| {
+        c.get(&format!("bench:{}", i % KEYS)).map(|_| ())
+    })?;
+    log(&format!(
+        "{}: {} puts",
+        transport.name(),
+        per_client * clients.len()
+    ));
+    let put = phase(&clients, per_client, target.pid(), |c, who, i| {
+        c.put(
+            &format!("bench:put:{who}:{}", i % KEYS),
+            document(i, doc_bytes),
+        )
+        .map(|_| ())
+    })?;
+    Ok(Run {
+        transport: transport.name().into(),
+        clients: clients.len(),
+        get,
+        put: Some(put),
+    })
+}
+
+fn measure_idle(
+    target: &Target,
+    transport: Transport,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Idle, IpcError> {
+    let first = target.connect(transport)?;
+    first.get("bench:0")?;
+    let rss_1 = proc_rss(target.pid());
+    let mut clients = vec![first];
+    for i in 1..opts.idle_clients {
+        let c = target.connect(transport)?;
+        c.get(&format!("bench:{}", i % KEYS))?;
+        c.put(&format!("bench:idle:{i}"), document(i, opts.doc_bytes))?;
+        clients.push(c);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        c.get(&format!("bench:{}", i % KEYS))?;
+    }
+    let rss_n = proc_rss(target.pid());
+    // Let spinning end (budgets are microseconds) before watching.
+    std::thread::sleep(Duration::from_millis(200));
+    log(&format!(
+        "{}: {} idle clients for {:.0} s",
+        transport.name(),
+        clients.len(),
+        opts.idle_secs
+    ));
+    let cpu0 = self_cpu();
+    let server0 = proc_cpu(target.pid());
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(opts.idle_secs));
+    let secs = start.elapsed().as_secs_f64();
+    let client_cpu = self_cpu() - cpu0;
+    let server_cpu = match (server0, proc_cpu(target.pid())) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let cores = machine().cores as f64;
+    let total = client_cpu + server_cpu.unwrap_or(0.0);
+    drop(clients);
+    Ok(Idle {
+        transport: transport.name().into(),
+        clients: opts.idle_clients,
+        secs,
+        server_cpu_pct: server_cpu.map(|s| s * 100.0 / secs),
+        client_cpu_pct: client_cpu * 100.0 / secs,
+        total_pct_of_machine: total * 100.0 / secs / cores,
+        server_rss_1: rss_1,
+        server_rss_n: rss_n,
+    })
+}
+
+/// Redis `GET`/`SET` over a Unix socket, one client, when `redis-server`
+/// runs here.
+fn measure_redis(opts: &Options, log: &mut dyn FnMut(&str)) -> Option<Run> {
+    let dir = tempfile_dir::Dir::new("redis").ok()?;
+    let sock = dir.path().join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.by_ref().any(|l| {
+        l.map(|l| l.contains("Ready to accept connections"))
+            .unwrap_or(false)
+    });
+    std::thread::spawn(move || for _ in lines {});
+    let result = if ready {
+        log("redis-unix: GET and SET");
+        redis_run(&sock, opts, child.id())
+    } else {
+        None
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
+    use std::os::unix::net::UnixStream;
+    let mut stream = UnixStream::connect(sock).ok()?;
+    let value = document(1, opts.doc_bytes).to_string();
+    let set = |key: &str| {
+        format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        )
+    };
+    let get = |key: &str| format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    // One reply: a status line (+OK) or a bulk string ($len\r\n…\r\n).
+    let mut round_trip = |request: &str| -> Option<()> {
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut got = 0;
+        loop {
+            let n = stream.read(&mut buf[got..]).ok()?;
+            if n == 0 {
+                return None;
+            }
+            got += n;
+            let text = &buf[..got];
+            if text.first() == Some(&b'+') && text.ends_with(b"\r\n") {
+                return Some(());
+            }
+            if text.first() == Some(&b'$')
+                && let Some(end) = text.windows(2).position(|w| w == b"\r\n")
+            {
+                let len: i64 = std::str::from_utf8(&text[1..end]).ok()?.parse().ok()?;
+                let want = end + 2 + if len < 0 { 0 } else { len as usize + 2 };
+                if got >= want {
+                    return Some(());
+                }
+            }
+        }
+    };
+    for i in 0..KEYS {
+        round_trip(&set(&format!("bench:{i}")))?;
+    }
+    let ops = opts.ops;
+    let mut measure = |make: &dyn Fn(usize) -> String| -> Option<OpStats> {
+        let mut samples = Vec::with_capacity(ops);
+        let cpu0 = self_cpu();
+        let server0 = proc_cpu(Some(pid));
+        let start = Instant::now();
+        for i in 0..ops {
+            let request = make(i);
+            let t = Instant::now();
+            round_trip(&request)?;
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let client = self_cpu() - cpu0;
+        let server = proc_cpu(Some(pid)).zip(server0).map(|(b, a)| b - a);
+        samples.sort_unstable();
+        Some(OpStats {
+            ops: ops as u64,
+            secs,
+            ops_per_sec: ops as f64 / secs.max(1e-9),
+            p50_ns: percentile(&samples, 0.5),
+            p90_ns: percentile(&samples, 0.9),
+            p99_ns: percentile(&samples, 0.99),
+            p999_ns: percentile(&samples, 0.999),
+            max_ns: samples.last().copied().unwrap_or(0),
+            client_cpu_secs: client,
+            server_cpu_secs: server,
+            cpu_us_per_op: (client + server.unwrap_or(0.0)) * 1e6 / ops.max(1) as f64,
+        })
+    };
+    let get_stats = measure(&|i| get(&format!("bench:{}", i % KEYS)))?;
+    let set_stats = measure(&|i| set(&format!("bench:put:{}", i % KEYS)))?;
+    Some(Run {
+        transport: "redis-unix".into(),
+        clients: 1,
+        get: get_stats,
+        put: Some(set_stats),
+    })
+}
+
+fn ratios(runs: &[Run]) -> Vec<Ratio> {
+    let find = |name: &str| runs.iter().find(|r| r.transport == name);
+    let mut out = Vec::new();
+    let Some(shm) = find("shm") else {
+        return out;
+    };
+    for other in ["socket", "redis-unix"] {
+        let Some(o) = find(other) else { continue };
+        out.push(Ratio {
+            what: format!("get p50: {other} / shm"),
+            times: o.get.p50_ns as f64 / shm.get.p50_ns.max(1) as f64,
+        });
+        out.push(Ratio {
+            what: format!("get ops/s: shm / {other}"),
+            times: shm.get.ops_per_sec / o.get.ops_per_sec.max(1e-9),
+        });
+        if let (Some(sp), Some(op)) = (&shm.put, &o.put) {
+            out.push(Ratio {
+                what: format!("put p50: {other} / shm"),
+                times: op.p50_ns as f64 / sp.p50_ns.max(1) as f64,
+            });
+            out.push(Ratio {
+                what: format!("put ops/s: shm / {other}"),
+                times: sp.ops_per_sec / op.ops_per_sec.max(1e-9),
+            });
+        }
+    }
+    out
+}
+
+/// Runs the benchmark; `log` gets a line per step (for progress output).
+pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError> {
+    let mut mode = match &opts.server {
+        ServerMode::InProcess => ServerMode::InProcess,
+        ServerMode::Child(command) => {
+            let mut copy = Command::new(command.get_program());
+            copy.args(command.get_args());
+            for (k, v) in command.get_envs() {
+                match v {
+                    Some(v) => copy.env(k, v),
+                    None => copy.env_remove(k),
+                };
+            }
+            ServerMode::Child(copy)
+        }
+    };
+    let target = Target::start(&mut mode, opts.ring_bytes)?;
+    let server_in_child = target.pid().is_some();
+    log("loading documents");
+    {
+        let loader = target.connect(
+            opts.transports
+                .first()
+                .copied()
+                .unwrap_or(Transport::Socket),
+        )?;
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(250) {
+            let writes = chunk
+                .iter()
+                .map(|&i| hearth_store::WriteOp::Put {
+                    id: format!("bench:{i}"),
+                    data: document(i, opts.doc_bytes),
+                })
+                .collect();
+            loader.batch(writes)?;
+        }
+    }
+    let mut runs = Vec::new();
+    for &transport in &opts.transports {
+        runs.push(measure_transport(&target, transport, opts, &mut log)?);
+    }
+    let mut idle = Vec::new();
+    if opts.idle_clients > 0 {
+        for &transport in &opts.transports {
+            idle.push(measure_idle(&target, transport, opts, &mut log)?);
+        }
+    }
+    target.stop();
+    if opts.redis
+        && let Some(redis) = measure_redis(opts, &mut log)
+    {
+        runs.push(redis);
+    }
+    let ratios = ratios(&runs);
+    Ok(Report {
+        machine: machine(),
+        doc_bytes: opts.doc_bytes,
+        server_in_child,
+        runs,
+        ratios,
+        idle,
+    })
+}
+
+fn us(ns: u64) -> String {
+    if ns >= 10_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    }
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+}
+
+impl Report {
+    /// The report as a table for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "machine: {} cores, {}, Linux {}; server in {}; documents ~{} B\n\n",
+            self.machine.cores,
+            self.machine.cpu,
+            self.machine.kernel,
+            if self.server_in_child {
+                "its own process"
+            } else {
+                "this process"
+            },
+            self.doc_bytes
+        ));
+        out.push_str(&format!(
+            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
+            "transport", "clients", "op", "ops/s", "p50", "p90", "p99", "p999", "max", "cpu/op"
+        ));
+        for run in &self.runs {
+            let rows = [("get", Some(&run.get)), ("put", run.put.as_ref())];
+            for (op, stats) in rows {
+                let Some(s) = stats else { continue };
+                out.push_str(&format!(
+                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
+                    run.transport,
+                    run.clients,
+                    op,
+                    s.ops_per_sec,
+                    us(s.p50_ns),
+                    us(s.p90_ns),
+                    us(s.p99_ns),
+                    us(s.p999_ns),
+                    us(s.max_ns),
+                    format!("{:.2} µs", s.cpu_us_per_op),
+                ));
+            }
+        }
+        if !self.ratios.is_empty() {
+            out.push('\n');
+            for r in &self.ratios {
+                out.push_str(&format!("{:<28} {:>7.1}×\n", r.what, r.times));
+            }
+        }
+        for idle in &self.idle {
+            out.push_str(&format!(
+                "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine\nserver RSS: {} with 1 client, {} with {}\n",
+                idle.clients,
+                idle.transport,
+                idle.secs,
+                idle.server_cpu_pct
+                    .map_or("-".into(), |p| format!("{p:.3} %")),
+                idle.client_cpu_pct,
+                idle.total_pct_of_machine,
+                mib(idle.server_rss_1),
+                mib(idle.server_rss_n),
+                idle.clients,
+            ));
+        }
+        out
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}

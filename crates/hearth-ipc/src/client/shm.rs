@@ -1,0 +1,504 @@
+//! The client's end of a shared-memory connection: calling threads write
+//! their requests onto the ring and read the answers themselves.
+//!
+//! Owns: the reading *baton* (the lock around the server→client consumer):
+//! whoever holds it pops frames and routes every one of them (its own
+//! answer, other threads' answers, stream chunks, events) through
+//! `ConnCore::route`, spinning briefly and then sleeping on the ring's
+//! futex; handing the baton on when it leaves (to a parked caller first,
+//! else to the background reader when async requests, streams or
+//! subscriptions wait); the background reader thread; and the watcher task
+//! that turns the socket's EOF into `Disconnected` after delivering what
+//! the server wrote before it went.
+//!
+//! A blocking call thus costs no thread hop at all on the client when it
+//! is alone: it pushes its request, spins on the ring, pops its answer.
+//!
+//! Must never: let two threads read the ring at once (the baton), leave a
+//! caller parked with nobody reading for it (the leaving holder always
+//! wakes a parked caller; parks are also bounded), sleep without a waker
+//! for the server's death (the watcher wakes the holder), or block a
+//! runtime thread (the watcher's blocking part runs on the blocking pool).
+
+use super::core::ConnCore;
+use crate::error::IpcError;
+use crate::message::{self, Reassembler};
+use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
+use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
+use hearth_shm::{Consumer, Direction, Segment, Spinner, Waker};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+/// The largest message (joined from `MORE` frames) a client accepts.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Longest a baton holder spins for the next frame before sleeping.
+const HOLDER_SPIN: Duration = Duration::from_micros(100);
+
+/// Longest a caller whose answer another thread will route spins before
+/// parking.
+const WAITER_SPIN: Duration = Duration::from_micros(20);
+
+/// Safety net on sleeps that have a waker anyway.
+const IDLE_WAKE: Duration = Duration::from_secs(5);
+
+/// Longest a parked caller sleeps before looking again (a safety net: it
+/// is normally unparked).
+const PARK_SLICE: Duration = Duration::from_millis(50);
+
+/// How long a sender waits for ring room between helping to read.
+const ROOM_POLL: Duration = Duration::from_millis(1);
+
+/// Where a blocking call's final frame is handed over.
+pub(crate) struct SyncSlot {
+    frame: Mutex<Option<Frame>>,
+    ready: AtomicBool,
+    thread: Thread,
+}
+
+impl SyncSlot {
+    /// A slot for the calling thread.
+    pub(crate) fn new() -> Arc<SyncSlot> {
+        Arc::new(SyncSlot {
+            frame: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            thread: std::thread::current(),
+        })
+    }
+
+    /// Hands the final frame over and wakes the caller.
+    pub(crate) fn fill(&self, frame: Frame) {
+        *self.frame.lock() = Some(frame);
+        // Release pairs with the Acquire load in `is_ready`: the frame is
+        // in place before the caller sees the flag.
+        self.ready.store(true, Ordering::Release);
+        if self.thread.id() != std::thread::current().id() {
+            self.thread.unpark();
+        }
+    }
+
+    /// Wakes the caller (its connection died).
+    pub(crate) fn wake(&self) {
+        self.thread.unpark();
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Option<Frame> {
+        if self.is_ready() {
+            self.frame.lock().take()
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a blocking wait ended without its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitEnd {
+    /// The connection died.
+    Dead,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// The reading side, held by one thread at a time (the baton).
+struct RxSide {
+    consumer: Consumer<Segment>,
+    reassembler: Reassembler,
+    record: Vec<u8>,
+    spinner: Spinner,
+}
+
+/// A client's shared-memory state, shared by every thread using the
+/// connection.
+pub(crate) struct ClientShm {
+    out: Arc<ShmOut>,
+    rx: Mutex<RxSide>,
+    rx_waker: Waker<Segment>,
+    /// The server is gone (the socket reported EOF).
+    gone: AtomicBool,
+    /// This side is closing the connection.
+    closing: AtomicBool,
+    /// Tells the writer task to stop waiting for room.
+    writer_abort: Arc<AtomicBool>,
+    parked: Mutex<Vec<Thread>>,
+    n_parked: AtomicUsize,
+    bg: OnceLock<Thread>,
+    bg_holding: AtomicBool,
+    watcher: Notify,
+}
+
+impl ClientShm {
+    pub(crate) fn new(segment: &Arc<Segment>) -> ClientShm {
+        let consumer = Consumer::new(segment.clone(), Direction::ServerToClient);
+        let rx_waker = consumer.waker();
+        ClientShm {
+            out: Arc::new(ShmOut::new(segment, Direction::ClientToServer)),
+            rx: Mutex::new(RxSide {
+                consumer,
+                reassembler: Reassembler::new(MAX_MESSAGE_BYTES),
+                record: Vec::with_capacity(4096),
+                spinner: Spinner::new(HOLDER_SPIN),
+            }),
+            rx_waker,
+            gone: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            writer_abort: Arc::new(AtomicBool::new(false)),
+            parked: Mutex::new(Vec::new()),
+            n_parked: AtomicUsize::new(0),
+            bg: OnceLock::new(),
+            bg_holding: AtomicBool::new(false),
+            watcher: Notify::new(),
+        }
+    }
+
+    /// The frame writer for the connection's writer task (async sends).
+    pub(crate) fn writer(&self) -> ShmWriter {
+        ShmWriter {
+            out: self.out.clone(),
+            stall: None,
+            abort: self.writer_abort.clone(),
+        }
+    }
+
+    /// The largest frame the client→server ring carries.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.out.max_frame()
+    }
+
+    /// Starts the background reader thread and the socket watcher (on the
+    /// current runtime).
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        core: &Arc<ConnCore>,
+        stream: UnixStream,
+    ) -> Result<(), IpcError> {
+        let weak = Arc::downgrade(core);
+        let shm = self.clone();
+        let bg = std::thread::Builder::new()
+            .name("hearth-shm-client".into())
+            .spawn(move || background(&shm, &weak))
+            .map_err(|e| IpcError::io("starting the shared-memory reader thread", e))?;
+        let _ = self.bg.set(bg.thread().clone());
+        tokio::spawn(watch(self.clone(), Arc::downgrade(core), stream));
+        Ok(())
+    }
+
+    /// Ends everything this side runs for the connection (from
+    /// `ConnCore::die`).
+    pub(crate) fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.writer_abort.store(true, Ordering::Release);
+        self.out.close();
+        self.rx_waker.wake();
+        if let Some(bg) = self.bg.get() {
+            bg.unpark();
+        }
+        for t in self.parked.lock().iter() {
+            t.unpark();
+        }
+        self.watcher.notify_one();
+    }
+
+    /// Async interest appeared: make sure someone reads.
+    pub(crate) fn interest_up(&self) {
+        if let Some(bg) = self.bg.get() {
+            bg.unpark();
+        }
+    }
+
+    /// Sends `frame` (split to the ring's frame size) from the calling
+    /// thread, helping to read while the ring is full.
+    pub(crate) fn send_blocking(
+        &self,
+        core: &ConnCore,
+        frame: Frame,
+        deadline: Instant,
+    ) -> Result<(), WaitEnd> {
+        let max = self
+            .out
+            .max_frame()
+            .min(core.info.negotiated.server_max_frame_bytes as usize);
+        for part in message::split(frame, max) {
+            loop {
+                if core.is_dead() {
+                    return Err(WaitEnd::Dead);
+                }
+                let head_seen = match self.out.try_send(&part) {
+                    Ok(Pushed::Done) => break,
+                    Ok(Pushed::Full { head_seen }) => head_seen,
+                    Err(e) => {
+                        core.die(format!("writing to the shared-memory ring failed: {e}"));
+                        return Err(WaitEnd::Dead);
+                    }
+                };
+                if Instant::now() >= deadline {
+                    return Err(WaitEnd::Timeout);
+                }
+                // The server may wait for us to read before it reads more.
+                if let Some(mut rx) = self.rx.try_lock() {
+                    self.drain(core, &mut rx);
+                    drop(rx);
+                    self.after_release(core);
+                }
+                self.out.wait_room(head_seen, ROOM_POLL, &|| {
+                    core.is_dead() || self.closing.load(Ordering::Acquire)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits on the calling thread until `slot` holds the final frame:
+    /// reading the ring itself when nobody else does.
+    pub(crate) fn wait_reply(
+        &self,
+        core: &ConnCore,
+        slot: &SyncSlot,
+        deadline: Instant,
+    ) -> Result<Frame, WaitEnd> {
+        let mut waiter_spin: Option<Spinner> = None;
+        loop {
+            if let Some(frame) = slot.take() {
+                return Ok(frame);
+            }
+            if core.is_dead() {
+                return Err(WaitEnd::Dead);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitEnd::Timeout);
+            }
+            if let Some(mut rx) = self.rx.try_lock() {
+                self.hold(core, &mut rx, &|| slot.is_ready(), Some(deadline));
+                drop(rx);
+                self.after_release(core);
+                continue;
+            }
+            // Another thread reads and will hand our frame to the slot.
+            let spinner = waiter_spin.get_or_insert_with(|| Spinner::new(WAITER_SPIN));
+            if spinner.spin(|| slot.is_ready() || !self.rx.is_locked()) {
+                continue;
+            }
+            self.park(core, slot, deadline - now);
+        }
+    }
+
+    fn park(&self, core: &ConnCore, slot: &SyncSlot, remaining: Duration) {
+        let me = std::thread::current();
+        self.parked.lock().push(me.clone());
+        self.n_parked.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence pairs with the one in `after_release`: either the
+        // leaving holder sees this thread counted and unparks a parked
+        // caller, or the baton's release is visible to `is_locked` below.
+        fence(Ordering::SeqCst);
+        if self.bg_holding.load(Ordering::Acquire) {
+            // The background reader gives the baton up when callers park.
+            self.rx_waker.wake();
+        }
+        if !slot.is_ready() && self.rx.is_locked() && !core.is_dead() {
+            std::thread::park_timeout(remaining.min(PARK_SLICE));
+        }
+        self.n_parked.fetch_sub(1, Ordering::Relaxed);
+        let mut parked = self.parked.lock();
+        if let Some(i) = parked.iter().position(|t| t.id() == me.id()) {
+            parked.swap_remove(i);
+        }
+    }
+
+    /// Hands the baton on after releasing it, and finishes a connection
+    /// whose server left while nobody was reading.
+    fn after_release(&self, core: &ConnCore) {
+        // SeqCst fence pairs with the one in `park`.
+        fence(Ordering::SeqCst);
+        if self.n_parked.load(Ordering::Relaxed) > 0 {
+            if let Some(t) = self.parked.lock().first() {
+                t.unpark();
+            }
+        } else if core.has_async_interest()
+            && let Some(bg) = self.bg.get()
+        {
+            bg.unpark();
+        }
+        if self.gone.load(Ordering::Acquire)
+            && !core.is_dead()
+            && let Some(mut rx) = self.rx.try_lock()
+        {
+            self.drain(core, &mut rx);
+            core.die("the server closed the connection".into());
+        }
+    }
+
+    /// Pops and routes every waiting frame; false if the connection died.
+    fn drain(&self, core: &ConnCore, rx: &mut RxSide) -> bool {
+        loop {
+            match rx.consumer.try_pop(&mut rx.record) {
+                Ok(true) => {
+                    if let Err(reason) = deliver(core, &rx.record, &mut rx.reassembler) {
+                        core.die(reason);
+                        return false;
+                    }
+                }
+                Ok(false) => return true,
+                Err(e) => {
+                    core.die(format!("the server's shared-memory ring is unusable: {e}"));
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Reads and routes frames while holding the baton, until `done()`, the
+    /// deadline, or the end of the connection.
+    fn hold(
+        &self,
+        core: &ConnCore,
+        rx: &mut RxSide,
+        done: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+    ) {
+        loop {
+            if !self.drain(core, rx) || done() || core.is_dead() {
+                return;
+            }
+            if self.gone.load(Ordering::Acquire) || rx.consumer.is_closed() {
+                // What the server wrote before it went is delivered first.
+                self.drain(core, rx);
+                core.die("the server closed the connection".into());
+                return;
+            }
+            let remaining = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return;
+                    }
+                    (deadline - now).min(IDLE_WAKE)
+                }
+                None => IDLE_WAKE,
+            };
+            let RxSide {
+                consumer, spinner, ..
+            } = rx;
+            if spinner.spin(|| consumer.has_data().unwrap_or(true) || done()) {
+                continue;
+            }
+            let abort = || {
+                done()
+                    || self.gone.load(Ordering::Acquire)
+                    || self.closing.load(Ordering::Acquire)
+                    || core.is_dead()
+            };
+            if let Err(e) = consumer.wait_for_data(Some(remaining), &abort) {
+                core.die(format!("the server's shared-memory ring is unusable: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Checks one record as a frame and routes it (joined from `MORE` frames).
+fn deliver(core: &ConnCore, record: &[u8], reassembler: &mut Reassembler) -> Result<(), String> {
+    let Some(head) = record.first_chunk::<HEADER_LEN>() else {
+        return Err(format!(
+            "the server sent a {}-byte record, shorter than a frame header",
+            record.len()
+        ));
+    };
+    let header = match FrameHeader::decode(head) {
+        Ok(header) => header,
+        // An operation this client does not know: nothing waits for it.
+        Err(e) if !e.is_fatal() => return Ok(()),
+        Err(e) => return Err(format!("the server sent a bad frame: {e}")),
+    };
+    if header.payload_len as usize != record.len() - HEADER_LEN {
+        return Err(format!(
+            "the server's frame header says {} payload bytes, its record holds {}",
+            header.payload_len,
+            record.len() - HEADER_LEN
+        ));
+    }
+    let frame = Frame {
+        header,
+        payload: record[HEADER_LEN..].to_vec(),
+    };
+    match reassembler.push(frame) {
+        Ok(Some(message)) => {
+            core.route(message);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(body) => Err(body.message),
+    }
+}
+
+/// The background reader: holds the baton while async requests, streams or
+/// subscriptions wait and no blocking caller wants it.
+fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
+    loop {
+        if shm.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        if core.is_dead() {
+            return;
+        }
+        let wanted = core.has_async_interest() && shm.n_parked.load(Ordering::Acquire) == 0;
+        if wanted && let Some(mut rx) = shm.rx.try_lock() {
+            shm.bg_holding.store(true, Ordering::Release);
+            let done = || {
+                shm.closing.load(Ordering::Acquire)
+                    || !core.has_async_interest()
+                    || shm.n_parked.load(Ordering::Acquire) > 0
+            };
+            shm.hold(&core, &mut rx, &done, None);
+            shm.bg_holding.store(false, Ordering::Release);
+            drop(rx);
+            shm.after_release(&core);
+            continue;
+        }
+        drop(core);
+        std::thread::park_timeout(if wanted {
+            Duration::from_millis(10)
+        } else {
+            IDLE_WAKE
+        });
+    }
+}
+
+/// Watches the socket: its EOF (or any byte) means the server is gone.
+/// Ends when this side closes (dropping the socket tells the server).
+async fn watch(shm: Arc<ClientShm>, core: Weak<ConnCore>, mut stream: UnixStream) {
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        _ = stream.read(&mut probe) => {}
+        () = shm.watcher.notified() => return,
+    }
+    shm.gone.store(true, Ordering::Release);
+    shm.writer_abort.store(true, Ordering::Release);
+    shm.rx_waker.wake();
+    for t in shm.parked.lock().iter() {
+        t.unpark();
+    }
+    // Deliver what the server wrote before it went, then end the
+    // connection. The holder, if any, was woken above and lets go soon.
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(core) = core.upgrade() {
+            let mut rx = shm.rx.lock();
+            shm.drain(&core, &mut rx);
+            core.die("the server closed the connection".into());
+        }
+    })
+    .await;
+}

@@ -1,0 +1,471 @@
+//! Shared memory specifically: a hostile client scribbling on its segment,
+//! the server or a client killed mid-call, transport choice and reporting.
+//! (Everything a transport must do is in the conformance suite, which runs
+//! over shared memory too.)
+//!
+//! Owns: the promises of issue 5 that only shared memory has — the
+//! segment is hostile input, the socket is the liveness signal, the
+//! transport is chosen and reported. Must never: sleep to wait for
+//! readiness or assert a wall-clock time other than a generous upper bound
+//! that proves "did not wait for the timeout".
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{Fx, Kind, RawShm, child_ready, park_forever, spawn_child, with_test_handlers};
+use hearth_ipc::transport::TransportKind;
+use hearth_ipc::{Client, ConnectOptions, IpcError, Server, TransportPreference};
+use hearth_proto::{ErrorCode, FrameKind, Operation, decode_error_payload};
+use hearth_shm::{C2S_CTRL_OFFSET, HEADER_BYTES, S2C_CTRL_OFFSET};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The child side of the process tests; a no-op in a normal run.
+#[test]
+fn child_process_entry() {
+    let Ok(mode) = std::env::var("HEARTH_IPC_TEST_CHILD") else {
+        return;
+    };
+    let channel = std::env::var("CHANNEL").unwrap();
+    let dir = std::env::var("SOCK_DIR").unwrap();
+    match mode.as_str() {
+        "serve" => {
+            let data = std::env::var("DATA_DIR").unwrap();
+            let server = with_test_handlers(Server::builder())
+                .channel(&channel)
+                .socket_dir(&dir)
+                .data_dir(&data)
+                .start()
+                .unwrap();
+            child_ready(&server.socket_path().unwrap().display().to_string());
+            park_forever();
+        }
+        "client" => {
+            let client = Client::connect_with(
+                ConnectOptions::new(channel)
+                    .socket_dir(dir)
+                    .transport(TransportPreference::SharedMemory),
+            )
+            .unwrap();
+            client.put("child", json!({})).unwrap();
+            child_ready("");
+            // Killed in the middle of this request.
+            let _ = client.call("test:sleep", json!({"ms": 600_000}));
+            park_forever();
+        }
+        "transport" => {
+            // Connects with default options: the environment decides.
+            let client =
+                Client::connect_with(ConnectOptions::new(channel).socket_dir(dir)).unwrap();
+            client.ping().unwrap();
+            child_ready(client.transport().unwrap().name());
+            park_forever();
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+/// Counts panics on the server's threads (a hostile client must cause none).
+fn server_panics() -> &'static AtomicUsize {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            if name.starts_with("hearth-server") || name.starts_with("hearth-shm") {
+                COUNT.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+    &COUNT
+}
+
+/// A small xorshift generator: deterministic garbage without a dependency.
+struct Garbage(u64);
+
+impl Garbage {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn shm_server(
+    configure: impl FnOnce(hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder,
+) -> Fx {
+    Fx::start(Kind::Shm, configure)
+}
+
+/// Reads frames until the error frame for request 0; returns its code.
+fn fatal_code(raw: &mut RawShm) -> ErrorCode {
+    loop {
+        let frame = raw
+            .read_frame()
+            .expect("an error frame before the server closed the connection");
+        if frame.header.kind == FrameKind::Error && frame.header.request_id == 0 {
+            return decode_error_payload(&frame.payload).unwrap().code;
+        }
+    }
+}
+
+fn others_carry_on(fx: &Fx) {
+    let client = fx.client();
+    client.put("alive", json!({"ok": true})).unwrap();
+    assert_eq!(client.get("alive").unwrap(), Some(json!({"ok": true})));
+    assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+}
+
+#[test]
+fn a_raw_client_can_talk_over_the_rings() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    assert!(raw.request(Operation::Ping, 1, json!({})));
+    let frame = raw.read_frame().unwrap();
+    assert_eq!(
+        (frame.header.kind, frame.header.request_id),
+        (FrameKind::Response, 1)
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_tail_past_the_ring_closes_the_connection_with_invalid_input() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    raw.scribble(C2S_CTRL_OFFSET as u64, &(1u64 << 40).to_le_bytes());
+    raw.wake_server();
+    assert_eq!(fatal_code(&mut raw), ErrorCode::InvalidInput);
+    raw.wait_closed();
+    others_carry_on(&fx);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_garbage_record_header_closes_the_connection_with_invalid_input() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    // Garbage where the next record goes, then a tail that covers it.
+    raw.scribble(HEADER_BYTES as u64, &[0xA5; 64]);
+    raw.scribble(C2S_CTRL_OFFSET as u64, &64u64.to_le_bytes());
+    raw.wake_server();
+    assert_eq!(fatal_code(&mut raw), ErrorCode::InvalidInput);
+    raw.wait_closed();
+    others_carry_on(&fx);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_record_length_past_what_was_published_closes_the_connection() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    // A well-formed record header claiming 1000 bytes; only 16 published.
+    let len = 1000u32;
+    let header = u64::from(len) | (u64::from(!len) << 32);
+    raw.scribble(HEADER_BYTES as u64, &header.to_le_bytes());
+    raw.scribble(C2S_CTRL_OFFSET as u64, &16u64.to_le_bytes());
+    raw.wake_server();
+    assert_eq!(fatal_code(&mut raw), ErrorCode::InvalidInput);
+    raw.wait_closed();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_frame_whose_length_disagrees_with_its_record_closes_the_connection() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    let mut bytes = Vec::new();
+    hearth_proto::encode_frame(
+        &mut bytes,
+        FrameKind::Request,
+        hearth_proto::FrameFlags::JSON,
+        Some(Operation::Ping),
+        1,
+        b"{}",
+    )
+    .unwrap();
+    bytes[0] = 200; // payload_len 200, record holds 2
+    assert!(raw.tx.push(&[&bytes]).unwrap());
+    assert_eq!(fatal_code(&mut raw), ErrorCode::InvalidInput);
+    raw.wait_closed();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn an_unknown_frame_kind_on_the_ring_is_fatal_like_on_the_socket() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    let mut header = [0u8; hearth_proto::HEADER_LEN];
+    header[4] = 9;
+    assert!(raw.tx.push(&[&header]).unwrap());
+    assert_eq!(fatal_code(&mut raw), ErrorCode::InvalidInput);
+    raw.wait_closed();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_head_scribbled_by_the_client_ends_the_servers_writes_to_it() {
+    let fx = shm_server(|b| b);
+    let raw = RawShm::connect(&fx.socket_path());
+    // The server reads `head` when its ring to the client looks full:
+    // claim the client consumed bytes it never could.
+    raw.scribble((S2C_CTRL_OFFSET + 64) as u64, &(1u64 << 50).to_le_bytes());
+    let mut raw = raw;
+    let big = "x".repeat(100_000);
+    let client = fx.client();
+    client.put("big", json!({"blob": big})).unwrap();
+    for id in 1..=20 {
+        raw.request(Operation::Get, id, json!({"id": "big"}));
+    }
+    raw.wait_closed();
+    assert!(fx.server.wait_for(LONG, |s| s.shm_connections == 1));
+    others_carry_on(&fx);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn random_bytes_over_the_segment_while_requests_are_in_flight_never_hurt_the_server() {
+    let panics = server_panics();
+    let before = panics.load(Ordering::SeqCst);
+    // Small rings: more wrap-around, more ways to be wrong.
+    let fx = shm_server(|b| {
+        b.shm_ring_bytes(4096)
+            .stall_timeout(Duration::from_millis(500))
+    });
+    let good = fx.client();
+    assert_eq!(good.transport(), Some(TransportKind::SharedMemory));
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let good = good.clone();
+        let done = done.clone();
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let id = format!("good:{}", i % 64);
+                let doc = json!({"i": i, "pad": "p".repeat((i % 7) as usize * 500)});
+                good.put(&id, doc.clone()).unwrap();
+                assert_eq!(good.get(&id).unwrap(), Some(doc));
+                answered.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        })
+    };
+    let mut garbage = Garbage(0x9E37_79B9_7F4A_7C15);
+    let iterations = 2000;
+    for i in 0..iterations {
+        let mut raw = RawShm::connect(&fx.socket_path());
+        let len = raw.segment.len();
+        for id in 1..=8 {
+            let op = if id % 2 == 0 {
+                Operation::Put
+            } else {
+                Operation::Get
+            };
+            raw.request(
+                op,
+                id,
+                json!({"id": format!("evil:{id}"), "data": {"x": id}}),
+            );
+        }
+        match i % 4 {
+            // The whole segment, header page included.
+            0 => raw.scribble(0, &garbage.bytes(len)),
+            // The client→server data only: records in flight turn to junk.
+            1 => raw.scribble(HEADER_BYTES as u64, &garbage.bytes(4096)),
+            // The server→client ring (its control block and data).
+            2 => {
+                raw.scribble(S2C_CTRL_OFFSET as u64, &garbage.bytes(256));
+                raw.scribble((HEADER_BYTES + 4096) as u64, &garbage.bytes(4096));
+            }
+            // A random slice somewhere.
+            _ => {
+                let at = garbage.next() as usize % len;
+                let n = (garbage.next() as usize % 512).min(len - at);
+                raw.scribble(at as u64, &garbage.bytes(n));
+            }
+        }
+        raw.wake_server();
+        // Hang up: whatever the server made of it, the socket's EOF ends it.
+        drop(raw);
+    }
+    assert!(
+        fx.server
+            .wait_for(LONG, |s| s.connections == 1 && s.shm_connections == 1),
+        "every hostile connection is freed: {:?}",
+        fx.server.stats()
+    );
+    done.store(true, Ordering::Release);
+    worker.join().unwrap();
+    assert!(answered.load(Ordering::Relaxed) > 0);
+    others_carry_on(&fx);
+    assert_eq!(
+        panics.load(Ordering::SeqCst),
+        before,
+        "a server thread panicked"
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn killing_the_server_mid_call_disconnects_the_client_before_its_timeout() {
+    let sock = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = sock.path().join("s").display().to_string();
+    let channel = common::unique_channel("kill");
+    let (mut child, _) = spawn_child(
+        "serve",
+        &[
+            ("SOCK_DIR", dir.as_str()),
+            ("CHANNEL", channel.as_str()),
+            ("DATA_DIR", &data.path().display().to_string()),
+        ],
+        &[],
+    );
+    let options = ConnectOptions::new(&channel).socket_dir(&dir);
+    let timeout = Duration::from_secs(30);
+    let watcher = Client::connect_with(options.clone()).unwrap();
+    let mut started = watcher.subscribe_topic("test:started").unwrap();
+    let victim = Client::connect_with(
+        options
+            .transport(TransportPreference::SharedMemory)
+            .timeout(timeout),
+    )
+    .unwrap();
+    let call = std::thread::spawn(move || {
+        let result = victim.call("test:announce_and_sleep", json!({"ms": 600_000}));
+        (result, Instant::now())
+    });
+    // The handler runs: the call is in flight on the server.
+    started.next().unwrap().unwrap();
+    let killed_at = Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (result, failed_at) = call.join().unwrap();
+    assert!(
+        matches!(result, Err(IpcError::Disconnected { .. })),
+        "{result:?}"
+    );
+    // Not the call's timeout: the socket's EOF ended the wait.
+    assert!(failed_at.duration_since(killed_at) < timeout);
+}
+
+#[test]
+fn killing_a_shm_client_frees_its_segment_and_thread() {
+    let fx = shm_server(|b| b);
+    let dir = fx.sock_dir.display().to_string();
+    let (mut child, _) = spawn_child(
+        "client",
+        &[("SOCK_DIR", dir.as_str()), ("CHANNEL", fx.channel.as_str())],
+        &[],
+    );
+    assert!(
+        fx.server
+            .wait_for(LONG, |s| s.shm_connections == 1 && s.requests >= 2)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A connection stops being counted only once its ring thread exited.
+    assert!(
+        fx.server
+            .wait_for(LONG, |s| s.connections == 0 && s.shm_connections == 0)
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn hearth_transport_socket_in_the_environment_keeps_a_client_on_the_socket() {
+    let fx = shm_server(|b| b);
+    let dir = fx.sock_dir.display().to_string();
+    let (mut child, transport) = spawn_child(
+        "transport",
+        &[
+            ("SOCK_DIR", dir.as_str()),
+            ("CHANNEL", fx.channel.as_str()),
+            ("HEARTH_TRANSPORT", "socket"),
+        ],
+        &[],
+    );
+    assert_eq!(transport, "socket");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_default_client_uses_shared_memory() {
+    let fx = shm_server(|b| b);
+    let dir = fx.sock_dir.display().to_string();
+    let (mut child, transport) = spawn_child(
+        "transport",
+        &[("SOCK_DIR", dir.as_str()), ("CHANNEL", fx.channel.as_str())],
+        &["HEARTH_TRANSPORT"],
+    );
+    assert_eq!(transport, "shm");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_server_without_shared_memory_keeps_auto_clients_on_the_socket() {
+    let fx = Fx::start(Kind::Socket, |b| b.shared_memory(false));
+    let client = Client::connect_with(fx.options().transport(TransportPreference::Auto)).unwrap();
+    assert_eq!(client.transport(), Some(TransportKind::Socket));
+    let e = Client::connect_with(fx.options().transport(TransportPreference::SharedMemory))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("does not offer shared memory"),
+        "{e}"
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn stats_report_each_connections_transport() {
+    let fx = shm_server(|b| b);
+    let shm = fx.client();
+    let socket = Client::connect_with(fx.options().transport(TransportPreference::Socket)).unwrap();
+    socket.ping().unwrap();
+    let stats = shm.stats().unwrap();
+    assert_eq!(stats["server"]["shm_connections"], 1);
+    let me = stats["connection"].as_u64().unwrap();
+    let connections = stats["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 2);
+    let mine = connections.iter().find(|c| c["id"] == me).unwrap();
+    assert_eq!(mine["transport"], "shm");
+    assert!(connections.iter().any(|c| c["transport"] == "socket"));
+    let listed: Vec<TransportKind> = fx
+        .server
+        .connections()
+        .iter()
+        .map(|c| c.transport)
+        .collect();
+    assert!(
+        listed.contains(&TransportKind::SharedMemory) && listed.contains(&TransportKind::Socket)
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_sixteen_mib_document_round_trips_through_small_rings() {
+    let fx = shm_server(|b| b.shm_ring_bytes(64 * 1024));
+    let client = fx.client();
+    let blob = "z".repeat(16 * 1024 * 1024 - 64);
+    client.put("huge", json!({"blob": blob})).unwrap();
+    let back = client.get("huge").unwrap().unwrap();
+    assert_eq!(back["blob"].as_str().map(str::len), Some(blob.len()));
+    fx.server.shutdown().unwrap();
+}

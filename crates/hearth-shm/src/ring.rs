@@ -1,0 +1,1082 @@
+//! One single-producer single-consumer ring of records, and the sleep/wake
+//! protocol on its futex words.
+//!
+//! Owns: the control block's layout ([`RingCtrl`]), the record format
+//! (8-byte header: `u32` length, `u32` its bitwise complement; the body
+//! padded to 8 bytes; records may wrap around the end of the data area), the
+//! [`Producer`] and [`Consumer`] halves with their local, trusted copies of
+//! the positions, validation of every index and length read from the shared
+//! control block, and the wait/wake handshake (a side about to sleep counts
+//! itself in its `sleeping` word, fences, re-checks, then futex-waits on its
+//! `wake` word; the other side, after publishing, fences and wakes only if
+//! the count is not zero). Works over any [`RingMemory`]: a mapped segment, or plain heap
+//! memory for tests, loom models, the fuzz target and Miri.
+//!
+//! Must never: trust the peer's index or length to address memory (every
+//! access is `index & mask` into the data slice, and lengths are checked
+//! against what was published and the record limit before copying), read a
+//! record before the Acquire load of `tail` that published it, let the
+//! producer overwrite bytes before the Acquire load of `head` that freed
+//! them, sleep without the fence-and-recheck, or block without a timeout
+//! the caller chose.
+//!
+//! Positions (`head`, `tail`) are byte counts since the ring was created,
+//! never reset, always multiples of 8; `tail - head` is the number of
+//! bytes published and not yet consumed, at most the capacity. All data is
+//! read and written as 64-bit atomic words, so a peer scribbling at the same
+//! time gives garbage values, never undefined behaviour.
+
+use crate::error::ShmError;
+use crate::layout::{Direction, Layout};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence, futex_wait, futex_wake};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes of a record's header.
+///
+/// ```
+/// assert_eq!(hearth_shm::RECORD_HEADER, 8);
+/// ```
+pub const RECORD_HEADER: usize = 8;
+
+/// Bytes a record with a body of `len` bytes takes in the ring (header plus
+/// the body rounded up to 8).
+///
+/// ```
+/// assert_eq!(hearth_shm::record_bytes(0), 8);
+/// assert_eq!(hearth_shm::record_bytes(1), 16);
+/// assert_eq!(hearth_shm::record_bytes(24), 32);
+/// ```
+pub const fn record_bytes(len: usize) -> usize {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+/// The largest record body a ring of `capacity` bytes carries: a record
+/// takes at most half the ring, so a producer never needs it empty.
+///
+/// ```
+/// assert_eq!(hearth_shm::max_record(4096), 2040);
+/// ```
+pub const fn max_record(capacity: usize) -> usize {
+    capacity / 2 - RECORD_HEADER
+}
+
+/// The producer's cache line: `tail` at +0, `closed` at +8.
+#[repr(C, align(64))]
+struct TailLine {
+    tail: AtomicU64,
+    closed: AtomicU32,
+}
+
+/// The consumer's cache line: `head` at +0.
+#[repr(C, align(64))]
+struct HeadLine {
+    head: AtomicU64,
+}
+
+/// A futex word and the flag saying someone sleeps on it: `wake` at +0,
+/// `sleeping` at +4.
+#[repr(C, align(64))]
+struct WaitLine {
+    wake: AtomicU32,
+    sleeping: AtomicU32,
+}
+
+/// A ring's control block: 256 bytes, four 64-byte lines.
+///
+/// | offset | field | written by |
+/// |---|---|---|
+/// | +0 | `tail` u64: bytes published | producer |
+/// | +8 | `closed` u32: 1 once the producer is done | producer |
+/// | +64 | `head` u64: bytes consumed | consumer |
+/// | +128 | `data_wake` u32: futex the consumer sleeps on | producer (bumps) |
+/// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
+/// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
+/// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
+///
+/// ```
+/// use hearth_shm::RingCtrl;
+/// let ctrl = RingCtrl::new();
+/// # let _ = ctrl;
+/// ```
+#[repr(C)]
+pub struct RingCtrl {
+    tail: TailLine,
+    head: HeadLine,
+    data_wait: WaitLine,
+    space_wait: WaitLine,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(std::mem::size_of::<RingCtrl>() == crate::layout::CTRL_BYTES);
+    assert!(std::mem::align_of::<RingCtrl>() == 64);
+    assert!(std::mem::offset_of!(RingCtrl, head) == 64);
+    assert!(std::mem::offset_of!(RingCtrl, data_wait) == 128);
+    assert!(std::mem::offset_of!(RingCtrl, space_wait) == 192);
+};
+
+impl Default for RingCtrl {
+    fn default() -> Self {
+        RingCtrl::new()
+    }
+}
+
+impl std::fmt::Debug for RingCtrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingCtrl")
+            .field("tail", &self.tail.tail.load(Ordering::Relaxed))
+            .field("head", &self.head.head.load(Ordering::Relaxed))
+            .field("closed", &self.tail.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RingCtrl {
+    /// A control block for an empty ring (all zero, as in a fresh segment).
+    pub fn new() -> RingCtrl {
+        RingCtrl {
+            tail: TailLine {
+                tail: AtomicU64::new(0),
+                closed: AtomicU32::new(0),
+            },
+            head: HeadLine {
+                head: AtomicU64::new(0),
+            },
+            data_wait: WaitLine {
+                wake: AtomicU32::new(0),
+                sleeping: AtomicU32::new(0),
+            },
+            space_wait: WaitLine {
+                wake: AtomicU32::new(0),
+                sleeping: AtomicU32::new(0),
+            },
+        }
+    }
+
+    /// Overwrites every field with values drawn from `next` (a hostile
+    /// peer's view of the block).
+    fn scribble(&self, next: &mut impl FnMut() -> u64) {
+        self.tail.tail.store(next(), Ordering::Relaxed);
+        self.tail.closed.store(next() as u32, Ordering::Relaxed);
+        self.head.head.store(next(), Ordering::Relaxed);
+        for line in [&self.data_wait, &self.space_wait] {
+            line.wake.store(next() as u32, Ordering::Relaxed);
+            line.sleeping.store(next() as u32, Ordering::Relaxed);
+        }
+    }
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`RingMemory`](super::RingMemory) implemented only here.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+}
+
+/// Memory holding rings: a mapped [`Segment`](crate::Segment) or
+/// [`HeapMemory`]. Sealed: only this crate implements it.
+pub trait RingMemory: sealed::Sealed + Send + Sync + 'static {
+    /// The layout (ring capacities).
+    fn layout(&self) -> Layout;
+    /// The control block of the ring going `dir`.
+    fn ctrl(&self, dir: Direction) -> &RingCtrl;
+    /// The data area of the ring going `dir`, as 64-bit words (a power of
+    /// two of them).
+    fn data(&self, dir: Direction) -> &[AtomicU64];
+}
+
+/// Rings in ordinary heap memory: for tests, loom models, the fuzz target
+/// and Miri. Same protocol, same validation as a segment.
+///
+/// ```
+/// use hearth_shm::{Consumer, Direction, HeapMemory, Layout, Producer};
+/// use std::sync::Arc;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+/// let mut tx = Producer::new(mem.clone(), Direction::ClientToServer);
+/// let mut rx = Consumer::new(mem, Direction::ClientToServer);
+/// assert!(tx.push(&[b"hello"])?);
+/// let mut out = Vec::new();
+/// assert!(rx.try_pop(&mut out)?);
+/// assert_eq!(out, b"hello");
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct HeapMemory {
+    layout: Layout,
+    c2s: RingCtrl,
+    s2c: RingCtrl,
+    c2s_data: Box<[AtomicU64]>,
+    s2c_data: Box<[AtomicU64]>,
+}
+
+impl std::fmt::Debug for HeapMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeapMemory")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn words(capacity: usize) -> Box<[AtomicU64]> {
+    (0..capacity / 8).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl HeapMemory {
+    /// Two empty rings with `layout`'s capacities.
+    pub fn new(layout: Layout) -> HeapMemory {
+        HeapMemory {
+            layout,
+            c2s: RingCtrl::new(),
+            s2c: RingCtrl::new(),
+            c2s_data: words(layout.capacity(Direction::ClientToServer)),
+            s2c_data: words(layout.capacity(Direction::ServerToClient)),
+        }
+    }
+
+    /// Overwrites every control field and data word of both rings with
+    /// values taken from `bytes` (cycled; nothing happens if it is empty):
+    /// arbitrary contents, as a hostile peer could leave them.
+    pub fn scribble(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut at = 0usize;
+        let mut next = || {
+            let mut w = [0u8; 8];
+            for b in &mut w {
+                *b = bytes[at % bytes.len()];
+                at += 1;
+            }
+            u64::from_le_bytes(w)
+        };
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            self.ctrl(dir).scribble(&mut next);
+            for word in self.data(dir) {
+                word.store(next(), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl sealed::Sealed for HeapMemory {}
+
+impl RingMemory for HeapMemory {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn ctrl(&self, dir: Direction) -> &RingCtrl {
+        match dir {
+            Direction::ClientToServer => &self.c2s,
+            Direction::ServerToClient => &self.s2c,
+        }
+    }
+
+    fn data(&self, dir: Direction) -> &[AtomicU64] {
+        match dir {
+            Direction::ClientToServer => &self.c2s_data,
+            Direction::ServerToClient => &self.s2c_data,
+        }
+    }
+}
+
+/// The fixed numbers of one ring, from the trusted layout (never re-read
+/// from shared memory).
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    capacity: u64,
+    mask: usize,
+    max_record: usize,
+}
+
+impl Geometry {
+    fn of(layout: Layout, dir: Direction) -> Geometry {
+        let capacity = layout.capacity(dir);
+        Geometry {
+            capacity: capacity as u64,
+            mask: capacity / 8 - 1,
+            max_record: max_record(capacity),
+        }
+    }
+}
+
+/// Which futex word a [`Waker`] bumps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Data,
+    Space,
+}
+
+/// Wakes a side sleeping on one of a ring's futex words, from any thread —
+/// for example when the socket reports the peer gone. It bumps the word
+/// and wakes every sleeper; the sleeper re-checks its own conditions.
+///
+/// ```
+/// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+/// use std::sync::Arc;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+/// let rx = Consumer::new(mem, Direction::ServerToClient);
+/// rx.waker().wake();
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct Waker<M: RingMemory> {
+    mem: Arc<M>,
+    dir: Direction,
+    word: Word,
+}
+
+impl<M: RingMemory> Clone for Waker<M> {
+    fn clone(&self) -> Self {
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: self.word,
+        }
+    }
+}
+
+impl<M: RingMemory> std::fmt::Debug for Waker<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waker")
+            .field("dir", &self.dir)
+            .field("word", &self.word)
+            .finish()
+    }
+}
+
+impl<M: RingMemory> Waker<M> {
+    /// Bumps the word and wakes every sleeper on it. Whatever the caller
+    /// stored before this call is visible to a sleeper that wakes.
+    pub fn wake(&self) {
+        let ctrl = self.mem.ctrl(self.dir);
+        let line = match self.word {
+            Word::Data => &ctrl.data_wait,
+            Word::Space => &ctrl.space_wait,
+        };
+        // Release pairs with the Acquire load of `wake` at the start of
+        // `Consumer::wait_for_data` / `Producer::wait_for_room`: a sleeper
+        // that read the bumped value sees the caller's earlier stores (its
+        // abort flag).
+        line.wake.fetch_add(1, Ordering::Release);
+        futex_wake(&line.wake);
+    }
+}
+
+/// Waits for a ring's consumer to free room, without holding the
+/// [`Producer`]: for writers that share one producer behind a lock.
+///
+/// ```
+/// use hearth_shm::{Direction, HeapMemory, Layout, Producer};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+/// let mut tx = Producer::new(mem, Direction::ClientToServer);
+/// while tx.try_push(&[&[0; 24]])? {}
+/// // Nobody consumes: the wait ends by its timeout.
+/// tx.room_waiter().wait(tx.head_seen(), Some(Duration::from_millis(1)), &|| false);
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct RoomWaiter<M: RingMemory> {
+    mem: Arc<M>,
+    dir: Direction,
+}
+
+impl<M: RingMemory> Clone for RoomWaiter<M> {
+    fn clone(&self) -> Self {
+        RoomWaiter {
+            mem: self.mem.clone(),
+            dir: self.dir,
+        }
+    }
+}
+
+impl<M: RingMemory> std::fmt::Debug for RoomWaiter<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomWaiter")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl<M: RingMemory> RoomWaiter<M> {
+    /// One round of the sleep protocol on the space futex: counts itself
+    /// in `producer_sleeping`, fences, and sleeps for at most `timeout`
+    /// unless the consumer's `head` has moved from `head_seen` (the head
+    /// the producer saw when it found no room) or `abort()` holds. Returns
+    /// when woken, timed out, or not needed; the caller retries its push.
+    pub fn wait(&self, head_seen: u64, timeout: Option<Duration>, abort: &dyn Fn() -> bool) {
+        let ctrl = self.mem.ctrl(self.dir);
+        let line = &ctrl.space_wait;
+        // Acquire pairs with the Release bump in `Waker::wake` and
+        // `Consumer::notify_producer`.
+        let seen = line.wake.load(Ordering::Acquire);
+        line.sleeping.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence pairs with the SeqCst fence in
+        // `Consumer::notify_producer`: either the consumer sees this
+        // sleeper and bumps `wake`, or the `head` it stored before its
+        // fence is visible to the load below.
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the Release store of `head` in
+        // `Consumer::try_pop` (only compared here; the producer re-reads
+        // and checks it before trusting it).
+        let moved = ctrl.head.head.load(Ordering::Acquire) != head_seen;
+        if !moved && !abort() {
+            futex_wait(&line.wake, seen, timeout);
+        }
+        line.sleeping.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes bytes into the ring as 64-bit words starting at a word index.
+struct WordWriter<'a> {
+    data: &'a [AtomicU64],
+    mask: usize,
+    index: usize,
+    acc: u64,
+    fill: u32,
+}
+
+impl WordWriter<'_> {
+    #[inline]
+    fn store(&mut self, word: u64) {
+        // Relaxed: published by the Release store of `tail` in `try_push`.
+        self.data[self.index & self.mask].store(word, Ordering::Relaxed);
+        self.index = self.index.wrapping_add(1);
+    }
+
+    fn put(&mut self, mut bytes: &[u8]) {
+        while self.fill != 0 && !bytes.is_empty() {
+            self.acc |= u64::from(bytes[0]) << (8 * self.fill);
+            self.fill += 1;
+            bytes = &bytes[1..];
+            if self.fill == 8 {
+                let word = self.acc;
+                self.store(word);
+                self.acc = 0;
+                self.fill = 0;
+            }
+        }
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            self.store(u64::from_le_bytes(w));
+        }
+        // `fill` is 0 here whenever bytes remain: the loop above emptied
+        // the accumulator or consumed every byte.
+        for &b in chunks.remainder() {
+            self.acc |= u64::from(b) << (8 * self.fill);
+            self.fill += 1;
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.fill > 0 {
+            let word = self.acc;
+            self.store(word);
+            self.acc = 0;
+            self.fill = 0;
+        }
+    }
+}
+
+/// The writing half of a ring. Owns the trusted copy of `tail`; validates
+/// every `head` it reads.
+///
+/// ```
+/// use hearth_shm::{Direction, HeapMemory, Layout, Producer};
+/// use std::sync::Arc;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+/// let mut tx = Producer::new(mem, Direction::ClientToServer);
+/// assert_eq!(tx.max_record(), 24);
+/// assert!(tx.push(&[b"abc", b"defghijklmnopqrstu"])?); // one 24-byte record, gathered
+/// assert!(tx.push(&[&[0u8; 24]])?);                    // 2 × 32 bytes: the ring is full
+/// assert!(!tx.push(&[b"x"])?);                         // nothing consumed yet
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct Producer<M: RingMemory> {
+    mem: Arc<M>,
+    dir: Direction,
+    geo: Geometry,
+    tail: u64,
+    head: u64,
+}
+
+impl<M: RingMemory> std::fmt::Debug for Producer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("dir", &self.dir)
+            .field("tail", &self.tail)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: RingMemory> Producer<M> {
+    /// The producer of the (fresh) ring going `dir` in `mem`.
+    pub fn new(mem: Arc<M>, dir: Direction) -> Producer<M> {
+        let geo = Geometry::of(mem.layout(), dir);
+        Producer {
+            mem,
+            dir,
+            geo,
+            tail: 0,
+            head: 0,
+        }
+    }
+
+    /// The ring's data bytes.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity as usize
+    }
+
+    /// The largest record body this ring carries.
+    pub fn max_record(&self) -> usize {
+        self.geo.max_record
+    }
+
+    fn ctrl(&self) -> &RingCtrl {
+        self.mem.ctrl(self.dir)
+    }
+
+    /// Reads and checks the consumer's `head`.
+    fn reload_head(&mut self) -> Result<(), ShmError> {
+        // Acquire pairs with the Release store of `head` in
+        // `Consumer::try_pop`: the consumer finished copying every byte
+        // before `head`, so they may be overwritten.
+        let head = self.ctrl().head.head.load(Ordering::Acquire);
+        if !head.is_multiple_of(8) || head < self.head || head > self.tail {
+            return Err(ShmError::corrupt(format!(
+                "the {} ring's head {head} is not a multiple of 8 in {}..={} (the producer's last head and tail)",
+                self.dir.name(),
+                self.head,
+                self.tail
+            )));
+        }
+        self.head = head;
+        Ok(())
+    }
+
+    fn free(&self) -> u64 {
+        // tail - head <= capacity: `reload_head` checked head in head..=tail
+        // and `try_push` never lets tail run more than capacity past head.
+        self.geo.capacity - (self.tail - self.head)
+    }
+
+    /// Whether a record of `len` body bytes fits now (reads `head`).
+    pub fn has_room(&mut self, len: usize) -> Result<bool, ShmError> {
+        let need = record_bytes(len) as u64;
+        if self.free() < need {
+            self.reload_head()?;
+        }
+        Ok(self.free() >= need)
+    }
+
+    /// Appends one record made of `parts` (concatenated) without waking the
+    /// consumer; `Ok(false)` if the ring has no room now. Call
+    /// [`notify`](Self::notify) after a batch.
+    pub fn try_push(&mut self, parts: &[&[u8]]) -> Result<bool, ShmError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.geo.max_record {
+            return Err(ShmError::TooLarge {
+                len,
+                max: self.geo.max_record,
+            });
+        }
+        if !self.has_room(len)? {
+            return Ok(false);
+        }
+        let len32 = len as u32; // len <= max_record < 2^31
+        let data = self.mem.data(self.dir);
+        let mut w = WordWriter {
+            data,
+            mask: self.geo.mask,
+            index: (self.tail / 8) as usize,
+            acc: 0,
+            fill: 0,
+        };
+        w.store(u64::from(len32) | (u64::from(!len32) << 32));
+        for part in parts {
+            w.put(part);
+        }
+        w.finish();
+        self.tail += record_bytes(len) as u64;
+        // Release pairs with the Acquire load of `tail` in
+        // `Consumer::available`: the record's words are visible before the
+        // consumer sees the tail that covers them.
+        self.ctrl().tail.tail.store(self.tail, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Wakes the consumer if it sleeps (after one or more `try_push`).
+    pub fn notify(&self) {
+        let line = &self.ctrl().data_wait;
+        // SeqCst fence pairs with the SeqCst fence in
+        // `Consumer::wait_for_data`: either this load sees the consumer's
+        // `sleeping = 1`, or the consumer's re-check sees the tail stored
+        // before this fence. No wake-up is lost.
+        fence(Ordering::SeqCst);
+        if line.sleeping.load(Ordering::Relaxed) != 0 {
+            // Release pairs with the Acquire load of `wake` in
+            // `Consumer::wait_for_data`.
+            line.wake.fetch_add(1, Ordering::Release);
+            futex_wake(&line.wake);
+        }
+    }
+
+    /// [`try_push`](Self::try_push), then [`notify`](Self::notify) if it
+    /// was pushed.
+    pub fn push(&mut self, parts: &[&[u8]]) -> Result<bool, ShmError> {
+        let pushed = self.try_push(parts)?;
+        if pushed {
+            self.notify();
+        }
+        Ok(pushed)
+    }
+
+    /// Marks the ring finished and wakes the consumer: once it has read
+    /// what was pushed it sees [`Consumer::is_closed`].
+    pub fn close(&self) {
+        // Release pairs with the Acquire load in `Consumer::is_closed`.
+        self.ctrl().tail.closed.store(1, Ordering::Release);
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: Word::Data,
+        }
+        .wake();
+    }
+
+    /// The consumer's `head` as last read and checked: pass it to
+    /// [`RoomWaiter::wait`] after a push found no room.
+    pub fn head_seen(&self) -> u64 {
+        self.head
+    }
+
+    /// A handle for waiting for room without holding the producer (so
+    /// other threads can lock it meanwhile).
+    pub fn room_waiter(&self) -> RoomWaiter<M> {
+        RoomWaiter {
+            mem: self.mem.clone(),
+            dir: self.dir,
+        }
+    }
+
+    /// One round of waiting for room for a `len`-byte record: returns at
+    /// once if there is room, else sleeps (see [`RoomWaiter::wait`]) for at
+    /// most `timeout` and reports whether there is room now. The caller
+    /// loops (with its own deadline).
+    pub fn wait_for_room(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+        abort: &dyn Fn() -> bool,
+    ) -> Result<bool, ShmError> {
+        if self.has_room(len)? {
+            return Ok(true);
+        }
+        self.room_waiter().wait(self.head, timeout, abort);
+        self.has_room(len)
+    }
+
+    /// A handle that wakes this producer out of [`wait_for_room`](Self::wait_for_room).
+    pub fn waker(&self) -> Waker<M> {
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: Word::Space,
+        }
+    }
+
+    /// A handle that wakes the consumer of this ring.
+    pub fn consumer_waker(&self) -> Waker<M> {
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: Word::Data,
+        }
+    }
+}
+
+/// The reading half of a ring. Owns the trusted copy of `head`; validates
+/// every `tail` and record header it reads, and copies each record out.
+///
+/// ```
+/// use hearth_shm::{Consumer, Direction, HeapMemory, Layout, Producer};
+/// use std::sync::Arc;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+/// let mut tx = Producer::new(mem.clone(), Direction::ServerToClient);
+/// let mut rx = Consumer::new(mem, Direction::ServerToClient);
+/// let mut out = Vec::new();
+/// for round in 0..10u8 {                  // wraps around the 64-byte ring
+///     assert!(tx.push(&[&[round; 20]])?);
+///     assert!(rx.try_pop(&mut out)?);
+///     assert_eq!(out, [round; 20]);
+/// }
+/// assert!(!rx.try_pop(&mut out)?);
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct Consumer<M: RingMemory> {
+    mem: Arc<M>,
+    dir: Direction,
+    geo: Geometry,
+    head: u64,
+}
+
+impl<M: RingMemory> std::fmt::Debug for Consumer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("dir", &self.dir)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: RingMemory> Consumer<M> {
+    /// The consumer of the (fresh) ring going `dir` in `mem`.
+    pub fn new(mem: Arc<M>, dir: Direction) -> Consumer<M> {
+        let geo = Geometry::of(mem.layout(), dir);
+        Consumer {
+            mem,
+            dir,
+            geo,
+            head: 0,
+        }
+    }
+
+    /// The largest record body this ring carries.
+    pub fn max_record(&self) -> usize {
+        self.geo.max_record
+    }
+
+    fn ctrl(&self) -> &RingCtrl {
+        self.mem.ctrl(self.dir)
+    }
+
+    /// Published, unconsumed bytes, after checking the producer's `tail`.
+    fn available(&self) -> Result<u64, ShmError> {
+        // Acquire pairs with the Release store of `tail` in
+        // `Producer::try_push`: every word of the records before `tail` is
+        // visible.
+        let tail = self.ctrl().tail.tail.load(Ordering::Acquire);
+        let avail = tail.wrapping_sub(self.head);
+        if !tail.is_multiple_of(8) || avail > self.geo.capacity {
+            return Err(ShmError::corrupt(format!(
+                "the {} ring's tail {tail} is not a multiple of 8 within {} bytes after the head {}",
+                self.dir.name(),
+                self.geo.capacity,
+                self.head
+            )));
+        }
+        Ok(avail)
+    }
+
+    /// Whether a record is waiting (checks the producer's `tail`).
+    pub fn has_data(&self) -> Result<bool, ShmError> {
+        Ok(self.available()? > 0)
+    }
+
+    /// Whether the producer closed the ring. Records pushed before the
+    /// close may still be waiting.
+    pub fn is_closed(&self) -> bool {
+        // Acquire pairs with the Release store in `Producer::close`.
+        self.ctrl().tail.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Takes the next record into `out` (cleared first); `Ok(false)` if
+    /// none is waiting. Wakes the producer if it sleeps for room.
+    pub fn try_pop(&mut self, out: &mut Vec<u8>) -> Result<bool, ShmError> {
+        out.clear();
+        let avail = self.available()?;
+        if avail == 0 {
+            return Ok(false);
+        }
+        let data = self.mem.data(self.dir);
+        let mask = self.geo.mask;
+        let mut index = (self.head / 8) as usize;
+        // Relaxed: ordered after the Acquire load of `tail` above.
+        let header = data[index & mask].load(Ordering::Relaxed);
+        index = index.wrapping_add(1);
+        let len = header as u32;
+        let check = (header >> 32) as u32;
+        if check != !len {
+            return Err(ShmError::corrupt(format!(
+                "the {} ring's record header at {} is {header:#018x}: its check half is not the complement of its length",
+                self.dir.name(),
+                self.head
+            )));
+        }
+        let len = len as usize;
+        let need = record_bytes(len) as u64;
+        if len > self.geo.max_record || need > avail {
+            return Err(ShmError::corrupt(format!(
+                "the {} ring's record at {} claims {len} bytes; at most {} are allowed and {} were published",
+                self.dir.name(),
+                self.head,
+                self.geo.max_record,
+                avail.saturating_sub(RECORD_HEADER as u64)
+            )));
+        }
+        out.reserve(len);
+        for _ in 0..len / 8 {
+            out.extend_from_slice(&data[index & mask].load(Ordering::Relaxed).to_le_bytes());
+            index = index.wrapping_add(1);
+        }
+        let rest = len % 8;
+        if rest > 0 {
+            let word = data[index & mask].load(Ordering::Relaxed).to_le_bytes();
+            out.extend_from_slice(&word[..rest]);
+        }
+        self.head += need;
+        // Release pairs with the Acquire load of `head` in
+        // `Producer::reload_head`: the copy above is done before the
+        // producer may reuse these bytes.
+        self.ctrl().head.head.store(self.head, Ordering::Release);
+        self.notify_producer();
+        Ok(true)
+    }
+
+    fn notify_producer(&self) {
+        let line = &self.ctrl().space_wait;
+        // SeqCst fence pairs with the SeqCst fence in
+        // `Producer::wait_for_room`: either this load sees the producer's
+        // `sleeping = 1`, or the producer's re-check sees the head stored
+        // before this fence.
+        fence(Ordering::SeqCst);
+        if line.sleeping.load(Ordering::Relaxed) != 0 {
+            // Release pairs with the Acquire load of `wake` in
+            // `Producer::wait_for_room`.
+            line.wake.fetch_add(1, Ordering::Release);
+            futex_wake(&line.wake);
+        }
+    }
+
+    /// One round of waiting for data: sets the `sleeping` flag, re-checks,
+    /// and sleeps on the data futex for at most `timeout` unless a record
+    /// is waiting, the ring is closed, or `abort()` holds. Returns whether a
+    /// record is waiting now. The caller loops (with its own deadline).
+    pub fn wait_for_data(
+        &self,
+        timeout: Option<Duration>,
+        abort: &dyn Fn() -> bool,
+    ) -> Result<bool, ShmError> {
+        let line = &self.ctrl().data_wait;
+        // Acquire pairs with the Release bump in `Producer::notify` and
+        // `Waker::wake`: if this reads a bumped value, the waker's earlier
+        // stores (its abort flag) are visible to `abort()` below.
+        let seen = line.wake.load(Ordering::Acquire);
+        line.sleeping.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence pairs with the SeqCst fence in `Producer::notify`:
+        // either the producer sees `sleeping = 1` and bumps `wake` (so the
+        // futex wait below returns), or the tail it stored before its fence
+        // is visible to this re-check.
+        fence(Ordering::SeqCst);
+        let ready = self.has_data();
+        if matches!(ready, Ok(false)) && !self.is_closed() && !abort() {
+            futex_wait(&line.wake, seen, timeout);
+        }
+        line.sleeping.fetch_sub(1, Ordering::Relaxed);
+        ready?;
+        self.has_data()
+    }
+
+    /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).
+    pub fn waker(&self) -> Waker<M> {
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: Word::Data,
+        }
+    }
+
+    /// A handle that wakes the producer of this ring.
+    pub fn producer_waker(&self) -> Waker<M> {
+        Waker {
+            mem: self.mem.clone(),
+            dir: self.dir,
+            word: Word::Space,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn pair(capacity: usize) -> (Producer<HeapMemory>, Consumer<HeapMemory>, Arc<HeapMemory>) {
+        let mem = Arc::new(HeapMemory::new(
+            Layout::for_memory(capacity, capacity).unwrap(),
+        ));
+        (
+            Producer::new(mem.clone(), Direction::ClientToServer),
+            Consumer::new(mem.clone(), Direction::ClientToServer),
+            mem,
+        )
+    }
+
+    #[test]
+    fn records_of_every_small_length_round_trip() {
+        let (mut tx, mut rx, _) = pair(256);
+        let mut out = Vec::new();
+        for len in 0..=tx.max_record() {
+            let body: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            assert!(tx.push(&[&body]).unwrap());
+            assert!(rx.try_pop(&mut out).unwrap());
+            assert_eq!(out, body, "length {len}");
+        }
+    }
+
+    #[test]
+    fn gathered_parts_are_one_record() {
+        let (mut tx, mut rx, _) = pair(256);
+        let mut out = Vec::new();
+        assert!(tx.push(&[b"abc", b"", b"defghij", b"k"]).unwrap());
+        assert!(rx.try_pop(&mut out).unwrap());
+        assert_eq!(out, b"abcdefghijk");
+    }
+
+    #[test]
+    fn a_full_ring_refuses_then_accepts_after_a_pop() {
+        let (mut tx, mut rx, _) = pair(64);
+        assert!(tx.push(&[&[1; 24]]).unwrap());
+        assert!(tx.push(&[&[2; 24]]).unwrap());
+        assert!(!tx.push(&[&[3; 1]]).unwrap());
+        let mut out = Vec::new();
+        assert!(rx.try_pop(&mut out).unwrap());
+        assert!(tx.push(&[&[3; 1]]).unwrap());
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_before_writing() {
+        let (mut tx, _, _) = pair(64);
+        let e = tx.push(&[&[0; 25]]).unwrap_err();
+        assert!(matches!(e, ShmError::TooLarge { len: 25, max: 24 }));
+    }
+
+    #[test]
+    fn a_tail_past_the_capacity_is_corruption() {
+        let (_, mut rx, mem) = pair(64);
+        mem.ctrl(Direction::ClientToServer)
+            .tail
+            .tail
+            .store(72, Ordering::Relaxed);
+        assert!(rx.try_pop(&mut Vec::new()).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn a_misaligned_tail_is_corruption() {
+        let (_, rx, mem) = pair(64);
+        mem.ctrl(Direction::ClientToServer)
+            .tail
+            .tail
+            .store(12, Ordering::Relaxed);
+        assert!(rx.has_data().unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn a_length_past_what_was_published_is_corruption() {
+        let (mut tx, mut rx, mem) = pair(256);
+        assert!(tx.push(&[&[9; 8]]).unwrap());
+        // Claim 40 bytes (check half consistent) while only 16 were published.
+        mem.data(Direction::ClientToServer)[0]
+            .store(40 | (u64::from(!40u32) << 32), Ordering::Relaxed);
+        let e = rx.try_pop(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("claims 40 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_check_half_is_corruption() {
+        let (mut tx, mut rx, mem) = pair(256);
+        assert!(tx.push(&[&[9; 8]]).unwrap());
+        mem.data(Direction::ClientToServer)[0].store(8, Ordering::Relaxed);
+        assert!(rx.try_pop(&mut Vec::new()).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn a_head_moved_backwards_or_past_the_tail_is_corruption() {
+        let (mut tx, _, mem) = pair(64);
+        assert!(tx.push(&[&[1; 24]]).unwrap());
+        assert!(tx.push(&[&[1; 24]]).unwrap());
+        let head = &mem.ctrl(Direction::ClientToServer).head.head;
+        head.store(80, Ordering::Relaxed);
+        assert!(tx.push(&[b"x"]).unwrap_err().is_corrupt());
+        head.store(3, Ordering::Relaxed);
+        assert!(tx.has_room(1).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn a_closed_ring_still_delivers_what_was_pushed() {
+        let (mut tx, mut rx, _) = pair(64);
+        assert!(tx.push(&[b"last"]).unwrap());
+        tx.close();
+        assert!(rx.is_closed());
+        let mut out = Vec::new();
+        assert!(rx.try_pop(&mut out).unwrap());
+        assert_eq!(out, b"last");
+    }
+
+    #[test]
+    fn waiting_for_data_returns_at_once_when_data_is_there() {
+        let (mut tx, rx, _) = pair(64);
+        assert!(tx.push(&[b"x"]).unwrap());
+        assert!(rx.wait_for_data(None, &|| false).unwrap());
+    }
+
+    #[test]
+    fn waiting_for_data_returns_at_once_when_aborted() {
+        let (_, rx, _) = pair(64);
+        assert!(!rx.wait_for_data(None, &|| true).unwrap());
+    }
+
+    #[test]
+    fn a_sleeping_consumer_is_woken_by_a_push() {
+        let (mut tx, rx, _) = pair(64);
+        let waiter = std::thread::spawn(move || {
+            // Bounded: a lost wake-up fails the test instead of hanging it.
+            for _ in 0..600 {
+                if rx
+                    .wait_for_data(Some(Duration::from_millis(100)), &|| false)
+                    .unwrap()
+                {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(tx.push(&[b"wake"]).unwrap());
+        assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn a_waker_ends_a_sleep_and_the_abort_flag_is_seen() {
+        use std::sync::atomic::AtomicBool;
+        let (_, rx, _) = pair(64);
+        let waker = rx.waker();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let waiter = std::thread::spawn(move || {
+            let abort = || stop2.load(std::sync::atomic::Ordering::Acquire);
+            while !abort() {
+                rx.wait_for_data(None, &abort).unwrap();
+            }
+        });
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        waker.wake();
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn scribbled_memory_never_panics_or_overreads() {
+        let (mut tx, mut rx, mem) = pair(128);
+        let mut out = Vec::new();
+        for seed in 0u32..2000 {
+            let bytes: Vec<u8> = (0..64u32)
+                .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 97) >> 7) as u8)
+                .collect();
+            mem.scribble(&bytes);
+            if let Ok(true) = rx.try_pop(&mut out) {
+                assert!(out.len() <= rx.max_record());
+            }
+            let _ = tx.try_push(&[b"probe"]);
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The memfd segment: creating it (server), checking and mapping one
+//! received from a peer (client), and unmapping it.
+//!
+//! Owns: `memfd_create` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`, sizing, the
+//! seals (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`, so no peer can make
+//! the mapping shorter and fault the other), writing and checking the
+//! header through the file (not through the mapping), and the shared
+//! read-write mapping with the typed views the rings use. All `unsafe` of
+//! the crate is here: mapping, unmapping, and turning offsets into
+//! references to atomics.
+//!
+//! Must never: map a segment whose seals do not forbid shrinking, whose size
+//! disagrees with its header, or whose header does not check; hand out a
+//! reference outside the mapping; or expose the memory except as atomics.
+
+use crate::error::ShmError;
+use crate::layout::{Direction, HEADER_LEN, Layout};
+use crate::ring::{RingCtrl, RingMemory};
+use crate::sync::AtomicU64;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// A mapped hearth segment: a header and two rings. Create one with
+/// [`Segment::create`] (the server) and send its [`fd`](Segment::fd) to the
+/// peer, who maps it with [`Segment::open`]. Unmapped when dropped; share
+/// it with `Arc`.
+///
+/// ```
+/// # #[cfg(target_os = "linux")] {
+/// use hearth_shm::{Consumer, Direction, Layout, Producer, Segment};
+/// use std::sync::Arc;
+/// let server = Segment::create(Layout::new(4096, 4096)?)?;
+/// let fd = server.fd().expect("a new segment keeps its fd").try_clone_to_owned().unwrap();
+/// let client = Arc::new(Segment::open(fd)?);          // another process, normally
+/// let server = Arc::new(server);
+/// let mut tx = Producer::new(client, Direction::ClientToServer);
+/// let mut rx = Consumer::new(server, Direction::ClientToServer);
+/// tx.push(&[b"ping"])?;
+/// let mut out = Vec::new();
+/// assert!(rx.try_pop(&mut out)?);
+/// assert_eq!(out, b"ping");
+/// # }
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct Segment {
+    base: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+    fd: Option<OwnedFd>,
+}
+
+// SAFETY: the mapping is shared memory that every holder accesses only
+// through atomics (`RingCtrl` fields and `AtomicU64` data words), so moving
+// the handle between threads or sharing it is as safe as sharing those
+// atomics. The pointer is never written through except by `Drop`, which
+// runs once, when no reference to the mapping is left.
+unsafe impl Send for Segment {}
+// SAFETY: see `Send` above: `&Segment` only ever yields `&` references to
+// atomics inside the mapping.
+unsafe impl Sync for Segment {}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("len", &self.len)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys {
+    use super::*;
+    use rustix::fs::{MemfdFlags, SealFlags};
+    use rustix::mm::{MapFlags, ProtFlags};
+
+    pub(super) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK
+        .union(SealFlags::GROW)
+        .union(SealFlags::SEAL);
+
+    pub(super) fn memfd(layout: &Layout) -> Result<OwnedFd, ShmError> {
+        let fd = rustix::fs::memfd_create(
+            "hearth-shm",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| ShmError::Unsupported {
+            detail: format!("memfd_create failed: {e}"),
+        })?;
+        rustix::fs::ftruncate(&fd, layout.segment_bytes() as u64)
+            .map_err(|e| ShmError::io("sizing the shared-memory segment", e))?;
+        write_all_at(&fd, &layout.encode_header(), 0)?;
+        rustix::fs::fcntl_add_seals(&fd, REQUIRED_SEALS)
+            .map_err(|e| ShmError::io("sealing the shared-memory segment", e))?;
+        Ok(fd)
+    }
+
+    pub(super) fn check_received(fd: &OwnedFd) -> Result<Layout, ShmError> {
+        let bad = |detail: String| ShmError::BadSegment { detail };
+        let seals = rustix::fs::fcntl_get_seals(fd)
+            .map_err(|e| bad(format!("its seals cannot be read ({e}); is it a memfd?")))?;
+        if !seals.contains(REQUIRED_SEALS) {
+            return Err(bad(format!(
+                "its seals {seals:?} do not forbid shrinking, growing and resealing"
+            )));
+        }
+        let stat = rustix::fs::fstat(fd).map_err(|e| ShmError::io("inspecting the segment", e))?;
+        let file_type = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+        if file_type != rustix::fs::FileType::RegularFile {
+            return Err(bad(format!("it is a {file_type:?}, not a memfd")));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        read_exact_at(fd, &mut header, 0)?;
+        let layout = Layout::decode_header(&header)?;
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        if size != layout.segment_bytes() as u64 {
+            return Err(bad(format!(
+                "it is {size} bytes long; its header describes {}",
+                layout.segment_bytes()
+            )));
+        }
+        Ok(layout)
+    }
+
+    pub(super) fn map(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, ShmError> {
+        // SAFETY: a fresh mapping (null hint, no MAP_FIXED) cannot alias any
+        // existing Rust object. The file is sealed against shrinking and is
+        // `len` bytes long (checked by the caller), so every page of the
+        // mapping stays backed while it exists.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(|e| ShmError::Unsupported {
+            detail: format!("mmap of the shared-memory segment failed: {e}"),
+        })?;
+        NonNull::new(ptr.cast::<u8>()).ok_or_else(|| ShmError::Unsupported {
+            detail: "mmap returned a null mapping".into(),
+        })
+    }
+
+    pub(super) fn unmap(base: NonNull<u8>, len: usize) {
+        // SAFETY: `base..base+len` is exactly the mapping `map` returned,
+        // unmapped once (from `Segment::drop`), and no reference into it
+        // outlives the `Segment` (every view borrows `&self`).
+        let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), len) };
+    }
+
+    pub(super) fn write_all_at(
+        fd: &impl AsFd,
+        mut bytes: &[u8],
+        mut at: u64,
+    ) -> Result<(), ShmError> {
+        while !bytes.is_empty() {
+            let n = rustix::io::pwrite(fd, bytes, at)
+                .map_err(|e| ShmError::io("writing into the shared-memory segment", e))?;
+            if n == 0 {
+                return Err(ShmError::io(
+                    "writing into the shared-memory segment",
+                    std::io::Error::from(std::io::ErrorKind::WriteZero),
+                ));
+            }
+            bytes = &bytes[n..];
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_exact_at(
+        fd: &impl AsFd,
+        mut buf: &mut [u8],
+        mut at: u64,
+    ) -> Result<(), ShmError> {
+        while !buf.is_empty() {
+            let n = rustix::io::pread(fd, &mut *buf, at)
+                .map_err(|e| ShmError::io("reading the shared-memory segment header", e))?;
+            if n == 0 {
+                return Err(ShmError::BadSegment {
+                    detail: "it is shorter than its header".into(),
+                });
+            }
+            buf = &mut buf[n..];
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod sys {
+    use super::*;
+
+    fn unsupported() -> ShmError {
+        ShmError::Unsupported {
+            detail: "memfd segments need Linux".into(),
+        }
+    }
+
+    pub(super) fn memfd(_layout: &Layout) -> Result<OwnedFd, ShmError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn check_received(_fd: &OwnedFd) -> Result<Layout, ShmError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn map(_fd: &OwnedFd, _len: usize) -> Result<NonNull<u8>, ShmError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn unmap(_base: NonNull<u8>, _len: usize) {}
+
+    pub(super) fn write_all_at(_fd: &impl AsFd, _bytes: &[u8], _at: u64) -> Result<(), ShmError> {
+        Err(unsupported())
+    }
+}
+
+impl Segment {
+    /// Creates a sealed segment with `layout` (the server's side). The
+    /// segment keeps its file descriptor until [`close_fd`](Self::close_fd)
+    /// so it can be sent to the peer.
+    pub fn create(layout: Layout) -> Result<Segment, ShmError> {
+        let fd = sys::memfd(&layout)?;
+        let len = layout.segment_bytes();
+        let base = sys::map(&fd, len)?;
+        Ok(Segment {
+            base,
+            len,
+            layout,
+            fd: Some(fd),
+        })
+    }
+
+    /// Checks and maps a segment received from a peer (the client's side):
+    /// its seals must forbid shrinking, growing and resealing, its header
+    /// must check, and its size must match the header. The descriptor is
+    /// closed once mapped.
+    pub fn open(fd: OwnedFd) -> Result<Segment, ShmError> {
+        let layout = sys::check_received(&fd)?;
+        let len = layout.segment_bytes();
+        let base = sys::map(&fd, len)?;
+        drop(fd);
+        Ok(Segment {
+            base,
+            len,
+            layout,
+            fd: None,
+        })
+    }
+
+    /// The segment's file descriptor, while it is kept (after
+    /// [`create`](Self::create), until [`close_fd`](Self::close_fd)).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Closes the kept descriptor (the mapping stays): once the peer has
+    /// it, holding it only costs a descriptor.
+    pub fn close_fd(&mut self) {
+        self.fd = None;
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a segment has at least its header page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The ring capacities.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The address of `offset` in the mapping, if `offset + size` fits.
+    fn at(&self, offset: usize, size: usize) -> *const u8 {
+        assert!(
+            offset.checked_add(size).is_some_and(|end| end <= self.len),
+            "segment view {offset}+{size} outside the {}-byte mapping",
+            self.len
+        );
+        // SAFETY: offset + size <= len (asserted above), so the result stays
+        // inside the mapping (`add` within one allocated object).
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+}
+
+/// Writes `bytes` at `offset` into the segment behind `fd` through the file
+/// (`pwrite`), exactly as another process holding the descriptor could:
+/// for tests that play a hostile peer. Safe: the kernel does the writing,
+/// and the rings read the memory only through atomics and check it.
+///
+/// ```
+/// # #[cfg(target_os = "linux")] {
+/// use hearth_shm::{Layout, Segment, write_raw};
+/// let seg = Segment::create(Layout::new(4096, 4096)?)?;
+/// write_raw(seg.fd().unwrap(), 4096, &[0xff; 64])?;
+/// # }
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub fn write_raw(fd: BorrowedFd<'_>, offset: u64, bytes: &[u8]) -> Result<(), ShmError> {
+    sys::write_all_at(&fd, bytes, offset)
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        sys::unmap(self.base, self.len);
+    }
+}
+
+impl crate::ring::sealed::Sealed for Segment {}
+
+impl RingMemory for Segment {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn ctrl(&self, dir: Direction) -> &RingCtrl {
+        let ptr = self.at(
+            self.layout.ctrl_offset(dir),
+            std::mem::size_of::<RingCtrl>(),
+        );
+        // SAFETY: the block lies inside the mapping (`at` checked it), at a
+        // 64-byte-aligned offset of a page-aligned mapping (RingCtrl's
+        // alignment). A fresh memfd is zero-filled, a valid RingCtrl (all
+        // atomics at 0), and the block is only ever accessed through its
+        // atomics, by both processes, so a shared reference for the life of
+        // `&self` (the mapping outlives it) is sound.
+        unsafe { &*ptr.cast::<RingCtrl>() }
+    }
+
+    fn data(&self, dir: Direction) -> &[AtomicU64] {
+        let capacity = self.layout.capacity(dir);
+        let ptr = self.at(self.layout.data_offset(dir), capacity);
+        // SAFETY: `capacity` bytes from a page-aligned offset lie inside the
+        // mapping (`at` checked), which is 8-aligned for AtomicU64; any bit
+        // pattern is a valid AtomicU64; and the words are only accessed as
+        // atomics, so sharing them with the peer process is sound for the
+        // life of `&self`.
+        unsafe { std::slice::from_raw_parts(ptr.cast::<AtomicU64>(), capacity / 8) }
+    }
+}

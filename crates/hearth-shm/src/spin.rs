@@ -1,0 +1,166 @@
+//! Spinning before sleeping: how long, and when not to.
+//!
+//! Owns: the adaptive spin budget of one waiter ([`Spinner`]) and the
+//! process-wide count of threads spinning right now. A waiter spins while
+//! there are no more spinners than cores (a spinner on an oversubscribed
+//! machine only steals the time slice the peer needs), yields the core
+//! between polls once it has spun a while, and lets its budget grow when
+//! spinning paid off and shrink when it had to sleep anyway. Must never:
+//! spin without a bound, or spin at all when the process already has a
+//! spinner per core (it then yields a few times and reports failure so the
+//! caller sleeps on its futex).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Threads of this process inside [`Spinner::spin`] now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Polls between two looks at the clock.
+const POLLS_PER_CHECK: u32 = 64;
+
+/// Yields tried by a waiter that finds every core already has a spinner.
+const CROWDED_YIELDS: u32 = 2;
+
+/// The number of cores this process may run on.
+///
+/// ```
+/// assert!(hearth_shm::cores() >= 1);
+/// ```
+pub fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Threads of this process spinning right now (for benchmarks and tests).
+///
+/// ```
+/// assert_eq!(hearth_shm::spinning(), 0);
+/// ```
+pub fn spinning() -> usize {
+    SPINNING.load(Ordering::Relaxed)
+}
+
+struct Registered;
+
+impl Registered {
+    fn enter() -> (Registered, usize) {
+        // Relaxed: a heuristic count; no data is published through it.
+        let now = SPINNING.fetch_add(1, Ordering::Relaxed) + 1;
+        (Registered, now)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One waiter's adaptive spin budget.
+///
+/// ```
+/// use hearth_shm::Spinner;
+/// use std::time::Duration;
+/// let mut spinner = Spinner::new(Duration::from_micros(50));
+/// let mut polls = 0;
+/// assert!(spinner.spin(|| { polls += 1; polls > 10 }));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Spinner {
+    budget: Duration,
+    min: Duration,
+    max: Duration,
+    yield_after: Duration,
+}
+
+impl Spinner {
+    /// A spinner whose budget adapts between `max / 16` and `max`
+    /// (starting at `max`).
+    pub fn new(max: Duration) -> Spinner {
+        Spinner {
+            budget: max,
+            min: max / 16,
+            max,
+            yield_after: max / 4,
+        }
+    }
+
+    /// The current budget.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// Polls `ready` until it holds (true) or the budget is spent (false).
+    /// With a spinner per core already, only yields a couple of times.
+    pub fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        if self.max.is_zero() {
+            return false;
+        }
+        let (_registered, now) = Registered::enter();
+        if now > cores() {
+            for _ in 0..CROWDED_YIELDS {
+                std::thread::yield_now();
+                if ready() {
+                    return true;
+                }
+            }
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..POLLS_PER_CHECK {
+                if ready() {
+                    let took = start.elapsed();
+                    // Paid off: keep (or grow) a budget that covers it.
+                    self.budget = (self.budget + took).clamp(self.min, self.max);
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            let spent = start.elapsed();
+            if spent >= self.budget {
+                // Had to give up: spin less next time (down to `min`).
+                self.budget = (self.budget / 2).max(self.min);
+                return false;
+            }
+            if spent >= self.yield_after && spinning() >= cores() {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_that_never_holds_gives_up_and_halves_the_budget() {
+        let mut s = Spinner::new(Duration::from_micros(40));
+        assert!(!s.spin(|| false));
+        assert_eq!(s.budget(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn a_zero_budget_never_spins() {
+        let mut s = Spinner::new(Duration::ZERO);
+        let mut polls = 0;
+        assert!(!s.spin(|| {
+            polls += 1;
+            false
+        }));
+        assert_eq!(polls, 1);
+    }
+
+    #[test]
+    fn the_spinner_count_returns_to_zero() {
+        let mut s = Spinner::new(Duration::from_micros(5));
+        s.spin(|| false);
+        assert_eq!(spinning(), 0);
+    }
+}

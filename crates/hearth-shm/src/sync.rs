@@ -1,0 +1,101 @@
+//! The one door to atomics, fences and futexes.
+//!
+//! Owns: which atomic types the ring protocol uses — `std`'s normally,
+//! `loom`'s when built with `--cfg loom` so the model checker sees every
+//! access — and the two futex operations the wake protocol needs: wait while
+//! a word holds a value, and wake every waiter on a word. Under loom the
+//! futex is emulated with a loom mutex and condition variable with the same
+//! semantics (a wait only sleeps if the word still holds the expected value
+//! when checked under the lock; a wake after changing the word always ends
+//! it), so a lost wake-up shows up as a loom deadlock.
+//!
+//! Must never: be bypassed (no other module names `std::sync::atomic` or
+//! `loom` directly), or use a process-private futex (the words live in a
+//! segment shared between processes).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+use std::time::Duration;
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (`None`: until
+/// woken). May return early (a wake, a signal, a changed value): callers
+/// re-check their condition.
+#[inline]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    imp::wait(word, expected, timeout);
+}
+
+/// Wakes every thread sleeping in [`futex_wait`] on `word`, in any
+/// process. The caller changes `word` first.
+#[inline]
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    imp::wake(word);
+}
+
+#[cfg(all(not(loom), any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::AtomicU32;
+    use rustix::thread::futex;
+    use std::time::Duration;
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let ts = timeout.map(|t| futex::Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: t.subsec_nanos().into(),
+        });
+        // Shared (not PRIVATE): the word is in a segment other processes map.
+        // EAGAIN (the value changed), EINTR and ETIMEDOUT all mean "re-check".
+        let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+    }
+
+    pub(super) fn wake(word: &AtomicU32) {
+        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+    }
+}
+
+#[cfg(all(not(loom), not(any(target_os = "linux", target_os = "android"))))]
+mod imp {
+    //! No futex: a short sleep stands in (the segment itself is Linux-only;
+    //! this keeps the ring logic usable over heap memory elsewhere).
+    use super::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        if word.load(Ordering::Acquire) == expected {
+            let nap = Duration::from_micros(200);
+            std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+        }
+    }
+
+    pub(super) fn wake(_word: &AtomicU32) {}
+}
+
+#[cfg(loom)]
+mod imp {
+    use super::{AtomicU32, Ordering};
+    use loom::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    loom::lazy_static! {
+        static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+        // Timeouts are not modelled: a wait that only a timeout would end is
+        // a deadlock loom reports, which is what the tests look for.
+        // The loom mutex is never poisoned in a model run (no panics while
+        // it is held), so unwrap cannot fail short of a test failure.
+        let mut guard = PARK.0.lock().unwrap();
+        while word.load(Ordering::Acquire) == expected {
+            guard = PARK.1.wait(guard).unwrap();
+        }
+    }
+
+    pub(super) fn wake(_word: &AtomicU32) {
+        let _guard = PARK.0.lock().unwrap();
+        PARK.1.notify_all();
+    }
+}
