@@ -37,6 +37,7 @@ const live = new Set();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const onSignal = {};
 let hooked = false;
+let exitHooked = false;
 
 function killAll(signal) {
   for (const s of live) s._kill(signal);
@@ -45,7 +46,11 @@ function killAll(signal) {
 function hook() {
   if (hooked) return;
   hooked = true;
-  process.on('exit', () => killAll('SIGTERM'));
+  // Added once for the life of the process (unhook keeps it).
+  if (!exitHooked) {
+    exitHooked = true;
+    process.on('exit', () => killAll('SIGTERM'));
+  }
   for (const sig of SIGNALS) {
     onSignal[sig] = () => {
       killAll('SIGTERM');
