@@ -4,7 +4,8 @@
 //! ```text
 //! cargo bench -p hearth-ipc --bench channel -- [--transport shm|socket|both]
 //!     [--clients N] [--ops N] [--doc-bytes N] [--idle-clients N]
-//!     [--idle-secs S] [--ring-bytes N] [--no-redis] [--in-process] [--json]
+//!     [--idle-secs S] [--ring-bytes N] [--no-put] [--no-redis] [--in-process]
+//!     [--json]
 //! ```
 //!
 //! Owns: argument parsing and printing only; the measuring is
@@ -50,6 +51,7 @@ fn main() {
                 opts.ring_bytes = Some(value("--ring-bytes").parse().expect("a number"));
             }
             "--no-redis" => opts.redis = false,
+            "--no-put" => opts.puts = false,
             "--in-process" => opts.server = ServerMode::InProcess,
             "--json" => json = true,
             _ => {}

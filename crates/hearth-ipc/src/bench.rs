@@ -124,6 +124,8 @@ pub struct Options {
     pub server: ServerMode,
     /// Bytes of each shared-memory ring (`None`: the server's default).
     pub ring_bytes: Option<usize>,
+    /// Measure puts too (gets always).
+    pub puts: bool,
 }
 
 impl Default for Options {
@@ -144,6 +146,7 @@ impl Default for Options {
                 Err(_) => ServerMode::InProcess,
             },
             ring_bytes: None,
+            puts: true,
         }
     }
 }
@@ -173,6 +176,10 @@ pub struct OpStats {
     pub server_cpu_secs: Option<f64>,
     /// CPU microseconds per call, client and server together.
     pub cpu_us_per_op: f64,
+    /// Share of the machine's CPU (all cores) used by everything else
+    /// while the phase ran, % (other processes, kernel threads, steal): a
+    /// busy machine makes every number worse.
+    pub others_pct: Option<f64>,
 }
 
 /// One transport's results.
@@ -203,6 +210,8 @@ pub struct Idle {
     pub client_cpu_pct: f64,
     /// Both, as % of all cores of the machine.
     pub total_pct_of_machine: f64,
+    /// What everything else used meanwhile, % of all cores.
+    pub others_pct: Option<f64>,
     /// Server resident memory with one client connected, bytes.
     pub server_rss_1: Option<u64>,
     /// Server resident memory with all of them connected, bytes.
@@ -441,6 +450,28 @@ fn proc_cpu(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?;
+    Some(busy / 100.0)
+}
+
+/// What everything but `ours` (CPU seconds) used of the machine over
+/// `secs`, in % of all cores.
+fn others_pct(busy_before: Option<f64>, ours: f64, secs: f64) -> Option<f64> {
+    let busy = machine_busy()? - busy_before?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Some(((busy - ours).max(0.0) * 100.0 / (secs * cores)).min(100.0))
+}
+
 /// Resident memory of a process, bytes.
 fn proc_rss(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
@@ -499,7 +530,7 @@ fn phase(
     let barrier = Barrier::new(clients.len() + 1);
     let call = &call;
     let barrier = &barrier;
-    let (samples, secs, client_cpu, server_cpu) = std::thread::scope(|scope| {
+    let (samples, secs, client_cpu, server_cpu, others) = std::thread::scope(|scope| {
         let handles: Vec<_> = clients
             .iter()
             .enumerate()
@@ -518,6 +549,7 @@ fn phase(
             .collect();
         let cpu0 = self_cpu();
         let server0 = proc_cpu(server_pid);
+        let busy0 = machine_busy();
         let start = Instant::now();
         barrier.wait();
         let mut all = Vec::with_capacity(per_client * clients.len());
@@ -535,9 +567,10 @@ fn phase(
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
+        let others = others_pct(busy0, cpu + server.unwrap_or(0.0), secs);
         match failed {
             Some(e) => Err(e),
-            None => Ok((all, secs, cpu, server)),
+            None => Ok((all, secs, cpu, server, others)),
         }
     })?;
     let mut sorted = samples;
@@ -556,6 +589,7 @@ fn phase(
         client_cpu_secs: client_cpu,
         server_cpu_secs: server_cpu,
         cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
+        others_pct: others,
     })
 }
 
@@ -598,23 +632,27 @@ fn measure_transport(
     let get = phase(&clients, per_client, target.pid(), |c, _, i| {
         c.get(&format!("bench:{}", i % KEYS)).map(|_| ())
     })?;
-    log(&format!(
-        "{}: {} puts",
-        transport.name(),
-        per_client * clients.len()
-    ));
-    let put = phase(&clients, per_client, target.pid(), |c, who, i| {
-        c.put(
-            &format!("bench:put:{who}:{}", i % KEYS),
-            document(i, doc_bytes),
-        )
-        .map(|_| ())
-    })?;
+    let put = if opts.puts {
+        log(&format!(
+            "{}: {} puts",
+            transport.name(),
+            per_client * clients.len()
+        ));
+        Some(phase(&clients, per_client, target.pid(), |c, who, i| {
+            c.put(
+                &format!("bench:put:{who}:{}", i % KEYS),
+                document(i, doc_bytes),
+            )
+            .map(|_| ())
+        })?)
+    } else {
+        None
+    };
     Ok(Run {
         transport: transport.name().into(),
         clients: clients.len(),
         get,
-        put: Some(put),
+        put,
     })
 }
 
@@ -648,6 +686,7 @@ fn measure_idle(
     ));
     let cpu0 = self_cpu();
     let server0 = proc_cpu(target.pid());
+    let busy0 = machine_busy();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(opts.idle_secs));
     let secs = start.elapsed().as_secs_f64();
@@ -666,6 +705,7 @@ fn measure_idle(
         server_cpu_pct: server_cpu.map(|s| s * 100.0 / secs),
         client_cpu_pct: client_cpu * 100.0 / secs,
         total_pct_of_machine: total * 100.0 / secs / cores,
+        others_pct: others_pct(busy0, total, secs),
         server_rss_1: rss_1,
         server_rss_n: rss_n,
     })
@@ -693,9 +733,14 @@ fn measure_redis(opts: &Options, log: &mut dyn FnMut(&str)) -> Option<Run> {
         .ok()?;
     let stdout = child.stdout.take()?;
     let mut lines = BufReader::new(stdout).lines();
+    // "Ready to accept connections" (TCP) or "…ready to accept connections
+    // at PATH" (Unix socket only), depending on the version and listeners.
     let ready = lines.by_ref().any(|l| {
-        l.map(|l| l.contains("Ready to accept connections"))
-            .unwrap_or(false)
+        l.map(|l| {
+            l.to_ascii_lowercase()
+                .contains("ready to accept connections")
+        })
+        .unwrap_or(false)
     });
     std::thread::spawn(move || for _ in lines {});
     let result = if ready {
@@ -755,6 +800,7 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let mut samples = Vec::with_capacity(ops);
         let cpu0 = self_cpu();
         let server0 = proc_cpu(Some(pid));
+        let busy0 = machine_busy();
         let start = Instant::now();
         for i in 0..ops {
             let request = make(i);
@@ -778,6 +824,7 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
             client_cpu_secs: client,
             server_cpu_secs: server,
             cpu_us_per_op: (client + server.unwrap_or(0.0)) * 1e6 / ops.max(1) as f64,
+            others_pct: others_pct(busy0, client + server.unwrap_or(0.0), secs),
         })
     };
     let get_stats = measure(&|i| get(&format!("bench:{}", i % KEYS)))?;
@@ -913,15 +960,25 @@ impl Report {
             self.doc_bytes
         ));
         out.push_str(&format!(
-            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
-            "transport", "clients", "op", "ops/s", "p50", "p90", "p99", "p999", "max", "cpu/op"
+            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
+            "transport",
+            "clients",
+            "op",
+            "ops/s",
+            "p50",
+            "p90",
+            "p99",
+            "p999",
+            "max",
+            "cpu/op",
+            "others"
         ));
         for run in &self.runs {
             let rows = [("get", Some(&run.get)), ("put", run.put.as_ref())];
             for (op, stats) in rows {
                 let Some(s) = stats else { continue };
                 out.push_str(&format!(
-                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}\n",
+                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
                     run.transport,
                     run.clients,
                     op,
@@ -932,6 +989,7 @@ impl Report {
                     us(s.p999_ns),
                     us(s.max_ns),
                     format!("{:.2} µs", s.cpu_us_per_op),
+                    s.others_pct.map_or("-".into(), |p| format!("{p:.0} %")),
                 ));
             }
         }
@@ -943,7 +1001,7 @@ impl Report {
         }
         for idle in &self.idle {
             out.push_str(&format!(
-                "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine\nserver RSS: {} with 1 client, {} with {}\n",
+                "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine (others: {})\nserver RSS: {} with 1 client, {} with {}\n",
                 idle.clients,
                 idle.transport,
                 idle.secs,
@@ -951,6 +1009,7 @@ impl Report {
                     .map_or("-".into(), |p| format!("{p:.3} %")),
                 idle.client_cpu_pct,
                 idle.total_pct_of_machine,
+                idle.others_pct.map_or("-".into(), |p| format!("{p:.1} %")),
                 mib(idle.server_rss_1),
                 mib(idle.server_rss_n),
                 idle.clients,

@@ -12,6 +12,7 @@ use crate::message;
 use crate::transport::{FrameWriter, LinkError};
 use hearth_proto::{Frame, HEADER_LEN};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Frames gathered into one write.
@@ -38,6 +39,8 @@ pub(crate) struct OutQueue {
     tx: mpsc::UnboundedSender<Out>,
     budget: Option<Arc<Semaphore>>,
     max: usize,
+    /// Frames queued and not yet handed to the link.
+    queued: Arc<AtomicUsize>,
 }
 
 impl OutQueue {
@@ -48,7 +51,37 @@ impl OutQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let max = max_bytes.unwrap_or(usize::MAX).clamp(1, u32::MAX as usize);
         let budget = max_bytes.map(|_| Arc::new(Semaphore::new(max)));
-        (OutQueue { tx, budget, max }, rx)
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            OutQueue {
+                tx,
+                budget,
+                max,
+                queued,
+            },
+            rx,
+        )
+    }
+
+    /// Whether every frame queued so far has been handed to the link (so a
+    /// frame written to the link directly now cannot overtake one of them).
+    pub(crate) fn is_drained(&self) -> bool {
+        // Acquire pairs with the Release decrement in `run_writer`: the
+        // frames counted out are on the link.
+        self.queued.load(Ordering::Acquire) == 0
+    }
+
+    fn enqueue(&self, out: Out) -> Result<(), QueueError> {
+        let counted = matches!(out, Out::Frame(..));
+        if counted {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        self.tx.send(out).map_err(|_| {
+            if counted {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            QueueError::Closed
+        })
     }
 
     fn cost(&self, frame: &Frame) -> u32 {
@@ -67,9 +100,7 @@ impl OutQueue {
             ),
             None => None,
         };
-        self.tx
-            .send(Out::Frame(frame, permit))
-            .map_err(|_| QueueError::Closed)
+        self.enqueue(Out::Frame(frame, permit))
     }
 
     /// Queues `frame` if there is room now.
@@ -85,9 +116,7 @@ impl OutQueue {
             ),
             None => None,
         };
-        self.tx
-            .send(Out::Frame(frame, permit))
-            .map_err(|_| QueueError::Closed)
+        self.enqueue(Out::Frame(frame, permit))
     }
 
     /// Asks the writer to close the link after what is queued.
@@ -119,10 +148,12 @@ pub(crate) async fn run_writer(
             break Ok(());
         };
         let mut closing = false;
+        let mut taken = 0usize;
         let mut take = |out: Out, batch: &mut Vec<Frame>| match out {
             Out::Frame(frame, permit) => {
                 batch.extend(message::split(frame, peer_max_frame));
                 permits.extend(permit);
+                taken += 1;
                 false
             }
             Out::Close => true,
@@ -135,7 +166,10 @@ pub(crate) async fn run_writer(
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = writer.write_frames(&batch).await {
+            let written = writer.write_frames(&batch).await;
+            // Release pairs with the Acquire load in `is_drained`.
+            queue.queued.fetch_sub(taken, Ordering::Release);
+            if let Err(e) = written {
                 break 'outer Err(e);
             }
             batch.clear();

@@ -10,10 +10,11 @@
 //! must resume, or do I/O.
 
 use hearth_store::Change;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What one subscription wants: changes from `start` on, to ids starting
@@ -87,6 +88,8 @@ pub(crate) struct Registration {
 #[derive(Default)]
 pub(crate) struct ChangeHub {
     inner: Mutex<Inner>,
+    /// Signalled when a subscription is registered (or the hub closes).
+    registered: Condvar,
 }
 
 impl ChangeHub {
@@ -97,6 +100,7 @@ impl ChangeHub {
                 delivered: last_seq,
                 ..Inner::default()
             }),
+            registered: Condvar::new(),
         }
     }
 
@@ -132,6 +136,7 @@ impl ChangeHub {
                 lagged_at: lagged_at.clone(),
             },
         );
+        self.registered.notify_all();
         Some(Registration {
             key,
             filter,
@@ -170,6 +175,30 @@ impl ChangeHub {
         });
     }
 
+    /// With no subscription registered, records every change up to `seq`
+    /// as dispatched (nobody wanted them; a later subscription reads older
+    /// changes from the change log) and returns true. Returns false, doing
+    /// nothing, when there are subscriptions. Lets the dispatcher stop
+    /// following the store while nobody listens.
+    pub(crate) fn skip_if_idle(&self, seq: u64) -> bool {
+        let mut inner = self.inner.lock();
+        if !inner.subs.is_empty() {
+            return false;
+        }
+        inner.delivered = inner.delivered.max(seq);
+        true
+    }
+
+    /// Waits at most `timeout` for a subscription to be registered; true if
+    /// there is one (or the hub closed).
+    pub(crate) fn wait_for_subscribers(&self, timeout: Duration) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.subs.is_empty() && !inner.closed {
+            let _ = self.registered.wait_for(&mut inner, timeout);
+        }
+        !inner.subs.is_empty() || inner.closed
+    }
+
     /// Removes a subscription (unsubscribe, connection closed).
     pub(crate) fn remove(&self, key: u64) {
         self.inner.lock().subs.remove(&key);
@@ -191,6 +220,7 @@ impl ChangeHub {
         let mut inner = self.inner.lock();
         inner.closed = true;
         inner.subs.clear();
+        self.registered.notify_all();
     }
 }
 
@@ -218,6 +248,26 @@ mod tests {
             out.push(c.seq);
         }
         out
+    }
+
+    #[test]
+    fn an_idle_hub_skips_ahead_and_a_later_subscription_starts_after_it() {
+        let hub = ChangeHub::new(3);
+        assert!(hub.skip_if_idle(10));
+        assert_eq!(hub.delivered(), 10);
+        let reg = hub.register(None, Some(1), 12, 8).unwrap();
+        // Changes 1..=10 come from the change log, 11 on live.
+        assert_eq!((reg.filter.start, reg.live_from), (1, 11));
+        assert!(!hub.skip_if_idle(20));
+        assert_eq!(hub.delivered(), 10);
+    }
+
+    #[test]
+    fn waiting_for_subscribers_sees_one_registered_before() {
+        let hub = ChangeHub::new(0);
+        assert!(!hub.wait_for_subscribers(Duration::ZERO));
+        let _reg = hub.register(None, None, 0, 8).unwrap();
+        assert!(hub.wait_for_subscribers(Duration::ZERO));
     }
 
     #[test]

@@ -469,3 +469,23 @@ fn a_sixteen_mib_document_round_trips_through_small_rings() {
     assert_eq!(back["blob"].as_str().map(str::len), Some(blob.len()));
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn a_blocking_call_never_overtakes_a_queued_unsubscribe() {
+    let fx = shm_server(|b| b);
+    let client = fx.client();
+    for round in 0..200 {
+        let events = client.subscribe_topic("order:*").unwrap();
+        assert_eq!(client.publish("order:x", json!(round)).unwrap(), 1);
+        // Dropping queues the unsubscribe; the next call (written by this
+        // thread straight onto the ring when the queue is empty) must go
+        // behind it.
+        drop(events);
+        assert_eq!(
+            client.publish("order:x", json!(round)).unwrap(),
+            0,
+            "round {round}"
+        );
+    }
+    fx.server.shutdown().unwrap();
+}

@@ -5,10 +5,15 @@
 //! there are no more spinners than cores (a spinner on an oversubscribed
 //! machine only steals the time slice the peer needs), yields the core
 //! between polls once it has spun a while, and lets its budget grow when
-//! spinning paid off and shrink when it had to sleep anyway. Must never:
-//! spin without a bound, or spin at all when the process already has a
-//! spinner per core (it then yields a few times and reports failure so the
-//! caller sleeps on its futex).
+//! spinning paid off and shrink when it had to sleep anyway. A spinner that
+//! finds it was descheduled in the middle of a spin (a gap between two
+//! looks at the clock far longer than the polls take) concludes that other
+//! threads want its core — another process, the store's applier — and
+//! does not spin at all for a cool-down period: it sleeps on its futex and
+//! is woken, which on a busy machine is faster than spinning against the
+//! thread it waits for. Must never: spin without a bound, or spin at all
+//! when the process already has a spinner per core (it then yields a few
+//! times and reports failure so the caller sleeps on its futex).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +27,13 @@ const POLLS_PER_CHECK: u32 = 64;
 
 /// Yields tried by a waiter that finds every core already has a spinner.
 const CROWDED_YIELDS: u32 = 2;
+
+/// A gap this long between two looks at the clock (64 polls take well
+/// under a microsecond or two) means the thread was descheduled.
+const PREEMPTED_GAP: Duration = Duration::from_micros(50);
+
+/// How long a spinner that was descheduled sleeps instead of spinning.
+const COOL_DOWN: Duration = Duration::from_millis(20);
 
 /// The number of cores this process may run on.
 ///
@@ -73,6 +85,8 @@ pub struct Spinner {
     min: Duration,
     max: Duration,
     yield_after: Duration,
+    /// No spinning before this instant (set when a spin was descheduled).
+    quiet_until: Option<Instant>,
 }
 
 impl Spinner {
@@ -84,6 +98,7 @@ impl Spinner {
             min: max / 16,
             max,
             yield_after: max / 4,
+            quiet_until: None,
         }
     }
 
@@ -101,6 +116,12 @@ impl Spinner {
         if self.max.is_zero() {
             return false;
         }
+        if let Some(until) = self.quiet_until {
+            if Instant::now() < until {
+                return false;
+            }
+            self.quiet_until = None;
+        }
         let (_registered, now) = Registered::enter();
         if now > cores() {
             for _ in 0..CROWDED_YIELDS {
@@ -112,6 +133,7 @@ impl Spinner {
             return false;
         }
         let start = Instant::now();
+        let mut last = start;
         loop {
             for _ in 0..POLLS_PER_CHECK {
                 if ready() {
@@ -122,7 +144,15 @@ impl Spinner {
                 }
                 std::hint::spin_loop();
             }
-            let spent = start.elapsed();
+            let now = Instant::now();
+            if now.duration_since(last) >= PREEMPTED_GAP {
+                // Descheduled mid-spin: the core is wanted elsewhere.
+                self.quiet_until = Some(now + COOL_DOWN);
+                self.budget = (self.budget / 2).max(self.min);
+                return false;
+            }
+            last = now;
+            let spent = now.duration_since(start);
             if spent >= self.budget {
                 // Had to give up: spin less next time (down to `min`).
                 self.budget = (self.budget / 2).max(self.min);
@@ -130,6 +160,9 @@ impl Spinner {
             }
             if spent >= self.yield_after && spinning() >= cores() {
                 std::thread::yield_now();
+                // A yield that gave the core away for long is a deschedule
+                // too; do not count the yield itself as one.
+                last = Instant::now();
             }
         }
     }

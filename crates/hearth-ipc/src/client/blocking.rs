@@ -66,11 +66,15 @@ impl Client {
 
     /// One request and its answer: on shared memory entirely on this
     /// thread, otherwise through the connection's runtime.
-    fn unary(&self, op: Operation, body: &Value) -> Result<Vec<u8>, IpcError> {
-        match self.inner.unary_blocking(op, body) {
-            Some(result) => result,
-            None => self.run(self.inner.unary(op, body)),
+    fn unary(&self, op: Operation, payload: Vec<u8>) -> Result<Vec<u8>, IpcError> {
+        let mut payload = Some(payload);
+        if let Some(result) = self.inner.unary_blocking(op, &mut payload) {
+            return result;
         }
+        // Not on shared memory now (or no free slot): the async path,
+        // which also reconnects a dead connection.
+        let payload = payload.unwrap_or_default();
+        self.run(self.inner.unary_payload(op, payload))
     }
 
     /// The async client underneath (same connection).
@@ -101,38 +105,37 @@ impl Client {
 
     /// Checks the server answers.
     pub fn ping(&self) -> Result<(), IpcError> {
-        self.unary(Operation::Ping, &serde_json::json!({}))
-            .map(|_| ())
+        self.unary(Operation::Ping, b"{}".to_vec()).map(|_| ())
     }
 
     /// See [`AsyncClient::put`].
     pub fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
-        let (op, body) = calls::put(id, data);
-        calls::seq(&self.unary(op, &body)?)
+        let (op, body) = calls::put(id, &data);
+        calls::seq(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::patch`].
     pub fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
-        let (op, body) = calls::patch(id, fields);
-        calls::seq(&self.unary(op, &body)?)
+        let (op, body) = calls::patch(id, &fields);
+        calls::seq(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::get`].
     pub fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
         let (op, body) = calls::get(id);
-        calls::doc_data(&self.unary(op, &body)?)
+        calls::doc_data(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::get_with_metadata`].
     pub fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
         let (op, body) = calls::get_with_metadata(id);
-        calls::document(&self.unary(op, &body)?)
+        calls::document(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::delete`].
     pub fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
         let (op, body) = calls::delete(id);
-        calls::deleted(&self.unary(op, &body)?)
+        calls::deleted(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::list`].
@@ -167,24 +170,24 @@ impl Client {
     /// See [`AsyncClient::batch`].
     pub fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
         let (op, body) = calls::batch(writes);
-        calls::seq_range(&self.unary(op, &body)?)
+        calls::seq_range(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::stats`].
     pub fn stats(&self) -> Result<Value, IpcError> {
-        parse_json(&self.unary(Operation::Stats, &serde_json::json!({}))?)
+        parse_json(&self.unary(Operation::Stats, b"{}".to_vec())?)
     }
 
     /// See [`AsyncClient::changes_since`].
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, IpcError> {
         let (op, body) = calls::changes_since(after, limit);
-        calls::changes(&self.unary(op, &body)?)
+        calls::changes(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::call`].
     pub fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
         let (op, body) = calls::call(name, payload);
-        parse_json(&self.unary(op, &body)?)
+        parse_json(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::call_as`].
@@ -195,7 +198,7 @@ impl Client {
     /// See [`AsyncClient::publish`].
     pub fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
         let (op, body) = calls::publish(topic, payload);
-        calls::delivered(&self.unary(op, &body)?)
+        calls::delivered(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::subscribe`]. The returned iterator blocks for the

@@ -327,6 +327,13 @@ impl ConnCore {
         self.die("the client closed the connection".into());
     }
 
+    /// Whether frames sent through the connection's queue (cancels,
+    /// unsubscribes, async calls) have all reached the link: a blocking
+    /// call may then write its request directly without overtaking them.
+    pub(crate) fn queue_drained(&self) -> bool {
+        self.out.is_drained()
+    }
+
     /// An in-flight permit if one is free now.
     pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()

@@ -339,6 +339,12 @@ impl AsyncClient {
 
     /// Sends one request and returns the payload of its response.
     async fn unary(&self, op: Operation, body: &Value) -> Result<Vec<u8>, IpcError> {
+        self.unary_payload(op, calls::json(body)).await
+    }
+
+    /// Sends one request with a ready JSON payload; the payload of its
+    /// response.
+    async fn unary_payload(&self, op: Operation, payload: Vec<u8>) -> Result<Vec<u8>, IpcError> {
         let deadline = Instant::now() + self.timeout;
         let (core, permit) = self.begin(op, deadline).await?;
         let id = core.next_id();
@@ -350,7 +356,7 @@ impl AsyncClient {
                 _permit: permit,
             },
         );
-        if let Err(e) = core.send(Frame::json_request(op, id, body)) {
+        if let Err(e) = core.send(calls::request(op, id, payload)) {
             core.unregister(id);
             return Err(e);
         }
@@ -372,14 +378,21 @@ impl AsyncClient {
     pub(crate) fn unary_blocking(
         &self,
         op: Operation,
-        body: &Value,
+        payload: &mut Option<Vec<u8>>,
     ) -> Option<Result<Vec<u8>, IpcError>> {
         let core = {
             let current = self.inner.current.lock();
             current.as_ref().filter(|core| !core.is_dead())?.clone()
         };
         let shm = core.shm.clone()?;
+        if !core.queue_drained() {
+            // Frames wait in the queue (an unsubscribe sent by a drop, a
+            // cancel): go behind them, so that this connection's requests
+            // reach the server in the order they were made.
+            return None;
+        }
         let permit = core.try_permit()?;
+        let payload = payload.take()?;
         let deadline = std::time::Instant::now() + self.timeout;
         let id = core.next_id();
         let slot = SyncSlot::new();
@@ -390,7 +403,7 @@ impl AsyncClient {
                 _permit: permit,
             },
         );
-        if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), deadline) {
+        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), deadline) {
             core.unregister(id);
             return Some(Err(match end {
                 WaitEnd::Dead => core.dead_error(),
@@ -509,20 +522,20 @@ impl AsyncClient {
     /// Replaces document `id` with `data` (a JSON object); returns the
     /// change's sequence number once it is durable.
     pub async fn put(&self, id: &str, data: Value) -> Result<u64, IpcError> {
-        let (op, body) = calls::put(id, data);
-        calls::seq(&self.unary(op, &body).await?)
+        let (op, body) = calls::put(id, &data);
+        calls::seq(&self.unary_payload(op, body).await?)
     }
 
     /// Merges top-level `fields` into document `id` (`null` removes a field).
     pub async fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
-        let (op, body) = calls::patch(id, fields);
-        calls::seq(&self.unary(op, &body).await?)
+        let (op, body) = calls::patch(id, &fields);
+        calls::seq(&self.unary_payload(op, body).await?)
     }
 
     /// The document's data; `None` when absent or deleted.
     pub async fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
         let (op, body) = calls::get(id);
-        calls::doc_data(&self.unary(op, &body).await?)
+        calls::doc_data(&self.unary_payload(op, body).await?)
     }
 
     /// The document with its metadata, including a deleted one (its
@@ -530,14 +543,14 @@ impl AsyncClient {
     /// existed.
     pub async fn get_with_metadata(&self, id: &str) -> Result<Option<Document>, IpcError> {
         let (op, body) = calls::get_with_metadata(id);
-        calls::document(&self.unary(op, &body).await?)
+        calls::document(&self.unary_payload(op, body).await?)
     }
 
     /// Deletes document `id`; the change's sequence number, or `None` when
     /// there was no such document.
     pub async fn delete(&self, id: &str) -> Result<Option<u64>, IpcError> {
         let (op, body) = calls::delete(id);
-        calls::deleted(&self.unary(op, &body).await?)
+        calls::deleted(&self.unary_payload(op, body).await?)
     }
 
     fn list_body(options: &ListOptions) -> Value {
@@ -603,7 +616,7 @@ impl AsyncClient {
     /// numbers.
     pub async fn batch(&self, writes: Vec<WriteOp>) -> Result<(u64, u64), IpcError> {
         let (op, body) = calls::batch(writes);
-        calls::seq_range(&self.unary(op, &body).await?)
+        calls::seq_range(&self.unary_payload(op, body).await?)
     }
 
     /// The store's and the server's counters (`{"store":…,"server":…}`).
@@ -618,14 +631,14 @@ impl AsyncClient {
         limit: usize,
     ) -> Result<Vec<crate::Change>, IpcError> {
         let (op, body) = calls::changes_since(after, limit);
-        calls::changes(&self.unary(op, &body).await?)
+        calls::changes(&self.unary_payload(op, body).await?)
     }
 
     /// Calls the custom handler `name` with `payload`; its result, or its
     /// typed error as [`IpcError::Remote`].
     pub async fn call(&self, name: &str, payload: Value) -> Result<Value, IpcError> {
         let (op, body) = calls::call(name, payload);
-        self.unary_json(op, &body).await
+        parse_json(&self.unary_payload(op, body).await?)
     }
 
     /// Like [`call`](Self::call), deserialising the result into `T`.
@@ -641,7 +654,7 @@ impl AsyncClient {
     /// returns how many received it.
     pub async fn publish(&self, topic: &str, payload: Value) -> Result<usize, IpcError> {
         let (op, body) = calls::publish(topic, payload);
-        calls::delivered(&self.unary(op, &body).await?)
+        calls::delivered(&self.unary_payload(op, body).await?)
     }
 
     /// Follows committed changes. The stream resumes by itself after a lag
@@ -676,32 +689,74 @@ pub(crate) mod calls {
     use crate::error::IpcError;
     use crate::ops;
     use crate::types::Document;
-    use hearth_proto::Operation;
+    use hearth_proto::{Frame, FrameFlags, FrameHeader, FrameKind, Operation};
     use hearth_store::WriteOp;
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 
-    pub(crate) fn put(id: &str, data: Value) -> (Operation, Value) {
-        (Operation::Put, json!({"id": id, "data": data}))
+    /// The JSON text of `body`.
+    pub(crate) fn json(body: &Value) -> Vec<u8> {
+        // Serialising a Value into memory cannot fail.
+        serde_json::to_vec(body).unwrap_or_default()
     }
 
-    pub(crate) fn patch(id: &str, fields: Value) -> (Operation, Value) {
-        (Operation::Patch, json!({"id": id, "fields": fields}))
+    /// A request frame with a ready JSON payload.
+    pub(crate) fn request(op: Operation, id: u64, payload: Vec<u8>) -> Frame {
+        Frame {
+            header: FrameHeader {
+                payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                kind: FrameKind::Request,
+                flags: FrameFlags::JSON,
+                operation: Some(op),
+                request_id: id,
+            },
+            payload,
+        }
     }
 
-    pub(crate) fn get(id: &str) -> (Operation, Value) {
-        (Operation::Get, json!({"id": id}))
+    /// `{"id":…}` written directly (the hot path of point reads).
+    fn id_only(id: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(id.len() + 10);
+        out.extend_from_slice(b"{\"id\":");
+        let _ = serde_json::to_writer(&mut out, id);
+        out.push(b'}');
+        out
     }
 
-    pub(crate) fn get_with_metadata(id: &str) -> (Operation, Value) {
-        (Operation::GetWithMetadata, json!({"id": id}))
+    /// `{"id":…,"<field>":…}` without building a map.
+    fn id_and(id: &str, field: &str, value: &Value) -> Vec<u8> {
+        let mut out = Vec::with_capacity(id.len() + 64);
+        out.extend_from_slice(b"{\"id\":");
+        let _ = serde_json::to_writer(&mut out, id);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        let _ = serde_json::to_writer(&mut out, value);
+        out.push(b'}');
+        out
     }
 
-    pub(crate) fn delete(id: &str) -> (Operation, Value) {
-        (Operation::Delete, json!({"id": id}))
+    pub(crate) fn put(id: &str, data: &Value) -> (Operation, Vec<u8>) {
+        (Operation::Put, id_and(id, "data", data))
     }
 
-    pub(crate) fn batch(writes: Vec<WriteOp>) -> (Operation, Value) {
+    pub(crate) fn patch(id: &str, fields: &Value) -> (Operation, Vec<u8>) {
+        (Operation::Patch, id_and(id, "fields", fields))
+    }
+
+    pub(crate) fn get(id: &str) -> (Operation, Vec<u8>) {
+        (Operation::Get, id_only(id))
+    }
+
+    pub(crate) fn get_with_metadata(id: &str) -> (Operation, Vec<u8>) {
+        (Operation::GetWithMetadata, id_only(id))
+    }
+
+    pub(crate) fn delete(id: &str) -> (Operation, Vec<u8>) {
+        (Operation::Delete, id_only(id))
+    }
+
+    pub(crate) fn batch(writes: Vec<WriteOp>) -> (Operation, Vec<u8>) {
         let ops: Vec<Value> = writes
             .into_iter()
             .map(|w| match w {
@@ -710,24 +765,27 @@ pub(crate) mod calls {
                 WriteOp::Delete { id } => json!({"op": "delete", "id": id}),
             })
             .collect();
-        (Operation::Batch, json!({"ops": ops}))
+        (Operation::Batch, json(&json!({"ops": ops})))
     }
 
-    pub(crate) fn changes_since(after: u64, limit: usize) -> (Operation, Value) {
+    pub(crate) fn changes_since(after: u64, limit: usize) -> (Operation, Vec<u8>) {
         (
             Operation::ChangesSince,
-            json!({"after": after, "limit": limit}),
+            json(&json!({"after": after, "limit": limit})),
         )
     }
 
-    pub(crate) fn call(name: &str, payload: Value) -> (Operation, Value) {
-        (Operation::Call, json!({"name": name, "payload": payload}))
+    pub(crate) fn call(name: &str, payload: Value) -> (Operation, Vec<u8>) {
+        (
+            Operation::Call,
+            json(&json!({"name": name, "payload": payload})),
+        )
     }
 
-    pub(crate) fn publish(topic: &str, payload: Value) -> (Operation, Value) {
+    pub(crate) fn publish(topic: &str, payload: Value) -> (Operation, Vec<u8>) {
         (
             Operation::Publish,
-            json!({"topic": topic, "payload": payload}),
+            json(&json!({"topic": topic, "payload": payload})),
         )
     }
 
@@ -736,9 +794,19 @@ pub(crate) mod calls {
     }
 
     pub(crate) fn doc_data(reply: &[u8]) -> Result<Option<Value>, IpcError> {
-        match parse_json(reply)? {
-            Value::Null => Ok(None),
-            doc => Ok(Some(ops::decode_doc(doc)?.data)),
+        /// `{"id":…,"data":…}`: only `data` is kept (the id is skipped
+        /// without allocating).
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            data: Value,
+        }
+        match serde_json::from_slice::<Option<Reply>>(reply) {
+            Ok(reply) => Ok(reply.map(|r| r.data)),
+            // Not that shape: the general decoder says what is wrong.
+            Err(_) => match parse_json(reply)? {
+                Value::Null => Ok(None),
+                doc => Ok(Some(ops::decode_doc(doc)?.data)),
+            },
         }
     }
 

@@ -267,8 +267,14 @@ impl ClientShm {
         deadline: Instant,
     ) -> Result<Frame, WaitEnd> {
         let mut waiter_spin: Option<Spinner> = None;
+        let mut parked = false;
         loop {
             if let Some(frame) = slot.take() {
+                if parked {
+                    // Woken to take the baton, but the answer was already
+                    // routed: hand the wake-up on to another parked caller.
+                    self.pass_on();
+                }
                 return Ok(frame);
             }
             if core.is_dead() {
@@ -290,6 +296,19 @@ impl ClientShm {
                 continue;
             }
             self.park(core, slot, deadline - now);
+            parked = true;
+        }
+    }
+
+    /// Wakes a parked caller if the baton is free (nobody reads for it).
+    fn pass_on(&self) {
+        // SeqCst fence pairs with the one in `park`, as in `after_release`.
+        fence(Ordering::SeqCst);
+        if self.n_parked.load(Ordering::Relaxed) > 0
+            && !self.rx.is_locked()
+            && let Some(t) = self.parked.lock().first()
+        {
+            t.unpark();
         }
     }
 

@@ -708,13 +708,24 @@ impl ServerBuilder {
     }
 }
 
-/// Follows the store's change log into the hub. Runs on its own thread
-/// because the store's subscription blocks; wakes at least every 50 ms to
-/// notice shutdown.
+/// Follows the store's change log into the hub while anyone subscribes.
+/// Runs on its own thread because the store's subscription blocks; wakes
+/// at least every 50 ms to notice shutdown. With no subscription it stops
+/// following the store (so writes do not wake it) and marks what it
+/// skipped as dispatched; a new subscription reads older changes from the
+/// change log and wakes it.
 fn pump(store: Store, shared: Arc<Shared>, stop: Arc<AtomicBool>, start: u64) {
-    let mut sub = store.subscribe(start);
+    let tick = Duration::from_millis(50);
+    let mut sub = None;
+    let _ = start;
     while !stop.load(Ordering::Acquire) {
-        match sub.next_timeout(Duration::from_millis(50)) {
+        if shared.hub.skip_if_idle(store.last_seq()) {
+            sub = None;
+            shared.hub.wait_for_subscribers(tick);
+            continue;
+        }
+        let following = sub.get_or_insert_with(|| store.subscribe(shared.hub.delivered() + 1));
+        match following.next_timeout(tick) {
             Some(Ok(Event::Change(change))) => shared.hub.dispatch(&change),
             // The store reads the change log itself after a lag; nothing is
             // skipped, so there is nothing to do.
