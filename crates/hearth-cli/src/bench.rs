@@ -17,6 +17,7 @@
 
 mod channel;
 mod redis;
+mod transport;
 
 use crate::args::GlobalArgs;
 use crate::error::CliError;
@@ -30,11 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Arguments of `hearth bench`.
+/// Arguments of `hearth bench`: a subcommand, or with none the transport
+/// benchmark (`hearth bench --transport shm|socket|both …`).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
-    pub(crate) what: BenchWhat,
+    pub(crate) what: Option<BenchWhat>,
+    #[command(flatten)]
+    pub(crate) transport: transport::TransportBenchArgs,
 }
 
 /// What to benchmark.
@@ -75,23 +80,24 @@ pub(crate) enum BenchWhat {
 /// Runs a benchmark.
 pub(crate) fn run(args: BenchArgs, g: &GlobalArgs) -> Result<(), CliError> {
     match args.what {
-        BenchWhat::Channel(args) => channel::run(&args, g),
-        BenchWhat::Store { .. } => run_store(args).map_err(CliError::from),
+        None => transport::run_transport(&args.transport, g.json),
+        Some(BenchWhat::Channel(args)) => channel::run(&args, g),
+        Some(BenchWhat::Store { .. }) => run_store(args).map_err(CliError::from),
     }
 }
 
 /// Runs `hearth bench store`.
 fn run_store(args: BenchArgs) -> Result<(), hearth_store::StoreError> {
     match args.what {
-        BenchWhat::Channel(_) => Ok(()),
-        BenchWhat::Store {
+        None | Some(BenchWhat::Channel(_)) => Ok(()),
+        Some(BenchWhat::Store {
             docs,
             fsync_docs,
             threads,
             fsync_wide_writers,
             dir,
             json,
-        } => {
+        }) => {
             if docs < 1_000 {
                 return Err(StoreError::InvalidInput(format!(
                     "--docs {docs} is too small for meaningful numbers; use at least 1000"
@@ -1587,17 +1593,25 @@ mod tests {
         let docs = std::env::var("HEARTH_BENCH_DOCS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(2_000);
-        run_store(BenchArgs {
-            what: BenchWhat::Store {
-                docs,
-                fsync_docs: 1_000,
-                threads: 4,
-                fsync_wide_writers: 8,
-                dir: None,
-                json: false,
-            },
-        })
+            .unwrap_or(2_000usize);
+        let docs = docs.to_string();
+        let cli = <crate::args::Cli as clap::Parser>::try_parse_from([
+            "hearth",
+            "bench",
+            "store",
+            "--docs",
+            docs.as_str(),
+            "--fsync-docs",
+            "1000",
+            "--threads",
+            "4",
+            "--fsync-wide-writers",
+            "8",
+        ])
         .unwrap();
+        let crate::args::Command::Bench(args) = cli.command else {
+            panic!("`hearth bench store` parses as the bench command");
+        };
+        run_store(args).unwrap();
     }
 }

@@ -23,6 +23,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `hearth bench --transport …` runs its server as this binary started
+    // again with HEARTH_BENCH_SERVE set: serve and stop here in that case.
+    if hearth_ipc::bench::serve_if_child() {
+        return ExitCode::SUCCESS;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

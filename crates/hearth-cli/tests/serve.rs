@@ -878,3 +878,69 @@ fn bench_channel_runs_against_its_own_server_and_stops_it() {
         "its server stopped and left nothing: {left:?}"
     );
 }
+
+#[test]
+fn bench_channel_measures_shared_memory_and_the_socket_side_by_side() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[
+            "bench",
+            "channel",
+            "--transport",
+            "both",
+            "--ops",
+            "100",
+            "--clients",
+            "1",
+            "--pipeline",
+            "1",
+            "--docs",
+            "20",
+            "--no-redis",
+            "--json",
+        ])
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    assert!(report["sections"]["hearth_shm"].is_object(), "{report:#}");
+    assert!(
+        report["sections"]["hearth_socket"].is_object(),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn bench_transport_compares_shm_with_the_socket_and_reports_idle_cost() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[
+            "bench",
+            "--transport",
+            "both",
+            "--ops",
+            "200",
+            "--idle-clients",
+            "2",
+            "--idle-secs",
+            "0.1",
+            "--no-redis",
+        ])
+        .ok();
+    for needle in [
+        "shm ",
+        "socket ",
+        "get p50: socket / shm",
+        "idle shm clients",
+        "server RSS",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} missing: {r:#?}");
+    }
+}
+
+#[test]
+fn bench_transport_refuses_an_unknown_transport() {
+    let site = Site::new();
+    let r = site
+        .hearth(&["bench", "--transport", "carrier-pigeon"])
+        .fails_with(2);
+    assert!(r.stderr.contains("shm"), "{r:#?}");
+}

@@ -25,7 +25,9 @@ use super::{
 use crate::args::GlobalArgs;
 use crate::error::CliError;
 use clap::Args;
-use hearth_ipc::{AsyncClient, Client, ConnectOptions, IpcError, ListOptions, WriteOp};
+use hearth_ipc::{
+    AsyncClient, Client, ConnectOptions, IpcError, ListOptions, TransportPreference, WriteOp,
+};
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::io::BufRead;
@@ -55,6 +57,9 @@ pub(crate) struct ChannelArgs {
     /// Skip the Redis baseline even when redis-server is installed.
     #[arg(long)]
     pub(crate) no_redis: bool,
+    /// Which of hearth's transports to measure.
+    #[arg(long, value_enum, default_value_t = TransportArg::Socket)]
+    pub(crate) transport: TransportArg,
 }
 
 /// What a row does.
@@ -87,6 +92,8 @@ impl BenchOp {
 enum Transport {
     /// The channel's Unix socket, framed as `docs/protocol.md` says.
     Socket,
+    /// The shared-memory rings (Linux), after the socket handshake.
+    SharedMemory,
 }
 
 impl Transport {
@@ -94,19 +101,44 @@ impl Transport {
     fn key(self) -> &'static str {
         match self {
             Transport::Socket => "hearth_socket",
+            Transport::SharedMemory => "hearth_shm",
         }
     }
 
     fn title(self) -> &'static str {
         match self {
             Transport::Socket => "hearth over the socket transport",
+            Transport::SharedMemory => "hearth over shared memory",
         }
     }
 
-    /// Connection options that select this transport.
+    /// Connection options that select this transport (and fail rather
+    /// than measure the other one).
     fn options(self, base: ConnectOptions) -> ConnectOptions {
         match self {
-            Transport::Socket => base,
+            Transport::Socket => base.transport(TransportPreference::Socket),
+            Transport::SharedMemory => base.transport(TransportPreference::SharedMemory),
+        }
+    }
+}
+
+/// `--transport` of `hearth bench channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    /// The Unix socket only.
+    Socket,
+    /// Shared memory only (Linux).
+    Shm,
+    /// Shared memory, then the socket, with their ratios.
+    Both,
+}
+
+impl TransportArg {
+    fn transports(self) -> Vec<Transport> {
+        match self {
+            TransportArg::Socket => vec![Transport::Socket],
+            TransportArg::Shm => vec![Transport::SharedMemory],
+            TransportArg::Both => vec![Transport::SharedMemory, Transport::Socket],
         }
     }
 }
@@ -438,7 +470,7 @@ pub(super) fn run(args: &ChannelArgs, g: &GlobalArgs) -> Result<(), CliError> {
         depth: args.pipeline,
     };
     let mut sections = Vec::new();
-    let transports = [Transport::Socket];
+    let transports = args.transport.transports();
     let result = transports
         .iter()
         .try_for_each(|&t| hearth_section(&target, t, &work).map(|s| sections.push(s)));

@@ -1,0 +1,97 @@
+//! `hearth bench --transport shm|socket|both`: the transports side by side.
+//!
+//! Owns: the flags of the transport benchmark and printing its report;
+//! the measuring (get and put latency percentiles, ops/s, CPU time, the
+//! ratios between transports and to Redis, idle-client CPU, server memory)
+//! is `hearth_ipc::bench`, whose server runs as this same binary started
+//! again with `HEARTH_BENCH_SERVE` set (see `main`). Must never: assert on
+//! time, or leave its server or data behind.
+
+use crate::error::{CliError, Result};
+use clap::{Args, ValueEnum};
+use hearth_ipc::bench::{Options, ServerMode, Transport, run};
+
+/// Flags of `hearth bench` without a subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct TransportBenchArgs {
+    /// Which transports to measure (shared memory first with `both`).
+    #[arg(long, value_enum, default_value_t = TransportChoice::Both)]
+    transport: TransportChoice,
+    /// Concurrent clients (threads, one connection each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    clients: u64,
+    /// Calls per phase (get, then put), split across the clients.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
+    ops: u64,
+    /// Approximate bytes of each document's JSON.
+    #[arg(long, default_value_t = 200)]
+    doc_bytes: usize,
+    /// Idle clients kept connected to measure idle CPU and server memory
+    /// (0 skips).
+    #[arg(long, default_value_t = 64)]
+    idle_clients: usize,
+    /// Seconds the idle clients are watched.
+    #[arg(long, default_value_t = 10.0)]
+    idle_secs: f64,
+    /// Bytes of each shared-memory ring [default: the server's].
+    #[arg(long, value_name = "BYTES")]
+    ring_bytes: Option<usize>,
+    /// Measure gets only.
+    #[arg(long)]
+    no_put: bool,
+    /// Skip Redis even when redis-server is installed.
+    #[arg(long)]
+    no_redis: bool,
+    /// Run the server on threads of this process instead of a child process
+    /// (server CPU and memory are then not separable).
+    #[arg(long)]
+    in_process: bool,
+}
+
+/// `--transport` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportChoice {
+    /// Shared memory (Linux; the run fails if it is not available).
+    Shm,
+    /// The Unix socket.
+    Socket,
+    /// Both, with their ratios.
+    Both,
+}
+
+/// Runs the transport benchmark; progress on stderr, the report on stdout
+/// (one JSON object with the global `--json`).
+pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()> {
+    let mut opts = Options {
+        transports: match args.transport {
+            TransportChoice::Shm => vec![Transport::Shm],
+            TransportChoice::Socket => vec![Transport::Socket],
+            TransportChoice::Both => vec![Transport::Shm, Transport::Socket],
+        },
+        clients: usize::try_from(args.clients).unwrap_or(usize::MAX),
+        ops: usize::try_from(args.ops).unwrap_or(usize::MAX),
+        doc_bytes: args.doc_bytes,
+        idle_clients: args.idle_clients,
+        idle_secs: args.idle_secs,
+        redis: !args.no_redis,
+        ring_bytes: args.ring_bytes,
+        puts: !args.no_put,
+        ..Options::default()
+    };
+    if args.in_process {
+        opts.server = ServerMode::InProcess;
+    }
+    if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0) {
+        return Err(CliError::input(format!(
+            "--idle-secs {} is not a number of seconds; give e.g. 10 or 0.5",
+            args.idle_secs
+        )));
+    }
+    let report = run(&opts, |line| eprintln!("… {line}"))?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
