@@ -30,7 +30,7 @@
 use crate::error::IpcError;
 use crate::transport::TransportKind;
 use crate::types::TransportPreference;
-use crate::{Client, ConnectOptions, Server};
+use crate::{Client, ConnectOptions, ListOptions, Server};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -664,6 +664,16 @@ fn measure_idle(
 ) -> Result<Idle, IpcError> {
     let first = target.connect(transport)?;
     first.get("bench:0")?;
+    // Idle means no work pending: a list waits until the store's applier
+    // has materialised every earlier write (it defers during bursts).
+    let drain = |c: &Client| {
+        c.list(ListOptions {
+            limit: Some(1),
+            ..ListOptions::default()
+        })
+        .map(drop)
+    };
+    drain(&first)?;
     let rss_1 = proc_rss(target.pid());
     let mut clients = vec![first];
     for i in 1..opts.idle_clients {
@@ -675,6 +685,7 @@ fn measure_idle(
     for (i, c) in clients.iter().enumerate() {
         c.get(&format!("bench:{}", i % KEYS))?;
     }
+    drain(&clients[0])?;
     let rss_n = proc_rss(target.pid());
     // Let spinning end (budgets are microseconds) before watching.
     std::thread::sleep(Duration::from_millis(200));

@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,11 @@ use std::time::{Duration, Instant};
 const APPLY_LINGER: Duration = Duration::from_millis(2);
 /// Queued operations that make the applier start at once.
 const APPLY_LINGER_OPS: usize = 256;
+/// The longest the applier defers to a burst of writes (docs/design.md,
+/// "The applier"): while writes keep arriving, nobody waits on the applier
+/// and the backlog is under an eighth of the back-pressure limits, it
+/// leaves the CPU to the writers for up to this long.
+const BURST_DEFER_MAX: Duration = Duration::from_millis(250);
 
 /// Rows fetched per page by list iterators and subscribers catching up.
 const PAGE: usize = 256;
@@ -92,6 +97,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Sequence number of the last acknowledged (journaled) change.
     acked: AtomicU64,
+    /// Set by reads, cleared by the applier: a read since its last look
+    /// means the store is busy, so a burst deferral goes on.
+    read_lately: AtomicBool,
     _lock: File,
 }
 
@@ -336,7 +344,7 @@ impl Store {
             }),
             // Pre-sized so the writer lock is never held across a rehash
             // while the overlay grows towards its usual size.
-            overlay: Mutex::new(HashMap::with_capacity(opts.max_pending_ops.min(1 << 16))),
+            overlay: Mutex::new(HashMap::with_capacity(overlay_presize(&opts))),
             cache: Mutex::new(Cache {
                 lru: LruCache::unbounded(),
                 bytes: 0,
@@ -368,6 +376,7 @@ impl Store {
             sync_cv: Condvar::new(),
             readers: Mutex::new(Vec::new()),
             acked: AtomicU64::new(next_seq - 1),
+            read_lately: AtomicBool::new(false),
             opts,
             _lock: lock,
         });
@@ -535,6 +544,11 @@ impl Store {
     /// returned with `metadata().deleted == true` and no fields.
     pub fn get_with_metadata(&self, id: &str) -> Result<Option<Document>> {
         validate_id(id)?;
+        // Only a flag for the applier's burst deferral: Relaxed suffices,
+        // and loading first keeps the line shared while readers are busy.
+        if !self.inner.read_lately.load(Ordering::Relaxed) {
+            self.inner.read_lately.store(true, Ordering::Relaxed);
+        }
         Ok(self.inner.current(id)?.map(Document))
     }
 
@@ -1367,6 +1381,7 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                 && !q.shutdown
                 && !inner.work_cv.wait_until(&mut q, deadline).timed_out()
             {}
+            defer_to_burst(&inner, &mut q);
             if q.items.is_empty() {
                 return;
             }
@@ -1397,6 +1412,12 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                         if overlay.get(&e.id).is_some_and(|cur| cur.seq == e.seq) {
                             overlay.remove(&e.id);
                         }
+                    }
+                    // A burst grew it; once drained, give the table back its
+                    // usual size so every read's overlay probe stays in cache.
+                    let usual = overlay_presize(&inner.opts);
+                    if overlay.is_empty() && overlay.capacity() > 2 * usual {
+                        overlay.shrink_to(usual);
                     }
                 }
                 {
@@ -1453,6 +1474,41 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The overlay's usual capacity: pre-sized so the writer lock is rarely
+/// held across a rehash.
+fn overlay_presize(opts: &Options) -> usize {
+    opts.max_pending_ops.min(1 << 16)
+}
+
+/// Holds the applier back while a burst of writes is under way: each
+/// `APPLY_LINGER` step that saw new writes extends the wait, up to
+/// `BURST_DEFER_MAX` (a step that saw only reads extends it too: they are
+/// the other half of a busy burst). Stops at once when somebody waits on the applier
+/// (a read that needs applied state, a writer held by back-pressure), at
+/// shutdown, when the backlog reaches an eighth of the back-pressure limits,
+/// or when a step saw no new write (the burst is over). The deferred writes
+/// are acknowledged and readable from the overlay meanwhile; only their
+/// materialisation in SQLite waits.
+fn defer_to_burst(inner: &Inner, q: &mut parking_lot::MutexGuard<'_, Queue>) {
+    let start = Instant::now();
+    let mut seen = q.items.len();
+    inner.read_lately.store(false, Ordering::Relaxed);
+    while q.waiters == 0
+        && !q.shutdown
+        && q.items.len() < inner.opts.max_pending_ops / 8
+        && q.bytes < inner.opts.max_pending_bytes / 8
+        && start.elapsed() < BURST_DEFER_MAX
+    {
+        let step = Instant::now() + APPLY_LINGER;
+        while q.waiters == 0 && !q.shutdown && !inner.work_cv.wait_until(q, step).timed_out() {}
+        let read = inner.read_lately.swap(false, Ordering::Relaxed);
+        if q.items.len() == seen && !read {
+            break;
+        }
+        seen = q.items.len();
     }
 }
 
