@@ -215,9 +215,7 @@ pub(crate) async fn connect(
                     "the socket file exists but nobody listens on it (the server stopped or was killed)".into(),
                 ));
             }
-            Err(e) => {
-                return Err(IpcError::io(format!("connecting to {}", path.display()), e));
-            }
+            Err(e) => return Err(connect_failed(path, e)),
         };
         let peer = peer_of(&stream);
         stream
@@ -267,6 +265,31 @@ pub(crate) async fn connect(
             operation: format!("connecting to channel {channel:?}"),
             timeout: deadline,
         }),
+    }
+}
+
+/// Classifies a failed `connect` other than "no socket" and "nobody
+/// listens": a server dying under us (reset, abort, broken pipe) or one
+/// whose accept queue is full (`EAGAIN` on a Unix socket) is a transient
+/// `Disconnected` that a caller may retry, not an internal error.
+fn connect_failed(path: &Path, e: std::io::Error) -> IpcError {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            IpcError::Disconnected {
+                reason: format!(
+                    "the server at {} went away while we connected ({e}); retry once it is back",
+                    path.display()
+                ),
+            }
+        }
+        ErrorKind::WouldBlock => IpcError::Disconnected {
+            reason: format!(
+                "the server at {} is not accepting connections fast enough (its accept queue is full); retry shortly",
+                path.display()
+            ),
+        },
+        _ => IpcError::io(format!("connecting to {}", path.display()), e),
     }
 }
 
@@ -367,4 +390,44 @@ async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeErr
     let write = stream.write_all(&bytes);
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_failed;
+    use crate::IpcError;
+    use std::io::{Error, ErrorKind};
+    use std::path::Path;
+
+    #[test]
+    fn a_server_dying_while_we_connect_is_a_retryable_disconnect() {
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+        ] {
+            let e = connect_failed(Path::new("/run/x.sock"), Error::from(kind));
+            assert!(
+                matches!(e, IpcError::Disconnected { .. }),
+                "{kind:?}: {e:?}"
+            );
+            assert!(e.to_string().contains("/run/x.sock"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_full_accept_queue_is_a_retryable_disconnect_that_says_so() {
+        let e = connect_failed(Path::new("/run/x.sock"), Error::from(ErrorKind::WouldBlock));
+        assert!(matches!(e, IpcError::Disconnected { .. }), "{e:?}");
+        assert!(e.to_string().contains("accept queue is full"), "{e}");
+    }
+
+    #[test]
+    fn other_connect_failures_stay_io_errors_with_the_path() {
+        let e = connect_failed(
+            Path::new("/run/x.sock"),
+            Error::from(ErrorKind::PermissionDenied),
+        );
+        assert!(matches!(e, IpcError::Io { .. }), "{e:?}");
+    }
 }
