@@ -251,7 +251,19 @@ fn unsafe_socket_directories_and_overlong_paths_are_refused_clearly() {
 
 #[test]
 fn graceful_shutdown_finishes_in_flight_requests_then_removes_the_socket() {
-    let fx = Fx::socket(|b| b);
+    shutdown_finishes_in_flight(Fx::socket(|b| b));
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests_over_shared_memory_too() {
+    // Shutdown stops the connection's ring thread, which ends its reader:
+    // that must not read as a broken link that aborts what is in flight.
+    for _ in 0..5 {
+        shutdown_finishes_in_flight(Fx::start(common::Kind::Shm, |b| b));
+    }
+}
+
+fn shutdown_finishes_in_flight(fx: Fx) {
     let client = fx.client();
     let path = fx.socket_path();
     let call = {

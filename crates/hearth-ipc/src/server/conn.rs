@@ -260,6 +260,10 @@ pub(crate) async fn serve_with(
     let mut reassembler = Reassembler::new(shared.config.max_message_bytes);
     let end = loop {
         tokio::select! {
+            // Shutdown first: over shared memory it also stops the ring
+            // thread, which ends the reader; seen as a broken link, that
+            // would abort the requests in flight that shutdown lets finish.
+            biased;
             () = super::until_down(&mut shutdown) => break End::Shutdown,
             result = &mut writer_task => break End::Writer(result),
             frame = reader.read_frame() => match frame {
