@@ -23,13 +23,15 @@
 //! some rounds. A watchdog kills a hung child so a hang fails instead of
 //! blocking; it never decides a pass.
 
+mod common;
+
+use common::Guarded;
 use hearth_store::{Durability, ListOptions, Options, Store, WriteOp};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const DIR_ENV: &str = "HEARTH_CRASH_CHILD_DIR";
@@ -244,62 +246,22 @@ impl Rng {
     }
 }
 
-/// A child with a watchdog that kills it if the test has not finished with
-/// it within `limit`, so a hang fails the test instead of blocking it.
-struct Guarded {
-    child: Arc<Mutex<Child>>,
-    done: Option<mpsc::Sender<()>>,
-    watchdog: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Guarded {
-    fn spawn(cmd: &mut Command, limit: Duration) -> (Guarded, std::process::ChildStdout) {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let child = Arc::new(Mutex::new(child));
-        let (done, rx) = mpsc::channel::<()>();
-        let watched = child.clone();
-        let watchdog = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                let _ = watched.lock().unwrap().kill();
-            }
-        });
-        (
-            Guarded {
-                child,
-                done: Some(done),
-                watchdog: Some(watchdog),
-            },
-            stdout,
-        )
-    }
-
-    /// SIGKILLs the child (`Child::kill`), reaps it, returns its stderr.
-    fn kill(mut self) -> String {
-        drop(self.done.take());
-        if let Some(w) = self.watchdog.take() {
-            w.join().unwrap();
-        }
-        let mut child = self.child.lock().unwrap();
-        let _ = child.kill();
-        child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        err
-    }
+/// Spawns `cmd` with stdin closed and stdout/stderr piped, under a
+/// watchdog.
+fn spawn_guarded(cmd: &mut Command, limit: Duration) -> (Guarded, std::process::ChildStdout) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Guarded::watch(child, limit)
 }
 
 /// Runs the child from operation `start`, kills it after `target` ack lines
 /// (0: right after start), and returns every complete ack line it wrote.
 fn run_child(dir: &Path, start: u64, fsync: bool, target: usize) -> Vec<String> {
-    let (child, stdout) = Guarded::spawn(
+    let (child, stdout) = spawn_guarded(
         Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",

@@ -24,13 +24,16 @@
 //! acknowledged by the journal. After the kill the parent damages the journal
 //! bytes following the documented segment format and reopens.
 
+mod common;
+
+use common::Guarded;
 use hearth_proto::ErrorCode;
 use hearth_store::{
     Durability, JournalFile, JournalIo, Options, OsJournalIo, Store, StoreError, SyncHandle,
     WriteOp,
 };
 use serde_json::{Value, json};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -555,71 +558,30 @@ fn fault_child_writer() {
     std::process::exit(3);
 }
 
-/// A child process with a watchdog: if the test has not finished with the
-/// child within `limit` (a hang, which is a failure), the watchdog kills it
-/// so the test fails instead of hanging. It never decides a pass.
-struct Guarded {
-    child: Arc<Mutex<std::process::Child>>,
-    done: Option<std::sync::mpsc::Sender<()>>,
-    watchdog: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Guarded {
-    fn spawn(
-        cmd: &mut Command,
-        limit: std::time::Duration,
-    ) -> (Guarded, std::process::ChildStdout) {
-        let forking = FORK
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // `spawn` returns once the child has exec'd and dropped our files.
-        drop(forking);
-        let stdout = child.stdout.take().unwrap();
-        let child = Arc::new(Mutex::new(child));
-        let (done, rx) = std::sync::mpsc::channel::<()>();
-        let watched = child.clone();
-        let watchdog = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                let _ = watched.lock().unwrap().kill();
-            }
-        });
-        (
-            Guarded {
-                child,
-                done: Some(done),
-                watchdog: Some(watchdog),
-            },
-            stdout,
-        )
-    }
-
-    /// SIGKILLs the child, reaps it and returns what it wrote to stderr.
-    fn kill(mut self) -> String {
-        drop(self.done.take());
-        if let Some(w) = self.watchdog.take() {
-            w.join().unwrap();
-        }
-        let mut child = self.child.lock().unwrap();
-        let _ = child.kill();
-        child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        err
-    }
+/// Spawns `cmd` with stdin, stdout and stderr piped, under a watchdog,
+/// holding the write side of [`FORK`] across the fork.
+fn spawn_guarded(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> (Guarded, std::process::ChildStdout) {
+    let forking = FORK
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `spawn` returns once the child has exec'd and dropped our files.
+    drop(forking);
+    Guarded::watch(child, limit)
 }
 
 /// Runs `fault_child_writer` in a child process that writes `n` documents
 /// with the given segment size, then kills it with SIGKILL.
 fn write_and_kill(dir: &Path, n: usize, segment_bytes: u64) {
-    let (child, stdout) = Guarded::spawn(
+    let (child, stdout) = spawn_guarded(
         Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
