@@ -36,6 +36,9 @@
 mod error;
 #[cfg(not(loom))]
 mod fdpass;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod layout;
 mod ring;
 #[cfg(not(loom))]

@@ -1,48 +1,15 @@
-//! The fuzz target's checks (`fuzz/fuzz_targets/shm_ring.rs`) as a
-//! property test that runs on stable: arbitrary segment contents never
+//! The fuzz target's checks as a property test that runs on stable: both
+//! `fuzz/fuzz_targets/shm_ring.rs` and this file call
+//! `hearth_shm::fuzzing::hostile_ring`. Arbitrary segment contents never
 //! make the ring reader panic, read outside the ring, or hand out a record
 //! over the limit.
 //!
 //! Owns: the hostile-memory promise of the ring halves. Must never: sleep.
 #![cfg(not(loom))]
 
-use hearth_shm::{Consumer, Direction, HeapMemory, Layout, Producer};
+use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
 use proptest::prelude::*;
 use std::sync::Arc;
-
-fn exercise(cap: u8, warm: u8, garbage: &[u8]) {
-    let capacity = 64usize << (cap % 6);
-    let mem = Arc::new(HeapMemory::new(
-        Layout::for_memory(capacity, capacity).unwrap(),
-    ));
-    let mut client_tx = Producer::new(mem.clone(), Direction::ClientToServer);
-    let mut server_rx = Consumer::new(mem.clone(), Direction::ClientToServer);
-    let mut server_tx = Producer::new(mem.clone(), Direction::ServerToClient);
-    let mut client_rx = Consumer::new(mem.clone(), Direction::ServerToClient);
-    let mut out = Vec::new();
-    for i in 0..usize::from(warm % 32) {
-        let body = vec![i as u8; i % (server_rx.max_record() + 1)];
-        assert!(client_tx.push(&[&body]).unwrap());
-        assert!(server_rx.try_pop(&mut out).unwrap());
-        assert_eq!(out, body);
-        assert!(server_tx.push(&[&body]).unwrap());
-        assert!(client_rx.try_pop(&mut out).unwrap());
-    }
-    mem.scribble(garbage);
-    for _ in 0..64 {
-        match server_rx.try_pop(&mut out) {
-            Ok(true) => assert!(out.len() <= server_rx.max_record()),
-            Ok(false) | Err(_) => break,
-        }
-    }
-    let _ = server_rx.wait_for_data(None, &|| true);
-    for i in 0..64usize {
-        match server_tx.try_push(&[&[i as u8; 5]]) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
-    }
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -53,7 +20,7 @@ proptest! {
         warm in any::<u8>(),
         garbage in prop::collection::vec(any::<u8>(), 0..512),
     ) {
-        exercise(cap, warm, &garbage);
+        hearth_shm::fuzzing::hostile_ring(cap, warm, &garbage);
     }
 
     #[test]
