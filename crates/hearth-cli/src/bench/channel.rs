@@ -122,7 +122,7 @@ impl Transport {
     }
 }
 
-/// `--transport` of `hearth bench channel`.
+/// `--transport` of `hearth bench` and `hearth bench channel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum TransportArg {
     /// The Unix socket only.

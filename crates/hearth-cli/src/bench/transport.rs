@@ -7,16 +7,17 @@
 //! again with `HEARTH_BENCH_SERVE` set (see `main`). Must never: assert on
 //! time, or leave its server or data behind.
 
+use super::channel::TransportArg;
 use crate::error::{CliError, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use hearth_ipc::bench::{Options, ServerMode, Transport, run};
 
 /// Flags of `hearth bench` without a subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct TransportBenchArgs {
     /// Which transports to measure (shared memory first with `both`).
-    #[arg(long, value_enum, default_value_t = TransportChoice::Both)]
-    transport: TransportChoice,
+    #[arg(long, value_enum, default_value_t = TransportArg::Both)]
+    transport: TransportArg,
     /// Concurrent clients (threads, one connection each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     clients: u64,
@@ -48,25 +49,20 @@ pub(crate) struct TransportBenchArgs {
     in_process: bool,
 }
 
-/// `--transport` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TransportChoice {
-    /// Shared memory (Linux; the run fails if it is not available).
-    Shm,
-    /// The Unix socket.
-    Socket,
-    /// Both, with their ratios.
-    Both,
-}
-
 /// Runs the transport benchmark; progress on stderr, the report on stdout
 /// (one JSON object with the global `--json`).
 pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()> {
+    if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0) {
+        return Err(CliError::input(format!(
+            "--idle-secs {} is not a number of seconds; give e.g. 10 or 0.5",
+            args.idle_secs
+        )));
+    }
     let mut opts = Options {
         transports: match args.transport {
-            TransportChoice::Shm => vec![Transport::Shm],
-            TransportChoice::Socket => vec![Transport::Socket],
-            TransportChoice::Both => vec![Transport::Shm, Transport::Socket],
+            TransportArg::Shm => vec![Transport::Shm],
+            TransportArg::Socket => vec![Transport::Socket],
+            TransportArg::Both => vec![Transport::Shm, Transport::Socket],
         },
         clients: usize::try_from(args.clients).unwrap_or(usize::MAX),
         ops: usize::try_from(args.ops).unwrap_or(usize::MAX),
@@ -80,12 +76,6 @@ pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()>
     };
     if args.in_process {
         opts.server = ServerMode::InProcess;
-    }
-    if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0) {
-        return Err(CliError::input(format!(
-            "--idle-secs {} is not a number of seconds; give e.g. 10 or 0.5",
-            args.idle_secs
-        )));
     }
     let report = run(&opts, |line| eprintln!("… {line}"))?;
     if json {
