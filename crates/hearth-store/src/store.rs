@@ -1364,6 +1364,9 @@ fn set_aside(path: &Path, off: u64) -> Result<PathBuf> {
 
 /// The applier thread (docs/design.md, "The applier").
 fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
+    if inner.opts.background_applier {
+        lower_priority();
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch: Vec<(Arc<Change>, Arc<Entry>)> = {
@@ -1476,6 +1479,26 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
         }
     }
 }
+
+/// Moves the calling thread (the applier) to background CPU priority.
+///
+/// Linux's `setpriority` on a thread id applies to that thread alone. Best
+/// effort: a sandbox that forbids it leaves the applier at normal priority,
+/// which is only slower for writers.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), APPLIER_NICE)
+    {
+        tracing::debug!("could not lower the applier's priority: {e}");
+    }
+}
+
+/// The applier's nice value with [`Options::background_applier`]: the
+/// lowest priority, so it runs on idle CPU and yields to acknowledged
+/// writes and reads (its backlog is bounded by back-pressure anyway).
+#[cfg(target_os = "linux")]
+const APPLIER_NICE: i32 = 19;
 
 /// The overlay's usual capacity: pre-sized so the writer lock is rarely
 /// held across a rehash.

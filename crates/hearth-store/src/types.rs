@@ -50,6 +50,14 @@ pub struct Options {
     pub max_pending_bytes: usize,
     /// Recent changes kept in memory for subscribers.
     pub ring_capacity: usize,
+    /// Run the applier (the thread that materialises acknowledged writes
+    /// into SQLite) at background CPU priority (Linux: nice 19), so that it
+    /// takes idle CPU rather than CPU from the threads acknowledging writes
+    /// and answering reads. A thread cannot raise its priority back without
+    /// privileges, so this is chosen once, at open. Default `true`; turn it
+    /// off when other programs keep every core busy and list, query and
+    /// search must see recent writes quickly anyway.
+    pub background_applier: bool,
     /// On a damaged journal, keep what precedes the damage and set the rest
     /// aside instead of refusing to open.
     pub repair: bool,
@@ -68,6 +76,7 @@ impl Default for Options {
             max_pending_ops: 200_000,
             max_pending_bytes: 256 << 20,
             ring_capacity: 65_536,
+            background_applier: true,
             repair: false,
             journal_io: Arc::new(OsJournalIo),
         }
@@ -81,6 +90,7 @@ impl std::fmt::Debug for Options {
             .field("limits", &self.limits)
             .field("cache_bytes", &self.cache_bytes)
             .field("segment_bytes", &self.segment_bytes)
+            .field("background_applier", &self.background_applier)
             .field("repair", &self.repair)
             .finish_non_exhaustive()
     }
