@@ -152,6 +152,8 @@ export interface LocalFirstOptions {
   eventBuffer?: number;
   /** false: run point operations off the main thread too (slower; never blocks for a round trip). Default true. */
   fastPath?: boolean;
+  /** Longest a fast-path call waits on the main thread, in ms (1); a later answer comes through a pending promise. */
+  fastPathBudget?: number;
 }
 
 /** An async iterator over a stream; `close()` ends it. */

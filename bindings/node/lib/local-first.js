@@ -55,7 +55,42 @@ function nextTurn() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+const same = (v) => v;
+const parseOrNull = (json) => (json === null ? null : JSON.parse(json));
+
+/** The parsed result of an addon promise settling with an outcome. */
+function settle(promise, signal, onAbort) {
+  return promise.then(
+    (r) => {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+      if (r === null) return null;
+      if (typeof r === 'string') return JSON.parse(r);
+      throw fromInfo(r, signal);
+    },
+    (e) => {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+      throw fromNative(e);
+    },
+  );
+}
+
 // --- argument checks -------------------------------------------------------
+
+/**
+ * How long (ms) a fast-path call may hold the JavaScript thread waiting for
+ * its answer. Over shared memory answers take microseconds; a busy or
+ * stalled server's answer past this comes as a promise instead, so the
+ * event loop is never held longer than this per call.
+ */
+const FAST_PATH_BUDGET_MS = 1;
+
+function fastPathBudget(v) {
+  if (v === undefined) return FAST_PATH_BUDGET_MS;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+    throw new HearthError('invalid_input', `fastPathBudget must be a non-negative number of milliseconds, not ${describe(v)}`);
+  }
+  return v;
+}
 
 function describe(v) {
   if (v === null) return 'null';
@@ -357,6 +392,7 @@ class LocalFirst extends EventEmitter {
       eventBuffer: options.eventBuffer,
     };
     this._fastPath = options.fastPath !== false;
+    this._budgetMs = fastPathBudget(options.fastPathBudget);
     this._native = null;
     this._closed = false;
     this._feed = null;
@@ -425,18 +461,24 @@ class LocalFirst extends EventEmitter {
       if (onAbort) signal.removeEventListener('abort', onAbort);
       throw fromNative(e);
     }
-    return promise.then(
-      (r) => {
-        if (onAbort) signal.removeEventListener('abort', onAbort);
-        if (r === null) return null;
-        if (typeof r === 'string') return JSON.parse(r);
-        throw fromInfo(r, signal);
-      },
-      (e) => {
-        if (onAbort) signal.removeEventListener('abort', onAbort);
-        throw fromNative(e);
-      },
-    );
+    return settle(promise, signal, onAbort);
+  }
+
+  /**
+   * A fast-path call's answer: `now(value)` when it came within the budget,
+   * else the parsed outcome of the promise the addon returned for the rest.
+   */
+  _fast(call, now) {
+    let r;
+    try {
+      r = call();
+    } catch (e) {
+      throw fromNative(e);
+    }
+    // Answers given at once are numbers, booleans, strings or null; only
+    // the rest of a slow call is an object (a promise).
+    if (r !== null && typeof r === 'object') return settle(r, undefined, null);
+    return now(r);
   }
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
@@ -449,11 +491,7 @@ class LocalFirst extends EventEmitter {
       return this._request('put', `{"id":${JSON.stringify(id)},"data":${json}}`, o);
     }
     if (mustYield()) await nextTurn();
-    try {
-      return client.put(id, json, o.timeout);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    return this._fast(() => client.put(id, json, o.timeout, this._budgetMs), same);
   }
 
   /** Merges top-level `fields` into document `id` (`null` removes a field). */
@@ -466,11 +504,7 @@ class LocalFirst extends EventEmitter {
       return this._request('patch', `{"id":${JSON.stringify(id)},"fields":${json}}`, o);
     }
     if (mustYield()) await nextTurn();
-    try {
-      return client.patch(id, json, o.timeout);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    return this._fast(() => client.patch(id, json, o.timeout, this._budgetMs), same);
   }
 
   /** The document, or null when absent or deleted. */
@@ -480,13 +514,7 @@ class LocalFirst extends EventEmitter {
     const client = this._client();
     if (!this._fastPath || o.signal) return this._request('get', `{"id":${JSON.stringify(id)}}`, o);
     if (mustYield()) await nextTurn();
-    let json;
-    try {
-      json = client.get(id, o.timeout);
-    } catch (e) {
-      throw fromNative(e);
-    }
-    return json === null ? null : JSON.parse(json);
+    return this._fast(() => client.get(id, o.timeout, this._budgetMs), parseOrNull);
   }
 
   /** `{id, data, metadata: {seq, hlc, replica, updatedAt, deleted}}`, deleted documents included; null if it never existed. */
@@ -503,11 +531,7 @@ class LocalFirst extends EventEmitter {
     const client = this._client();
     if (!this._fastPath || o.signal) return this._request('delete', `{"id":${JSON.stringify(id)}}`, o);
     if (mustYield()) await nextTurn();
-    try {
-      return client.delete(id, o.timeout);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    return this._fast(() => client.delete(id, o.timeout, this._budgetMs), same);
   }
 
   /**

@@ -14,8 +14,9 @@ use crate::error::{NodeError, Outcome, outcome};
 use crate::json;
 use crate::rt::{CancelToken, cancellable, run_sync, timeout};
 use crate::streams::{NativeChangeStream, NativeDocStream, NativeTopicStream, StreamState};
-use hearth_ipc::{AsyncClient, Client, ConnectOptions, ListOptions, Subscription};
+use hearth_ipc::{AsyncClient, Client, ConnectOptions, ListOptions, Subscription, Within};
 use napi::Env;
+use napi::bindgen_prelude::Either;
 use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use parking_lot::RwLock;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How to connect, as `index.js` sends it.
@@ -138,45 +140,89 @@ impl NativeClient {
     }
 
     /// Replaces document `id` with the JSON object `data_json`; the
-    /// change's sequence number once it is durable.
-    #[napi]
-    pub fn put(
+    /// change's sequence number once it is durable. Waits on the
+    /// JavaScript thread for at most `budget_ms` (see [`fast`]); a slower
+    /// answer comes as a promise of an [`Outcome`] (the number as JSON).
+    #[napi(ts_return_type = "number | Promise<string | null | ErrorInfo>")]
+    pub fn put<'env>(
         &self,
+        env: &'env Env,
         id: String,
         data_json: String,
         timeout_ms: Option<f64>,
-    ) -> napi::Result<f64, String> {
-        sync((|| {
-            let data = json::parse(&data_json, "the document")?;
-            self.shared
-                .with(timeout_ms, |c| c.put(&id, data))
-                .map(|seq| seq as f64)
-        })())
+        budget_ms: f64,
+    ) -> napi::Result<Either<f64, PromiseRaw<'env, Outcome>>, String> {
+        let data = sync(json::parse(&data_json, "the document"))?;
+        self.fast(
+            env,
+            timeout_ms,
+            budget_ms,
+            |c, budget| c.put_within(&id, data, budget),
+            |seq| seq as f64,
+            |seq| json!(seq).to_string(),
+        )
     }
 
-    /// Merges the top-level fields of `fields_json` into document `id`.
-    #[napi]
-    pub fn patch(
+    /// Merges the top-level fields of `fields_json` into document `id`;
+    /// like [`put`](Self::put).
+    #[napi(ts_return_type = "number | Promise<string | null | ErrorInfo>")]
+    pub fn patch<'env>(
         &self,
+        env: &'env Env,
         id: String,
         fields_json: String,
         timeout_ms: Option<f64>,
-    ) -> napi::Result<f64, String> {
-        sync((|| {
-            let fields = json::parse(&fields_json, "the fields")?;
-            self.shared
-                .with(timeout_ms, |c| c.patch(&id, fields))
-                .map(|seq| seq as f64)
-        })())
+        budget_ms: f64,
+    ) -> napi::Result<Either<f64, PromiseRaw<'env, Outcome>>, String> {
+        let fields = sync(json::parse(&fields_json, "the fields"))?;
+        self.fast(
+            env,
+            timeout_ms,
+            budget_ms,
+            |c, budget| c.patch_within(&id, fields, budget),
+            |seq| seq as f64,
+            |seq| json!(seq).to_string(),
+        )
     }
 
-    /// Document `id` as JSON text, or `null` when absent or deleted.
-    #[napi]
-    pub fn get(&self, id: String, timeout_ms: Option<f64>) -> napi::Result<Option<String>, String> {
-        sync(
-            self.shared
-                .with(timeout_ms, |c| c.get(&id))
-                .map(|doc| doc.map(|d| json::text(&d))),
+    /// Document `id` as JSON text, or `null` when absent or deleted; like
+    /// [`put`](Self::put) (a promise of the same text when slow).
+    #[napi(ts_return_type = "string | null | Promise<string | null | ErrorInfo>")]
+    pub fn get<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        timeout_ms: Option<f64>,
+        budget_ms: f64,
+    ) -> napi::Result<Either<Option<String>, PromiseRaw<'env, Outcome>>, String> {
+        let text = |doc: Option<Value>| doc.map(|d| json::text(&d));
+        self.fast(
+            env,
+            timeout_ms,
+            budget_ms,
+            |c, budget| c.get_within(&id, budget),
+            text,
+            |doc| json::text(&doc.unwrap_or(Value::Null)),
+        )
+    }
+
+    /// Deletes document `id`; whether it existed. Like [`put`](Self::put)
+    /// (a promise of `true`/`false` as JSON when slow).
+    #[napi(ts_return_type = "boolean | Promise<string | null | ErrorInfo>")]
+    pub fn delete<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        timeout_ms: Option<f64>,
+        budget_ms: f64,
+    ) -> napi::Result<Either<bool, PromiseRaw<'env, Outcome>>, String> {
+        self.fast(
+            env,
+            timeout_ms,
+            budget_ms,
+            |c, budget| c.delete_within(&id, budget),
+            |seq| seq.is_some(),
+            |seq| json!(seq.is_some()).to_string(),
         )
     }
 
@@ -192,16 +238,6 @@ impl NativeClient {
             self.shared
                 .with(timeout_ms, |c| c.get_with_metadata(&id))
                 .map(|doc| doc.map(|d| json::text(&json::document(d)))),
-        )
-    }
-
-    /// Deletes document `id`; whether it existed.
-    #[napi]
-    pub fn delete(&self, id: String, timeout_ms: Option<f64>) -> napi::Result<bool, String> {
-        sync(
-            self.shared
-                .with(timeout_ms, |c| c.delete(&id))
-                .map(|seq| seq.is_some()),
         )
     }
 
@@ -331,6 +367,61 @@ impl NativeClient {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         *self.shared.closed.borrow()
+    }
+}
+
+impl NativeClient {
+    /// A point operation on the fast path: made on the JavaScript thread,
+    /// which waits for at most `budget_ms` (no thread hop: over shared
+    /// memory the answer is usually microseconds away). An answer that
+    /// takes longer, from a busy or stalled server, comes as a promise
+    /// settled on the addon's runtime, so the event loop is never held for
+    /// longer than the budget. `now` shapes an answer given at once,
+    /// `later` one given through the promise (as JSON text, like
+    /// [`request`](Self::request)).
+    fn fast<'env, T: Send + 'static, R>(
+        &self,
+        env: &'env Env,
+        timeout_ms: Option<f64>,
+        budget_ms: f64,
+        call: impl FnOnce(&Client, Duration) -> Within<T>,
+        now: impl FnOnce(T) -> R,
+        later: fn(T) -> String,
+    ) -> napi::Result<Either<R, PromiseRaw<'env, Outcome>>, String> {
+        let budget = sync(budget(budget_ms))?;
+        let within = sync(self.shared.with(timeout_ms, |c| Ok(call(c, budget))))?;
+        let rest = match within {
+            Within::Ready(result) => {
+                return sync(result.map(now).map_err(NodeError::from)).map(Either::A);
+            }
+            Within::Later(rest) => rest,
+        };
+        let closed = self.shared.closed();
+        env.spawn_future(async move {
+            let work = async move { Ok(Some(later(rest.wait().await?))) };
+            let closing = async move {
+                crate::rt::until_set(closed).await;
+                Err(NodeError::Closed("this client"))
+            };
+            let result = tokio::select! {
+                r = work => r,
+                r = closing => r,
+            };
+            Ok(outcome(result))
+        })
+        .map(Either::B)
+        .map_err(|e| napi::Error::new(e.status.as_ref().to_string(), e.reason))
+    }
+}
+
+/// The fast path's budget: a finite, non-negative number of milliseconds.
+fn budget(ms: f64) -> Result<Duration, NodeError> {
+    if ms.is_finite() && ms >= 0.0 {
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    } else {
+        Err(NodeError::InvalidInput(format!(
+            "the fast-path budget must be a non-negative number of milliseconds, not {ms}"
+        )))
     }
 }
 

@@ -57,7 +57,7 @@ pub use channel::{
 };
 pub use client::{
     AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, ChangeStream, Client,
-    DocStream, TopicStream,
+    DocStream, Later, TopicStream, Within,
 };
 pub use error::{IpcError, envelope};
 pub use handler::{HandlerContext, HandlerError};
@@ -99,5 +99,8 @@ mod send_sync {
         assert_send_sync::<crate::TopicStream>();
         assert_send_sync::<crate::DocStream>();
         assert_send::<crate::transport::Link>();
+        // A call's rest is a future: sent to another thread, not shared.
+        assert_send::<crate::Within<u64>>();
+        assert_send::<crate::Later<Option<serde_json::Value>>>();
     }
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Fx, Kind};
-use hearth_ipc::{AsyncClient, ChangeKind, IpcError, ListOptions, Subscription, WriteOp};
+use hearth_ipc::{AsyncClient, ChangeKind, IpcError, ListOptions, Subscription, Within, WriteOp};
 use hearth_proto::ErrorCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -433,6 +433,76 @@ fn a_timed_out_call_is_cancelled_and_the_connection_goes_on(fx: &Fx) {
     );
 }
 
+/// The answer of a call with a budget, now or after waiting for the rest.
+fn settle<T>(within: Within<T>, rt: &tokio::runtime::Runtime, later: &mut usize) -> T {
+    match within {
+        Within::Ready(result) => result.unwrap(),
+        Within::Later(rest) => {
+            *later += 1;
+            rt.block_on(rest.wait()).unwrap()
+        }
+    }
+}
+
+fn calls_with_a_zero_budget_hand_over_without_losing_an_answer(fx: &Fx) {
+    // A zero budget makes nearly every call hand its wait over while the
+    // server is answering: the race between routing and hand-over, 300
+    // times per operation.
+    let client = fx.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let zero = Duration::ZERO;
+    let mut later = 0;
+    for i in 0..300u64 {
+        let id = format!("within:{i}");
+        let seq = settle(
+            client.put_within(&id, json!({"n": i}), zero),
+            &rt,
+            &mut later,
+        );
+        assert!(seq > 0);
+        let seq2 = settle(
+            client.patch_within(&id, json!({"m": i}), zero),
+            &rt,
+            &mut later,
+        );
+        assert!(seq2 > seq);
+        let doc = settle(client.get_within(&id, zero), &rt, &mut later);
+        assert_eq!(doc, Some(json!({"n": i, "m": i})));
+        settle(client.ping_within(zero), &rt, &mut later);
+        if i % 2 == 0 {
+            let deleted = settle(client.delete_within(&id, zero), &rt, &mut later);
+            assert!(deleted.is_some());
+        }
+    }
+    assert!(later > 0, "a zero budget never handed a call over");
+    // Blocking calls still work on the same connection afterwards.
+    assert_eq!(
+        client.get("within:1").unwrap(),
+        Some(json!({"n": 1, "m": 1}))
+    );
+    assert_eq!(client.get("within:0").unwrap(), None);
+}
+
+fn a_call_within_its_budget_is_ready(fx: &Fx) {
+    let client = fx.client();
+    client.put("ready:1", json!({"a": 1})).unwrap();
+    // A generous budget: the answer comes on the calling thread.
+    match client.get_within("ready:1", Duration::from_secs(20)) {
+        Within::Ready(doc) => assert_eq!(doc.unwrap(), Some(json!({"a": 1}))),
+        Within::Later(_) => panic!("a budget as long as the timeout handed over"),
+    }
+    // Bad input fails at once, with its code, whatever the budget.
+    match client.put_within("", json!({}), Duration::ZERO) {
+        Within::Ready(Err(e)) => assert_eq!(e.code(), ErrorCode::InvalidInput),
+        Within::Ready(Ok(_)) => panic!("an empty id was accepted"),
+        Within::Later(rest) => {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let e = rt.block_on(rest.wait()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidInput);
+        }
+    }
+}
+
 fn subscriptions_deliver_history_then_live_changes_in_order(fx: &Fx) {
     let client = fx.client();
     let first = client.put("s:1", json!({"n": 1})).unwrap();
@@ -622,6 +692,8 @@ conformance!(
     rate_limited_handlers_refuse_past_their_burst,
     the_handler_context_names_the_caller,
     a_timed_out_call_is_cancelled_and_the_connection_goes_on,
+    calls_with_a_zero_budget_hand_over_without_losing_an_answer,
+    a_call_within_its_budget_is_ready,
     subscriptions_deliver_history_then_live_changes_in_order,
     a_subscription_from_now_sees_only_new_changes,
     a_slow_subscriber_resumes_and_sees_every_change_once,

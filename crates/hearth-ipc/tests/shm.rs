@@ -14,7 +14,7 @@ mod common;
 
 use common::{Fx, Kind, RawShm, child_ready, park_forever, spawn_child, with_test_handlers};
 use hearth_ipc::transport::TransportKind;
-use hearth_ipc::{Client, ConnectOptions, IpcError, Server, TransportPreference};
+use hearth_ipc::{Client, ConnectOptions, IpcError, Server, TransportPreference, Within};
 use hearth_proto::{ErrorCode, FrameKind, Operation, decode_error_payload};
 use hearth_shm::{C2S_CTRL_OFFSET, HEADER_BYTES, S2C_CTRL_OFFSET};
 use serde_json::json;
@@ -360,6 +360,123 @@ fn killing_the_server_mid_call_disconnects_the_client_before_its_timeout() {
     );
     // Not the call's timeout: the socket's EOF ended the wait.
     assert!(failed_at.duration_since(killed_at) < timeout);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to process `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Freezes process `pid` and returns once every one of its threads is
+/// stopped (a signal reaches a thread running on another CPU a little
+/// later), so that nothing it answers afterwards comes before the thaw.
+fn freeze(pid: u32) {
+    signal(pid, "STOP");
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .all(|task| {
+                let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+                stat[stat.rfind(')').unwrap() + 2..].starts_with('T')
+            })
+    };
+    while !stopped() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A server in a child process (which `SIGSTOP` can freeze) and the
+/// options to reach it.
+fn child_server() -> (std::process::Child, ConnectOptions, Vec<tempfile::TempDir>) {
+    let sock = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = sock.path().join("s").display().to_string();
+    let channel = common::unique_channel("stop");
+    let (child, _) = spawn_child(
+        "serve",
+        &[
+            ("SOCK_DIR", dir.as_str()),
+            ("CHANNEL", channel.as_str()),
+            ("DATA_DIR", &data.path().display().to_string()),
+        ],
+        &[],
+    );
+    (
+        child,
+        ConnectOptions::new(&channel).socket_dir(&dir),
+        vec![sock, data],
+    )
+}
+
+/// A frozen server: a call with a budget comes back `Later` once the budget
+/// is spent, instead of holding the caller until its timeout; thawed, the
+/// server answers and the `Later` gives that answer.
+fn a_call_over_budget_on_a_frozen_server_comes_back_later(transport: TransportPreference) {
+    let (mut child, options, _dirs) = child_server();
+    let client = Client::connect_with(
+        options
+            .transport(transport)
+            .timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    client.put("frozen:1", json!({"a": 1})).unwrap();
+    freeze(child.id());
+    let asked = Instant::now();
+    let within = client.get_within("frozen:1", Duration::from_millis(20));
+    let back = asked.elapsed();
+    let Within::Later(rest) = within else {
+        panic!("a frozen server answered: {within:?}");
+    };
+    // Not the call's 60 s timeout: the budget ended the wait.
+    assert!(back < Duration::from_secs(30), "held {back:?}");
+    signal(child.id(), "CONT");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(rest.wait()).unwrap(), Some(json!({"a": 1})));
+    // The connection goes on, blocking calls included.
+    client.put("frozen:2", json!({"b": 2})).unwrap();
+    assert_eq!(client.get("frozen:2").unwrap(), Some(json!({"b": 2})));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_call_over_budget_on_a_frozen_server_comes_back_later_over_shm() {
+    a_call_over_budget_on_a_frozen_server_comes_back_later(TransportPreference::SharedMemory);
+}
+
+#[test]
+fn a_call_over_budget_on_a_frozen_server_comes_back_later_over_the_socket() {
+    a_call_over_budget_on_a_frozen_server_comes_back_later(TransportPreference::Socket);
+}
+
+#[test]
+fn a_later_call_still_ends_at_the_call_timeout() {
+    let (mut child, options, _dirs) = child_server();
+    let client = Client::connect_with(
+        options
+            .transport(TransportPreference::SharedMemory)
+            .timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    client.ping().unwrap();
+    freeze(child.id());
+    let Within::Later(rest) = client.put_within("t:1", json!({}), Duration::from_millis(10)) else {
+        panic!("a frozen server answered");
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt.block_on(rest.wait()).unwrap_err();
+    assert!(matches!(e, IpcError::Timeout { .. }), "{e:?}");
+    signal(child.id(), "CONT");
+    // The put that timed out may or may not have been applied; the
+    // connection is usable either way.
+    client.with_timeout(Duration::from_secs(30)).ping().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]

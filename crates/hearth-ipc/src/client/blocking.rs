@@ -6,6 +6,7 @@
 //! panic when called from inside an async runtime, or hold the calling
 //! thread past a call's deadline.
 
+use super::within::{RawWithin, Within};
 use super::{AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, calls, parse_json};
 use crate::error::IpcError;
 use crate::rt::{block_on, client_runtime};
@@ -75,6 +76,73 @@ impl Client {
         // which also reconnects a dead connection.
         let payload = payload.unwrap_or_default();
         self.run(self.inner.unary_payload(op, payload))
+    }
+
+    /// One request that waits on this thread for at most `budget`: over
+    /// shared memory the thread reads the answer itself; otherwise the call
+    /// runs as a task of the connection's runtime, waited on for the
+    /// budget. Either way what is left after the budget becomes a
+    /// [`Later`](super::Later).
+    fn unary_within(&self, op: Operation, payload: Vec<u8>, budget: Duration) -> RawWithin {
+        let mut payload = Some(payload);
+        if let Some(within) = self
+            .inner
+            .unary_blocking_within(op, &mut payload, Some(budget))
+        {
+            return within;
+        }
+        let payload = payload.unwrap_or_default();
+        let inner = self.inner.clone();
+        let mut task = self
+            .handle
+            .spawn(async move { inner.unary_payload(op, payload).await });
+        let joined = |r: Result<Result<Vec<u8>, IpcError>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| {
+                Err(IpcError::Disconnected {
+                    reason: format!("the client's runtime dropped the call: {e}"),
+                })
+            })
+        };
+        match self.run(async { tokio::time::timeout(budget, &mut task).await }) {
+            Ok(r) => RawWithin::Ready(joined(r)),
+            Err(_) => RawWithin::Later(Box::pin(async move { joined(task.await) })),
+        }
+    }
+
+    /// [`Client::put`] that waits here for at most `budget`; see
+    /// [`Within`]. For event-loop hosts: a microsecond answer comes back at
+    /// once, a slow one as a future.
+    pub fn put_within(&self, id: &str, data: Value, budget: Duration) -> Within<u64> {
+        let (op, body) = calls::put(id, &data);
+        self.unary_within(op, body, budget).decode(calls::seq)
+    }
+
+    /// [`Client::patch`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn patch_within(&self, id: &str, fields: Value, budget: Duration) -> Within<u64> {
+        let (op, body) = calls::patch(id, &fields);
+        self.unary_within(op, body, budget).decode(calls::seq)
+    }
+
+    /// [`Client::get`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn get_within(&self, id: &str, budget: Duration) -> Within<Option<Value>> {
+        let (op, body) = calls::get(id);
+        self.unary_within(op, body, budget).decode(calls::doc_data)
+    }
+
+    /// [`Client::delete`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn delete_within(&self, id: &str, budget: Duration) -> Within<Option<u64>> {
+        let (op, body) = calls::delete(id);
+        self.unary_within(op, body, budget).decode(calls::deleted)
+    }
+
+    /// [`Client::ping`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn ping_within(&self, budget: Duration) -> Within<()> {
+        self.unary_within(Operation::Ping, b"{}".to_vec(), budget)
+            .decode(|_| Ok(()))
     }
 
     /// The async client underneath (same connection).

@@ -356,6 +356,32 @@ impl ConnCore {
         }
     }
 
+    /// Turns a blocking call's pending entry into an async one: its
+    /// caller stops waiting on its own thread, the background reader reads
+    /// for it. `None` when the entry is gone: `route` already filled the
+    /// slot (under the same lock) or the connection died.
+    pub(crate) fn to_async(&self, id: u64) -> Option<oneshot::Receiver<Frame>> {
+        let rx = {
+            let mut table = self.table();
+            match table.remove(&id)? {
+                Pending::Sync { _permit, .. } => {
+                    let (tx, rx) = oneshot::channel();
+                    table.insert(id, Pending::Unary { tx, _permit });
+                    rx
+                }
+                other => {
+                    // Not a blocking call's entry: leave it as it was.
+                    table.insert(id, other);
+                    return None;
+                }
+            }
+        };
+        if let Some(shm) = &self.shm {
+            shm.interest_up();
+        }
+        Some(rx)
+    }
+
     pub(crate) fn unregister(&self, id: u64) {
         let removed = self.table().remove(&id);
         drop(removed);

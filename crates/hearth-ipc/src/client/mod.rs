@@ -10,12 +10,15 @@ mod blocking;
 mod core;
 mod shm;
 mod stream;
+mod within;
 
 pub use blocking::{ChangeStream, Client, DocStream, TopicStream};
 pub use stream::{AsyncChangeStream, AsyncDocStream, AsyncTopicStream};
+pub use within::{Later, Within};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
-use self::shm::{SyncSlot, WaitEnd};
+use self::shm::ClientShm;
+use self::within::RawWithin;
 use crate::channel;
 use crate::error::IpcError;
 use crate::ops;
@@ -31,7 +34,7 @@ use serde_json::{Value, json};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
 /// A connection as the transports hand it over.
@@ -380,6 +383,18 @@ impl AsyncClient {
         op: Operation,
         payload: &mut Option<Vec<u8>>,
     ) -> Option<Result<Vec<u8>, IpcError>> {
+        Some(match self.unary_blocking_within(op, payload, None)? {
+            RawWithin::Ready(result) => result,
+            // Never: without a budget the wait on the calling thread lasts
+            // until the call's own deadline, so nothing is left for later.
+            RawWithin::Later(_) => Err(self.timed_out(op)),
+        })
+    }
+
+    /// The current connection, its shared-memory state and an in-flight
+    /// permit, when a call can be made on the calling thread now: on
+    /// shared memory, alive, with nothing queued ahead and a free slot.
+    fn blocking_parts(&self) -> Option<(Arc<ConnCore>, Arc<ClientShm>, OwnedSemaphorePermit)> {
         let core = {
             let current = self.inner.current.lock();
             current.as_ref().filter(|core| !core.is_dead())?.clone()
@@ -392,32 +407,7 @@ impl AsyncClient {
             return None;
         }
         let permit = core.try_permit()?;
-        let payload = payload.take()?;
-        let deadline = std::time::Instant::now() + self.timeout;
-        let id = core.next_id();
-        let slot = SyncSlot::new();
-        core.register(
-            id,
-            Pending::Sync {
-                slot: slot.clone(),
-                _permit: permit,
-            },
-        );
-        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), deadline) {
-            core.unregister(id);
-            return Some(Err(match end {
-                WaitEnd::Dead => core.dead_error(),
-                WaitEnd::Timeout => self.timed_out(op),
-            }));
-        }
-        Some(match shm.wait_reply(&core, &slot, deadline) {
-            Ok(frame) => final_payload(frame),
-            Err(WaitEnd::Dead) => Err(core.dead_error()),
-            Err(WaitEnd::Timeout) => {
-                core.cancel(id, op);
-                Err(self.timed_out(op))
-            }
-        })
+        Some((core, shm, permit))
     }
 
     async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {

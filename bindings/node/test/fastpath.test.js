@@ -1,0 +1,111 @@
+'use strict';
+// The fast path never holds the event loop for a stalled server: point
+// operations wait on the JavaScript thread only for a small budget, then
+// come back as a pending promise. The server is frozen with SIGSTOP (a real
+// process, not a mock) and thawed with SIGCONT.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const { hearth, server, client, needsServe } = require('./helpers');
+
+/** The freezing needs procfs (Linux) and `hearth serve`. */
+const LINUX = fs.existsSync('/proc/self/task') ? needsServe : { skip: 'needs /proc to see a frozen process' };
+
+/** Resolves after `ms` on a timer: only if the event loop turns. */
+const tick = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Freezes process `pid` and resolves once every one of its threads is
+ * stopped (a signal reaches a thread running on another CPU a little
+ * later), so that nothing it answers afterwards can come before the thaw.
+ */
+async function freeze(t, pid) {
+  process.kill(pid, 'SIGSTOP');
+  t.after(() => thaw(pid));
+  const stopped = () =>
+    fs.readdirSync(`/proc/${pid}/task`).every((tid) => {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    });
+  while (!stopped()) await tick(1);
+}
+
+function thaw(pid) {
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Tracks whether `promise` has settled. */
+function track(promise) {
+  const state = { settled: false, promise };
+  promise.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+test('a call to a frozen server leaves the event loop turning and settles once it thaws', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.put('frozen:1', { a: 1 });
+  await freeze(t, s.pid);
+  // Were the call holding the thread until an answer, nothing below would
+  // run before the 20 s timeout, and the call would fail with it.
+  const get = track(db.get('frozen:1'));
+  await tick(50);
+  await tick(50);
+  assert.equal(get.settled, false, 'a frozen server cannot have answered');
+  thaw(s.pid);
+  assert.deepEqual(await get.promise, { a: 1 });
+});
+
+test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.put('gone', { x: 0 });
+  await freeze(t, s.pid);
+  // Issued in order on one connection while the server is frozen.
+  const put = db.put('p', { n: 1 });
+  const patch = db.patch('p', { m: 2 });
+  const get = db.get('p');
+  const missing = db.get('nobody');
+  const del = db.delete('gone');
+  const delMissing = db.delete('nobody');
+  await tick(20);
+  thaw(s.pid);
+  const seq = await put;
+  assert.equal(typeof seq, 'number');
+  assert.ok((await patch) > seq);
+  assert.deepEqual(await get, { n: 1, m: 2 });
+  assert.equal(await missing, null);
+  assert.equal(await del, true);
+  assert.equal(await delMissing, false);
+  // The connection goes on on the fast path.
+  assert.deepEqual(await db.get('p'), { n: 1, m: 2 });
+});
+
+test('a call to a frozen server still ends at its timeout, with code timeout', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 300 });
+  await db.put('a', { a: 1 });
+  await freeze(t, s.pid);
+  await assert.rejects(db.get('a'), (e) => e instanceof hearth.HearthError && e.protocolCode === 'timeout');
+  thaw(s.pid);
+  assert.deepEqual(await db.get('a', { timeout: 20_000 }), { a: 1 });
+});
+
+test('fastPathBudget must be a non-negative number of milliseconds', () => {
+  for (const bad of [-1, Number.NaN, Infinity, '1', null]) {
+    assert.throws(
+      () => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathBudget: bad }),
+      (e) => e.code === 'invalid_input' && /fastPathBudget/.test(e.message),
+    );
+  }
+  // Zero is allowed: every call that is not answered at once goes async.
+  assert.doesNotThrow(() => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathBudget: 0 }));
+});

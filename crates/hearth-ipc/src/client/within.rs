@@ -1,0 +1,160 @@
+//! Calls that wait on the calling thread only for a budget: the answer
+//! when it comes that soon, else a future for the rest of the call.
+//!
+//! Owns: [`Within`] and [`Later`], the calls that return them on
+//! [`Client`](super::Client) (`put_within`, `get_within`, …), and the
+//! hand-over of a call that outlives its budget from the calling thread to
+//! the connection's async machinery (on shared memory: its blocking
+//! pending entry becomes an async one, read by the background reader).
+//! For event-loop hosts (the Node addon): a call answered in microseconds
+//! costs no thread hop, and a stalled server never holds the loop for
+//! longer than the budget.
+//!
+//! Must never: lose or duplicate an answer at the hand-over (the pending
+//! table's lock orders it against routing), wait on the calling thread
+//! past the budget (beyond the time to write the request), or let a
+//! [`Later`] outlive the call's own timeout.
+
+use super::core::{Pending, final_payload};
+use super::shm::{SyncSlot, WaitEnd};
+use super::{AsyncClient, calls};
+use crate::error::IpcError;
+use hearth_proto::Operation;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// What a call with a budget gives back: its result, or the rest of it.
+///
+/// ```no_run
+/// use hearth_ipc::{Client, Within};
+/// use serde_json::json;
+/// use std::time::Duration;
+/// let client = Client::connect("my-app")?;
+/// match client.put_within("user:1", json!({"name": "Alice"}), Duration::from_millis(1)) {
+///     Within::Ready(seq) => println!("durable as change {}", seq?),
+///     Within::Later(rest) => {
+///         // The server did not answer within 1 ms: finish it elsewhere.
+///         let rt = tokio::runtime::Runtime::new().unwrap();
+///         println!("durable as change {}", rt.block_on(rest.wait())?);
+///     }
+/// }
+/// # Ok::<(), hearth_ipc::IpcError>(())
+/// ```
+#[must_use = "a Later call goes on only when it is waited for"]
+#[derive(Debug)]
+pub enum Within<T> {
+    /// The call ended within the budget (or failed at once).
+    Ready(Result<T, IpcError>),
+    /// The call is in flight; [`Later::wait`] finishes it.
+    Later(Later<T>),
+}
+
+/// The rest of a call that outlived its budget. Waiting is bounded by the
+/// call's timeout, counted from when the call started; dropping it
+/// abandons the answer (the request itself has been sent).
+#[must_use = "the answer is lost unless it is waited for"]
+pub struct Later<T> {
+    rest: Pin<Box<dyn Future<Output = Result<Vec<u8>, IpcError>> + Send>>,
+    decode: fn(&[u8]) -> Result<T, IpcError>,
+}
+
+impl<T> std::fmt::Debug for Later<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Later").finish_non_exhaustive()
+    }
+}
+
+impl<T> Later<T> {
+    /// Waits for the answer (on any tokio runtime).
+    pub async fn wait(self) -> Result<T, IpcError> {
+        (self.decode)(&self.rest.await?)
+    }
+}
+
+/// A raw call with a budget: the reply payload now, or its future.
+pub(crate) enum RawWithin {
+    Ready(Result<Vec<u8>, IpcError>),
+    Later(Pin<Box<dyn Future<Output = Result<Vec<u8>, IpcError>> + Send>>),
+}
+
+impl RawWithin {
+    pub(crate) fn decode<T>(self, decode: fn(&[u8]) -> Result<T, IpcError>) -> Within<T> {
+        match self {
+            RawWithin::Ready(r) => Within::Ready(r.and_then(|p| decode(&p))),
+            RawWithin::Later(rest) => Within::Later(Later { rest, decode }),
+        }
+    }
+}
+
+impl AsyncClient {
+    /// A unary call made on the calling thread over shared memory (the
+    /// request goes onto the ring, the thread reads the answer itself: no
+    /// runtime, no thread hop) that waits there for at most `budget` (the
+    /// whole timeout when `None`), then hands its pending entry to the
+    /// async side. `None`, with `payload` untouched, when the blocking path
+    /// is not available now (see `blocking_parts`).
+    pub(crate) fn unary_blocking_within(
+        &self,
+        op: Operation,
+        payload: &mut Option<Vec<u8>>,
+        budget: Option<Duration>,
+    ) -> Option<RawWithin> {
+        let (core, shm, permit) = self.blocking_parts()?;
+        let payload = payload.take()?;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let id = core.next_id();
+        let slot = SyncSlot::new();
+        core.register(
+            id,
+            Pending::Sync {
+                slot: slot.clone(),
+                _permit: permit,
+            },
+        );
+        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), deadline) {
+            core.unregister(id);
+            return Some(RawWithin::Ready(Err(match end {
+                WaitEnd::Dead => core.dead_error(),
+                WaitEnd::Timeout => self.timed_out(op),
+            })));
+        }
+        let short = budget.map_or(deadline, |b| deadline.min(Instant::now() + b));
+        let waited = shm.wait_reply(&core, &slot, short);
+        let result = match waited {
+            Ok(frame) => final_payload(frame),
+            Err(WaitEnd::Dead) => Err(core.dead_error()),
+            Err(WaitEnd::Timeout) if short < deadline => {
+                // Over budget, not over time: the rest goes async, unless
+                // the answer was routed to the slot meanwhile.
+                let Some(rx) = core.to_async(id) else {
+                    return Some(RawWithin::Ready(
+                        match shm.wait_reply(&core, &slot, deadline) {
+                            Ok(frame) => final_payload(frame),
+                            Err(WaitEnd::Dead) => Err(core.dead_error()),
+                            Err(WaitEnd::Timeout) => Err(self.timed_out(op)),
+                        },
+                    ));
+                };
+                let client = self.clone();
+                let deadline = tokio::time::Instant::from_std(deadline);
+                return Some(RawWithin::Later(Box::pin(async move {
+                    match tokio::time::timeout_at(deadline, rx).await {
+                        Ok(Ok(frame)) => final_payload(frame),
+                        Ok(Err(_)) => Err(core.dead_error()),
+                        Err(_) => {
+                            core.cancel(id, op);
+                            Err(client.timed_out(op))
+                        }
+                    }
+                })));
+            }
+            Err(WaitEnd::Timeout) => {
+                core.cancel(id, op);
+                Err(self.timed_out(op))
+            }
+        };
+        Some(RawWithin::Ready(result))
+    }
+}
