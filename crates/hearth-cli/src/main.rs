@@ -22,6 +22,14 @@ use error::{CliError, EXIT_BAD_INPUT};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// The process's allocator: mimalloc. A server allocates a request on one
+/// thread and frees it on another (ring thread → applier, runtime →
+/// writer); glibc's per-thread arenas handle that producer-consumer
+/// pattern poorly (slow `_int_malloc` on fragmented bins, arena trimming
+/// churn), mimalloc's per-thread free lists are built for it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `hearth bench --transport …` runs its server as this binary started
     // again with HEARTH_BENCH_SERVE set: serve and stop here in that case.
