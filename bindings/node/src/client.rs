@@ -152,12 +152,11 @@ impl NativeClient {
         timeout_ms: Option<f64>,
         budget_ms: f64,
     ) -> napi::Result<Either<f64, PromiseRaw<'env, Outcome>>, String> {
-        let data = sync(json::parse(&data_json, "the document"))?;
         self.fast(
             env,
             timeout_ms,
             budget_ms,
-            |c, budget| c.put_within(&id, data, budget),
+            |c, budget| c.put_json_within(&id, &data_json, budget),
             |seq| seq as f64,
             |seq| json!(seq).to_string(),
         )
@@ -195,14 +194,13 @@ impl NativeClient {
         timeout_ms: Option<f64>,
         budget_ms: f64,
     ) -> napi::Result<Either<Option<String>, PromiseRaw<'env, Outcome>>, String> {
-        let text = |doc: Option<Value>| doc.map(|d| json::text(&d));
         self.fast(
             env,
             timeout_ms,
             budget_ms,
-            |c, budget| c.get_within(&id, budget),
-            text,
-            |doc| json::text(&doc.unwrap_or(Value::Null)),
+            |c, budget| c.get_json_within(&id, budget),
+            |text| text,
+            |text| text.unwrap_or_else(|| "null".to_string()),
         )
     }
 
@@ -443,7 +441,7 @@ async fn run(client: AsyncClient, op: &str, args: &str) -> Result<Option<String>
         }
         "get" => {
             let a: json::IdArgs = json::args(args, op)?;
-            return Ok(client.get(&a.id).await?.map(|d| json::text(&d)));
+            return Ok(client.get_json(&a.id).await?);
         }
         "getWithMetadata" => {
             let a: json::IdArgs = json::args(args, op)?;

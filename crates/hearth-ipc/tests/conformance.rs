@@ -52,6 +52,71 @@ fn put_then_get_round_trips(fx: &Fx) {
     assert_eq!(client.get("user:1").unwrap(), Some(json!({"name": "Bob"})));
 }
 
+fn get_json_gives_the_documents_text(fx: &Fx) {
+    let client = fx.client();
+    let doc = json!({"name": "Zoë \"Z\"", "n": [1, 2.5, null], "nested": {"k": true}});
+    client.put("text:1", doc.clone()).unwrap();
+    let text = client.get_json("text:1").unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), doc);
+    assert_eq!(client.get_json("text:missing").unwrap(), None);
+    client.delete("text:1").unwrap();
+    assert_eq!(client.get_json("text:1").unwrap(), None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut later = 0;
+    client.put("text:2", json!({"a": 1})).unwrap();
+    let text = settle(
+        client.get_json_within("text:2", Duration::ZERO),
+        &rt,
+        &mut later,
+    );
+    assert_eq!(text.as_deref(), Some(r#"{"a":1}"#));
+}
+
+fn put_json_sends_the_text_as_it_is(fx: &Fx) {
+    let client = fx.client();
+    let seq = client
+        .put_json("raw:1", r#" {"name":"Zoë","n":[1,2.5],"o":{"k":null}} "#)
+        .unwrap();
+    assert!(seq > 0);
+    assert_eq!(
+        client.get("raw:1").unwrap(),
+        Some(json!({"name": "Zoë", "n": [1, 2.5], "o": {"k": null}}))
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut later = 0;
+    let seq2 = settle(
+        client.put_json_within("raw:1", r#"{"v":2}"#, Duration::ZERO),
+        &rt,
+        &mut later,
+    );
+    assert!(seq2 > seq);
+    assert_eq!(client.get("raw:1").unwrap(), Some(json!({"v": 2})));
+}
+
+fn put_json_refuses_what_is_not_one_json_object(fx: &Fx) {
+    let client = fx.client();
+    client.put("raw:kept", json!({"kept": true})).unwrap();
+    for bad in [
+        "",
+        "[1]",
+        "\"s\"",
+        "null",
+        "42",
+        "{\"a\":1",
+        "{\"a\":1} {\"b\":2}",
+        "{\"a\":1},\"id\":\"raw:kept\"",
+    ] {
+        let e = client.put_json("raw:kept", bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidInput, "{bad:?}: {e}");
+        match client.put_json_within("raw:kept", bad, Duration::ZERO) {
+            Within::Ready(Err(e)) => assert_eq!(e.code(), ErrorCode::InvalidInput),
+            other => panic!("{bad:?} was not refused at once: {other:?}"),
+        }
+    }
+    // Nothing stored was touched.
+    assert_eq!(client.get("raw:kept").unwrap(), Some(json!({"kept": true})));
+}
+
 fn patch_merges_and_null_removes(fx: &Fx) {
     let client = fx.client();
     client.put("p:1", json!({"a": 1, "b": 2})).unwrap();
@@ -677,6 +742,9 @@ macro_rules! conformance {
 conformance!(
     ping_answers,
     put_then_get_round_trips,
+    get_json_gives_the_documents_text,
+    put_json_sends_the_text_as_it_is,
+    put_json_refuses_what_is_not_one_json_object,
     patch_merges_and_null_removes,
     get_with_metadata_shows_tombstones,
     delete_reports_whether_anything_was_deleted,

@@ -117,6 +117,15 @@ impl Client {
         self.unary_within(op, body, budget).decode(calls::seq)
     }
 
+    /// [`Client::put_json`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn put_json_within(&self, id: &str, json: &str, budget: Duration) -> Within<u64> {
+        match calls::put_text(id, json) {
+            Ok((op, body)) => self.unary_within(op, body, budget).decode(calls::seq),
+            Err(e) => Within::Ready(Err(e)),
+        }
+    }
+
     /// [`Client::patch`] that waits here for at most `budget`; see
     /// [`Within`].
     pub fn patch_within(&self, id: &str, fields: Value, budget: Duration) -> Within<u64> {
@@ -129,6 +138,13 @@ impl Client {
     pub fn get_within(&self, id: &str, budget: Duration) -> Within<Option<Value>> {
         let (op, body) = calls::get(id);
         self.unary_within(op, body, budget).decode(calls::doc_data)
+    }
+
+    /// [`Client::get_json`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn get_json_within(&self, id: &str, budget: Duration) -> Within<Option<String>> {
+        let (op, body) = calls::get(id);
+        self.unary_within(op, body, budget).decode(calls::doc_text)
     }
 
     /// [`Client::delete`] that waits here for at most `budget`; see
@@ -182,6 +198,12 @@ impl Client {
         calls::seq(&self.unary(op, body)?)
     }
 
+    /// See [`AsyncClient::put_json`].
+    pub fn put_json(&self, id: &str, json: &str) -> Result<u64, IpcError> {
+        let (op, body) = calls::put_text(id, json)?;
+        calls::seq(&self.unary(op, body)?)
+    }
+
     /// See [`AsyncClient::patch`].
     pub fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
         let (op, body) = calls::patch(id, &fields);
@@ -192,6 +214,12 @@ impl Client {
     pub fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
         let (op, body) = calls::get(id);
         calls::doc_data(&self.unary(op, body)?)
+    }
+
+    /// See [`AsyncClient::get_json`].
+    pub fn get_json(&self, id: &str) -> Result<Option<String>, IpcError> {
+        let (op, body) = calls::get(id);
+        calls::doc_text(&self.unary(op, body)?)
     }
 
     /// See [`AsyncClient::get_with_metadata`].

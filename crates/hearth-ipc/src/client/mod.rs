@@ -516,6 +516,13 @@ impl AsyncClient {
         calls::seq(&self.unary_payload(op, body).await?)
     }
 
+    /// Like [`put`](Self::put), with the document as JSON text (one JSON
+    /// object), sent as it is: no [`Value`] is built on this side.
+    pub async fn put_json(&self, id: &str, json: &str) -> Result<u64, IpcError> {
+        let (op, body) = calls::put_text(id, json)?;
+        calls::seq(&self.unary_payload(op, body).await?)
+    }
+
     /// Merges top-level `fields` into document `id` (`null` removes a field).
     pub async fn patch(&self, id: &str, fields: Value) -> Result<u64, IpcError> {
         let (op, body) = calls::patch(id, &fields);
@@ -526,6 +533,15 @@ impl AsyncClient {
     pub async fn get(&self, id: &str) -> Result<Option<Value>, IpcError> {
         let (op, body) = calls::get(id);
         calls::doc_data(&self.unary_payload(op, body).await?)
+    }
+
+    /// The document as its JSON text, exactly as the server sent it (no
+    /// parse into a [`Value`]: for callers that pass the document on, as
+    /// text, to JavaScript, a file or another process); `None` when absent
+    /// or deleted.
+    pub async fn get_json(&self, id: &str) -> Result<Option<String>, IpcError> {
+        let (op, body) = calls::get(id);
+        calls::doc_text(&self.unary_payload(op, body).await?)
     }
 
     /// The document with its metadata, including a deleted one (its
@@ -730,6 +746,34 @@ pub(crate) mod calls {
         (Operation::Put, id_and(id, "data", data))
     }
 
+    /// A put of a document given as JSON text, checked here to be one
+    /// JSON object (syntax only, without building it; the server checks
+    /// the rest) and copied into the request as it is.
+    pub(crate) fn put_text(id: &str, json: &str) -> Result<(Operation, Vec<u8>), IpcError> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(json)
+            .map_err(|e| IpcError::InvalidInput(format!("the document is not valid JSON: {e}")))?;
+        let text = raw.get();
+        if !text.starts_with('{') {
+            return Err(IpcError::InvalidInput(format!(
+                "a document must be a JSON object, not {}",
+                text.chars().next().map_or("nothing", |c| match c {
+                    '[' => "an array",
+                    '"' => "a string",
+                    'n' => "null",
+                    't' | 'f' => "a boolean",
+                    _ => "a number",
+                })
+            )));
+        }
+        let mut out = Vec::with_capacity(id.len() + text.len() + 20);
+        out.extend_from_slice(b"{\"id\":");
+        let _ = serde_json::to_writer(&mut out, id);
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'}');
+        Ok((Operation::Put, out))
+    }
+
     pub(crate) fn patch(id: &str, fields: &Value) -> (Operation, Vec<u8>) {
         (Operation::Patch, id_and(id, "fields", fields))
     }
@@ -781,6 +825,20 @@ pub(crate) mod calls {
 
     pub(crate) fn seq(reply: &[u8]) -> Result<u64, IpcError> {
         ops::u64_field(&parse_json(reply)?, "seq")
+    }
+
+    pub(crate) fn doc_text(reply: &[u8]) -> Result<Option<String>, IpcError> {
+        /// `{"id":…,"data":…}`: `data` borrowed as its text.
+        #[derive(serde::Deserialize)]
+        struct Reply<'a> {
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        match serde_json::from_slice::<Option<Reply<'_>>>(reply) {
+            Ok(reply) => Ok(reply.map(|r| r.data.get().to_owned())),
+            // Not that shape: the general decoder says what is wrong.
+            Err(_) => Ok(doc_data(reply)?.map(|doc| doc.to_string())),
+        }
     }
 
     pub(crate) fn doc_data(reply: &[u8]) -> Result<Option<Value>, IpcError> {
