@@ -363,6 +363,19 @@ impl AsyncClient {
             core.unregister(id);
             return Err(e);
         }
+        self.final_reply(&core, id, op, deadline, rx).await
+    }
+
+    /// Waits until `deadline` for the final frame of request `id` on `rx`;
+    /// a request that times out is cancelled on the server.
+    async fn final_reply(
+        &self,
+        core: &ConnCore,
+        id: u64,
+        op: Operation,
+        deadline: Instant,
+        rx: oneshot::Receiver<Frame>,
+    ) -> Result<Vec<u8>, IpcError> {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(frame)) => final_payload(frame),
             Ok(Err(_)) => Err(core.dead_error()),

@@ -140,14 +140,7 @@ impl AsyncClient {
                 let client = self.clone();
                 let deadline = tokio::time::Instant::from_std(deadline);
                 return Some(RawWithin::Later(Box::pin(async move {
-                    match tokio::time::timeout_at(deadline, rx).await {
-                        Ok(Ok(frame)) => final_payload(frame),
-                        Ok(Err(_)) => Err(core.dead_error()),
-                        Err(_) => {
-                            core.cancel(id, op);
-                            Err(client.timed_out(op))
-                        }
-                    }
+                    client.final_reply(&core, id, op, deadline, rx).await
                 })));
             }
             Err(WaitEnd::Timeout) => {
