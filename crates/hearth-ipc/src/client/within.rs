@@ -66,7 +66,8 @@ impl<T> std::fmt::Debug for Later<T> {
 }
 
 impl<T> Later<T> {
-    /// Waits for the answer (on any tokio runtime).
+    /// Waits for the answer, on a tokio runtime with its time driver
+    /// enabled (the default of `Runtime::new` and `#[tokio::main]`).
     pub async fn wait(self) -> Result<T, IpcError> {
         (self.decode)(&self.rest.await?)
     }
