@@ -99,6 +99,19 @@ test('a call to a frozen server still ends at its timeout, with code timeout', L
   assert.deepEqual(await db.get('a', { timeout: 20_000 }), { a: 1 });
 });
 
+test('closing the client ends a call that is waiting on a frozen server with ECLOSED', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.put('a', { a: 1 });
+  await freeze(t, s.pid);
+  const put = track(db.put('b', { b: 2 }));
+  await tick(20);
+  assert.equal(put.settled, false, 'a frozen server cannot have answered');
+  await db.close();
+  await assert.rejects(put.promise, (e) => e.code === 'ECLOSED');
+  thaw(s.pid);
+});
+
 test('fastPathBudget must be a non-negative number of milliseconds', () => {
   for (const bad of [-1, Number.NaN, Infinity, '1', null]) {
     assert.throws(
