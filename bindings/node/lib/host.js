@@ -77,8 +77,8 @@ class Host {
    * is the caller's reply; a thrown error becomes the caller's error (its
    * `code` is kept when it is a protocol code, else `internal`). Resolves
    * once clients can call it. Replacing the function of a served name is
-   * immediate; a name not given to serve() restarts the listener once (see
-   * the README).
+   * immediate; a new name is added to the running server (connected
+   * clients keep their connections).
    */
   async handle(name, fn) {
     if (typeof name !== 'string') throw new HearthError('invalid_input', 'handle: the name must be a string');

@@ -10,12 +10,9 @@
 //! leave a caller waiting after the host closed (pending calls fail with
 //! `unavailable`).
 //!
-//! hearth-ipc takes handler names only in its builder. A name registered
-//! after start therefore restarts the listener with the longer list (the
-//! store and event bus are kept; connected clients reconnect by
-//! themselves) — see [`NativeHost::add_handler`]. A builder-level fallback
-//! handler or registration on a running server in hearth-ipc would remove
-//! that restart.
+//! A name registered after start is added to the running server
+//! ([`hearth_ipc::Server::async_handler`]): connections, subscriptions and
+//! calls in flight are untouched.
 
 use crate::error::{NodeError, Outcome, outcome};
 use crate::json;
@@ -158,7 +155,7 @@ struct HostInner {
     names: Mutex<BTreeSet<String>>,
     server: Mutex<Option<Server>>,
     dispatcher: Arc<Dispatcher>,
-    /// One restart or close at a time.
+    /// One handler registration or close at a time.
     swap: tokio::sync::Mutex<()>,
     closed: AtomicBool,
 }
@@ -331,7 +328,7 @@ impl NativeHost {
             .and_then(|s| s.socket_path().map(|p| p.display().to_string()))
     }
 
-    /// The server's counters as JSON text (`null` while restarting).
+    /// The server's counters as JSON text (`null` once closed).
     #[napi]
     pub fn stats(&self) -> Option<String> {
         let server = self.inner.server.lock();
@@ -339,11 +336,9 @@ impl NativeHost {
         serde_json::to_string(&stats).ok()
     }
 
-    /// Serves one more handler name. A name already served resolves at
-    /// once; a new one restarts the listener with the longer list (the
-    /// store, its data and the event bus are kept; connected clients see
-    /// their connection end and reconnect on their next call, and calls in
-    /// flight at that instant finish first).
+    /// Serves one more handler name, on the running server: calls that
+    /// arrive once this resolves reach it; connected clients keep their
+    /// connections. A name already served resolves at once.
     #[napi(ts_return_type = "Promise<string | null | ErrorInfo>")]
     pub fn add_handler<'env>(
         &self,
@@ -370,36 +365,16 @@ async fn add_handler(inner: Arc<HostInner>, name: String) -> Result<Option<Strin
     if inner.closed.load(Ordering::Acquire) {
         return Err(NodeError::Closed("this host"));
     }
-    let old_names = inner.names.lock().clone();
-    if old_names.contains(&name) {
+    if inner.names.lock().contains(&name) {
         return Ok(None);
     }
-    let mut names = old_names.clone();
-    names.insert(name);
-    let task = inner.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-        let old = task.server.lock().take();
-        if let Some(old) = old {
-            // A failed flush is reported by the store on the next write;
-            // the restart goes on either way.
-            let _ = old.shutdown();
-        }
-        match start_server(&task.config, &names, &task.dispatcher) {
-            Ok(server) => {
-                *task.server.lock() = Some(server);
-                *task.names.lock() = names;
-                Ok(())
-            }
-            Err(e) => {
-                if let Ok(server) = start_server(&task.config, &old_names, &task.dispatcher) {
-                    *task.server.lock() = Some(server);
-                }
-                Err(e)
-            }
-        }
-    })
-    .await
-    .map_err(|e| NodeError::Internal(format!("restarting the host: {e}")))??;
+    {
+        let server = inner.server.lock();
+        let server = server.as_ref().ok_or(NodeError::Closed("this host"))?;
+        let d = inner.dispatcher.clone();
+        server.async_handler(&name, move |ctx, payload| d.clone().dispatch(ctx, payload))?;
+    }
+    inner.names.lock().insert(name);
     Ok(None)
 }
 

@@ -158,7 +158,7 @@ test('handler names and channels are checked; a taken channel is ECHANNEL_IN_USE
   assert.throws(() => host.emit('a:*', {}), { code: 'invalid_input' });
 });
 
-test('replacing a served handler is immediate; a new name is live once handle() resolves', async (t) => {
+test('replacing a served handler is immediate; a new name is added to the running server', async (t) => {
   const ch = channel('swap');
   const host = await hearth.serve({ channel: ch, handlers: { 'v:get': () => 1 } });
   t.after(() => host.close());
@@ -167,8 +167,19 @@ test('replacing a served handler is immediate; a new name is live once handle() 
   await host.handle('v:get', () => 2);
   assert.equal(await db.call('v:get'), 2);
   await db.put('kept', { ok: true });
+  const events = [];
+  await db.subscribe('v:*', (payload) => events.push(payload));
+  const before = host.stats();
   await host.handle('v:new', () => 'new');
   assert.equal(await db.call('v:new'), 'new');
   assert.equal(await db.call('v:get'), 2);
   assert.deepEqual(await db.get('kept'), { ok: true });
+  // The same server went on: its counters kept counting, the client's
+  // connection and its subscription were never interrupted.
+  const after = host.stats();
+  assert.ok(after.requests >= before.requests + 3, `${before.requests} -> ${after.requests}`);
+  assert.equal(after.connections, before.connections);
+  assert.equal(host.emit('v:news', 7), 1);
+  for (let i = 0; i < 2000 && events.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.deepEqual(events, [7]);
 });

@@ -13,6 +13,7 @@ use hearth_proto::{ErrorBody, ErrorCode};
 use hearth_store::{Store, StoreError};
 use serde_json::Value;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 /// What a handler knows about the call: who is calling and the server's
@@ -190,4 +191,26 @@ pub(crate) type AsyncHandler = Arc<
 pub(crate) enum Handler {
     Sync(SyncHandler),
     Async(AsyncHandler),
+}
+
+impl Handler {
+    /// A blocking handler (run on the blocking pool).
+    pub(crate) fn blocking<F>(f: F) -> Handler
+    where
+        F: Fn(&HandlerContext, Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+    {
+        Handler::Sync(Arc::new(f))
+    }
+
+    /// An async handler (run as a task on the server's runtime).
+    pub(crate) fn future<F, Fut>(f: F) -> Handler
+    where
+        F: Fn(HandlerContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    {
+        let f = move |ctx, payload| -> BoxFuture<'static, Result<Value, HandlerError>> {
+            Box::pin(f(ctx, payload))
+        };
+        Handler::Async(Arc::new(f))
+    }
 }

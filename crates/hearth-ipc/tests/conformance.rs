@@ -423,6 +423,43 @@ fn handlers_answer_by_name_with_typed_errors(fx: &Fx) {
     assert_eq!(env["error"]["code"], "not_found");
 }
 
+fn a_handler_added_to_a_running_server_answers_on_open_connections(fx: &Fx) {
+    let client = fx.client();
+    let before = client.call("test:whoami", json!({})).unwrap()["connection"].clone();
+    let mut events = client.subscribe_topic("late:*").unwrap();
+    let e = client
+        .call("late:add", json!({"a": 1, "b": 2}))
+        .unwrap_err();
+    assert_eq!(remote_code(&e), ErrorCode::UnknownOperation);
+
+    fx.server
+        .handler("late:add", |_ctx, p| {
+            Ok(json!(
+                p["a"].as_i64().unwrap_or(0) + p["b"].as_i64().unwrap_or(0)
+            ))
+        })
+        .unwrap();
+    assert_eq!(client.call("late:add", json!({"a": 1, "b": 2})).unwrap(), 3);
+    // Replacing is immediate too; async handlers as well.
+    fx.server
+        .async_handler("late:add", |_ctx, _p| async { Ok(json!("replaced")) })
+        .unwrap();
+    assert_eq!(
+        client.call("late:add", json!({})).unwrap(),
+        json!("replaced")
+    );
+    // The same connection throughout, and its subscription still delivers.
+    let after = client.call("test:whoami", json!({})).unwrap()["connection"].clone();
+    assert_eq!(before, after);
+    fx.server.publish("late:news", &json!(1)).unwrap();
+    assert_eq!(events.next().unwrap().unwrap().topic, "late:news");
+    // A bad name is refused and changes nothing.
+    let e = fx.server.handler("bad*name", |_c, p| Ok(p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    let e = client.call("test:nope", json!({})).unwrap_err();
+    assert!(e.to_string().contains("late:add"), "{e}");
+}
+
 fn a_panicking_handler_is_internal_and_the_server_lives(fx: &Fx) {
     let client = fx.client();
     for _ in 0..3 {
@@ -756,6 +793,7 @@ conformance!(
     large_documents_round_trip_and_oversized_ones_are_refused,
     many_requests_in_flight_on_one_connection,
     handlers_answer_by_name_with_typed_errors,
+    a_handler_added_to_a_running_server_answers_on_open_connections,
     a_panicking_handler_is_internal_and_the_server_lives,
     rate_limited_handlers_refuse_past_their_burst,
     the_handler_context_names_the_caller,

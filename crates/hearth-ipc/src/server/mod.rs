@@ -21,9 +21,7 @@ use crate::handler::{Handler, HandlerContext, HandlerError};
 use crate::policy::{PeerCredentials, RateLimiter, check_peer};
 use crate::rt::block_on;
 use crate::subs::ChangeHub;
-use crate::transport::{
-    BoxFuture, Link, LinkInfo, TransportKind, memory, shm as shm_transport, socket,
-};
+use crate::transport::{Link, LinkInfo, TransportKind, memory, shm as shm_transport, socket};
 use crate::types::ConnectOptions;
 use hearth_bus::{BusOptions, EventBus};
 use hearth_proto::{
@@ -32,7 +30,7 @@ use hearth_proto::{
     ServerLimits, negotiate,
 };
 use hearth_store::{Event, Options, Store};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -140,7 +138,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) bus: EventBus,
     pub(crate) hub: ChangeHub,
-    pub(crate) handlers: HashMap<String, Handler>,
+    /// By name; a running server may gain or replace handlers.
+    pub(crate) handlers: RwLock<HashMap<String, Handler>>,
     pub(crate) limiter: Option<Mutex<RateLimiter>>,
     pub(crate) config: Config,
     pub(crate) store_limits: Limits,
@@ -441,7 +440,7 @@ impl ServerBuilder {
     where
         F: Fn(&HandlerContext, Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
     {
-        self.add_handler(name, Handler::Sync(Arc::new(handler)))
+        self.add_handler(name, Handler::blocking(handler))
     }
 
     /// Registers an async handler; it runs as a task on the server's
@@ -451,10 +450,7 @@ impl ServerBuilder {
         F: Fn(HandlerContext, Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
     {
-        let handler = move |ctx, payload| -> BoxFuture<'static, Result<Value, HandlerError>> {
-            Box::pin(handler(ctx, payload))
-        };
-        self.add_handler(name, Handler::Async(Arc::new(handler)))
+        self.add_handler(name, Handler::future(handler))
     }
 
     /// Limits calls of a handler (or of a built-in operation, by its name
@@ -648,7 +644,7 @@ impl ServerBuilder {
             store_limits: self.store_options.limits,
             store,
             bus,
-            handlers: self.handlers,
+            handlers: RwLock::new(self.handlers),
             limiter: (!self.rate_limits.is_empty())
                 .then(|| Mutex::new(RateLimiter::new(self.rate_limits))),
             config,
@@ -859,6 +855,50 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// Registers (or replaces) a blocking handler on the running server,
+    /// as [`ServerBuilder::handler`] does before start: calls that arrive
+    /// afterwards use it; connections, subscriptions and calls in flight
+    /// are untouched. Fails with [`IpcError::InvalidInput`] for a name that
+    /// is not a valid topic.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// use serde_json::json;
+    /// let server = Server::builder().data_dir(dir.path()).start()?;
+    /// server.handler("app:version", |_ctx, _payload| Ok(json!("1.2.0")))?;
+    /// let client = server.connect_in_process()?;
+    /// assert_eq!(client.call("app:version", json!({}))?, json!("1.2.0"));
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn handler<F>(&self, name: &str, handler: F) -> Result<(), IpcError>
+    where
+        F: Fn(&HandlerContext, Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+    {
+        self.register(name, Handler::blocking(handler))
+    }
+
+    /// Registers (or replaces) an async handler on the running server; see
+    /// [`Server::handler`].
+    pub fn async_handler<F, Fut>(&self, name: &str, handler: F) -> Result<(), IpcError>
+    where
+        F: Fn(HandlerContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    {
+        self.register(name, Handler::future(handler))
+    }
+
+    fn register(&self, name: &str, handler: Handler) -> Result<(), IpcError> {
+        hearth_bus::validate_topic(name)
+            .map_err(|e| IpcError::InvalidInput(format!("handler name {name:?}: {e}")))?;
+        self.shared
+            .handlers
+            .write()
+            .insert(name.to_string(), handler);
+        Ok(())
+    }
+
     /// A builder; see [`ServerBuilder`].
     pub fn builder() -> ServerBuilder {
         ServerBuilder::new()

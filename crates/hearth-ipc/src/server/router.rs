@@ -366,24 +366,28 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 /// Calls a custom handler off the I/O path, catching its panic.
 async fn call(conn: &Arc<Conn>, name: &str, payload: Value) -> Result<Vec<u8>, ErrorBody> {
     let shared = &conn.shared;
-    let Some(handler) = shared.handlers.get(name).cloned() else {
-        let mut known: Vec<&str> = shared.handlers.keys().map(String::as_str).collect();
-        known.sort_unstable();
-        let list = if known.is_empty() {
-            "this server has no handlers".to_string()
-        } else {
-            let shown: Vec<&str> = known.iter().take(20).copied().collect();
-            format!(
-                "this server has: {}{}",
-                shown.join(", "),
-                if known.len() > 20 { ", …" } else { "" }
+    let found = {
+        let handlers = shared.handlers.read();
+        handlers.get(name).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = handlers.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            let list = if known.is_empty() {
+                "this server has no handlers".to_string()
+            } else {
+                let shown: Vec<&str> = known.iter().take(20).copied().collect();
+                format!(
+                    "this server has: {}{}",
+                    shown.join(", "),
+                    if known.len() > 20 { ", …" } else { "" }
+                )
+            };
+            ErrorBody::new(
+                ErrorCode::UnknownOperation,
+                format!("no handler named {name:?}; {list}"),
             )
-        };
-        return Err(ErrorBody::new(
-            ErrorCode::UnknownOperation,
-            format!("no handler named {name:?}; {list}"),
-        ));
+        })
     };
+    let handler = found?;
     let ctx = shared.handler_context(name, conn.id, &conn.info);
     let joined = match handler {
         Handler::Sync(f) => tokio::task::spawn_blocking(move || f(&ctx, payload)).await,
