@@ -144,16 +144,22 @@ impl Spinner {
         }
         let start = Instant::now();
         let mut last = start;
+        let mut checked = false;
         loop {
             for _ in 0..POLLS_PER_CHECK {
                 if ready() {
-                    let took = start.elapsed();
-                    // Paid off: keep (or grow) a budget that covers it.
-                    self.budget = (self.budget + took).clamp(self.min, self.max);
+                    if checked {
+                        // Paid off: keep (or grow) a budget that covers it.
+                        let took = start.elapsed();
+                        self.budget = (self.budget + took).clamp(self.min, self.max);
+                    }
+                    // Within the first polls: the budget covers it already,
+                    // and the round trip is spared a clock read.
                     return true;
                 }
                 std::hint::spin_loop();
             }
+            checked = true;
             let now = Instant::now();
             if now.duration_since(last) >= PREEMPTED_GAP {
                 // Descheduled mid-spin: the core is wanted elsewhere.
