@@ -211,6 +211,64 @@ pub(crate) fn parse_request(
     payload: &[u8],
     limits: &Limits,
 ) -> Result<Request, ErrorBody> {
+    match quick_parse(op, payload) {
+        Some(request) => Ok(request),
+        None => parse_general(op, payload, limits),
+    }
+}
+
+/// The hot point operations in their usual shape, decoded straight into
+/// their fields (no tree for the request object): `{"id":…}` for get,
+/// get_with_metadata and delete, `{"id":…,"data":{…}}` for put. It accepts
+/// exactly what [`parse_general`] accepts in that shape and gives the same
+/// request; anything else (another shape, a bad id, an error to explain)
+/// is left to [`parse_general`] and its messages.
+fn quick_parse(op: Operation, payload: &[u8]) -> Option<Request> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Put<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+        data: Map<String, Value>,
+    }
+    // serde's derived structs also accept an array of the fields in
+    // order; a request is an object.
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let request = match op {
+        Operation::Get | Operation::GetWithMetadata | Operation::Delete => {
+            let IdOnly { id } = serde_json::from_slice(payload).ok()?;
+            validate_id(&id).ok()?;
+            let id = id.into_owned();
+            match op {
+                Operation::Get => Request::Get { id },
+                Operation::GetWithMetadata => Request::GetWithMetadata { id },
+                _ => Request::Delete { id },
+            }
+        }
+        Operation::Put => {
+            let Put { id, data } = serde_json::from_slice(payload).ok()?;
+            validate_id(&id).ok()?;
+            Request::Put {
+                id: id.into_owned(),
+                data: Value::Object(data),
+            }
+        }
+        _ => return None,
+    };
+    Some(request)
+}
+
+/// Parses any request through a JSON tree, with a precise message for
+/// every way it can be wrong.
+fn parse_general(op: Operation, payload: &[u8], limits: &Limits) -> Result<Request, ErrorBody> {
     let value: Value = if payload.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
@@ -589,6 +647,69 @@ pub(crate) fn u64_field(v: &Value, name: &str) -> Result<u64, crate::IpcError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_quick_decoder_agrees_with_the_general_one_wherever_it_answers() {
+        let limits = Limits::default();
+        let long_id = format!("\"{}\"", "x".repeat(600));
+        let payloads: Vec<String> = vec![
+            r#"{"id":"user:1"}"#.into(),
+            r#" { "id" : "ünï\"code\u0041" } "#.into(),
+            r#"{"id":""}"#.into(),
+            r#"{"id":"a\u0000b"}"#.into(),
+            format!(r#"{{"id":{long_id}}}"#),
+            r#"{"id":null}"#.into(),
+            r#"{"id":1}"#.into(),
+            r#"{"id":"a","id":"b"}"#.into(),
+            r#"{"id":"a","x":1}"#.into(),
+            r#"{}"#.into(),
+            r#"[]"#.into(),
+            r#"["user:1"]"#.into(),
+            r#"["a",{"n":1}]"#.into(),
+            r#" ["a"]"#.into(),
+            r#"{"id":"a"} trailing"#.into(),
+            r#"{"id":"a","data":{"n":1,"s":"é","o":{"k":[1,null]}}}"#.into(),
+            r#"{"data":{"n":1},"id":"a"}"#.into(),
+            r#"{"id":"a","data":null}"#.into(),
+            r#"{"id":"a","data":[1]}"#.into(),
+            r#"{"id":"a","data":{}}"#.into(),
+            r#"{"id":"a","data":{"n":1},"more":2}"#.into(),
+            r#"{"id":"a","data":{"n":1,"n":2}}"#.into(),
+            format!(
+                r#"{{"id":"a","data":{}{}}}"#,
+                "{\"k\":".repeat(200),
+                "1".to_string() + &"}".repeat(200)
+            ),
+            String::new(),
+            "not json".into(),
+        ];
+        let ops = [
+            Operation::Get,
+            Operation::GetWithMetadata,
+            Operation::Delete,
+            Operation::Put,
+        ];
+        let mut answered = 0;
+        for op in ops {
+            for p in &payloads {
+                let general = parse_general(op, p.as_bytes(), &limits);
+                match quick_parse(op, p.as_bytes()) {
+                    Some(quick) => {
+                        answered += 1;
+                        assert_eq!(Ok(quick), general, "{op:?} {p}");
+                    }
+                    None => {
+                        // Left to the general parser; what it says is the answer.
+                        assert_eq!(parse_request(op, p.as_bytes(), &limits), general);
+                    }
+                }
+            }
+        }
+        assert!(
+            answered >= 5,
+            "the quick decoder answered only {answered} times"
+        );
+    }
 
     fn parse(op: Operation, v: Value) -> Result<Request, ErrorBody> {
         parse_request(op, v.to_string().as_bytes(), &Limits::default())
