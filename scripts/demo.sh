@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p hearth-cli
-hearth() { ./target/release/hearth "$@"; }
+hearth() { "${CARGO_TARGET_DIR:-target}/release/hearth" "$@"; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/hearth-demo.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 export HEARTH_DATA_DIR="$dir"
@@ -28,7 +28,7 @@ set +x
 echo
 echo "== a server on a channel, and clients talking to it"
 export HEARTH_SOCKET_DIR="$dir/sockets"
-coproc SERVER { exec ./target/release/hearth serve --channel demo --data-dir "$dir/server" --exit-with-parent 2>"$dir/server.log"; }
+coproc SERVER { exec "${CARGO_TARGET_DIR:-target}/release/hearth" serve --channel demo --data-dir "$dir/server" --exit-with-parent 2>"$dir/server.log"; }
 read -r ready <&"${SERVER[0]}" || { cat "$dir/server.log"; exit 1; }
 echo "$ready"
 set -x
@@ -45,4 +45,4 @@ cat "$dir/watch.out"
 set +x
 echo
 echo "== get and put round trips: shared memory vs the socket (short run; see docs/performance.md)"
-./target/release/hearth bench --transport both --ops 20000 --idle-clients 0 --no-redis 2>/dev/null
+hearth bench --transport both --ops 20000 --idle-clients 0 --no-redis 2>/dev/null
