@@ -837,6 +837,17 @@ pub(crate) mod calls {
     }
 
     pub(crate) fn seq(reply: &[u8]) -> Result<u64, IpcError> {
+        /// `{"seq":N}` read without a tree; any other shape goes to the
+        /// general decoder, which says what is wrong.
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            seq: u64,
+        }
+        if reply.first() == Some(&b'{')
+            && let Ok(Reply { seq }) = serde_json::from_slice(reply)
+        {
+            return Ok(seq);
+        }
         ops::u64_field(&parse_json(reply)?, "seq")
     }
 
@@ -924,4 +935,28 @@ fn page(collected: Collected) -> Result<Page, IpcError> {
         .and_then(Value::as_str)
         .map(str::to_string);
     Ok(Page { docs, cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calls;
+
+    #[test]
+    fn a_seq_reply_is_read_with_or_without_the_quick_path() {
+        assert_eq!(calls::seq(br#"{"seq":42}"#).unwrap(), 42);
+        assert_eq!(calls::seq(br#"{"other":1,"seq":7}"#).unwrap(), 7);
+        assert_eq!(
+            calls::seq(b"{\"seq\":18446744073709551615}").unwrap(),
+            u64::MAX
+        );
+        for bad in [
+            &b"[42]"[..],
+            b"{}",
+            br#"{"seq":-1}"#,
+            br#"{"seq":"1"}"#,
+            b"not json",
+        ] {
+            assert!(calls::seq(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }
