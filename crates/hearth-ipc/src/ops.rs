@@ -648,6 +648,93 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    mod generated {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A JSON value as text: the shapes a request's fields come in,
+        /// good and bad.
+        fn value() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_string()),
+                Just("true".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                Just("1.5e3".to_string()),
+                Just("\"user:1\"".to_string()),
+                Just("\"\"".to_string()),
+                Just("\"a\\u0000b\"".to_string()),
+                Just("\"é\\\"q\\\\\"".to_string()),
+                "[a-z:]{1,12}".prop_map(|s| format!("\"{s}\"")),
+                Just(format!("\"{}\"", "x".repeat(513))),
+            ];
+            leaf.prop_recursive(3, 12, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3)
+                        .prop_map(|v| format!("[{}]", v.join(","))),
+                    prop::collection::vec(("[a-z]{1,3}", inner), 0..3).prop_map(|kv| {
+                        let fields: Vec<String> =
+                            kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                        format!("{{{}}}", fields.join(","))
+                    }),
+                ]
+            })
+        }
+
+        /// A request payload: an object of `id`, `data` and stray fields
+        /// (duplicates allowed), sometimes wrapped, padded or cut.
+        fn payload() -> impl Strategy<Value = String> {
+            // Ids are mostly strings, good and bad (empty, NUL, too long).
+            let id = prop_oneof![
+                2 => "[a-z:]{1,12}".prop_map(|s| format!("\"{s}\"")),
+                1 => Just("\"\"".to_string()),
+                1 => Just("\"a\\u0000b\"".to_string()),
+                1 => Just(format!("\"{}\"", "x".repeat(513))),
+                1 => value(),
+            ];
+            let field = prop_oneof![
+                3 => id.prop_map(|v| ("id".to_string(), v)),
+                3 => value().prop_map(|v| ("data".to_string(), v)),
+                1 => value().prop_map(|v| ("x".to_string(), v)),
+            ];
+            (
+                prop::collection::vec(field, 0..4),
+                0..6u8,
+                prop_oneof![Just(""), Just(" "), Just("\n\t")],
+            )
+                .prop_map(|(fields, form, pad)| {
+                    let body: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    let object = format!("{pad}{{{pad}{}{pad}}}{pad}", body.join(","));
+                    match form {
+                        0 => format!(
+                            "[{}]",
+                            fields
+                                .iter()
+                                .map(|(_, v)| v.clone())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
+                        1 => format!("{object} 1"),
+                        2 => object[..object.len() / 2].to_string(),
+                        _ => object,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn quick_and_general_decoders_agree(p in payload()) {
+                let limits = Limits::default();
+                for op in [Operation::Get, Operation::GetWithMetadata, Operation::Delete, Operation::Put] {
+                    let general = parse_general(op, p.as_bytes(), &limits);
+                    if let Some(quick) = quick_parse(op, p.as_bytes()) {
+                        prop_assert_eq!(Ok(quick), general, "{:?} {}", op, p);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_quick_decoder_agrees_with_the_general_one_wherever_it_answers() {
         let limits = Limits::default();
