@@ -21,7 +21,7 @@ use hearth_proto::{
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// The largest message (joined from `MORE` frames) a client accepts.
@@ -141,6 +141,9 @@ pub(crate) struct ConnCore {
     pub(crate) shm: Option<Arc<ClientShm>>,
     permits: Arc<Semaphore>,
     dead: Mutex<Option<String>>,
+    /// Set (under `dead`'s lock) once `dead` holds a reason: the hot loops
+    /// ask `is_dead` every round, an atomic load instead of a lock.
+    dead_flag: AtomicBool,
     server_error: Mutex<Option<String>>,
     next_id: AtomicU64,
     pub(crate) info: LinkInfo,
@@ -186,6 +189,7 @@ impl ConnCore {
             shm,
             permits: Arc::new(Semaphore::new(info.negotiated.max_in_flight.max(1) as usize)),
             dead: Mutex::new(None),
+            dead_flag: AtomicBool::new(false),
             server_error: Mutex::new(None),
             next_id: AtomicU64::new(1),
             info,
@@ -268,7 +272,9 @@ impl ConnCore {
     }
 
     pub(crate) fn is_dead(&self) -> bool {
-        self.dead.lock().is_some()
+        // Acquire pairs with the Release store in `die`: whoever sees the
+        // flag also sees the reason and the work `die` did before it.
+        self.dead_flag.load(Ordering::Acquire)
     }
 
     /// The error for a waiter whose connection died.
@@ -293,6 +299,8 @@ impl ConnCore {
                 Some(said) => format!("{reason} (the server said: {said})"),
                 None => reason,
             });
+            // Release pairs with the Acquire load in `is_dead`.
+            self.dead_flag.store(true, Ordering::Release);
         }
         self.permits.close();
         let pending: Vec<Pending> = self.table().drain();
