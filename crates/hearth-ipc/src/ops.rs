@@ -715,7 +715,14 @@ mod tests {
                                 .join(",")
                         ),
                         1 => format!("{object} 1"),
-                        2 => object[..object.len() / 2].to_string(),
+                        2 => {
+                            // Cut in the middle, on a character boundary.
+                            let cut = (0..=object.len() / 2)
+                                .rev()
+                                .find(|&i| object.is_char_boundary(i))
+                                .unwrap_or(0);
+                            object[..cut].to_string()
+                        }
                         _ => object,
                     }
                 })
