@@ -573,24 +573,39 @@ fn phase(
             None => Ok((all, secs, cpu, server, others)),
         }
     })?;
-    let mut sorted = samples;
-    sorted.sort_unstable();
-    let ops = sorted.len() as u64;
-    let total_cpu = client_cpu + server_cpu.unwrap_or(0.0);
-    Ok(OpStats {
-        ops,
-        secs,
-        ops_per_sec: ops as f64 / secs.max(1e-9),
-        p50_ns: percentile(&sorted, 0.50),
-        p90_ns: percentile(&sorted, 0.90),
-        p99_ns: percentile(&sorted, 0.99),
-        p999_ns: percentile(&sorted, 0.999),
-        max_ns: sorted.last().copied().unwrap_or(0),
-        client_cpu_secs: client_cpu,
-        server_cpu_secs: server_cpu,
-        cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
-        others_pct: others,
-    })
+    Ok(OpStats::from_samples(
+        samples, secs, client_cpu, server_cpu, others,
+    ))
+}
+
+impl OpStats {
+    /// The figures of one phase: per-call latencies in nanoseconds (any
+    /// order), its wall time, and the CPU the client and server used.
+    fn from_samples(
+        mut samples: Vec<u64>,
+        secs: f64,
+        client_cpu: f64,
+        server_cpu: Option<f64>,
+        others: Option<f64>,
+    ) -> OpStats {
+        samples.sort_unstable();
+        let ops = samples.len() as u64;
+        let total_cpu = client_cpu + server_cpu.unwrap_or(0.0);
+        OpStats {
+            ops,
+            secs,
+            ops_per_sec: ops as f64 / secs.max(1e-9),
+            p50_ns: percentile(&samples, 0.50),
+            p90_ns: percentile(&samples, 0.90),
+            p99_ns: percentile(&samples, 0.99),
+            p999_ns: percentile(&samples, 0.999),
+            max_ns: samples.last().copied().unwrap_or(0),
+            client_cpu_secs: client_cpu,
+            server_cpu_secs: server_cpu,
+            cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
+            others_pct: others,
+        }
+    }
 }
 
 fn measure_transport(
@@ -824,21 +839,8 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let secs = start.elapsed().as_secs_f64();
         let client = self_cpu() - cpu0;
         let server = proc_cpu(Some(pid)).zip(server0).map(|(b, a)| b - a);
-        samples.sort_unstable();
-        Some(OpStats {
-            ops: ops as u64,
-            secs,
-            ops_per_sec: ops as f64 / secs.max(1e-9),
-            p50_ns: percentile(&samples, 0.5),
-            p90_ns: percentile(&samples, 0.9),
-            p99_ns: percentile(&samples, 0.99),
-            p999_ns: percentile(&samples, 0.999),
-            max_ns: samples.last().copied().unwrap_or(0),
-            client_cpu_secs: client,
-            server_cpu_secs: server,
-            cpu_us_per_op: (client + server.unwrap_or(0.0)) * 1e6 / ops.max(1) as f64,
-            others_pct: others_pct(busy0, client + server.unwrap_or(0.0), secs),
-        })
+        let others = others_pct(busy0, client + server.unwrap_or(0.0), secs);
+        Some(OpStats::from_samples(samples, secs, client, server, others))
     };
     let get_stats = measure(&|i| get(&format!("bench:{}", i % KEYS)))?;
     let set_stats = measure(&|i| set(&format!("bench:put:{}", i % KEYS)))?;
