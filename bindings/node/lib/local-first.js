@@ -483,28 +483,29 @@ class LocalFirst extends EventEmitter {
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
   async put(id, data, options) {
-    const o = callOptions(options);
-    checkId(id, 'put');
-    const json = objectJson(data, 'put', id, 'the document');
-    const client = this._client();
-    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
-      return this._request('put', `{"id":${JSON.stringify(id)},"data":${json}}`, o);
-    }
-    if (mustYield()) await nextTurn();
-    return this._fast(() => client.put(id, json, o.timeout, this._budgetMs), same);
+    return this._write('put', 'data', 'the document', id, data, options);
   }
 
   /** Merges top-level `fields` into document `id` (`null` removes a field). */
   async patch(id, fields, options) {
+    return this._write('patch', 'fields', 'the fields', id, fields, options);
+  }
+
+  /**
+   * put and patch: `value` (a JSON object, sent as `field`) for document
+   * `id`, on the fast path unless it is large, has a signal or the fast
+   * path is off; resolves with the change's sequence number.
+   */
+  async _write(op, field, what, id, value, options) {
     const o = callOptions(options);
-    checkId(id, 'patch');
-    const json = objectJson(fields, 'patch', id, 'the fields');
+    checkId(id, op);
+    const json = objectJson(value, op, id, what);
     const client = this._client();
     if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
-      return this._request('patch', `{"id":${JSON.stringify(id)},"fields":${json}}`, o);
+      return this._request(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
     }
     if (mustYield()) await nextTurn();
-    return this._fast(() => client.patch(id, json, o.timeout, this._budgetMs), same);
+    return this._fast(() => client[op](id, json, o.timeout, this._budgetMs), same);
   }
 
   /** The document, or null when absent or deleted. */
