@@ -29,8 +29,8 @@ pub use handshake::{
 };
 pub use id::{IdError, MAX_ID_BYTES, validate_id};
 pub use limits::{
-    DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, MAX_DEPTH, check_depth, kind_of,
-    validate_document,
+    CompactDocument, DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, MAX_DEPTH, check_depth,
+    is_compact_document, kind_of, validate_document,
 };
 pub use op::Operation;
 pub use upgrade::{
@@ -51,5 +51,6 @@ mod send_sync {
         assert_send_sync::<crate::Operation>();
         assert_send_sync::<crate::IdError>();
         assert_send_sync::<crate::DocumentError>();
+        assert_send_sync::<crate::CompactDocument>();
     }
 }

@@ -151,6 +151,203 @@ pub fn validate_document(text: &str, limits: &Limits) -> Result<Map<String, Valu
     }
 }
 
+/// Whether `text` is a document that can be stored exactly as written: a
+/// JSON object within `limits` and [`MAX_DEPTH`], with no whitespace outside
+/// strings and no key repeated within an object.
+///
+/// It checks without building a JSON tree, so the common case (a client's
+/// compact text) costs one pass. `false` says nothing about why: the text may
+/// be invalid, or valid but in need of normalising (spaces, a repeated key,
+/// whose last value wins). Callers then use [`validate_document`], which gives
+/// the precise error or the parsed fields.
+///
+/// ```
+/// use hearth_proto::{is_compact_document, Limits};
+/// let limits = Limits::default();
+/// assert!(is_compact_document(r#"{"name":"Alice","tags":["a b"]}"#, &limits));
+/// assert!(!is_compact_document(r#"{"name": "Alice"}"#, &limits)); // a space
+/// assert!(!is_compact_document(r#"{"a":1,"a":2}"#, &limits)); // a repeated key
+/// assert!(!is_compact_document("[1]", &limits)); // not an object
+/// ```
+pub fn is_compact_document(text: &str, limits: &Limits) -> bool {
+    text.len() <= limits.max_doc_bytes && compact::check(text)
+}
+
+/// JSON text known to pass [`is_compact_document`]'s checks, size aside
+/// (the size limit is the store's): what a decoder hands on so that the
+/// store need not check the text again.
+///
+/// ```
+/// use hearth_proto::CompactDocument;
+/// let doc = CompactDocument::new(r#"{"name":"Alice"}"#).unwrap();
+/// assert_eq!(doc.as_str(), r#"{"name":"Alice"}"#);
+/// assert!(CompactDocument::new(r#"{"name": "Alice"}"#).is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactDocument(String);
+
+impl CompactDocument {
+    /// A copy of `text` if it is a compact document, else `None`.
+    pub fn new(text: &str) -> Option<CompactDocument> {
+        compact::check(text).then(|| CompactDocument(text.to_string()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The tree-free walk behind [`is_compact_document`].
+mod compact {
+    use super::MAX_DEPTH;
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+    use std::fmt;
+
+    /// A JSON object, compact, no repeated key, at most [`MAX_DEPTH`] deep.
+    pub(super) fn check(text: &str) -> bool {
+        if text.as_bytes().first() != Some(&b'{') || !no_space_outside_strings(text.as_bytes()) {
+            return false;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        Check { depth: 1 }.deserialize(&mut de).is_ok() && de.end().is_ok()
+    }
+
+    /// True when no JSON whitespace byte appears outside a string. Assumes
+    /// nothing about validity: an unbalanced quote only makes the answer
+    /// meaningless for text the parser then refuses anyway.
+    pub(super) fn no_space_outside_strings(text: &[u8]) -> bool {
+        let mut in_string = false;
+        let mut escaped = false;
+        for &b in text {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+            } else if b == b'"' {
+                in_string = true;
+            } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Visits one value at `depth` (the document object is 1), refusing
+    /// containers deeper than [`MAX_DEPTH`] and objects with a repeated key.
+    pub(super) struct Check {
+        pub(super) depth: usize,
+    }
+
+    impl Check {
+        fn enter<E: de::Error>(&self) -> Result<Check, E> {
+            if self.depth > MAX_DEPTH {
+                return Err(E::custom("too deep"));
+            }
+            Ok(Check {
+                depth: self.depth + 1,
+            })
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Check {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            if self.depth == 1 {
+                d.deserialize_map(self)
+            } else {
+                d.deserialize_any(self)
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Check {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let inner = self.enter()?;
+            while seq
+                .next_element_seed(Check { depth: inner.depth })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let inner = self.enter()?;
+            let mut keys: Vec<Key<'de>> = Vec::new();
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                map.next_value_seed(Check { depth: inner.depth })?;
+                keys.push(key);
+            }
+            if has_repeat(&mut keys) {
+                return Err(de::Error::custom("repeated key"));
+            }
+            Ok(())
+        }
+    }
+
+    /// Whether any key appears twice (reorders `keys`).
+    fn has_repeat(keys: &mut [Key<'_>]) -> bool {
+        if keys.len() <= 8 {
+            return keys
+                .iter()
+                .enumerate()
+                .any(|(i, k)| keys[i + 1..].iter().any(|o| o.0 == k.0));
+        }
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keys.windows(2).any(|w| w[0].0 == w[1].0)
+    }
+
+    /// An object key, borrowed from the text unless it has escapes.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> de::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Owned(v.to_string())))
+        }
+    }
+}
+
 /// serde_json appends " at line L column C" to its messages; we report the
 /// position separately.
 fn strip_position(msg: &str) -> String {
@@ -218,5 +415,139 @@ mod tests {
             validate_document(&wrapped, &Limits::default()),
             Err(DocumentError::InvalidJson { .. })
         ));
+    }
+
+    fn compact(text: &str) -> bool {
+        is_compact_document(text, &Limits::default())
+    }
+
+    #[test]
+    fn compact_objects_are_storable_as_written() {
+        for text in [
+            r#"{}"#,
+            r#"{"a":1}"#,
+            r#"{"name":"Alice Smith","tags":["a b","c"],"n":-1.5e3,"ok":true,"none":null}"#,
+            r#"{"nested":{"a":{"b":[1,{"c":2}]}},"a":{"a":1}}"#,
+            r#"{"s":"quote \" backslash \\ tab \t unicode \u00e9 \ud83d\ude00"}"#,
+            r#"{"a\u0041":1,"aA":2}"#.replace("\\u0041", "B").as_str(),
+        ] {
+            assert!(compact(text), "{text}");
+            assert!(validate_document(text, &Limits::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn whitespace_outside_strings_needs_normalising() {
+        for text in [
+            r#"{"a": 1}"#,
+            "{\"a\":1}\n",
+            " {\"a\":1}",
+            "{\"a\":[1,\t2]}",
+            "{\r\"a\":1}",
+        ] {
+            assert!(!compact(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_needs_normalising_at_any_depth_and_any_width() {
+        assert!(!compact(r#"{"a":1,"a":2}"#));
+        assert!(!compact(r#"{"x":{"b":1,"c":2,"b":3}}"#));
+        assert!(!compact(r#"{"x":[{"k":1,"k":1}]}"#));
+        // The same key spelled with an escape is the same key.
+        assert!(!compact(r#"{"a":1,"\u0061":2}"#));
+        let wide: Vec<String> = (0..20).map(|i| format!("\"k{i}\":{i}")).collect();
+        let unique = format!("{{{}}}", wide.join(","));
+        assert!(compact(&unique));
+        let repeated = format!("{{{},\"k7\":0}}", wide.join(","));
+        assert!(!compact(&repeated));
+    }
+
+    #[test]
+    fn anything_validate_document_refuses_is_not_compact() {
+        let text_100 = format!("{{\"a\":{}{}}}", "[".repeat(99), "]".repeat(99));
+        let text_101 = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(validate_document(&text_100, &Limits::default()).is_ok());
+        assert!(compact(&text_100));
+        assert!(validate_document(&text_101, &Limits::default()).is_err());
+        assert!(!compact(&text_101));
+        for bad in [
+            "",
+            "[1]",
+            "1",
+            "\"s\"",
+            "null",
+            "{",
+            r#"{"a":1}x"#,
+            r#"{"a":1}{}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"raw\ncontrol\"}",
+            r#"{"a":1,}"#,
+            r#"{"a":1e999}"#,
+        ] {
+            assert!(
+                validate_document(bad, &Limits::default()).is_err(),
+                "{bad:?}"
+            );
+            assert!(!compact(bad), "{bad:?}");
+        }
+        let limits = Limits {
+            max_doc_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(!is_compact_document(r#"{"a":"0123456789"}"#, &limits));
+    }
+
+    mod generated {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                ".{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,6}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn document() -> impl Strategy<Value = Map<String, Value>> {
+            prop::collection::btree_map(".{0,6}", json_value(), 0..8)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            /// What serde_json writes for any object is storable as written.
+            #[test]
+            fn every_compactly_printed_object_is_compact(doc in document()) {
+                let text = serde_json::to_string(&doc).unwrap();
+                prop_assert!(is_compact_document(&text, &Limits::default()), "{}", text);
+            }
+
+            /// The check never accepts text the full validator refuses, and
+            /// what it accepts parses to the same document.
+            #[test]
+            fn accepted_text_is_a_valid_document(doc in document(), cut in 0usize..64, byte in any::<u8>()) {
+                let mut bytes = serde_json::to_string(&doc).unwrap().into_bytes();
+                let at = cut.min(bytes.len());
+                bytes.insert(at, byte);
+                let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+                if is_compact_document(&text, &Limits::default()) {
+                    prop_assert!(validate_document(&text, &Limits::default()).is_ok(), "{}", text);
+                }
+            }
+        }
     }
 }

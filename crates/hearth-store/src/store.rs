@@ -7,7 +7,7 @@
 //! synced in fsync mode), let a storage error go only to a log, or hold the
 //! writer lock while waiting for the applier.
 
-use crate::crdt::{ChangeKind, DocState};
+use crate::crdt::{ChangeKind, Clear, DocState, StoredMeta};
 use crate::error::{Result, StoreError};
 use crate::hlc::{Hlc, Stamp, wall_ms};
 use crate::journal::{self, Journal, RecordOp, SyncHandle, encode_record};
@@ -15,12 +15,12 @@ use crate::sql;
 use crate::types::{
     Change, Document, Durability, Entry, Event, Hit, ListOptions, Options, Recovery, Stats, WriteOp,
 };
-use hearth_proto::{DocumentError, Limits, validate_id};
+use hearth_proto::{CompactDocument, DocumentError, Limits, validate_id};
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -173,12 +173,16 @@ impl Drop for Lifetime {
     }
 }
 
+/// A document's top-level fields.
+type Fields = Map<String, Value>;
+
 /// A validated operation, ready to be stamped and journaled.
 struct Prepared {
     kind: ChangeKind,
     id: String,
-    /// Parsed fields and their JSON text; `None` for a delete.
-    data: Option<(Map<String, Value>, Arc<str>)>,
+    /// Parsed fields (`None` for compact text not parsed yet, see
+    /// docs/design.md "Lazy state") and their JSON text; `None` for a delete.
+    data: Option<(Option<Fields>, Arc<str>)>,
     /// Set for remote changes, which keep their stamp.
     stamp: Option<Stamp>,
 }
@@ -256,7 +260,7 @@ fn prepare(kind: ChangeKind, id: &str, data: Option<Value>, limits: &Limits) -> 
                 }
                 .into());
             }
-            Some((map, Arc::from(text)))
+            Some((Some(map), Arc::from(text)))
         }
     };
     Ok(Prepared {
@@ -405,7 +409,7 @@ impl Store {
                                     "record {seq} holds a document that does not parse: {e}"
                                 ),
                             })?;
-                        Some((map, op.data.clone()))
+                        Some((Some(map), op.data.clone()))
                     };
                     let p = Prepared {
                         kind: op.kind,
@@ -468,9 +472,52 @@ impl Store {
 
     /// Like [`Store::put`], from JSON text (validated: an object within the
     /// size limit).
+    ///
+    /// Compact text (no whitespace outside strings, no repeated key) is
+    /// stored exactly as given, without building a JSON tree; other text is
+    /// stored as serde_json prints it (docs/design.md, "Stored text").
     pub fn put_json(&self, id: &str, json: &str) -> Result<u64> {
-        let map = hearth_proto::validate_document(json, &self.inner.opts.limits)?;
-        self.put(id, Value::Object(map))
+        let limits = &self.inner.opts.limits;
+        if !hearth_proto::is_compact_document(json, limits) {
+            let map = hearth_proto::validate_document(json, limits)?;
+            return self.put(id, Value::Object(map));
+        }
+        self.put_text(id, json)
+    }
+
+    /// Like [`Store::put_json`], for text a decoder has already checked to
+    /// be compact; only the size limit is checked here.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_proto::CompactDocument;
+    /// use hearth_store::{Options, Store};
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// let doc = CompactDocument::new(r#"{"name":"Alice"}"#).unwrap();
+    /// store.put_compact("user:1", &doc).unwrap();
+    /// assert_eq!(store.get("user:1").unwrap().unwrap().json(), doc.as_str());
+    /// ```
+    pub fn put_compact(&self, id: &str, doc: &CompactDocument) -> Result<u64> {
+        let max = self.inner.opts.limits.max_doc_bytes;
+        let len = doc.as_str().len();
+        if len > max {
+            return Err(DocumentError::TooLarge { len, max }.into());
+        }
+        self.put_text(id, doc.as_str())
+    }
+
+    /// A put of text known to be a compact document within the limits.
+    fn put_text(&self, id: &str, json: &str) -> Result<u64> {
+        validate_id(id)?;
+        let p = Prepared {
+            kind: ChangeKind::Put,
+            id: id.to_string(),
+            data: Some((None, Arc::from(json))),
+            stamp: None,
+        };
+        self.inner
+            .commit(vec![p])
+            .map(|r| r.map_or(0, |(_, last)| last))
     }
 
     /// Merges top-level `fields` into the document (creating it if absent); a
@@ -838,13 +885,13 @@ fn row_fields(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowFields> {
 
 fn entry_from_fields((id, data, state, hlc, replica, seq): RowFields) -> Result<Arc<Entry>> {
     let row = sql::parse_row(&id, data, &state, hlc, replica, seq)?;
-    Ok(Arc::new(Entry {
+    Ok(Arc::new(Entry::from_state(
         id,
-        json: row.json.map(Arc::from),
-        state: row.state,
-        stamp: row.stamp,
-        seq: row.seq,
-    }))
+        row.state,
+        row.json.map(Arc::from),
+        row.stamp,
+        row.seq,
+    )))
 }
 
 fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
@@ -910,13 +957,13 @@ impl Inner {
         };
         let row = self.with_reader(|conn| sql::read_doc(conn, id))?;
         let Some(row) = row else { return Ok(None) };
-        let entry = Arc::new(Entry {
-            id: id.to_string(),
-            json: row.json.map(Arc::from),
-            state: row.state,
-            stamp: row.stamp,
-            seq: row.seq,
-        });
+        let entry = Arc::new(Entry::from_state(
+            id.to_string(),
+            row.state,
+            row.json.map(Arc::from),
+            row.stamp,
+            row.seq,
+        ));
         let mut c = self.cache.lock();
         if c.generation == generation {
             c.insert(entry.clone());
@@ -934,9 +981,38 @@ impl Inner {
         staged: &[(Arc<Change>, Arc<Entry>)],
         remote: bool,
     ) -> Result<(Arc<Change>, Arc<Entry>)> {
-        let text = p.data.as_ref().map(|d| d.1.clone());
-        let delta = DocState::from_op(p.kind, stamp, p.data.map(|d| d.0));
+        let (fields, text) = match p.data {
+            Some((fields, text)) => (fields, Some(text)),
+            None => (None, None),
+        };
         let needs_base = remote || p.kind == ChangeKind::Patch;
+        if let (ChangeKind::Put, false, None, Some(text)) = (p.kind, needs_base, &fields, &text) {
+            // A local put of compact text: its state is its stamp and its
+            // text, built only if something asks (docs/design.md).
+            let meta = StoredMeta {
+                clear: Some(Clear {
+                    stamp,
+                    deleted: false,
+                }),
+                fields: BTreeMap::new(),
+            };
+            let change = Arc::new(Change {
+                seq,
+                id: p.id.clone(),
+                kind: p.kind,
+                stamp,
+                data: Some(text.clone()),
+            });
+            let entry = Arc::new(Entry::from_text(p.id, meta, Some(text.clone()), stamp, seq));
+            return Ok((change, entry));
+        }
+        let fields = match (fields, &text) {
+            (None, Some(text)) => Some(serde_json::from_str(text).map_err(|e| {
+                StoreError::Internal(format!("validated document does not parse: {e}"))
+            })?),
+            (fields, _) => fields,
+        };
+        let delta = DocState::from_op(p.kind, stamp, fields);
         let base = if needs_base {
             match staged.iter().rev().find(|(_, e)| e.id == p.id) {
                 Some((_, e)) => Some(e.clone()),
@@ -946,7 +1022,7 @@ impl Inner {
             None
         };
         let state = match &base {
-            Some(b) => b.state.merge(&delta),
+            Some(b) => b.state().merge(&delta),
             None => delta,
         };
         let json: Option<Arc<str>> = if !state.exists() {
@@ -966,13 +1042,7 @@ impl Inner {
             stamp,
             data: text,
         });
-        let entry = Arc::new(Entry {
-            id: p.id,
-            state,
-            json,
-            stamp: entry_stamp,
-            seq,
-        });
+        let entry = Arc::new(Entry::from_state(p.id, state, json, entry_stamp, seq));
         Ok((change, entry))
     }
 
@@ -1065,7 +1135,7 @@ impl Inner {
                 None
             };
             let (change, entry) = self.stage(p, stamp, seq, &staged, remote)?;
-            if before.is_some_and(|b| b.state == entry.state) {
+            if before.is_some_and(|b| b.state() == entry.state()) {
                 continue;
             }
             record_ops.push(record_op);
@@ -1549,7 +1619,14 @@ fn apply_batch(
         max_hlc = max_hlc.max(c.stamp.hlc);
     }
     for e in last_for_id.values() {
-        sql::write_doc(&tx, &e.id, &e.state, e.json.as_deref(), e.stamp, e.seq)?;
+        sql::write_doc(
+            &tx,
+            &e.id,
+            &e.state_once(),
+            e.json.as_deref(),
+            e.stamp,
+            e.seq,
+        )?;
     }
     let applied = batch.last().map_or(0, |(c, _)| c.seq);
     sql::meta_set(&tx, "applied_seq", applied as i64)?;

@@ -3,14 +3,15 @@
 //! Owns: the shapes callers see. Must never: hold locks or do I/O; these are
 //! plain values (documents are cheap `Arc` handles).
 
-use crate::crdt::{ChangeKind, DocState};
+use crate::crdt::{ChangeKind, DocState, StoredMeta};
 use crate::hlc::Stamp;
 use crate::journal::{JournalIo, OsJournalIo};
 use hearth_proto::Limits;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// How durable an acknowledged write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -121,10 +122,17 @@ pub struct Metadata {
 }
 
 /// One document's in-memory state.
+///
+/// The JSON tree is built lazily: an entry made from text (a compact local
+/// put, a row read from SQLite) keeps only the stamps and the text until
+/// something needs the fields (docs/design.md, "Lazy state").
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) id: String,
-    pub(crate) state: DocState,
+    /// The state's stamps; its values are the fields of `json`.
+    meta: StoredMeta,
+    /// The whole state, once built (at once for an entry made from a state).
+    state: OnceLock<DocState>,
     /// JSON text of the visible document; `None` for a tombstone.
     pub(crate) json: Option<Arc<str>>,
     pub(crate) stamp: Stamp,
@@ -132,10 +140,77 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// An entry whose state is already built (a merge, a parsed put).
+    pub(crate) fn from_state(
+        id: String,
+        state: DocState,
+        json: Option<Arc<str>>,
+        stamp: Stamp,
+        seq: u64,
+    ) -> Entry {
+        Entry {
+            id,
+            meta: StoredMeta::default(),
+            state: OnceLock::from(state),
+            json,
+            stamp,
+            seq,
+        }
+    }
+
+    /// An entry whose state is `meta` plus the fields of `json`, which the
+    /// caller has validated as a JSON object (or `None` for a tombstone).
+    pub(crate) fn from_text(
+        id: String,
+        meta: StoredMeta,
+        json: Option<Arc<str>>,
+        stamp: Stamp,
+        seq: u64,
+    ) -> Entry {
+        Entry {
+            id,
+            meta,
+            state: OnceLock::new(),
+            json,
+            stamp,
+            seq,
+        }
+    }
+
+    /// The replicated state, built from the text on first use and kept.
+    pub(crate) fn state(&self) -> &DocState {
+        self.state.get_or_init(|| self.build_state())
+    }
+
+    /// The replicated state without keeping a built tree (for one-off
+    /// readers such as the applier, so applied entries stay small).
+    pub(crate) fn state_once(&self) -> Cow<'_, DocState> {
+        match self.state.get() {
+            Some(state) => Cow::Borrowed(state),
+            None => Cow::Owned(self.build_state()),
+        }
+    }
+
+    fn build_state(&self) -> DocState {
+        let values = match self.json.as_deref() {
+            // Invariant: `from_text` is only given text that passed
+            // `is_compact_document`/`validate_document` or came back from
+            // SQLite where such text was stored, so it parses as an object.
+            Some(text) => serde_json::from_str(text)
+                .expect("an entry's JSON text was validated as an object before it was stored"),
+            None => Map::new(),
+        };
+        DocState::from_stored(self.meta.clone(), values)
+    }
+
     /// Approximate memory held, for the cache's accounting.
     pub(crate) fn weight(&self) -> usize {
         let json = self.json.as_ref().map_or(0, |j| j.len());
-        128 + self.id.len() * 2 + json * 2 + self.state.fields.len() * 64
+        let fields = match self.state.get() {
+            Some(state) => state.fields.len(),
+            None => self.meta.fields.len(),
+        };
+        128 + self.id.len() * 2 + json * 2 + fields * 64
     }
 }
 
@@ -163,12 +238,12 @@ impl Document {
 
     /// The fields (empty for a tombstone).
     pub fn data(&self) -> &Map<String, Value> {
-        &self.0.state.values
+        &self.0.state().values
     }
 
     /// The document as a JSON value.
     pub fn to_value(&self) -> Value {
-        Value::Object(self.0.state.values.clone())
+        Value::Object(self.0.state().values.clone())
     }
 
     /// The document's JSON text (`null` for a tombstone).

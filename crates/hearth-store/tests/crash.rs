@@ -4,7 +4,8 @@
 //! returns at once in a normal run, but with `HEARTH_CRASH_CHILD_DIR` set it
 //! opens the store there (64 KiB segments and 16-operation applier
 //! transactions, so rotation, segment deletion and applier commits happen all
-//! the time) and performs numbered operations forever — puts, patches (with
+//! the time) and performs numbered operations forever — puts (every other
+//! one as JSON text through `put_json`, kept without a tree), patches (with
 //! `null` removals), deletes and atomic batches whose content is a pure
 //! function of the number (`op_for`). After each acknowledged operation it
 //! prints one line per write, `ack <seq> <op> <id> <json-or-null>`, and
@@ -210,6 +211,8 @@ fn crash_child_writer() {
         } else {
             let w = &writes[0];
             let seq = match w {
+                // Half the puts as compact text, stored without a tree.
+                W::Put(id, v) if n % 2 == 0 => Some(store.put_json(id, &v.to_string()).unwrap()),
                 W::Put(id, v) => Some(store.put(id, v.clone()).unwrap()),
                 W::Patch(id, v) => Some(store.patch(id, v.clone()).unwrap()),
                 W::Delete(id) => store.delete(id).unwrap(),

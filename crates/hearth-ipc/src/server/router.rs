@@ -78,9 +78,10 @@ pub(super) fn quick(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody>
 /// in the store becomes `internal` for this request.
 pub(super) fn inline(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody> {
     let run = || match request {
-        Request::Put { .. } | Request::Patch { .. } | Request::Delete { .. } => {
-            write(&conn.shared.store, request)
-        }
+        Request::Put { .. }
+        | Request::PutJson { .. }
+        | Request::Patch { .. }
+        | Request::Delete { .. } => write(&conn.shared.store, request),
         other => quick(conn, other),
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
@@ -165,6 +166,10 @@ fn write(store: &Store, request: Request) -> Result<Vec<u8>, ErrorBody> {
     match request {
         Request::Put { id, data } => {
             let seq = store.put(&id, data).map_err(store_err)?;
+            Ok(seq_reply(seq))
+        }
+        Request::PutJson { id, json } => {
+            let seq = store.put_compact(&id, &json).map_err(store_err)?;
             Ok(seq_reply(seq))
         }
         Request::Patch { id, fields } => {
