@@ -251,9 +251,14 @@ fn quick_parse(op: Operation, payload: &[u8]) -> Option<Request> {
     }
     let request = match op {
         Operation::Get | Operation::GetWithMetadata | Operation::Delete => {
-            let IdOnly { id } = serde_json::from_slice(payload).ok()?;
+            let id = match split_id_only(payload) {
+                Some(id) => id.to_string(),
+                None => {
+                    let IdOnly { id } = serde_json::from_slice(payload).ok()?;
+                    id.into_owned()
+                }
+            };
             validate_id(&id).ok()?;
-            let id = id.into_owned();
             match op {
                 Operation::Get => Request::Get { id },
                 Operation::GetWithMetadata => Request::GetWithMetadata { id },
@@ -278,10 +283,14 @@ fn quick_parse(op: Operation, payload: &[u8]) -> Option<Request> {
     Some(request)
 }
 
-/// A put exactly as the clients write it, `{"id":"…","data":…}` with no
-/// whitespace and no escape in the id: the id and the data's text, without
-/// a parser. The data is still to be checked (it may run past its object).
-fn split_put(payload: &[u8]) -> Option<(&str, &str)> {
+/// Whether `s` can stand between JSON quotes as it is (nothing to escape).
+pub(crate) fn is_plain_json_str(s: &[u8]) -> bool {
+    !s.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// `{"id":"<plain>"` at the start of `payload`, as the hearth clients and
+/// server write it: the id (no escape in it) and what follows.
+pub(crate) fn split_leading_id(payload: &[u8]) -> Option<(&str, &[u8])> {
     let rest = payload.strip_prefix(b"{\"id\":\"")?;
     let end = rest
         .iter()
@@ -289,10 +298,23 @@ fn split_put(payload: &[u8]) -> Option<(&str, &str)> {
     if rest[end] != b'"' {
         return None;
     }
-    let id = std::str::from_utf8(&rest[..end]).ok()?;
-    let data = rest[end + 1..]
-        .strip_prefix(b",\"data\":")?
-        .strip_suffix(b"}")?;
+    Some((std::str::from_utf8(&rest[..end]).ok()?, &rest[end + 1..]))
+}
+
+/// `{"id":"…"}` exactly as the clients write it, without a parser.
+fn split_id_only(payload: &[u8]) -> Option<&str> {
+    match split_leading_id(payload)? {
+        (id, b"}") => Some(id),
+        _ => None,
+    }
+}
+
+/// A put exactly as the clients write it, `{"id":"…","data":…}` with no
+/// whitespace and no escape in the id: the id and the data's text, without
+/// a parser. The data is still to be checked (it may run past its object).
+fn split_put(payload: &[u8]) -> Option<(&str, &str)> {
+    let (id, rest) = split_leading_id(payload)?;
+    let data = rest.strip_prefix(b",\"data\":")?.strip_suffix(b"}")?;
     Some((id, std::str::from_utf8(data).ok()?))
 }
 
@@ -519,7 +541,13 @@ pub(crate) fn json_string(s: &str) -> String {
 /// `{"id":…,"data":…}` with the stored JSON text spliced in.
 pub(crate) fn encode_doc(out: &mut String, id: &str, json: &str) {
     out.push_str("{\"id\":");
-    out.push_str(&json_string(id));
+    if is_plain_json_str(id.as_bytes()) {
+        out.push('"');
+        out.push_str(id);
+        out.push('"');
+    } else {
+        out.push_str(&json_string(id));
+    }
     out.push_str(",\"data\":");
     out.push_str(json);
     out.push('}');
@@ -845,6 +873,27 @@ mod tests {
             answered >= 5,
             "the quick decoder answered only {answered} times"
         );
+    }
+
+    #[test]
+    fn split_id_only_takes_the_exact_client_shape_only() {
+        assert_eq!(split_id_only(br#"{"id":"user:1"}"#), Some("user:1"));
+        assert_eq!(split_id_only(br#"{"id":""}"#), Some(""));
+        assert_eq!(split_id_only(br#"{"id":"a\u0041"}"#), None);
+        assert_eq!(split_id_only(br#"{"id":"a"} "#), None);
+        assert_eq!(split_id_only(br#"{"id":"a","x":1}"#), None);
+        assert_eq!(split_id_only(br#"{ "id":"a"}"#), None);
+        assert_eq!(split_id_only(b"{\"id\":\"\xff\"}"), None);
+    }
+
+    #[test]
+    fn a_plain_id_is_written_as_serde_would_write_it() {
+        for id in ["user:1", "", "é ü", "a\"b", "a\\b", "tab\there", "nul\u{0}"] {
+            let mut out = String::new();
+            encode_doc(&mut out, id, "{}");
+            let expected = format!("{{\"id\":{},\"data\":{{}}}}", json_string(id));
+            assert_eq!(out, expected);
+        }
     }
 
     #[test]
