@@ -481,13 +481,17 @@ class LocalFirst extends EventEmitter {
     return now(r);
   }
 
+  // put and patch are not `async` themselves: `_write` is, so a bad
+  // argument still rejects, and the caller's promise is _write's own (an
+  // async wrapper would add a promise and two microtask turns per call).
+
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
-  async put(id, data, options) {
+  put(id, data, options) {
     return this._write('put', 'data', 'the document', id, data, options);
   }
 
   /** Merges top-level `fields` into document `id` (`null` removes a field). */
-  async patch(id, fields, options) {
+  patch(id, fields, options) {
     return this._write('patch', 'fields', 'the fields', id, fields, options);
   }
 
