@@ -123,9 +123,9 @@ pub struct Metadata {
 
 /// One document's in-memory state.
 ///
-/// The JSON tree is built lazily: an entry made from text (a compact local
-/// put, a row read from SQLite) keeps only the stamps and the text until
-/// something needs the fields (docs/design.md, "Lazy state").
+/// The JSON tree is built lazily: an entry made from text (a local put of
+/// compact text) keeps only the stamps and the text until something needs
+/// the fields (docs/design.md, "Lazy state").
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) id: String,
@@ -193,9 +193,9 @@ impl Entry {
 
     fn build_state(&self) -> DocState {
         let values = match self.json.as_deref() {
-            // Invariant: `from_text` is only given text that passed
-            // `is_compact_document`/`validate_document` or came back from
-            // SQLite where such text was stored, so it parses as an object.
+            // Invariant: `from_text` is only given text that passed the
+            // compact-document check (`Store::put_json`/`put_compact`), so
+            // it parses as an object.
             Some(text) => serde_json::from_str(text)
                 .expect("an entry's JSON text was validated as an object before it was stored"),
             None => Map::new(),
