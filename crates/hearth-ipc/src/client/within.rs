@@ -114,12 +114,14 @@ impl AsyncClient {
                 _permit: permit,
             },
         );
+        // How a wait that ended without an answer fails.
+        let failed = |end: WaitEnd| match end {
+            WaitEnd::Dead => core.dead_error(),
+            WaitEnd::Timeout => self.timed_out(op),
+        };
         if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), deadline) {
             core.unregister(id);
-            return Some(RawWithin::Ready(Err(match end {
-                WaitEnd::Dead => core.dead_error(),
-                WaitEnd::Timeout => self.timed_out(op),
-            })));
+            return Some(RawWithin::Ready(Err(failed(end))));
         }
         let short = budget.map_or(deadline, |b| deadline.min(Instant::now() + b));
         let waited = shm.wait_reply(&core, &slot, short);
@@ -131,11 +133,9 @@ impl AsyncClient {
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
                     return Some(RawWithin::Ready(
-                        match shm.wait_reply(&core, &slot, deadline) {
-                            Ok(frame) => final_payload(frame),
-                            Err(WaitEnd::Dead) => Err(core.dead_error()),
-                            Err(WaitEnd::Timeout) => Err(self.timed_out(op)),
-                        },
+                        shm.wait_reply(&core, &slot, deadline)
+                            .map_err(failed)
+                            .and_then(final_payload),
                     ));
                 };
                 let client = self.clone();
