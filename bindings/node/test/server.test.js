@@ -118,13 +118,16 @@ test('a missing binary is ESERVER_START saying how to build it', async () => {
   assert.throws(() => new hearth.HearthServer({ channel: 'x' }), { code: 'invalid_input' });
 });
 
-test('the server is stopped when the Node process exits', needsServe, async () => {
-  // A child Node process starts a server, then exits when told to; its exit
-  // hook sends the server SIGTERM. We hold a connection to the server's
-  // socket: the kernel closes it when the server process is gone.
+/**
+ * Starts a child Node process that starts a server on a new channel and
+ * reports `{ pid, socket }`; it exits when sent any message. Resolves with
+ * the child, the server's info, and a promise of the server's socket
+ * closing (a connection to it is held open).
+ */
+async function starterWithServer(name) {
   const script = `
     const { startServer } = require(${JSON.stringify(path.join(__dirname, '..'))});
-    startServer({ channel: ${JSON.stringify(channel('exit'))}, dataDir: ${JSON.stringify(tempDir())}, logs: 'ignore' })
+    startServer({ channel: ${JSON.stringify(channel(name))}, dataDir: ${JSON.stringify(tempDir())}, logs: 'ignore' })
       .then((s) => {
         process.send({ pid: s.pid, socket: s.socketPath });
         process.on('message', () => process.exit(0));
@@ -136,6 +139,13 @@ test('the server is stopped when the Node process exits', needsServe, async () =
   await once(conn, 'connect');
   const closed = new Promise((resolve) => conn.on('close', resolve));
   conn.on('error', () => {});
+  return { child, info, closed };
+}
+
+test('the server is stopped when the Node process exits', needsServe, async () => {
+  // The child's exit hook sends the server SIGTERM; the kernel closes our
+  // connection when the server process is gone.
+  const { child, info, closed } = await starterWithServer('exit');
   const exited = once(child, 'exit');
   child.send('exit');
   const [code] = await exited;
@@ -159,17 +169,7 @@ async function gone(pid) {
 test('the server stops itself when the Node process that started it is killed with SIGKILL', { skip: process.platform !== 'linux' || needsServe.skip }, async () => {
   // No exit hook runs on SIGKILL: the server's parent-death signal
   // (`--exit-with-parent`, on by default on Linux) must stop it.
-  const script = `
-    const { startServer } = require(${JSON.stringify(path.join(__dirname, '..'))});
-    startServer({ channel: ${JSON.stringify(channel('pdeath'))}, dataDir: ${JSON.stringify(tempDir())}, logs: 'ignore' })
-      .then((s) => process.send({ pid: s.pid, socket: s.socketPath }));
-  `;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const [info] = await once(child, 'message');
-  const conn = net.connect(info.socket);
-  await once(conn, 'connect');
-  const closed = new Promise((resolve) => conn.on('close', resolve));
-  conn.on('error', () => {});
+  const { child, info, closed } = await starterWithServer('pdeath');
   child.kill('SIGKILL');
   await once(child, 'exit');
   await closed;
