@@ -39,6 +39,9 @@ const APPLY_LINGER_OPS: usize = 256;
 /// and the backlog is under an eighth of the back-pressure limits, it
 /// leaves the CPU to the writers for up to this long.
 const BURST_DEFER_MAX: Duration = Duration::from_millis(250);
+/// How often a deferring applier looks whether the burst goes on: each
+/// look takes a core from a writer for a moment.
+const BURST_STEP: Duration = Duration::from_millis(25);
 
 /// Rows fetched per page by list iterators and subscribers catching up.
 const PAGE: usize = 256;
@@ -1577,7 +1580,7 @@ fn overlay_presize(opts: &Options) -> usize {
 }
 
 /// Holds the applier back while a burst of writes is under way: each
-/// `APPLY_LINGER` step that saw new writes extends the wait, up to
+/// `BURST_STEP` that saw new writes extends the wait, up to
 /// `BURST_DEFER_MAX` (a step that saw only reads extends it too: they are
 /// the other half of a busy burst). Stops at once when somebody waits on the applier
 /// (a read that needs applied state, a writer held by back-pressure), at
@@ -1595,7 +1598,7 @@ fn defer_to_burst(inner: &Inner, q: &mut parking_lot::MutexGuard<'_, Queue>) {
         && q.bytes < inner.opts.max_pending_bytes / 8
         && start.elapsed() < BURST_DEFER_MAX
     {
-        let step = Instant::now() + APPLY_LINGER;
+        let step = Instant::now() + BURST_STEP;
         while q.waiters == 0 && !q.shutdown && !inner.work_cv.wait_until(q, step).timed_out() {}
         let read = inner.read_lately.swap(false, Ordering::Relaxed);
         if q.items.len() == seen && !read {
