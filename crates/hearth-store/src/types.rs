@@ -148,14 +148,10 @@ impl Entry {
         stamp: Stamp,
         seq: u64,
     ) -> Entry {
-        Entry {
-            id,
-            meta: StoredMeta::default(),
-            state: OnceLock::from(state),
-            json,
-            stamp,
-            seq,
-        }
+        let entry = Entry::from_text(id, StoredMeta::default(), json, stamp, seq);
+        // A new entry's state is empty, so this sets it.
+        let _ = entry.state.set(state);
+        entry
     }
 
     /// An entry whose state is `meta` plus the fields of `json`, which the
