@@ -921,6 +921,31 @@ fn bench_mode(
         ));
     }
 
+    // Sequential put of the same documents as JSON text (`put_json`), as
+    // the SQLite baseline is given pre-serialised text and as clients send
+    // them: compact text is stored without a JSON tree.
+    settle();
+    progress(&format!("{name}: sequential put_json of {n} documents"));
+    {
+        let store = Store::open(root.join(format!("{name}-json")), store_options(mode))?;
+        let docs: Vec<(String, String)> = (0..n)
+            .map(|i| (doc_id(i), make_doc(i, words).to_string()))
+            .collect();
+        let mut rec = Rec::new(n);
+        for (id, text) in &docs {
+            let t = Instant::now();
+            store.put_json(id, text)?;
+            rec.push(t);
+        }
+        rep.push(
+            "put_json_seq",
+            "put_json, sequential (JSON text, 1 thread)",
+            "ops",
+            rec.finish(),
+        );
+        store.flush()?;
+    }
+
     // Concurrent put, each thread its own id range, on a fresh store.
     settle();
     progress(&format!(
