@@ -62,6 +62,9 @@ pub use client::{
 pub use error::{IpcError, envelope};
 pub use handler::{HandlerContext, HandlerError};
 pub use hearth_store::{ChangeKind, ListOptions, WriteOp};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
 pub use server::{ConnectionInfo, Server, ServerBuilder, ServerStats};
 pub use types::{

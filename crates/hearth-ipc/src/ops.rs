@@ -318,6 +318,35 @@ fn split_put(payload: &[u8]) -> Option<(&str, &str)> {
     Some((id, std::str::from_utf8(data).ok()?))
 }
 
+/// The quick decoder keeps a put's document as text; the general one
+/// parses it. The same request either way once the text is parsed.
+#[cfg(any(test, feature = "fuzzing"))]
+fn as_tree(request: Request) -> Request {
+    match request {
+        Request::PutJson { id, json } => match serde_json::from_str(json.as_str()) {
+            Ok(data) => Request::Put { id, data },
+            Err(_) => Request::PutJson { id, json },
+        },
+        other => other,
+    }
+}
+
+/// For the request fuzz target (feature `fuzzing`, not an API): decodes
+/// `payload` as a request for operation `code` with the quick decoder and
+/// the general one, and panics if they disagree or either panics.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_request(code: u16, payload: &[u8]) {
+    let Some(op) = Operation::from_code(code) else {
+        return;
+    };
+    let limits = Limits::default();
+    let general = parse_general(op, payload, &limits);
+    match quick_parse(op, payload) {
+        Some(quick) => assert_eq!(Ok(as_tree(quick)), general),
+        None => assert_eq!(parse_request(op, payload, &limits), general),
+    }
+}
+
 /// Parses any request through a JSON tree, with a precise message for
 /// every way it can be wrong.
 fn parse_general(op: Operation, payload: &[u8], limits: &Limits) -> Result<Request, ErrorBody> {
@@ -708,7 +737,6 @@ mod tests {
 
     mod generated {
         use super::super::*;
-        use super::as_tree;
         use proptest::prelude::*;
 
         /// A JSON value as text: the shapes a request's fields come in,
@@ -919,18 +947,6 @@ mod tests {
             Some(("a".into(), "{".into()))
         );
         assert_eq!(CompactDocument::new("{"), None);
-    }
-
-    /// The quick decoder keeps a put's document as text; the general one
-    /// parses it. The same request either way once the text is parsed.
-    fn as_tree(request: Request) -> Request {
-        match request {
-            Request::PutJson { id, json } => match serde_json::from_str(json.as_str()) {
-                Ok(data) => Request::Put { id, data },
-                Err(_) => Request::PutJson { id, json },
-            },
-            other => other,
-        }
     }
 
     fn parse(op: Operation, v: Value) -> Result<Request, ErrorBody> {
