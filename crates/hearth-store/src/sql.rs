@@ -301,11 +301,21 @@ pub(crate) fn write_doc(
     ];
     let rowid = match existing {
         Some(rowid) => {
+            // By the rowid just read: no second lookup in the id index.
             conn.prepare_cached(
                 "UPDATE docs SET data = ?2, type = ?3, state = ?4, hlc = ?5, replica = ?6,
-                   seq = ?7, updated_at = ?8 WHERE id = ?1",
+                   seq = ?7, updated_at = ?8 WHERE rowid = ?1",
             )?
-            .execute(args)?;
+            .execute(params![
+                rowid,
+                json,
+                ty,
+                meta,
+                stamp.hlc as i64,
+                stamp.replica as i64,
+                seq as i64,
+                stamp.physical_ms() as i64
+            ])?;
             conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
                 .execute([rowid])?;
             rowid
