@@ -289,8 +289,14 @@ pub(crate) fn write_doc(
         .prepare_cached("SELECT rowid FROM docs WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
+    // ?1 is the row's key: the rowid just read for an update (no second
+    // lookup in the id index), the id for an insert.
+    let key: &dyn rusqlite::ToSql = match &existing {
+        Some(rowid) => rowid,
+        None => &id,
+    };
     let args = params![
-        id,
+        key,
         json,
         ty,
         meta,
@@ -301,21 +307,11 @@ pub(crate) fn write_doc(
     ];
     let rowid = match existing {
         Some(rowid) => {
-            // By the rowid just read: no second lookup in the id index.
             conn.prepare_cached(
                 "UPDATE docs SET data = ?2, type = ?3, state = ?4, hlc = ?5, replica = ?6,
                    seq = ?7, updated_at = ?8 WHERE rowid = ?1",
             )?
-            .execute(params![
-                rowid,
-                json,
-                ty,
-                meta,
-                stamp.hlc as i64,
-                stamp.replica as i64,
-                seq as i64,
-                stamp.physical_ms() as i64
-            ])?;
+            .execute(args)?;
             conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
                 .execute([rowid])?;
             rowid
