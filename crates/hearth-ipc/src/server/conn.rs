@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
@@ -85,9 +85,28 @@ pub(crate) struct Conn {
     pub(crate) out: OutQueue,
     pub(crate) info: LinkInfo,
     inflight: Mutex<InFlight<AbortHandle>>,
+    /// Requests that left `inflight` and whose final frame is not queued
+    /// yet (see [`Sending`]).
+    sending: AtomicUsize,
     idle: Notify,
     subs: Mutex<HashMap<u64, SubHandle>>,
     next_sub: AtomicU64,
+}
+
+/// A finished request whose final frame is on its way to the output queue.
+/// Shutdown waits until every one is dropped, so that closing the output
+/// cannot overtake an answer that already won its request.
+pub(crate) struct Sending<'a> {
+    conn: &'a Conn,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        // SeqCst, like the increment in `finish`: `wait_idle` reads both
+        // counts after enabling its notification.
+        self.conn.sending.fetch_sub(1, Ordering::SeqCst);
+        self.conn.idle.notify_waiters();
+    }
 }
 
 impl Conn {
@@ -101,19 +120,19 @@ impl Conn {
         self.inflight.lock().contains(id)
     }
 
-    /// Ends request `id`; true if this call won (the caller sends the final
-    /// frame).
-    pub(crate) fn finish(&self, id: u64) -> bool {
-        let won = self.inflight.lock().finish(id);
-        if won {
-            self.idle.notify_waiters();
-        }
-        won
+    /// Ends request `id`; `Some` if this call won: the caller sends the
+    /// final frame and keeps the guard until it is queued.
+    pub(crate) fn finish(&self, id: u64) -> Option<Sending<'_>> {
+        // Counted as sending before it leaves `inflight`, so that
+        // `wait_idle` always finds it in one of the two counts.
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        let sending = Sending { conn: self };
+        self.inflight.lock().finish(id).then_some(sending)
     }
 
     /// Sends the final answer to `id` unless it was cancelled meanwhile.
     pub(crate) async fn reply(&self, id: u64, op: Operation, result: Result<Vec<u8>, ErrorBody>) {
-        if self.finish(id) {
+        if let Some(_sending) = self.finish(id) {
             let frame = match result {
                 Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
                 Err(body) => Frame::error(id, Some(op), &body),
@@ -184,7 +203,7 @@ impl Conn {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.inflight.lock().len() == 0 {
+            if self.inflight.lock().len() == 0 && self.sending.load(Ordering::SeqCst) == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -249,6 +268,7 @@ pub(crate) async fn serve_with(
         out,
         info,
         inflight: Mutex::new(InFlight::new(info.negotiated.max_in_flight as usize)),
+        sending: AtomicUsize::new(0),
         idle: Notify::new(),
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
@@ -287,6 +307,13 @@ pub(crate) async fn serve_with(
                 Err(e @ LinkError::Truncated { .. }) => {
                     conn.error(0, None, ErrorBody::new(ErrorCode::InvalidInput, e.to_string())).await;
                     break End::Fatal;
+                }
+                Err(e) if *shutdown.borrow() => {
+                    // Shutdown stopped the ring thread, which ended the
+                    // reader, and this poll saw that first: still a
+                    // shutdown, whose requests in flight may finish.
+                    tracing::debug!(conn = conn.id, error = %e, "reader ended by the shutdown");
+                    break End::Shutdown;
                 }
                 Err(e) => {
                     tracing::debug!(conn = conn.id, error = %e, "connection read failed");
@@ -443,15 +470,15 @@ pub(crate) fn is_inline_op(op: Operation) -> bool {
 /// Answers a request for an [`is_inline_op`] operation on the calling
 /// thread, with the same accounting as [`handle_request`] (counted,
 /// admitted in flight, parsed, rate limited). Returns the final frame to
-/// send, if any.
-pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<Frame> {
+/// send, if any, with the guard to drop once it is sent.
+pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
     let shared = &conn.shared;
     shared.count_request();
     let id = frame.header.request_id;
     let op = frame.header.operation?;
     let admitted = conn.inflight.lock().begin(id);
     if let Err(refusal) = admitted {
-        return Some(Frame::error(id, Some(op), &refusal.to_body(id)));
+        return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None));
     }
     let result = parse_request(op, &frame.payload, &shared.store_limits).and_then(|request| {
         if let Some(limiter) = &shared.limiter {
@@ -461,13 +488,12 @@ pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<Frame> {
         }
         router::inline(conn, request)
     });
-    if !conn.finish(id) {
-        return None;
-    }
-    Some(match result {
+    let sending = conn.finish(id)?;
+    let frame = match result {
         Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
         Err(body) => Frame::error(id, Some(op), &body),
-    })
+    };
+    Some((frame, Some(sending)))
 }
 
 /// Subscribes this connection to changes and starts its forwarder.
@@ -508,7 +534,7 @@ pub(crate) async fn subscribe_changes(
             _guard: None,
         },
     );
-    if conn.finish(id) {
+    if let Some(_sending) = conn.finish(id) {
         let payload = format!("{{\"subscription\":{n},\"from_seq\":{start}}}").into_bytes();
         conn.send(json_frame(FrameKind::Response, Some(op), id, payload))
             .await;
@@ -690,7 +716,7 @@ pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pa
             _guard: Some(guard),
         },
     );
-    if conn.finish(id) {
+    if let Some(_sending) = conn.finish(id) {
         let payload = format!("{{\"subscription\":{n}}}").into_bytes();
         conn.send(json_frame(FrameKind::Response, Some(op), id, payload))
             .await;

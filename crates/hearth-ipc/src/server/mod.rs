@@ -1047,8 +1047,12 @@ impl Server {
         }
         self.finished = true;
         let shared = self.shared.clone();
-        shared.shutting_down.store(true, Ordering::Release);
+        // The signal before the flag: a ring thread that sees the flag
+        // stops, which ends its connection's reader, and the connection
+        // must already see the signal then, or it takes the reader's end
+        // for a broken link and aborts the requests shutdown lets finish.
         shared.shutdown_tx.send_replace(true);
+        shared.shutting_down.store(true, Ordering::Release);
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
@@ -1107,8 +1111,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
-            self.shared.shutting_down.store(true, Ordering::Release);
+            // The signal before the flag, as in `stop`.
             self.shared.shutdown_tx.send_replace(true);
+            self.shared.shutting_down.store(true, Ordering::Release);
             self.shared.hub.close();
             self.pump_stop.store(true, Ordering::Release);
             if let Some(pump) = self.pump.take() {

@@ -354,7 +354,7 @@ async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
             op.name()
         ))),
     };
-    if conn.finish(id) {
+    if let Some(_sending) = conn.finish(id) {
         let frame = match end {
             Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
             Err(body) => hearth_proto::Frame::error(id, Some(op), &body),

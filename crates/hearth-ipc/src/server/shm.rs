@@ -321,7 +321,8 @@ impl RingThread {
             return self.forward(Inbound::Frame(message));
         }
         match conn::answer_inline(&self.conn, message) {
-            Some(reply) => self.reply(reply),
+            // The guard lives until the answer is on the ring or queued.
+            Some((reply, _sending)) => self.reply(reply),
             None => true,
         }
     }
