@@ -7,7 +7,7 @@
 //! synced in fsync mode), let a storage error go only to a log, or hold the
 //! writer lock while waiting for the applier.
 
-use crate::crdt::{ChangeKind, Clear, DocState, StoredMeta};
+use crate::crdt::{ChangeKind, DocState};
 use crate::error::{Result, StoreError};
 use crate::hlc::{Hlc, Stamp, wall_ms};
 use crate::journal::{self, Journal, RecordOp, SyncHandle, encode_record};
@@ -20,7 +20,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -988,24 +988,19 @@ impl Inner {
             Some((fields, text)) => (fields, Some(text)),
             None => (None, None),
         };
+        let change = Arc::new(Change {
+            seq,
+            id: p.id.clone(),
+            kind: p.kind,
+            stamp,
+            data: text.clone(),
+        });
         let needs_base = remote || p.kind == ChangeKind::Patch;
         if let (ChangeKind::Put, false, None, Some(text)) = (p.kind, needs_base, &fields, &text) {
-            // A local put of compact text: its state is its stamp and its
-            // text, built only if something asks (docs/design.md).
-            let meta = StoredMeta {
-                clear: Some(Clear {
-                    stamp,
-                    deleted: false,
-                }),
-                fields: BTreeMap::new(),
-            };
-            let change = Arc::new(Change {
-                seq,
-                id: p.id.clone(),
-                kind: p.kind,
-                stamp,
-                data: Some(text.clone()),
-            });
+            // A local put of compact text: its state is the put's own (the
+            // CRDT's rule, without fields) plus its text, whose tree is
+            // built only if something asks (docs/design.md, "Lazy state").
+            let meta = DocState::from_op(ChangeKind::Put, stamp, None).stored_meta();
             let entry = Arc::new(Entry::from_text(p.id, meta, Some(text.clone()), stamp, seq));
             return Ok((change, entry));
         }
@@ -1038,13 +1033,6 @@ impl Inner {
             )?))
         };
         let entry_stamp = state.max_stamp().unwrap_or(stamp);
-        let change = Arc::new(Change {
-            seq,
-            id: p.id.clone(),
-            kind: p.kind,
-            stamp,
-            data: text,
-        });
         let entry = Arc::new(Entry::from_state(p.id, state, json, entry_stamp, seq));
         Ok((change, entry))
     }
