@@ -283,18 +283,33 @@ fn quick_parse(op: Operation, payload: &[u8]) -> Option<Request> {
     Some(request)
 }
 
+/// Whether byte `b` cannot stand between JSON quotes as it is.
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
 /// Whether `s` can stand between JSON quotes as it is (nothing to escape).
-pub(crate) fn is_plain_json_str(s: &[u8]) -> bool {
-    !s.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+fn is_plain_json_str(s: &[u8]) -> bool {
+    !s.iter().any(|&b| needs_escape(b))
+}
+
+/// Appends `s` as a JSON string: quoted as it is when nothing needs
+/// escaping (ids almost always), else as serde_json writes it.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    if is_plain_json_str(s.as_bytes()) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&json_string(s));
+    }
 }
 
 /// `{"id":"<plain>"` at the start of `payload`, as the hearth clients and
 /// server write it: the id (no escape in it) and what follows.
 pub(crate) fn split_leading_id(payload: &[u8]) -> Option<(&str, &[u8])> {
     let rest = payload.strip_prefix(b"{\"id\":\"")?;
-    let end = rest
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let end = rest.iter().position(|&b| needs_escape(b))?;
     if rest[end] != b'"' {
         return None;
     }
@@ -331,19 +346,35 @@ fn as_tree(request: Request) -> Request {
     }
 }
 
+/// Decodes `payload` for `op` with the quick decoder and the general one
+/// and panics where they disagree: where the quick one answers, its request
+/// (a put's text compared as its tree) is the general one's; where it does
+/// not, the decoder the server runs answers as the general one. True when
+/// the quick decoder answered. For the tests and the request fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+fn assert_decoders_agree(op: Operation, payload: &[u8]) -> bool {
+    let limits = Limits::default();
+    let general = parse_general(op, payload, &limits);
+    let shown = || format!("{op:?} {}", String::from_utf8_lossy(payload));
+    match quick_parse(op, payload) {
+        Some(quick) => {
+            assert_eq!(Ok(as_tree(quick)), general, "{}", shown());
+            true
+        }
+        None => {
+            assert_eq!(parse_request(op, payload, &limits), general, "{}", shown());
+            false
+        }
+    }
+}
+
 /// For the request fuzz target (feature `fuzzing`, not an API): decodes
 /// `payload` as a request for operation `code` with the quick decoder and
 /// the general one, and panics if they disagree or either panics.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_request(code: u16, payload: &[u8]) {
-    let Some(op) = Operation::from_code(code) else {
-        return;
-    };
-    let limits = Limits::default();
-    let general = parse_general(op, payload, &limits);
-    match quick_parse(op, payload) {
-        Some(quick) => assert_eq!(Ok(as_tree(quick)), general),
-        None => assert_eq!(parse_request(op, payload, &limits), general),
+    if let Some(op) = Operation::from_code(code) {
+        assert_decoders_agree(op, payload);
     }
 }
 
@@ -570,13 +601,7 @@ pub(crate) fn json_string(s: &str) -> String {
 /// `{"id":…,"data":…}` with the stored JSON text spliced in.
 pub(crate) fn encode_doc(out: &mut String, id: &str, json: &str) {
     out.push_str("{\"id\":");
-    if is_plain_json_str(id.as_bytes()) {
-        out.push('"');
-        out.push_str(id);
-        out.push('"');
-    } else {
-        out.push_str(&json_string(id));
-    }
+    push_json_str(out, id);
     out.push_str(",\"data\":");
     out.push_str(json);
     out.push('}');
@@ -818,12 +843,8 @@ mod tests {
         proptest! {
             #[test]
             fn quick_and_general_decoders_agree(p in payload()) {
-                let limits = Limits::default();
                 for op in [Operation::Get, Operation::GetWithMetadata, Operation::Delete, Operation::Put] {
-                    let general = parse_general(op, p.as_bytes(), &limits);
-                    if let Some(quick) = quick_parse(op, p.as_bytes()) {
-                        prop_assert_eq!(Ok(as_tree(quick)), general, "{:?} {}", op, p);
-                    }
+                    assert_decoders_agree(op, p.as_bytes());
                 }
             }
         }
@@ -831,7 +852,6 @@ mod tests {
 
     #[test]
     fn the_quick_decoder_agrees_with_the_general_one_wherever_it_answers() {
-        let limits = Limits::default();
         let long_id = format!("\"{}\"", "x".repeat(600));
         let payloads: Vec<String> = vec![
             r#"{"id":"user:1"}"#.into(),
@@ -884,16 +904,8 @@ mod tests {
         let mut answered = 0;
         for op in ops {
             for p in &payloads {
-                let general = parse_general(op, p.as_bytes(), &limits);
-                match quick_parse(op, p.as_bytes()) {
-                    Some(quick) => {
-                        answered += 1;
-                        assert_eq!(Ok(as_tree(quick)), general, "{op:?} {p}");
-                    }
-                    None => {
-                        // Left to the general parser; what it says is the answer.
-                        assert_eq!(parse_request(op, p.as_bytes(), &limits), general);
-                    }
+                if assert_decoders_agree(op, p.as_bytes()) {
+                    answered += 1;
                 }
             }
         }

@@ -735,22 +735,11 @@ pub(crate) mod calls {
 
     /// `{"id":…}` written directly (the hot path of point reads).
     fn id_only(id: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(id.len() + 10);
-        out.extend_from_slice(b"{\"id\":");
-        push_json_str(&mut out, id);
-        out.push(b'}');
-        out
-    }
-
-    /// `s` as a JSON string (quoted, escaped only if it has to be).
-    fn push_json_str(out: &mut Vec<u8>, s: &str) {
-        if crate::ops::is_plain_json_str(s.as_bytes()) {
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        } else {
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+        let mut out = String::with_capacity(id.len() + 10);
+        out.push_str("{\"id\":");
+        ops::push_json_str(&mut out, id);
+        out.push('}');
+        out.into_bytes()
     }
 
     /// `{"id":…,"<field>":…}` without building a map.
@@ -789,13 +778,13 @@ pub(crate) mod calls {
                 })
             )));
         }
-        let mut out = Vec::with_capacity(id.len() + text.len() + 20);
-        out.extend_from_slice(b"{\"id\":");
-        push_json_str(&mut out, id);
-        out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'}');
-        Ok((Operation::Put, out))
+        let mut out = String::with_capacity(id.len() + text.len() + 20);
+        out.push_str("{\"id\":");
+        ops::push_json_str(&mut out, id);
+        out.push_str(",\"data\":");
+        out.push_str(text);
+        out.push('}');
+        Ok((Operation::Put, out.into_bytes()))
     }
 
     pub(crate) fn patch(id: &str, fields: &Value) -> (Operation, Vec<u8>) {

@@ -156,12 +156,12 @@ where
     }
 }
 
-/// Writes and log reads, on the blocking pool.
 /// `{"seq":N}`, written directly (the answer to every put and patch).
 fn seq_reply(seq: u64) -> Vec<u8> {
     format!("{{\"seq\":{seq}}}").into_bytes()
 }
 
+/// Writes and log reads, on the blocking pool.
 fn write(store: &Store, request: Request) -> Result<Vec<u8>, ErrorBody> {
     match request {
         Request::Put { id, data } => {
