@@ -273,9 +273,24 @@ pub(crate) fn search_body(values: &Map<String, Value>) -> String {
     out
 }
 
-/// Writes one document's latest state (row and search index).
+/// The rowid of document `id`'s row, if it has one.
+pub(crate) fn doc_rowid(conn: &Connection, id: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT rowid FROM docs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes one document's latest state (row and search index). `existing`
+/// is its row's rowid ([`doc_rowid`]), `None` for a new document.
+///
+/// Callers writing many documents go in ascending rowid order, new ones
+/// last: FTS5 flushes its pending terms to a new index segment whenever a
+/// write's rowid is below the previous write's (docs/design.md, "The
+/// applier").
 pub(crate) fn write_doc(
     conn: &Connection,
+    existing: Option<i64>,
     id: &str,
     state: &DocState,
     json: Option<&str>,
@@ -285,12 +300,8 @@ pub(crate) fn write_doc(
     let ty = state.values.get("type").and_then(Value::as_str);
     let meta = serde_json::to_string(&state.stored_meta())
         .map_err(|e| StoreError::Internal(format!("cannot encode state: {e}")))?;
-    let existing: Option<i64> = conn
-        .prepare_cached("SELECT rowid FROM docs WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    // ?1 is the row's key: the rowid just read for an update (no second
-    // lookup in the id index), the id for an insert.
+    // ?1 is the row's key: its rowid for an update (no second lookup in the
+    // id index), the id for an insert.
     let key: &dyn rusqlite::ToSql = match &existing {
         Some(rowid) => rowid,
         None => &id,
