@@ -1580,17 +1580,11 @@ fn defer_to_burst(inner: &Inner, q: &mut parking_lot::MutexGuard<'_, Queue>) {
     let start = Instant::now();
     let mut seen = q.items.len();
     inner.read_lately.store(false, Ordering::Relaxed);
-    let scratch = std::env::var_os("HEARTH_SCRATCH_DEFER").is_some();
     while q.waiters == 0
         && !q.shutdown
-        && (scratch || q.items.len() < inner.opts.max_pending_ops / 8)
+        && q.items.len() < inner.opts.max_pending_ops / 8
         && q.bytes < inner.opts.max_pending_bytes / 8
-        && start.elapsed()
-            < if scratch {
-                Duration::from_secs(30)
-            } else {
-                BURST_DEFER_MAX
-            }
+        && start.elapsed() < BURST_DEFER_MAX
     {
         let step = Instant::now() + BURST_STEP;
         while q.waiters == 0 && !q.shutdown && !inner.work_cv.wait_until(q, step).timed_out() {}
