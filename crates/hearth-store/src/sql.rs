@@ -316,16 +316,32 @@ pub(crate) fn write_doc(
         seq as i64,
         stamp.physical_ms() as i64
     ];
-    let rowid = match existing {
+    // A tombstone has no text to find.
+    let body = match json {
+        Some(_) => search_body(&state.values),
+        None => String::new(),
+    };
+    match existing {
         Some(rowid) => {
             conn.prepare_cached(
                 "UPDATE docs SET data = ?2, type = ?3, state = ?4, hlc = ?5, replica = ?6,
                    seq = ?7, updated_at = ?8 WHERE rowid = ?1",
             )?
             .execute(args)?;
-            conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
-                .execute([rowid])?;
-            rowid
+            // The index is rewritten only when the text changed: an FTS5
+            // delete tokenises the old text again, and most rewrites change
+            // other fields (a status, a counter) or have no text at all.
+            let old: Option<String> = conn
+                .prepare_cached("SELECT body FROM docs_fts WHERE rowid = ?1")?
+                .query_row([rowid], |r| r.get(0))
+                .optional()?;
+            if old.as_deref().unwrap_or("") != body {
+                if old.is_some() {
+                    conn.prepare_cached("DELETE FROM docs_fts WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                }
+                index_text(conn, rowid, &body)?;
+            }
         }
         None => {
             conn.prepare_cached(
@@ -333,15 +349,17 @@ pub(crate) fn write_doc(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(args)?;
-            conn.last_insert_rowid()
+            index_text(conn, conn.last_insert_rowid(), &body)?;
         }
-    };
-    if json.is_some() {
-        let body = search_body(&state.values);
-        if !body.is_empty() {
-            conn.prepare_cached("INSERT INTO docs_fts(rowid, body) VALUES (?1, ?2)")?
-                .execute(params![rowid, body])?;
-        }
+    }
+    Ok(())
+}
+
+/// Adds a row's text to the search index (nothing for no text).
+fn index_text(conn: &Connection, rowid: i64, body: &str) -> Result<()> {
+    if !body.is_empty() {
+        conn.prepare_cached("INSERT INTO docs_fts(rowid, body) VALUES (?1, ?2)")?
+            .execute(params![rowid, body])?;
     }
     Ok(())
 }

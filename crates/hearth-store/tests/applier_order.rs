@@ -3,7 +3,9 @@
 //! starts a new index segment whenever a write's rowid is below the
 //! previous one): every document of a batch still reaches SQLite, and
 //! rewrites applied together leave the search index answering for the new
-//! text only. On a real store and its SQLite file. (That the order saves
+//! text only. The index is rewritten only where a document's text changed:
+//! a rewrite that keeps it stays findable (once), one that drops it or a
+//! delete leaves search. On a real store and its SQLite file. (That the order saves
 //! time is measured, not tested: `hearth bench store`, "rewrite" row.)
 
 use hearth_store::{Options, Store};
@@ -101,5 +103,48 @@ fn a_batch_mixing_new_rewritten_and_deleted_documents_applies_each_as_last_writt
     assert_eq!(
         store.search("gamma", DOCS).unwrap().len(),
         (0..DOCS).filter(|i| i % 3 == 2).count()
+    );
+}
+
+/// Applies one put of `data` to `id` and returns how many documents a
+/// search for `word` finds.
+fn put_then_search(store: &Store, id: &str, data: serde_json::Value, word: &str) -> usize {
+    store.put(id, data).unwrap();
+    store.search(word, 10).unwrap().len()
+}
+
+#[test]
+fn a_rewrite_that_keeps_the_text_keeps_the_document_findable_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let doc = |n: i64| json!({"title": "kestrel sighting", "count": n});
+    assert_eq!(put_then_search(&store, "bird:1", doc(1), "kestrel"), 1);
+    assert_eq!(put_then_search(&store, "bird:1", doc(2), "kestrel"), 1);
+    assert_eq!(put_then_search(&store, "bird:1", doc(3), "kestrel"), 1);
+    let hits = store.search("kestrel", 10).unwrap();
+    assert_eq!(hits[0].doc.data()["count"], json!(3));
+}
+
+#[test]
+fn a_rewrite_without_text_or_a_delete_takes_the_document_out_of_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(
+        put_then_search(&store, "bird:1", json!({"title": "heron"}), "heron"),
+        1
+    );
+    assert_eq!(
+        put_then_search(&store, "bird:1", json!({"count": 1}), "heron"),
+        0
+    );
+    assert_eq!(
+        put_then_search(&store, "bird:1", json!({"title": "heron"}), "heron"),
+        1
+    );
+    store.delete("bird:1").unwrap();
+    assert!(store.search("heron", 10).unwrap().is_empty());
+    assert_eq!(
+        put_then_search(&store, "bird:1", json!({"title": "heron"}), "heron"),
+        1
     );
 }
