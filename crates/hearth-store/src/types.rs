@@ -43,7 +43,13 @@ pub struct Options {
     pub cache_bytes: usize,
     /// A journal segment is rotated past this size.
     pub segment_bytes: u64,
-    /// Most operations the applier moves into SQLite per transaction.
+    /// Most operations the applier moves into SQLite per transaction
+    /// (default 32,768). It takes what is queued, so this only matters
+    /// when writers outpace it: larger transactions then cost less per
+    /// document (each B-tree page and index segment is written once per
+    /// transaction, whatever number of its rows changed), but a list,
+    /// query or search that waits for its writes may wait for a whole
+    /// transaction.
     pub apply_batch: usize,
     /// Writers wait when this many operations are not yet applied.
     pub max_pending_ops: usize,
@@ -73,7 +79,7 @@ impl Default for Options {
             limits: Limits::default(),
             cache_bytes: 64 << 20,
             segment_bytes: 64 << 20,
-            apply_batch: 4096,
+            apply_batch: 32_768,
             max_pending_ops: 200_000,
             max_pending_bytes: 256 << 20,
             ring_capacity: 65_536,
