@@ -141,6 +141,12 @@ struct Queue {
     /// their writes to be applied, writers held by back-pressure). While any
     /// wait, the applier does not linger for a fuller batch.
     waiters: usize,
+    /// The highest seq a reader blocked in `wait_applied` needs (0 when
+    /// none waits): the applier ends its transaction there, once it holds
+    /// `READER_BATCH` operations.
+    reader_target: u64,
+    /// Readers blocked in `wait_applied`.
+    readers: usize,
 }
 
 struct Ring {
@@ -366,6 +372,8 @@ impl Store {
                 shutdown: false,
                 applier_idle: false,
                 waiters: 0,
+                reader_target: 0,
+                readers: 0,
             }),
             work_cv: Condvar::new(),
             progress_cv: Condvar::new(),
@@ -1227,8 +1235,14 @@ impl Inner {
             return Ok(());
         }
         q.waiters += 1;
+        q.readers += 1;
+        q.reader_target = q.reader_target.max(seq);
         let result = self.wait_applied_locked(&mut q, seq);
         q.waiters -= 1;
+        q.readers -= 1;
+        if q.readers == 0 {
+            q.reader_target = 0;
+        }
         result
     }
 
@@ -1449,14 +1463,17 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             if q.items.is_empty() {
                 return;
             }
-            let mut out = Vec::new();
-            for item in q.items.iter() {
-                out.push((item.change.clone(), item.entry.clone()));
-                if item.record_end && out.len() >= inner.opts.apply_batch {
-                    break;
-                }
-            }
-            out
+            let target = (q.readers > 0).then_some(q.reader_target);
+            let len = batch_len(
+                q.items.iter().map(|i| (i.change.seq, i.record_end)),
+                inner.opts.apply_batch,
+                target,
+            );
+            q.items
+                .iter()
+                .take(len)
+                .map(|item| (item.change.clone(), item.entry.clone()))
+                .collect()
         };
         let result = apply_batch(&mut conn, &inner, &batch);
         let n = batch.len();
@@ -1539,6 +1556,37 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             }
         }
     }
+}
+
+/// Operations a transaction takes, at least, before it may end at a
+/// waiting reader's write (the applier's batches were this size before they
+/// grew to `Options::apply_batch`).
+const READER_BATCH: usize = 4096;
+
+/// How many of the queued operations (`(seq, last of its record)`, in
+/// order) the applier's next transaction takes (docs/design.md, "Batch
+/// size"): whole records only, up to `max` operations — or, while a reader
+/// waits for the applier to reach `reader_target`, ending at the first
+/// record boundary at or past that seq once it holds `READER_BATCH`
+/// operations (or `max`, if smaller), so that the reader does not wait for
+/// a whole large transaction of writes made after its own.
+fn batch_len(
+    items: impl Iterator<Item = (u64, bool)>,
+    max: usize,
+    reader_target: Option<u64>,
+) -> usize {
+    let floor = READER_BATCH.min(max);
+    let mut len = 0;
+    for (seq, record_end) in items {
+        len += 1;
+        if !record_end {
+            continue;
+        }
+        if len >= max || (len >= floor && reader_target.is_some_and(|t| seq >= t)) {
+            break;
+        }
+    }
+    len
 }
 
 /// Moves the calling thread (the applier) to background CPU priority.
@@ -1798,5 +1846,43 @@ impl Iterator for Subscription {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_until(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` queued single-operation records, seqs from 1.
+    fn records(n: u64) -> impl Iterator<Item = (u64, bool)> {
+        (1..=n).map(|seq| (seq, true))
+    }
+
+    #[test]
+    fn without_a_waiting_reader_a_batch_takes_up_to_the_maximum() {
+        assert_eq!(batch_len(records(100_000), 32_768, None), 32_768);
+        assert_eq!(batch_len(records(10), 32_768, None), 10);
+    }
+
+    #[test]
+    fn a_batch_ends_at_a_waiting_readers_write_once_it_holds_the_reader_floor() {
+        assert_eq!(batch_len(records(100_000), 32_768, Some(5_000)), 5_000);
+        assert_eq!(batch_len(records(100_000), 32_768, Some(10)), READER_BATCH);
+        assert_eq!(batch_len(records(100_000), 32_768, Some(90_000)), 32_768);
+    }
+
+    #[test]
+    fn a_maximum_below_the_reader_floor_still_bounds_the_batch() {
+        assert_eq!(batch_len(records(100), 16, Some(50)), 16);
+        assert_eq!(batch_len(records(100), 16, Some(5)), 16);
+    }
+
+    #[test]
+    fn a_batch_never_splits_a_record() {
+        // Records of three operations: seqs 1-3, 4-6, …
+        let ops = (1..=30u64).map(|seq| (seq, seq % 3 == 0));
+        assert_eq!(batch_len(ops.clone(), 4, None), 6);
+        assert_eq!(batch_len(ops.clone(), 3, Some(1)), 3);
+        assert_eq!(batch_len(ops, 100, None), 30);
     }
 }

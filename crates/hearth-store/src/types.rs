@@ -47,9 +47,10 @@ pub struct Options {
     /// (default 32,768). It takes what is queued, so this only matters
     /// when writers outpace it: larger transactions then cost less per
     /// document (each B-tree page and index segment is written once per
-    /// transaction, whatever number of its rows changed), but a list,
-    /// query or search that waits for its writes may wait for a whole
-    /// transaction.
+    /// transaction, whatever number of its rows changed). While a list,
+    /// query or search waits for its writes, a transaction ends at the
+    /// reader's write once it holds 4,096 operations (or this many, if
+    /// fewer).
     pub apply_batch: usize,
     /// Writers wait when this many operations are not yet applied.
     pub max_pending_ops: usize,
