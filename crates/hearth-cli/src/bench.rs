@@ -822,6 +822,17 @@ fn store_bench(cfg: &StoreBench, under: Option<&Path>) -> Result<Report> {
     })
 }
 
+/// `put_json` of each `(id, text)` in order, each timed.
+fn timed_put_json(store: &Store, docs: &[(String, String)]) -> Result<Rec> {
+    let mut rec = Rec::new(docs.len());
+    for (id, text) in docs {
+        let t = Instant::now();
+        store.put_json(id, text)?;
+        rec.push(t);
+    }
+    Ok(rec)
+}
+
 fn mode_name(mode: Durability) -> &'static str {
     match mode {
         Durability::Journal => "journal",
@@ -931,12 +942,7 @@ fn bench_mode(
         let docs: Vec<(String, String)> = (0..n)
             .map(|i| (doc_id(i), make_doc(i, words).to_string()))
             .collect();
-        let mut rec = Rec::new(n);
-        for (id, text) in &docs {
-            let t = Instant::now();
-            store.put_json(id, text)?;
-            rec.push(t);
-        }
+        let rec = timed_put_json(&store, &docs)?;
         rep.push(
             "put_json_seq",
             "put_json, sequential (JSON text, 1 thread)",
@@ -955,12 +961,7 @@ fn bench_mode(
             .iter()
             .map(|&i| (doc_id(i), make_doc(i + n, words).to_string()))
             .collect();
-        let mut rec = Rec::new(n);
-        for (id, text) in &docs {
-            let t = Instant::now();
-            store.put_json(id, text)?;
-            rec.push(t);
-        }
+        let rec = timed_put_json(&store, &docs)?;
         let (start, cpu) = (rec.start, rec.cpu);
         rep.push(
             "rewrite_seq",
