@@ -1480,20 +1480,26 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
         match result {
             Ok(applied) => {
                 backoff = Duration::from_millis(50);
-                {
-                    let mut c = inner.cache.lock();
-                    c.generation += 1;
-                    for (_, e) in &batch {
-                        c.insert(e.clone());
+                // A chunk at a time: this thread runs at background
+                // priority, and a reader or writer blocked on a lock it was
+                // preempted holding waits until it is scheduled again.
+                for chunk in batch.chunks(LOCK_CHUNK) {
+                    {
+                        let mut c = inner.cache.lock();
+                        c.generation += 1;
+                        for (_, e) in chunk {
+                            c.insert(e.clone());
+                        }
                     }
-                }
-                {
                     let mut overlay = inner.overlay.lock();
-                    for (_, e) in &batch {
+                    for (_, e) in chunk {
                         if overlay.get(&e.id).is_some_and(|cur| cur.seq == e.seq) {
                             overlay.remove(&e.id);
                         }
                     }
+                }
+                {
+                    let mut overlay = inner.overlay.lock();
                     // A burst grew it; once drained, give the table back its
                     // usual size so every read's overlay probe stays in cache.
                     let usual = overlay_presize(&inner.opts);
@@ -1501,16 +1507,18 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                         overlay.shrink_to(usual);
                     }
                 }
-                {
+                // Moved out under the lock, dropped (the last references to
+                // many changes) after it.
+                let done: Vec<Queued> = {
                     let mut q = inner.queue.lock();
-                    for _ in 0..n {
-                        if let Some(item) = q.items.pop_front() {
-                            q.bytes -= item.entry.weight();
-                        }
-                    }
+                    let n = n.min(q.items.len());
+                    let done: Vec<Queued> = q.items.drain(..n).collect();
+                    q.bytes -= done.iter().map(|i| i.entry.weight()).sum::<usize>();
                     q.applied = applied;
                     q.error = None;
-                }
+                    done
+                };
+                drop(done);
                 inner.progress_cv.notify_all();
                 // Invariant D: in fsync mode SQLite must be on disk before the
                 // journal records it holds are deleted.
@@ -1557,6 +1565,10 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
         }
     }
 }
+
+/// Entries the applier moves into the cache and out of the overlay per
+/// lock hold after a commit.
+const LOCK_CHUNK: usize = 256;
 
 /// Operations a transaction takes, at least, before it may end at a
 /// waiting reader's write (the applier's batches were this size before they
