@@ -141,12 +141,10 @@ struct Queue {
     /// their writes to be applied, writers held by back-pressure). While any
     /// wait, the applier does not linger for a fuller batch.
     waiters: usize,
-    /// The highest seq a reader blocked in `wait_applied` needs (0 when
-    /// none waits): the applier ends its transaction there, once it holds
-    /// `READER_BATCH` operations.
+    /// The highest seq a reader blocked in `wait_applied` has needed; while
+    /// it is above `applied`, a reader waits and the applier ends its
+    /// transaction there once it holds `READER_BATCH` operations.
     reader_target: u64,
-    /// Readers blocked in `wait_applied`.
-    readers: usize,
 }
 
 struct Ring {
@@ -373,7 +371,6 @@ impl Store {
                 applier_idle: false,
                 waiters: 0,
                 reader_target: 0,
-                readers: 0,
             }),
             work_cv: Condvar::new(),
             progress_cv: Condvar::new(),
@@ -1235,14 +1232,9 @@ impl Inner {
             return Ok(());
         }
         q.waiters += 1;
-        q.readers += 1;
         q.reader_target = q.reader_target.max(seq);
         let result = self.wait_applied_locked(&mut q, seq);
         q.waiters -= 1;
-        q.readers -= 1;
-        if q.readers == 0 {
-            q.reader_target = 0;
-        }
         result
     }
 
@@ -1463,7 +1455,7 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             if q.items.is_empty() {
                 return;
             }
-            let target = (q.readers > 0).then_some(q.reader_target);
+            let target = (q.reader_target > q.applied).then_some(q.reader_target);
             let len = batch_len(
                 q.items.iter().map(|i| (i.change.seq, i.record_end)),
                 inner.opts.apply_batch,
