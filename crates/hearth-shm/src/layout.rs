@@ -78,6 +78,19 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other direction.
+    ///
+    /// ```
+    /// use hearth_shm::Direction;
+    /// assert_eq!(Direction::ClientToServer.reverse(), Direction::ServerToClient);
+    /// ```
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+
     /// A short name for messages.
     pub fn name(self) -> &'static str {
         match self {

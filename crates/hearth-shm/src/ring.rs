@@ -61,6 +61,22 @@ pub const fn max_record(capacity: usize) -> usize {
     capacity / 2 - RECORD_HEADER
 }
 
+/// What [`current_cpu`] says where the platform cannot say; it is reported
+/// as 0 ("unknown") and matches no peer.
+const UNKNOWN_CPU: u32 = u32::MAX;
+
+/// The CPU the calling thread runs on, or [`UNKNOWN_CPU`].
+fn current_cpu() -> u32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(UNKNOWN_CPU)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        UNKNOWN_CPU
+    }
+}
+
 /// The producer's cache line: `tail` at +0, `closed` at +8.
 #[repr(C, align(64))]
 struct TailLine {
@@ -74,12 +90,16 @@ struct HeadLine {
     head: AtomicU64,
 }
 
-/// A futex word and the flag saying someone sleeps on it: `wake` at +0,
-/// `sleeping` at +4.
+/// A futex word, the flag saying someone sleeps on it, and where the
+/// waiter runs: `wake` at +0, `sleeping` at +4, `cpu` at +8.
 #[repr(C, align(64))]
 struct WaitLine {
     wake: AtomicU32,
     sleeping: AtomicU32,
+    /// In the data line: the CPU the consumer's thread last reported, plus
+    /// one (0: never reported). A hint for the peer's spinner, never
+    /// trusted for anything else. Unused (zero) in the space line.
+    cpu: AtomicU32,
 }
 
 /// A ring's control block: 256 bytes, four 64-byte lines.
@@ -91,6 +111,7 @@ struct WaitLine {
 /// | +64 | `head` u64: bytes consumed | consumer |
 /// | +128 | `data_wake` u32: futex the consumer sleeps on | producer (bumps) |
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
+/// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -146,10 +167,12 @@ impl RingCtrl {
             data_wait: WaitLine {
                 wake: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
+                cpu: AtomicU32::new(0),
             },
             space_wait: WaitLine {
                 wake: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
+                cpu: AtomicU32::new(0),
             },
         }
     }
@@ -163,6 +186,7 @@ impl RingCtrl {
         for line in [&self.data_wait, &self.space_wait] {
             line.wake.store(next() as u32, Ordering::Relaxed);
             line.sleeping.store(next() as u32, Ordering::Relaxed);
+            line.cpu.store(next() as u32, Ordering::Relaxed);
         }
     }
 }
@@ -873,10 +897,55 @@ impl<M: RingMemory> Consumer<M> {
         let ready = self.has_data();
         if matches!(ready, Ok(false)) && !self.is_closed() && !abort() {
             futex_wait(&line.wake, seen, timeout);
+            // The wake may have placed this thread on another core. While
+            // it slept, the hint kept the core it slept on: where a wake
+            // usually puts it back, and where a peer that shares it (one
+            // core, or both threads pushed onto one) must not spin.
+            self.note_cpu();
         }
         line.sleeping.fetch_sub(1, Ordering::Relaxed);
         ready?;
         self.has_data()
+    }
+
+    /// Reports the CPU the calling thread runs on now in this ring's
+    /// control block (`consumer_cpu`, a hint for the peer) and returns it.
+    /// The consumer calls it before it spins, and
+    /// [`wait_for_data`](Self::wait_for_data) again when it wakes, so that
+    /// the peer can tell whether the two threads share a core.
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// let here = server_in.note_cpu();
+    /// assert!(client_in.peer_on(here));
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn note_cpu(&self) -> u32 {
+        let cpu = current_cpu();
+        // Relaxed: a scheduling hint; nothing is published through it and
+        // a stale or forged value only changes whether the peer spins.
+        let hint = if cpu == UNKNOWN_CPU { 0 } else { cpu + 1 };
+        self.ctrl().data_wait.cpu.store(hint, Ordering::Relaxed);
+        cpu
+    }
+
+    /// Whether the peer (the consumer of the other ring) last reported
+    /// running on `cpu`. Spinning for an answer is useless then: the peer
+    /// needs this very core to produce it. A hint, possibly stale (the peer
+    /// reports before it spins and after it wakes); false when the peer
+    /// never reported (an older client) or this platform cannot say. A
+    /// peer that forges the value only changes whether this side spins.
+    pub fn peer_on(&self, cpu: u32) -> bool {
+        if cpu == UNKNOWN_CPU {
+            return false;
+        }
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_cpu`).
+        peer.data_wait.cpu.load(Ordering::Relaxed) == cpu + 1
     }
 
     /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).
@@ -1078,5 +1147,38 @@ mod tests {
             }
             let _ = tx.try_push(&[b"probe"]);
         }
+    }
+
+    #[test]
+    fn a_consumer_s_core_is_seen_by_the_other_ring_s_consumer_only() {
+        let (_, server_in, mem) = pair(256);
+        let client_in = Consumer::new(mem, Direction::ServerToClient);
+        let here = server_in.note_cpu();
+        assert!(client_in.peer_on(here), "the client sees the server's core");
+        assert!(
+            !server_in.peer_on(here),
+            "the server's own report is not its peer's"
+        );
+        assert!(!client_in.peer_on(here + 1));
+    }
+
+    #[test]
+    fn a_peer_that_never_reported_shares_no_core() {
+        let (_, server_in, _) = pair(256);
+        assert!(!server_in.peer_on(current_cpu()));
+        assert!(!server_in.peer_on(UNKNOWN_CPU));
+    }
+
+    #[test]
+    fn a_forged_core_report_is_only_compared() {
+        let (_, _, mem) = pair(256);
+        let client_in = Consumer::new(mem.clone(), Direction::ServerToClient);
+        mem.ctrl(Direction::ClientToServer)
+            .data_wait
+            .cpu
+            .store(u32::MAX, Ordering::Relaxed);
+        assert!(!client_in.peer_on(UNKNOWN_CPU));
+        assert!(client_in.peer_on(u32::MAX - 1));
+        assert!(!client_in.peer_on(0));
     }
 }

@@ -115,7 +115,30 @@ impl Spinner {
 
     /// Polls `ready` until it holds (true) or the budget is spent (false).
     /// With a spinner per core already, only yields a couple of times.
-    pub fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
+    pub fn spin(&mut self, ready: impl FnMut() -> bool) -> bool {
+        self.spin_unless_shared(|| false, ready)
+    }
+
+    /// [`spin`](Self::spin), except that it gives up at once (false, the
+    /// budget untouched) while `shares_core()` says the thread it waits for
+    /// last ran on this core: that thread cannot make `ready` true while
+    /// this one spins, so sleeping hands it the core soonest. Looked at
+    /// before spinning and at every look at the clock. Not when every core
+    /// has a spinner: the waiter then yields as usual (a yield keeps it
+    /// runnable, cheaper than a sleep and a wake for the peer).
+    ///
+    /// ```
+    /// use hearth_shm::Spinner;
+    /// use std::time::Duration;
+    /// let mut spinner = Spinner::new(Duration::from_micros(50));
+    /// assert!(!spinner.spin_unless_shared(|| true, || false));
+    /// assert_eq!(spinner.budget(), Duration::from_micros(50));
+    /// ```
+    pub fn spin_unless_shared(
+        &mut self,
+        shares_core: impl Fn() -> bool,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         if ready() {
             return true;
         }
@@ -142,6 +165,9 @@ impl Spinner {
             }
             return false;
         }
+        if shares_core() {
+            return false;
+        }
         let start = Instant::now();
         let mut last = start;
         let mut checked = false;
@@ -160,6 +186,10 @@ impl Spinner {
                 std::hint::spin_loop();
             }
             checked = true;
+            if shares_core() {
+                // The peer was moved onto this core: it needs it now.
+                return false;
+            }
             let now = Instant::now();
             if now.duration_since(last) >= PREEMPTED_GAP {
                 // Descheduled mid-spin: the core is wanted elsewhere.
@@ -211,5 +241,55 @@ mod tests {
         let mut s = Spinner::new(Duration::from_micros(5));
         s.spin(|| false);
         assert_eq!(spinning(), 0);
+    }
+
+    #[test]
+    fn a_peer_on_this_core_ends_the_spin_at_once_and_keeps_the_budget() {
+        let mut s = Spinner::new(Duration::from_secs(10));
+        let mut polls = 0;
+        assert!(!s.spin_unless_shared(
+            || true,
+            || {
+                polls += 1;
+                false
+            }
+        ));
+        assert_eq!(polls, 1, "only the first look at ready");
+        assert_eq!(s.budget(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_peer_moved_onto_this_core_ends_a_spin_under_way() {
+        // A ten-second budget: only the peer's move can end this spin soon,
+        // and giving up on the budget would have halved it. The move shows
+        // at the first look at the clock, before anything reads the clock,
+        // so a preemption of this test cannot end the spin first.
+        let mut s = Spinner::new(Duration::from_secs(10));
+        let looks = std::cell::Cell::new(0);
+        assert!(!s.spin_unless_shared(
+            || {
+                looks.set(looks.get() + 1);
+                looks.get() > 1
+            },
+            || false
+        ));
+        assert_eq!(looks.get(), 2, "before the spin, then at its first check");
+        assert_eq!(s.budget(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_peer_elsewhere_leaves_the_spin_as_it_was() {
+        let mut s = Spinner::new(Duration::from_micros(40));
+        assert!(!s.spin_unless_shared(|| false, || false));
+        assert_eq!(s.budget(), Duration::from_micros(20));
+        let mut fresh = Spinner::new(Duration::from_micros(40));
+        let mut polls = 0;
+        assert!(fresh.spin_unless_shared(
+            || false,
+            || {
+                polls += 1;
+                polls > 10
+            }
+        ));
     }
 }

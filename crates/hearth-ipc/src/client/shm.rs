@@ -416,7 +416,13 @@ impl ClientShm {
             let RxSide {
                 consumer, spinner, ..
             } = rx;
-            if spinner.spin(|| consumer.has_data().unwrap_or(true) || done()) {
+            // Spinning while the server's ring thread shares this core
+            // only keeps it from answering: sleep at once then.
+            let here = consumer.note_cpu();
+            if spinner.spin_unless_shared(
+                || consumer.peer_on(here),
+                || consumer.has_data().unwrap_or(true) || done(),
+            ) {
                 continue;
             }
             let remaining = match deadline {

@@ -223,9 +223,13 @@ impl RingThread {
                     }
                     let rx = &self.rx;
                     let stop = &self.stop;
-                    if spinner
-                        .spin(|| rx.has_data().unwrap_or(true) || stop.load(Ordering::Relaxed))
-                    {
+                    // Spinning while the client's thread shares this core
+                    // only keeps it from sending: sleep at once then.
+                    let here = rx.note_cpu();
+                    if spinner.spin_unless_shared(
+                        || rx.peer_on(here),
+                        || rx.has_data().unwrap_or(true) || stop.load(Ordering::Relaxed),
+                    ) {
                         continue;
                     }
                     let abort = || self.stopped();
