@@ -4,7 +4,8 @@
 //! Owns: the reading *baton* (the lock around the server→client consumer):
 //! whoever holds it pops frames and routes every one of them (its own
 //! answer, other threads' answers, stream chunks, events) through
-//! `ConnCore::route`, spinning briefly and then sleeping on the ring's
+//! `ConnCore::route`, spinning briefly (not at all while the server's
+//! ring thread last ran on this core) and then sleeping on the ring's
 //! futex; handing the baton on when it leaves (to a parked caller first,
 //! else to the background reader when async requests, streams or
 //! subscriptions wait); the background reader thread; and the watcher task

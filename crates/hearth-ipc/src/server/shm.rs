@@ -2,8 +2,9 @@
 //! reads the client's ring, answers quick requests itself, and hands the
 //! rest to the connection's async machinery.
 //!
-//! Owns: one OS thread per shared-memory connection that spins briefly,
-//! then sleeps on the ring's futex; copying each record out of the segment
+//! Owns: one OS thread per shared-memory connection that spins briefly
+//! (not at all while the client's thread last ran on this core), then
+//! sleeps on the ring's futex; copying each record out of the segment
 //! and checking it as a frame before anything decodes it; answering `ping`,
 //! `get`, `get_with_metadata`, `put`, `patch` and `delete` on that thread
 //! through the router's synchronous path (no task wake-ups on the hot
