@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: format check, clippy with warnings as errors, every test.
+# The whole test suite: format check, clippy with warnings as errors, every
+# test, rustdoc with warnings as errors.
 # Installs what the tests need: the Node package's tests build it with npm
 # (no npm dependencies, so nothing is downloaded).
 set -euo pipefail
@@ -12,6 +13,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
+echo "== cargo doc -D warnings (broken or private intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== loom (hearth-shm ring protocol)"
 # --cfg loom swaps hearth-shm's atomics for loom's model checker; its own
 # target directory keeps the normal build cache intact.

@@ -141,7 +141,7 @@ impl NativeClient {
 
     /// Replaces document `id` with the JSON object `data_json`; the
     /// change's sequence number once it is durable. Waits on the
-    /// JavaScript thread for at most `budget_ms` (see [`fast`]); a slower
+    /// JavaScript thread for at most `budget_ms` (see `NativeClient::fast`); a slower
     /// answer comes as a promise of an [`Outcome`] (the number as JSON).
     #[napi(ts_return_type = "number | Promise<string | null | ErrorInfo>")]
     pub fn put<'env>(

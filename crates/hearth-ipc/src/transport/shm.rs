@@ -6,7 +6,7 @@
 //! connection (server) and checking the received one (client), falling
 //! back to the socket whenever anything in the upgrade fails (unless the
 //! client required shared memory), the link's lowered frame limits (a frame
-//! must fit a ring record), and [`ShmOut`], the outbound ring behind a lock
+//! must fit a ring record), and `ShmOut`, the outbound ring behind a lock
 //! shared by everyone who writes to the peer. Must never: block a runtime
 //! thread (waiting for ring room runs on the blocking pool, bounded by the
 //! stall timeout), send anything on the socket after the confirmation, or
