@@ -929,10 +929,38 @@ fn bench_transport_compares_shm_with_the_socket_and_reports_idle_cost() {
         "shm ",
         "socket ",
         "get p50: socket / shm",
+        "sw/op",
         "idle shm clients",
         "server RSS",
     ] {
         assert!(r.stdout.contains(needle), "{needle:?} missing: {r:#?}");
+    }
+}
+
+#[test]
+fn bench_transport_counts_context_switches_per_call() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[
+            "bench",
+            "--transport",
+            "shm",
+            "--ops",
+            "200",
+            "--idle-clients",
+            "0",
+            "--no-redis",
+            "--json",
+        ])
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    let run = &report["runs"][0];
+    for op in ["get", "put"] {
+        let switches = run[op]["switches_per_op"].as_f64();
+        assert!(
+            switches.is_some_and(|n| n >= 0.0),
+            "{op}: switches_per_op is a count per call: {report:#}"
+        );
     }
 }
 

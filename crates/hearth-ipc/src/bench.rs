@@ -6,7 +6,8 @@
 //! Owns: measuring — sequential calls from `clients` threads (one
 //! connection each), per-call latency percentiles, throughput, CPU time of
 //! the client process (`clock_gettime` of the process CPU clock, what
-//! `getrusage` sums) and of the server process (`/proc`),
+//! `getrusage` sums) and of the server process (`/proc`), context
+//! switches of the calling threads and the server's threads (`/proc`),
 //! CPU of idle connected clients over a period, and the server's resident
 //! memory with 1 and many clients; optionally Redis `GET` over a Unix
 //! socket as a baseline when `redis-server` is installed. Must never:
@@ -176,6 +177,11 @@ pub struct OpStats {
     pub server_cpu_secs: Option<f64>,
     /// CPU microseconds per call, client and server together.
     pub cpu_us_per_op: f64,
+    /// Context switches per call: the calling threads' and every thread
+    /// of the server process, voluntary and not (`/proc/…/status`); `None`
+    /// where `/proc` cannot say. More sequential clients than cores cost
+    /// at least one per call; one client on a free machine, almost none.
+    pub switches_per_op: Option<f64>,
     /// Share of the machine's CPU (all cores) used by everything else
     /// while the phase ran, % (other processes, kernel threads, steal): a
     /// busy machine makes every number worse.
@@ -450,6 +456,33 @@ fn proc_cpu(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Context switches (voluntary and involuntary) in a `/proc/…/status`.
+fn switches_in(status: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
+/// Context switches of the calling thread so far.
+fn thread_switches() -> Option<u64> {
+    switches_in(&std::fs::read_to_string("/proc/thread-self/status").ok()?)
+}
+
+/// Context switches of every thread of a process so far (threads that
+/// ended are not counted: the server's stay for the whole phase).
+fn proc_switches(pid: Option<u32>) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", pid?)).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            total += switches_in(&status)?;
+        }
+    }
+    Some(total)
+}
+
 /// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
 fn machine_busy() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -530,33 +563,40 @@ fn phase(
     let barrier = Barrier::new(clients.len() + 1);
     let call = &call;
     let barrier = &barrier;
-    let (samples, secs, client_cpu, server_cpu, others) = std::thread::scope(|scope| {
+    let (samples, secs, client_cpu, server_cpu, others, switches) = std::thread::scope(|scope| {
         let handles: Vec<_> = clients
             .iter()
             .enumerate()
             .map(|(c, client)| {
-                scope.spawn(move || -> Result<Vec<u64>, IpcError> {
+                scope.spawn(move || -> Result<(Vec<u64>, Option<u64>), IpcError> {
                     let mut samples = Vec::with_capacity(per_client);
                     barrier.wait();
+                    let sw0 = thread_switches();
                     for i in 0..per_client {
                         let t = Instant::now();
                         call(client, c, i)?;
                         samples.push(t.elapsed().as_nanos() as u64);
                     }
-                    Ok(samples)
+                    let switched = thread_switches().zip(sw0).map(|(b, a)| b - a);
+                    Ok((samples, switched))
                 })
             })
             .collect();
         let cpu0 = self_cpu();
         let server0 = proc_cpu(server_pid);
+        let server_sw0 = proc_switches(server_pid);
         let busy0 = machine_busy();
         let start = Instant::now();
         barrier.wait();
         let mut all = Vec::with_capacity(per_client * clients.len());
+        let mut client_sw = Some(0);
         let mut failed = None;
         for h in handles {
             match h.join() {
-                Ok(Ok(s)) => all.extend(s),
+                Ok(Ok((s, sw))) => {
+                    all.extend(s);
+                    client_sw = client_sw.zip(sw).map(|(a, b)| a + b);
+                }
                 Ok(Err(e)) => failed = Some(e),
                 Err(_) => failed = Some(IpcError::Protocol("a benchmark client panicked".into())),
             }
@@ -567,15 +607,28 @@ fn phase(
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
+        let server_sw = proc_switches(server_pid)
+            .zip(server_sw0)
+            .map(|(b, a)| b - a);
+        let switches = switches_total(client_sw, server_pid.map(|_| server_sw));
         let others = others_pct(busy0, cpu + server.unwrap_or(0.0), secs);
         match failed {
             Some(e) => Err(e),
-            None => Ok((all, secs, cpu, server, others)),
+            None => Ok((all, secs, cpu, server, others, switches)),
         }
     })?;
     Ok(OpStats::from_samples(
-        samples, secs, client_cpu, server_cpu, others,
+        samples, secs, client_cpu, server_cpu, others, switches,
     ))
+}
+
+/// The clients' switches plus the server's when it runs in its own
+/// process (`Some`); unknown if any part that should be there is not.
+fn switches_total(clients: Option<u64>, server: Option<Option<u64>>) -> Option<u64> {
+    match server {
+        Some(server) => clients.zip(server).map(|(a, b)| a + b),
+        None => clients,
+    }
 }
 
 impl OpStats {
@@ -587,6 +640,7 @@ impl OpStats {
         client_cpu: f64,
         server_cpu: Option<f64>,
         others: Option<f64>,
+        switches: Option<u64>,
     ) -> OpStats {
         samples.sort_unstable();
         let ops = samples.len() as u64;
@@ -603,6 +657,7 @@ impl OpStats {
             client_cpu_secs: client_cpu,
             server_cpu_secs: server_cpu,
             cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
+            switches_per_op: switches.map(|n| n as f64 / ops.max(1) as f64),
             others_pct: others,
         }
     }
@@ -830,6 +885,8 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let mut samples = Vec::with_capacity(ops);
         let cpu0 = self_cpu();
         let server0 = proc_cpu(Some(pid));
+        let sw0 = thread_switches();
+        let server_sw0 = proc_switches(Some(pid));
         let busy0 = machine_busy();
         let start = Instant::now();
         for i in 0..ops {
@@ -841,8 +898,14 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let secs = start.elapsed().as_secs_f64();
         let client = self_cpu() - cpu0;
         let server = proc_cpu(Some(pid)).zip(server0).map(|(b, a)| b - a);
+        let switches = switches_total(
+            thread_switches().zip(sw0).map(|(b, a)| b - a),
+            Some(proc_switches(Some(pid)).zip(server_sw0).map(|(b, a)| b - a)),
+        );
         let others = others_pct(busy0, client + server.unwrap_or(0.0), secs);
-        Some(OpStats::from_samples(samples, secs, client, server, others))
+        Some(OpStats::from_samples(
+            samples, secs, client, server, others, switches,
+        ))
     };
     let get_stats = measure(&|i| get(&format!("bench:{}", i % KEYS)))?;
     let set_stats = measure(&|i| set(&format!("bench:put:{}", i % KEYS)))?;
@@ -977,7 +1040,7 @@ impl Report {
             self.doc_bytes
         ));
         out.push_str(&format!(
-            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
+            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7}\n",
             "transport",
             "clients",
             "op",
@@ -988,6 +1051,7 @@ impl Report {
             "p999",
             "max",
             "cpu/op",
+            "sw/op",
             "others"
         ));
         for run in &self.runs {
@@ -995,7 +1059,7 @@ impl Report {
             for (op, stats) in rows {
                 let Some(s) = stats else { continue };
                 out.push_str(&format!(
-                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}\n",
+                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7}\n",
                     run.transport,
                     run.clients,
                     op,
@@ -1006,6 +1070,7 @@ impl Report {
                     us(s.p999_ns),
                     us(s.max_ns),
                     format!("{:.2} µs", s.cpu_us_per_op),
+                    s.switches_per_op.map_or("-".into(), |n| format!("{n:.2}")),
                     s.others_pct.map_or("-".into(), |p| format!("{p:.0} %")),
                 ));
             }
