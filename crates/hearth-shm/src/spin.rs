@@ -217,9 +217,18 @@ impl Spinner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// The spinner count is process-wide: tests that spin take turns, so
+    /// that none sees another's spin (or is pushed onto the crowded path).
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        static TURN: Mutex<()> = Mutex::new(());
+        TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
     #[test]
     fn a_condition_that_never_holds_gives_up_and_halves_the_budget() {
+        let _turn = one_at_a_time();
         let mut s = Spinner::new(Duration::from_micros(40));
         assert!(!s.spin(|| false));
         assert_eq!(s.budget(), Duration::from_micros(20));
@@ -227,6 +236,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_never_spins() {
+        let _turn = one_at_a_time();
         let mut s = Spinner::new(Duration::ZERO);
         let mut polls = 0;
         assert!(!s.spin(|| {
@@ -238,6 +248,7 @@ mod tests {
 
     #[test]
     fn the_spinner_count_returns_to_zero() {
+        let _turn = one_at_a_time();
         let mut s = Spinner::new(Duration::from_micros(5));
         s.spin(|| false);
         assert_eq!(spinning(), 0);
@@ -245,6 +256,7 @@ mod tests {
 
     #[test]
     fn a_peer_on_this_core_ends_the_spin_at_once_and_keeps_the_budget() {
+        let _turn = one_at_a_time();
         let mut s = Spinner::new(Duration::from_secs(10));
         let mut polls = 0;
         assert!(!s.spin_unless_shared(
@@ -260,6 +272,7 @@ mod tests {
 
     #[test]
     fn a_peer_moved_onto_this_core_ends_a_spin_under_way() {
+        let _turn = one_at_a_time();
         // A ten-second budget: only the peer's move can end this spin soon,
         // and giving up on the budget would have halved it. The move shows
         // at the first look at the clock, before anything reads the clock,
@@ -279,6 +292,7 @@ mod tests {
 
     #[test]
     fn a_peer_elsewhere_leaves_the_spin_as_it_was() {
+        let _turn = one_at_a_time();
         let mut s = Spinner::new(Duration::from_micros(40));
         assert!(!s.spin_unless_shared(|| false, || false));
         assert_eq!(s.budget(), Duration::from_micros(20));
