@@ -577,7 +577,7 @@ fn phase(
                         call(client, c, i)?;
                         samples.push(t.elapsed().as_nanos() as u64);
                     }
-                    let switched = thread_switches().zip(sw0).map(|(b, a)| b - a);
+                    let switched = thread_switches().zip(sw0).map(|(b, a)| b.saturating_sub(a));
                     Ok((samples, switched))
                 })
             })
@@ -609,7 +609,7 @@ fn phase(
         };
         let server_sw = proc_switches(server_pid)
             .zip(server_sw0)
-            .map(|(b, a)| b - a);
+            .map(|(b, a)| b.saturating_sub(a));
         let switches = switches_total(client_sw, server_pid.map(|_| server_sw));
         let others = others_pct(busy0, cpu + server.unwrap_or(0.0), secs);
         match failed {
@@ -899,8 +899,12 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let client = self_cpu() - cpu0;
         let server = proc_cpu(Some(pid)).zip(server0).map(|(b, a)| b - a);
         let switches = switches_total(
-            thread_switches().zip(sw0).map(|(b, a)| b - a),
-            Some(proc_switches(Some(pid)).zip(server_sw0).map(|(b, a)| b - a)),
+            thread_switches().zip(sw0).map(|(b, a)| b.saturating_sub(a)),
+            Some(
+                proc_switches(Some(pid))
+                    .zip(server_sw0)
+                    .map(|(b, a)| b.saturating_sub(a)),
+            ),
         );
         let others = others_pct(busy0, client + server.unwrap_or(0.0), secs);
         Some(OpStats::from_samples(

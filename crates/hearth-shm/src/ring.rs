@@ -921,6 +921,7 @@ impl<M: RingMemory> Consumer<M> {
     /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
     /// let client_in = Consumer::new(mem, Direction::ServerToClient);
     /// let here = server_in.note_cpu();
+    /// # #[cfg(target_os = "linux")]
     /// assert!(client_in.peer_on(here));
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
