@@ -31,7 +31,7 @@
 use crate::error::IpcError;
 use crate::transport::TransportKind;
 use crate::types::TransportPreference;
-use crate::{Client, ConnectOptions, ListOptions, Server};
+use crate::{Client, ConnectOptions, Server};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -738,14 +738,12 @@ fn measure_idle(
 ) -> Result<Idle, IpcError> {
     let first = target.connect(transport)?;
     first.get("bench:0")?;
-    // Idle means no work pending: a list waits until the store's applier
-    // has materialised every earlier write (it defers during bursts).
+    // Idle means no work pending: a query waits until the store's applier
+    // has materialised every earlier write (it defers during bursts; a
+    // list would not wait, it reads unapplied writes from memory).
     let drain = |c: &Client| {
-        c.list(ListOptions {
-            limit: Some(1),
-            ..ListOptions::default()
-        })
-        .map(drop)
+        c.query(serde_json::json!({"bench:drain": true}), Some(1), None)
+            .map(drop)
     };
     drain(&first)?;
     let rss_1 = proc_rss(target.pid());

@@ -608,14 +608,20 @@ impl Store {
     }
 
     /// Lists documents in id order, filtered by prefix and `type`. The
-    /// iterator reads SQLite a page at a time, so memory stays constant for
-    /// any number of documents.
+    /// iterator reads SQLite a page at a time and merges the writes the
+    /// applier has not moved there yet (docs/design.md, "Reads"), so it
+    /// never waits for the applier and memory stays bounded for any number
+    /// of documents.
     pub fn list(&self, opts: ListOptions) -> Result<List> {
-        self.inner.wait_applied(self.last_seq())?;
+        let prefix = opts.prefix.as_deref().unwrap_or("");
+        let pending = self.inner.pending_in(prefix, opts.after.as_deref());
         Ok(List {
             store: self.clone(),
             remaining: opts.limit.unwrap_or(usize::MAX),
             cursor: opts.after.clone(),
+            scanned: opts.after.clone(),
+            pending,
+            sql_done: false,
             opts,
             buf: VecDeque::new(),
             done: false,
@@ -952,6 +958,21 @@ impl Inner {
 
     /// The current entry for `id` (tombstones included): overlay, cache, then
     /// SQLite.
+    /// The unapplied writes (overlay entries, tombstones included) whose id
+    /// starts with `prefix` and comes after `after`, in id order: what a
+    /// list merges over SQLite. One pass over the overlay under its lock.
+    fn pending_in(&self, prefix: &str, after: Option<&str>) -> VecDeque<Arc<Entry>> {
+        let mut pending: Vec<Arc<Entry>> = self
+            .overlay
+            .lock()
+            .values()
+            .filter(|e| e.id.starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a))
+            .cloned()
+            .collect();
+        pending.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        pending.into()
+    }
+
     fn current(&self, id: &str) -> Result<Option<Arc<Entry>>> {
         if let Some(e) = self.overlay.lock().get(id) {
             return Ok(Some(e.clone()));
@@ -1699,7 +1720,14 @@ fn apply_batch(
 pub struct List {
     store: Store,
     opts: ListOptions,
+    /// The last id returned (the caller's page cursor).
     cursor: Option<String>,
+    /// The last id looked at, returned or not (where SQLite reads resume).
+    scanned: Option<String>,
+    /// Unapplied writes in range, in id order, taken when the list began.
+    pending: VecDeque<Arc<Entry>>,
+    /// SQLite has no more rows in range.
+    sql_done: bool,
     remaining: usize,
     buf: VecDeque<Document>,
     done: bool,
@@ -1712,12 +1740,92 @@ impl List {
         self.cursor.as_deref()
     }
 
+    /// Fills `buf` with the next documents: a page of SQLite rows merged,
+    /// id by id, with the unapplied writes up to the page's last id (the
+    /// newer of the two by seq wins; an unapplied delete hides the row).
+    /// Loops while a page yields nothing visible and more is left.
     fn fetch(&mut self) -> Result<()> {
+        while self.buf.is_empty() && !self.done {
+            let (rows, upper) = if self.sql_done {
+                (Vec::new(), None)
+            } else {
+                self.fetch_rows()?
+            };
+            self.merge(rows, upper.as_deref());
+            if let Some(upper) = upper {
+                self.scanned = Some(upper);
+            }
+            if self.sql_done && self.pending.is_empty() {
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges `rows` (SQLite, in id order) with the unapplied writes whose
+    /// id is at most `upper` (all of them when `None`) into `buf`.
+    fn merge(&mut self, rows: Vec<Arc<Entry>>, upper: Option<&str>) {
+        let mut rows = rows.into_iter().peekable();
+        loop {
+            let pending_next = self
+                .pending
+                .front()
+                .filter(|p| upper.is_none_or(|u| p.id.as_str() <= u))
+                .map(|p| p.id.clone());
+            let order = match (rows.peek(), pending_next) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(row), Some(p)) => p.as_str().cmp(row.id.as_str()),
+            };
+            let (entry, unapplied) = match order {
+                std::cmp::Ordering::Less => match self.pending.pop_front() {
+                    Some(p) => (p, true),
+                    None => break,
+                },
+                std::cmp::Ordering::Greater => match rows.next() {
+                    Some(row) => (row, false),
+                    None => break,
+                },
+                std::cmp::Ordering::Equal => match (rows.next(), self.pending.pop_front()) {
+                    (Some(row), Some(p)) if p.seq >= row.seq => (p, true),
+                    (Some(row), _) => (row, false),
+                    (None, Some(p)) => (p, true),
+                    (None, None) => break,
+                },
+            };
+            self.scanned = Some(entry.id.clone());
+            if unapplied && !self.shows(&entry) {
+                continue;
+            }
+            self.buf.push_back(Document(entry));
+        }
+    }
+
+    /// Whether an unapplied write is listed: a document (not a delete)
+    /// whose `type` is the one asked for, if any. SQLite rows are filtered
+    /// by the query itself.
+    fn shows(&self, entry: &Entry) -> bool {
+        if entry.json.is_none() {
+            return false;
+        }
+        match &self.opts.type_name {
+            None => true,
+            Some(want) => {
+                let state = entry.state_once();
+                state.values.get("type").and_then(Value::as_str) == Some(want.as_str())
+            }
+        }
+    }
+
+    /// The next page of SQLite rows in range, and the page's last id when
+    /// more may follow (`None` once SQLite has nothing more in range).
+    fn fetch_rows(&mut self) -> Result<(Vec<Arc<Entry>>, Option<String>)> {
         let n = PAGE.min(self.remaining);
         let prefix = self.opts.prefix.clone().unwrap_or_default();
-        // One lower bound only, so SQLite seeks straight to it: a cursor past
-        // the prefix start continues after the cursor, else from the prefix.
-        let (op, bound) = match &self.cursor {
+        // One lower bound only, so SQLite seeks straight to it: a position
+        // past the prefix start continues after it, else from the prefix.
+        let (op, bound) = match &self.scanned {
             Some(c) if c.as_str() >= prefix.as_str() => (">", c.clone()),
             _ => (">=", prefix.clone()),
         };
@@ -1737,16 +1845,22 @@ impl List {
                 .collect::<Result<Vec<_>>>()
         })?;
         if rows.len() < n {
-            self.done = true;
+            self.sql_done = true;
         }
+        let mut page = Vec::with_capacity(rows.len());
         for e in rows {
             if !e.id.starts_with(&prefix) {
-                self.done = true;
+                self.sql_done = true;
                 break;
             }
-            self.buf.push_back(Document(e));
+            page.push(e);
         }
-        Ok(())
+        let upper = if self.sql_done {
+            None
+        } else {
+            page.last().map(|e| e.id.clone())
+        };
+        Ok((page, upper))
     }
 }
 

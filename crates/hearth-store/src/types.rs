@@ -47,8 +47,8 @@ pub struct Options {
     /// (default 32,768). It takes what is queued, so this only matters
     /// when writers outpace it: larger transactions then cost less per
     /// document (each B-tree page and index segment is written once per
-    /// transaction, whatever number of its rows changed). While a list,
-    /// query or search waits for its writes, a transaction ends at the
+    /// transaction, whatever number of its rows changed). While a query
+    /// or search waits for its writes, a transaction ends at the
     /// reader's write once it holds 4,096 operations (or this many, if
     /// fewer).
     pub apply_batch: usize,
