@@ -20,7 +20,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -959,18 +959,19 @@ impl Inner {
     /// The current entry for `id` (tombstones included): overlay, cache, then
     /// SQLite.
     /// The unapplied writes (overlay entries, tombstones included) whose id
-    /// starts with `prefix` and comes after `after`, in id order: what a
-    /// list merges over SQLite. One pass over the overlay under its lock.
-    fn pending_in(&self, prefix: &str, after: Option<&str>) -> VecDeque<Arc<Entry>> {
-        let mut pending: Vec<Arc<Entry>> = self
+    /// starts with `prefix` and comes after `after`: what a list merges
+    /// over SQLite. One pass over the overlay under its lock; a heap gives
+    /// them in id order as the list needs them, so a short page of a large
+    /// backlog does not sort all of it.
+    fn pending_in(&self, prefix: &str, after: Option<&str>) -> Pending {
+        let entries: Vec<ById> = self
             .overlay
             .lock()
             .values()
             .filter(|e| e.id.starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a))
-            .cloned()
+            .map(|e| ById(e.clone()))
             .collect();
-        pending.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        pending.into()
+        Pending(BinaryHeap::from(entries))
     }
 
     fn current(&self, id: &str) -> Result<Option<Arc<Entry>>> {
@@ -1716,6 +1717,47 @@ fn apply_batch(
     Ok(applied)
 }
 
+/// An overlay entry ordered by id, smallest first in a [`BinaryHeap`].
+struct ById(Arc<Entry>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: `BinaryHeap` is a max-heap; the smallest id comes first.
+        other.0.id.cmp(&self.0.id)
+    }
+}
+
+/// A list's unapplied writes, handed out in id order.
+struct Pending(BinaryHeap<ById>);
+
+impl Pending {
+    fn front(&self) -> Option<&Arc<Entry>> {
+        self.0.peek().map(|e| &e.0)
+    }
+
+    fn pop_front(&mut self) -> Option<Arc<Entry>> {
+        self.0.pop().map(|e| e.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// An iterator over documents from [`Store::list`], a page at a time.
 pub struct List {
     store: Store,
@@ -1724,8 +1766,8 @@ pub struct List {
     cursor: Option<String>,
     /// The last id looked at, returned or not (where SQLite reads resume).
     scanned: Option<String>,
-    /// Unapplied writes in range, in id order, taken when the list began.
-    pending: VecDeque<Arc<Entry>>,
+    /// Unapplied writes in range, taken when the list began.
+    pending: Pending,
     /// SQLite has no more rows in range.
     sql_done: bool,
     remaining: usize,
