@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// A store whose applier cannot commit while the returned connection
-/// holds SQLite's write lock (release it with `COMMIT`).
+/// holds SQLite's write lock (`release` checks and lets go).
 fn hold_applier(dir: &Path) -> rusqlite::Connection {
     let blocker = rusqlite::Connection::open(dir.join("hearth.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -36,10 +36,11 @@ fn prefix(p: &str) -> ListOptions {
     }
 }
 
-/// Whether SQLite (read through the blocking connection, which holds the
-/// write lock, so the applier cannot have moved past it) lacks some of
-/// the store's acknowledged writes.
-fn unapplied(blocker: &rusqlite::Connection, store: &Store) -> bool {
+/// Checks that SQLite (read through the blocking connection, which holds
+/// the write lock, so the applier cannot have moved past it) still lacks
+/// some of the store's acknowledged writes — else the test tested nothing
+/// — then lets the applier go on.
+fn release(blocker: rusqlite::Connection, store: &Store) {
     let applied: i64 = blocker
         .query_row(
             "SELECT value FROM meta WHERE key = 'applied_seq'",
@@ -47,7 +48,16 @@ fn unapplied(blocker: &rusqlite::Connection, store: &Store) -> bool {
             |r| r.get(0),
         )
         .unwrap();
-    (applied as u64) < store.last_seq()
+    assert!(
+        (applied as u64) < store.last_seq(),
+        "the writes were applied: nothing tested"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+}
+
+/// The ids a list returns.
+fn ids(store: &Store, opts: ListOptions) -> Vec<String> {
+    listed(store, opts).into_iter().map(|(id, _)| id).collect()
 }
 
 #[test]
@@ -64,10 +74,6 @@ fn a_list_shows_new_rewritten_patched_and_deleted_documents_before_they_are_appl
     store.delete("c").unwrap();
     store.put("d", json!({"v": "d"})).unwrap();
     let got = listed(&store, ListOptions::default());
-    assert!(
-        unapplied(&blocker, &store),
-        "the writes were applied: nothing tested"
-    );
     assert_eq!(
         got,
         vec![
@@ -77,7 +83,7 @@ fn a_list_shows_new_rewritten_patched_and_deleted_documents_before_they_are_appl
             ("e".into(), json!({"v": "e"})),
         ]
     );
-    blocker.execute_batch("COMMIT").unwrap();
+    release(blocker, &store);
     store.flush().unwrap();
     assert_eq!(
         listed(&store, ListOptions::default()),
@@ -101,15 +107,11 @@ fn the_type_filter_sees_an_unapplied_change_of_type() {
             type_name: Some(t.to_string()),
             ..ListOptions::default()
         };
-        listed(&store, opts).into_iter().map(|(id, _)| id).collect()
+        ids(&store, opts)
     };
     assert_eq!(of("Draft"), ["y"]);
     assert_eq!(of("Post"), ["x", "z"]);
-    assert!(
-        unapplied(&blocker, &store),
-        "the writes were applied: nothing tested"
-    );
-    blocker.execute_batch("COMMIT").unwrap();
+    release(blocker, &store);
 }
 
 #[test]
@@ -122,16 +124,8 @@ fn a_prefix_keeps_unapplied_documents_outside_it_out() {
     for id in ["team:1", "user:2", "users", "usex:1", "user:0"] {
         store.put(id, json!({"n": 2})).unwrap();
     }
-    let ids: Vec<String> = listed(&store, prefix("user:"))
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(ids, ["user:0", "user:1", "user:2"]);
-    assert!(
-        unapplied(&blocker, &store),
-        "the writes were applied: nothing tested"
-    );
-    blocker.execute_batch("COMMIT").unwrap();
+    assert_eq!(ids(&store, prefix("user:")), ["user:0", "user:1", "user:2"]);
+    release(blocker, &store);
 }
 
 #[test]
@@ -171,11 +165,7 @@ fn paging_with_the_cursor_returns_each_document_once_in_order() {
         .map(|i| format!("k{i:02}"))
         .collect();
     assert_eq!(seen, want);
-    assert!(
-        unapplied(&blocker, &store),
-        "the writes were applied: nothing tested"
-    );
-    blocker.execute_batch("COMMIT").unwrap();
+    release(blocker, &store);
 }
 
 #[test]
@@ -192,15 +182,7 @@ fn unapplied_deletes_hiding_whole_pages_of_rows_do_not_end_the_list() {
     for i in 0..650 {
         store.delete(&format!("p:{i:03}")).unwrap();
     }
-    let ids: Vec<String> = listed(&store, prefix("p:"))
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
     let want: Vec<String> = (650..700).map(|i| format!("p:{i:03}")).collect();
-    assert_eq!(ids, want);
-    assert!(
-        unapplied(&blocker, &store),
-        "the writes were applied: nothing tested"
-    );
-    blocker.execute_batch("COMMIT").unwrap();
+    assert_eq!(ids(&store, prefix("p:")), want);
+    release(blocker, &store);
 }
