@@ -956,8 +956,6 @@ impl Inner {
         out
     }
 
-    /// The current entry for `id` (tombstones included): overlay, cache, then
-    /// SQLite.
     /// The unapplied writes (overlay entries, tombstones included) whose id
     /// starts with `prefix` and comes after `after`: what a list merges
     /// over SQLite. One pass over the overlay under its lock; a heap gives
@@ -974,6 +972,8 @@ impl Inner {
         Pending(BinaryHeap::from(entries))
     }
 
+    /// The current entry for `id` (tombstones included): overlay, cache, then
+    /// SQLite.
     fn current(&self, id: &str) -> Result<Option<Arc<Entry>>> {
         if let Some(e) = self.overlay.lock().get(id) {
             return Ok(Some(e.clone()));
@@ -1812,13 +1812,12 @@ impl List {
             let pending_next = self
                 .pending
                 .front()
-                .filter(|p| upper.is_none_or(|u| p.id.as_str() <= u))
-                .map(|p| p.id.clone());
+                .filter(|p| upper.is_none_or(|u| p.id.as_str() <= u));
             let order = match (rows.peek(), pending_next) {
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Greater,
                 (None, Some(_)) => std::cmp::Ordering::Less,
-                (Some(row), Some(p)) => p.as_str().cmp(row.id.as_str()),
+                (Some(row), Some(p)) => p.id.cmp(&row.id),
             };
             let (entry, unapplied) = match order {
                 std::cmp::Ordering::Less => match self.pending.pop_front() {
