@@ -465,6 +465,12 @@ fn switches_in(status: &str) -> Option<u64> {
     Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
 }
 
+/// How much a counter grew between two readings (`None` if either is
+/// missing; never negative: a thread that ended takes its count along).
+fn grown(now: Option<u64>, before: Option<u64>) -> Option<u64> {
+    now.zip(before).map(|(b, a)| b.saturating_sub(a))
+}
+
 /// Context switches of the calling thread so far.
 fn thread_switches() -> Option<u64> {
     switches_in(&std::fs::read_to_string("/proc/thread-self/status").ok()?)
@@ -577,7 +583,7 @@ fn phase(
                         call(client, c, i)?;
                         samples.push(t.elapsed().as_nanos() as u64);
                     }
-                    let switched = thread_switches().zip(sw0).map(|(b, a)| b.saturating_sub(a));
+                    let switched = grown(thread_switches(), sw0);
                     Ok((samples, switched))
                 })
             })
@@ -607,9 +613,7 @@ fn phase(
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
-        let server_sw = proc_switches(server_pid)
-            .zip(server_sw0)
-            .map(|(b, a)| b.saturating_sub(a));
+        let server_sw = grown(proc_switches(server_pid), server_sw0);
         let switches = switches_total(client_sw, server_pid.map(|_| server_sw));
         let others = others_pct(busy0, cpu + server.unwrap_or(0.0), secs);
         match failed {
@@ -897,12 +901,8 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
         let client = self_cpu() - cpu0;
         let server = proc_cpu(Some(pid)).zip(server0).map(|(b, a)| b - a);
         let switches = switches_total(
-            thread_switches().zip(sw0).map(|(b, a)| b.saturating_sub(a)),
-            Some(
-                proc_switches(Some(pid))
-                    .zip(server_sw0)
-                    .map(|(b, a)| b.saturating_sub(a)),
-            ),
+            grown(thread_switches(), sw0),
+            Some(grown(proc_switches(Some(pid)), server_sw0)),
         );
         let others = others_pct(busy0, client + server.unwrap_or(0.0), secs);
         Some(OpStats::from_samples(
