@@ -58,6 +58,11 @@ impl Reassembler {
         }
     }
 
+    /// Whether no split message is half joined.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.partial.is_empty()
+    }
+
     /// Takes one frame; returns a whole message when one is complete. An
     /// error (over the limit) is fatal for the connection.
     pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Frame>, ErrorBody> {

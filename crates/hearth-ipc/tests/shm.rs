@@ -606,3 +606,207 @@ fn a_blocking_call_never_overtakes_a_queued_unsubscribe() {
     }
     fx.server.shutdown().unwrap();
 }
+
+// The shared poller: once more shared-memory clients are busy than there
+// are cores, one server thread serves their rings in turn.
+
+/// More busy clients than cores: enough to bring the shared poller in.
+fn crowd() -> usize {
+    hearth_shm::cores() + 1
+}
+
+/// Runs `work(client, t, round)` on `crowd()` clients of their own, each
+/// on its own thread, until each has done `rounds` rounds and the shared
+/// poller has answered requests (or `LONG` has passed). Every client is
+/// dropped as soon as its work ends, busy until then. Returns the requests
+/// the poller answered.
+fn while_crowded(fx: &Fx, rounds: u64, work: impl Fn(&Client, usize, u64) + Sync) -> u64 {
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for t in 0..crowd() {
+            let client = fx.client();
+            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+            let work = &work;
+            s.spawn(move || {
+                let mut round = 0;
+                while round < rounds
+                    || (fx.server.stats().shm_polled == 0 && Instant::now() < deadline)
+                {
+                    work(&client, t, round);
+                    round += 1;
+                }
+            });
+        }
+    });
+    fx.server.stats().shm_polled
+}
+
+#[test]
+fn more_busy_clients_than_cores_are_served_by_the_shared_poller() {
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({"n": 1})).unwrap();
+    let polled = while_crowded(&fx, 500, |client, _, _| {
+        assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
+    });
+    assert!(polled > 0, "{:?}", fx.server.stats());
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn each_client_reads_its_own_writes_while_the_poller_serves_it() {
+    let fx = shm_server(|b| b);
+    let polled = while_crowded(&fx, 500, |client, t, round| {
+        let id = format!("mine:{t}");
+        client.put(&id, json!({"round": round})).unwrap();
+        assert_eq!(client.get(&id).unwrap(), Some(json!({"round": round})));
+        client.patch(&id, json!({"seen": true})).unwrap();
+        assert_eq!(
+            client.get(&id).unwrap(),
+            Some(json!({"round": round, "seen": true}))
+        );
+        if round % 10 == 0 {
+            assert!(client.delete(&id).unwrap().is_some());
+            assert_eq!(client.get(&id).unwrap(), None);
+        }
+    });
+    assert!(polled > 0, "{:?}", fx.server.stats());
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn requests_the_poller_leaves_to_the_connection_thread_keep_their_order() {
+    let fx = shm_server(|b| b);
+    // Bigger than the poller answers itself; a handler call and a list go
+    // to the connection's asynchronous side.
+    let big = "b".repeat(20 * 1024);
+    let polled = while_crowded(&fx, 200, |client, t, round| {
+        let id = format!("big:{t}");
+        client
+            .put(&id, json!({"round": round, "blob": big}))
+            .unwrap();
+        let back = client.get(&id).unwrap().unwrap();
+        assert_eq!(back["round"], json!(round));
+        assert_eq!(
+            client.call("test:echo", json!({"round": round})).unwrap(),
+            json!({"round": round})
+        );
+        client
+            .put(&format!("small:{t}."), json!({"round": round}))
+            .unwrap();
+        let listed = client
+            .list(hearth_ipc::ListOptions {
+                prefix: Some(format!("small:{t}.")),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed.docs.len(), 1);
+        assert_eq!(listed.docs[0].data, json!({"round": round}));
+    });
+    assert!(polled > 0, "{:?}", fx.server.stats());
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn connections_served_by_the_poller_end_when_their_clients_leave() {
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({})).unwrap();
+    // Each client hangs up straight after its last answer, its ring most
+    // likely still with the poller.
+    let polled = while_crowded(&fx, 300, |client, _, _| {
+        client.get("doc").unwrap();
+    });
+    assert!(polled > 0);
+    assert!(
+        fx.server.wait_for(LONG, |s| s.connections == 0
+            && s.shm_connections == 0
+            && s.shm_lent == 0),
+        "{:?}",
+        fx.server.stats()
+    );
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn the_poller_gives_idle_rings_back_and_their_clients_still_get_answers() {
+    let fx = shm_server(|b| b);
+    let clients: Vec<Client> = (0..crowd()).map(|_| fx.client()).collect();
+    clients[0].put("doc", json!({"v": 1})).unwrap();
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for client in &clients {
+            s.spawn(|| {
+                let mut round = 0;
+                while round < 300
+                    || (fx.server.stats().shm_polled == 0 && Instant::now() < deadline)
+                {
+                    client.get("doc").unwrap();
+                    round += 1;
+                }
+            });
+        }
+    });
+    assert!(fx.server.stats().shm_polled > 0);
+    // Idle now, but still connected: every ring goes back to its thread,
+    // which sleeps on its futex until the next request.
+    assert!(
+        fx.server.wait_for(LONG, |s| s.shm_lent == 0),
+        "{:?}",
+        fx.server.stats()
+    );
+    assert_eq!(fx.server.stats().shm_connections, crowd());
+    for client in &clients {
+        assert_eq!(client.get("doc").unwrap(), Some(json!({"v": 1})));
+    }
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_scribbling_client_among_busy_ones_hurts_no_one() {
+    let panics = server_panics();
+    let before = panics.load(Ordering::SeqCst);
+    let fx = shm_server(|b| b.stall_timeout(Duration::from_millis(500)));
+    fx.client().put("doc", json!({"ok": 1})).unwrap();
+    let mut garbage = Garbage(0xD1B5_4A32_D192_ED03);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while_crowded(&fx, 2000, |client, _, _| {
+                assert_eq!(client.get("doc").unwrap(), Some(json!({"ok": 1})));
+            });
+            done.store(true, Ordering::Release);
+        });
+        let mut i = 0u64;
+        while !done.load(Ordering::Acquire) {
+            let mut raw = RawShm::connect(&fx.socket_path());
+            // Requests first, so that its ring is served (and likely lent)
+            // when the garbage lands.
+            for id in 1..=16 {
+                raw.request(Operation::Get, id, json!({"id": "doc"}));
+            }
+            let len = raw.segment.len();
+            let at = garbage.next() as usize % len;
+            let n = (garbage.next() as usize % 4096).min(len - at);
+            raw.scribble(at as u64, &garbage.bytes(n));
+            if i.is_multiple_of(2) {
+                raw.scribble(C2S_CTRL_OFFSET as u64, &garbage.bytes(128));
+            }
+            raw.wake_server();
+            drop(raw);
+            i += 1;
+        }
+    });
+    assert!(fx.server.stats().shm_polled > 0);
+    assert!(
+        fx.server
+            .wait_for(LONG, |s| s.connections == 0 && s.shm_lent == 0),
+        "every connection is freed: {:?}",
+        fx.server.stats()
+    );
+    others_carry_on(&fx);
+    assert_eq!(
+        panics.load(Ordering::SeqCst),
+        before,
+        "a server thread panicked"
+    );
+    fx.server.shutdown().unwrap();
+}

@@ -934,6 +934,14 @@ impl<M: RingMemory> Consumer<M> {
         cpu
     }
 
+    /// Withdraws this consumer's report of its CPU (the peer then treats
+    /// it as unknown), for a ring whose reading moves to another thread
+    /// that does not report.
+    pub fn forget_cpu(&self) {
+        // Relaxed: a hint (see `note_cpu`).
+        self.ctrl().data_wait.cpu.store(0, Ordering::Relaxed);
+    }
+
     /// Whether the peer (the consumer of the other ring) last reported
     /// running on `cpu`. Spinning for an answer is useless then: the peer
     /// needs this very core to produce it. A hint, possibly stale (the peer

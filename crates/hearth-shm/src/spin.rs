@@ -60,6 +60,7 @@ pub fn spinning() -> usize {
     SPINNING.load(Ordering::Relaxed)
 }
 
+#[derive(Debug)]
 struct Registered;
 
 impl Registered {
@@ -73,6 +74,40 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         SPINNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts its holder as a spinning thread for as long as it lives.
+///
+/// For a thread that polls many rings in turn instead of waiting on one
+/// (the server's shared poller): while it holds a claim, every
+/// [`Spinner`] of the process sees one more core taken, so that waiters
+/// stop spinning against it once every core is busy.
+///
+/// ```
+/// let before = hearth_shm::spinning();
+/// let claim = hearth_shm::SpinClaim::new();
+/// assert_eq!(hearth_shm::spinning(), before + 1);
+/// drop(claim);
+/// assert_eq!(hearth_shm::spinning(), before);
+/// ```
+#[derive(Debug)]
+pub struct SpinClaim {
+    _registered: Registered,
+}
+
+impl SpinClaim {
+    /// Claims a spinner's place until dropped.
+    pub fn new() -> SpinClaim {
+        SpinClaim {
+            _registered: Registered::enter().0,
+        }
+    }
+}
+
+impl Default for SpinClaim {
+    fn default() -> SpinClaim {
+        SpinClaim::new()
     }
 }
 

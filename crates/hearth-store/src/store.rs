@@ -468,6 +468,23 @@ impl Store {
         self.inner.acked.load(Ordering::Acquire)
     }
 
+    /// Whether a write of about `bytes` would wait for the applier now
+    /// (back-pressure: the backlog is at its limit). A snapshot: another
+    /// writer may fill the backlog the moment after. For callers that serve
+    /// many clients on one thread and would rather hand a write elsewhere
+    /// than hold the others up.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = hearth_store::Store::open(dir.path(), Default::default()).unwrap();
+    /// assert!(!store.writes_would_wait(100));
+    /// ```
+    pub fn writes_would_wait(&self, bytes: usize) -> bool {
+        let q = self.inner.queue.lock();
+        q.items.len() >= self.inner.opts.max_pending_ops
+            || q.bytes.saturating_add(bytes) >= self.inner.opts.max_pending_bytes
+    }
+
     /// Replaces the document `id` with `data` (a JSON object). Returns the
     /// change's sequence number once it is durable per the store's
     /// [`Durability`].

@@ -109,6 +109,31 @@ impl Drop for Sending<'_> {
     }
 }
 
+impl Sending<'_> {
+    /// The same guard, owning its connection, so that it can move to
+    /// another thread with the frame it guards.
+    pub(crate) fn keep(self, conn: &Arc<Conn>) -> KeptSending {
+        debug_assert!(std::ptr::eq(self.conn, Arc::as_ptr(conn)));
+        // The count taken in `finish` moves to the kept guard, which
+        // gives it back when dropped.
+        std::mem::forget(self);
+        KeptSending { conn: conn.clone() }
+    }
+}
+
+/// [`Sending`], owning its connection.
+pub(crate) struct KeptSending {
+    conn: Arc<Conn>,
+}
+
+impl Drop for KeptSending {
+    fn drop(&mut self) {
+        // SeqCst: as in `Sending`'s drop.
+        self.conn.sending.fetch_sub(1, Ordering::SeqCst);
+        self.conn.idle.notify_waiters();
+    }
+}
+
 impl Conn {
     /// Queues a frame, waiting for room; a closed queue means the client is
     /// gone and the frame is moot.

@@ -11,6 +11,7 @@
 //! return from `shutdown` while a connection task still runs.
 
 mod conn;
+mod poller;
 mod router;
 mod shm;
 
@@ -102,6 +103,12 @@ pub struct ServerStats {
     /// Open connections that moved to shared memory (included in
     /// `connections`).
     pub shm_connections: usize,
+    /// Requests the shared poller answered: it serves busy shared-memory
+    /// connections together once they outnumber the cores.
+    pub shm_polled: u64,
+    /// Shared-memory connections the shared poller serves now (their own
+    /// threads wait meanwhile).
+    pub shm_lent: usize,
 }
 
 /// One open connection, as [`Server::connections`] lists it.
@@ -154,6 +161,8 @@ pub(crate) struct Shared {
     pub(crate) requests: AtomicU64,
     pub(crate) stalled: AtomicU64,
     shm_connections: AtomicUsize,
+    /// Serves busy shared-memory rings when they outnumber the cores.
+    pub(crate) poller: Arc<poller::Poller>,
     listed: Mutex<HashMap<u64, ConnectionInfo>>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
@@ -214,6 +223,8 @@ impl Shared {
             requests: self.requests.load(Ordering::SeqCst),
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
             shm_connections: self.shm_connections.load(Ordering::SeqCst),
+            shm_polled: self.poller.polled(),
+            shm_lent: self.poller.lent(),
         }
     }
 
@@ -659,6 +670,7 @@ impl ServerBuilder {
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             shm_connections: AtomicUsize::new(0),
+            poller: Arc::default(),
             listed: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,

@@ -4,29 +4,38 @@
 //!
 //! Owns: one OS thread per shared-memory connection that spins briefly
 //! (not at all while the client's thread last ran on this core), then
-//! sleeps on the ring's futex; copying each record out of the segment
-//! and checking it as a frame before anything decodes it; answering `ping`,
-//! `get`, `get_with_metadata`, `put`, `patch` and `delete` on that thread
-//! through the router's synchronous path (no task wake-ups on the hot
-//! path) and writing the answer straight onto the client's ring; forwarding
-//! every other frame, in order, to the connection loop (`conn.rs`) through
-//! a bounded channel; and the link's reader, which also watches the socket:
+//! sleeps on the ring's futex; lending its ring to the server's shared
+//! poller (`poller.rs`) instead of spinning once busy connections fill the
+//! cores, and the poller's look at a lent ring (`RingThread::poll_once`:
+//! small whole requests that cannot block, everything else back to this
+//! thread, in order); copying each record out of the segment and checking
+//! it as a frame before anything decodes it; answering `ping`, `get`,
+//! `get_with_metadata`, `put`, `patch` and `delete` on that thread through
+//! the router's synchronous path (no task wake-ups on the hot path) and
+//! writing the answer straight onto the client's ring; forwarding every
+//! other frame, in order, to the connection loop (`conn.rs`) through a
+//! bounded channel; and the link's reader, which also watches the socket:
 //! its EOF is the client's death.
 //!
 //! Must never: read the segment except through hearth-shm's checked
 //! consumer, sleep without a waker (the socket's EOF, shutdown and the end
-//! of the connection all wake it), keep running after the connection ends
-//! (the connection's ticket is released only once the thread has exited),
-//! or let one client's ring corruption reach another connection (it ends
-//! this connection with an `invalid_input` error frame, best effort).
+//! of the connection all wake it; a lent ring's thread is woken by the
+//! poller, which returns rings of ended connections), keep running after
+//! the connection ends (the connection's ticket is released only once the
+//! thread has exited), let two threads read one ring at once (the ring
+//! moves with its `RingThread`), or let one client's ring corruption reach
+//! another connection (it ends this connection with an `invalid_input`
+//! error frame, best effort).
 
-use super::conn::{self, Conn};
+use super::conn::{self, Conn, KeptSending};
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
 use crate::rt::block_on;
 use crate::transport::shm::{Pushed, ShmOut, ShmSide, ShmWriter};
 use crate::transport::{BoxFuture, FrameReader, Link, LinkError};
-use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN};
+use hearth_proto::{
+    ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, Operation,
+};
 use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, Waker};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +47,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Frames forwarded to the connection loop before the ring thread waits.
 const FORWARD_BUFFER: usize = 64;
+
+/// Largest record the shared poller answers itself (bigger ones take long
+/// enough to parse and store that the poller's other rings would wait).
+const POLLED_RECORD_MAX: usize = 16 * 1024;
 
 /// Longest the ring thread spins for the next request before sleeping.
 const SPIN: Duration = Duration::from_micros(100);
@@ -157,14 +170,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
     let handle = shared.handle.clone();
     let ring_stop = stop.clone();
     let start = move |conn: Arc<Conn>| {
-        let ring = RingThread {
+        let max_message = conn.shared.config.max_message_bytes;
+        let ring = Box::new(RingThread {
             conn,
             rx: consumer,
             out,
             fwd,
             stop: ring_stop,
             handle,
-        };
+            record: Vec::with_capacity(4096),
+            reassembler: Reassembler::new(max_message),
+            spinner: Spinner::new(SPIN),
+        });
         let spawned = std::thread::Builder::new()
             .name("hearth-shm-conn".into())
             .spawn(move || {
@@ -187,64 +204,245 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
     drop(ticket);
 }
 
-/// The per-connection thread reading the client's ring.
-struct RingThread {
+/// The per-connection thread reading the client's ring, and everything it
+/// needs to serve it (all of which moves to the shared poller while the
+/// poller serves the ring).
+pub(super) struct RingThread {
     conn: Arc<Conn>,
     rx: Consumer<Segment>,
     out: Arc<ShmOut>,
     fwd: mpsc::Sender<Inbound>,
     stop: Arc<AtomicBool>,
     handle: Handle,
+    /// The last record taken off the ring (its buffer is reused).
+    record: Vec<u8>,
+    reassembler: Reassembler,
+    spinner: Spinner,
+}
+
+/// Why [`RingThread::serve`] returned.
+enum Served {
+    /// The connection is over.
+    Exit,
+    /// The ring is empty and every core already has a spinner: the shared
+    /// poller should serve this ring.
+    Crowded,
+}
+
+/// What one look at a lent ring came to ([`RingThread::poll_once`]).
+pub(super) enum Polled {
+    /// A request was answered.
+    Served,
+    /// Nothing to read.
+    Empty,
+    /// The ring goes back to its thread, which starts with this.
+    Return(Then),
+}
+
+/// What a connection's thread does first when the poller gives its ring
+/// back.
+pub(super) enum Then {
+    /// Carry on as usual (it checks for the end of the connection first).
+    Carry,
+    /// The ring has been idle: sleep on its futex until the next request.
+    Sleep,
+    /// Route the record the poller took off the ring but would not run.
+    Record,
+    /// Send this answer, which did not fit on the client's ring.
+    Reply(Frame, Option<KeptSending>),
+    /// The client broke the ring protocol.
+    Corrupt(ShmError),
 }
 
 impl RingThread {
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire) || self.conn.shared.is_shutting_down()
     }
 
-    fn run(mut self) {
-        let mut record = Vec::with_capacity(4096);
-        let mut reassembler = Reassembler::new(self.conn.shared.config.max_message_bytes);
-        let mut spinner = Spinner::new(SPIN);
+    fn run(mut self: Box<Self>) {
+        let _awake = self.conn.shared.poller.clone().awake_guard();
+        let mut then = Then::Carry;
         loop {
-            if self.stopped() {
+            if !self.resume(then) {
                 return;
             }
-            match self.rx.try_pop(&mut record) {
-                Ok(true) => {
-                    if !self.on_record(&record, &mut reassembler) {
-                        return;
-                    }
+            match self.serve() {
+                Served::Exit => return,
+                Served::Crowded => {
+                    let poller = self.conn.shared.poller.clone();
+                    (self, then) = poller.lend(self);
                 }
+            }
+        }
+    }
+
+    /// Does what the poller left to do; false ends the thread.
+    fn resume(&mut self, then: Then) -> bool {
+        match then {
+            Then::Carry => true,
+            Then::Sleep => self.sleep(),
+            Then::Record => {
+                let record = std::mem::take(&mut self.record);
+                let go_on = self.on_record(&record);
+                self.record = record;
+                go_on
+            }
+            Then::Reply(frame, sending) => {
+                let sent = block_on(&self.handle, self.conn.send(frame));
+                drop(sending);
+                sent
+            }
+            Then::Corrupt(e) => {
+                self.corrupt(&e);
+                false
+            }
+        }
+    }
+
+    /// Sleeps on the ring's futex until there is data (or the end); false
+    /// ends the thread.
+    fn sleep(&mut self) -> bool {
+        let abort = || self.stopped();
+        let poller = &self.conn.shared.poller;
+        poller.asleep();
+        let slept = self.rx.wait_for_data(Some(IDLE_WAKE), &abort);
+        poller.awake();
+        if let Err(e) = slept {
+            self.corrupt(&e);
+            return false;
+        }
+        true
+    }
+
+    /// Reads and answers requests until the connection ends or the ring is
+    /// empty on a crowded machine.
+    fn serve(&mut self) -> Served {
+        loop {
+            if self.stopped() {
+                return Served::Exit;
+            }
+            let mut record = std::mem::take(&mut self.record);
+            let popped = self.rx.try_pop(&mut record);
+            let go_on = match popped {
+                Ok(true) => self.on_record(&record),
                 Ok(false) => {
+                    self.record = record;
                     if self.rx.is_closed() {
                         // The client closed its ring: it is leaving.
                         let _ = self.fwd.blocking_send(Inbound::End);
-                        return;
+                        return Served::Exit;
+                    }
+                    if self.conn.shared.poller.crowded() {
+                        // Spinning here would only take turns with the
+                        // other spinners: the poller serves this ring with
+                        // the others instead.
+                        return Served::Crowded;
                     }
                     let rx = &self.rx;
                     let stop = &self.stop;
                     // Spinning while the client's thread shares this core
                     // only keeps it from sending: sleep at once then.
                     let here = rx.note_cpu();
-                    if spinner.spin_unless_shared(
+                    if self.spinner.spin_unless_shared(
                         || rx.peer_on(here),
                         || rx.has_data().unwrap_or(true) || stop.load(Ordering::Relaxed),
                     ) {
                         continue;
                     }
-                    let abort = || self.stopped();
-                    if let Err(e) = self.rx.wait_for_data(Some(IDLE_WAKE), &abort) {
-                        self.corrupt(&e);
-                        return;
+                    if !self.sleep() {
+                        return Served::Exit;
                     }
+                    continue;
                 }
                 Err(e) => {
                     self.corrupt(&e);
-                    return;
+                    false
                 }
+            };
+            self.record = record;
+            if !go_on {
+                return Served::Exit;
             }
         }
+    }
+
+    /// The poller's look at this ring: answers one small whole request
+    /// that cannot block (a read, or a write the store takes without
+    /// waiting), or says the ring must go back to its thread.
+    pub(super) fn poll_once(&mut self) -> Polled {
+        match self.rx.try_pop(&mut self.record) {
+            Err(e) => Polled::Return(Then::Corrupt(e)),
+            Ok(false) if self.rx.is_closed() => Polled::Return(Then::Carry),
+            Ok(false) => Polled::Empty,
+            Ok(true) => match self.quick_frame() {
+                Some(frame) => {
+                    // Counted before the answer (which signals the
+                    // server's counters) so that a waiter sees both.
+                    self.conn.shared.poller.count_polled();
+                    self.answer_here(frame)
+                }
+                None => Polled::Return(Then::Record),
+            },
+        }
+    }
+
+    /// The record just taken, as a frame the poller may answer itself:
+    /// a small, whole, well-formed request for an inline operation, and
+    /// for a write, one the store takes now.
+    fn quick_frame(&self) -> Option<Frame> {
+        let record = &self.record;
+        if record.len() > POLLED_RECORD_MAX || !self.reassembler.is_idle() {
+            return None;
+        }
+        let header = FrameHeader::decode(record.first_chunk::<HEADER_LEN>()?).ok()?;
+        if header.kind != FrameKind::Request
+            || header.flags.has_more()
+            || header.payload_len as usize != record.len() - HEADER_LEN
+        {
+            return None;
+        }
+        let op = header.operation?;
+        if !conn::is_inline_op(op) {
+            return None;
+        }
+        let read = matches!(
+            op,
+            Operation::Ping | Operation::Get | Operation::GetWithMetadata
+        );
+        if !read && self.conn.shared.store.writes_would_wait(record.len()) {
+            return None;
+        }
+        Some(Frame {
+            header,
+            payload: record[HEADER_LEN..].to_vec(),
+        })
+    }
+
+    /// Answers `frame` on the poller: the answer goes onto the client's
+    /// ring if it fits there now, or back to the connection's thread.
+    fn answer_here(&mut self, frame: Frame) -> Polled {
+        let Some((reply, sending)) = conn::answer_inline(&self.conn, frame) else {
+            return Polled::Served;
+        };
+        if HEADER_LEN + reply.payload.len() <= self.out.max_frame() {
+            match self.out.try_send(&reply) {
+                Ok(Pushed::Done) => return Polled::Served,
+                Ok(Pushed::Full { .. }) => {}
+                Err(e) => return Polled::Return(Then::Corrupt(e)),
+            }
+        }
+        let kept = sending.map(|s| s.keep(&self.conn));
+        Polled::Return(Then::Reply(reply, kept))
+    }
+
+    /// The server this ring's connection belongs to.
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.conn.shared
+    }
+
+    /// Withdraws the thread's CPU report while the poller serves the ring.
+    pub(super) fn forget_cpu(&self) {
+        self.rx.forget_cpu();
     }
 
     /// Ends the connection because the client broke the ring protocol: an
@@ -267,7 +465,7 @@ impl RingThread {
     }
 
     /// Checks one record as a frame and routes it; false ends the thread.
-    fn on_record(&mut self, record: &[u8], reassembler: &mut Reassembler) -> bool {
+    fn on_record(&mut self, record: &[u8]) -> bool {
         let Some(head) = record.first_chunk::<HEADER_LEN>() else {
             self.fatal(ErrorBody::new(
                 ErrorCode::InvalidInput,
@@ -308,7 +506,7 @@ impl RingThread {
             header,
             payload: record[HEADER_LEN..].to_vec(),
         };
-        match reassembler.push(frame) {
+        match self.reassembler.push(frame) {
             Ok(Some(message)) => self.dispatch(message),
             Ok(None) => true,
             Err(body) => {
