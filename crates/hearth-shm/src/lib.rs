@@ -55,7 +55,7 @@ pub use layout::{
 };
 pub use ring::{
     Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter, Waker,
-    max_record, record_bytes,
+    max_record, record_bytes, this_cpu,
 };
 #[cfg(not(loom))]
 pub use segment::{Segment, write_raw};

@@ -65,6 +65,17 @@ pub const fn max_record(capacity: usize) -> usize {
 /// as 0 ("unknown") and matches no peer.
 const UNKNOWN_CPU: u32 = u32::MAX;
 
+/// The CPU the calling thread runs on, where the platform can say.
+///
+/// ```
+/// if let Some(cpu) = hearth_shm::this_cpu() {
+///     assert!((cpu as usize) < 1 << 20);
+/// }
+/// ```
+pub fn this_cpu() -> Option<u32> {
+    Some(current_cpu()).filter(|&cpu| cpu != UNKNOWN_CPU)
+}
+
 /// The CPU the calling thread runs on, or [`UNKNOWN_CPU`].
 fn current_cpu() -> u32 {
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -934,12 +945,17 @@ impl<M: RingMemory> Consumer<M> {
         cpu
     }
 
-    /// Withdraws this consumer's report of its CPU (the peer then treats
-    /// it as unknown), for a ring whose reading moves to another thread
-    /// that does not report.
-    pub fn forget_cpu(&self) {
+    /// Reports `cpu` (from [`this_cpu`], asked once for many rings read by
+    /// one thread) as this consumer's core, writing only when the report
+    /// changes (the line is shared with the peer). `None` reports
+    /// "unknown".
+    pub fn note_cpu_as(&self, cpu: Option<u32>) {
+        let hint = cpu.map_or(0, |c| c.wrapping_add(1));
+        let word = &self.ctrl().data_wait.cpu;
         // Relaxed: a hint (see `note_cpu`).
-        self.ctrl().data_wait.cpu.store(0, Ordering::Relaxed);
+        if word.load(Ordering::Relaxed) != hint {
+            word.store(hint, Ordering::Relaxed);
+        }
     }
 
     /// Whether the peer (the consumer of the other ring) last reported
@@ -1169,6 +1185,18 @@ mod tests {
             "the server's own report is not its peer's"
         );
         assert!(!client_in.peer_on(here + 1));
+    }
+
+    #[test]
+    fn a_core_reported_for_another_thread_is_seen_like_its_own_and_none_means_unknown() {
+        let (_, server_in, mem) = pair(256);
+        let client_in = Consumer::new(mem, Direction::ServerToClient);
+        server_in.note_cpu_as(Some(7));
+        assert!(client_in.peer_on(7));
+        assert!(!client_in.peer_on(6));
+        server_in.note_cpu_as(None);
+        assert!(!client_in.peer_on(7));
+        assert!(!client_in.peer_on(UNKNOWN_CPU));
     }
 
     #[test]

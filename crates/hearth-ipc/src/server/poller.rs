@@ -4,8 +4,9 @@
 //!
 //! Owns: the rings lent to it by their connections' threads (which park
 //! meanwhile), looking at each in turn and answering one quick request per
-//! ring per pass (see `RingThread::poll_once`), yielding the core after a
-//! pass that found nothing, and giving every ring back to its thread: with
+//! ring per pass (see `RingThread::poll_once`), reporting its core on each
+//! ring it serves (so that a client on the same core sleeps rather than
+//! spin against it), yielding the core after a pass that found nothing, and giving every ring back to its thread: with
 //! a request it will not run, an answer that did not fit, corruption, the
 //! end of the connection, or after the ring has been idle a while (the
 //! thread then sleeps on the ring's futex, so that an idle connection
@@ -145,7 +146,6 @@ impl Poller {
     /// Lends `ring` to the poller and parks the calling thread until the
     /// poller gives it back, with what to do first.
     pub(super) fn lend(self: &Arc<Self>, ring: Box<RingThread>) -> (Box<RingThread>, Then) {
-        ring.forget_cpu();
         self.lent.fetch_add(1, Ordering::Relaxed);
         ring.shared().bump();
         let back = Arc::new(Handback {
@@ -211,6 +211,7 @@ impl Poller {
             // The poller takes a core's worth of spinning while it serves.
             claim.get_or_insert_with(SpinClaim::new);
             let now = Instant::now();
+            let cpu = hearth_shm::this_cpu();
             let mut served = false;
             let mut i = 0;
             while i < owned.len() {
@@ -222,6 +223,7 @@ impl Poller {
                 let polled = if ring.stopped() {
                     Polled::Return(Then::Carry)
                 } else {
+                    ring.note_cpu_as(cpu);
                     ring.poll_once()
                 };
                 match polled {

@@ -440,9 +440,10 @@ impl RingThread {
         &self.conn.shared
     }
 
-    /// Withdraws the thread's CPU report while the poller serves the ring.
-    pub(super) fn forget_cpu(&self) {
-        self.rx.forget_cpu();
+    /// Reports the poller's core as the core reading this ring (so that
+    /// a client sharing it sleeps instead of spinning, H3a).
+    pub(super) fn note_cpu_as(&self, cpu: Option<u32>) {
+        self.rx.note_cpu_as(cpu);
     }
 
     /// Ends the connection because the client broke the ring protocol: an
