@@ -300,12 +300,21 @@ impl RingThread {
     }
 
     /// Sleeps on the ring's futex until there is data (or the end); false
-    /// ends the thread.
+    /// ends the thread. The safety-net wake-up of an idle connection goes
+    /// straight back to sleep: it neither spins nor lends its ring (the
+    /// connections that started together would all wake together).
     fn sleep(&mut self) -> bool {
         let abort = || self.stopped();
         let poller = &self.conn.shared.poller;
         poller.asleep();
-        let slept = self.rx.wait_for_data(Some(IDLE_WAKE), &abort);
+        let slept = loop {
+            if let Err(e) = self.rx.wait_for_data(Some(IDLE_WAKE), &abort) {
+                break Err(e);
+            }
+            if abort() || self.rx.is_closed() || self.rx.has_data().unwrap_or(true) {
+                break Ok(());
+            }
+        };
         poller.awake();
         if let Err(e) = slept {
             self.corrupt(&e);
