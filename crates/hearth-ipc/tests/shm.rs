@@ -127,6 +127,19 @@ fn others_carry_on(fx: &Fx) {
     assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
 }
 
+/// After a hostile client: a new client is served, no server thread
+/// panicked (`before` is the count when the test began), and the server
+/// shuts down cleanly.
+fn unhurt(fx: Fx, panics: &AtomicUsize, before: usize) {
+    others_carry_on(&fx);
+    assert_eq!(
+        panics.load(Ordering::SeqCst),
+        before,
+        "a server thread panicked"
+    );
+    fx.server.shutdown().unwrap();
+}
+
 #[test]
 fn a_raw_client_can_talk_over_the_rings() {
     let fx = shm_server(|b| b);
@@ -310,13 +323,7 @@ fn random_bytes_over_the_segment_while_requests_are_in_flight_never_hurt_the_ser
     done.store(true, Ordering::Release);
     worker.join().unwrap();
     assert!(answered.load(Ordering::Relaxed) > 0);
-    others_carry_on(&fx);
-    assert_eq!(
-        panics.load(Ordering::SeqCst),
-        before,
-        "a server thread panicked"
-    );
-    fx.server.shutdown().unwrap();
+    unhurt(fx, panics, before);
 }
 
 #[test]
@@ -802,11 +809,5 @@ fn a_scribbling_client_among_busy_ones_hurts_no_one() {
         "every connection is freed: {:?}",
         fx.server.stats()
     );
-    others_carry_on(&fx);
-    assert_eq!(
-        panics.load(Ordering::SeqCst),
-        before,
-        "a server thread panicked"
-    );
-    fx.server.shutdown().unwrap();
+    unhurt(fx, panics, before);
 }
