@@ -811,3 +811,29 @@ fn a_scribbling_client_among_busy_ones_hurts_no_one() {
     );
     unhurt(fx, panics, before);
 }
+
+#[test]
+fn a_server_shut_down_while_the_poller_serves_its_connections_stops() {
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({})).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..crowd() {
+            let client = fx.client();
+            let stop = &stop;
+            s.spawn(move || {
+                // Busy until the server goes away (or the test gives up).
+                while !stop.load(Ordering::Acquire) && client.get("doc").is_ok() {}
+            });
+        }
+        let lent = fx.server.wait_for(LONG, |s| s.shm_lent > 0);
+        let Fx { server, .. } = fx;
+        if !lent {
+            stop.store(true, Ordering::Release);
+            panic!("the poller never served a ring: {:?}", server.stats());
+        }
+        // Returns only once every connection's thread has exited (L4, L7).
+        server.shutdown().unwrap();
+        stop.store(true, Ordering::Release);
+    });
+}
