@@ -482,10 +482,14 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     };
     let (l, r) = (labels(&l), labels(&r));
     assert_eq!(r[..l.len()], l[..], "the store rows come first, alike");
-    assert!(
-        r[l.len()..].iter().any(|x| x == "server connections"),
-        "{r:?}"
-    );
+    for row in [
+        "server connections",
+        "shm connections",
+        "shm served by the poller",
+        "shm requests polled",
+    ] {
+        assert!(r[l.len()..].iter().any(|x| x == row), "{row}: {r:?}");
+    }
     let v: Value = serde_json::from_str(&t.remote(&["--json", "stats"], None).ok().stdout).unwrap();
     assert_eq!(v["documents"], 4);
     assert_eq!(v["tombstones"], 1);

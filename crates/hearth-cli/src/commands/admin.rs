@@ -31,8 +31,11 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 5] = [
+const SERVER_ROWS: [(&str, &str); 8] = [
     ("server connections", "connections"),
+    ("shm connections", "shm_connections"),
+    ("shm served by the poller", "shm_lent"),
+    ("shm requests polled", "shm_polled"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),
