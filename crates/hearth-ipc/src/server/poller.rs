@@ -6,11 +6,11 @@
 //! meanwhile), looking at each in turn and answering one quick request per
 //! ring per pass (see `RingThread::poll_once`), reporting its core on each
 //! ring it serves (so that a client on the same core sleeps rather than
-//! spin against it), yielding the core after a pass that found nothing, and giving every ring back to its thread: with
-//! a request it will not run, an answer that did not fit, corruption, the
-//! end of the connection, or after the ring has been idle a while (the
-//! thread then sleeps on the ring's futex, so that an idle connection
-//! costs nothing). With one thread serving N rings, a busy client's next
+//! spin against it), yielding the core after a pass that found nothing,
+//! and giving every ring back to its thread: with a request it will not
+//! run, an answer that did not fit, corruption, the end of the connection,
+//! or after the ring has been idle a while (the thread then sleeps on the
+//! ring's futex, so that an idle connection costs nothing). With one thread serving N rings, a busy client's next
 //! request finds its answer ready more often than with N threads taking
 //! turns on few cores: fewer context switches per call.
 //!

@@ -224,8 +224,8 @@ pub(super) struct RingThread {
 enum Served {
     /// The connection is over.
     Exit,
-    /// The ring is empty and every core already has a spinner: the shared
-    /// poller should serve this ring.
+    /// The ring is empty and busy connections already fill the cores
+    /// (`Poller::crowded`): the shared poller should serve this ring.
     Crowded,
 }
 
