@@ -40,6 +40,8 @@ mod fdpass;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layout;
+#[cfg(not(loom))]
+mod mapped;
 mod ring;
 #[cfg(not(loom))]
 mod segment;
@@ -53,6 +55,8 @@ pub use layout::{
     C2S_CTRL_OFFSET, CTRL_BYTES, Direction, HEADER_BYTES, HEADER_LEN, LAYOUT_VERSION, Layout,
     MAGIC, MAX_CAPACITY, MIN_CAPACITY, MIN_SEGMENT_CAPACITY, S2C_CTRL_OFFSET,
 };
+#[cfg(not(loom))]
+pub use mapped::MappedAppend;
 pub use ring::{
     Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter, Waker,
     max_record, record_bytes, this_cpu,

@@ -1,9 +1,12 @@
 //! The journal: checksummed, append-only segment files.
 //!
 //! Owns: the on-disk record format (docs/design.md, "Journal segment format"),
-//! appending records, rotating segments, and scanning them at recovery. Must
-//! never: acknowledge a record that `write()` did not fully accept, or trust a
-//! length or checksum read from disk before checking it.
+//! appending records (through a shared mapping of the active segment on
+//! Linux, `MappedJournalIo`, with `write()` elsewhere), rotating segments,
+//! and scanning them at recovery, free space included. Must never:
+//! acknowledge a record that `write()` did not fully accept or that was not
+//! wholly copied into reserved blocks, take reserved zero bytes for a
+//! record, or trust a length or checksum read from disk before checking it.
 
 use crate::crdt::ChangeKind;
 use crate::error::{Result, StoreError};
@@ -235,6 +238,65 @@ impl JournalIo for OsJournalIo {
     }
 }
 
+/// The journal on the real file system, each active segment written
+/// through a shared mapping (docs/design.md, "Free space"): a record is
+/// copied into the page cache with no system call. The default on Linux.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MappedJournalIo;
+
+/// Bytes of a segment mapped for writing; records past it are written
+/// with `pwrite` (a segment rotates once past `segment_bytes`, 64 MiB by
+/// default).
+#[cfg(target_os = "linux")]
+const MAPPED_WINDOW: usize = 128 << 20;
+
+#[cfg(target_os = "linux")]
+struct MappedSegment(hearth_shm::MappedAppend);
+
+#[cfg(target_os = "linux")]
+impl JournalFile for MappedSegment {
+    fn append(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.append(buf).map(|()| buf.len())
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.0.truncate(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        // Writes back the mapping's dirty pages too.
+        self.0.file().sync_data()
+    }
+    fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>> {
+        Ok(Arc::new(self.0.file().try_clone()?))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl JournalIo for MappedJournalIo {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
+        let f = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        Ok(Box::new(MappedSegment(hearth_shm::MappedAppend::new(
+            f,
+            0,
+            MAPPED_WINDOW,
+        )?)))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        // Recovery has cut the segment back to its last record.
+        let len = f.metadata()?.len();
+        Ok(Box::new(MappedSegment(hearth_shm::MappedAppend::new(
+            f,
+            len,
+            MAPPED_WINDOW,
+        )?)))
+    }
+}
+
 /// The segment header bytes.
 pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
@@ -279,6 +341,9 @@ pub(crate) struct SegmentScan {
     pub(crate) file_len: u64,
     /// The first bad record, if any: its offset and why.
     pub(crate) bad: Option<(u64, BadRecord)>,
+    /// Zero bytes after the last record (free space a mapped writer
+    /// reserved; docs/design.md "Free space"): not a bad record.
+    pub(crate) free_tail: u64,
 }
 
 /// Reads and checks a whole segment. Stops at the first bad record.
@@ -288,13 +353,16 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
     f.read_to_end(&mut buf)
         .map_err(|e| StoreError::io(path, e))?;
     let file_len = buf.len() as u64;
-    if buf.len() < SEGMENT_HEADER_LEN as usize {
-        // A segment created but not yet headed is a torn tail of length < 16.
+    let zeros = buf.iter().all(|&b| b == 0);
+    if buf.len() < SEGMENT_HEADER_LEN as usize || zeros {
+        // A segment created but not yet headed (shorter than a header, or
+        // nothing but the zeros a mapped writer reserved) is a torn tail.
         return Ok(SegmentScan {
             records: Vec::new(),
             good_len: 0,
             file_len,
             bad: Some((0, BadRecord::Short)),
+            free_tail: if zeros { file_len } else { 0 },
         });
     }
     if &buf[..8] != SEGMENT_MAGIC {
@@ -317,14 +385,23 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
     let mut off = SEGMENT_HEADER_LEN as usize;
     let mut records = Vec::new();
     let mut bad = None;
+    let mut free_tail = 0;
     while off < buf.len() {
         match decode_record(&buf[off..]) {
             Ok((rec, n)) => {
                 records.push(rec);
                 off += n;
             }
+            // No record starts with zero bytes (its length is at least 12):
+            // zeros to the end are free space, not a damaged record.
+            Err(_) if buf[off..].iter().all(|&b| b == 0) => {
+                free_tail = (buf.len() - off) as u64;
+                break;
+            }
             Err(why) => {
                 bad = Some((off as u64, why));
+                // Reserved zeros after the damage are free space too.
+                free_tail = buf[off..].iter().rev().take_while(|&&b| b == 0).count() as u64;
                 break;
             }
         }
@@ -334,6 +411,7 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
         good_len: off as u64,
         file_len,
         bad,
+        free_tail,
     })
 }
 

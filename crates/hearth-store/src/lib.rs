@@ -33,6 +33,8 @@ mod types;
 pub use crdt::ChangeKind;
 pub use error::{Result, StoreError};
 pub use hlc::Stamp;
+#[cfg(target_os = "linux")]
+pub use journal::MappedJournalIo;
 pub use journal::{JournalFile, JournalIo, OsJournalIo, SyncHandle};
 pub use store::{List, Store, Subscription};
 pub use types::{

@@ -862,11 +862,14 @@ impl Store {
         })?;
         let (segments, journal_bytes) = {
             let w = self.inner.writer.lock();
-            let mut bytes = 0;
-            for (_, p) in &w.journal.segments {
+            let segments = &w.journal.segments;
+            // The active segment (the last) counts its records, not the
+            // free space reserved after them.
+            let mut bytes = w.journal.active_len();
+            for (_, p) in &segments[..segments.len().saturating_sub(1)] {
                 bytes += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             }
-            (w.journal.segments.len() as u64, bytes)
+            (segments.len() as u64, bytes)
         };
         let database_bytes = ["", "-wal"]
             .iter()
@@ -1338,13 +1341,21 @@ fn recover_journal(dir: &Path, applied: u64, repair: bool) -> Result<Recovered> 
         let scan = journal::scan_segment(&path)?;
         let is_last = i + 1 == segments.len();
         let mut cut_here = false;
+        if scan.free_tail > 0 && scan.bad.is_none() {
+            // Free space a mapped writer reserved: cut off, not reported.
+            truncate_or_remove(&path, scan.good_len)?;
+        }
         if let Some((off, why)) = &scan.bad {
             let claimed_end = claimed_record_end(&path, *off);
+            // Zero bytes at the end are reserved free space, not data.
+            let data_end = scan.file_len - scan.free_tail;
             let torn = is_last
-                && claimed_end.is_none_or(|end| end >= scan.file_len)
+                && claimed_end.is_none_or(|end| end >= data_end)
                 && !valid_record_after(&path, *off);
             if torn {
-                recovery.torn_tail_bytes += scan.file_len - scan.good_len;
+                // A segment of nothing but reserved zeros holds no torn
+                // bytes (it was created, then the process died).
+                recovery.torn_tail_bytes += scan.file_len - scan.good_len - scan.free_tail;
                 tracing::warn!(
                     path = %path.display(),
                     offset = off,

@@ -5,7 +5,7 @@
 
 use crate::crdt::{ChangeKind, DocState, StoredMeta};
 use crate::hlc::Stamp;
-use crate::journal::{JournalIo, OsJournalIo};
+use crate::journal::JournalIo;
 use hearth_proto::Limits;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -86,7 +86,7 @@ impl Default for Options {
             ring_capacity: 65_536,
             background_applier: true,
             repair: false,
-            journal_io: Arc::new(OsJournalIo),
+            journal_io: default_journal_io(),
         }
     }
 }
@@ -415,4 +415,17 @@ pub struct Stats {
     pub journal_bytes: u64,
     /// Bytes of the SQLite database and its WAL.
     pub database_bytes: u64,
+}
+
+/// The journal's file layer unless told otherwise: segments written
+/// through a shared mapping on Linux, with `write()` elsewhere.
+fn default_journal_io() -> Arc<dyn JournalIo> {
+    #[cfg(target_os = "linux")]
+    {
+        Arc::new(crate::journal::MappedJournalIo)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Arc::new(crate::journal::OsJournalIo)
+    }
 }

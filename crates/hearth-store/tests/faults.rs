@@ -239,20 +239,39 @@ fn journal_listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// (offset, total length) of every record in a segment, per the documented
-/// format: a 16-byte header, then `len u32, crc u32, body[len]` records.
+/// format: a 16-byte header, then `len u32, crc u32, body[len]` records,
+/// then (from a writer that was killed) zero bytes it had reserved.
 fn records(segment: &[u8]) -> Vec<(usize, usize)> {
     assert_eq!(&segment[..8], b"HRTHJRNL");
     let mut out = Vec::new();
     let mut off = 16;
     while off + 8 <= segment.len() {
         let len = u32::from_le_bytes(segment[off..off + 4].try_into().unwrap()) as usize;
-        if off + 8 + len > segment.len() {
+        if len == 0 || off + 8 + len > segment.len() {
             break;
         }
         out.push((off, 8 + len));
         off += 8 + len;
     }
-    assert_eq!(off, segment.len(), "segment has trailing bytes");
+    assert!(
+        segment[off..].iter().all(|&b| b == 0),
+        "segment has trailing bytes that are not free space"
+    );
+    out
+}
+
+/// Where a segment's records end (its free space, if any, follows).
+fn records_end(segment: &[u8]) -> usize {
+    records(segment).last().map_or(16, |(off, len)| off + len)
+}
+
+/// `segment` with `extra` written right after its last record, where the
+/// next record would have gone (over free space, or past the end).
+fn after_records(segment: &[u8], extra: &[u8]) -> Vec<u8> {
+    let end = records_end(segment);
+    let mut out = segment.to_vec();
+    out.resize(out.len().max(end + extra.len()), 0);
+    out[end..end + extra.len()].copy_from_slice(extra);
     out
 }
 
@@ -634,18 +653,105 @@ fn killed_writes_that_never_reached_sqlite_are_replayed_from_the_journal() {
     assert_eq!(store.search("entry", 100).unwrap().len(), 30);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_writer_s_reserved_free_space_is_cut_off_at_open_without_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    write_and_kill(dir.path(), 30, 64 << 20);
+    let _no_fork = no_fork();
+    let seg = segments(dir.path()).pop().unwrap();
+    let killed = std::fs::read(&seg).unwrap();
+    let end = records_end(&killed);
+    assert!(
+        killed.len() > end,
+        "the mapped writer reserved no space ahead of itself"
+    );
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    assert_eq!(store.recovery().replayed_ops, 30);
+    assert_docs(&store, 0..30, 30..31);
+    assert_eq!(std::fs::read(&seg).unwrap(), killed[..end]);
+    // The next record goes right after the last one.
+    assert_eq!(store.put(&doc_id(30), doc(30)).unwrap(), 31);
+    drop(store);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    assert_docs(&store, 0..31, 31..32);
+}
+
+#[test]
+fn the_journal_size_in_stats_counts_records_not_reserved_space() {
+    let _no_fork = no_fork();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    put_docs(&store, 0..10);
+    let seg = segments(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    assert_eq!(records(&bytes).len(), 10);
+    assert_eq!(
+        store.stats().unwrap().journal_bytes,
+        records_end(&bytes) as u64
+    );
+}
+
+#[test]
+fn a_last_segment_of_nothing_but_zeros_was_never_headed_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_and_kill(dir.path(), 5, 64 << 20);
+    let _no_fork = no_fork();
+    // As if the writer had created the next segment and reserved its space,
+    // then died before its header was copied in.
+    let empty = dir.path().join("journal").join(format!("{:020}.log", 6));
+    std::fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    assert_docs(&store, 0..5, 5..6);
+    assert!(!empty.exists());
+    assert_eq!(store.put(&doc_id(5), doc(5)).unwrap(), 6);
+}
+
+#[test]
+fn a_closed_store_s_segments_end_at_their_last_record() {
+    let _no_fork = no_fork();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options {
+            segment_bytes: 4096,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    put_docs(&store, 0..200);
+    let segs = segments(dir.path());
+    assert!(segs.len() > 2, "{segs:?}");
+    // Rotation cut every earlier segment back already (the applier may
+    // delete one it has applied meanwhile).
+    for seg in &segs[..segs.len() - 1] {
+        if let Ok(bytes) = std::fs::read(seg) {
+            assert_eq!(bytes.len(), records_end(&bytes), "{}", seg.display());
+        }
+    }
+    drop(store);
+    for (seg, bytes) in journal_listing(dir.path()) {
+        assert_eq!(bytes.len(), records_end(&bytes), "{}", seg.display());
+    }
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    assert_docs(&store, 0..200, 200..201);
+}
+
 #[test]
 fn a_torn_half_record_at_the_end_of_the_journal_is_dropped_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     write_and_kill(dir.path(), 40, 64 << 20);
     let _no_fork = no_fork();
     let seg = segments(dir.path()).pop().unwrap();
-    let bytes = std::fs::read(&seg).unwrap();
-    let (off, len) = *records(&bytes).last().unwrap();
+    let killed = std::fs::read(&seg).unwrap();
+    let (off, len) = *records(&killed).last().unwrap();
+    let bytes = killed[..records_end(&killed)].to_vec();
     let half = &bytes[off..off + len / 2];
-    let mut torn = bytes.clone();
-    torn.extend_from_slice(half);
-    std::fs::write(&seg, &torn).unwrap();
+    std::fs::write(&seg, after_records(&killed, half)).unwrap();
 
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.recovery().torn_tail_bytes, half.len() as u64);
@@ -668,9 +774,8 @@ fn three_stray_bytes_at_the_end_of_the_journal_are_a_torn_tail() {
     write_and_kill(dir.path(), 5, 64 << 20);
     let _no_fork = no_fork();
     let seg = segments(dir.path()).pop().unwrap();
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes.extend_from_slice(&[0x40, 0x00, 0x00]);
-    std::fs::write(&seg, &bytes).unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, after_records(&bytes, &[0x40, 0x01, 0x02])).unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.recovery().torn_tail_bytes, 3);
     assert_docs(&store, 0..5, 5..6);

@@ -1,0 +1,297 @@
+//! Appending to a file through a shared mapping (the store's journal
+//! segments on Linux, docs/design.md "Free space").
+//!
+//! Owns: one `MAP_SHARED` window over the start of a regular file, blocks
+//! reserved ahead of the writer with `fallocate`, and copying appended
+//! bytes into the window at the file's logical end (past the window,
+//! `pwrite` at the same place). A copy into the mapping is a store into the
+//! page cache: no system call, and the bytes survive the process's death
+//! like a `write()`'s. Must never: copy a byte past the reserved length (it
+//! would fault with SIGBUS past the end of the file), hand out a reference
+//! into the mapping (another process could change the file under it), or
+//! leave the mapping behind (dropped with the writer, and the file is cut
+//! back to its logical length then).
+
+use rustix::fs::FallocateFlags;
+use rustix::mm::{MapFlags, ProtFlags};
+use std::fs::File;
+use std::io;
+use std::ptr::NonNull;
+
+/// Appends to a file through a shared mapping of its first `window` bytes.
+///
+/// The file's *logical length* is where the next append goes; the file
+/// itself may be longer (blocks reserved ahead, zero until written), and
+/// is cut back to the logical length when the writer is dropped.
+///
+/// ```
+/// use hearth_shm::MappedAppend;
+/// use std::io::Read;
+/// let dir = std::env::temp_dir().join(format!("mapped-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("segment");
+/// let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+/// let mut w = MappedAppend::new(file, 0, 1 << 20)?;
+/// w.append(b"hello ")?;
+/// w.append(b"world")?;
+/// assert_eq!(w.len(), 11);
+/// drop(w);
+/// let mut text = String::new();
+/// std::fs::File::open(&path)?.read_to_string(&mut text)?;
+/// assert_eq!(text, "hello world");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MappedAppend {
+    file: File,
+    /// The window's first byte; `None` when the file cannot be mapped or
+    /// reserved (every append is a `pwrite` then).
+    base: Option<NonNull<u8>>,
+    window: usize,
+    /// Bytes of the file backed by blocks (its length): copies stay below.
+    reserved: u64,
+    /// The logical length: where the next append goes.
+    len: u64,
+}
+
+// SAFETY: the mapping belongs to this value alone: it is written only
+// through `&mut self` and never read or handed out, so moving it to
+// another thread or sharing `&MappedAppend` (which only reads `len` or
+// borrows the file) cannot race.
+unsafe impl Send for MappedAppend {}
+// SAFETY: as for `Send`: `&self` methods never touch the mapping.
+unsafe impl Sync for MappedAppend {}
+
+/// Blocks reserved ahead of the writer at a time (at least).
+const RESERVE_STEP: u64 = 1 << 20;
+
+impl MappedAppend {
+    /// A writer appending at `len` (the end of the file's content; bytes
+    /// past it are free), mapping the first `window` bytes. A file that
+    /// cannot be mapped is still written, with `pwrite`.
+    pub fn new(file: File, len: u64, window: usize) -> io::Result<MappedAppend> {
+        let size = file.metadata()?.len();
+        if size < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the file holds {size} bytes, fewer than the {len} to append after"),
+            ));
+        }
+        // SAFETY: a fresh mapping (null hint, no MAP_FIXED) aliases no Rust
+        // object. It may reach past the end of the file: those pages are
+        // never touched, since copies stay below `reserved`, the file's
+        // length, which only grows through `reserve` before a copy.
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                window,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &file,
+                0,
+            )
+        };
+        let base = match mapped {
+            Ok(ptr) if window > 0 => NonNull::new(ptr.cast::<u8>()),
+            _ => None,
+        };
+        Ok(MappedAppend {
+            file,
+            base,
+            window,
+            reserved: size,
+            len,
+        })
+    }
+
+    /// The logical length: bytes appended (and found) so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was appended or found.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file (to sync it, or to clone a handle that syncs it).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Appends all of `bytes` at the logical end, or none of them: an
+    /// error (no space for the blocks to reserve, a failed `pwrite`)
+    /// leaves the logical length where it was, though a failed `pwrite`
+    /// may have written part of the bytes past it.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let start = self.len;
+        let end = start + bytes.len() as u64;
+        let mapped = self.base.filter(|_| end <= self.window as u64);
+        match mapped {
+            Some(base) if self.reserve(end) => {
+                // SAFETY: `start..end` lies inside the window (checked just
+                // above) and below `reserved`, the file's length, so every
+                // page written is mapped and backed; `bytes` is ordinary
+                // memory, not the mapping, so the two cannot overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        base.as_ptr().add(start as usize),
+                        bytes.len(),
+                    );
+                }
+            }
+            _ => {
+                write_all_at(&self.file, bytes, start)?;
+                self.reserved = self.reserved.max(end);
+            }
+        }
+        self.len = end;
+        Ok(())
+    }
+
+    /// Makes sure the file's blocks cover `0..end`; false if they cannot
+    /// be reserved (the caller then writes with `pwrite`, which reports
+    /// the error, a full disk included).
+    fn reserve(&mut self, end: u64) -> bool {
+        if end <= self.reserved {
+            return true;
+        }
+        let want = end
+            .max(self.reserved + RESERVE_STEP)
+            .min(self.window as u64)
+            .max(end);
+        match rustix::fs::fallocate(
+            &self.file,
+            FallocateFlags::empty(),
+            self.reserved,
+            want - self.reserved,
+        ) {
+            Ok(()) => {
+                self.reserved = want;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Cuts the logical length and the file to `len` bytes (after a failed
+    /// append: nothing past `len` is kept).
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.reserved = len;
+        self.len = len;
+        Ok(())
+    }
+}
+
+impl Drop for MappedAppend {
+    fn drop(&mut self) {
+        if let Some(base) = self.base.take() {
+            // SAFETY: `base..base+window` is exactly the mapping `new`
+            // made, unmapped once, here; nothing refers into it.
+            let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), self.window) };
+        }
+        if self.reserved > self.len {
+            // Best effort: a file left longer ends in zero bytes, which
+            // recovery recognises as free space.
+            let _ = self.file.set_len(self.len);
+        }
+    }
+}
+
+fn write_all_at(file: &File, mut bytes: &[u8], mut at: u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = rustix::io::pwrite(file, bytes, at)?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        bytes = &bytes[n..];
+        at += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn scratch(tag: &str) -> (std::path::PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("hearth-mapped-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        (path, file)
+    }
+
+    fn contents(path: &std::path::Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn appended_bytes_are_in_the_file_before_the_writer_is_dropped() {
+        let (path, file) = scratch("live");
+        let mut w = MappedAppend::new(file, 0, 1 << 20).unwrap();
+        w.append(b"abc").unwrap();
+        w.append(b"def").unwrap();
+        // Read through the file system while the mapping is live: the page
+        // cache is the same.
+        assert_eq!(&contents(&path)[..6], b"abcdef");
+        assert!(contents(&path)[6..].iter().all(|&b| b == 0));
+        drop(w);
+        assert_eq!(contents(&path), b"abcdef");
+    }
+
+    #[test]
+    fn bytes_past_the_window_are_written_at_the_same_place() {
+        let (path, file) = scratch("past");
+        let mut w = MappedAppend::new(file, 0, 8).unwrap();
+        w.append(b"01234").unwrap();
+        w.append(b"56789").unwrap();
+        w.append(b"ab").unwrap();
+        assert_eq!(w.len(), 12);
+        drop(w);
+        assert_eq!(contents(&path), b"0123456789ab");
+    }
+
+    #[test]
+    fn a_writer_continues_after_existing_content() {
+        let (path, mut file) = scratch("continue");
+        std::io::Write::write_all(&mut file, b"head").unwrap();
+        let mut w = MappedAppend::new(file, 4, 1 << 16).unwrap();
+        w.append(b"tail").unwrap();
+        drop(w);
+        assert_eq!(contents(&path), b"headtail");
+    }
+
+    #[test]
+    fn a_truncate_cuts_back_and_the_next_append_goes_there() {
+        let (path, file) = scratch("truncate");
+        let mut w = MappedAppend::new(file, 0, 1 << 16).unwrap();
+        w.append(b"keep").unwrap();
+        w.append(b"drop").unwrap();
+        w.truncate(4).unwrap();
+        w.append(b"more").unwrap();
+        drop(w);
+        assert_eq!(contents(&path), b"keepmore");
+    }
+
+    #[test]
+    fn a_length_past_the_end_of_the_file_is_refused() {
+        let (_path, file) = scratch("past-end");
+        assert_eq!(
+            MappedAppend::new(file, 10, 1 << 16).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+}
