@@ -2,9 +2,11 @@
 //! segments on Linux, docs/design.md "Free space").
 //!
 //! Owns: one `MAP_SHARED` window over the start of a regular file, blocks
-//! reserved ahead of the writer with `fallocate`, and copying appended
-//! bytes into the window at the file's logical end (past the window,
-//! `pwrite` at the same place). A copy into the mapping is a store into the
+//! reserved ahead of the writer with `fallocate`, copying appended bytes
+//! into the window at the file's logical end (past the window, or on a
+//! file system that cannot reserve, `pwrite` at the same place), and
+//! dropping the pages left behind from the process (`MADV_DONTNEED`; the
+//! page cache keeps them) so the file does not count as its memory. A copy into the mapping is a store into the
 //! page cache: no system call, and the bytes survive the process's death
 //! like a `write()`'s. Must never: copy a byte past the reserved length (it
 //! would fault with SIGBUS past the end of the file), hand out a reference
@@ -13,7 +15,7 @@
 //! back to its logical length then).
 
 use rustix::fs::FallocateFlags;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
@@ -53,6 +55,9 @@ pub struct MappedAppend {
     reserved: u64,
     /// The logical length: where the next append goes.
     len: u64,
+    /// The mapping's pages below this were dropped from the process (they
+    /// stay in the page cache, written or to be written back).
+    released: u64,
 }
 
 // SAFETY: the mapping belongs to this value alone: it is written only
@@ -65,6 +70,14 @@ unsafe impl Sync for MappedAppend {}
 
 /// Blocks reserved ahead of the writer at a time (at least).
 const RESERVE_STEP: u64 = 1 << 20;
+
+/// Written pages are dropped from the process's mappings this many bytes
+/// at a time, so that the journal does not count as the process's resident
+/// memory (the page cache keeps them, exactly as after a `write()`).
+const RELEASE_STEP: u64 = 4 << 20;
+
+/// The page size the mapping is released in (a multiple of any Linux page).
+const PAGE: u64 = 64 << 10;
 
 impl MappedAppend {
     /// A writer appending at `len` (the end of the file's content; bytes
@@ -102,6 +115,7 @@ impl MappedAppend {
             window,
             reserved: size,
             len,
+            released: 0,
         })
     }
 
@@ -148,7 +162,37 @@ impl MappedAppend {
             }
         }
         self.len = end;
+        self.release_behind();
         Ok(())
+    }
+
+    /// Drops the pages the writer has left behind from the process (not
+    /// from the file or the page cache), `RELEASE_STEP` at a time.
+    fn release_behind(&mut self) {
+        let Some(base) = self.base else {
+            return;
+        };
+        let upto = (self.len.min(self.window as u64) / PAGE) * PAGE;
+        if upto < self.released + RELEASE_STEP {
+            return;
+        }
+        // SAFETY: `released..upto` lies inside the mapping (`upto` is at
+        // most the window) and below `len`, so no copy will touch it again
+        // until a truncate moves `len` back (after which a touch faults the
+        // page back in from the file); no reference into the mapping
+        // exists. For a shared file mapping, MADV_DONTNEED only unmaps the
+        // pages: their contents, dirty or not, stay in the page cache and
+        // reach the file.
+        let dropped = unsafe {
+            rustix::mm::madvise(
+                base.as_ptr().add(self.released as usize).cast(),
+                (upto - self.released) as usize,
+                Advice::LinuxDontNeed,
+            )
+        };
+        if dropped.is_ok() {
+            self.released = upto;
+        }
     }
 
     /// Makes sure the file's blocks cover `0..end`; false if they cannot
@@ -172,7 +216,22 @@ impl MappedAppend {
                 self.reserved = want;
                 true
             }
-            Err(_) => false,
+            Err(e) => {
+                if e == rustix::io::Errno::OPNOTSUPP {
+                    // A file system that cannot reserve blocks: `pwrite`
+                    // from now on, without asking again.
+                    self.unmap();
+                }
+                false
+            }
+        }
+    }
+
+    fn unmap(&mut self) {
+        if let Some(base) = self.base.take() {
+            // SAFETY: `base..base+window` is exactly the mapping `new`
+            // made, unmapped once (`base` is taken); nothing refers into it.
+            let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), self.window) };
         }
     }
 
@@ -182,17 +241,14 @@ impl MappedAppend {
         self.file.set_len(len)?;
         self.reserved = len;
         self.len = len;
+        self.released = self.released.min((len / PAGE) * PAGE);
         Ok(())
     }
 }
 
 impl Drop for MappedAppend {
     fn drop(&mut self) {
-        if let Some(base) = self.base.take() {
-            // SAFETY: `base..base+window` is exactly the mapping `new`
-            // made, unmapped once, here; nothing refers into it.
-            let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), self.window) };
-        }
+        self.unmap();
         if self.reserved > self.len {
             // Best effort: a file left longer ends in zero bytes, which
             // recovery recognises as free space.
@@ -284,6 +340,21 @@ mod tests {
         w.append(b"more").unwrap();
         drop(w);
         assert_eq!(contents(&path), b"keepmore");
+    }
+
+    #[test]
+    fn pages_dropped_behind_the_writer_keep_their_bytes() {
+        let (path, file) = scratch("release");
+        let mut w = MappedAppend::new(file, 0, 32 << 20).unwrap();
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        for _ in 0..100 {
+            w.append(&chunk).unwrap();
+        }
+        assert!(w.released >= RELEASE_STEP, "nothing was released");
+        drop(w);
+        let back = contents(&path);
+        assert_eq!(back.len(), 100 * chunk.len());
+        assert!(back.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
     }
 
     #[test]
