@@ -51,7 +51,8 @@ pub struct MappedAppend {
     /// reserved (every append is a `pwrite` then).
     base: Option<NonNull<u8>>,
     window: usize,
-    /// Bytes of the file backed by blocks (its length): copies stay below.
+    /// Bytes of the file known to be backed by blocks (never past its
+    /// length): copies stay below.
     reserved: u64,
     /// The logical length: where the next append goes.
     len: u64,
@@ -93,8 +94,9 @@ impl MappedAppend {
         }
         // SAFETY: a fresh mapping (null hint, no MAP_FIXED) aliases no Rust
         // object. It may reach past the end of the file: those pages are
-        // never touched, since copies stay below `reserved`, the file's
-        // length, which only grows through `reserve` before a copy.
+        // never touched, since copies stay below `reserved`, which is never
+        // past the file's length and grows only through `reserve` (blocks
+        // allocated) before a copy.
         let mapped = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
@@ -113,7 +115,9 @@ impl MappedAppend {
             file,
             base,
             window,
-            reserved: size,
+            // Only the content is known to have blocks: whatever follows it
+            // (free space, or a hole) is reserved again before a copy.
+            reserved: len,
             len,
             released: 0,
         })
@@ -249,7 +253,7 @@ impl MappedAppend {
 impl Drop for MappedAppend {
     fn drop(&mut self) {
         self.unmap();
-        if self.reserved > self.len {
+        if self.file.metadata().is_ok_and(|m| m.len() != self.len) {
             // Best effort: a file left longer ends in zero bytes, which
             // recovery recognises as free space.
             let _ = self.file.set_len(self.len);
@@ -355,6 +359,18 @@ mod tests {
         let back = contents(&path);
         assert_eq!(back.len(), 100 * chunk.len());
         assert!(back.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+    }
+
+    #[test]
+    fn space_after_the_content_is_reserved_again_and_cut_off_at_drop() {
+        let (path, mut file) = scratch("hole");
+        std::io::Write::write_all(&mut file, b"head").unwrap();
+        // A hole after the content (as a file extended without blocks).
+        file.set_len(1 << 20).unwrap();
+        let mut w = MappedAppend::new(file, 4, 1 << 21).unwrap();
+        w.append(b"tail").unwrap();
+        drop(w);
+        assert_eq!(contents(&path), b"headtail");
     }
 
     #[test]
