@@ -288,7 +288,7 @@ impl RingThread {
                 go_on
             }
             Then::Reply(frame, sending) => {
-                let sent = block_on(&self.handle, self.conn.send(frame));
+                let sent = self.queue(frame);
                 drop(sending);
                 sent
             }
@@ -433,15 +433,14 @@ impl RingThread {
         let Some((reply, sending)) = conn::answer_inline(&self.conn, frame) else {
             return Polled::Served;
         };
-        if HEADER_LEN + reply.payload.len() <= self.out.max_frame() {
-            match self.out.try_send(&reply) {
-                Ok(Pushed::Done) => return Polled::Served,
-                Ok(Pushed::Full { .. }) => {}
-                Err(e) => return Polled::Return(Then::Corrupt(e)),
+        match self.onto_ring(&reply) {
+            Ok(true) => Polled::Served,
+            Ok(false) => {
+                let kept = sending.map(|s| s.keep(&self.conn));
+                Polled::Return(Then::Reply(reply, kept))
             }
+            Err(e) => Polled::Return(Then::Corrupt(e)),
         }
-        let kept = sending.map(|s| s.keep(&self.conn));
-        Polled::Return(Then::Reply(reply, kept))
     }
 
     /// The server this ring's connection belongs to.
@@ -464,8 +463,9 @@ impl RingThread {
 
     fn fatal(&self, body: ErrorBody) {
         let frame = Frame::error(0, None, &body);
-        if !matches!(self.out.try_send(&frame), Ok(Pushed::Done)) {
-            block_on(&self.handle, self.conn.send(frame));
+        // Best effort: a ring the client broke may refuse it.
+        if !matches!(self.onto_ring(&frame), Ok(true)) {
+            self.queue(frame);
         }
         let _ = self.fwd.blocking_send(Inbound::End);
     }
@@ -541,19 +541,30 @@ impl RingThread {
     }
 
     /// Writes a final answer straight onto the client's ring when it fits
-    /// now; otherwise queues it for the writer task (which splits and
-    /// waits for room).
+    /// now; otherwise queues it for the writer task.
     fn reply(&self, frame: Frame) -> bool {
-        if HEADER_LEN + frame.payload.len() <= self.out.max_frame() {
-            match self.out.try_send(&frame) {
-                Ok(Pushed::Done) => return true,
-                Ok(Pushed::Full { .. }) => {}
-                Err(e) => {
-                    self.corrupt(&e);
-                    return false;
-                }
+        match self.onto_ring(&frame) {
+            Ok(true) => true,
+            Ok(false) => self.queue(frame),
+            Err(e) => {
+                self.corrupt(&e);
+                false
             }
         }
+    }
+
+    /// Writes `frame` straight onto the client's ring if it fits there now
+    /// (true); false if it is too big for one record or the ring is full.
+    fn onto_ring(&self, frame: &Frame) -> Result<bool, ShmError> {
+        if HEADER_LEN + frame.payload.len() > self.out.max_frame() {
+            return Ok(false);
+        }
+        Ok(matches!(self.out.try_send(frame)?, Pushed::Done))
+    }
+
+    /// Queues an answer for the writer task, which splits it and waits for
+    /// room on the ring; false if the connection is gone.
+    fn queue(&self, frame: Frame) -> bool {
         block_on(&self.handle, self.conn.send(frame))
     }
 }
