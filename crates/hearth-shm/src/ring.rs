@@ -938,10 +938,7 @@ impl<M: RingMemory> Consumer<M> {
     /// ```
     pub fn note_cpu(&self) -> u32 {
         let cpu = current_cpu();
-        // Relaxed: a scheduling hint; nothing is published through it and
-        // a stale or forged value only changes whether the peer spins.
-        let hint = if cpu == UNKNOWN_CPU { 0 } else { cpu + 1 };
-        self.ctrl().data_wait.cpu.store(hint, Ordering::Relaxed);
+        self.note_cpu_as((cpu != UNKNOWN_CPU).then_some(cpu));
         cpu
     }
 
@@ -952,7 +949,8 @@ impl<M: RingMemory> Consumer<M> {
     pub fn note_cpu_as(&self, cpu: Option<u32>) {
         let hint = cpu.map_or(0, |c| c.wrapping_add(1));
         let word = &self.ctrl().data_wait.cpu;
-        // Relaxed: a hint (see `note_cpu`).
+        // Relaxed: a scheduling hint; nothing is published through it and
+        // a stale or forged value only changes whether the peer spins.
         if word.load(Ordering::Relaxed) != hint {
             word.store(hint, Ordering::Relaxed);
         }
@@ -969,7 +967,7 @@ impl<M: RingMemory> Consumer<M> {
             return false;
         }
         let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_cpu`).
+        // Relaxed: a hint (see `note_cpu_as`).
         peer.data_wait.cpu.load(Ordering::Relaxed) == cpu + 1
     }
 
