@@ -272,6 +272,15 @@ impl JournalFile for MappedSegment {
 }
 
 #[cfg(target_os = "linux")]
+impl MappedSegment {
+    /// A segment file appended to from `len` on.
+    fn open(f: File, len: u64) -> io::Result<Box<dyn JournalFile>> {
+        let append = hearth_shm::MappedAppend::new(f, len, MAPPED_WINDOW)?;
+        Ok(Box::new(MappedSegment(append)))
+    }
+}
+
+#[cfg(target_os = "linux")]
 impl JournalIo for MappedJournalIo {
     fn create(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
         let f = OpenOptions::new()
@@ -279,21 +288,13 @@ impl JournalIo for MappedJournalIo {
             .read(true)
             .write(true)
             .open(path)?;
-        Ok(Box::new(MappedSegment(hearth_shm::MappedAppend::new(
-            f,
-            0,
-            MAPPED_WINDOW,
-        )?)))
+        MappedSegment::open(f, 0)
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
         let f = OpenOptions::new().read(true).write(true).open(path)?;
         // Recovery has cut the segment back to its last record.
         let len = f.metadata()?.len();
-        Ok(Box::new(MappedSegment(hearth_shm::MappedAppend::new(
-            f,
-            len,
-            MAPPED_WINDOW,
-        )?)))
+        MappedSegment::open(f, len)
     }
 }
 
@@ -392,16 +393,15 @@ pub(crate) fn scan_segment(path: &Path) -> Result<SegmentScan> {
                 records.push(rec);
                 off += n;
             }
-            // No record starts with zero bytes (its length is at least 12):
-            // zeros to the end are free space, not a damaged record.
-            Err(_) if buf[off..].iter().all(|&b| b == 0) => {
-                free_tail = (buf.len() - off) as u64;
-                break;
-            }
             Err(why) => {
-                bad = Some((off as u64, why));
-                // Reserved zeros after the damage are free space too.
-                free_tail = buf[off..].iter().rev().take_while(|&&b| b == 0).count() as u64;
+                // Zero bytes at the end are reserved free space. No record
+                // starts with zeros (its length is at least 12), so zeros
+                // all the way from here are no damaged record at all.
+                let zeros = buf[off..].iter().rev().take_while(|&&b| b == 0).count();
+                free_tail = zeros as u64;
+                if zeros < buf.len() - off {
+                    bad = Some((off as u64, why));
+                }
                 break;
             }
         }
