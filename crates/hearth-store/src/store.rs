@@ -1821,10 +1821,9 @@ impl List {
             } else {
                 self.fetch_rows()?
             };
+            // Every row is at most `upper`, so the merge leaves `scanned`
+            // at the page's last id.
             self.merge(rows, upper.as_deref());
-            if let Some(upper) = upper {
-                self.scanned = Some(upper);
-            }
             if self.sql_done && self.pending.is_empty() {
                 self.done = true;
             }
