@@ -275,6 +275,14 @@ fn after_records(segment: &[u8], extra: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Opens the store in `dir` again and checks that recovery found no torn
+/// tail.
+fn reopen_whole(dir: &Path) -> Store {
+    let store = Store::open(dir, Options::default()).unwrap();
+    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    store
+}
+
 fn active_len(dir: &Path) -> u64 {
     let segs = segments(dir);
     std::fs::metadata(segs.last().unwrap()).unwrap().len()
@@ -304,8 +312,7 @@ fn a_full_disk_fails_the_write_with_storage_full_and_keeps_earlier_writes() {
     assert_eq!(store.put(&doc_id(11), doc(11)).unwrap(), 11);
     assert_docs(&store, 0..10, 10..11);
     drop(store);
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..10, 10..11);
     assert_docs(&store, 11..12, 0..0);
     assert_eq!(store.last_seq(), 11);
@@ -399,8 +406,7 @@ fn a_half_written_record_that_then_fails_is_cut_back_and_the_next_write_succeeds
     assert!(store.get(&doc_id(10)).unwrap().is_none());
     assert_eq!(store.put(&doc_id(11), doc(11)).unwrap(), 11);
     drop(store);
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..10, 10..11);
     assert_docs(&store, 11..12, 0..0);
 }
@@ -469,8 +475,7 @@ fn a_torn_write_whose_cut_back_also_fails_poisons_the_journal_until_reopen() {
     assert_docs(&store, 0..10, 10..12);
     assert_eq!(store.put(&doc_id(12), doc(12)).unwrap(), 11);
     drop(store);
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 12..13, 10..12);
 }
 
@@ -666,16 +671,14 @@ fn a_killed_writer_s_reserved_free_space_is_cut_off_at_open_without_a_report() {
         killed.len() > end,
         "the mapped writer reserved no space ahead of itself"
     );
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_eq!(store.recovery().replayed_ops, 30);
     assert_docs(&store, 0..30, 30..31);
     assert_eq!(std::fs::read(&seg).unwrap(), killed[..end]);
     // The next record goes right after the last one.
     assert_eq!(store.put(&doc_id(30), doc(30)).unwrap(), 31);
     drop(store);
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..31, 31..32);
 }
 
@@ -703,8 +706,7 @@ fn a_last_segment_of_nothing_but_zeros_was_never_headed_and_is_removed() {
     // then died before its header was copied in.
     let empty = dir.path().join("journal").join(format!("{:020}.log", 6));
     std::fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..5, 5..6);
     assert!(!empty.exists());
     assert_eq!(store.put(&doc_id(5), doc(5)).unwrap(), 6);
@@ -736,8 +738,7 @@ fn a_closed_store_s_segments_end_at_their_last_record() {
     for (seg, bytes) in journal_listing(dir.path()) {
         assert_eq!(bytes.len(), records_end(&bytes), "{}", seg.display());
     }
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..200, 200..201);
 }
 
@@ -763,8 +764,7 @@ fn a_torn_half_record_at_the_end_of_the_journal_is_dropped_and_reported() {
     );
     assert_eq!(store.put(&doc_id(40), doc(40)).unwrap(), 41);
     drop(store);
-    let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(store.recovery().torn_tail_bytes, 0);
+    let store = reopen_whole(dir.path());
     assert_docs(&store, 0..41, 41..42);
 }
 
