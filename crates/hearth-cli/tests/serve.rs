@@ -969,6 +969,41 @@ fn bench_transport_counts_context_switches_per_call() {
 }
 
 #[test]
+fn bench_transport_reports_the_machines_core_to_core_floor() {
+    let site = Site::new();
+    let args = [
+        "bench",
+        "--transport",
+        "shm",
+        "--ops",
+        "200",
+        "--idle-clients",
+        "0",
+        "--no-redis",
+        "--no-put",
+    ];
+    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let json = site.hearth(&[&args[..], &["--json"]].concat()).ok();
+    let report: Value = serde_json::from_str(&json.stdout).expect("one JSON object");
+    let floor = &report["machine"]["core_round_trip_ns"];
+    if two_cores {
+        assert!(
+            floor.as_u64().is_some_and(|ns| ns > 0),
+            "two cores: a round trip in nanoseconds: {report:#}"
+        );
+        let text = site.hearth(&args).ok();
+        assert!(
+            text.stdout
+                .contains("floor: a cache line's round trip between two cores")
+                && text.stdout.contains("shm get p50 ="),
+            "{text:#?}"
+        );
+    } else {
+        assert!(floor.is_null(), "one core: no floor: {report:#}");
+    }
+}
+
+#[test]
 fn bench_transport_refuses_an_unknown_transport() {
     let site = Site::new();
     let r = site

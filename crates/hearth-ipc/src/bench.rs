@@ -38,6 +38,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Environment variable that turns a program into the benchmark's server.
@@ -243,6 +244,12 @@ pub struct Machine {
     pub cpu: String,
     /// Kernel release.
     pub kernel: String,
+    /// A cache line's round trip between two threads spinning on two
+    /// cores, measured just before the transports (nanoseconds; none on one
+    /// core or when the second thread could not be scheduled): the floor
+    /// under any shared-memory call on this machine at that moment. On a
+    /// virtual machine it moves with where the host runs the vCPUs.
+    pub core_round_trip_ns: Option<u64>,
 }
 
 /// Everything one run measured.
@@ -536,7 +543,76 @@ fn machine() -> Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu,
         kernel,
+        core_round_trip_ns: None,
     }
+}
+
+/// A 64-byte line written by one side only.
+#[repr(align(64))]
+struct Line(AtomicU64);
+
+/// Round trips per sample of [`core_round_trip`].
+const FLOOR_TRIPS: u32 = 20_000;
+/// Samples of [`core_round_trip`]; the fastest is reported.
+const FLOOR_SAMPLES: usize = 5;
+/// Beyond this, a sample is given up: the echoing thread is not running
+/// (one free core, or a busy machine).
+const FLOOR_PATIENCE: Duration = Duration::from_millis(250);
+
+/// The time for one value to go to another thread and come back, each way
+/// in its own cache line (the shape of a request and its answer), both
+/// threads spinning: the fastest of a few samples, or none with one core
+/// or when a sample stalls. What any shared-memory call costs at least.
+fn core_round_trip() -> Option<Duration> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    let lines = std::sync::Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
+    let echo = {
+        let lines = lines.clone();
+        std::thread::Builder::new()
+            .name("hearth-bench-echo".into())
+            .spawn(move || {
+                let mut seen = 0;
+                loop {
+                    // Acquire/Release: only ordering between the two
+                    // threads' own values; no other data rides on them.
+                    let v = lines[0].0.load(Ordering::Acquire);
+                    if v == u64::MAX {
+                        return;
+                    }
+                    if v != seen {
+                        seen = v;
+                        lines[1].0.store(v, Ordering::Release);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+            .ok()?
+    };
+    let mut best: Option<Duration> = None;
+    let mut sent = 0u64;
+    'samples: for _ in 0..FLOOR_SAMPLES {
+        let start = Instant::now();
+        for _ in 0..FLOOR_TRIPS {
+            sent += 1;
+            lines[0].0.store(sent, Ordering::Release);
+            let mut polls = 0u32;
+            while lines[1].0.load(Ordering::Acquire) != sent {
+                std::hint::spin_loop();
+                polls = polls.wrapping_add(1);
+                if polls.is_multiple_of(4096) && start.elapsed() > FLOOR_PATIENCE {
+                    break 'samples;
+                }
+            }
+        }
+        let per = start.elapsed() / FLOOR_TRIPS;
+        best = Some(best.map_or(per, |b| b.min(per)));
+    }
+    lines[0].0.store(u64::MAX, Ordering::Release);
+    let _ = echo.join();
+    best
 }
 
 fn document(i: usize, bytes: usize) -> Value {
@@ -986,6 +1062,8 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
             loader.batch(writes)?;
         }
     }
+    log("a cache line's round trip between two cores");
+    let floor = core_round_trip();
     let mut runs = Vec::new();
     for &transport in &opts.transports {
         runs.push(measure_transport(&target, transport, opts, &mut log)?);
@@ -1004,7 +1082,10 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     }
     let ratios = ratios(&runs);
     Ok(Report {
-        machine: machine(),
+        machine: Machine {
+            core_round_trip_ns: floor.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            ..machine()
+        },
         doc_bytes: opts.doc_bytes,
         server_in_child,
         runs,
@@ -1041,6 +1122,24 @@ impl Report {
             },
             self.doc_bytes
         ));
+        if let Some(floor) = self.machine.core_round_trip_ns {
+            let shm_get = self
+                .runs
+                .iter()
+                .find(|r| r.transport == "shm")
+                .map(|r| r.get.p50_ns);
+            out.push_str(&format!(
+                "floor: a cache line's round trip between two cores takes {} on this machine now{}\n\n",
+                us(floor),
+                match shm_get {
+                    Some(p50) if floor > 0 => format!(
+                        " (shm get p50 = {:.1} of them)",
+                        p50 as f64 / floor as f64
+                    ),
+                    _ => String::new(),
+                }
+            ));
+        }
         out.push_str(&format!(
             "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7}\n",
             "transport",
