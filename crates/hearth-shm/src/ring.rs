@@ -851,15 +851,18 @@ impl<M: RingMemory> Consumer<M> {
                 avail.saturating_sub(RECORD_HEADER as u64)
             )));
         }
-        out.reserve(len);
-        for _ in 0..len / 8 {
-            out.extend_from_slice(&data[index & mask].load(Ordering::Relaxed).to_le_bytes());
+        // Sized once, then filled a word at a time (a copy per word into a
+        // growing vector cost a capacity check each).
+        out.resize(len, 0);
+        let mut chunks = out.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&data[index & mask].load(Ordering::Relaxed).to_le_bytes());
             index = index.wrapping_add(1);
         }
-        let rest = len % 8;
-        if rest > 0 {
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
             let word = data[index & mask].load(Ordering::Relaxed).to_le_bytes();
-            out.extend_from_slice(&word[..rest]);
+            rest.copy_from_slice(&word[..rest.len()]);
         }
         self.head += need;
         // Release pairs with the Acquire load of `head` in
