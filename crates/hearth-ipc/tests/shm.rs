@@ -486,6 +486,31 @@ fn a_later_call_still_ends_at_the_call_timeout() {
     child.wait().unwrap();
 }
 
+/// A blocking call that timed out leaves its answer slot behind; the next
+/// call on the same thread must not take the late answer for its own.
+#[test]
+fn a_late_answer_to_a_timed_out_call_never_reaches_the_next_call() {
+    let (mut child, options, _dirs) = child_server();
+    let client = Client::connect_with(
+        options
+            .transport(TransportPreference::SharedMemory)
+            .timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    client.put("late:a", json!({"which": "a"})).unwrap();
+    client.put("late:b", json!({"which": "b"})).unwrap();
+    freeze(child.id());
+    let e = client.get("late:a").unwrap_err();
+    assert!(matches!(e, IpcError::Timeout { .. }), "{e:?}");
+    signal(child.id(), "CONT");
+    let patient = client.with_timeout(Duration::from_secs(30));
+    for _ in 0..100 {
+        assert_eq!(patient.get("late:b").unwrap(), Some(json!({"which": "b"})));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn killing_a_shm_client_frees_its_segment_and_thread() {
     let fx = shm_server(|b| b);

@@ -20,6 +20,7 @@ use hearth_proto::{
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -69,10 +70,36 @@ impl Pending {
     }
 }
 
+/// Hashes the request ids this client numbered itself (sequential, never
+/// chosen by a peer): one multiplication spreads them over the table,
+/// where SipHash cost a good share of a shared-memory round trip.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are u64); any other input is
+        // folded in a byte at a time.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: an odd constant near 2^64 / φ moves the low
+        // bits of sequential ids into the high bits the table also uses.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The pending requests by id, counting those that are not blocking calls.
 #[derive(Default)]
 struct Table {
-    map: HashMap<u64, Pending>,
+    map: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
     async_entries: usize,
 }
 

@@ -67,14 +67,46 @@ pub(crate) struct SyncSlot {
     thread: Thread,
 }
 
+thread_local! {
+    /// The calling thread's slot, kept for its next blocking call.
+    static THIS_THREADS_SLOT: std::cell::RefCell<Option<Arc<SyncSlot>>> =
+        const { std::cell::RefCell::new(None) };
+    /// The calling thread's id (asking `std::thread::current` each time
+    /// clones and drops a handle).
+    static THIS_THREAD: std::thread::ThreadId = std::thread::current().id();
+}
+
 impl SyncSlot {
-    /// A slot for the calling thread.
-    pub(crate) fn new() -> Arc<SyncSlot> {
-        Arc::new(SyncSlot {
-            frame: Mutex::new(None),
-            ready: AtomicBool::new(false),
-            thread: std::thread::current(),
-        })
+    /// An empty slot for the calling thread: the one its last call used
+    /// when nothing else holds that any more (a call that timed out leaves
+    /// its slot with the pending table, where a late answer may still
+    /// fill it), else a new one.
+    pub(crate) fn for_this_thread() -> Arc<SyncSlot> {
+        let fresh = || {
+            Arc::new(SyncSlot {
+                frame: Mutex::new(None),
+                ready: AtomicBool::new(false),
+                thread: std::thread::current(),
+            })
+        };
+        // A thread whose thread-locals are being torn down gets a new slot.
+        THIS_THREADS_SLOT
+            .try_with(|kept| {
+                let mut kept = kept.borrow_mut();
+                if let Some(slot) = kept.as_mut()
+                    && let Some(only) = Arc::get_mut(slot)
+                {
+                    // Unique (`get_mut` synchronises with the release of every
+                    // other clone): no answer can reach it any more.
+                    *only.frame.get_mut() = None;
+                    *only.ready.get_mut() = false;
+                    return slot.clone();
+                }
+                let slot = fresh();
+                *kept = Some(slot.clone());
+                slot
+            })
+            .unwrap_or_else(|_| fresh())
     }
 
     /// Hands the final frame over and wakes the caller.
@@ -83,7 +115,12 @@ impl SyncSlot {
         // Release pairs with the Acquire load in `is_ready`: the frame is
         // in place before the caller sees the flag.
         self.ready.store(true, Ordering::Release);
-        if self.thread.id() != std::thread::current().id() {
+        // Unparking oneself would only leave a stale token: skipped. A
+        // thread in teardown counts as another.
+        if THIS_THREAD
+            .try_with(|me| self.thread.id() != *me)
+            .unwrap_or(true)
+        {
             self.thread.unpark();
         }
     }
@@ -103,6 +140,51 @@ impl SyncSlot {
         } else {
             None
         }
+    }
+}
+
+/// When a blocking call stops waiting: its timeout (and the caller's
+/// budget for waiting on this thread), counted from the first time the
+/// call looks at the clock. A call answered within its first spin never
+/// does — a clock read costs ~40 ns on a VM, a twentieth of a round
+/// trip — and one that waits longer starts counting at most one spin
+/// (`HOLDER_SPIN`, `WAITER_SPIN`) after it began.
+pub(crate) struct Deadline {
+    timeout: Duration,
+    budget: Option<Duration>,
+    start: std::cell::OnceCell<Instant>,
+}
+
+impl Deadline {
+    /// A deadline `timeout` after the call's first look at the clock, and
+    /// a wait on the calling thread bounded by `budget` as well.
+    pub(crate) fn new(timeout: Duration, budget: Option<Duration>) -> Deadline {
+        Deadline {
+            timeout,
+            budget,
+            start: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn start(&self) -> Instant {
+        *self.start.get_or_init(Instant::now)
+    }
+
+    /// When the call times out.
+    pub(crate) fn call(&self) -> Instant {
+        self.start() + self.timeout
+    }
+
+    /// When the wait on the calling thread ends: the call's deadline, or
+    /// the end of the budget if that comes first.
+    pub(crate) fn wait(&self) -> Instant {
+        let call = self.call();
+        self.budget.map_or(call, |b| call.min(self.start() + b))
+    }
+
+    /// Whether the budget ends the wait before the call's deadline.
+    pub(crate) fn budget_first(&self) -> bool {
+        self.wait() < self.call()
     }
 }
 
@@ -227,7 +309,7 @@ impl ClientShm {
         &self,
         core: &ConnCore,
         frame: Frame,
-        deadline: Instant,
+        deadline: &Deadline,
     ) -> Result<(), WaitEnd> {
         let max = self
             .out
@@ -246,7 +328,7 @@ impl ClientShm {
                         return Err(WaitEnd::Dead);
                     }
                 };
-                if Instant::now() >= deadline {
+                if Instant::now() >= deadline.call() {
                     return Err(WaitEnd::Timeout);
                 }
                 // The server may wait for us to read before it reads more.
@@ -264,12 +346,13 @@ impl ClientShm {
     }
 
     /// Waits on the calling thread until `slot` holds the final frame:
-    /// reading the ring itself when nobody else does.
+    /// reading the ring itself when nobody else does. Gives up at
+    /// `deadline()` (read only once the wait outlasts a spin).
     pub(crate) fn wait_reply(
         &self,
         core: &ConnCore,
         slot: &SyncSlot,
-        deadline: Instant,
+        deadline: &dyn Fn() -> Instant,
     ) -> Result<Frame, WaitEnd> {
         let mut waiter_spin: Option<Spinner> = None;
         let mut parked = false;
@@ -290,12 +373,13 @@ impl ClientShm {
                 self.hold(core, &mut rx, &|| slot.is_ready(), Some(deadline));
                 drop(rx);
                 self.after_release(core);
-                if !slot.is_ready() && Instant::now() >= deadline {
+                if !slot.is_ready() && Instant::now() >= deadline() {
                     return Err(WaitEnd::Timeout);
                 }
                 continue;
             }
             let now = Instant::now();
+            let deadline = deadline();
             if now >= deadline {
                 return Err(WaitEnd::Timeout);
             }
@@ -392,7 +476,7 @@ impl ClientShm {
         core: &ConnCore,
         rx: &mut RxSide,
         done: &dyn Fn() -> bool,
-        deadline: Option<Instant>,
+        deadline: Option<&dyn Fn() -> Instant>,
     ) {
         let mut rounds: u32 = 0;
         loop {
@@ -410,7 +494,7 @@ impl ClientShm {
             // read per round would be a good share of a round trip).
             rounds += 1;
             if rounds.is_multiple_of(DEADLINE_EVERY)
-                && deadline.is_some_and(|d| Instant::now() >= d)
+                && deadline.is_some_and(|d| Instant::now() >= d())
             {
                 return;
             }
@@ -429,6 +513,7 @@ impl ClientShm {
             let remaining = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
+                    let deadline = deadline();
                     if now >= deadline {
                         return;
                     }
@@ -545,4 +630,65 @@ async fn watch(shm: Arc<ClientShm>, core: Weak<ConnCore>, mut stream: UnixStream
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_counts_from_the_first_time_it_is_asked() {
+        let deadline = Deadline::new(Duration::from_secs(10), None);
+        let before = Instant::now();
+        let at = deadline.call();
+        assert!(at >= before + Duration::from_secs(10));
+        assert_eq!(deadline.call(), at, "the clock is read once");
+        assert_eq!(
+            deadline.wait(),
+            at,
+            "no budget: the wait ends with the call"
+        );
+        assert!(!deadline.budget_first());
+    }
+
+    #[test]
+    fn a_budget_shorter_than_the_timeout_ends_the_wait_first() {
+        let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(5)));
+        assert!(deadline.budget_first());
+        assert_eq!(
+            deadline.call() - deadline.wait(),
+            Duration::from_secs(10) - Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn a_budget_longer_than_the_timeout_changes_nothing() {
+        let deadline = Deadline::new(Duration::from_millis(5), Some(Duration::from_secs(10)));
+        assert!(!deadline.budget_first());
+        assert_eq!(deadline.wait(), deadline.call());
+    }
+
+    #[test]
+    fn a_thread_gets_its_slot_back_once_nothing_else_holds_it() {
+        let first = SyncSlot::for_this_thread();
+        first.fill(Frame::error(
+            1,
+            None,
+            &hearth_proto::ErrorBody::new(hearth_proto::ErrorCode::Internal, "x"),
+        ));
+        assert!(first.take().is_some());
+        let ptr = Arc::as_ptr(&first);
+        drop(first);
+        let again = SyncSlot::for_this_thread();
+        assert_eq!(Arc::as_ptr(&again), ptr, "reused");
+        assert!(!again.is_ready() && again.take().is_none(), "and empty");
+        let held = again.clone();
+        drop(again);
+        let other = SyncSlot::for_this_thread();
+        assert_ne!(
+            Arc::as_ptr(&other),
+            Arc::as_ptr(&held),
+            "still held: a new one"
+        );
+    }
 }

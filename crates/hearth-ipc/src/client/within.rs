@@ -16,13 +16,13 @@
 //! [`Later`] outlive the call's own timeout.
 
 use super::core::{Pending, final_payload};
-use super::shm::{SyncSlot, WaitEnd};
+use super::shm::{Deadline, SyncSlot, WaitEnd};
 use super::{AsyncClient, calls};
 use crate::error::IpcError;
 use hearth_proto::Operation;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a call with a budget gives back: its result, or the rest of it.
 ///
@@ -51,8 +51,9 @@ pub enum Within<T> {
 }
 
 /// The rest of a call that outlived its budget. Waiting is bounded by the
-/// call's timeout, counted from when the call started; dropping it
-/// abandons the answer (the request itself has been sent).
+/// call's timeout, counted from when the call started waiting (at most one
+/// short spin after it began); dropping it abandons the answer (the
+/// request itself has been sent).
 #[must_use = "the answer is lost unless it is waited for"]
 pub struct Later<T> {
     rest: Pin<Box<dyn Future<Output = Result<Vec<u8>, IpcError>> + Send>>,
@@ -103,10 +104,9 @@ impl AsyncClient {
     ) -> Option<RawWithin> {
         let (core, shm, permit) = self.blocking_parts()?;
         let payload = payload.take()?;
-        let started = Instant::now();
-        let deadline = started + self.timeout;
+        let deadline = Deadline::new(self.timeout, budget);
         let id = core.next_id();
-        let slot = SyncSlot::new();
+        let slot = SyncSlot::for_this_thread();
         core.register(
             id,
             Pending::Sync {
@@ -119,27 +119,26 @@ impl AsyncClient {
             WaitEnd::Dead => core.dead_error(),
             WaitEnd::Timeout => self.timed_out(op),
         };
-        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), deadline) {
+        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), &deadline) {
             core.unregister(id);
             return Some(RawWithin::Ready(Err(failed(end))));
         }
-        let short = budget.map_or(deadline, |b| deadline.min(Instant::now() + b));
-        let waited = shm.wait_reply(&core, &slot, short);
+        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait());
         let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
-            Err(WaitEnd::Timeout) if short < deadline => {
+            Err(WaitEnd::Timeout) if deadline.budget_first() => {
                 // Over budget, not over time: the rest goes async, unless
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
                     return Some(RawWithin::Ready(
-                        shm.wait_reply(&core, &slot, deadline)
+                        shm.wait_reply(&core, &slot, &|| deadline.call())
                             .map_err(failed)
                             .and_then(final_payload),
                     ));
                 };
                 let client = self.clone();
-                let deadline = tokio::time::Instant::from_std(deadline);
+                let deadline = tokio::time::Instant::from_std(deadline.call());
                 return Some(RawWithin::Later(Box::pin(async move {
                     client.final_reply(&core, id, op, deadline, rx).await
                 })));
