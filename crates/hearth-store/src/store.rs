@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,10 @@ struct Inner {
     recovery: Recovery,
     writer: Mutex<Writer>,
     overlay: Mutex<HashMap<String, Arc<Entry>>>,
+    /// The overlay's length, stored under its lock after every change, so
+    /// that a point read skips the lock and the hash while it is empty
+    /// (most of the time: the applier drains it within milliseconds).
+    overlay_len: AtomicUsize,
     cache: Mutex<Cache>,
     queue: Mutex<Queue>,
     /// The applier waits here for work.
@@ -356,6 +360,7 @@ impl Store {
             // Pre-sized so the writer lock is never held across a rehash
             // while the overlay grows towards its usual size.
             overlay: Mutex::new(HashMap::with_capacity(overlay_presize(&opts))),
+            overlay_len: AtomicUsize::new(0),
             cache: Mutex::new(Cache {
                 lru: LruCache::unbounded(),
                 bytes: 0,
@@ -995,7 +1000,13 @@ impl Inner {
     /// The current entry for `id` (tombstones included): overlay, cache, then
     /// SQLite.
     fn current(&self, id: &str) -> Result<Option<Arc<Entry>>> {
-        if let Some(e) = self.overlay.lock().get(id) {
+        // Acquire pairs with the Release stores of `overlay_len` in
+        // `publish` and the applier: a write acknowledged before this read
+        // began made the length non-zero first, and a length back at zero
+        // comes after the applier put the entries in the cache.
+        if self.overlay_len.load(Ordering::Acquire) != 0
+            && let Some(e) = self.overlay.lock().get(id)
+        {
             return Ok(Some(e.clone()));
         }
         let generation = {
@@ -1095,6 +1106,8 @@ impl Inner {
             for (_, e) in &staged {
                 overlay.insert(e.id.clone(), e.clone());
             }
+            // Release pairs with the Acquire load in `current`.
+            self.overlay_len.store(overlay.len(), Ordering::Release);
         }
         let wake_applier = {
             let mut q = self.queue.lock();
@@ -1539,6 +1552,10 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                             overlay.remove(&e.id);
                         }
                     }
+                    // Release pairs with the Acquire load in `current`: the
+                    // cache holds these entries before a reader may skip
+                    // the overlay.
+                    inner.overlay_len.store(overlay.len(), Ordering::Release);
                 }
                 {
                     let mut overlay = inner.overlay.lock();
