@@ -230,14 +230,20 @@ impl Refusal {
 #[derive(Debug)]
 pub(crate) struct InFlight<T> {
     limit: usize,
-    live: HashMap<u64, Option<T>>,
+    /// Keyed by the client's request ids (a peer's choice): foldhash,
+    /// seeded per process, costs a few nanoseconds where SipHash cost a
+    /// good share of a shared-memory round trip (three lookups per
+    /// request); the table never holds more than `limit` ids, so even
+    /// collisions chosen by a client that learnt the seed would cost at
+    /// most `limit` probes per request of its own.
+    live: HashMap<u64, Option<T>, foldhash::fast::RandomState>,
 }
 
 impl<T> InFlight<T> {
     pub(crate) fn new(limit: usize) -> InFlight<T> {
         InFlight {
             limit: limit.max(1),
-            live: HashMap::new(),
+            live: HashMap::default(),
         }
     }
 
