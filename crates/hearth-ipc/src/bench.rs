@@ -770,9 +770,12 @@ fn measure_transport(
         transport.name(),
         clients.len()
     ));
+    // Keys are rendered before the clock starts, as the Redis rows build
+    // each request before theirs.
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i}")).collect();
     let warm = per_client.min(2000);
     phase(&clients, warm, None, |c, _, i| {
-        c.get_json(&format!("bench:{}", i % KEYS)).map(|_| ())
+        c.get_json(&keys[i % KEYS]).map(|_| ())
     })?;
     log(&format!(
         "{}: {} gets",
@@ -782,7 +785,7 @@ fn measure_transport(
     // The document as JSON text (`get_json`), as Redis's GET gives its
     // value as bytes: a round trip, not a client-side parse into a tree.
     let get = phase(&clients, per_client, target.pid(), |c, _, i| {
-        c.get_json(&format!("bench:{}", i % KEYS)).map(|_| ())
+        c.get_json(&keys[i % KEYS]).map(|_| ())
     })?;
     let put = if opts.puts {
         log(&format!(
@@ -795,8 +798,11 @@ fn measure_transport(
         let texts: Vec<String> = (0..KEYS)
             .map(|i| document(i, doc_bytes).to_string())
             .collect();
+        let put_keys: Vec<Vec<String>> = (0..clients.len())
+            .map(|who| (0..KEYS).map(|i| format!("bench:put:{who}:{i}")).collect())
+            .collect();
         Some(phase(&clients, per_client, target.pid(), |c, who, i| {
-            c.put_json(&format!("bench:put:{who}:{}", i % KEYS), &texts[i % KEYS])
+            c.put_json(&put_keys[who][i % KEYS], &texts[i % KEYS])
                 .map(|_| ())
         })?)
     } else {
