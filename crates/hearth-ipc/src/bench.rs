@@ -1132,7 +1132,7 @@ impl Report {
             let shm_get = self
                 .runs
                 .iter()
-                .find(|r| r.transport == "shm")
+                .find(|r| r.transport == "shm" && r.clients == 1)
                 .map(|r| r.get.p50_ns);
             out.push_str(&format!(
                 "floor: a cache line's round trip between two cores takes {} on this machine now{}\n\n",
