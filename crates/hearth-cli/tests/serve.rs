@@ -941,22 +941,23 @@ fn bench_transport_compares_shm_with_the_socket_and_reports_idle_cost() {
     }
 }
 
+/// `hearth bench` over shared memory alone: 200 calls, no idle clients,
+/// no Redis.
+const SHM_BENCH: [&str; 8] = [
+    "bench",
+    "--transport",
+    "shm",
+    "--ops",
+    "200",
+    "--idle-clients",
+    "0",
+    "--no-redis",
+];
+
 #[test]
 fn bench_transport_counts_context_switches_per_call() {
     let site = Site::new();
-    let r = site
-        .hearth(&[
-            "bench",
-            "--transport",
-            "shm",
-            "--ops",
-            "200",
-            "--idle-clients",
-            "0",
-            "--no-redis",
-            "--json",
-        ])
-        .ok();
+    let r = site.hearth(&[&SHM_BENCH[..], &["--json"]].concat()).ok();
     let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
     let run = &report["runs"][0];
     for op in ["get", "put"] {
@@ -971,17 +972,7 @@ fn bench_transport_counts_context_switches_per_call() {
 #[test]
 fn bench_transport_reports_the_machines_core_to_core_floor() {
     let site = Site::new();
-    let args = [
-        "bench",
-        "--transport",
-        "shm",
-        "--ops",
-        "200",
-        "--idle-clients",
-        "0",
-        "--no-redis",
-        "--no-put",
-    ];
+    let args = [&SHM_BENCH[..], &["--no-put"]].concat();
     let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
     let json = site.hearth(&[&args[..], &["--json"]].concat()).ok();
     let report: Value = serde_json::from_str(&json.stdout).expect("one JSON object");

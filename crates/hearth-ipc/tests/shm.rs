@@ -461,15 +461,20 @@ fn a_call_over_budget_on_a_frozen_server_comes_back_later_over_the_socket() {
     a_call_over_budget_on_a_frozen_server_comes_back_later(TransportPreference::Socket);
 }
 
-#[test]
-fn a_later_call_still_ends_at_the_call_timeout() {
-    let (mut child, options, _dirs) = child_server();
-    let client = Client::connect_with(
+/// A shared-memory client whose calls time out after 300 ms.
+fn impatient_shm_client(options: ConnectOptions) -> Client {
+    Client::connect_with(
         options
             .transport(TransportPreference::SharedMemory)
             .timeout(Duration::from_millis(300)),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_later_call_still_ends_at_the_call_timeout() {
+    let (mut child, options, _dirs) = child_server();
+    let client = impatient_shm_client(options);
     client.ping().unwrap();
     freeze(child.id());
     let Within::Later(rest) = client.put_within("t:1", json!({}), Duration::from_millis(10)) else {
@@ -491,12 +496,7 @@ fn a_later_call_still_ends_at_the_call_timeout() {
 #[test]
 fn a_late_answer_to_a_timed_out_call_never_reaches_the_next_call() {
     let (mut child, options, _dirs) = child_server();
-    let client = Client::connect_with(
-        options
-            .transport(TransportPreference::SharedMemory)
-            .timeout(Duration::from_millis(300)),
-    )
-    .unwrap();
+    let client = impatient_shm_client(options);
     client.put("late:a", json!({"which": "a"})).unwrap();
     client.put("late:b", json!({"which": "b"})).unwrap();
     freeze(child.id());

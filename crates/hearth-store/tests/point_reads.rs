@@ -7,6 +7,13 @@ use hearth_store::{Options, Store};
 use serde_json::json;
 use std::sync::mpsc;
 
+/// The two documents as the test wrote them last.
+fn assert_rewritten(store: &Store) {
+    let value = |id: &str| store.get(id).unwrap().unwrap().to_value();
+    assert_eq!(value("doc:old"), json!({"v": 2}));
+    assert_eq!(value("doc:new"), json!({"v": 3}));
+}
+
 #[test]
 fn a_get_sees_writes_before_and_after_they_are_applied() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,35 +25,14 @@ fn a_get_sees_writes_before_and_after_they_are_applied() {
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     store.put("doc:old", json!({"v": 2})).unwrap();
     store.put("doc:new", json!({"v": 3})).unwrap();
-    assert_eq!(
-        store.get("doc:old").unwrap().unwrap().to_value(),
-        json!({"v": 2})
-    );
-    assert_eq!(
-        store.get("doc:new").unwrap().unwrap().to_value(),
-        json!({"v": 3})
-    );
+    assert_rewritten(&store);
     blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
     store.flush().unwrap();
-    assert_eq!(
-        store.get("doc:old").unwrap().unwrap().to_value(),
-        json!({"v": 2})
-    );
-    assert_eq!(
-        store.get("doc:new").unwrap().unwrap().to_value(),
-        json!({"v": 3})
-    );
+    assert_rewritten(&store);
     drop(store);
     let store = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(
-        store.get("doc:old").unwrap().unwrap().to_value(),
-        json!({"v": 2})
-    );
-    assert_eq!(
-        store.get("doc:new").unwrap().unwrap().to_value(),
-        json!({"v": 3})
-    );
+    assert_rewritten(&store);
 }
 
 #[test]
