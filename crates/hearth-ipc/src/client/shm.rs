@@ -146,7 +146,7 @@ impl SyncSlot {
 /// When a blocking call stops waiting: its timeout (and the caller's
 /// budget for waiting on this thread), counted from the first time the
 /// call looks at the clock. A call answered within its first spin never
-/// does — a clock read costs ~40 ns on a VM, a twentieth of a round
+/// does — a clock read costs ~30 ns on this VM, a thirtieth of a round
 /// trip — and one that waits longer starts counting at most one spin
 /// (`HOLDER_SPIN`, `WAITER_SPIN`) after it began.
 pub(crate) struct Deadline {
