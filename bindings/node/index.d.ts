@@ -50,7 +50,7 @@ export const version: string;
 
 /** Per-call options. */
 export interface CallOptions {
-  /** Milliseconds before the call fails with code "timeout" (default: the client's, 30 s). */
+  /** Milliseconds before the call fails with code "timeout" (default: the client's, 30 s; longer than 100 years counts as 100 years). */
   timeout?: number;
   /** Aborting it rejects the call with an AbortError (code ABORT_ERR). */
   signal?: AbortSignal;
@@ -142,7 +142,7 @@ export interface LocalFirstOptions {
   socketDir?: string;
   /** Connect to this socket path instead of the channel's. */
   socketPath?: string;
-  /** Default per-call timeout in ms (30 000). */
+  /** Default per-call timeout in ms (30 000; longer than 100 years counts as 100 years). */
   timeout?: number;
   /** Connecting and the handshake, in ms (10 000). */
   connectTimeout?: number;
@@ -234,9 +234,9 @@ export interface StartServerOptions {
   exitWithParent?: boolean;
   /** Extra environment for the server. */
   env?: Record<string, string>;
-  /** ms to wait for the ready line before giving up (30 000; 0 = no limit). */
+  /** ms to wait for the ready line before giving up (30 000; 0 = no limit; past 2^31 - 1, about 24.8 days, kept at that). */
   readyTimeout?: number;
-  /** ms between SIGTERM and SIGKILL in stop() (5000). */
+  /** ms between SIGTERM and SIGKILL in stop() (5000; past 2^31 - 1, about 24.8 days, kept at that). */
   stopTimeout?: number;
   /** "forward" (default: 'log' events and stderr), "events" ('log' events only) or "ignore". */
   logs?: 'forward' | 'events' | 'ignore';

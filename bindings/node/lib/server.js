@@ -19,6 +19,23 @@ const { HearthError } = require('./errors');
 
 const READY = /^ready channel=(\S+) socket=(.*) pid=(\d+)$/;
 
+/** The longest delay `setTimeout` keeps (2^31 - 1 ms, ~24.8 days): a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A delay option in milliseconds: a non-negative number (Infinity allowed),
+ * kept within what `setTimeout` can wait — longer means "no limit in
+ * practice", not "at once" as `setTimeout` itself would take it.
+ */
+function delayMs(v, dflt, what) {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
+    const shown = typeof v === 'number' ? String(v) : `a ${v === null ? 'null' : typeof v}`;
+    throw new HearthError('invalid_input', `${what} must be a non-negative number of milliseconds, not ${shown}`);
+  }
+  return Math.min(v, MAX_TIMER_MS);
+}
+
 /** Where the `hearth` binary is: options.binary, $HEARTH_BIN, or what `npm install` recorded. */
 function hearthBinary(explicit) {
   if (explicit) return explicit;
@@ -97,10 +114,10 @@ class HearthServer extends EventEmitter {
     this._env = { ...process.env, HEARTH_IPC: 'true', ...(options.env || {}) };
     this._maxRestarts = options.maxRestarts === undefined ? 5 : options.maxRestarts;
     const backoff = options.backoff || {};
-    this._backoffInitial = backoff.initial === undefined ? 100 : backoff.initial;
-    this._backoffMax = backoff.max === undefined ? 5000 : backoff.max;
-    this._readyTimeout = options.readyTimeout === undefined ? 30000 : options.readyTimeout;
-    this._stopTimeout = options.stopTimeout === undefined ? 5000 : options.stopTimeout;
+    this._backoffInitial = delayMs(backoff.initial, 100, 'startServer: options.backoff.initial');
+    this._backoffMax = delayMs(backoff.max, 5000, 'startServer: options.backoff.max');
+    this._readyTimeout = delayMs(options.readyTimeout, 30000, 'startServer: options.readyTimeout');
+    this._stopTimeout = delayMs(options.stopTimeout, 5000, 'startServer: options.stopTimeout');
     this._logs = options.logs === undefined ? 'forward' : options.logs;
     if (!['forward', 'events', 'ignore'].includes(this._logs)) {
       throw new HearthError('invalid_input', 'startServer: options.logs must be "forward", "events" or "ignore"');
@@ -240,6 +257,7 @@ class HearthServer extends EventEmitter {
    * `{code, signal}` once it has exited. No restart follows.
    */
   async stop({ timeout } = {}) {
+    const grace = delayMs(timeout, this._stopTimeout, 'stop: options.timeout');
     this._stopping = true;
     if (this._restartTimer) {
       clearTimeout(this._restartTimer);
@@ -248,7 +266,6 @@ class HearthServer extends EventEmitter {
     if (!this._child) return this._exited ? this._exited : { code: null, signal: null };
     const exited = this._exited;
     this._kill('SIGTERM');
-    const grace = timeout === undefined ? this._stopTimeout : timeout;
     const killer = setTimeout(() => this._kill('SIGKILL'), grace);
     try {
       return await exited;

@@ -415,7 +415,7 @@ impl NativeClient {
 /// The fast path's budget: a finite, non-negative number of milliseconds.
 fn budget(ms: f64) -> Result<Duration, NodeError> {
     if ms.is_finite() && ms >= 0.0 {
-        Ok(Duration::from_secs_f64(ms / 1000.0))
+        Ok(crate::rt::millis(ms))
     } else {
         Err(NodeError::InvalidInput(format!(
             "the fast-path budget must be a non-negative number of milliseconds, not {ms}"

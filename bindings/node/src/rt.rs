@@ -34,7 +34,7 @@ where
 pub fn timeout(ms: Option<f64>) -> Result<Option<Duration>, NodeError> {
     match ms {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(millis(ms))),
         Some(ms) => Err(NodeError::InvalidInput(format!(
             "timeout must be a non-negative number of milliseconds, not {ms}"
         ))),
@@ -114,4 +114,13 @@ pub async fn cancellable<T>(
             }
         }
     }
+}
+
+/// A finite, non-negative number of milliseconds as a duration, at most
+/// [`hearth_ipc::MAX_TIMEOUT`]: a larger one (up to `Number.MAX_VALUE`)
+/// means "no timeout in practice", not an overflow.
+pub fn millis(ms: f64) -> Duration {
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .unwrap_or(hearth_ipc::MAX_TIMEOUT)
+        .min(hearth_ipc::MAX_TIMEOUT)
 }

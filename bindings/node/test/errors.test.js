@@ -78,6 +78,18 @@ test('a closed client fails with ECLOSED', needsServe, async (t) => {
   await assert.rejects(w.next(), hasCode('ECLOSED'));
 });
 
+test('a timeout too long for the clock means no timeout in practice, not a crash', needsServe, async (t) => {
+  const s = await server(t);
+  // Number.MAX_VALUE ms overflows a Rust Duration; 1e15 ms overflows
+  // nothing but is 31,000 years. Both are kept as the longest timeout.
+  const db = client(t, s.channel, { timeout: Number.MAX_VALUE, connectTimeout: 1e300 });
+  await db.put('long:1', { v: 1 }, { timeout: 1e300 });
+  assert.deepEqual(await db.get('long:1', { timeout: Number.MAX_VALUE }), { v: 1 });
+  assert.deepEqual(await db.get('long:1', { timeout: 1e15 }), { v: 1 });
+  const fast = client(t, s.channel, { fastPathBudget: 1e300 });
+  assert.deepEqual(await fast.get('long:1'), { v: 1 });
+});
+
 test('an unknown handler is unknown_operation; bad options are invalid_input', needsServe, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel);

@@ -110,6 +110,26 @@ test('a second server on the same channel fails with the first one named', needs
   );
 });
 
+test('delays past what setTimeout can wait are kept as the longest, not fired at once', needsServe, async (t) => {
+  // setTimeout fires a delay over 2^31 - 1 ms after 1 ms: a ready timeout
+  // of 3e9 ms must not fail the start, nor a stop grace kill at once.
+  const s = await server(t, { readyTimeout: 3e9, stopTimeout: Infinity, backoff: { initial: 1e12, max: 1e12 } });
+  const db = client(t, s.channel);
+  await db.put('d:1', { v: 1 });
+  await db.close();
+  const exit = await s.stop({ timeout: 1e300 });
+  assert.equal(exit.signal, null, 'a graceful exit, not SIGKILL');
+});
+
+test('delay options that are not non-negative numbers are invalid_input', async () => {
+  for (const bad of [{ readyTimeout: -1 }, { stopTimeout: 'soon' }, { backoff: { initial: NaN } }, { backoff: { max: null } }]) {
+    await assert.rejects(
+      hearth.startServer({ channel: channel(), dataDir: tempDir(), ...bad }),
+      (e) => e.code === 'invalid_input' && /non-negative number of milliseconds/.test(e.message),
+    );
+  }
+});
+
 test('a missing binary is ESERVER_START saying how to build it', async () => {
   await assert.rejects(
     hearth.startServer({ channel: channel(), dataDir: tempDir(), binary: '/nonexistent/hearth' }),

@@ -68,8 +68,8 @@ pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
 pub use server::{ConnectionInfo, Server, ServerBuilder, ServerStats};
 pub use types::{
-    Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, Metadata, Page, Subscription,
-    TopicEvent, TransportPreference,
+    Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, MAX_TIMEOUT, Metadata, Page,
+    Subscription, TopicEvent, TransportPreference,
 };
 
 #[cfg(test)]

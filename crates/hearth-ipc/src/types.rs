@@ -167,6 +167,25 @@ impl Subscription {
     }
 }
 
+/// The longest timeout hearth keeps: 100 years. Every timeout setter
+/// (client and server) clamps to it, so that `Duration::MAX` — or any
+/// duration too long to add to the clock — means "no timeout in practice"
+/// instead of an overflow.
+///
+/// ```
+/// use hearth_ipc::{ConnectOptions, MAX_TIMEOUT};
+/// use std::time::Duration;
+/// let options = ConnectOptions::new("my-app").timeout(Duration::MAX);
+/// # let _ = options;
+/// assert_eq!(MAX_TIMEOUT.as_secs(), 100 * 365 * 24 * 60 * 60);
+/// ```
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `timeout`, at most [`MAX_TIMEOUT`].
+pub(crate) fn clamp_timeout(timeout: Duration) -> Duration {
+    timeout.min(MAX_TIMEOUT)
+}
+
 /// How a client connects and how long it waits.
 ///
 /// ```
@@ -271,22 +290,25 @@ impl ConnectOptions {
         }
     }
 
-    /// The default deadline of every call (default 30 s).
+    /// The default deadline of every call (default 30 s; at most
+    /// [`MAX_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> ConnectOptions {
-        self.timeout = timeout;
+        self.timeout = clamp_timeout(timeout);
         self
     }
 
-    /// How long connecting and the handshake may take (default 10 s).
+    /// How long connecting and the handshake may take (default 10 s; at
+    /// most [`MAX_TIMEOUT`]).
     pub fn connect_timeout(mut self, timeout: Duration) -> ConnectOptions {
-        self.connect_timeout = timeout;
+        self.connect_timeout = clamp_timeout(timeout);
         self
     }
 
     /// How long a change stream keeps trying to reconnect and resume after
-    /// the connection is lost before it reports the error (default 30 s).
+    /// the connection is lost before it reports the error (default 30 s;
+    /// at most [`MAX_TIMEOUT`]).
     pub fn resume_timeout(mut self, timeout: Duration) -> ConnectOptions {
-        self.resume_timeout = timeout;
+        self.resume_timeout = clamp_timeout(timeout);
         self
     }
 

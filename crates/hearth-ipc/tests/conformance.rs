@@ -33,6 +33,27 @@ fn ping_answers(fx: &Fx) {
     assert_eq!(info.negotiated.version, 1);
 }
 
+/// `Duration::MAX` (or any timeout too long to add to the clock) means no
+/// timeout in practice: calls, streams and budgets work as with any other.
+fn a_timeout_too_long_for_the_clock_is_kept_as_the_longest(fx: &Fx) {
+    let client = fx.client_with(|o| {
+        o.timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .resume_timeout(Duration::MAX)
+    });
+    client.put("long:1", json!({"v": 1})).unwrap();
+    assert_eq!(client.get("long:1").unwrap(), Some(json!({"v": 1})));
+    let forever = client.with_timeout(Duration::MAX);
+    assert_eq!(forever.get("long:1").unwrap(), Some(json!({"v": 1})));
+    assert!(matches!(
+        forever.get_within("long:1", Duration::MAX),
+        Within::Ready(Ok(Some(_)))
+    ));
+    let listed = forever.list(ListOptions::default()).unwrap();
+    assert_eq!(listed.docs.len(), 1);
+    assert_eq!(hearth_ipc::MAX_TIMEOUT.as_secs(), 100 * 365 * 24 * 3600);
+}
+
 fn put_then_get_round_trips(fx: &Fx) {
     let client = fx.client();
     let seq = client
@@ -786,6 +807,7 @@ macro_rules! conformance {
 
 conformance!(
     ping_answers,
+    a_timeout_too_long_for_the_clock_is_kept_as_the_longest,
     put_then_get_round_trips,
     get_json_gives_the_documents_text,
     put_json_sends_the_text_as_it_is,

@@ -389,3 +389,17 @@ fn a_change_stream_resumes_across_a_server_restart_with_every_change_once() {
     );
     server.shutdown().unwrap();
 }
+
+#[test]
+fn server_timeouts_too_long_for_the_clock_are_kept_as_the_longest() {
+    let fx = Fx::socket(|b| {
+        b.stall_timeout(Duration::MAX)
+            .handshake_timeout(Duration::MAX)
+            .shutdown_timeout(Duration::MAX)
+    });
+    let client = fx.client();
+    client.put("long:1", json!({"v": 1})).unwrap();
+    assert!(fx.server.wait_for(Duration::MAX, |s| s.requests >= 1));
+    drop(client);
+    fx.server.shutdown().unwrap();
+}

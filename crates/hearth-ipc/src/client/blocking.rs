@@ -166,7 +166,8 @@ impl Client {
         &self.inner
     }
 
-    /// The same client with another per-call timeout.
+    /// The same client with another per-call timeout (at most
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn with_timeout(&self, timeout: Duration) -> Client {
         Client {
             inner: self.inner.with_timeout(timeout),

@@ -253,11 +253,12 @@ impl AsyncClient {
         })
     }
 
-    /// The same client (same connection) with another per-call timeout.
+    /// The same client (same connection) with another per-call timeout
+    /// (at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn with_timeout(&self, timeout: Duration) -> AsyncClient {
         AsyncClient {
             inner: self.inner.clone(),
-            timeout,
+            timeout: crate::types::clamp_timeout(timeout),
         }
     }
 

@@ -515,21 +515,23 @@ impl ServerBuilder {
     }
 
     /// A client whose socket accepts no bytes for this long is disconnected
-    /// (default 10 s).
+    /// (default 10 s; at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stall_timeout = timeout;
+        self.config.stall_timeout = crate::types::clamp_timeout(timeout);
         self
     }
 
-    /// How long a new connection has to complete its hello (default 10 s).
+    /// How long a new connection has to complete its hello (default 10 s;
+    /// at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
+        self.config.handshake_timeout = crate::types::clamp_timeout(timeout);
         self
     }
 
-    /// How long shutdown waits for in-flight requests (default 30 s).
+    /// How long shutdown waits for in-flight requests (default 30 s; at
+    /// most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.config.shutdown_timeout = timeout;
+        self.config.shutdown_timeout = crate::types::clamp_timeout(timeout);
         self
     }
 
@@ -957,7 +959,7 @@ impl Server {
     /// passes; returns whether it holds. Each change of a counter is
     /// signalled, so this never polls.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&ServerStats) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + crate::types::clamp_timeout(timeout);
         let shared = &self.shared;
         shared.waiters.fetch_add(1, Ordering::SeqCst);
         let mut generation = shared.generation.lock();
