@@ -1002,3 +1002,15 @@ fn bench_transport_refuses_an_unknown_transport() {
         .fails_with(2);
     assert!(r.stderr.contains("shm"), "{r:#?}");
 }
+
+#[test]
+fn bench_transport_refuses_idle_seconds_it_cannot_wait() {
+    let site = Site::new();
+    for bad in ["-1", "1e300", "NaN"] {
+        let flag = format!("--idle-secs={bad}");
+        let r = site
+            .hearth(&[&SHM_BENCH[..], &[flag.as_str()]].concat())
+            .fails_with(2);
+        assert!(r.stderr.contains("--idle-secs"), "{bad}: {r:#?}");
+    }
+}

@@ -52,9 +52,11 @@ pub(crate) struct TransportBenchArgs {
 /// Runs the transport benchmark; progress on stderr, the report on stdout
 /// (one JSON object with the global `--json`).
 pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()> {
-    if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0) {
+    if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0)
+        || std::time::Duration::try_from_secs_f64(args.idle_secs).is_err()
+    {
         return Err(CliError::input(format!(
-            "--idle-secs {} is not a number of seconds; give e.g. 10 or 0.5",
+            "--idle-secs {} is not a number of seconds hearth can wait; give e.g. 10 or 0.5",
             args.idle_secs
         )));
     }
