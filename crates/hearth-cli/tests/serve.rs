@@ -1014,3 +1014,12 @@ fn bench_transport_refuses_idle_seconds_it_cannot_wait() {
         assert!(r.stderr.contains("--idle-secs"), "{bad}: {r:#?}");
     }
 }
+
+#[test]
+fn bench_transport_refuses_documents_past_the_servers_limit() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[&SHM_BENCH[..], &["--doc-bytes", "18446744073709551615"]].concat())
+        .fails_with(2);
+    assert!(r.stderr.contains("--doc-bytes"), "{r:#?}");
+}

@@ -24,9 +24,10 @@ pub(crate) struct TransportBenchArgs {
     /// Calls per phase (get, then put), split across the clients.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     ops: u64,
-    /// Approximate bytes of each document's JSON.
-    #[arg(long, default_value_t = 200)]
-    doc_bytes: usize,
+    /// Approximate bytes of each document's JSON (at most the server's
+    /// default document limit, 16 MiB).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=hearth_proto::DEFAULT_MAX_DOC_BYTES as u64))]
+    doc_bytes: u64,
     /// Idle clients kept connected to measure idle CPU and server memory
     /// (0 skips).
     #[arg(long, default_value_t = 64)]
@@ -68,7 +69,8 @@ pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()>
         },
         clients: usize::try_from(args.clients).unwrap_or(usize::MAX),
         ops: usize::try_from(args.ops).unwrap_or(usize::MAX),
-        doc_bytes: args.doc_bytes,
+        // At most 16 MiB (checked by clap), so it fits a usize.
+        doc_bytes: usize::try_from(args.doc_bytes).unwrap_or(usize::MAX),
         idle_clients: args.idle_clients,
         idle_secs: args.idle_secs,
         redis: !args.no_redis,
