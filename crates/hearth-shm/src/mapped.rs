@@ -278,10 +278,10 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn scratch(tag: &str) -> (std::path::PathBuf, File) {
-        let dir = std::env::temp_dir().join(format!("hearth-mapped-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("file");
+    /// A new file in a directory removed when the returned guard drops.
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -289,7 +289,7 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        (path, file)
+        (dir, path, file)
     }
 
     fn contents(path: &std::path::Path) -> Vec<u8> {
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn appended_bytes_are_in_the_file_before_the_writer_is_dropped() {
-        let (path, file) = scratch("live");
+        let (_dir, path, file) = scratch();
         let mut w = MappedAppend::new(file, 0, 1 << 20).unwrap();
         w.append(b"abc").unwrap();
         w.append(b"def").unwrap();
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn bytes_past_the_window_are_written_at_the_same_place() {
-        let (path, file) = scratch("past");
+        let (_dir, path, file) = scratch();
         let mut w = MappedAppend::new(file, 0, 8).unwrap();
         w.append(b"01234").unwrap();
         w.append(b"56789").unwrap();
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_writer_continues_after_existing_content() {
-        let (path, mut file) = scratch("continue");
+        let (_dir, path, mut file) = scratch();
         std::io::Write::write_all(&mut file, b"head").unwrap();
         let mut w = MappedAppend::new(file, 4, 1 << 16).unwrap();
         w.append(b"tail").unwrap();
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_truncate_cuts_back_and_the_next_append_goes_there() {
-        let (path, file) = scratch("truncate");
+        let (_dir, path, file) = scratch();
         let mut w = MappedAppend::new(file, 0, 1 << 16).unwrap();
         w.append(b"keep").unwrap();
         w.append(b"drop").unwrap();
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn pages_dropped_behind_the_writer_keep_their_bytes() {
-        let (path, file) = scratch("release");
+        let (_dir, path, file) = scratch();
         let mut w = MappedAppend::new(file, 0, 32 << 20).unwrap();
         let chunk: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
         for _ in 0..100 {
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn space_after_the_content_is_reserved_again_and_cut_off_at_drop() {
-        let (path, mut file) = scratch("hole");
+        let (_dir, path, mut file) = scratch();
         std::io::Write::write_all(&mut file, b"head").unwrap();
         // A hole after the content (as a file extended without blocks).
         file.set_len(1 << 20).unwrap();
@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_length_past_the_end_of_the_file_is_refused() {
-        let (_path, file) = scratch("past-end");
+        let (_dir, _path, file) = scratch();
         assert_eq!(
             MappedAppend::new(file, 10, 1 << 16).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
