@@ -206,8 +206,9 @@ impl MappedAppend {
         if end <= self.reserved {
             return true;
         }
-        let want = end
-            .max(self.reserved + RESERVE_STEP)
+        // A step ahead, within the window, and at least `end` (which the
+        // caller keeps within the window).
+        let want = (self.reserved + RESERVE_STEP)
             .min(self.window as u64)
             .max(end);
         match rustix::fs::fallocate(
