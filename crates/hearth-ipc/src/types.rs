@@ -186,6 +186,16 @@ pub(crate) fn clamp_timeout(timeout: Duration) -> Duration {
     timeout.min(MAX_TIMEOUT)
 }
 
+/// The instant (`std`'s or tokio's) `wait` after `start`, the wait kept at
+/// most [`MAX_TIMEOUT`]: every deadline built from a caller's duration
+/// goes through here, so that none overflows the clock.
+pub(crate) fn deadline_after<I: std::ops::Add<Duration, Output = I>>(
+    start: I,
+    wait: Duration,
+) -> I {
+    start + clamp_timeout(wait)
+}
+
 /// How a client connects and how long it waits.
 ///
 /// ```

@@ -51,6 +51,14 @@ fn a_timeout_too_long_for_the_clock_is_kept_as_the_longest(fx: &Fx) {
     ));
     let listed = forever.list(ListOptions::default()).unwrap();
     assert_eq!(listed.docs.len(), 1);
+    let mut changes = forever
+        .subscribe(Subscription::prefix("long:").from_seq(0))
+        .unwrap();
+    let change = changes.next_timeout(Duration::MAX).unwrap().unwrap();
+    assert_eq!(change.id, "long:1");
+    let mut events = forever.subscribe_topic("long:*").unwrap();
+    forever.publish("long:event", json!({"n": 1})).unwrap();
+    assert!(events.next_timeout(Duration::MAX).unwrap().is_some());
     assert_eq!(hearth_ipc::MAX_TIMEOUT.as_secs(), 100 * 365 * 24 * 3600);
 }
 

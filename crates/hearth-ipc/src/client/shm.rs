@@ -172,14 +172,16 @@ impl Deadline {
 
     /// When the call times out.
     pub(crate) fn call(&self) -> Instant {
-        self.start() + self.timeout
+        crate::types::deadline_after(self.start(), self.timeout)
     }
 
     /// When the wait on the calling thread ends: the call's deadline, or
     /// the end of the budget if that comes first.
     pub(crate) fn wait(&self) -> Instant {
         let call = self.call();
-        self.budget.map_or(call, |b| call.min(self.start() + b))
+        self.budget.map_or(call, |b| {
+            call.min(crate::types::deadline_after(self.start(), b))
+        })
     }
 
     /// Whether the budget ends the wait before the call's deadline.
@@ -659,6 +661,13 @@ mod tests {
             deadline.call() - deadline.wait(),
             Duration::from_secs(10) - Duration::from_millis(5)
         );
+    }
+
+    #[test]
+    fn durations_too_long_for_the_clock_make_a_deadline_anyway() {
+        let deadline = Deadline::new(Duration::MAX, Some(Duration::MAX));
+        assert!(deadline.wait() >= Instant::now() + crate::MAX_TIMEOUT / 2);
+        assert!(!deadline.budget_first());
     }
 
     #[test]

@@ -270,7 +270,8 @@ impl AsyncChangeStream {
 
     /// The next change, or `Ok(None)` if none arrives within `timeout`.
     pub async fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Change>, IpcError> {
-        self.next_until(Some(Instant::now() + timeout)).await
+        self.next_until(Some(crate::types::deadline_after(Instant::now(), timeout)))
+            .await
     }
 
     async fn resubscribe(&mut self) -> Result<(), IpcError> {
@@ -405,7 +406,8 @@ impl AsyncTopicStream {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<TopicEvent>, IpcError> {
-        self.next_until(Some(Instant::now() + timeout)).await
+        self.next_until(Some(crate::types::deadline_after(Instant::now(), timeout)))
+            .await
     }
 
     async fn next_until(

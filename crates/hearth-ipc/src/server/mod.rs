@@ -959,7 +959,7 @@ impl Server {
     /// passes; returns whether it holds. Each change of a counter is
     /// signalled, so this never polls.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&ServerStats) -> bool) -> bool {
-        let deadline = Instant::now() + crate::types::clamp_timeout(timeout);
+        let deadline = crate::types::deadline_after(Instant::now(), timeout);
         let shared = &self.shared;
         shared.waiters.fetch_add(1, Ordering::SeqCst);
         let mut generation = shared.generation.lock();
