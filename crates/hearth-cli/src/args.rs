@@ -286,7 +286,9 @@ fn parse_rate_limit(s: &str) -> std::result::Result<RateLimit, String> {
 }
 
 /// Parses a duration: `250ms`, `5s`, `1.5s`, `2m`, `1h`; a bare number is
-/// seconds.
+/// seconds. Longer than [`hearth_ipc::MAX_TIMEOUT`] (100 years) counts as
+/// that, like every timeout hearth keeps, so that no deadline overflows the
+/// clock.
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     let split = t
@@ -308,6 +310,7 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration; write e.g. 500ms, 5s, 2m or 1h"))?;
     Duration::try_from_secs_f64(n * scale)
+        .map(|d| d.min(hearth_ipc::MAX_TIMEOUT))
         .map_err(|_| format!("{s:?} is out of range; write e.g. 500ms, 5s, 2m or 1h"))
 }
 
@@ -443,6 +446,11 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("10000000000000000000s"),
+            Ok(hearth_ipc::MAX_TIMEOUT),
+            "past 100 years: kept at the longest timeout"
+        );
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
