@@ -517,7 +517,7 @@ fn machine_busy() -> Option<f64> {
 /// `secs`, in % of all cores.
 fn others_pct(busy_before: Option<f64>, ours: f64, secs: f64) -> Option<f64> {
     let busy = machine_busy()? - busy_before?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cores = hearth_shm::cores() as f64;
     Some(((busy - ours).max(0.0) * 100.0 / (secs * cores)).min(100.0))
 }
 
@@ -543,7 +543,7 @@ fn machine() -> Machine {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     Machine {
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: hearth_shm::cores(),
         cpu,
         kernel,
         core_round_trip_ns: None,
@@ -567,7 +567,7 @@ const FLOOR_PATIENCE: Duration = Duration::from_millis(250);
 /// threads spinning: the fastest of a few samples, or none with one core
 /// or when a sample stalls. What any shared-memory call costs at least.
 fn core_round_trip() -> Option<Duration> {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+    if hearth_shm::cores() < 2 {
         return None;
     }
     let lines = std::sync::Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
