@@ -3,8 +3,9 @@
 // (ECHANNEL_NOT_FOUND-style for conditions of the channel or the package
 // itself, the protocol's codes such as `not_found` or `too_large`
 // otherwise) and `protocolCode` (always one of the protocol's codes), built
-// from what the addon reports. Owns only the shapes and the mapping; never
-// swallows an error or rewrites a server's message.
+// from what the addon reports, and how a bad argument is named in a
+// message. Owns only the shapes and the mapping; never swallows an error or
+// rewrites a server's message.
 
 /** The protocol code of every package-level code. */
 const PROTOCOL_CODE = Object.freeze({
@@ -76,4 +77,11 @@ function checkSignal(signal) {
   if (signal.aborted) throw abortError(signal);
 }
 
-module.exports = { HearthError, PROTOCOL_CODE, PROTOCOL_CODES, fromNative, fromInfo, abortError, checkSignal };
+/** What a bad argument was, for error messages: "null", "an array", "a string"… */
+function describe(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return `a ${typeof v}`;
+}
+
+module.exports = { HearthError, PROTOCOL_CODE, PROTOCOL_CODES, fromNative, fromInfo, abortError, checkSignal, describe };

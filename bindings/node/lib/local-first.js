@@ -15,7 +15,7 @@
 const { EventEmitter } = require('node:events');
 const { performance } = require('node:perf_hooks');
 const native = require('./native');
-const { HearthError, fromNative, fromInfo, abortError, checkSignal } = require('./errors');
+const { HearthError, fromNative, fromInfo, abortError, checkSignal, describe } = require('./errors');
 
 const MODES = ['auto', 'ipc', 'network'];
 const NO_OPTIONS = Object.freeze({});
@@ -92,11 +92,6 @@ function fastPathBudget(v) {
   return v;
 }
 
-function describe(v) {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return `a ${typeof v}`;
-}
 
 function checkId(id, op) {
   if (typeof id !== 'string') {

@@ -15,7 +15,7 @@ const { EventEmitter } = require('node:events');
 const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
-const { HearthError } = require('./errors');
+const { HearthError, describe } = require('./errors');
 
 const READY = /^ready channel=(\S+) socket=(.*) pid=(\d+)$/;
 
@@ -30,7 +30,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 function delayMs(v, dflt, what) {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
-    const shown = typeof v === 'number' ? String(v) : `a ${v === null ? 'null' : typeof v}`;
+    const shown = typeof v === 'number' ? String(v) : describe(v);
     throw new HearthError('invalid_input', `${what} must be a non-negative number of milliseconds, not ${shown}`);
   }
   return Math.min(v, MAX_TIMER_MS);
