@@ -42,6 +42,7 @@ pub mod fuzzing;
 mod layout;
 #[cfg(not(loom))]
 mod mapped;
+mod placement;
 mod ring;
 #[cfg(not(loom))]
 mod segment;
@@ -57,6 +58,7 @@ pub use layout::{
 };
 #[cfg(not(loom))]
 pub use mapped::MappedAppend;
+pub use placement::move_off;
 pub use ring::{
     Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter, Waker,
     max_record, record_bytes, this_cpu,

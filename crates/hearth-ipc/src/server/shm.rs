@@ -39,7 +39,7 @@ use hearth_proto::{
 use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, Waker};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::runtime::Handle;
@@ -58,6 +58,9 @@ const SPIN: Duration = Duration::from_micros(100);
 /// Safety net on the ring thread's futex sleep; every real wake-up (a
 /// request, the socket's EOF, shutdown) comes through the futex.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
+
+/// Least time between two moves of the ring thread off the client's core.
+const MOVE_EVERY: Duration = Duration::from_millis(10);
 
 /// What the ring thread hands to the connection loop.
 enum Inbound {
@@ -181,6 +184,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
             record: Vec::with_capacity(4096),
             reassembler: Reassembler::new(max_message),
             spinner: Spinner::new(SPIN),
+            moved_at: None,
         });
         let spawned = std::thread::Builder::new()
             .name("hearth-shm-conn".into())
@@ -218,6 +222,8 @@ pub(super) struct RingThread {
     record: Vec<u8>,
     reassembler: Reassembler,
     spinner: Spinner,
+    /// When this thread last moved off the client's core.
+    moved_at: Option<Instant>,
 }
 
 /// Why [`RingThread::serve`] returned.
@@ -347,11 +353,19 @@ impl RingThread {
                         // the others instead.
                         return Served::Crowded;
                     }
+                    let mut here = self.rx.note_cpu();
+                    if self.rx.peer_on(here) && self.may_move() {
+                        // The client's thread shares this core: move to
+                        // another one (and spin there) rather than hand
+                        // the core back and forth through the futex.
+                        if hearth_shm::move_off(here) {
+                            here = self.rx.note_cpu();
+                        }
+                    }
                     let rx = &self.rx;
                     let stop = &self.stop;
                     // Spinning while the client's thread shares this core
                     // only keeps it from sending: sleep at once then.
-                    let here = rx.note_cpu();
                     if self.spinner.spin_unless_shared(
                         || rx.peer_on(here),
                         || rx.has_data().unwrap_or(true) || stop.load(Ordering::Relaxed),
@@ -373,6 +387,21 @@ impl RingThread {
                 return Served::Exit;
             }
         }
+    }
+
+    /// Whether this thread may move off its core now: at most once per
+    /// [`MOVE_EVERY`] (a wake-up that keeps placing it back next to the
+    /// client costs a move per period, not per call).
+    fn may_move(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .moved_at
+            .is_some_and(|at| now.duration_since(at) < MOVE_EVERY)
+        {
+            return false;
+        }
+        self.moved_at = Some(now);
+        true
     }
 
     /// The poller's look at this ring: answers one small whole request
