@@ -460,25 +460,25 @@ class LocalFirst extends EventEmitter {
   }
 
   /**
-   * A fast-path call's answer: `now(value)` when it came within the budget,
-   * else the parsed outcome of the promise the addon returned for the rest.
+   * The promise for a fast-path call's outcome `r`: settled with `now(r)`
+   * when the answer came within the budget (numbers, booleans, strings or
+   * null), else the parsed outcome of the promise the addon returned for
+   * the rest of a slow call (the only object it returns).
    */
-  _fast(call, now) {
-    let r;
-    try {
-      r = call();
-    } catch (e) {
-      throw fromNative(e);
-    }
-    // Answers given at once are numbers, booleans, strings or null; only
-    // the rest of a slow call is an object (a promise).
+  _settled(r, now) {
     if (r !== null && typeof r === 'object') return settle(r, undefined, null);
-    return now(r);
+    try {
+      return Promise.resolve(now(r));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  // put and patch are not `async` themselves: `_write` is, so a bad
-  // argument still rejects, and the caller's promise is _write's own (an
-  // async wrapper would add a promise and two microtask turns per call).
+  // The point calls (put, patch, get, delete) are not `async`: a fresh
+  // process runs them in V8's interpreter for its first thousands of
+  // calls, where an async frame, a closure per call and the helpers'
+  // calls cost more than the round trip itself. A bad argument still
+  // comes back as a rejected promise, never as a throw.
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
   put(id, data, options) {
@@ -495,26 +495,75 @@ class LocalFirst extends EventEmitter {
    * `id`, on the fast path unless it is large, has a signal or the fast
    * path is off; resolves with the change's sequence number.
    */
-  async _write(op, field, what, id, value, options) {
-    const o = callOptions(options);
-    checkId(id, op);
-    const json = objectJson(value, op, id, what);
-    const client = this._client();
-    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
-      return this._request(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
+  _write(op, field, what, id, value, options) {
+    let o, json, client;
+    try {
+      o = options === undefined ? NO_OPTIONS : callOptions(options);
+      checkId(id, op);
+      json = objectJson(value, op, id, what);
+      client = this._client();
+    } catch (e) {
+      return Promise.reject(e);
     }
-    if (mustYield()) await nextTurn();
-    return this._fast(() => client[op](id, json, o.timeout, this._budgetMs), same);
+    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
+      return this._requestLater(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
+    }
+    if (mustYield()) return nextTurn().then(() => this._writeNow(client, op, id, json, o));
+    return this._writeNow(client, op, id, json, o);
+  }
+
+  _writeNow(client, op, id, json, o) {
+    let r;
+    try {
+      r = op === 'put' ? client.put(id, json, o.timeout, this._budgetMs) : client.patch(id, json, o.timeout, this._budgetMs);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
+    return this._settled(r, same);
   }
 
   /** The document, or null when absent or deleted. */
-  async get(id, options) {
-    const o = callOptions(options);
-    checkId(id, 'get');
-    const client = this._client();
-    if (!this._fastPath || o.signal) return this._request('get', `{"id":${JSON.stringify(id)}}`, o);
-    if (mustYield()) await nextTurn();
-    return this._fast(() => client.get(id, o.timeout, this._budgetMs), parseOrNull);
+  get(id, options) {
+    return this._point('get', id, options, parseOrNull);
+  }
+
+  /** Deletes document `id`; resolves true if it existed. */
+  delete(id, options) {
+    return this._point('delete', id, options, same);
+  }
+
+  /** get and delete: on the fast path unless it is off or there is a signal. */
+  _point(op, id, options, now) {
+    let o, client;
+    try {
+      o = options === undefined ? NO_OPTIONS : callOptions(options);
+      checkId(id, op);
+      client = this._client();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!this._fastPath || o.signal) return this._requestLater(op, `{"id":${JSON.stringify(id)}}`, o);
+    if (mustYield()) return nextTurn().then(() => this._pointNow(client, op, id, o, now));
+    return this._pointNow(client, op, id, o, now);
+  }
+
+  _pointNow(client, op, id, o, now) {
+    let r;
+    try {
+      r = op === 'get' ? client.get(id, o.timeout, this._budgetMs) : client.delete(id, o.timeout, this._budgetMs);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
+    return this._settled(r, now);
+  }
+
+  /** [`_request`](#_request) as a promise, rejected rather than thrown. */
+  _requestLater(op, args, options) {
+    try {
+      return this._request(op, args, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** `{id, data, metadata: {seq, hlc, replica, updatedAt, deleted}}`, deleted documents included; null if it never existed. */
@@ -522,16 +571,6 @@ class LocalFirst extends EventEmitter {
     const o = callOptions(options);
     checkId(id, 'getWithMetadata');
     return this._request('getWithMetadata', `{"id":${JSON.stringify(id)}}`, o);
-  }
-
-  /** Deletes document `id`; resolves true if it existed. */
-  async delete(id, options) {
-    const o = callOptions(options);
-    checkId(id, 'delete');
-    const client = this._client();
-    if (!this._fastPath || o.signal) return this._request('delete', `{"id":${JSON.stringify(id)}}`, o);
-    if (mustYield()) await nextTurn();
-    return this._fast(() => client.delete(id, o.timeout, this._budgetMs), same);
   }
 
   /**

@@ -122,3 +122,40 @@ test('fastPathBudget must be a non-negative number of milliseconds', () => {
   // Zero is allowed: every call that is not answered at once goes async.
   assert.doesNotThrow(() => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathBudget: 0 }));
 });
+
+test('point calls never throw: bad arguments and a closed client come back as rejected promises', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  await db.put('ok', { a: 1 });
+  /** Calls `f` and checks that it returned a promise (instead of throwing). */
+  const settlesAs = async (f, code) => {
+    let p;
+    assert.doesNotThrow(() => {
+      p = f();
+    });
+    assert.ok(p instanceof Promise, 'a promise');
+    await assert.rejects(p, (e) => e.code === code);
+  };
+  for (const call of [
+    () => db.put(5, {}),
+    () => db.put('x', [1]),
+    () => db.put('x', {}, 'options'),
+    () => db.put('x', {}, { timeout: -1 }),
+    () => db.patch('x', 'fields'),
+    () => db.get(null),
+    () => db.get('x', { timeout: 'soon' }),
+    () => db.delete({}),
+    () => db.delete('x', 7),
+  ]) {
+    await settlesAs(call, 'invalid_input');
+  }
+  // The good calls still work after the bad ones, with options or without.
+  assert.deepEqual(await db.get('ok', { timeout: 1000 }), { a: 1 });
+  assert.equal(typeof (await db.patch('ok', { b: 2 })), 'number');
+  assert.equal(await db.delete('ok'), true);
+  assert.equal(await db.get('ok'), null);
+  await db.close();
+  for (const call of [() => db.put('x', {}), () => db.patch('x', {}), () => db.get('x'), () => db.delete('x')]) {
+    await settlesAs(call, 'ECLOSED');
+  }
+});
