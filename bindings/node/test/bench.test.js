@@ -1,0 +1,48 @@
+'use strict';
+// The reference benchmark script runs end to end (tiny sizes): its three
+// configurations and its --fresh mode produce well-formed figures over the
+// transports they name. Nothing here looks at speed: the numbers only have
+// to be positive and finite.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { execFile } = require('node:child_process');
+const { needsServe } = require('./helpers');
+
+const SCRIPT = path.join(__dirname, '..', 'bench', 'reference.js');
+
+function bench(args) {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [SCRIPT, ...args, '--json'], { timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stderr}`));
+      else resolve(JSON.parse(stdout));
+    });
+  });
+}
+
+const rate = (x) => typeof x === 'number' && Number.isFinite(x) && x > 0;
+
+test('the reference benchmark measures all three configurations', needsServe, async () => {
+  const out = await bench(['--ops', '50', '--rounds', '2']);
+  assert.equal(out.ops, 50);
+  assert.deepEqual(
+    out.results.map((r) => r.name),
+    ['hearth (default transport)', 'hearth (HEARTH_TRANSPORT=socket)', 'Node child_process IPC baseline'],
+  );
+  assert.equal(out.results[1].transport, 'socket', 'HEARTH_TRANSPORT=socket is honoured');
+  for (const r of out.results) {
+    assert.equal(r.rounds.length, 2);
+    for (const round of r.rounds) assert.ok(rate(round.put) && rate(round.get), JSON.stringify(round));
+  }
+});
+
+test('--fresh N measures N first rounds, each in a fresh process', needsServe, async () => {
+  const out = await bench(['--fresh', '2', '--ops', '50']);
+  assert.equal(out.fresh, 2);
+  assert.equal(out.runs.length, 2);
+  for (const run of out.runs) {
+    assert.ok(rate(run.put) && rate(run.get), JSON.stringify(run));
+    assert.equal(typeof run.transport, 'string');
+  }
+});
