@@ -3,8 +3,9 @@
 //! rest to the connection's async machinery.
 //!
 //! Owns: one OS thread per shared-memory connection that spins briefly
-//! (not at all while the client's thread last ran on this core), then
-//! sleeps on the ring's futex; lending its ring to the server's shared
+//! (not at all while the client's thread last ran on this core, which it
+//! leaves for another core when it finds the client there), then sleeps
+//! on the ring's futex; lending its ring to the server's shared
 //! poller (`poller.rs`) instead of spinning once busy connections fill the
 //! cores, and the poller's look at a lent ring (`RingThread::poll_once`:
 //! small whole requests that cannot block, everything else back to this
@@ -354,7 +355,7 @@ impl RingThread {
                         return Served::Crowded;
                     }
                     let mut here = self.rx.note_cpu();
-                    if self.rx.peer_on(here) && self.may_move() {
+                    if self.rx.peer_on(here) && hearth_shm::cores() > 1 && self.may_move() {
                         // The client's thread shares this core: move to
                         // another one (and spin there) rather than hand
                         // the core back and forth through the futex.
