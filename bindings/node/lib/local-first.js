@@ -92,7 +92,6 @@ function fastPathBudget(v) {
   return v;
 }
 
-
 function checkId(id, op) {
   if (typeof id !== 'string') {
     throw new HearthError('invalid_input', `${op}: the id must be a string, not ${describe(id)}`);

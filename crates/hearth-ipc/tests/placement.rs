@@ -32,10 +32,10 @@ fn threads_named(name: &str) -> Vec<i32> {
 /// The core thread `tid` of this process last ran on (`/proc`'s stat,
 /// field 39).
 fn last_cpu(tid: i32) -> usize {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-    // The command name (field 2) may hold spaces; it ends at the last ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    rest.split(' ').nth(36).unwrap().parse().unwrap()
+    let stat = format!("/proc/self/task/{tid}/stat");
+    common::stat_fields(std::path::Path::new(&stat))[36]
+        .parse()
+        .unwrap()
 }
 
 fn only(cpu: usize) -> CpuSet {

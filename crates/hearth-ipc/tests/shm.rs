@@ -387,10 +387,7 @@ fn freeze(pid: u32) {
     let stopped = || {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
-            .all(|task| {
-                let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
-                stat[stat.rfind(')').unwrap() + 2..].starts_with('T')
-            })
+            .all(|task| common::stat_fields(&task.unwrap().path().join("stat"))[0] == "T")
     };
     while !stopped() {
         std::thread::sleep(Duration::from_millis(1));

@@ -489,3 +489,14 @@ pub fn park_forever() -> ! {
         std::thread::park();
     }
 }
+
+/// The fields of a `/proc/.../stat` line after the command name (which may
+/// hold spaces and ends at the last `)`): index 0 is the state, 36 the CPU
+/// the task last ran on.
+pub fn stat_fields(stat_path: &Path) -> Vec<String> {
+    let stat = std::fs::read_to_string(stat_path).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .map(str::to_string)
+        .collect()
+}
