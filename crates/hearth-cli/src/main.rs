@@ -30,7 +30,25 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (and its children),
+/// before the first request can fault one in.
+///
+/// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`),
+/// so a heap that grows by 2 MiB faults in, and zeroes, a whole huge page
+/// at once, on whichever thread allocates: a server's ring thread growing a
+/// queue stalled for 0.2 ms (memory the kernel had handed out before) to
+/// 2.7 ms (fresh memory on a VM, faulted in on the host too) in the middle
+/// of a microsecond round trip. Small pages spread that cost over many
+/// 2–3 µs faults.
+fn no_huge_pages() {
+    // Ignored on failure (a kernel without the flag): huge pages only cost
+    // latency, and logging is not set up yet to say so.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 fn main() -> ExitCode {
+    no_huge_pages();
     // `hearth bench --transport …` runs its server as this binary started
     // again with HEARTH_BENCH_SERVE set: serve and stop here in that case.
     if hearth_ipc::bench::serve_if_child() {

@@ -44,6 +44,27 @@ fn serve_prints_one_ready_line_naming_channel_socket_and_pid() {
     server.terminate();
 }
 
+/// A server never faults in a 2 MiB huge page on a request's path (see
+/// `no_huge_pages` in main.rs): the kernel reports THP off for its process.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_runs_with_transparent_huge_pages_off() {
+    let site = Site::new();
+    let server = site.serve("app", &site.data("d"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    // Kernels before 5.0 do not report the flag; every other one must say 0.
+    if let Some(thp) = thp {
+        assert_eq!(
+            thp, "0",
+            "the server's /proc status says THP_enabled: {thp}"
+        );
+    }
+}
+
 #[test]
 fn ready_fd_gets_the_same_line_and_is_closed_after_it() {
     let site = Site::new();
