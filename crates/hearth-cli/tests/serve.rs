@@ -51,7 +51,8 @@ fn serve_prints_one_ready_line_naming_channel_socket_and_pid() {
 fn a_server_runs_with_transparent_huge_pages_off() {
     let site = Site::new();
     let server = site.serve("app", &site.data("d"));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("a running server's /proc status is readable");
     let thp = status
         .lines()
         .find_map(|l| l.strip_prefix("THP_enabled:"))
@@ -63,6 +64,7 @@ fn a_server_runs_with_transparent_huge_pages_off() {
             "the server's /proc status says THP_enabled: {thp}"
         );
     }
+    server.terminate();
 }
 
 #[test]
