@@ -20,7 +20,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Map, Value};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,9 @@ struct Inner {
     replica: u64,
     recovery: Recovery,
     writer: Mutex<Writer>,
-    overlay: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Unapplied entries by id (each keyed by its own `id`: no second copy
+    /// of the id per write, an 8-byte slot per entry).
+    overlay: Mutex<HashSet<Keyed>>,
     /// The overlay's length, stored under its lock after every change, so
     /// that a point read skips the lock and the hash while it is empty
     /// (most of the time: the applier drains it within milliseconds).
@@ -359,7 +361,7 @@ impl Store {
             }),
             // Pre-sized so the writer lock is never held across a rehash
             // while the overlay grows towards its usual size.
-            overlay: Mutex::new(HashMap::with_capacity(overlay_presize(&opts))),
+            overlay: Mutex::new(HashSet::with_capacity(overlay_presize(&opts))),
             overlay_len: AtomicUsize::new(0),
             cache: Mutex::new(Cache {
                 lru: LruCache::unbounded(),
@@ -990,7 +992,8 @@ impl Inner {
         let entries: Vec<ById> = self
             .overlay
             .lock()
-            .values()
+            .iter()
+            .map(|Keyed(e)| e)
             .filter(|e| e.id.starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a))
             .map(|e| ById(e.clone()))
             .collect();
@@ -1005,7 +1008,7 @@ impl Inner {
         // began made the length non-zero first, and a length back at zero
         // comes after the applier put the entries in the cache.
         if self.overlay_len.load(Ordering::Acquire) != 0
-            && let Some(e) = self.overlay.lock().get(id)
+            && let Some(Keyed(e)) = self.overlay.lock().get(id)
         {
             return Ok(Some(e.clone()));
         }
@@ -1104,7 +1107,9 @@ impl Inner {
         {
             let mut overlay = self.overlay.lock();
             for (_, e) in &staged {
-                overlay.insert(e.id.clone(), e.clone());
+                // `replace`, not `insert`: a later write of the same id
+                // takes the slot (`insert` keeps the stored value).
+                overlay.replace(Keyed(e.clone()));
             }
             // Release pairs with the Acquire load in `current`.
             self.overlay_len.store(overlay.len(), Ordering::Release);
@@ -1548,8 +1553,11 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                     }
                     let mut overlay = inner.overlay.lock();
                     for (_, e) in chunk {
-                        if overlay.get(&e.id).is_some_and(|cur| cur.seq == e.seq) {
-                            overlay.remove(&e.id);
+                        if overlay
+                            .get(e.id.as_str())
+                            .is_some_and(|cur| cur.0.seq == e.seq)
+                        {
+                            overlay.remove(e.id.as_str());
                         }
                     }
                     // Release pairs with the Acquire load in `current`: the
@@ -1760,6 +1768,32 @@ fn apply_batch(
     tx.commit()?;
     let _ = inner;
     Ok(applied)
+}
+
+/// An overlay entry, hashed and compared by its id, and found by one (a
+/// `&str`): the set stores each entry once, its key inside it.
+struct Keyed(Arc<Entry>);
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Keyed {}
+
+impl std::hash::Hash for Keyed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes: `Borrow<str>` requires the same hash for a
+        // `Keyed` and its id.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Keyed {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
 }
 
 /// An overlay entry ordered by id, smallest first in a [`BinaryHeap`].

@@ -36,6 +36,41 @@ fn a_get_sees_writes_before_and_after_they_are_applied() {
 }
 
 #[test]
+fn a_get_sees_the_last_of_several_unapplied_writes_of_one_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    // Held from the start: none of the writes below reaches SQLite.
+    let blocker = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    store.put("doc", json!({"v": 1})).unwrap();
+    store.put("doc", json!({"v": 2})).unwrap();
+    store.patch("doc", json!({"w": 3})).unwrap();
+    store.put("gone", json!({"v": 1})).unwrap();
+    store.delete("gone").unwrap();
+    assert_eq!(
+        store.get("doc").unwrap().unwrap().to_value(),
+        json!({"v": 2, "w": 3})
+    );
+    assert!(store.get("gone").unwrap().is_none());
+    let applied: i64 = blocker
+        .query_row(
+            "SELECT COALESCE((SELECT value FROM meta WHERE key = 'applied_seq'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(applied, 0, "the writes were applied: nothing tested");
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    store.flush().unwrap();
+    assert_eq!(
+        store.get("doc").unwrap().unwrap().to_value(),
+        json!({"v": 2, "w": 3})
+    );
+    assert!(store.get("gone").unwrap().is_none());
+}
+
+#[test]
 fn a_write_acknowledged_to_one_thread_is_seen_by_a_get_on_another() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();
