@@ -369,8 +369,11 @@ impl Store {
                 limit: opts.cache_bytes,
                 generation: 0,
             }),
+            // Both queues pre-sized like the overlay: a burst of writes then
+            // fills them without reallocating and copying them on the
+            // writer's thread (their pages are touched as they fill).
             queue: Mutex::new(Queue {
-                items: VecDeque::new(),
+                items: VecDeque::with_capacity(overlay_presize(&opts)),
                 bytes: 0,
                 applied,
                 error: None,
@@ -382,7 +385,7 @@ impl Store {
             work_cv: Condvar::new(),
             progress_cv: Condvar::new(),
             ring: Mutex::new(Ring {
-                changes: VecDeque::new(),
+                changes: VecDeque::with_capacity(opts.ring_capacity.min(1 << 16)),
                 bytes: 0,
                 closed: false,
             }),
