@@ -497,7 +497,7 @@ class LocalFirst extends EventEmitter {
   _write(op, field, what, id, value, options) {
     let o, json, client;
     try {
-      o = options === undefined ? NO_OPTIONS : callOptions(options);
+      o = callOptions(options);
       checkId(id, op);
       json = objectJson(value, op, id, what);
       client = this._client();
@@ -535,7 +535,7 @@ class LocalFirst extends EventEmitter {
   _point(op, id, options, now) {
     let o, client;
     try {
-      o = options === undefined ? NO_OPTIONS : callOptions(options);
+      o = callOptions(options);
       checkId(id, op);
       client = this._client();
     } catch (e) {
