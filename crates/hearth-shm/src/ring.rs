@@ -974,6 +974,33 @@ impl<M: RingMemory> Consumer<M> {
         peer.data_wait.cpu.load(Ordering::Relaxed) == cpu + 1
     }
 
+    /// Whether the peer last reported running on a core other than `cpu`:
+    /// it can send (or answer) without this thread giving up `cpu`. False
+    /// when either side cannot say (no report yet, an older client, or
+    /// `cpu` unknown). A hint, as [`peer_on`](Self::peer_on).
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// assert!(!server_in.peer_elsewhere(0), "the client has not reported");
+    /// client_in.note_cpu_as(Some(1));
+    /// assert!(server_in.peer_elsewhere(0));
+    /// assert!(!server_in.peer_elsewhere(1));
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn peer_elsewhere(&self, cpu: u32) -> bool {
+        if cpu == UNKNOWN_CPU {
+            return false;
+        }
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_cpu_as`).
+        let report = peer.data_wait.cpu.load(Ordering::Relaxed);
+        report != 0 && report != cpu + 1
+    }
+
     /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).
     pub fn waker(&self) -> Waker<M> {
         Waker {
@@ -1198,6 +1225,22 @@ mod tests {
         server_in.note_cpu_as(None);
         assert!(!client_in.peer_on(7));
         assert!(!client_in.peer_on(UNKNOWN_CPU));
+    }
+
+    #[test]
+    fn a_peer_is_elsewhere_only_when_it_reported_another_core_and_this_one_is_known() {
+        let (_, server_in, mem) = pair(256);
+        let client_in = Consumer::new(mem, Direction::ServerToClient);
+        assert!(!client_in.peer_elsewhere(3), "no report yet");
+        server_in.note_cpu_as(Some(7));
+        assert!(client_in.peer_elsewhere(3));
+        assert!(!client_in.peer_elsewhere(7), "the same core");
+        assert!(
+            !client_in.peer_elsewhere(UNKNOWN_CPU),
+            "this side cannot say"
+        );
+        server_in.note_cpu_as(None);
+        assert!(!client_in.peer_elsewhere(3), "the peer cannot say");
     }
 
     #[test]

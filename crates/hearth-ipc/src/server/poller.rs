@@ -5,9 +5,10 @@
 //! Owns: the rings lent to it by their connections' threads (which park
 //! meanwhile), looking at each in turn and answering one quick request per
 //! ring per pass (see `RingThread::poll_once`), reporting its core on each
-//! ring it serves (so that a client on the same core sleeps rather than
-//! spin against it), yielding the core after a pass that found nothing,
-//! and giving every ring back to its thread: with a request it will not
+//! ring it serves (so that a client on the same core yields rather than
+//! spin against it), yielding the core after passes that found nothing
+//! (at once, unless a client it serves runs on another core: then after
+//! `POLL_LINGER` of them, [`Linger`]), and giving every ring back to its thread: with a request it will not
 //! run, an answer that did not fit, corruption, the end of the connection,
 //! or after the ring has been idle a while (the thread then sleeps on the
 //! ring's futex, so that an idle connection costs nothing). With one thread serving N rings, a busy client's next
@@ -32,6 +33,50 @@ const RETURN_IDLE: Duration = Duration::from_millis(1);
 
 /// How long the poller thread waits for a ring before it exits.
 const LINGER: Duration = Duration::from_millis(50);
+
+/// How long the poller keeps polling through passes that answered nothing
+/// while a client it serves last ran on another core, before it yields
+/// its own core. A client that works a few microseconds between calls (a
+/// Node process runs ~3 µs of JavaScript per call) left every pass in
+/// between empty, and a yield after each handed the poller's core to
+/// another client, which then waited for the poller in turn: four Node
+/// client processes on 2 cores got 98–101k gets/s together against one's
+/// 310–400k; with the linger (and the waiters' yields, `hearth_shm`'s
+/// `SHARED_YIELDS`) 357–364k. 20 to 200 µs did about as well.
+const POLL_LINGER: Duration = Duration::from_micros(50);
+
+/// When the poller gives its core away after passes that answered nothing
+/// (policy only: no I/O, time passed in).
+///
+/// A pass that answered a request resets it. After an empty pass, the
+/// poller yields at once when no client it serves last ran on another
+/// core — every client that could send next needs this core (it is queued
+/// behind the poller, or it sleeps), as always when everything runs on
+/// one core — and otherwise once passes have been empty for
+/// [`POLL_LINGER`]: the client elsewhere is most likely between two calls
+/// and sends again within microseconds.
+#[derive(Debug, Default)]
+pub(super) struct Linger {
+    /// The start of the current run of empty passes.
+    empty_since: Option<Instant>,
+}
+
+impl Linger {
+    /// After a pass at `now`: whether to yield the core.
+    pub(super) fn after_pass(
+        &mut self,
+        now: Instant,
+        served: bool,
+        client_elsewhere: bool,
+    ) -> bool {
+        if served {
+            self.empty_since = None;
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        !client_elsewhere || now.duration_since(since) >= POLL_LINGER
+    }
+}
 
 /// The server's shared poller (its thread runs only while it has rings).
 #[derive(Default)]
@@ -191,6 +236,7 @@ impl Poller {
     fn run(self: Arc<Self>) {
         let mut owned: Vec<Lent> = Vec::new();
         let mut claim: Option<SpinClaim> = None;
+        let mut linger = Linger::default();
         loop {
             // Acquire: pairs with the Release store in `lend`.
             if self.queued.swap(false, Ordering::Acquire) {
@@ -213,6 +259,7 @@ impl Poller {
             let now = Instant::now();
             let cpu = hearth_shm::this_cpu();
             let mut served = false;
+            let mut client_elsewhere = false;
             let mut i = 0;
             while i < owned.len() {
                 let lent = &mut owned[i];
@@ -224,6 +271,7 @@ impl Poller {
                     Polled::Return(Then::Carry)
                 } else {
                     ring.note_cpu_as(cpu);
+                    client_elsewhere |= ring.client_elsewhere(cpu);
                     ring.poll_once()
                 };
                 match polled {
@@ -237,9 +285,51 @@ impl Poller {
                     Polled::Return(then) => owned.swap_remove(i).give_back(then),
                 }
             }
-            if !served {
+            if linger.after_pass(now, served, client_elsewhere) {
                 thread::yield_now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pass_yields_at_once_when_no_client_runs_elsewhere() {
+        let mut l = Linger::default();
+        let t = Instant::now();
+        assert!(l.after_pass(t, false, false));
+    }
+
+    #[test]
+    fn empty_passes_keep_the_core_for_the_linger_while_a_client_runs_elsewhere() {
+        let mut l = Linger::default();
+        let t = Instant::now();
+        assert!(!l.after_pass(t, false, true));
+        assert!(!l.after_pass(t + POLL_LINGER / 2, false, true));
+        assert!(l.after_pass(t + POLL_LINGER, false, true));
+    }
+
+    #[test]
+    fn a_pass_that_answered_never_yields_and_restarts_the_linger() {
+        let mut l = Linger::default();
+        let t = Instant::now();
+        assert!(!l.after_pass(t, false, true));
+        assert!(!l.after_pass(t + POLL_LINGER / 2, true, false));
+        assert!(
+            !l.after_pass(t + POLL_LINGER, false, true),
+            "the run of empty passes began again"
+        );
+        assert!(l.after_pass(t + POLL_LINGER * 2, false, true));
+    }
+
+    #[test]
+    fn the_linger_counts_from_the_first_empty_pass_even_when_no_client_ran_elsewhere_then() {
+        let mut l = Linger::default();
+        let t = Instant::now();
+        assert!(l.after_pass(t, false, false));
+        assert!(l.after_pass(t + POLL_LINGER, false, true));
     }
 }

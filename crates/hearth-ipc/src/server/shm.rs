@@ -479,9 +479,15 @@ impl RingThread {
     }
 
     /// Reports the poller's core as the core reading this ring (so that
-    /// a client sharing it sleeps instead of spinning, H3a).
+    /// a client sharing it yields and sleeps instead of spinning, H3a).
     pub(super) fn note_cpu_as(&self, cpu: Option<u32>) {
         self.rx.note_cpu_as(cpu);
+    }
+
+    /// Whether this ring's client last reported a core other than `cpu`
+    /// (the poller's): it can send without the poller giving `cpu` up.
+    pub(super) fn client_elsewhere(&self, cpu: Option<u32>) -> bool {
+        cpu.is_some_and(|c| self.rx.peer_elsewhere(c))
     }
 
     /// Ends the connection because the client broke the ring protocol: an
