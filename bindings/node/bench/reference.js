@@ -16,11 +16,12 @@
 // makes single first rounds noisy). Informational: nothing here fails on
 // time.
 
-const { execFileSync, fork } = require('node:child_process');
+const { fork } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
+const { machine, median, runtimeDir } = require('./common');
 
 const args = process.argv.slice(2);
 function flag(name, dflt) {
@@ -163,32 +164,6 @@ function runWorker(kind, channel, serverPid, env, rounds = ROUNDS) {
   });
 }
 
-function sh(cmd, cmdArgs) {
-  try {
-    return execFileSync(cmd, cmdArgs, { encoding: 'utf8' }).trim();
-  } catch {
-    return '?';
-  }
-}
-
-function machine() {
-  const lscpu = sh('lscpu', []);
-  const model = (/^Model name:\s*(.+)$/m.exec(lscpu) || [])[1] || os.cpus()[0]?.model || '?';
-  return { nproc: sh('nproc', []), cpu: model.trim(), kernel: sh('uname', ['-r']), node: process.version, load: os.loadavg().map((l) => l.toFixed(2)).join(' ') };
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** A private runtime directory for the servers' sockets, removed by `done`. */
-function runtimeDir() {
-  const runtime = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bench-'));
-  fs.chmodSync(runtime, 0o700);
-  process.env.XDG_RUNTIME_DIR = runtime;
-  return runtime;
-}
 
 /** `--fresh N`: the first round alone, N times, each in fresh processes. */
 async function fresh() {

@@ -1,0 +1,39 @@
+'use strict';
+// What the benchmarks in this directory share: a description of the
+// machine, a private runtime directory for the servers' sockets, a median.
+// Informational helpers only: nothing here measures or fails on time.
+
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+function sh(cmd, cmdArgs) {
+  try {
+    return execFileSync(cmd, cmdArgs, { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+/** The CPU model, core count, kernel, Node version and load average. */
+function machine() {
+  const lscpu = sh('lscpu', []);
+  const model = (/^Model name:\s*(.+)$/m.exec(lscpu) || [])[1] || os.cpus()[0]?.model || '?';
+  return { nproc: sh('nproc', []), cpu: model.trim(), kernel: sh('uname', ['-r']), node: process.version, load: os.loadavg().map((l) => l.toFixed(2)).join(' ') };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** A private runtime directory for the servers' sockets (the caller removes it). */
+function runtimeDir() {
+  const runtime = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bench-'));
+  fs.chmodSync(runtime, 0o700);
+  process.env.XDG_RUNTIME_DIR = runtime;
+  return runtime;
+}
+
+module.exports = { machine, median, runtimeDir };

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+'use strict';
+// Many Node processes, one server: the throughput of sequential
+// `await db.get(...)` and `await db.put(...)` calls made by 1, 4 and 16
+// client processes at once (each one connection, one call in flight), as
+// the windows, workers and helper processes of an app would make them.
+// Every child connects, warms up, and starts at the same instant; gets run
+// for --secs seconds, then puts (each child its own ids). Prints the total
+// per phase and each count's ratio to one process.
+//
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--json]
+// Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
+// Informational: nothing here fails on time.
+
+const { fork } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { machine, runtimeDir } = require('./common');
+
+const args = process.argv.slice(2);
+function option(name, dflt) {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+}
+const PROCS = option('--procs', '1,4,16')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
+const SECS = Number(option('--secs', 3));
+const JSON_OUT = args.includes('--json');
+const DOCS = 100;
+
+/** A child: one connection, then gets and puts from `startAt` for SECS each. */
+async function child(channel, startAt, who) {
+  const { LocalFirst } = require('..');
+  const db = new LocalFirst({ mode: 'ipc', channelName: channel });
+  await db.connect();
+  for (let i = 0; i < 2000; i++) await db.get(`doc:${i % DOCS}`);
+  const phase = async (until, call) => {
+    let n = 0;
+    while (Date.now() < until) {
+      for (let j = 0; j < 256; j++) await call(n++);
+    }
+    return n;
+  };
+  while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 1));
+  const gets = await phase(startAt + SECS * 1000, (n) => db.get(`doc:${n % DOCS}`));
+  // Puts start together too: the slowest child's last get batch ends a
+  // little after the get phase.
+  const putAt = startAt + SECS * 1000 + 200;
+  while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
+  const puts = await phase(putAt + SECS * 1000, (n) => db.put(`p${who}:${n}`, { value: n }));
+  const transport = db.transport;
+  await db.close();
+  return { gets, puts, transport };
+}
+
+function runChild(channel, startAt, who) {
+  return new Promise((resolve, reject) => {
+    const c = fork(__filename, ['--child', channel, String(startAt), String(who), '--secs', String(SECS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    c.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)));
+    c.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`client process exited with ${code}`));
+    });
+  });
+}
+
+async function main() {
+  const { startServer, LocalFirst } = require('..');
+  const runtime = runtimeDir();
+  const channel = `bench-procs-${process.pid}`;
+  const m = machine();
+  const rows = [];
+  const server = await startServer({ channel, dataDir: path.join(runtime, 'data'), logs: 'ignore' });
+  try {
+    const db = new LocalFirst({ mode: 'ipc', channelName: channel });
+    await db.connect();
+    for (let i = 0; i < DOCS; i++) await db.put(`doc:${i}`, { type: 'Doc', name: `document ${i}`, value: i });
+    await db.close();
+    for (const n of PROCS) {
+      // Time enough for every child to start, connect and warm up.
+      const startAt = Date.now() + 1500 + n * 80;
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => runChild(channel, startAt, i)));
+      rows.push({
+        processes: n,
+        transport: results[0].transport,
+        gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
+        puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
+        getsEach: results.map((r) => r.gets / SECS),
+        putsEach: results.map((r) => r.puts / SECS),
+      });
+    }
+  } finally {
+    await server.stop();
+    fs.rmSync(runtime, { recursive: true, force: true });
+  }
+  if (JSON_OUT) {
+    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, rows }, null, 2)}\n`);
+    return;
+  }
+  const f = (x) => Math.round(x).toLocaleString('en-US').padStart(9);
+  const range = (xs) => `${Math.round(Math.min(...xs)).toLocaleString('en-US')}–${Math.round(Math.max(...xs)).toLocaleString('en-US')}`;
+  console.log(`client processes against one server: sequential await get, then await put, ${SECS} s each, all processes at once`);
+  console.log(`machine: ${m.cpu} · nproc ${m.nproc} · Linux ${m.kernel} · Node ${m.node} · load ${m.load}`);
+  console.log('');
+  console.log(`${'processes'.padStart(9)} ${'transport'.padEnd(9)} ${'gets/s'.padStart(9)} ${'÷ 1 proc'.padStart(8)} ${'per process'.padStart(17)}  ${'puts/s'.padStart(9)} ${'÷ 1 proc'.padStart(8)} ${'per process'.padStart(17)}`);
+  const one = rows.find((r) => r.processes === 1);
+  const ratio = (x, base) => (base ? `${(x / base).toFixed(2)}×`.padStart(8) : '       ?');
+  for (const r of rows) {
+    console.log(
+      `${String(r.processes).padStart(9)} ${String(r.transport).padEnd(9)} ${f(r.gets)} ${ratio(r.gets, one && one.gets)} ${range(r.getsEach).padStart(17)}  ${f(r.puts)} ${ratio(r.puts, one && one.puts)} ${range(r.putsEach).padStart(17)}`,
+    );
+  }
+}
+
+if (args[0] === '--child') {
+  child(args[1], Number(args[2]), Number(args[3])).then(
+    (r) => process.send(r, () => process.exit(0)),
+    (e) => process.send({ error: e.stack || String(e) }, () => process.exit(1)),
+  );
+} else {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
