@@ -195,12 +195,12 @@ impl Spinner {
     /// untouched) while `shares_core()` says the thread it waits for last
     /// ran on this core: that thread cannot make `ready` true while this
     /// one spins. Before a spin, the waiter then yields the core up to
-    /// [`SHARED_YIELDS`] times (true as soon as `ready` holds; it stops
+    /// 32 times (`SHARED_YIELDS`; true as soon as `ready` holds; it stops
     /// yielding once the peer reports another core), then gives up (false)
     /// so the caller sleeps; during a spin (the peer moved onto this core)
     /// it gives up at once. Looked at before spinning and at every look at
     /// the clock. When every core has a spinner, the waiter spins at most
-    /// [`CROWDED_SPIN`], and only while the peer is elsewhere, then yields
+    /// 10 µs (`CROWDED_SPIN`), and only while the peer is elsewhere, then yields
     /// as usual.
     ///
     /// ```
