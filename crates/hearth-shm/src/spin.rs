@@ -374,10 +374,9 @@ mod tests {
         assert_eq!(spinning(), 0);
     }
 
-    #[test]
-    fn a_peer_on_this_core_gets_a_few_yields_then_the_waiter_gives_up_keeping_its_budget() {
-        let _turn = one_at_a_time();
-        let mut s = Spinner::new(Duration::from_secs(10));
+    /// Looks at a condition that never holds during one wait whose peer is
+    /// on this core (the wait gives up: false).
+    fn looks_with_the_peer_here(s: &mut Spinner) -> u32 {
         let mut polls = 0;
         assert!(!s.spin_unless_shared(
             || true,
@@ -386,6 +385,14 @@ mod tests {
                 false
             }
         ));
+        polls
+    }
+
+    #[test]
+    fn a_peer_on_this_core_gets_a_few_yields_then_the_waiter_gives_up_keeping_its_budget() {
+        let _turn = one_at_a_time();
+        let mut s = Spinner::new(Duration::from_secs(10));
+        let polls = looks_with_the_peer_here(&mut s);
         assert_eq!(
             polls,
             1 + SHARED_YIELDS,
@@ -457,14 +464,7 @@ mod tests {
         let _turn = one_at_a_time();
         let _crowd = crowd();
         let mut s = Spinner::new(Duration::from_secs(10));
-        let mut polls = 0;
-        assert!(!s.spin_unless_shared(
-            || true,
-            || {
-                polls += 1;
-                false
-            }
-        ));
+        let polls = looks_with_the_peer_here(&mut s);
         assert_eq!(
             polls,
             1 + CROWDED_YIELDS,
