@@ -1,8 +1,8 @@
 'use strict';
-// The reference benchmark script runs end to end (tiny sizes): its three
-// configurations and its --fresh mode produce well-formed figures over the
-// transports they name. Nothing here looks at speed: the numbers only have
-// to be positive and finite.
+// The benchmark scripts run end to end (tiny sizes): the reference's three
+// configurations and its --fresh mode, and the many-processes benchmark,
+// produce well-formed figures over the transports they name. Nothing here
+// looks at speed: the numbers only have to be positive and finite.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -11,10 +11,11 @@ const { execFile } = require('node:child_process');
 const { needsServe } = require('./helpers');
 
 const SCRIPT = path.join(__dirname, '..', 'bench', 'reference.js');
+const PROCESSES = path.join(__dirname, '..', 'bench', 'processes.js');
 
-function bench(args) {
+function bench(args, script = SCRIPT) {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [SCRIPT, ...args, '--json'], { timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [script, ...args, '--json'], { timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${err.message}\n${stderr}`));
       else resolve(JSON.parse(stdout));
     });
@@ -44,5 +45,16 @@ test('--fresh N measures N first rounds, each in a fresh process', needsServe, a
   for (const run of out.runs) {
     assert.ok(rate(run.put) && rate(run.get), JSON.stringify(run));
     assert.equal(typeof run.transport, 'string');
+  }
+});
+
+test('the processes benchmark measures each process count', needsServe, async () => {
+  const out = await bench(['--procs', '1,3', '--secs', '0.3'], PROCESSES);
+  assert.deepEqual(out.rows.map((r) => r.processes), [1, 3]);
+  for (const r of out.rows) {
+    assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
+    assert.equal(r.getsEach.length, r.processes);
+    assert.ok(r.getsEach.every(rate) && r.putsEach.every(rate), JSON.stringify(r));
+    assert.equal(typeof r.transport, 'string');
   }
 });
