@@ -55,20 +55,37 @@ function nextTurn() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * The addon's CancelToken that `signal` cancels when it aborts: one per
+ * signal, shared by every call made with it (a call subscribes to the
+ * token only if it goes on asynchronously), so that a call costs no new
+ * token and no listener of its own.
+ */
+const tokens = new WeakMap();
+function tokenFor(signal) {
+  let token = tokens.get(signal);
+  if (token === undefined) {
+    const t = new native.CancelToken();
+    if (signal.aborted) t.cancel();
+    else signal.addEventListener('abort', () => t.cancel(), { once: true });
+    tokens.set(signal, t);
+    token = t;
+  }
+  return token;
+}
+
 const same = (v) => v;
 const parseOrNull = (json) => (json === null ? null : JSON.parse(json));
 
-/** The parsed result of an addon promise settling with an outcome. */
-function settle(promise, signal, onAbort) {
+/** The parsed result of an addon promise settling with an outcome (`signal`: the call's, for an AbortError's reason). */
+function settle(promise, signal) {
   return promise.then(
     (r) => {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
       if (r === null) return null;
       if (typeof r === 'string') return JSON.parse(r);
       throw fromInfo(r, signal);
     },
     (e) => {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
       throw fromNative(e);
     },
   );
@@ -441,31 +458,27 @@ class LocalFirst extends EventEmitter {
   _request(op, args, options) {
     const client = this._client();
     const signal = options.signal;
-    let token = null;
-    let onAbort = null;
-    if (signal) {
-      token = new native.CancelToken();
-      onAbort = () => token.cancel();
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
+    const token = signal ? tokenFor(signal) : null;
     let promise;
     try {
       promise = client.request(op, args, options.timeout, token);
     } catch (e) {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
       throw fromNative(e);
     }
-    return settle(promise, signal, onAbort);
+    return settle(promise, signal);
   }
 
   /**
    * The promise for a fast-path call's outcome `r`: settled with `now(r)`
    * when the answer came within the budget (numbers, booleans, strings or
    * null), else the parsed outcome of the promise the addon returned for
-   * the rest of a slow call (the only object it returns).
+   * the rest of a slow call (the only object it returns), which aborting
+   * `signal` ends (through its token, `tokenFor`). A call answered within
+   * the budget has nothing left to abort: the signal could not fire while
+   * it ran.
    */
-  _settled(r, now) {
-    if (r !== null && typeof r === 'object') return settle(r, undefined, null);
+  _settled(r, now, signal) {
+    if (r !== null && typeof r === 'object') return settle(r, signal);
     try {
       return Promise.resolve(now(r));
     } catch (e) {
@@ -491,8 +504,8 @@ class LocalFirst extends EventEmitter {
 
   /**
    * put and patch: `value` (a JSON object, sent as `field`) for document
-   * `id`, on the fast path unless it is large, has a signal or the fast
-   * path is off; resolves with the change's sequence number.
+   * `id`, on the fast path unless it is large or the fast path is off;
+   * resolves with the change's sequence number.
    */
   _write(op, field, what, id, value, options) {
     let o, json, client;
@@ -504,7 +517,7 @@ class LocalFirst extends EventEmitter {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (!this._fastPath || json.length > LARGE_JSON || o.signal) {
+    if (!this._fastPath || json.length > LARGE_JSON) {
       return this._requestLater(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
     }
     if (mustYield()) return nextTurn().then(() => this._writeNow(client, op, id, json, o));
@@ -512,13 +525,19 @@ class LocalFirst extends EventEmitter {
   }
 
   _writeNow(client, op, id, json, o) {
+    let token;
+    if (o.signal) {
+      // Aborted while the event loop turned (see mustYield).
+      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
+      token = tokenFor(o.signal);
+    }
     let r;
     try {
-      r = op === 'put' ? client.put(id, json, o.timeout, this._budgetMs) : client.patch(id, json, o.timeout, this._budgetMs);
+      r = op === 'put' ? client.put(id, json, o.timeout, this._budgetMs, token) : client.patch(id, json, o.timeout, this._budgetMs, token);
     } catch (e) {
       return Promise.reject(fromNative(e));
     }
-    return this._settled(r, same);
+    return this._settled(r, same, o.signal);
   }
 
   /** The document, or null when absent or deleted. */
@@ -531,7 +550,7 @@ class LocalFirst extends EventEmitter {
     return this._point('delete', id, options, same);
   }
 
-  /** get and delete: on the fast path unless it is off or there is a signal. */
+  /** get and delete: on the fast path unless it is off. */
   _point(op, id, options, now) {
     let o, client;
     try {
@@ -541,19 +560,25 @@ class LocalFirst extends EventEmitter {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (!this._fastPath || o.signal) return this._requestLater(op, `{"id":${JSON.stringify(id)}}`, o);
+    if (!this._fastPath) return this._requestLater(op, `{"id":${JSON.stringify(id)}}`, o);
     if (mustYield()) return nextTurn().then(() => this._pointNow(client, op, id, o, now));
     return this._pointNow(client, op, id, o, now);
   }
 
   _pointNow(client, op, id, o, now) {
+    let token;
+    if (o.signal) {
+      // Aborted while the event loop turned (see mustYield).
+      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
+      token = tokenFor(o.signal);
+    }
     let r;
     try {
-      r = op === 'get' ? client.get(id, o.timeout, this._budgetMs) : client.delete(id, o.timeout, this._budgetMs);
+      r = op === 'get' ? client.get(id, o.timeout, this._budgetMs, token) : client.delete(id, o.timeout, this._budgetMs, token);
     } catch (e) {
       return Promise.reject(fromNative(e));
     }
-    return this._settled(r, now);
+    return this._settled(r, now, o.signal);
   }
 
   /** [`_request`](#_request) as a promise, rejected rather than thrown. */

@@ -142,7 +142,8 @@ impl NativeClient {
     /// Replaces document `id` with the JSON object `data_json`; the
     /// change's sequence number once it is durable. Waits on the
     /// JavaScript thread for at most `budget_ms` (see `NativeClient::fast`); a slower
-    /// answer comes as a promise of an [`Outcome`] (the number as JSON).
+    /// answer comes as a promise of an [`Outcome`] (the number as JSON),
+    /// which `cancel` can end.
     #[napi(ts_return_type = "number | Promise<string | null | ErrorInfo>")]
     pub fn put<'env>(
         &self,
@@ -151,11 +152,15 @@ impl NativeClient {
         data_json: String,
         timeout_ms: Option<f64>,
         budget_ms: f64,
+        cancel: Option<&CancelToken>,
     ) -> napi::Result<Either<f64, PromiseRaw<'env, Outcome>>, String> {
         self.fast(
             env,
-            timeout_ms,
-            budget_ms,
+            Wait {
+                timeout_ms,
+                budget_ms,
+                cancel,
+            },
             |c, budget| c.put_json_within(&id, &data_json, budget),
             |seq| seq as f64,
             |seq| json!(seq).to_string(),
@@ -172,12 +177,16 @@ impl NativeClient {
         fields_json: String,
         timeout_ms: Option<f64>,
         budget_ms: f64,
+        cancel: Option<&CancelToken>,
     ) -> napi::Result<Either<f64, PromiseRaw<'env, Outcome>>, String> {
         let fields = sync(json::parse(&fields_json, "the fields"))?;
         self.fast(
             env,
-            timeout_ms,
-            budget_ms,
+            Wait {
+                timeout_ms,
+                budget_ms,
+                cancel,
+            },
             |c, budget| c.patch_within(&id, fields, budget),
             |seq| seq as f64,
             |seq| json!(seq).to_string(),
@@ -193,11 +202,15 @@ impl NativeClient {
         id: String,
         timeout_ms: Option<f64>,
         budget_ms: f64,
+        cancel: Option<&CancelToken>,
     ) -> napi::Result<Either<Option<String>, PromiseRaw<'env, Outcome>>, String> {
         self.fast(
             env,
-            timeout_ms,
-            budget_ms,
+            Wait {
+                timeout_ms,
+                budget_ms,
+                cancel,
+            },
             |c, budget| c.get_json_within(&id, budget),
             |text| text,
             |text| text.unwrap_or_else(|| "null".to_string()),
@@ -213,11 +226,15 @@ impl NativeClient {
         id: String,
         timeout_ms: Option<f64>,
         budget_ms: f64,
+        cancel: Option<&CancelToken>,
     ) -> napi::Result<Either<bool, PromiseRaw<'env, Outcome>>, String> {
         self.fast(
             env,
-            timeout_ms,
-            budget_ms,
+            Wait {
+                timeout_ms,
+                budget_ms,
+                cancel,
+            },
             |c, budget| c.delete_within(&id, budget),
             |seq| seq.is_some(),
             |seq| json!(seq.is_some()).to_string(),
@@ -376,18 +393,19 @@ impl NativeClient {
     /// settled on the addon's runtime, so the event loop is never held for
     /// longer than the budget. `now` shapes an answer given at once,
     /// `later` one given through the promise (as JSON text, like
-    /// [`request`](Self::request)).
+    /// [`request`](Self::request)); cancelling `cancel` ends that promise
+    /// with `ABORT_ERR` (an answer given at once cannot be cancelled: the
+    /// JavaScript thread was busy with the call the whole time).
     fn fast<'env, T: Send + 'static, R>(
         &self,
         env: &'env Env,
-        timeout_ms: Option<f64>,
-        budget_ms: f64,
+        wait: Wait<'_>,
         call: impl FnOnce(&Client, Duration) -> Within<T>,
         now: impl FnOnce(T) -> R,
         later: fn(T) -> String,
     ) -> napi::Result<Either<R, PromiseRaw<'env, Outcome>>, String> {
-        let budget = sync(budget(budget_ms))?;
-        let within = sync(self.shared.with(timeout_ms, |c| Ok(call(c, budget))))?;
+        let budget = sync(budget(wait.budget_ms))?;
+        let within = sync(self.shared.with(wait.timeout_ms, |c| Ok(call(c, budget))))?;
         let rest = match within {
             Within::Ready(result) => {
                 return sync(result.map(now).map_err(NodeError::from)).map(Either::A);
@@ -395,8 +413,10 @@ impl NativeClient {
             Within::Later(rest) => rest,
         };
         let closed = self.shared.closed();
+        let cancel = wait.cancel.map(CancelToken::watch);
         env.spawn_future(async move {
             let work = async move { Ok(Some(later(rest.wait().await?))) };
+            let work = cancellable(work, cancel);
             let closing = async move {
                 crate::rt::until_set(closed).await;
                 Err(NodeError::Closed("this client"))
@@ -410,6 +430,14 @@ impl NativeClient {
         .map(Either::B)
         .map_err(|e| napi::Error::new(e.status.as_ref().to_string(), e.reason))
     }
+}
+
+/// How a fast-path call may wait: its timeout (the client's when `None`),
+/// how long on the JavaScript thread, and what can cancel the rest.
+struct Wait<'a> {
+    timeout_ms: Option<f64>,
+    budget_ms: f64,
+    cancel: Option<&'a CancelToken>,
 }
 
 /// The fast path's budget: a finite, non-negative number of milliseconds.

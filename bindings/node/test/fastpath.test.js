@@ -1,8 +1,9 @@
 'use strict';
 // The fast path never holds the event loop for a stalled server: point
 // operations wait on the JavaScript thread only for a small budget, then
-// come back as a pending promise. The server is frozen with SIGSTOP (a real
-// process, not a mock) and thawed with SIGCONT.
+// come back as a pending promise, which the call's signal can still end.
+// The server is frozen with SIGSTOP (a real process, not a mock) and thawed
+// with SIGCONT.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -110,6 +111,42 @@ test('closing the client ends a call that is waiting on a frozen server with ECL
   await db.close();
   await assert.rejects(put.promise, (e) => e.code === 'ECLOSED');
   thaw(s.pid);
+});
+
+test('aborting the signal of point calls waiting on a frozen server ends every one of them at once', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.put('a', { a: 1 });
+  await freeze(t, s.pid);
+  const ac = new AbortController();
+  // One signal for all: each call went past its budget and waits off the
+  // main thread.
+  const calls = [db.get('a', { signal: ac.signal }), db.put('b', { b: 2 }, { signal: ac.signal }), db.delete('a', { signal: ac.signal })].map(track);
+  await tick(20);
+  assert.ok(calls.every((c) => !c.settled), 'a frozen server cannot have answered');
+  ac.abort(new Error('navigated away'));
+  await tick(20);
+  assert.ok(calls.every((c) => c.settled), 'the abort ended them, not the thaw');
+  for (const c of calls) {
+    await assert.rejects(c.promise, (e) => e.name === 'AbortError' && e.code === 'ABORT_ERR' && e.cause.message === 'navigated away');
+  }
+  thaw(s.pid);
+  assert.deepEqual(await db.get('b'), { b: 2 }, 'the put reached the server before the abort: it is applied');
+});
+
+test('a point call with a signal answered within its budget resolves, whatever the signal does next', needsServe, async (t) => {
+  const s = await server(t);
+  // A budget no answer can miss, even on a loaded machine.
+  const db = client(t, s.channel, { fastPathBudget: 10_000 });
+  await db.put('a', { a: 1 });
+  const ac = new AbortController();
+  const get = db.get('a', { signal: ac.signal });
+  const put = db.put('b', { b: 2 }, { signal: ac.signal });
+  ac.abort();
+  assert.deepEqual(await get, { a: 1 });
+  assert.equal(typeof (await put), 'number');
+  // The signal is aborted now: a new call with it rejects before sending.
+  await assert.rejects(db.get('a', { signal: ac.signal }), { name: 'AbortError' });
 });
 
 test('fastPathBudget must be a non-negative number of milliseconds', () => {
