@@ -622,6 +622,65 @@ fn calls_with_a_zero_budget_hand_over_without_losing_an_answer(fx: &Fx) {
     assert_eq!(client.get("within:0").unwrap(), None);
 }
 
+fn the_other_unary_calls_with_a_budget_give_what_their_plain_forms_give(fx: &Fx) {
+    let client = fx.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut later = 0;
+    for budget in [Duration::ZERO, Duration::from_secs(20)] {
+        let writes = vec![
+            WriteOp::Put {
+                id: "unary:1".into(),
+                data: json!({"a": 1}),
+            },
+            WriteOp::Put {
+                id: "unary:2".into(),
+                data: json!({"b": 2}),
+            },
+        ];
+        let (first, last) = settle(client.batch_within(writes, budget), &rt, &mut later);
+        assert_eq!(last, first + 1);
+        let doc = settle(
+            client.get_with_metadata_within("unary:1", budget),
+            &rt,
+            &mut later,
+        )
+        .unwrap();
+        assert_eq!(doc, client.get_with_metadata("unary:1").unwrap().unwrap());
+        assert_eq!(doc.metadata.as_ref().map(|m| m.seq), Some(first));
+        assert_eq!(
+            settle(
+                client.get_with_metadata_within("unary:never", budget),
+                &rt,
+                &mut later
+            ),
+            None
+        );
+        assert_eq!(
+            settle(
+                client.call_within("test:echo", json!([1, "é"]), budget),
+                &rt,
+                &mut later
+            ),
+            json!([1, "é"])
+        );
+        assert_eq!(
+            settle(
+                client.publish_within("unary:topic", json!({}), budget),
+                &rt,
+                &mut later
+            ),
+            0,
+            "nobody subscribes"
+        );
+    }
+    // A handler's typed error comes back the same way, at once or later.
+    let e = match client.call_within("test:fail", json!({"name": "zed"}), Duration::ZERO) {
+        Within::Ready(r) => r.unwrap_err(),
+        Within::Later(rest) => rt.block_on(rest.wait()).unwrap_err(),
+    };
+    assert_eq!(remote_code(&e), ErrorCode::NotFound);
+}
+
 fn a_call_within_its_budget_is_ready(fx: &Fx) {
     let client = fx.client();
     client.put("ready:1", json!({"a": 1})).unwrap();
@@ -837,6 +896,7 @@ conformance!(
     the_handler_context_names_the_caller,
     a_timed_out_call_is_cancelled_and_the_connection_goes_on,
     calls_with_a_zero_budget_hand_over_without_losing_an_answer,
+    the_other_unary_calls_with_a_budget_give_what_their_plain_forms_give,
     a_call_within_its_budget_is_ready,
     subscriptions_deliver_history_then_live_changes_in_order,
     a_subscription_from_now_sees_only_new_changes,

@@ -154,6 +154,35 @@ impl Client {
         self.unary_within(op, body, budget).decode(calls::deleted)
     }
 
+    /// [`Client::get_with_metadata`] that waits here for at most
+    /// `budget`; see [`Within`].
+    pub fn get_with_metadata_within(&self, id: &str, budget: Duration) -> Within<Option<Document>> {
+        let (op, body) = calls::get_with_metadata(id);
+        self.unary_within(op, body, budget).decode(calls::document)
+    }
+
+    /// [`Client::batch`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn batch_within(&self, writes: Vec<WriteOp>, budget: Duration) -> Within<(u64, u64)> {
+        let (op, body) = calls::batch(writes);
+        self.unary_within(op, body, budget).decode(calls::seq_range)
+    }
+
+    /// [`Client::call`] that waits here for at most `budget`; see
+    /// [`Within`]. The handler's answer comes back at once when it is that
+    /// quick (a Rust handler, an idle Node host), else as a future.
+    pub fn call_within(&self, name: &str, payload: Value, budget: Duration) -> Within<Value> {
+        let (op, body) = calls::call(name, payload);
+        self.unary_within(op, body, budget).decode(parse_json)
+    }
+
+    /// [`Client::publish`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn publish_within(&self, topic: &str, payload: Value, budget: Duration) -> Within<usize> {
+        let (op, body) = calls::publish(topic, payload);
+        self.unary_within(op, body, budget).decode(calls::delivered)
+    }
+
     /// [`Client::ping`] that waits here for at most `budget`; see
     /// [`Within`].
     pub fn ping_within(&self, budget: Duration) -> Within<()> {
