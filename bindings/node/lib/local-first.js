@@ -581,6 +581,34 @@ class LocalFirst extends EventEmitter {
     return this._settled(r, now, o.signal);
   }
 
+  /**
+   * getWithMetadata, batch, call and publish (`args`: their JSON arguments):
+   * on the fast path like the point calls unless it is off or the
+   * arguments are large; the parsed result.
+   */
+  _unary(op, args, o) {
+    const client = this._client();
+    if (!this._fastPath || args.length > LARGE_JSON) return this._request(op, args, o);
+    if (mustYield()) return nextTurn().then(() => this._unaryNow(client, op, args, o));
+    return this._unaryNow(client, op, args, o);
+  }
+
+  _unaryNow(client, op, args, o) {
+    let token;
+    if (o.signal) {
+      // Aborted while the event loop turned (see mustYield).
+      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
+      token = tokenFor(o.signal);
+    }
+    let r;
+    try {
+      r = client.unary(op, args, o.timeout, this._budgetMs, token);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
+    return this._settled(r, parseOrNull, o.signal);
+  }
+
   /** [`_request`](#_request) as a promise, rejected rather than thrown. */
   _requestLater(op, args, options) {
     try {
@@ -594,7 +622,7 @@ class LocalFirst extends EventEmitter {
   async getWithMetadata(id, options) {
     const o = callOptions(options);
     checkId(id, 'getWithMetadata');
-    return this._request('getWithMetadata', `{"id":${JSON.stringify(id)}}`, o);
+    return this._unary('getWithMetadata', `{"id":${JSON.stringify(id)}}`, o);
   }
 
   /**
@@ -642,21 +670,21 @@ class LocalFirst extends EventEmitter {
     if (!Array.isArray(ops)) throw new HearthError('invalid_input', `batch: expected an array of operations, not ${describe(ops)}`);
     const json = anyJson({ ops }, 'batch: the operations');
     checkSize(json, 'batch', `${ops.length} operations`);
-    return this._request('batch', json, o);
+    return this._unary('batch', json, o);
   }
 
   /** Calls the server's handler `name` with `payload`; resolves with its result. */
   async call(name, payload, options) {
     const o = callOptions(options);
     if (typeof name !== 'string') throw new HearthError('invalid_input', `call: the handler name must be a string, not ${describe(name)}`);
-    return this._request('call', `{"name":${JSON.stringify(name)},"payload":${anyJson(payload, `call(${JSON.stringify(name)}): the payload`)}}`, o);
+    return this._unary('call', `{"name":${JSON.stringify(name)},"payload":${anyJson(payload, `call(${JSON.stringify(name)}): the payload`)}}`, o);
   }
 
   /** Publishes an event on `topic`; resolves with how many subscriptions received it. */
   async publish(topic, payload, options) {
     const o = callOptions(options);
     if (typeof topic !== 'string') throw new HearthError('invalid_input', `publish: the topic must be a string, not ${describe(topic)}`);
-    return this._request('publish', `{"topic":${JSON.stringify(topic)},"payload":${anyJson(payload, `publish(${JSON.stringify(topic)}): the payload`)}}`, o);
+    return this._unary('publish', `{"topic":${JSON.stringify(topic)},"payload":${anyJson(payload, `publish(${JSON.stringify(topic)}): the payload`)}}`, o);
   }
 
   /**

@@ -241,6 +241,77 @@ impl NativeClient {
         )
     }
 
+    /// `getWithMetadata`, `batch`, `call` or `publish` with the arguments
+    /// in `args_json` (as [`request`](Self::request) takes them), on the
+    /// fast path like [`put`](Self::put): the result as JSON text (`null`
+    /// for a document that never existed) when it comes within
+    /// `budget_ms`, else a promise of an [`Outcome`], which `cancel` can
+    /// end.
+    #[napi(ts_return_type = "string | null | Promise<string | null | ErrorInfo>")]
+    pub fn unary<'env>(
+        &self,
+        env: &'env Env,
+        op: String,
+        args_json: String,
+        timeout_ms: Option<f64>,
+        budget_ms: f64,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<Either<Option<String>, PromiseRaw<'env, Outcome>>, String> {
+        let wait = Wait {
+            timeout_ms,
+            budget_ms,
+            cancel,
+        };
+        match op.as_str() {
+            "getWithMetadata" => {
+                let a: json::IdArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.get_with_metadata_within(&a.id, budget),
+                    |doc| doc.map(|d| json::text(&json::document(d))),
+                    |doc| {
+                        doc.map_or_else(|| "null".to_string(), |d| json::text(&json::document(d)))
+                    },
+                )
+            }
+            "batch" => {
+                let a: json::BatchArgs = sync(json::args(&args_json, &op))?;
+                let writes = sync(a.writes())?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.batch_within(writes, budget),
+                    |range| Some(seq_range(range)),
+                    seq_range,
+                )
+            }
+            "call" => {
+                let a: json::CallArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.call_within(&a.name, a.payload, budget),
+                    |v| Some(json::text(&v)),
+                    |v| json::text(&v),
+                )
+            }
+            "publish" => {
+                let a: json::PublishArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.publish_within(&a.topic, a.payload, budget),
+                    |n| Some(n.to_string()),
+                    |n| n.to_string(),
+                )
+            }
+            other => sync(Err(NodeError::InvalidInput(format!(
+                "no fast path for the operation {other:?}"
+            )))),
+        }
+    }
+
     /// Document `id` with its metadata (`{id, data, metadata}`), deleted
     /// ones included; `null` if it never existed.
     #[napi]
@@ -451,6 +522,11 @@ fn budget(ms: f64) -> Result<Duration, NodeError> {
     }
 }
 
+/// A batch's first and last sequence numbers as JSON text.
+fn seq_range((first, last): (u64, u64)) -> String {
+    json::text(&json!({"firstSeq": first, "lastSeq": last}))
+}
+
 fn page(page: hearth_ipc::Page) -> Value {
     let docs: Vec<Value> = page.docs.into_iter().map(json::document).collect();
     json!({"docs": docs, "cursor": page.cursor})
@@ -497,8 +573,7 @@ async fn run(client: AsyncClient, op: &str, args: &str) -> Result<Option<String>
         }
         "batch" => {
             let a: json::BatchArgs = json::args(args, op)?;
-            let (first, last) = client.batch(a.writes()?).await?;
-            json!({"firstSeq": first, "lastSeq": last})
+            return Ok(Some(seq_range(client.batch(a.writes()?).await?)));
         }
         "call" => {
             let a: json::CallArgs = json::args(args, op)?;

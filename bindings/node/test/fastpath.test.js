@@ -90,6 +90,30 @@ test('every point operation that outlives its budget gives its usual result', LI
   assert.deepEqual(await db.get('p'), { n: 1, m: 2 });
 });
 
+test('getWithMetadata, batch, call and publish that outlive their budget give their usual results', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.put('m', { a: 1 });
+  await freeze(t, s.pid);
+  const meta = track(db.getWithMetadata('m'));
+  const batch = db.batch([{ op: 'put', id: 'b1', data: { b: 1 } }]);
+  const call = db.call('no:such:handler', {});
+  const published = db.publish('frozen:topic', { x: 1 });
+  await tick(20);
+  assert.equal(meta.settled, false, 'a frozen server cannot have answered');
+  thaw(s.pid);
+  const doc = await meta.promise;
+  assert.deepEqual(doc.data, { a: 1 });
+  assert.equal(typeof doc.metadata.seq, 'number');
+  const { firstSeq, lastSeq } = await batch;
+  assert.equal(firstSeq, lastSeq);
+  await assert.rejects(call, { code: 'unknown_operation' });
+  assert.equal(await published, 0);
+  // And on the fast path again, answered at once.
+  assert.deepEqual((await db.getWithMetadata('b1')).data, { b: 1 });
+  assert.equal(await db.getWithMetadata('never'), null);
+});
+
 test('a call to a frozen server still ends at its timeout, with code timeout', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 300 });
@@ -113,7 +137,7 @@ test('closing the client ends a call that is waiting on a frozen server with ECL
   thaw(s.pid);
 });
 
-test('aborting the signal of point calls waiting on a frozen server ends every one of them at once', LINUX, async (t) => {
+test('aborting the signal of calls waiting on a frozen server ends every one of them at once', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
   await db.put('a', { a: 1 });
@@ -121,7 +145,13 @@ test('aborting the signal of point calls waiting on a frozen server ends every o
   const ac = new AbortController();
   // One signal for all: each call went past its budget and waits off the
   // main thread.
-  const calls = [db.get('a', { signal: ac.signal }), db.put('b', { b: 2 }, { signal: ac.signal }), db.delete('a', { signal: ac.signal })].map(track);
+  const calls = [
+    db.get('a', { signal: ac.signal }),
+    db.put('b', { b: 2 }, { signal: ac.signal }),
+    db.delete('a', { signal: ac.signal }),
+    db.getWithMetadata('a', { signal: ac.signal }),
+    db.call('no:such:handler', {}, { signal: ac.signal }),
+  ].map(track);
   await tick(20);
   assert.ok(calls.every((c) => !c.settled), 'a frozen server cannot have answered');
   ac.abort(new Error('navigated away'));
