@@ -95,20 +95,23 @@ test('getWithMetadata, batch, call and publish that outlive their budget give th
   const db = client(t, s.channel, { timeout: 20_000 });
   await db.put('m', { a: 1 });
   await freeze(t, s.pid);
-  const meta = track(db.getWithMetadata('m'));
-  const batch = db.batch([{ op: 'put', id: 'b1', data: { b: 1 } }]);
-  const call = db.call('no:such:handler', {});
-  const published = db.publish('frozen:topic', { x: 1 });
+  // Tracked at once: the call's rejection must find its handler in place.
+  const [meta, batch, call, published] = [
+    db.getWithMetadata('m'),
+    db.batch([{ op: 'put', id: 'b1', data: { b: 1 } }]),
+    db.call('no:such:handler', {}),
+    db.publish('frozen:topic', { x: 1 }),
+  ].map(track);
   await tick(20);
   assert.equal(meta.settled, false, 'a frozen server cannot have answered');
   thaw(s.pid);
   const doc = await meta.promise;
   assert.deepEqual(doc.data, { a: 1 });
   assert.equal(typeof doc.metadata.seq, 'number');
-  const { firstSeq, lastSeq } = await batch;
+  const { firstSeq, lastSeq } = await batch.promise;
   assert.equal(firstSeq, lastSeq);
-  await assert.rejects(call, { code: 'unknown_operation' });
-  assert.equal(await published, 0);
+  await assert.rejects(call.promise, { code: 'unknown_operation' });
+  assert.equal(await published.promise, 0);
   // And on the fast path again, answered at once.
   assert.deepEqual((await db.getWithMetadata('b1')).data, { b: 1 });
   assert.equal(await db.getWithMetadata('never'), null);
