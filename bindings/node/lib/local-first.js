@@ -74,6 +74,15 @@ function tokenFor(signal) {
   return token;
 }
 
+/**
+ * The token for a fast-path call with `signal`: undefined without one,
+ * null when it fired while the event loop turned (see mustYield).
+ */
+function fastToken(signal) {
+  if (!signal) return undefined;
+  return signal.aborted ? null : tokenFor(signal);
+}
+
 const same = (v) => v;
 const parseOrNull = (json) => (json === null ? null : JSON.parse(json));
 
@@ -525,12 +534,8 @@ class LocalFirst extends EventEmitter {
   }
 
   _writeNow(client, op, id, json, o) {
-    let token;
-    if (o.signal) {
-      // Aborted while the event loop turned (see mustYield).
-      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
-      token = tokenFor(o.signal);
-    }
+    const token = fastToken(o.signal);
+    if (token === null) return Promise.reject(abortError(o.signal));
     let r;
     try {
       r = op === 'put' ? client.put(id, json, o.timeout, this._budgetMs, token) : client.patch(id, json, o.timeout, this._budgetMs, token);
@@ -566,12 +571,8 @@ class LocalFirst extends EventEmitter {
   }
 
   _pointNow(client, op, id, o, now) {
-    let token;
-    if (o.signal) {
-      // Aborted while the event loop turned (see mustYield).
-      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
-      token = tokenFor(o.signal);
-    }
+    const token = fastToken(o.signal);
+    if (token === null) return Promise.reject(abortError(o.signal));
     let r;
     try {
       r = op === 'get' ? client.get(id, o.timeout, this._budgetMs, token) : client.delete(id, o.timeout, this._budgetMs, token);
@@ -594,12 +595,8 @@ class LocalFirst extends EventEmitter {
   }
 
   _unaryNow(client, op, args, o) {
-    let token;
-    if (o.signal) {
-      // Aborted while the event loop turned (see mustYield).
-      if (o.signal.aborted) return Promise.reject(abortError(o.signal));
-      token = tokenFor(o.signal);
-    }
+    const token = fastToken(o.signal);
+    if (token === null) return Promise.reject(abortError(o.signal));
     let r;
     try {
       r = client.unary(op, args, o.timeout, this._budgetMs, token);
