@@ -209,8 +209,10 @@ impl Spinner {
     /// let mut spinner = Spinner::new(Duration::from_micros(50));
     /// assert!(!spinner.spin_unless_shared(|| true, || false));
     /// assert_eq!(spinner.budget(), Duration::from_micros(50));
+    /// // Answered during a yield (a long budget: yields stop at the budget).
+    /// let mut patient = Spinner::new(Duration::from_secs(10));
     /// let mut looks = 0;
-    /// assert!(spinner.spin_unless_shared(|| true, || { looks += 1; looks == 3 }));
+    /// assert!(patient.spin_unless_shared(|| true, || { looks += 1; looks == 3 }));
     /// ```
     pub fn spin_unless_shared(
         &mut self,
