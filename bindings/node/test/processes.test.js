@@ -13,7 +13,8 @@ const { fork } = require('node:child_process');
 const { server, client, needsServe } = require('./helpers');
 
 const WRITER = path.join(__dirname, 'fixtures', 'writer.js');
-const PROCESSES = Math.max(4, 2 * os.availableParallelism());
+/** More than the cores (twice, between 4 and 16 processes). */
+const PROCESSES = Math.min(16, Math.max(4, 2 * os.availableParallelism()));
 
 /** Forks a writer; `connected` resolves once it is connected, `result` with its report. */
 function writer(ch, who, rounds) {
