@@ -6,8 +6,11 @@
 //! panic when called from inside an async runtime, or hold the calling
 //! thread past a call's deadline.
 
-use super::within::{RawWithin, Within};
-use super::{AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, calls, parse_json};
+use super::within::{Later, RawWithin, Within};
+use super::{
+    AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, Collected, calls, hits, page,
+    parse_json,
+};
 use crate::error::IpcError;
 use crate::rt::{block_on, client_runtime};
 use crate::types::{Change, ConnectOptions, Document, Hit, Page, Subscription, TopicEvent};
@@ -96,17 +99,63 @@ impl Client {
         let mut task = self
             .handle
             .spawn(async move { inner.unary_payload(op, payload).await });
-        let joined = |r: Result<Result<Vec<u8>, IpcError>, tokio::task::JoinError>| {
-            r.unwrap_or_else(|e| {
-                Err(IpcError::Disconnected {
-                    reason: format!("the client's runtime dropped the call: {e}"),
-                })
-            })
-        };
         match self.run(async { tokio::time::timeout(budget, &mut task).await }) {
             Ok(r) => RawWithin::Ready(joined(r)),
             Err(_) => RawWithin::Later(Box::pin(async move { joined(task.await) })),
         }
+    }
+
+    /// A streamed call (list, query, search) that waits on this thread for
+    /// at most `budget`, like [`unary_within`](Self::unary_within): over
+    /// shared memory the thread reads the chunks itself; otherwise the call
+    /// runs as a task of the connection's runtime, waited on for the
+    /// budget. `shape` makes the result of what was collected.
+    fn collect_within<T: Send + 'static>(
+        &self,
+        op: Operation,
+        body: Value,
+        budget: Duration,
+        shape: fn(Collected) -> Result<T, IpcError>,
+    ) -> Within<T> {
+        if let Some(within) = self.inner.collect_blocking_within(op, &body, budget) {
+            return within.shape(shape);
+        }
+        let inner = self.inner.clone();
+        let mut task = self
+            .handle
+            .spawn(async move { inner.collect(op, &body).await });
+        match self.run(async { tokio::time::timeout(budget, &mut task).await }) {
+            Ok(r) => Within::Ready(joined(r).and_then(shape)),
+            Err(_) => Within::Later(Later::new(async move { shape(joined(task.await)?) })),
+        }
+    }
+
+    /// [`Client::list`] that waits here for at most `budget`; see
+    /// [`Within`]. Over shared memory the chunks are read on this thread
+    /// until the budget, then the rest comes as a future.
+    pub fn list_within(&self, options: ListOptions, budget: Duration) -> Within<Page> {
+        let body = AsyncClient::list_body(&options);
+        self.collect_within(Operation::List, body, budget, page)
+    }
+
+    /// [`Client::query`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn query_within(
+        &self,
+        filter: Value,
+        limit: Option<usize>,
+        after: Option<&str>,
+        budget: Duration,
+    ) -> Within<Page> {
+        let body = AsyncClient::query_body(filter, limit, after);
+        self.collect_within(Operation::Query, body, budget, page)
+    }
+
+    /// [`Client::search`] that waits here for at most `budget`; see
+    /// [`Within`].
+    pub fn search_within(&self, text: &str, limit: usize, budget: Duration) -> Within<Vec<Hit>> {
+        let body = AsyncClient::search_body(text, limit);
+        self.collect_within(Operation::Search, body, budget, hits)
     }
 
     /// [`Client::put`] that waits here for at most `budget`; see
@@ -477,4 +526,13 @@ impl Iterator for DocStream {
     fn next(&mut self) -> Option<Self::Item> {
         block_on(&self.handle, self.inner.next())
     }
+}
+
+/// The result of a call run as a task of the client's runtime.
+fn joined<T>(r: Result<Result<T, IpcError>, tokio::task::JoinError>) -> Result<T, IpcError> {
+    r.unwrap_or_else(|e| {
+        Err(IpcError::Disconnected {
+            reason: format!("the client's runtime dropped the call: {e}"),
+        })
+    })
 }

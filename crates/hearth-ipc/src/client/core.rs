@@ -391,6 +391,14 @@ impl ConnCore {
         }
     }
 
+    /// [`register`](Self::register) for a call whose own thread reads the
+    /// shared-memory ring for it: the background reader is not woken (the
+    /// caller tells it, `ClientShm::interest_up`, if the call goes on
+    /// without the thread).
+    pub(crate) fn register_here(&self, id: u64, pending: Pending) {
+        self.table().insert(id, pending);
+    }
+
     /// Turns a blocking call's pending entry into an async one: its
     /// caller stops waiting on its own thread, the background reader reads
     /// for it. `None` when the entry is gone: `route` already filled the

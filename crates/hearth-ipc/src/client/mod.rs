@@ -453,15 +453,7 @@ impl AsyncClient {
     }
 
     async fn collect(&self, op: Operation, body: &Value) -> Result<Collected, IpcError> {
-        let mut stream = self.open_stream(op, body).await?;
-        let mut items = Vec::new();
-        while let Some(item) = stream.next_raw().await? {
-            items.push(item);
-        }
-        Ok(Collected {
-            items,
-            end: stream.summary().cloned().unwrap_or(Value::Null),
-        })
+        self.open_stream(op, body).await?.collect_rest().await
     }
 
     /// Sends a subscribe request and waits for its response.
@@ -607,29 +599,22 @@ impl AsyncClient {
         limit: Option<usize>,
         after: Option<&str>,
     ) -> Result<Page, IpcError> {
-        let body = json!({"filter": filter, "limit": limit, "after": after});
+        let body = Self::query_body(filter, limit, after);
         page(self.collect(Operation::Query, &body).await?)
+    }
+
+    fn query_body(filter: Value, limit: Option<usize>, after: Option<&str>) -> Value {
+        json!({"filter": filter, "limit": limit, "after": after})
     }
 
     /// Full-text search; best matches first, at most `limit`.
     pub async fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, IpcError> {
-        let body = json!({"text": text, "limit": limit});
-        let collected = self.collect(Operation::Search, &body).await?;
-        collected
-            .items
-            .into_iter()
-            .map(|item| {
-                let score = item.get("score").and_then(Value::as_f64).unwrap_or(0.0);
-                let mut doc = item;
-                if let Value::Object(m) = &mut doc {
-                    m.remove("score");
-                }
-                Ok(Hit {
-                    doc: ops::decode_doc(doc)?,
-                    score,
-                })
-            })
-            .collect()
+        let body = Self::search_body(text, limit);
+        hits(self.collect(Operation::Search, &body).await?)
+    }
+
+    fn search_body(text: &str, limit: usize) -> Value {
+        json!({"text": text, "limit": limit})
     }
 
     /// Applies all writes atomically; returns the first and last sequence
@@ -937,6 +922,25 @@ pub(crate) mod calls {
             ))
         })
     }
+}
+
+/// A search's matches, best first, from its collected stream.
+fn hits(collected: Collected) -> Result<Vec<Hit>, IpcError> {
+    collected
+        .items
+        .into_iter()
+        .map(|item| {
+            let score = item.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+            let mut doc = item;
+            if let Value::Object(m) = &mut doc {
+                m.remove("score");
+            }
+            Ok(Hit {
+                doc: ops::decode_doc(doc)?,
+                score,
+            })
+        })
+        .collect()
 }
 
 fn page(collected: Collected) -> Result<Page, IpcError> {

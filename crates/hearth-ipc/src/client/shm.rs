@@ -395,6 +395,24 @@ impl ClientShm {
         }
     }
 
+    /// Reads the ring on the calling thread, routing every frame, until
+    /// `done()` or `deadline()`; false (nothing read) when another thread
+    /// reads it now.
+    pub(crate) fn read_here(
+        &self,
+        core: &ConnCore,
+        done: &dyn Fn() -> bool,
+        deadline: &dyn Fn() -> Instant,
+    ) -> bool {
+        let Some(mut rx) = self.rx.try_lock() else {
+            return false;
+        };
+        self.hold(core, &mut rx, done, Some(deadline));
+        drop(rx);
+        self.after_release(core);
+        true
+    }
+
     /// Wakes a parked caller if the baton is free (nobody reads for it).
     fn pass_on(&self) {
         // SeqCst fence pairs with the one in `park`, as in `after_release`.

@@ -9,7 +9,7 @@
 //! as an error).
 
 use super::core::{ConnCore, EventMode};
-use super::{AsyncClient, EventSub};
+use super::{AsyncClient, Collected, EventSub};
 use crate::error::IpcError;
 use crate::ops;
 use crate::types::{Change, Document, Subscription, TopicEvent};
@@ -47,6 +47,8 @@ pub struct AsyncDocStream {
     buf: VecDeque<Value>,
     summary: Option<Value>,
     failed: bool,
+    /// A failure found by `take_routed`, for the next reader.
+    error: Option<IpcError>,
 }
 
 impl std::fmt::Debug for AsyncDocStream {
@@ -75,6 +77,7 @@ impl AsyncDocStream {
             buf: VecDeque::new(),
             summary: None,
             failed: false,
+            error: None,
         }
     }
 
@@ -83,6 +86,9 @@ impl AsyncDocStream {
         loop {
             if let Some(item) = self.buf.pop_front() {
                 return Ok(Some(item));
+            }
+            if let Some(e) = self.error.take() {
+                return Err(e);
             }
             if self.summary.is_some() || self.failed {
                 return Ok(None);
@@ -102,29 +108,80 @@ impl AsyncDocStream {
                     });
                 }
             };
-            let kind = frame.header.kind;
-            let payload = match super::core::final_payload(frame) {
-                Ok(payload) => payload,
-                Err(e) => {
-                    self.failed = true;
-                    return Err(e);
+            self.take(frame)?;
+        }
+    }
+
+    /// Takes one frame of the stream: its items, its end, or its failure.
+    fn take(&mut self, frame: Frame) -> Result<(), IpcError> {
+        let kind = frame.header.kind;
+        let payload = match super::core::final_payload(frame) {
+            Ok(payload) => payload,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        let value: Value = serde_json::from_slice(&payload).map_err(|e| {
+            IpcError::Protocol(format!("a {} chunk is not JSON: {e}", self.op.name()))
+        })?;
+        match (kind, value) {
+            (FrameKind::StreamChunk, Value::Array(items)) => self.buf.extend(items),
+            (FrameKind::StreamEnd, summary) => self.summary = Some(summary),
+            (kind, _) => {
+                self.failed = true;
+                return Err(IpcError::Protocol(format!(
+                    "unexpected {kind} frame in a {} stream",
+                    self.op.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every frame routed so far, without waiting; whether the
+    /// stream is over (ended or failed; a failure is kept for
+    /// [`collected_now`](Self::collected_now) or the next `next_raw`).
+    pub(crate) fn take_routed(&mut self) -> bool {
+        while self.summary.is_none() && !self.failed {
+            match self.rx.try_recv() {
+                Ok(frame) => {
+                    if let Err(e) = self.take(frame) {
+                        self.failed = true;
+                        self.error = Some(e);
+                    }
                 }
-            };
-            let value: Value = serde_json::from_slice(&payload).map_err(|e| {
-                IpcError::Protocol(format!("a {} chunk is not JSON: {e}", self.op.name()))
-            })?;
-            match (kind, value) {
-                (FrameKind::StreamChunk, Value::Array(items)) => self.buf.extend(items),
-                (FrameKind::StreamEnd, summary) => self.summary = Some(summary),
-                (kind, _) => {
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.failed = true;
-                    return Err(IpcError::Protocol(format!(
-                        "unexpected {kind} frame in a {} stream",
-                        self.op.name()
-                    )));
+                    self.error = Some(self.core.dead_error());
                 }
             }
         }
+        true
+    }
+
+    /// Everything of a stream that is over (see [`take_routed`](Self::take_routed)).
+    pub(crate) fn collected_now(mut self) -> Result<Collected, IpcError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        Ok(Collected {
+            items: std::mem::take(&mut self.buf).into(),
+            end: self.summary.clone().unwrap_or(Value::Null),
+        })
+    }
+
+    /// Reads the stream to its end: every item, then the end's summary.
+    pub(crate) async fn collect_rest(mut self) -> Result<Collected, IpcError> {
+        let mut items = Vec::new();
+        while let Some(item) = self.next_raw().await? {
+            items.push(item);
+        }
+        Ok(Collected {
+            items,
+            end: self.summary.clone().unwrap_or(Value::Null),
+        })
     }
 
     /// The next document; `None` at the end of the stream.
@@ -143,10 +200,6 @@ impl AsyncDocStream {
             .as_ref()
             .and_then(|s| s.get("cursor"))
             .and_then(Value::as_str)
-    }
-
-    pub(crate) fn summary(&self) -> Option<&Value> {
-        self.summary.as_ref()
     }
 }
 

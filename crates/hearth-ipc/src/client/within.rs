@@ -17,12 +17,16 @@
 
 use super::core::{Pending, final_payload};
 use super::shm::{Deadline, SyncSlot, WaitEnd};
-use super::{AsyncClient, calls};
+use super::stream::AsyncDocStream;
+use super::{AsyncClient, Collected, calls};
 use crate::error::IpcError;
-use hearth_proto::Operation;
+use hearth_proto::{Frame, Operation};
+use serde_json::Value;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// What a call with a budget gives back: its result, or the rest of it.
 ///
@@ -56,8 +60,7 @@ pub enum Within<T> {
 /// request itself has been sent).
 #[must_use = "the answer is lost unless it is waited for"]
 pub struct Later<T> {
-    rest: Pin<Box<dyn Future<Output = Result<Vec<u8>, IpcError>> + Send>>,
-    decode: fn(&[u8]) -> Result<T, IpcError>,
+    rest: Pin<Box<dyn Future<Output = Result<T, IpcError>> + Send>>,
 }
 
 impl<T> std::fmt::Debug for Later<T> {
@@ -70,7 +73,16 @@ impl<T> Later<T> {
     /// Waits for the answer, on a tokio runtime with its time driver
     /// enabled (the default of `Runtime::new` and `#[tokio::main]`).
     pub async fn wait(self) -> Result<T, IpcError> {
-        (self.decode)(&self.rest.await?)
+        self.rest.await
+    }
+
+    /// The rest of a call, from its future.
+    pub(crate) fn new(
+        rest: impl Future<Output = Result<T, IpcError>> + Send + 'static,
+    ) -> Later<T> {
+        Later {
+            rest: Box::pin(rest),
+        }
     }
 }
 
@@ -81,10 +93,15 @@ pub(crate) enum RawWithin {
 }
 
 impl RawWithin {
-    pub(crate) fn decode<T>(self, decode: fn(&[u8]) -> Result<T, IpcError>) -> Within<T> {
+    pub(crate) fn decode<T: Send + 'static>(
+        self,
+        decode: fn(&[u8]) -> Result<T, IpcError>,
+    ) -> Within<T> {
         match self {
             RawWithin::Ready(r) => Within::Ready(r.and_then(|p| decode(&p))),
-            RawWithin::Later(rest) => Within::Later(Later { rest, decode }),
+            RawWithin::Later(rest) => {
+                Within::Later(Later::new(async move { decode(&rest.await?) }))
+            }
         }
     }
 }
@@ -149,5 +166,72 @@ impl AsyncClient {
             }
         };
         Some(RawWithin::Ready(result))
+    }
+
+    /// A streamed call (list, query, search) collected on the calling
+    /// thread over shared memory: the thread sends the request and reads
+    /// the ring itself, chunk after chunk, for at most `budget`; what is
+    /// left then goes on asynchronously (the background reader reads for
+    /// it). `None` when the blocking path is not available now.
+    pub(crate) fn collect_blocking_within(
+        &self,
+        op: Operation,
+        body: &Value,
+        budget: Duration,
+    ) -> Option<CollectWithin> {
+        let (core, shm, permit) = self.blocking_parts()?;
+        let deadline = Deadline::new(self.timeout, Some(budget));
+        let id = core.next_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Not announced to the background reader: this thread reads for it
+        // (it is told if the call goes on without this thread).
+        core.register_here(
+            id,
+            Pending::Stream {
+                tx,
+                _permit: permit,
+            },
+        );
+        let stream = AsyncDocStream::new(core.clone(), id, op, rx, self.timeout);
+        if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), &deadline) {
+            return Some(CollectWithin::Ready(Err(match end {
+                WaitEnd::Dead => core.dead_error(),
+                WaitEnd::Timeout => self.timed_out(op),
+            })));
+        }
+        let stream = RefCell::new(stream);
+        let ended = || stream.borrow_mut().take_routed();
+        while !ended() && Instant::now() < deadline.wait() {
+            if !shm.read_here(&core, &ended, &|| deadline.wait()) {
+                // Another thread reads the ring: it routes our chunks.
+                break;
+            }
+        }
+        let mut stream = stream.into_inner();
+        if stream.take_routed() {
+            return Some(CollectWithin::Ready(stream.collected_now()));
+        }
+        shm.interest_up();
+        Some(CollectWithin::Later(Box::pin(stream.collect_rest())))
+    }
+}
+
+/// A streamed call with a budget: its collected answer now, or its future.
+pub(crate) enum CollectWithin {
+    Ready(Result<Collected, IpcError>),
+    Later(Pin<Box<dyn Future<Output = Result<Collected, IpcError>> + Send>>),
+}
+
+impl CollectWithin {
+    pub(crate) fn shape<T: Send + 'static>(
+        self,
+        shape: fn(Collected) -> Result<T, IpcError>,
+    ) -> Within<T> {
+        match self {
+            CollectWithin::Ready(r) => Within::Ready(r.and_then(shape)),
+            CollectWithin::Later(rest) => {
+                Within::Later(Later::new(async move { shape(rest.await?) }))
+            }
+        }
     }
 }
