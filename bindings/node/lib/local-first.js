@@ -583,9 +583,9 @@ class LocalFirst extends EventEmitter {
   }
 
   /**
-   * getWithMetadata, batch, call and publish (`args`: their JSON arguments):
-   * on the fast path like the point calls unless it is off or the
-   * arguments are large; the parsed result.
+   * getWithMetadata, batch, call, publish, list, query and search (`args`:
+   * their JSON arguments): on the fast path like the point calls unless it
+   * is off or the arguments are large; the parsed result.
    */
   _unary(op, args, o) {
     const client = this._client();
@@ -630,7 +630,7 @@ class LocalFirst extends EventEmitter {
   async list(options) {
     const o = callOptions(options);
     const args = listArgs(o);
-    const page = await this._request('list', args, o);
+    const page = await this._unary('list', args, o);
     return withCursor(page);
   }
 
@@ -648,14 +648,14 @@ class LocalFirst extends EventEmitter {
       throw new HearthError('invalid_input', `query: the filter must be an object of top-level fields, not ${describe(filter)}`);
     }
     const args = JSON.stringify({ filter, limit: o.limit, cursor: o.cursor });
-    return withCursor(await this._request('query', args, o));
+    return withCursor(await this._unary('query', args, o));
   }
 
   /** Full-text search: `[{id, data, score}]`, best first (`limit` default 20). */
   async search(text, options) {
     const o = callOptions(options);
     if (typeof text !== 'string') throw new HearthError('invalid_input', `search: the text must be a string, not ${describe(text)}`);
-    return this._request('search', JSON.stringify({ text, limit: o.limit }), o);
+    return this._unary('search', JSON.stringify({ text, limit: o.limit }), o);
   }
 
   /**

@@ -241,12 +241,13 @@ impl NativeClient {
         )
     }
 
-    /// `getWithMetadata`, `batch`, `call` or `publish` with the arguments
-    /// in `args_json` (as [`request`](Self::request) takes them), on the
-    /// fast path like [`put`](Self::put): the result as JSON text (`null`
-    /// for a document that never existed) when it comes within
-    /// `budget_ms`, else a promise of an [`Outcome`], which `cancel` can
-    /// end.
+    /// `getWithMetadata`, `batch`, `call`, `publish`, `list`, `query` or
+    /// `search` with the arguments in `args_json` (as
+    /// [`request`](Self::request) takes them), on the fast path like
+    /// [`put`](Self::put) (a streamed answer's chunks read on this thread
+    /// until the budget): the result as JSON text (`null` for a document
+    /// that never existed) when it comes within `budget_ms`, else a promise
+    /// of an [`Outcome`], which `cancel` can end.
     #[napi(ts_return_type = "string | null | Promise<string | null | ErrorInfo>")]
     pub fn unary<'env>(
         &self,
@@ -304,6 +305,36 @@ impl NativeClient {
                     |c, budget| c.publish_within(&a.topic, a.payload, budget),
                     |n| Some(n.to_string()),
                     |n| n.to_string(),
+                )
+            }
+            "list" => {
+                let a: json::ListArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.list_within(a.into(), budget),
+                    |p| Some(json::text(&page(p))),
+                    |p| json::text(&page(p)),
+                )
+            }
+            "query" => {
+                let a: json::QueryArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.query_within(a.filter, a.limit, a.cursor.as_deref(), budget),
+                    |p| Some(json::text(&page(p))),
+                    |p| json::text(&page(p)),
+                )
+            }
+            "search" => {
+                let a: json::SearchArgs = sync(json::args(&args_json, &op))?;
+                self.fast(
+                    env,
+                    wait,
+                    |c, budget| c.search_within(&a.text, a.limit.unwrap_or(SEARCH_LIMIT), budget),
+                    |h| Some(json::text(&hits(h))),
+                    |h| json::text(&hits(h)),
                 )
             }
             other => sync(Err(NodeError::InvalidInput(format!(
@@ -522,6 +553,14 @@ fn budget(ms: f64) -> Result<Duration, NodeError> {
     }
 }
 
+/// How many hits a search gives when it does not say.
+const SEARCH_LIMIT: usize = 20;
+
+/// Search hits as the JSON array JavaScript gets.
+fn hits(hits: Vec<hearth_ipc::Hit>) -> Value {
+    Value::Array(hits.into_iter().map(json::hit).collect())
+}
+
 /// A batch's first and last sequence numbers as JSON text.
 fn seq_range((first, last): (u64, u64)) -> String {
     json::text(&json!({"firstSeq": first, "lastSeq": last}))
@@ -568,8 +607,11 @@ async fn run(client: AsyncClient, op: &str, args: &str) -> Result<Option<String>
         }
         "search" => {
             let a: json::SearchArgs = json::args(args, op)?;
-            let hits = client.search(&a.text, a.limit.unwrap_or(20)).await?;
-            Value::Array(hits.into_iter().map(json::hit).collect())
+            hits(
+                client
+                    .search(&a.text, a.limit.unwrap_or(SEARCH_LIMIT))
+                    .await?,
+            )
         }
         "batch" => {
             let a: json::BatchArgs = json::args(args, op)?;

@@ -90,24 +90,30 @@ test('every point operation that outlives its budget gives its usual result', LI
   assert.deepEqual(await db.get('p'), { n: 1, m: 2 });
 });
 
-test('getWithMetadata, batch, call and publish that outlive their budget give their usual results', LINUX, async (t) => {
+test('the other calls that outlive their budget give their usual results', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
-  await db.put('m', { a: 1 });
+  await db.put('m', { a: 1, text: 'findable words' });
   await freeze(t, s.pid);
   // Tracked at once: the call's rejection must find its handler in place.
-  const [meta, batch, call, published] = [
+  const [meta, batch, call, published, list, query, search] = [
     db.getWithMetadata('m'),
     db.batch([{ op: 'put', id: 'b1', data: { b: 1 } }]),
     db.call('no:such:handler', {}),
     db.publish('frozen:topic', { x: 1 }),
+    db.list({ prefix: 'm' }),
+    db.query({ a: 1 }),
+    db.search('findable'),
   ].map(track);
   await tick(20);
   assert.equal(meta.settled, false, 'a frozen server cannot have answered');
   thaw(s.pid);
   const doc = await meta.promise;
-  assert.deepEqual(doc.data, { a: 1 });
+  assert.deepEqual(doc.data, { a: 1, text: 'findable words' });
   assert.equal(typeof doc.metadata.seq, 'number');
+  assert.deepEqual((await list.promise).map((d) => d.id), ['m']);
+  assert.deepEqual((await query.promise).map((d) => d.id), ['m']);
+  assert.deepEqual((await search.promise).map((h) => h.id), ['m']);
   const { firstSeq, lastSeq } = await batch.promise;
   assert.equal(firstSeq, lastSeq);
   await assert.rejects(call.promise, { code: 'unknown_operation' });
@@ -154,6 +160,7 @@ test('aborting the signal of calls waiting on a frozen server ends every one of 
     db.delete('a', { signal: ac.signal }),
     db.getWithMetadata('a', { signal: ac.signal }),
     db.call('no:such:handler', {}, { signal: ac.signal }),
+    db.list({ signal: ac.signal }),
   ].map(track);
   await tick(20);
   assert.ok(calls.every((c) => !c.settled), 'a frozen server cannot have answered');

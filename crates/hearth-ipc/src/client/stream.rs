@@ -161,6 +161,11 @@ impl AsyncDocStream {
         true
     }
 
+    /// Items read and not yet handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Everything of a stream that is over (see [`take_routed`](Self::take_routed)).
     pub(crate) fn collected_now(mut self) -> Result<Collected, IpcError> {
         if let Some(e) = self.error.take() {

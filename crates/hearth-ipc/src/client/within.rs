@@ -209,12 +209,23 @@ impl AsyncClient {
         }
         let mut stream = stream.into_inner();
         if stream.take_routed() {
+            if stream.buffered() > READY_ITEMS {
+                // Decoding and shaping that many is the runtime's work.
+                return Some(CollectWithin::Later(Box::pin(async move {
+                    stream.collected_now()
+                })));
+            }
             return Some(CollectWithin::Ready(stream.collected_now()));
         }
         shm.interest_up();
         Some(CollectWithin::Later(Box::pin(stream.collect_rest())))
     }
 }
+
+/// The most items a streamed call collected on the calling thread hands
+/// back at once; a longer answer, though complete, comes as a future, so
+/// that the caller's thread (an event loop's) does not decode it.
+const READY_ITEMS: usize = 256;
 
 /// A streamed call with a budget: its collected answer now, or its future.
 pub(crate) enum CollectWithin {
