@@ -313,8 +313,8 @@ impl NativeClient {
                     env,
                     wait,
                     |c, budget| c.list_within(a.into(), budget),
-                    |p| Some(json::text(&page(p))),
-                    |p| json::text(&page(p)),
+                    |p| Some(page_text(p)),
+                    page_text,
                 )
             }
             "query" => {
@@ -323,8 +323,8 @@ impl NativeClient {
                     env,
                     wait,
                     |c, budget| c.query_within(a.filter, a.limit, a.cursor.as_deref(), budget),
-                    |p| Some(json::text(&page(p))),
-                    |p| json::text(&page(p)),
+                    |p| Some(page_text(p)),
+                    page_text,
                 )
             }
             "search" => {
@@ -564,6 +564,11 @@ fn hits(hits: Vec<hearth_ipc::Hit>) -> Value {
 /// A batch's first and last sequence numbers as JSON text.
 fn seq_range((first, last): (u64, u64)) -> String {
     json::text(&json!({"firstSeq": first, "lastSeq": last}))
+}
+
+/// A page as the JSON text JavaScript parses.
+fn page_text(p: hearth_ipc::Page) -> String {
+    json::text(&page(p))
 }
 
 fn page(page: hearth_ipc::Page) -> Value {
