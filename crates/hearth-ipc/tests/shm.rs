@@ -14,7 +14,9 @@ mod common;
 
 use common::{Fx, Kind, RawShm, child_ready, park_forever, spawn_child, with_test_handlers};
 use hearth_ipc::transport::TransportKind;
-use hearth_ipc::{Client, ConnectOptions, IpcError, Server, TransportPreference, Within};
+use hearth_ipc::{
+    Client, ConnectOptions, IpcError, ListOptions, Server, TransportPreference, Within, WriteOp,
+};
 use hearth_proto::{ErrorCode, FrameKind, Operation, decode_error_payload};
 use hearth_shm::{C2S_CTRL_OFFSET, HEADER_BYTES, S2C_CTRL_OFFSET};
 use serde_json::json;
@@ -613,6 +615,40 @@ fn a_sixteen_mib_document_round_trips_through_small_rings() {
     client.put("huge", json!({"blob": blob})).unwrap();
     let back = client.get("huge").unwrap().unwrap();
     assert_eq!(back["blob"].as_str().map(str::len), Some(blob.len()));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_limited_list_bigger_than_the_rings_comes_back_whole_and_in_order() {
+    // Small enough a limit for the ring thread to answer it itself, and
+    // far more text than a ring holds: most chunks go through the queue.
+    let fx = shm_server(|b| b.shm_ring_bytes(64 * 1024));
+    let client = fx.client();
+    let filler = "y".repeat(2000);
+    let writes: Vec<WriteOp> = (0..1000)
+        .map(|i| WriteOp::Put {
+            id: format!("big:{i:04}"),
+            data: json!({"i": i, "filler": filler}),
+        })
+        .collect();
+    client.batch(writes).unwrap();
+    for _ in 0..5 {
+        let page = client
+            .list(ListOptions {
+                prefix: Some("big:".into()),
+                limit: Some(1000),
+                ..ListOptions::default()
+            })
+            .unwrap();
+        let order: Vec<u64> = page
+            .docs
+            .iter()
+            .map(|d| d.data["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(order, (0..1000).collect::<Vec<u64>>());
+        // The next call on the connection is answered after the whole list.
+        assert_eq!(client.get("big:0999").unwrap().unwrap()["i"], 999);
+    }
     fx.server.shutdown().unwrap();
 }
 

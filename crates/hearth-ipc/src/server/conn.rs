@@ -11,7 +11,7 @@
 
 use super::{Shared, Ticket, router};
 use crate::message::Reassembler;
-use crate::ops::{self, parse_request};
+use crate::ops::{self, Request, parse_request};
 use crate::outq::{OutQueue, QueueError, run_writer};
 use crate::policy::InFlight;
 use crate::subs::Registration;
@@ -516,6 +516,76 @@ pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<
     let sending = conn.finish(id)?;
     let frame = match result {
         Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
+        Err(body) => Frame::error(id, Some(op), &body),
+    };
+    Some((frame, Some(sending)))
+}
+
+/// The largest `limit` of a list, query or search that a shared-memory
+/// ring thread answers itself (`answer_stream_inline`); a longer or
+/// unlimited one streams from the blocking pool, beside the connection's
+/// other requests.
+const INLINE_STREAM_LIMIT: usize = 1000;
+
+/// Whether the streamed request in `frame` (list, query, search) is small
+/// enough for the ring thread to answer itself: its limit is set and at
+/// most [`INLINE_STREAM_LIMIT`]. A request that does not parse is answered
+/// there too (with its error).
+pub(crate) fn streams_inline(conn: &Conn, frame: &Frame) -> bool {
+    let Some(op) = frame.header.operation else {
+        return false;
+    };
+    if !matches!(op, Operation::List | Operation::Query | Operation::Search) {
+        return false;
+    }
+    match parse_request(op, &frame.payload, &conn.shared.store_limits) {
+        Ok(Request::List { limit, .. }) => limit.is_some_and(|l| l <= INLINE_STREAM_LIMIT),
+        Ok(Request::Query { limit, .. } | Request::Search { limit, .. }) => {
+            limit <= INLINE_STREAM_LIMIT
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    }
+}
+
+/// Answers a streamed request ([`streams_inline`]) on the calling thread,
+/// with the same accounting as [`handle_request`]: every chunk frame through
+/// `emit` (false: stop), then returns the stream-end frame (or the error)
+/// to send, with the guard to drop once it is sent.
+pub(crate) fn answer_stream_inline<'c>(
+    conn: &'c Conn,
+    frame: Frame,
+    mut emit: impl FnMut(Frame) -> bool,
+) -> Option<(Frame, Option<Sending<'c>>)> {
+    let shared = &conn.shared;
+    shared.count_request();
+    let id = frame.header.request_id;
+    let op = frame.header.operation?;
+    let admitted = conn.inflight.lock().begin(id);
+    if let Err(refusal) = admitted {
+        return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None));
+    }
+    let result = parse_request(op, &frame.payload, &shared.store_limits).and_then(|request| {
+        if let Some(limiter) = &shared.limiter {
+            limiter
+                .lock()
+                .check(request.limit_name(op), Instant::now())?;
+        }
+        let store = shared.store.clone();
+        let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            router::produce(store, request, send)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("the {} stream failed unexpectedly", op.name()),
+            ))
+        })
+    });
+    let sending = conn.finish(id)?;
+    let frame = match result {
+        Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
         Err(body) => Frame::error(id, Some(op), &body),
     };
     Some((frame, Some(sending)))

@@ -203,18 +203,19 @@ fn write(store: &Store, request: Request) -> Result<Vec<u8>, ErrorBody> {
 }
 
 /// Collects encoded documents into chunk payloads (`[…]`).
-struct Chunker {
+struct Chunker<F: FnMut(Vec<u8>) -> bool> {
     buf: String,
     docs: usize,
-    tx: mpsc::Sender<Vec<u8>>,
+    /// Takes a chunk; false when nobody wants more (cancelled).
+    send: F,
 }
 
-impl Chunker {
-    fn new(tx: mpsc::Sender<Vec<u8>>) -> Chunker {
+impl<F: FnMut(Vec<u8>) -> bool> Chunker<F> {
+    fn new(send: F) -> Chunker<F> {
         Chunker {
             buf: String::from("["),
             docs: 0,
-            tx,
+            send,
         }
     }
 
@@ -238,7 +239,7 @@ impl Chunker {
         self.buf.push(']');
         let chunk = std::mem::replace(&mut self.buf, String::from("["));
         self.docs = 0;
-        self.tx.blocking_send(chunk.into_bytes()).is_ok()
+        (self.send)(chunk.into_bytes())
     }
 }
 
@@ -246,14 +247,15 @@ fn cancelled() -> ErrorBody {
     ErrorBody::new(ErrorCode::Cancelled, "the stream was abandoned")
 }
 
-/// Produces a streamed result on the blocking pool: chunks through `tx`,
-/// the stream-end summary as the return value.
-fn produce(
+/// Produces a streamed result (on the blocking pool, or on a shared-memory
+/// ring thread for a small one): chunks through `send` (false: stop, the
+/// stream was abandoned), the stream-end summary as the return value.
+pub(super) fn produce(
     store: Store,
     request: Request,
-    tx: mpsc::Sender<Vec<u8>>,
+    send: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<Vec<u8>, ErrorBody> {
-    let mut chunker = Chunker::new(tx);
+    let mut chunker = Chunker::new(send);
     match request {
         Request::List {
             prefix,
@@ -336,7 +338,9 @@ fn produce(
 async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let store = conn.shared.store.clone();
-    let producer = tokio::task::spawn_blocking(move || produce(store, request, tx));
+    let producer = tokio::task::spawn_blocking(move || {
+        produce(store, request, move |c| tx.blocking_send(c).is_ok())
+    });
     while let Some(chunk) = rx.recv().await {
         if !conn.in_flight(id)
             || !conn

@@ -38,6 +38,7 @@ use hearth_proto::{
     ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, Operation,
 };
 use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, Waker};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -564,14 +565,53 @@ impl RingThread {
 
     /// Answers a quick request here, or forwards the message in order.
     fn dispatch(&mut self, message: Frame) -> bool {
-        let inline = message.header.kind == FrameKind::Request
-            && message.header.operation.is_some_and(conn::is_inline_op);
+        let request = message.header.kind == FrameKind::Request;
+        if request && conn::streams_inline(&self.conn, &message) {
+            return self.stream_here(message);
+        }
+        let inline = request && message.header.operation.is_some_and(conn::is_inline_op);
         if !inline {
             return self.forward(Inbound::Frame(message));
         }
         match conn::answer_inline(&self.conn, message) {
             // The guard lives until the answer is on the ring or queued.
             Some((reply, _sending)) => self.reply(reply),
+            None => true,
+        }
+    }
+
+    /// Answers a small list, query or search here (`conn::streams_inline`):
+    /// its chunks, then its end, straight onto the client's ring while they
+    /// fit; once one had to be queued for the writer task, the rest follow
+    /// it there, so that the stream stays in order.
+    fn stream_here(&self, message: Frame) -> bool {
+        let queued = Cell::new(false);
+        let alive = Cell::new(true);
+        let send = |frame: Frame| -> bool {
+            if !alive.get() {
+                return false;
+            }
+            let sent = if queued.get() {
+                self.queue(frame)
+            } else {
+                match self.onto_ring(&frame) {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        queued.set(true);
+                        self.queue(frame)
+                    }
+                    Err(e) => {
+                        self.corrupt(&e);
+                        false
+                    }
+                }
+            };
+            alive.set(sent);
+            sent
+        };
+        match conn::answer_stream_inline(&self.conn, message, send) {
+            // The guard lives until the end is on the ring or queued.
+            Some((end, _sending)) => send(end),
             None => true,
         }
     }
