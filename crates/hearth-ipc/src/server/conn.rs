@@ -497,28 +497,9 @@ pub(crate) fn is_inline_op(op: Operation) -> bool {
 /// admitted in flight, parsed, rate limited). Returns the final frame to
 /// send, if any, with the guard to drop once it is sent.
 pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
-    let shared = &conn.shared;
-    shared.count_request();
-    let id = frame.header.request_id;
-    let op = frame.header.operation?;
-    let admitted = conn.inflight.lock().begin(id);
-    if let Err(refusal) = admitted {
-        return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None));
-    }
-    let result = parse_request(op, &frame.payload, &shared.store_limits).and_then(|request| {
-        if let Some(limiter) = &shared.limiter {
-            limiter
-                .lock()
-                .check(request.limit_name(op), Instant::now())?;
-        }
+    answer_here(conn, frame, FrameKind::Response, |_, _, request| {
         router::inline(conn, request)
-    });
-    let sending = conn.finish(id)?;
-    let frame = match result {
-        Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
-        Err(body) => Frame::error(id, Some(op), &body),
-    };
-    Some((frame, Some(sending)))
+    })
 }
 
 /// The largest `limit` of a list, query or search that a shared-memory
@@ -557,6 +538,30 @@ pub(crate) fn answer_stream_inline<'c>(
     frame: Frame,
     mut emit: impl FnMut(Frame) -> bool,
 ) -> Option<(Frame, Option<Sending<'c>>)> {
+    answer_here(conn, frame, FrameKind::StreamEnd, |op, id, request| {
+        let store = conn.shared.store.clone();
+        let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            router::produce(store, request, send)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("the {} stream failed unexpectedly", op.name()),
+            ))
+        })
+    })
+}
+
+/// What both inline answers share with [`handle_request`]: the request
+/// counted, admitted in flight, parsed and rate limited; `run` makes the
+/// payload of the final frame (of kind `last`), or its error.
+fn answer_here(
+    conn: &Conn,
+    frame: Frame,
+    last: FrameKind,
+    run: impl FnOnce(Operation, u64, Request) -> Result<Vec<u8>, ErrorBody>,
+) -> Option<(Frame, Option<Sending<'_>>)> {
     let shared = &conn.shared;
     shared.count_request();
     let id = frame.header.request_id;
@@ -571,21 +576,11 @@ pub(crate) fn answer_stream_inline<'c>(
                 .lock()
                 .check(request.limit_name(op), Instant::now())?;
         }
-        let store = shared.store.clone();
-        let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            router::produce(store, request, send)
-        }))
-        .unwrap_or_else(|_| {
-            Err(ErrorBody::new(
-                ErrorCode::Internal,
-                format!("the {} stream failed unexpectedly", op.name()),
-            ))
-        })
+        run(op, id, request)
     });
     let sending = conn.finish(id)?;
     let frame = match result {
-        Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
+        Ok(payload) => json_frame(last, Some(op), id, payload),
         Err(body) => Frame::error(id, Some(op), &body),
     };
     Some((frame, Some(sending)))
