@@ -237,29 +237,11 @@ impl Spinner {
             if !shares_core() && poll_until(start + CROWDED_SPIN.min(self.max), &mut ready) {
                 return true;
             }
-            for _ in 0..CROWDED_YIELDS {
-                std::thread::yield_now();
-                if ready() {
-                    return true;
-                }
-                if start.elapsed() >= self.max {
-                    break;
-                }
-            }
-            return false;
+            return yield_until(CROWDED_YIELDS, start + self.max, &mut ready, || false);
         }
         if shares_core() {
-            let start = Instant::now();
-            for _ in 0..SHARED_YIELDS {
-                std::thread::yield_now();
-                if ready() {
-                    return true;
-                }
-                if !shares_core() || start.elapsed() >= self.max {
-                    break;
-                }
-            }
-            return false;
+            let end = Instant::now() + self.max;
+            return yield_until(SHARED_YIELDS, end, &mut ready, || !shares_core());
         }
         let start = Instant::now();
         let mut last = start;
@@ -307,6 +289,28 @@ impl Spinner {
             }
         }
     }
+}
+
+/// Yields the core up to `times` times, looking at `ready` after each
+/// (true as soon as it holds); gives up (false) after the last, once the
+/// clock passes `end`, or when `stop()` says the wait is no longer one to
+/// yield in.
+fn yield_until(
+    times: u32,
+    end: Instant,
+    ready: &mut impl FnMut() -> bool,
+    stop: impl Fn() -> bool,
+) -> bool {
+    for _ in 0..times {
+        std::thread::yield_now();
+        if ready() {
+            return true;
+        }
+        if stop() || Instant::now() >= end {
+            break;
+        }
+    }
+    false
 }
 
 /// Polls `ready` until it holds (true) or the clock passes `end` (false),
