@@ -100,8 +100,8 @@ impl Client {
             .handle
             .spawn(async move { inner.unary_payload(op, payload).await });
         match self.run(async { tokio::time::timeout(budget, &mut task).await }) {
-            Ok(r) => RawWithin::Ready(joined(r)),
-            Err(_) => RawWithin::Later(Box::pin(async move { joined(task.await) })),
+            Ok(r) => Within::Ready(joined(r)),
+            Err(_) => Within::Later(Later::new(async move { joined(task.await) })),
         }
     }
 
@@ -118,7 +118,7 @@ impl Client {
         shape: fn(Collected) -> Result<T, IpcError>,
     ) -> Within<T> {
         if let Some(within) = self.inner.collect_blocking_within(op, &body, budget) {
-            return within.shape(shape);
+            return within.and_then(shape);
         }
         let inner = self.inner.clone();
         let mut task = self

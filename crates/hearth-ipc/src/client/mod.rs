@@ -18,7 +18,6 @@ pub use within::{Later, Within};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
 use self::shm::ClientShm;
-use self::within::RawWithin;
 use crate::channel;
 use crate::error::IpcError;
 use crate::ops;
@@ -398,10 +397,10 @@ impl AsyncClient {
         payload: &mut Option<Vec<u8>>,
     ) -> Option<Result<Vec<u8>, IpcError>> {
         Some(match self.unary_blocking_within(op, payload, None)? {
-            RawWithin::Ready(result) => result,
+            Within::Ready(result) => result,
             // Never: without a budget the wait on the calling thread lasts
             // until the call's own deadline, so nothing is left for later.
-            RawWithin::Later(_) => Err(self.timed_out(op)),
+            Within::Later(_) => Err(self.timed_out(op)),
         })
     }
 

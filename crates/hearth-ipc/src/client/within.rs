@@ -54,6 +54,21 @@ pub enum Within<T> {
     Later(Later<T>),
 }
 
+impl<T: Send + 'static> Within<T> {
+    /// The result made from this one by `then`, now or later.
+    pub(crate) fn and_then<U: Send + 'static>(
+        self,
+        then: impl FnOnce(T) -> Result<U, IpcError> + Send + 'static,
+    ) -> Within<U> {
+        match self {
+            Within::Ready(r) => Within::Ready(r.and_then(then)),
+            Within::Later(rest) => {
+                Within::Later(Later::new(async move { then(rest.wait().await?) }))
+            }
+        }
+    }
+}
+
 /// The rest of a call that outlived its budget. Waiting is bounded by the
 /// call's timeout, counted from when the call started waiting (at most one
 /// short spin after it began); dropping it abandons the answer (the
@@ -86,23 +101,16 @@ impl<T> Later<T> {
     }
 }
 
-/// A raw call with a budget: the reply payload now, or its future.
-pub(crate) enum RawWithin {
-    Ready(Result<Vec<u8>, IpcError>),
-    Later(Pin<Box<dyn Future<Output = Result<Vec<u8>, IpcError>> + Send>>),
-}
+/// A call with a budget before its reply payload is decoded.
+pub(crate) type RawWithin = Within<Vec<u8>>;
 
 impl RawWithin {
+    /// The payload decoded by `decode`, now or later.
     pub(crate) fn decode<T: Send + 'static>(
         self,
         decode: fn(&[u8]) -> Result<T, IpcError>,
     ) -> Within<T> {
-        match self {
-            RawWithin::Ready(r) => Within::Ready(r.and_then(|p| decode(&p))),
-            RawWithin::Later(rest) => {
-                Within::Later(Later::new(async move { decode(&rest.await?) }))
-            }
-        }
+        self.and_then(move |p| decode(&p))
     }
 }
 
@@ -138,7 +146,7 @@ impl AsyncClient {
         };
         if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), &deadline) {
             core.unregister(id);
-            return Some(RawWithin::Ready(Err(failed(end))));
+            return Some(Within::Ready(Err(failed(end))));
         }
         let waited = shm.wait_reply(&core, &slot, &|| deadline.wait());
         let result = match waited {
@@ -148,7 +156,7 @@ impl AsyncClient {
                 // Over budget, not over time: the rest goes async, unless
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
-                    return Some(RawWithin::Ready(
+                    return Some(Within::Ready(
                         shm.wait_reply(&core, &slot, &|| deadline.call())
                             .map_err(failed)
                             .and_then(final_payload),
@@ -156,7 +164,7 @@ impl AsyncClient {
                 };
                 let client = self.clone();
                 let deadline = tokio::time::Instant::from_std(deadline.call());
-                return Some(RawWithin::Later(Box::pin(async move {
+                return Some(Within::Later(Later::new(async move {
                     client.final_reply(&core, id, op, deadline, rx).await
                 })));
             }
@@ -165,7 +173,7 @@ impl AsyncClient {
                 Err(self.timed_out(op))
             }
         };
-        Some(RawWithin::Ready(result))
+        Some(Within::Ready(result))
     }
 
     /// A streamed call (list, query, search) collected on the calling
@@ -178,7 +186,7 @@ impl AsyncClient {
         op: Operation,
         body: &Value,
         budget: Duration,
-    ) -> Option<CollectWithin> {
+    ) -> Option<Within<Collected>> {
         let (core, shm, permit) = self.blocking_parts()?;
         let deadline = Deadline::new(self.timeout, Some(budget));
         let id = core.next_id();
@@ -194,7 +202,7 @@ impl AsyncClient {
         );
         let stream = AsyncDocStream::new(core.clone(), id, op, rx, self.timeout);
         if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), &deadline) {
-            return Some(CollectWithin::Ready(Err(match end {
+            return Some(Within::Ready(Err(match end {
                 WaitEnd::Dead => core.dead_error(),
                 WaitEnd::Timeout => self.timed_out(op),
             })));
@@ -211,14 +219,14 @@ impl AsyncClient {
         if stream.take_routed() {
             if stream.buffered() > READY_ITEMS {
                 // Decoding and shaping that many is the runtime's work.
-                return Some(CollectWithin::Later(Box::pin(async move {
-                    stream.collected_now()
-                })));
+                return Some(Within::Later(Later::new(
+                    async move { stream.collected_now() },
+                )));
             }
-            return Some(CollectWithin::Ready(stream.collected_now()));
+            return Some(Within::Ready(stream.collected_now()));
         }
         shm.interest_up();
-        Some(CollectWithin::Later(Box::pin(stream.collect_rest())))
+        Some(Within::Later(Later::new(stream.collect_rest())))
     }
 }
 
@@ -226,23 +234,3 @@ impl AsyncClient {
 /// back at once; a longer answer, though complete, comes as a future, so
 /// that the caller's thread (an event loop's) does not decode it.
 const READY_ITEMS: usize = 256;
-
-/// A streamed call with a budget: its collected answer now, or its future.
-pub(crate) enum CollectWithin {
-    Ready(Result<Collected, IpcError>),
-    Later(Pin<Box<dyn Future<Output = Result<Collected, IpcError>> + Send>>),
-}
-
-impl CollectWithin {
-    pub(crate) fn shape<T: Send + 'static>(
-        self,
-        shape: fn(Collected) -> Result<T, IpcError>,
-    ) -> Within<T> {
-        match self {
-            CollectWithin::Ready(r) => Within::Ready(r.and_then(shape)),
-            CollectWithin::Later(rest) => {
-                Within::Later(Later::new(async move { shape(rest.await?) }))
-            }
-        }
-    }
-}
