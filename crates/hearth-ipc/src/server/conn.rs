@@ -497,7 +497,8 @@ pub(crate) fn is_inline_op(op: Operation) -> bool {
 /// admitted in flight, parsed, rate limited). Returns the final frame to
 /// send, if any, with the guard to drop once it is sent.
 pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
-    answer_here(conn, frame, FrameKind::Response, |_, _, request| {
+    let parse = |op| parse_request(op, &frame.payload, &conn.shared.store_limits);
+    answer_here(conn, &frame, parse, FrameKind::Response, |_, _, request| {
         router::inline(conn, request)
     })
 }
@@ -508,60 +509,71 @@ pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<
 /// other requests.
 const INLINE_STREAM_LIMIT: usize = 1000;
 
-/// Whether the streamed request in `frame` (list, query, search) is small
-/// enough for the ring thread to answer itself: its limit is set and at
-/// most [`INLINE_STREAM_LIMIT`]. A request that does not parse is answered
-/// there too (with its error).
-pub(crate) fn streams_inline(conn: &Conn, frame: &Frame) -> bool {
-    let Some(op) = frame.header.operation else {
-        return false;
-    };
+/// The parsed request in `frame` when it is a streamed one (list, query,
+/// search) small enough for the ring thread to answer itself: its limit is
+/// set and at most [`INLINE_STREAM_LIMIT`]. A request that does not parse
+/// is answered there too (with its error). `None`: not for the ring thread.
+pub(crate) fn streams_inline(conn: &Conn, frame: &Frame) -> Option<Result<Request, ErrorBody>> {
+    let op = frame.header.operation?;
     if !matches!(op, Operation::List | Operation::Query | Operation::Search) {
-        return false;
+        return None;
     }
-    match parse_request(op, &frame.payload, &conn.shared.store_limits) {
+    let parsed = parse_request(op, &frame.payload, &conn.shared.store_limits);
+    let small = match &parsed {
         Ok(Request::List { limit, .. }) => limit.is_some_and(|l| l <= INLINE_STREAM_LIMIT),
         Ok(Request::Query { limit, .. } | Request::Search { limit, .. }) => {
-            limit <= INLINE_STREAM_LIMIT
+            *limit <= INLINE_STREAM_LIMIT
         }
         Ok(_) => false,
         Err(_) => true,
-    }
+    };
+    small.then_some(parsed)
 }
 
-/// Answers a streamed request ([`streams_inline`]) on the calling thread,
-/// with the same accounting as [`handle_request`]: every chunk frame through
-/// `emit` (false: stop), then returns the stream-end frame (or the error)
-/// to send, with the guard to drop once it is sent.
+/// Answers a streamed request on the calling thread, `parsed` from `frame`
+/// by [`streams_inline`], with the same accounting as [`handle_request`]:
+/// every chunk frame through `emit` (false: stop), then returns the
+/// stream-end frame (or the error) to send, with the guard to drop once it
+/// is sent.
 pub(crate) fn answer_stream_inline<'c>(
     conn: &'c Conn,
-    frame: Frame,
+    frame: &Frame,
+    parsed: Result<Request, ErrorBody>,
     mut emit: impl FnMut(Frame) -> bool,
 ) -> Option<(Frame, Option<Sending<'c>>)> {
-    answer_here(conn, frame, FrameKind::StreamEnd, |op, id, request| {
-        let store = conn.shared.store.clone();
-        let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            router::produce(store, request, send)
-        }))
-        .unwrap_or_else(|_| {
-            Err(ErrorBody::new(
-                ErrorCode::Internal,
-                format!("the {} stream failed unexpectedly", op.name()),
-            ))
-        })
-    })
+    let parse = |_| parsed;
+    answer_here(
+        conn,
+        frame,
+        parse,
+        FrameKind::StreamEnd,
+        |op, id, request| {
+            let store = conn.shared.store.clone();
+            let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                router::produce(store, request, send)
+            }))
+            .unwrap_or_else(|_| {
+                Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("the {} stream failed unexpectedly", op.name()),
+                ))
+            })
+        },
+    )
 }
 
-/// What both inline answers share with [`handle_request`]: the request
-/// counted, admitted in flight, parsed and rate limited; `run` makes the
-/// payload of the final frame (of kind `last`), or its error.
-fn answer_here(
-    conn: &Conn,
-    frame: Frame,
+/// What both inline answers share with [`handle_request`]: the request in
+/// `frame` counted, admitted in flight, parsed (by `parse`) and rate
+/// limited; `run` makes the payload of the final frame (of kind `last`), or
+/// its error.
+fn answer_here<'c>(
+    conn: &'c Conn,
+    frame: &Frame,
+    parse: impl FnOnce(Operation) -> Result<Request, ErrorBody>,
     last: FrameKind,
     run: impl FnOnce(Operation, u64, Request) -> Result<Vec<u8>, ErrorBody>,
-) -> Option<(Frame, Option<Sending<'_>>)> {
+) -> Option<(Frame, Option<Sending<'c>>)> {
     let shared = &conn.shared;
     shared.count_request();
     let id = frame.header.request_id;
@@ -570,7 +582,7 @@ fn answer_here(
     if let Err(refusal) = admitted {
         return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None));
     }
-    let result = parse_request(op, &frame.payload, &shared.store_limits).and_then(|request| {
+    let result = parse(op).and_then(|request| {
         if let Some(limiter) = &shared.limiter {
             limiter
                 .lock()

@@ -31,6 +31,7 @@
 use super::conn::{self, Conn, KeptSending};
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
+use crate::ops::Request;
 use crate::rt::block_on;
 use crate::transport::shm::{Pushed, ShmOut, ShmSide, ShmWriter};
 use crate::transport::{BoxFuture, FrameReader, Link, LinkError};
@@ -566,8 +567,8 @@ impl RingThread {
     /// Answers a quick request here, or forwards the message in order.
     fn dispatch(&mut self, message: Frame) -> bool {
         let request = message.header.kind == FrameKind::Request;
-        if request && conn::streams_inline(&self.conn, &message) {
-            return self.stream_here(message);
+        if request && let Some(parsed) = conn::streams_inline(&self.conn, &message) {
+            return self.stream_here(&message, parsed);
         }
         let inline = request && message.header.operation.is_some_and(conn::is_inline_op);
         if !inline {
@@ -584,32 +585,18 @@ impl RingThread {
     /// its chunks, then its end, straight onto the client's ring while they
     /// fit; once one had to be queued for the writer task, the rest follow
     /// it there, so that the stream stays in order.
-    fn stream_here(&self, message: Frame) -> bool {
+    fn stream_here(&self, message: &Frame, parsed: Result<Request, ErrorBody>) -> bool {
         let queued = Cell::new(false);
         let alive = Cell::new(true);
         let send = |frame: Frame| -> bool {
             if !alive.get() {
                 return false;
             }
-            let sent = if queued.get() {
-                self.queue(frame)
-            } else {
-                match self.onto_ring(&frame) {
-                    Ok(true) => true,
-                    Ok(false) => {
-                        queued.set(true);
-                        self.queue(frame)
-                    }
-                    Err(e) => {
-                        self.corrupt(&e);
-                        false
-                    }
-                }
-            };
+            let sent = self.reply_after(frame, &queued);
             alive.set(sent);
             sent
         };
-        match conn::answer_stream_inline(&self.conn, message, send) {
+        match conn::answer_stream_inline(&self.conn, message, parsed, send) {
             // The guard lives until the end is on the ring or queued.
             Some((end, _sending)) => send(end),
             None => true,
@@ -619,9 +606,22 @@ impl RingThread {
     /// Writes a final answer straight onto the client's ring when it fits
     /// now; otherwise queues it for the writer task.
     fn reply(&self, frame: Frame) -> bool {
+        self.reply_after(frame, &Cell::new(false))
+    }
+
+    /// [`reply`](Self::reply) for a frame that must not overtake frames
+    /// queued before it: queued at once if `queued` says one was, and
+    /// `queued` set when this one has to be.
+    fn reply_after(&self, frame: Frame, queued: &Cell<bool>) -> bool {
+        if queued.get() {
+            return self.queue(frame);
+        }
         match self.onto_ring(&frame) {
             Ok(true) => true,
-            Ok(false) => self.queue(frame),
+            Ok(false) => {
+                queued.set(true);
+                self.queue(frame)
+            }
             Err(e) => {
                 self.corrupt(&e);
                 false
