@@ -245,7 +245,7 @@ impl NativeClient {
     /// `search` with the arguments in `args_json` (as
     /// [`request`](Self::request) takes them), on the fast path like
     /// [`put`](Self::put) (a streamed answer's chunks read on this thread
-    /// until the budget): the result as JSON text (`null` for a document
+    /// until the budget): the result as JSON text (`"null"` for a document
     /// that never existed) when it comes within `budget_ms`, else a promise
     /// of an [`Outcome`], which `cancel` can end.
     #[napi(ts_return_type = "string | null | Promise<string | null | ErrorInfo>")]
@@ -266,11 +266,10 @@ impl NativeClient {
         match op.as_str() {
             "getWithMetadata" => {
                 let a: json::IdArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.get_with_metadata_within(&a.id, budget),
-                    |doc| doc.map(|d| json::text(&json::document(d))),
                     |doc| {
                         doc.map_or_else(|| "null".to_string(), |d| json::text(&json::document(d)))
                     },
@@ -279,61 +278,55 @@ impl NativeClient {
             "batch" => {
                 let a: json::BatchArgs = sync(json::args(&args_json, &op))?;
                 let writes = sync(a.writes())?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.batch_within(writes, budget),
-                    |range| Some(seq_range(range)),
                     seq_range,
                 )
             }
             "call" => {
                 let a: json::CallArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.call_within(&a.name, a.payload, budget),
-                    |v| Some(json::text(&v)),
                     |v| json::text(&v),
                 )
             }
             "publish" => {
                 let a: json::PublishArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.publish_within(&a.topic, a.payload, budget),
-                    |n| Some(n.to_string()),
                     |n| n.to_string(),
                 )
             }
             "list" => {
                 let a: json::ListArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.list_within(a.into(), budget),
-                    |p| Some(page_text(p)),
                     page_text,
                 )
             }
             "query" => {
                 let a: json::QueryArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.query_within(a.filter, a.limit, a.cursor.as_deref(), budget),
-                    |p| Some(page_text(p)),
                     page_text,
                 )
             }
             "search" => {
                 let a: json::SearchArgs = sync(json::args(&args_json, &op))?;
-                self.fast(
+                self.fast_text(
                     env,
                     wait,
                     |c, budget| c.search_within(&a.text, a.limit.unwrap_or(SEARCH_LIMIT), budget),
-                    |h| Some(json::text(&hits(h))),
                     |h| json::text(&hits(h)),
                 )
             }
@@ -531,6 +524,18 @@ impl NativeClient {
         })
         .map(Either::B)
         .map_err(|e| napi::Error::new(e.status.as_ref().to_string(), e.reason))
+    }
+
+    /// [`fast`](Self::fast) for a call whose answer JavaScript gets as JSON
+    /// text either way: `text` shapes it now and later alike.
+    fn fast_text<'env, T: Send + 'static>(
+        &self,
+        env: &'env Env,
+        wait: Wait<'_>,
+        call: impl FnOnce(&Client, Duration) -> Within<T>,
+        text: fn(T) -> String,
+    ) -> napi::Result<Either<Option<String>, PromiseRaw<'env, Outcome>>, String> {
+        self.fast(env, wait, call, |v| Some(text(v)), text)
     }
 }
 
