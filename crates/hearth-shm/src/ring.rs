@@ -76,6 +76,10 @@ pub fn this_cpu() -> Option<u32> {
     Some(current_cpu()).filter(|&cpu| cpu != UNKNOWN_CPU)
 }
 
+/// The `consumer_cpu` report of a consumer that is not reading its ring
+/// for now ([`Consumer::note_away`]); no CPU has this number.
+const AWAY: u32 = u32::MAX;
+
 /// The CPU the calling thread runs on, or [`UNKNOWN_CPU`].
 fn current_cpu() -> u32 {
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -122,7 +126,7 @@ struct WaitLine {
 /// | +64 | `head` u64: bytes consumed | consumer |
 /// | +128 | `data_wake` u32: futex the consumer sleeps on | producer (bumps) |
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
-/// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown), a hint | consumer |
+/// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -959,6 +963,41 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
+    /// Reports that this consumer is not reading its ring for now (the
+    /// server's poller gives its turns to other clients first): the
+    /// producer, waiting for an answer, had better sleep than spin. The
+    /// next [`note_cpu_as`](Self::note_cpu_as) ends it.
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// server_in.note_away();
+    /// assert!(client_in.peer_away());
+    /// server_in.note_cpu_as(Some(0));
+    /// assert!(!client_in.peer_away());
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn note_away(&self) {
+        let word = &self.ctrl().data_wait.cpu;
+        // Relaxed: a scheduling hint, as in `note_cpu_as`.
+        if word.load(Ordering::Relaxed) != AWAY {
+            word.store(AWAY, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the peer last reported that it is not reading for now
+    /// ([`note_away`](Self::note_away)): an answer is not coming soon, so
+    /// waiting for it should sleep rather than spin. A hint, as
+    /// [`peer_on`](Self::peer_on).
+    pub fn peer_away(&self) -> bool {
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_cpu_as`).
+        peer.data_wait.cpu.load(Ordering::Relaxed) == AWAY
+    }
+
     /// Whether the peer (the consumer of the other ring) last reported
     /// running on `cpu`. Spinning for an answer is useless then: the peer
     /// needs this very core to produce it. A hint, possibly stale (the peer
@@ -998,7 +1037,7 @@ impl<M: RingMemory> Consumer<M> {
         let peer = self.mem.ctrl(self.dir.reverse());
         // Relaxed: a hint (see `note_cpu_as`).
         let report = peer.data_wait.cpu.load(Ordering::Relaxed);
-        report != 0 && report != cpu + 1
+        report != 0 && report != AWAY && report != cpu + 1
     }
 
     /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).

@@ -524,10 +524,14 @@ impl ClientShm {
             // Spinning while the server's ring thread shares this core
             // only keeps it from answering: sleep at once then.
             let here = consumer.note_cpu();
-            if spinner.spin_unless_shared(
-                || consumer.peer_on(here),
-                || consumer.has_data().unwrap_or(true) || done(),
-            ) {
+            // A server that serves other clients first (its poller's
+            // turns) answers in milliseconds: sleep at once then.
+            if !consumer.peer_away()
+                && spinner.spin_unless_shared(
+                    || consumer.peer_on(here),
+                    || consumer.has_data().unwrap_or(true) || done(),
+                )
+            {
                 continue;
             }
             let remaining = match deadline {

@@ -14,6 +14,7 @@ mod conn;
 mod poller;
 mod router;
 mod shm;
+mod turns;
 
 use crate::channel::{self, ChannelLock};
 use crate::client::{AsyncClient, Client, Connector};

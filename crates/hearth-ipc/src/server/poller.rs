@@ -13,7 +13,13 @@
 //! or after the ring has been idle a while (the thread then sleeps on the
 //! ring's futex, so that an idle connection costs nothing). With one thread serving N rings, a busy client's next
 //! request finds its answer ready more often than with N threads taking
-//! turns on few cores: fewer context switches per call.
+//! turns on few cores: fewer context switches per call. Several busy
+//! connections of one client process take turns (`turns.rs`): the poller
+//! answers one of them at a time (per core beyond its own) for a time
+//! slice, in a tight loop, and reports "away" on the others' rings so
+//! that their threads sleep; a turn holder found on the poller's core
+//! gives its turn to one of its process's clients elsewhere, or the
+//! poller moves off the core.
 //!
 //! Must never: block on a peer or the applier (it runs nothing that can:
 //! a write goes back to its thread while the store holds writers back),
@@ -21,6 +27,7 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
+use super::turns::{TURN_SLICE, Turns, Waiting};
 use hearth_shm::SpinClaim;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -44,6 +51,18 @@ const LINGER: Duration = Duration::from_millis(50);
 /// 310–400k; with the linger (and the waiters' yields, `hearth_shm`'s
 /// `SHARED_YIELDS`) 357–364k. 20 to 200 µs did about as well.
 const POLL_LINGER: Duration = Duration::from_micros(50);
+
+/// The poller moves off its turn holder's core once per turn, and again
+/// after this long.
+const MOVE_EVERY: Duration = Duration::from_millis(10);
+
+/// How often, while every turn is held, the poller looks at every ring
+/// (each look reads the client's index: a cache miss per ring): for new
+/// waiters, rings gone idle and connections that ended.
+const SCAN_EVERY: Duration = Duration::from_micros(250);
+
+/// Rounds over the holders' rings between two looks at the clock.
+const ROUNDS_PER_LOOK: u32 = 64;
 
 /// When the poller gives its core away after passes that answered nothing
 /// (policy only: no I/O, time passed in).
@@ -92,6 +111,8 @@ pub(crate) struct Poller {
     polled: AtomicU64,
     /// Rings on loan now (in the inbox or being served).
     lent: AtomicUsize,
+    /// Loans made since the server started (each loan's id).
+    loans: AtomicU64,
 }
 
 /// Counts a connection thread as awake until dropped.
@@ -121,6 +142,13 @@ struct Lent {
     ring: Option<Box<RingThread>>,
     back: Arc<Handback>,
     last_busy: Instant,
+    id: u64,
+    /// The client's process (turns are shared within one, `Turns`).
+    group: u32,
+    waiting_since: Option<Instant>,
+    /// Its last turn ended at once because its client ran on the poller's
+    /// core ([`Serving::leave_core`]).
+    passed_over: bool,
 }
 
 impl Lent {
@@ -193,6 +221,7 @@ impl Poller {
     pub(super) fn lend(self: &Arc<Self>, ring: Box<RingThread>) -> (Box<RingThread>, Then) {
         self.lent.fetch_add(1, Ordering::Relaxed);
         ring.shared().bump();
+        let group = ring.client_process();
         let back = Arc::new(Handback {
             slot: Mutex::new(None),
             owner: thread::current(),
@@ -203,6 +232,10 @@ impl Poller {
                 ring: Some(ring),
                 back: back.clone(),
                 last_busy: Instant::now(),
+                id: self.loans.fetch_add(1, Ordering::Relaxed),
+                group,
+                waiting_since: None,
+                passed_over: false,
             });
             // Release: pairs with the Acquire swap in `run`; the inbox's
             // lock orders the push itself.
@@ -234,15 +267,14 @@ impl Poller {
     }
 
     fn run(self: Arc<Self>) {
-        let mut owned: Vec<Lent> = Vec::new();
+        let mut serving = Serving::new();
         let mut claim: Option<SpinClaim> = None;
-        let mut linger = Linger::default();
         loop {
             // Acquire: pairs with the Release store in `lend`.
             if self.queued.swap(false, Ordering::Acquire) {
-                owned.append(&mut self.inbox.lock().lent);
+                serving.owned.append(&mut self.inbox.lock().lent);
             }
-            if owned.is_empty() {
+            if serving.owned.is_empty() {
                 claim = None;
                 thread::park_timeout(LINGER);
                 let mut inbox = self.inbox.lock();
@@ -256,39 +288,298 @@ impl Poller {
             }
             // The poller takes a core's worth of spinning while it serves.
             claim.get_or_insert_with(SpinClaim::new);
-            let now = Instant::now();
             let cpu = hearth_shm::this_cpu();
-            let mut served = false;
-            let mut client_elsewhere = false;
-            let mut i = 0;
-            while i < owned.len() {
-                let lent = &mut owned[i];
-                let Some(ring) = lent.ring.as_mut() else {
-                    owned.swap_remove(i);
-                    continue;
-                };
-                let polled = if ring.stopped() {
-                    Polled::Return(Then::Carry)
-                } else {
-                    ring.note_cpu_as(cpu);
-                    client_elsewhere |= ring.client_elsewhere(cpu);
-                    ring.poll_once()
-                };
-                match polled {
-                    Polled::Served => {
-                        served = true;
-                        lent.last_busy = now;
-                        i += 1;
-                    }
-                    Polled::Empty if now.duration_since(lent.last_busy) < RETURN_IDLE => i += 1,
-                    Polled::Empty => owned.swap_remove(i).give_back(Then::Sleep),
-                    Polled::Return(then) => owned.swap_remove(i).give_back(then),
-                }
-            }
-            if linger.after_pass(now, served, client_elsewhere) {
-                thread::yield_now();
+            let now = Instant::now();
+            if serving.grantable()
+                || serving.turns.due(now)
+                || now.duration_since(serving.last_scan) >= SCAN_EVERY
+            {
+                serving.scan(now, cpu);
+            } else {
+                serving.run_turns(cpu);
             }
         }
+    }
+}
+
+/// The poller thread's rings and what it knows of them.
+struct Serving {
+    owned: Vec<Lent>,
+    turns: Turns,
+    linger: Linger,
+    last_scan: Instant,
+    /// The last move off a holder's core: whose turn, when.
+    moved: Option<(u64, Instant)>,
+}
+
+impl Serving {
+    /// Whether a ring not answered now could get a turn at once (a look
+    /// at every ring is then due at every pass, as before turns).
+    fn grantable(&self) -> bool {
+        self.owned
+            .iter()
+            .any(|l| !self.turns.holds(l.id) && self.turns.free_for(l.group))
+    }
+
+    fn new() -> Serving {
+        Serving {
+            owned: Vec::new(),
+            turns: Turns::new(hearth_shm::cores().saturating_sub(1), TURN_SLICE),
+            linger: Linger::default(),
+            last_scan: Instant::now(),
+            moved: None,
+        }
+    }
+
+    /// One look at every ring: answers the holders' requests, notes the
+    /// rings that wait for a turn, gives back the idle and the ended ones,
+    /// ends and grants turns, and yields the core after a pass that
+    /// answered nothing ([`Linger`]).
+    fn scan(&mut self, now: Instant, cpu: Option<u32>) {
+        self.last_scan = now;
+        let mut served = false;
+        let mut client_elsewhere = false;
+        let mut client_here = None;
+        let mut i = 0;
+        while i < self.owned.len() {
+            let lent = &mut self.owned[i];
+            let holder = self.turns.holds(lent.id);
+            let Some(ring) = lent.ring.as_mut() else {
+                self.turns.release(lent.id);
+                self.owned.swap_remove(i);
+                continue;
+            };
+            if ring.stopped() {
+                self.turns.release(lent.id);
+                self.owned.swap_remove(i).give_back(Then::Carry);
+                continue;
+            }
+            if holder || self.turns.free_for(lent.group) {
+                ring.note_cpu_as(cpu);
+                client_elsewhere |= ring.client_elsewhere(cpu);
+                if holder && self.turns.settled(lent.id) && ring.client_on(cpu) {
+                    client_here = Some(lent.id);
+                }
+            } else {
+                // Its answer waits for a turn: its client should sleep.
+                ring.note_away();
+            }
+            let polled = if holder {
+                ring.poll_once()
+            } else if ring.waiting() {
+                lent.waiting_since.get_or_insert(now);
+                lent.last_busy = now;
+                Polled::Empty
+            } else {
+                Polled::Empty
+            };
+            match polled {
+                Polled::Served => {
+                    served = true;
+                    lent.last_busy = now;
+                    self.turns.served(lent.id, now, 1);
+                    i += 1;
+                }
+                Polled::Empty if now.duration_since(lent.last_busy) < RETURN_IDLE => i += 1,
+                Polled::Empty => {
+                    self.turns.release(lent.id);
+                    self.owned.swap_remove(i).give_back(Then::Sleep);
+                }
+                Polled::Return(then) => {
+                    self.turns.release(lent.id);
+                    self.owned.swap_remove(i).give_back(then);
+                }
+            }
+        }
+        let owned = &self.owned;
+        self.turns.expire(now, |group| {
+            owned
+                .iter()
+                .any(|l| l.group == group && l.waiting_since.is_some())
+        });
+        let mut granted = false;
+        loop {
+            let turns = &self.turns;
+            let waiting = self.owned.iter().enumerate().filter_map(|(k, l)| {
+                let since = l.waiting_since.filter(|_| turns.free_for(l.group))?;
+                let here = l.ring.as_ref().is_some_and(|r| r.client_on(cpu));
+                Some((k, Waiting { since, here }))
+            });
+            let Some(k) = Turns::pick(waiting) else {
+                break;
+            };
+            let lent = &mut self.owned[k];
+            lent.waiting_since = None;
+            self.turns.grant(lent.id, lent.group, now);
+            if let Some(ring) = lent.ring.as_ref() {
+                ring.note_cpu_as(cpu);
+            }
+            granted = true;
+        }
+        if granted {
+            // The clients whose turn ended wait now: they should sleep.
+            for lent in &self.owned {
+                let waits = !self.turns.holds(lent.id) && !self.turns.free_for(lent.group);
+                if let Some(ring) = lent.ring.as_ref().filter(|_| waits) {
+                    ring.note_away();
+                }
+            }
+        }
+        if let Some(id) = client_here {
+            self.leave_core(id, now, cpu);
+        }
+        if self.linger.after_pass(now, served, client_elsewhere) {
+            thread::yield_now();
+        }
+    }
+
+    /// Answers the rings whose turn it is, and only those, until a look
+    /// at every ring is due (the clock read every [`ROUNDS_PER_LOOK`]
+    /// rounds), a ring goes back to its thread, or the poller moves off
+    /// its holder's core.
+    fn run_turns(&mut self, cpu: Option<u32>) {
+        let held: Vec<usize> = self
+            .turns
+            .holders()
+            .filter_map(|id| self.owned.iter().position(|l| l.id == id))
+            .collect();
+        let mut answered = vec![0u32; held.len()];
+        let mut elsewhere = true;
+        let mut back: Option<(usize, Then)> = None;
+        let mut rounds: u32 = 0;
+        'run: loop {
+            let mut any = false;
+            for (k, &i) in held.iter().enumerate() {
+                let Some(ring) = self.owned[i].ring.as_mut() else {
+                    continue;
+                };
+                match ring.poll_once() {
+                    Polled::Served => {
+                        answered[k] += 1;
+                        any = true;
+                    }
+                    Polled::Empty => {}
+                    Polled::Return(then) => {
+                        back = Some((i, then));
+                        break 'run;
+                    }
+                }
+            }
+            rounds = rounds.wrapping_add(1);
+            // A holder on this core (one core only: the poller cannot
+            // move) needs the core to send its next request.
+            let yielded = !any && !elsewhere;
+            if yielded {
+                thread::yield_now();
+            }
+            if !yielded && !rounds.is_multiple_of(ROUNDS_PER_LOOK) {
+                continue;
+            }
+            let now = Instant::now();
+            elsewhere = false;
+            let mut here = None;
+            for (k, &i) in held.iter().enumerate() {
+                let lent = &mut self.owned[i];
+                let n = std::mem::take(&mut answered[k]);
+                if n > 0 {
+                    lent.last_busy = now;
+                    self.turns.served(lent.id, now, n);
+                }
+                let Some(ring) = lent.ring.as_ref() else {
+                    continue;
+                };
+                if ring.stopped() {
+                    back = Some((i, Then::Carry));
+                    break 'run;
+                }
+                ring.note_cpu_as(cpu);
+                elsewhere |= ring.client_elsewhere(cpu);
+                if self.turns.settled(lent.id) && ring.client_on(cpu) {
+                    here = Some(lent.id);
+                }
+            }
+            if let Some(id) = here
+                && self.leave_core(id, now, cpu)
+            {
+                // The turn or the core changed: the caller looks again.
+                break;
+            }
+            if self.turns.due(now) || now.duration_since(self.last_scan) >= SCAN_EVERY {
+                break;
+            }
+        }
+        let now = Instant::now();
+        for (k, &i) in held.iter().enumerate() {
+            if answered[k] > 0 {
+                let lent = &mut self.owned[i];
+                lent.last_busy = now;
+                self.turns.served(lent.id, now, answered[k]);
+            }
+        }
+        if let Some((i, then)) = back {
+            self.turns.release(self.owned[i].id);
+            self.owned.swap_remove(i).give_back(then);
+        }
+    }
+
+    /// The client holding turn `id` runs on the poller's core: the two
+    /// would take turns on one core while the other idles. When clients of
+    /// its process wait for a turn, ends its turn if one of them runs
+    /// elsewhere (it waits again, after those;
+    /// once — the next time the poller moves); else moves the poller off
+    /// the core. True if either happened.
+    ///
+    /// Ending the turn comes first: a thread moved onto a core that runs
+    /// another (the store's applier, at background priority) waits there
+    /// until the scheduler's next tick, up to 4 ms, while a woken client
+    /// takes its core at once.
+    fn leave_core(&mut self, id: u64, now: Instant, cpu: Option<u32>) -> bool {
+        let Some(group) = self.owned.iter().find(|l| l.id == id).map(|l| l.group) else {
+            return false;
+        };
+        let mut waits = false;
+        let mut elsewhere_waits = false;
+        for l in &self.owned {
+            if l.group == group && l.waiting_since.is_some() {
+                waits = true;
+                elsewhere_waits |= l.ring.as_ref().is_some_and(|r| !r.client_on(cpu));
+            }
+        }
+        if !waits {
+            // Its process has nobody waiting: no turns in force, and the
+            // poller stays (as before turns; with client processes on
+            // both cores, moving only costs).
+            return false;
+        }
+        let Some(lent) = self.owned.iter_mut().find(|l| l.id == id) else {
+            return false;
+        };
+        if elsewhere_waits && !lent.passed_over {
+            // Once: a client that keeps waking here must still be served.
+            lent.passed_over = true;
+            lent.waiting_since = Some(now);
+            self.turns.release(id);
+            return true;
+        }
+        lent.passed_over = false;
+        self.move_off(id, now, cpu)
+    }
+
+    /// Moves the poller off its core, where the client holding turn `id`
+    /// runs. Once per turn, and again after [`MOVE_EVERY`]; true if it
+    /// moved.
+    fn move_off(&mut self, id: u64, now: Instant, cpu: Option<u32>) -> bool {
+        let Some(cpu) = cpu else {
+            return false;
+        };
+        let again = self
+            .moved
+            .is_none_or(|(last, at)| last != id || now.duration_since(at) >= MOVE_EVERY);
+        if !again || hearth_shm::cores() < 2 {
+            return false;
+        }
+        self.moved = Some((id, now));
+        hearth_shm::move_off(cpu)
     }
 }
 

@@ -486,6 +486,33 @@ impl RingThread {
         self.rx.note_cpu_as(cpu);
     }
 
+    /// Whether the client has sent something not yet read (or closed its
+    /// ring): either way the ring needs a look from whoever serves it.
+    pub(super) fn waiting(&self) -> bool {
+        self.rx.has_data().unwrap_or(true) || self.rx.is_closed()
+    }
+
+    /// The client's process, as the poller's turns group connections: its
+    /// pid, or (where the platform cannot say) a value of this connection
+    /// alone (above any pid).
+    pub(super) fn client_process(&self) -> u32 {
+        match self.conn.info.peer.and_then(|p| p.pid) {
+            Some(pid) => pid.unsigned_abs(),
+            None => 1 << 31 | (self.conn.id as u32 & !(1 << 31)),
+        }
+    }
+
+    /// Tells the client that the poller serves other clients first: its
+    /// answer is not coming soon, so it should sleep, not spin.
+    pub(super) fn note_away(&self) {
+        self.rx.note_away();
+    }
+
+    /// Whether this ring's client last reported the core `cpu`.
+    pub(super) fn client_on(&self, cpu: Option<u32>) -> bool {
+        cpu.is_some_and(|c| self.rx.peer_on(c))
+    }
+
     /// Whether this ring's client last reported a core other than `cpu`
     /// (the poller's): it can send without the poller giving `cpu` up.
     pub(super) fn client_elsewhere(&self, cpu: Option<u32>) -> bool {

@@ -1,0 +1,368 @@
+//! Turns: which of the shared poller's rings it answers now (policy only:
+//! no I/O, time passed in).
+//!
+//! Owns: the rule that, with more busy clients than cores, the poller
+//! answers only as many clients at a time as there are other cores (one on
+//! 2 cores), each for a time slice, the others waiting in the order they
+//! began to wait (a client on the poller's own core a little later); a
+//! holder that goes quiet loses its turn at once, and a slice ends only
+//! when another client waits. Must never: hold a turn for a ring that is
+//! not being served (the poller releases it), or pass over a waiting
+//! client for ever (the penalty for sharing the poller's core is bounded).
+//!
+//! Why: a sequential client that is answered only between the time
+//! slices of fifteen others switches cores and threads after every call.
+//! Answered alone for a slice, it runs as one client does — its core
+//! spinning for it, the poller's core answering — while the others sleep
+//! (the poller reports "away" on their rings, so they do not spin), and
+//! each change of turn costs one wake-up instead of one per call.
+
+use std::time::{Duration, Instant};
+
+/// How long one client keeps its turn while another waits for one.
+pub(super) const TURN_SLICE: Duration = Duration::from_millis(1);
+
+/// A holder that sends nothing for this long loses its turn (a Node
+/// client works ~3 µs between two calls; one that stops for this long is
+/// doing something else).
+pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
+
+/// How long a new holder has to send its next request after the answer
+/// that began its turn: the client was asleep and has to be woken, and a
+/// Node client's answer then reaches JavaScript through the addon's
+/// runtime and the event loop (~100–150 µs here) before the next call.
+/// With [`TURN_IDLE`] from the start, sixteen Node processes lost each
+/// turn after one call: 74k gets/s together against one's 331k.
+pub(super) const TURN_WAKE: Duration = Duration::from_micros(500);
+
+/// How much later a client waiting on the poller's own core gets a turn:
+/// answered there, it would take turns with the poller for the core (the
+/// poller then moves away, which costs a migration), so the clients
+/// elsewhere go first unless it has waited this much longer.
+pub(super) const HERE_PENALTY: Duration = Duration::from_millis(1);
+
+/// The rings whose turn it is, by the ids the poller gives its loans.
+#[derive(Debug)]
+pub(super) struct Turns {
+    slots: usize,
+    slice: Duration,
+    held: Vec<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    id: u64,
+    /// The client's process.
+    group: u32,
+    /// Requests answered in this turn.
+    served: u32,
+    since: Instant,
+    last_busy: Instant,
+}
+
+impl Held {
+    /// Whether the holder has gone quiet at `now`: nothing for
+    /// [`TURN_IDLE`], or for [`TURN_WAKE`] after the answer that began its
+    /// turn.
+    fn quiet(&self, now: Instant) -> bool {
+        let idle = if self.served >= 2 {
+            TURN_IDLE
+        } else {
+            TURN_WAKE
+        };
+        now.duration_since(self.last_busy) >= idle
+    }
+}
+
+/// A ring that waits for a turn, as [`Turns::pick`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Waiting {
+    /// When it began to wait.
+    pub(super) since: Instant,
+    /// Its client last reported the poller's core.
+    pub(super) here: bool,
+}
+
+impl Turns {
+    /// Turns for `slots` clients at a time (at least one), each for up to
+    /// `slice` while another waits.
+    pub(super) fn new(slots: usize, slice: Duration) -> Turns {
+        Turns {
+            slots: slots.max(1),
+            slice,
+            held: Vec::new(),
+        }
+    }
+
+    /// Whether `id` holds a turn.
+    pub(super) fn holds(&self, id: u64) -> bool {
+        self.held.iter().any(|h| h.id == id)
+    }
+
+    /// Whether a turn is free for a client of process `group`: turns are
+    /// shared among one process's connections only (its threads compete
+    /// for the same cores and wake one another cheaply; separate processes
+    /// — several Node processes, each with an event loop and helper
+    /// threads to wake at every change of turn — are served at once, as
+    /// before turns).
+    pub(super) fn free_for(&self, group: u32) -> bool {
+        self.held.iter().filter(|h| h.group == group).count() < self.slots
+    }
+
+    /// The ids holding a turn.
+    pub(super) fn holders(&self) -> impl Iterator<Item = u64> + '_ {
+        self.held.iter().map(|h| h.id)
+    }
+
+    /// Gives `id`, a client of process `group`, a turn from `now` (the
+    /// caller checked [`free_for`](Self::free_for)).
+    pub(super) fn grant(&mut self, id: u64, group: u32, now: Instant) {
+        self.held.push(Held {
+            id,
+            group,
+            served: 0,
+            since: now,
+            last_busy: now,
+        });
+    }
+
+    /// Ends `id`'s turn (its ring went back to its thread).
+    pub(super) fn release(&mut self, id: u64) {
+        self.held.retain(|h| h.id != id);
+    }
+
+    /// `id` had `n` requests answered, the last at `now`.
+    pub(super) fn served(&mut self, id: u64, now: Instant, n: u32) {
+        if let Some(h) = self.held.iter_mut().find(|h| h.id == id) {
+            h.last_busy = now;
+            h.served = h.served.saturating_add(n);
+        }
+    }
+
+    /// Whether the holder `id` has sent a request since its turn began
+    /// (the first answered was sent before): the core its client reports
+    /// now is where it runs, not where it slept.
+    pub(super) fn settled(&self, id: u64) -> bool {
+        self.held.iter().any(|h| h.id == id && h.served >= 2)
+    }
+
+    /// Whether a look at the waiting rings is due at `now`: a holder's
+    /// slice is over, or a holder has gone quiet.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.held
+            .iter()
+            .any(|h| now.duration_since(h.since) >= self.slice || h.quiet(now))
+    }
+
+    /// After a look at every ring at `now`: ends the turns of holders gone
+    /// quiet, and of holders whose slice is over when `someone_waits` in
+    /// their process (else their slice starts again).
+    pub(super) fn expire(&mut self, now: Instant, someone_waits: impl Fn(u32) -> bool) {
+        let slice = self.slice;
+        self.held.retain_mut(|h| {
+            if h.quiet(now) {
+                return false;
+            }
+            if now.duration_since(h.since) >= slice {
+                if someone_waits(h.group) {
+                    return false;
+                }
+                h.since = now;
+            }
+            true
+        });
+    }
+
+    /// Which of the `waiting` rings gets the next turn: the one that began
+    /// to wait first, counting one on the poller's core as having begun
+    /// [`HERE_PENALTY`] later.
+    pub(super) fn pick<K>(waiting: impl Iterator<Item = (K, Waiting)>) -> Option<K> {
+        waiting
+            .min_by_key(|(_, w)| {
+                if w.here {
+                    w.since + HERE_PENALTY
+                } else {
+                    w.since
+                }
+            })
+            .map(|(k, _)| k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLICE: Duration = Duration::from_micros(1000);
+    const APP: u32 = 10;
+
+    fn at(t: Instant, micros: u64) -> Instant {
+        t + Duration::from_micros(micros)
+    }
+
+    fn nobody(_: u32) -> bool {
+        false
+    }
+
+    fn everybody(_: u32) -> bool {
+        true
+    }
+
+    #[test]
+    fn one_turn_per_process_on_two_cores_and_never_none() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        assert!(turns.free_for(APP));
+        turns.grant(7, APP, t);
+        assert!(!turns.free_for(APP));
+        assert!(turns.holds(7));
+        assert!(!turns.holds(8));
+        let mut none = Turns::new(0, SLICE);
+        assert!(
+            none.free_for(APP),
+            "a machine with one core still serves one client"
+        );
+        none.grant(1, APP, t);
+        assert!(!none.free_for(APP));
+    }
+
+    #[test]
+    fn other_processes_are_not_held_back() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        assert!(!turns.free_for(APP));
+        assert!(turns.free_for(APP + 1));
+        turns.grant(2, APP + 1, t);
+        assert!(turns.free_for(APP + 2));
+    }
+
+    #[test]
+    fn a_busy_holder_keeps_its_turn_through_its_slice() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        for micros in (10..1000).step_by(10) {
+            turns.served(1, at(t, micros), 1);
+            assert!(!turns.due(at(t, micros)));
+        }
+        turns.expire(at(t, 990), everybody);
+        assert!(turns.holds(1));
+    }
+
+    #[test]
+    fn a_slice_ends_only_when_another_client_of_its_process_waits() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, at(t, 1000), 2);
+        assert!(turns.due(at(t, 1000)));
+        turns.expire(at(t, 1000), |group| group != APP);
+        assert!(
+            turns.holds(1),
+            "nobody of its process waits: the slice starts again"
+        );
+        assert!(!turns.due(at(t, 1010)));
+        turns.served(1, at(t, 2000), 1);
+        turns.expire(at(t, 2000), everybody);
+        assert!(!turns.holds(1), "another waits: the turn ends");
+        assert!(turns.free_for(APP));
+    }
+
+    #[test]
+    fn a_quiet_holder_loses_its_turn_even_when_nobody_waits() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, at(t, 5), 1);
+        turns.served(1, at(t, 10), 1);
+        assert!(!turns.due(at(t, 10 + 49)));
+        assert!(turns.due(at(t, 10 + 50)));
+        turns.expire(at(t, 60), nobody);
+        assert!(!turns.holds(1));
+    }
+
+    #[test]
+    fn a_new_holder_has_longer_to_send_its_next_request() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, t, 1);
+        assert!(!turns.due(at(t, 499)), "woken, it has TURN_WAKE");
+        assert!(turns.due(at(t, 500)));
+        turns.expire(at(t, 500), nobody);
+        assert!(!turns.holds(1));
+    }
+
+    #[test]
+    fn a_holder_is_settled_from_its_second_answer() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        assert!(!turns.settled(1));
+        turns.served(1, t, 1);
+        assert!(
+            !turns.settled(1),
+            "the first request was sent before the turn"
+        );
+        turns.served(1, t, 1);
+        assert!(turns.settled(1));
+    }
+
+    #[test]
+    fn release_frees_the_slot() {
+        let t = Instant::now();
+        let mut turns = Turns::new(2, SLICE);
+        turns.grant(1, APP, t);
+        turns.grant(2, APP, t);
+        assert!(!turns.free_for(APP));
+        turns.release(1);
+        assert!(turns.free_for(APP));
+        assert_eq!(turns.holders().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn the_longest_waiting_goes_first() {
+        let t = Instant::now();
+        let waiting = [
+            ("b", at(t, 20), false),
+            ("a", at(t, 10), false),
+            ("c", at(t, 30), false),
+        ];
+        let next = Turns::pick(
+            waiting
+                .iter()
+                .map(|&(k, since, here)| (k, Waiting { since, here })),
+        );
+        assert_eq!(next, Some("a"));
+        assert_eq!(Turns::pick(std::iter::empty::<((), Waiting)>()), None);
+    }
+
+    #[test]
+    fn a_client_on_the_pollers_core_goes_after_others_unless_it_waited_much_longer() {
+        let t = Instant::now();
+        let pick = |here_since: Instant| {
+            Turns::pick(
+                [
+                    (
+                        "here",
+                        Waiting {
+                            since: here_since,
+                            here: true,
+                        },
+                    ),
+                    (
+                        "there",
+                        Waiting {
+                            since: at(t, 1_000),
+                            here: false,
+                        },
+                    ),
+                ]
+                .into_iter(),
+            )
+        };
+        assert_eq!(pick(at(t, 500)), Some("there"));
+        assert_eq!(pick(t - Duration::from_micros(1)), Some("here"));
+    }
+}
