@@ -1018,6 +1018,50 @@ fn bench_transport_reports_the_machines_core_to_core_floor() {
 }
 
 #[test]
+fn bench_transport_measures_several_client_counts_in_turn_and_compares_them() {
+    let site = Site::new();
+    let args = [&SHM_BENCH[..], &["--clients", "1,2", "--rounds", "2"]].concat();
+    let r = site.hearth(&[&args[..], &["--json"]].concat()).ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    let counts: Vec<u64> = report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|run| run["clients"].as_u64().expect("a count"))
+        .collect();
+    assert_eq!(
+        counts,
+        [1, 2, 1, 2],
+        "alternated, round by round: {report:#}"
+    );
+    let ratios = report["ratios"].as_array().expect("ratios");
+    for what in [
+        "shm gets/s: 2 ÷ 1 clients (median of 2 rounds)",
+        "shm puts/s: 2 ÷ 1 clients (median of 2 rounds)",
+    ] {
+        let ratio = ratios.iter().find(|r| r["what"] == what);
+        assert!(
+            ratio.is_some_and(|r| r["times"].as_f64().is_some_and(|t| t > 0.0)),
+            "{what}: {report:#}"
+        );
+    }
+    let text = site.hearth(&args).ok();
+    assert!(
+        text.stdout.contains("shm gets/s: 2 ÷ 1 clients"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn bench_transport_refuses_a_client_count_of_zero() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[&SHM_BENCH[..], &["--clients", "1,0"]].concat())
+        .fails_with(2);
+    assert!(r.stderr.contains("--clients"), "{r:#?}");
+}
+
+#[test]
 fn bench_transport_refuses_an_unknown_transport() {
     let site = Site::new();
     let r = site

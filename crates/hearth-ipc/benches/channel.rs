@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p hearth-ipc --bench channel -- [--transport shm|socket|both]
-//!     [--clients N] [--ops N] [--doc-bytes N] [--idle-clients N]
+//!     [--clients N[,N…]] [--rounds N] [--ops N] [--doc-bytes N] [--idle-clients N]
 //!     [--idle-secs S] [--ring-bytes N] [--no-put] [--no-redis] [--in-process]
 //!     [--json]
 //! ```
@@ -40,7 +40,13 @@ fn main() {
                 opts.transports = Transport::parse_list(&value("--transport"))
                     .expect("--transport is shm, socket or both");
             }
-            "--clients" => opts.clients = value("--clients").parse().expect("a number"),
+            "--clients" => {
+                opts.clients = value("--clients")
+                    .split(',')
+                    .map(|n| n.parse().expect("numbers, comma-separated"))
+                    .collect();
+            }
+            "--rounds" => opts.rounds = value("--rounds").parse().expect("a number"),
             "--ops" => opts.ops = value("--ops").parse().expect("a number"),
             "--doc-bytes" => opts.doc_bytes = value("--doc-bytes").parse().expect("a number"),
             "--idle-clients" => {

@@ -111,8 +111,15 @@ pub enum ServerMode {
 pub struct Options {
     /// Transports, in order.
     pub transports: Vec<Transport>,
-    /// Concurrent clients (threads, one connection each) for get and put.
-    pub clients: usize,
+    /// Client counts (threads, one connection each), each measured in
+    /// turn on every transport for get and put. With several, every other
+    /// count's throughput is also given as a ratio to the first's,
+    /// measured minutes apart at most (`16 ÷ 1 clients`).
+    pub clients: Vec<usize>,
+    /// How many times the counts are measured in turn, alternated (at
+    /// least once): each count ratio is then the median of the rounds'
+    /// ratios, for a machine whose speed moves from minute to minute.
+    pub rounds: usize,
     /// Calls per phase (get, then put), split across the clients.
     pub ops: usize,
     /// Approximate bytes of each document's JSON.
@@ -140,7 +147,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             transports: vec![Transport::Shm, Transport::Socket],
-            clients: 1,
+            clients: vec![1],
+            rounds: 1,
             ops: 100_000,
             doc_bytes: 200,
             idle_clients: 64,
@@ -749,10 +757,11 @@ impl OpStats {
 fn measure_transport(
     target: &Target,
     transport: Transport,
+    count: usize,
     opts: &Options,
     log: &mut dyn FnMut(&str),
 ) -> Result<Run, IpcError> {
-    let clients: Vec<Client> = (0..opts.clients.max(1))
+    let clients: Vec<Client> = (0..count.max(1))
         .map(|_| target.connect(transport))
         .collect::<Result<_, _>>()?;
     let expected = match transport {
@@ -801,6 +810,11 @@ fn measure_transport(
         let texts: Vec<String> = (0..KEYS)
             .map(|i| document(i, doc_bytes).to_string())
             .collect();
+        // Every put phase starts with the applier caught up, as the first
+        // one does: a burst the journal absorbs, not the backlog of the
+        // phases before (with several counts or rounds, the later ones
+        // would otherwise measure the applier's sustained rate).
+        drain(&clients[0])?;
         let put_keys: Vec<Vec<String>> = (0..clients.len())
             .map(|who| (0..KEYS).map(|i| format!("bench:put:{who}:{i}")).collect())
             .collect();
@@ -819,6 +833,14 @@ fn measure_transport(
     })
 }
 
+/// Waits until the store's applier has materialised every earlier write:
+/// a query waits for that (the applier defers during bursts; a list would
+/// not wait, it reads unapplied writes from memory).
+fn drain(c: &Client) -> Result<(), IpcError> {
+    c.query(serde_json::json!({"bench:drain": true}), Some(1), None)
+        .map(drop)
+}
+
 fn measure_idle(
     target: &Target,
     transport: Transport,
@@ -827,13 +849,7 @@ fn measure_idle(
 ) -> Result<Idle, IpcError> {
     let first = target.connect(transport)?;
     first.get("bench:0")?;
-    // Idle means no work pending: a query waits until the store's applier
-    // has materialised every earlier write (it defers during bursts; a
-    // list would not wait, it reads unapplied writes from memory).
-    let drain = |c: &Client| {
-        c.query(serde_json::json!({"bench:drain": true}), Some(1), None)
-            .map(drop)
-    };
+    // Idle means no work pending.
     drain(&first)?;
     let rss_1 = proc_rss(target.pid());
     let mut clients = vec![first];
@@ -1034,6 +1050,71 @@ fn ratios(runs: &[Run]) -> Vec<Ratio> {
     out
 }
 
+/// The client counts to measure, in order (one client if none given).
+fn client_counts(opts: &Options) -> Vec<usize> {
+    if opts.clients.is_empty() {
+        vec![1]
+    } else {
+        opts.clients.iter().map(|&n| n.max(1)).collect()
+    }
+}
+
+/// Each transport's throughput at every count after the first, as a
+/// ratio to the first count's in the same round; the median over rounds.
+fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    let Some((&base, others)) = counts.split_first() else {
+        return out;
+    };
+    for transport in ["shm", "socket"] {
+        let mine: Vec<&Run> = runs.iter().filter(|r| r.transport == transport).collect();
+        let rounds: Vec<&[&Run]> = mine.chunks(counts.len()).collect();
+        for (j, &count) in others.iter().enumerate() {
+            let pick = |op: fn(&Run) -> Option<f64>| -> Vec<f64> {
+                rounds
+                    .iter()
+                    .filter_map(|round| {
+                        let first = op(round.first()?)?;
+                        let this = op(round.get(j + 1)?)?;
+                        Some(this / first.max(1e-9))
+                    })
+                    .collect()
+            };
+            let n = rounds.len();
+            let of = if n > 1 {
+                format!(" (median of {n} rounds)")
+            } else {
+                String::new()
+            };
+            let gets = pick(|r| Some(r.get.ops_per_sec));
+            let puts = pick(|r| r.put.as_ref().map(|p| p.ops_per_sec));
+            for (op, ratios) in [("gets", gets), ("puts", puts)] {
+                if let Some(times) = median(ratios) {
+                    out.push(Ratio {
+                        what: format!("{transport} {op}/s: {count} ÷ {base} clients{of}"),
+                        times,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
 /// Runs the benchmark; `log` gets a line per step (for progress output).
 pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError> {
     let mut mode = match &opts.server {
@@ -1075,8 +1156,15 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     let floor = core_round_trip();
     let mut runs = Vec::new();
     let mut redis = None;
+    let counts = client_counts(opts);
     for (k, &transport) in opts.transports.iter().enumerate() {
-        runs.push(measure_transport(&target, transport, opts, &mut log)?);
+        for _ in 0..opts.rounds.max(1) {
+            for &count in &counts {
+                runs.push(measure_transport(
+                    &target, transport, count, opts, &mut log,
+                )?);
+            }
+        }
         // Redis right after the first transport (shared memory with
         // `both`): the machine's speed moves from one minute to the next
         // (where the host runs the vCPUs), and the ratio should compare
@@ -1093,7 +1181,8 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     }
     target.stop();
     runs.extend(redis);
-    let ratios = ratios(&runs);
+    let mut ratios = ratios(&runs);
+    ratios.extend(count_ratios(&runs, &counts));
     Ok(Report {
         machine: Machine {
             core_round_trip_ns: floor.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
@@ -1192,7 +1281,12 @@ impl Report {
         if !self.ratios.is_empty() {
             out.push('\n');
             for r in &self.ratios {
-                out.push_str(&format!("{:<28} {:>7.1}×\n", r.what, r.times));
+                let times = if r.times < 10.0 {
+                    format!("{:.2}", r.times)
+                } else {
+                    format!("{:.1}", r.times)
+                };
+                out.push_str(&format!("{:<28} {:>7}×\n", r.what, times));
             }
         }
         for idle in &self.idle {
@@ -1217,5 +1311,68 @@ impl Report {
     /// The report as JSON.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(ops_per_sec: f64) -> OpStats {
+        OpStats::from_samples(vec![1000], 1.0 / ops_per_sec, 0.0, None, None, None)
+    }
+
+    fn run(transport: &str, clients: usize, gets: f64, puts: Option<f64>) -> Run {
+        Run {
+            transport: transport.into(),
+            clients,
+            get: stats(gets),
+            put: puts.map(stats),
+        }
+    }
+
+    fn find<'a>(ratios: &'a [Ratio], what: &str) -> Option<&'a Ratio> {
+        ratios.iter().find(|r| r.what == what)
+    }
+
+    #[test]
+    fn each_count_is_compared_with_the_first_in_its_own_round() {
+        let runs = [
+            run("shm", 1, 1000.0, Some(300.0)),
+            run("shm", 16, 800.0, Some(240.0)),
+            run("shm", 1, 500.0, Some(200.0)),
+            run("shm", 16, 600.0, Some(100.0)),
+            run("shm", 1, 900.0, Some(300.0)),
+            run("shm", 16, 900.0, Some(150.0)),
+        ];
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let gets =
+            find(&ratios, "shm gets/s: 16 ÷ 1 clients (median of 3 rounds)").expect("a gets ratio");
+        // Rounds: 0.8, 1.2, 1.0 — the median, not the ratio of sums.
+        assert!((gets.times - 1.0).abs() < 1e-9, "{gets:?}");
+        let puts =
+            find(&ratios, "shm puts/s: 16 ÷ 1 clients (median of 3 rounds)").expect("a puts ratio");
+        assert!((puts.times - 0.5).abs() < 1e-9, "{puts:?}");
+    }
+
+    #[test]
+    fn one_count_gives_no_count_ratio_and_one_round_says_no_median() {
+        let runs = [run("shm", 1, 1000.0, None)];
+        assert!(count_ratios(&runs, &[1]).is_empty());
+        let runs = [run("socket", 4, 100.0, None), run("socket", 8, 50.0, None)];
+        let ratios = count_ratios(&runs, &[4, 8]);
+        let gets = find(&ratios, "socket gets/s: 8 ÷ 4 clients").expect("a gets ratio");
+        assert!((gets.times - 0.5).abs() < 1e-9, "{gets:?}");
+        assert!(
+            find(&ratios, "socket puts/s: 8 ÷ 4 clients").is_none(),
+            "no puts measured"
+        );
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
     }
 }

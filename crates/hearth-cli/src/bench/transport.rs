@@ -18,9 +18,15 @@ pub(crate) struct TransportBenchArgs {
     /// Which transports to measure (shared memory first with `both`).
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]
     transport: TransportArg,
-    /// Concurrent clients (threads, one connection each).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    clients: u64,
+    /// Concurrent clients (threads, one connection each); several counts,
+    /// comma-separated (`1,16`), are measured in turn and compared
+    /// (`16 ÷ 1 clients`).
+    #[arg(long, default_value = "1", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
+    clients: Vec<u64>,
+    /// How many times the client counts are measured in turn, alternated;
+    /// their ratios are the median of the rounds'.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// Calls per phase (get, then put), split across the clients.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     ops: u64,
@@ -67,7 +73,13 @@ pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()>
             TransportArg::Socket => vec![Transport::Socket],
             TransportArg::Both => vec![Transport::Shm, Transport::Socket],
         },
-        clients: usize::try_from(args.clients).unwrap_or(usize::MAX),
+        // At most 1024 each and 100 rounds (checked by clap): they fit.
+        clients: args
+            .clients
+            .iter()
+            .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+            .collect(),
+        rounds: usize::try_from(args.rounds).unwrap_or(1),
         ops: usize::try_from(args.ops).unwrap_or(usize::MAX),
         // At most 16 MiB (checked by clap), so it fits a usize.
         doc_bytes: usize::try_from(args.doc_bytes).unwrap_or(usize::MAX),
