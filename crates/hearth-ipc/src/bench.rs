@@ -815,12 +815,24 @@ fn measure_transport(
         // phases before (with several counts or rounds, the later ones
         // would otherwise measure the applier's sustained rate).
         drain(&clients[0])?;
-        let put_keys: Vec<Vec<String>> = (0..clients.len())
-            .map(|who| (0..KEYS).map(|i| format!("bench:put:{who}:{i}")).collect())
+        // The same 1000 ids whatever the number of clients, split among
+        // them (each client rewrites its own share): the store then does
+        // the same work per put with 1 or 16 clients (with 1000 ids per
+        // client, sixteen clients made the applier write sixteen times the
+        // rows, and the comparison measured SQLite, not the transport).
+        let n = clients.len();
+        let put_keys: Vec<Vec<(String, usize)>> = (0..n)
+            .map(|who| {
+                (0..KEYS.max(n))
+                    .filter(|j| j % n == who)
+                    .map(|j| (format!("bench:put:{j}"), j % KEYS))
+                    .collect()
+            })
             .collect();
         Some(phase(&clients, per_client, target.pid(), |c, who, i| {
-            c.put_json(&put_keys[who][i % KEYS], &texts[i % KEYS])
-                .map(|_| ())
+            let mine = &put_keys[who];
+            let (id, text) = &mine[i % mine.len()];
+            c.put_json(id, &texts[*text]).map(|_| ())
         })?)
     } else {
         None
