@@ -142,9 +142,11 @@ struct Lent {
     ring: Option<Box<RingThread>>,
     back: Arc<Handback>,
     last_busy: Instant,
+    /// This loan's id (turns are held by loan).
     id: u64,
     /// The client's process (turns are shared within one, `Turns`).
     group: u32,
+    /// When the last look found a request waiting for a turn.
     waiting_since: Option<Instant>,
     /// Its last turn ended at once because its client ran on the poller's
     /// core ([`Serving::leave_core`]).

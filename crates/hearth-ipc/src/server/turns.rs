@@ -1,14 +1,16 @@
 //! Turns: which of the shared poller's rings it answers now (policy only:
 //! no I/O, time passed in).
 //!
-//! Owns: the rule that, with more busy clients than cores, the poller
-//! answers only as many clients at a time as there are other cores (one on
-//! 2 cores), each for a time slice, the others waiting in the order they
-//! began to wait (a client on the poller's own core a little later); a
-//! holder that goes quiet loses its turn at once, and a slice ends only
-//! when another client waits. Must never: hold a turn for a ring that is
-//! not being served (the poller releases it), or pass over a waiting
-//! client for ever (the penalty for sharing the poller's core is bounded).
+//! Owns: the rule that, of one client process's busy connections on the
+//! poller, only as many are answered at a time as there are other cores
+//! (one on 2 cores), each for a time slice, the others waiting in the
+//! order they began to wait (a client on the poller's own core a round
+//! later); a holder that goes quiet loses its turn at once, and a slice
+//! ends only when another client of its process waits. Other processes
+//! are never held back (a group is a process: [`Turns::free_for`]). Must
+//! never: hold a turn for a ring that is not being served (the poller
+//! releases it), or pass over a waiting client for ever (the penalty for
+//! sharing the poller's core is bounded).
 //!
 //! Why: a sequential client that is answered only between the time
 //! slices of fifteen others switches cores and threads after every call.
