@@ -954,7 +954,12 @@ impl<M: RingMemory> Consumer<M> {
     /// changes (the line is shared with the peer). `None` reports
     /// "unknown".
     pub fn note_cpu_as(&self, cpu: Option<u32>) {
-        let hint = cpu.map_or(0, |c| c.wrapping_add(1));
+        self.report(cpu.map_or(0, |c| c.wrapping_add(1)));
+    }
+
+    /// Writes `hint` into this consumer's `consumer_cpu` word, only when it
+    /// changes (the line is shared with the peer).
+    fn report(&self, hint: u32) {
         let word = &self.ctrl().data_wait.cpu;
         // Relaxed: a scheduling hint; nothing is published through it and
         // a stale or forged value only changes whether the peer spins.
@@ -981,11 +986,7 @@ impl<M: RingMemory> Consumer<M> {
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
     pub fn note_away(&self) {
-        let word = &self.ctrl().data_wait.cpu;
-        // Relaxed: a scheduling hint, as in `note_cpu_as`.
-        if word.load(Ordering::Relaxed) != AWAY {
-            word.store(AWAY, Ordering::Relaxed);
-        }
+        self.report(AWAY);
     }
 
     /// Whether the peer last reported that it is not reading for now
