@@ -320,7 +320,7 @@ impl RingThread {
             if let Err(e) = self.rx.wait_for_data(Some(IDLE_WAKE), &abort) {
                 break Err(e);
             }
-            if abort() || self.rx.is_closed() || self.rx.has_data().unwrap_or(true) {
+            if abort() || self.waiting() {
                 break Ok(());
             }
         };
