@@ -478,15 +478,11 @@ impl Serving {
                 continue;
             }
             let now = Instant::now();
+            self.credit(&held, &mut answered, now);
             elsewhere = false;
             let mut here = None;
-            for (k, &i) in held.iter().enumerate() {
-                let lent = &mut self.owned[i];
-                let n = std::mem::take(&mut answered[k]);
-                if n > 0 {
-                    lent.last_busy = now;
-                    self.turns.served(lent.id, now, n);
-                }
+            for &i in &held {
+                let lent = &self.owned[i];
                 let Some(ring) = lent.ring.as_ref() else {
                     continue;
                 };
@@ -510,17 +506,23 @@ impl Serving {
                 break;
             }
         }
-        let now = Instant::now();
-        for (k, &i) in held.iter().enumerate() {
-            if answered[k] > 0 {
-                let lent = &mut self.owned[i];
-                lent.last_busy = now;
-                self.turns.served(lent.id, now, answered[k]);
-            }
-        }
+        self.credit(&held, &mut answered, Instant::now());
         if let Some((i, then)) = back {
             self.turns.release(self.owned[i].id);
             self.owned.swap_remove(i).give_back(then);
+        }
+    }
+
+    /// Counts the requests answered on the rings at `held` (by index, as
+    /// `answered`) since the last look, as of `now`, and clears the counts.
+    fn credit(&mut self, held: &[usize], answered: &mut [u32], now: Instant) {
+        for (&i, n) in held.iter().zip(answered.iter_mut()) {
+            let n = std::mem::take(n);
+            if n > 0 {
+                let lent = &mut self.owned[i];
+                lent.last_busy = now;
+                self.turns.served(lent.id, now, n);
+            }
         }
     }
 
@@ -536,9 +538,10 @@ impl Serving {
     /// until the scheduler's next tick, up to 4 ms, while a woken client
     /// takes its core at once.
     fn leave_core(&mut self, id: u64, now: Instant, cpu: Option<u32>) -> bool {
-        let Some(group) = self.owned.iter().find(|l| l.id == id).map(|l| l.group) else {
+        let Some(k) = self.owned.iter().position(|l| l.id == id) else {
             return false;
         };
+        let group = self.owned[k].group;
         let mut waits = false;
         let mut elsewhere_waits = false;
         for l in &self.owned {
@@ -553,9 +556,7 @@ impl Serving {
             // both cores, moving only costs).
             return false;
         }
-        let Some(lent) = self.owned.iter_mut().find(|l| l.id == id) else {
-            return false;
-        };
+        let lent = &mut self.owned[k];
         if elsewhere_waits && !lent.passed_over {
             // Once: a client that keeps waking here must still be served.
             lent.passed_over = true;
