@@ -1014,6 +1014,35 @@ impl<M: RingMemory> Consumer<M> {
         peer.data_wait.cpu.load(Ordering::Relaxed) == cpu + 1
     }
 
+    /// Whether spinning on `cpu` for the peer's next record is futile: the
+    /// peer last reported this very core ([`peer_on`](Self::peer_on): it
+    /// needs the core to answer) or that it is away
+    /// ([`peer_away`](Self::peer_away): it serves others first). What a
+    /// waiter's spin stops on, at once, so that it sleeps — a waiter that
+    /// spun on after its turn ended kept its core from the client whose
+    /// turn began, for up to its whole spin. One load; a hint, as
+    /// [`peer_on`](Self::peer_on).
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// server_in.note_cpu_as(Some(1));
+    /// assert!(!client_in.spinning_futile(0), "the server answers from core 1");
+    /// assert!(client_in.spinning_futile(1), "it needs this core");
+    /// server_in.note_away();
+    /// assert!(client_in.spinning_futile(0), "it serves others first");
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn spinning_futile(&self, cpu: u32) -> bool {
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_cpu_as`).
+        let report = peer.data_wait.cpu.load(Ordering::Relaxed);
+        report == AWAY || (cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1))
+    }
+
     /// Whether the peer last reported running on a core other than `cpu`:
     /// it can send (or answer) without this thread giving up `cpu`. False
     /// when either side cannot say (no report yet, an older client, or
@@ -1281,6 +1310,26 @@ mod tests {
         );
         server_in.note_cpu_as(None);
         assert!(!client_in.peer_elsewhere(3), "the peer cannot say");
+    }
+
+    #[test]
+    fn spinning_is_futile_while_the_peer_is_on_this_core_or_away_and_only_then() {
+        let (_, server_in, mem) = pair(256);
+        let client_in = Consumer::new(mem, Direction::ServerToClient);
+        assert!(!client_in.spinning_futile(3), "no report yet");
+        server_in.note_cpu_as(Some(3));
+        assert!(client_in.spinning_futile(3));
+        assert!(!client_in.spinning_futile(4));
+        assert!(
+            !client_in.spinning_futile(UNKNOWN_CPU),
+            "this side cannot say"
+        );
+        server_in.note_away();
+        for cpu in [0, 3, UNKNOWN_CPU] {
+            assert!(client_in.spinning_futile(cpu), "away, seen from {cpu}");
+        }
+        server_in.note_cpu_as(None);
+        assert!(!client_in.spinning_futile(3), "the peer cannot say");
     }
 
     #[test]

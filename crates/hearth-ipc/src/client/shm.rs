@@ -522,13 +522,15 @@ impl ClientShm {
                 consumer, spinner, ..
             } = rx;
             // Spinning while the server's ring thread shares this core
-            // only keeps it from answering: sleep at once then.
+            // only keeps it from answering, and a server that serves
+            // other clients first (its poller's turns) answers in
+            // milliseconds: sleep at once then — also when either comes
+            // up mid-spin (this thread's turn ended: the client whose turn
+            // began needs the core this one spins on).
             let here = consumer.note_cpu();
-            // A server that serves other clients first (its poller's
-            // turns) answers in milliseconds: sleep at once then.
             if !consumer.peer_away()
                 && spinner.spin_unless_shared(
-                    || consumer.peer_on(here),
+                    || consumer.spinning_futile(here),
                     || consumer.has_data().unwrap_or(true) || done(),
                 )
             {
