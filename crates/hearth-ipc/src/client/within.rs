@@ -15,7 +15,7 @@
 //! past the budget (beyond the time to write the request), or let a
 //! [`Later`] outlive the call's own timeout.
 
-use super::core::{Pending, final_payload};
+use super::core::{ConnCore, Pending, final_payload};
 use super::shm::{Deadline, SyncSlot, WaitEnd};
 use super::stream::AsyncDocStream;
 use super::{AsyncClient, Collected, calls};
@@ -139,11 +139,7 @@ impl AsyncClient {
                 _permit: permit,
             },
         );
-        // How a wait that ended without an answer fails.
-        let failed = |end: WaitEnd| match end {
-            WaitEnd::Dead => core.dead_error(),
-            WaitEnd::Timeout => self.timed_out(op),
-        };
+        let failed = |end| self.wait_failed(&core, op, end);
         if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), &deadline) {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
@@ -202,10 +198,7 @@ impl AsyncClient {
         );
         let stream = AsyncDocStream::new(core.clone(), id, op, rx, self.timeout);
         if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), &deadline) {
-            return Some(Within::Ready(Err(match end {
-                WaitEnd::Dead => core.dead_error(),
-                WaitEnd::Timeout => self.timed_out(op),
-            })));
+            return Some(Within::Ready(Err(self.wait_failed(&core, op, end))));
         }
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
@@ -227,6 +220,15 @@ impl AsyncClient {
         }
         shm.interest_up();
         Some(Within::Later(Later::new(stream.collect_rest())))
+    }
+
+    /// How a wait on the calling thread for `op` that ended without an
+    /// answer fails.
+    fn wait_failed(&self, core: &ConnCore, op: Operation, end: WaitEnd) -> IpcError {
+        match end {
+            WaitEnd::Dead => core.dead_error(),
+            WaitEnd::Timeout => self.timed_out(op),
+        }
     }
 }
 
