@@ -566,12 +566,17 @@ fn a_timed_out_call_is_cancelled_and_the_connection_goes_on(fx: &Fx) {
 
 /// The answer of a call with a budget, now or after waiting for the rest.
 fn settle<T>(within: Within<T>, rt: &tokio::runtime::Runtime, later: &mut usize) -> T {
+    if matches!(within, Within::Later(_)) {
+        *later += 1;
+    }
+    outcome(within, rt).unwrap()
+}
+
+/// What a call with a budget gave, at once or after waiting for the rest.
+fn outcome<T>(within: Within<T>, rt: &tokio::runtime::Runtime) -> Result<T, IpcError> {
     match within {
-        Within::Ready(result) => result.unwrap(),
-        Within::Later(rest) => {
-            *later += 1;
-            rt.block_on(rest.wait()).unwrap()
-        }
+        Within::Ready(result) => result,
+        Within::Later(rest) => rt.block_on(rest.wait()),
     }
 }
 
@@ -674,10 +679,11 @@ fn the_other_unary_calls_with_a_budget_give_what_their_plain_forms_give(fx: &Fx)
         );
     }
     // A handler's typed error comes back the same way, at once or later.
-    let e = match client.call_within("test:fail", json!({"name": "zed"}), Duration::ZERO) {
-        Within::Ready(r) => r.unwrap_err(),
-        Within::Later(rest) => rt.block_on(rest.wait()).unwrap_err(),
-    };
+    let e = outcome(
+        client.call_within("test:fail", json!({"name": "zed"}), Duration::ZERO),
+        &rt,
+    )
+    .unwrap_err();
     assert_eq!(remote_code(&e), ErrorCode::NotFound);
 }
 
@@ -730,10 +736,11 @@ fn streamed_calls_with_a_budget_give_what_their_plain_forms_give(fx: &Fx) {
         assert_eq!(hits.len(), plain_search.len());
     }
     // Bad input fails the same way, at once or later.
-    let e = match client.query_within(json!("not an object"), None, None, Duration::ZERO) {
-        Within::Ready(r) => r.unwrap_err(),
-        Within::Later(rest) => rt.block_on(rest.wait()).unwrap_err(),
-    };
+    let e = outcome(
+        client.query_within(json!("not an object"), None, None, Duration::ZERO),
+        &rt,
+    )
+    .unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     // The connection goes on as before.
     assert_eq!(client.list(limited).unwrap().docs, plain_limited.docs);
