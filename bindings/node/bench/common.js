@@ -23,9 +23,11 @@ function machine() {
   return { nproc: sh('nproc', []), cpu: model.trim(), kernel: sh('uname', ['-r']), node: process.version, load: os.loadavg().map((l) => l.toFixed(2)).join(' ') };
 }
 
+/** The median: of an even count, the mean of the middle two (as `hearth bench`). */
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** A private runtime directory for the servers' sockets (the caller removes it). */

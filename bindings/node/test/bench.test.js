@@ -24,6 +24,13 @@ function bench(args, script = SCRIPT) {
 
 const rate = (x) => typeof x === 'number' && Number.isFinite(x) && x > 0;
 
+test('the median of an even count is the mean of the middle two, as hearth bench says', () => {
+  const { median } = require('../bench/common');
+  assert.equal(median([109, 123, 131, 134, 161, 167, 173, 179]), (134 + 161) / 2);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([2, 1]), 1.5);
+});
+
 test('the reference benchmark measures all three configurations', needsServe, async () => {
   const out = await bench(['--ops', '50', '--rounds', '2']);
   assert.equal(out.ops, 50);
