@@ -1798,6 +1798,7 @@ fn apply_batch(
     docs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let mut keyed = Vec::with_capacity(docs.len());
     for e in docs {
+        courteous(&mut courtesy);
         keyed.push((sql::doc_rowid(&tx, &e.id)?, e));
     }
     // Stable: new documents keep their id order.
