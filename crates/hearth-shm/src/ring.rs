@@ -80,6 +80,12 @@ pub fn this_cpu() -> Option<u32> {
 /// for now ([`Consumer::note_away`]); no CPU has this number.
 const AWAY: u32 = u32::MAX;
 
+/// Whether a `consumer_cpu` `report` names `cpu` (never when this side
+/// cannot say which core it is on).
+fn reports_cpu(report: u32, cpu: u32) -> bool {
+    cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1)
+}
+
 /// The CPU the calling thread runs on, or [`UNKNOWN_CPU`].
 fn current_cpu() -> u32 {
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -994,9 +1000,7 @@ impl<M: RingMemory> Consumer<M> {
     /// waiting for it should sleep rather than spin. A hint, as
     /// [`peer_on`](Self::peer_on).
     pub fn peer_away(&self) -> bool {
-        let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_cpu_as`).
-        peer.data_wait.cpu.load(Ordering::Relaxed) == AWAY
+        self.peer_report() == AWAY
     }
 
     /// Whether the peer (the consumer of the other ring) last reported
@@ -1006,12 +1010,7 @@ impl<M: RingMemory> Consumer<M> {
     /// never reported (an older client) or this platform cannot say. A
     /// peer that forges the value only changes whether this side spins.
     pub fn peer_on(&self, cpu: u32) -> bool {
-        if cpu == UNKNOWN_CPU {
-            return false;
-        }
-        let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_cpu_as`).
-        peer.data_wait.cpu.load(Ordering::Relaxed) == cpu + 1
+        reports_cpu(self.peer_report(), cpu)
     }
 
     /// Whether spinning on `cpu` for the peer's next record is futile: the
@@ -1037,10 +1036,8 @@ impl<M: RingMemory> Consumer<M> {
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
     pub fn spinning_futile(&self, cpu: u32) -> bool {
-        let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_cpu_as`).
-        let report = peer.data_wait.cpu.load(Ordering::Relaxed);
-        report == AWAY || (cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1))
+        let report = self.peer_report();
+        report == AWAY || reports_cpu(report, cpu)
     }
 
     /// Whether the peer last reported running on a core other than `cpu`:
@@ -1064,10 +1061,15 @@ impl<M: RingMemory> Consumer<M> {
         if cpu == UNKNOWN_CPU {
             return false;
         }
+        let report = self.peer_report();
+        report != 0 && report != AWAY && !reports_cpu(report, cpu)
+    }
+
+    /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].
+    fn peer_report(&self) -> u32 {
         let peer = self.mem.ctrl(self.dir.reverse());
         // Relaxed: a hint (see `note_cpu_as`).
-        let report = peer.data_wait.cpu.load(Ordering::Relaxed);
-        report != 0 && report != AWAY && report != cpu + 1
+        peer.data_wait.cpu.load(Ordering::Relaxed)
     }
 
     /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).
