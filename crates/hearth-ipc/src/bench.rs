@@ -834,11 +834,13 @@ fn measure_transport(
     // each request before theirs.
     let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i}")).collect();
     let warm = per_client.min(2000);
-    // The get phase, too, starts with the applier caught up: a backlog of
-    // the loading or of the put phase before (another count's, another
-    // round's) would be materialised during it, by a background thread
-    // that, once on a core, keeps it until the scheduler's next tick (up
-    // to 4 ms here) — time taken from whichever count came next.
+    // Both phases start with the applier caught up (the gets write
+    // nothing, so one wait serves both): a backlog of the loading or of
+    // the put phase before (another count's, another round's) would be
+    // materialised during the gets, by a background thread that, once on
+    // a core, kept it until the scheduler's next tick (up to 4 ms here);
+    // and a put phase should be a burst the journal absorbs, as the first
+    // one is, not the applier's sustained rate.
     drain(&clients[0])?;
     phase(&clients, warm, None, |c, _, i| {
         c.get_json(&keys[i % KEYS]).map(|_| ())
@@ -864,11 +866,6 @@ fn measure_transport(
         let texts: Vec<String> = (0..KEYS)
             .map(|i| document(i, doc_bytes).to_string())
             .collect();
-        // Every put phase starts with the applier caught up, as the first
-        // one does: a burst the journal absorbs, not the backlog of the
-        // phases before (with several counts or rounds, the later ones
-        // would otherwise measure the applier's sustained rate).
-        drain(&clients[0])?;
         // The same 1000 ids whatever the number of clients, split among
         // them (each client rewrites its own share): the store then does
         // the same work per put with 1 or 16 clients (with 1000 ids per
