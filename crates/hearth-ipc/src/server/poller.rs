@@ -19,7 +19,8 @@
 //! slice, in a tight loop, and reports "away" on the others' rings so
 //! that their threads sleep; a turn holder found on the poller's core
 //! gives its turn to one of its process's clients elsewhere, or the
-//! poller moves off the core.
+//! poller moves off the core (also when the holder is the only client
+//! it serves).
 //!
 //! Must never: block on a peer or the applier (it runs nothing that can:
 //! a write goes back to its thread while the store holds writers back),
@@ -27,7 +28,7 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
-use super::turns::{TURN_SLICE, Turns, Waiting};
+use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, holder_here};
 use hearth_shm::SpinClaim;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -527,16 +528,9 @@ impl Serving {
     }
 
     /// The client holding turn `id` runs on the poller's core: the two
-    /// would take turns on one core while the other idles. When clients of
-    /// its process wait for a turn, ends its turn if one of them runs
-    /// elsewhere (it waits again, after those;
-    /// once — the next time the poller moves); else moves the poller off
-    /// the core. True if either happened.
-    ///
-    /// Ending the turn comes first: a thread moved onto a core that runs
-    /// another (the store's applier, at background priority) waits there
-    /// until the scheduler's next tick, up to 4 ms, while a woken client
-    /// takes its core at once.
+    /// would take turns on one core while the other idles. Ends its turn
+    /// or moves the poller off the core, as [`holder_here`] decides; true
+    /// if either happened.
     fn leave_core(&mut self, id: u64, now: Instant, cpu: Option<u32>) -> bool {
         let Some(k) = self.owned.iter().position(|l| l.id == id) else {
             return false;
@@ -544,28 +538,33 @@ impl Serving {
         let group = self.owned[k].group;
         let mut waits = false;
         let mut elsewhere_waits = false;
-        for l in &self.owned {
+        let mut served_elsewhere = false;
+        for l in self.owned.iter().filter(|l| l.id != id) {
+            let Some(ring) = l.ring.as_ref() else {
+                continue;
+            };
             if l.group == group && l.waiting_since.is_some() {
                 waits = true;
-                elsewhere_waits |= l.ring.as_ref().is_some_and(|r| !r.client_on(cpu));
+                elsewhere_waits |= !ring.client_on(cpu);
+            } else if self.turns.holds(l.id) || self.turns.free_for(l.group) {
+                served_elsewhere |= ring.client_elsewhere(cpu);
             }
         }
-        if !waits {
-            // Its process has nobody waiting: no turns in force, and the
-            // poller stays (as before turns; with client processes on
-            // both cores, moving only costs).
-            return false;
-        }
         let lent = &mut self.owned[k];
-        if elsewhere_waits && !lent.passed_over {
-            // Once: a client that keeps waking here must still be served.
-            lent.passed_over = true;
-            lent.waiting_since = Some(now);
-            self.turns.release(id);
-            return true;
+        match holder_here(waits, elsewhere_waits, lent.passed_over, served_elsewhere) {
+            HolderHere::Stay => false,
+            HolderHere::PassOver => {
+                // Once: a client that keeps waking here must still be served.
+                lent.passed_over = true;
+                lent.waiting_since = Some(now);
+                self.turns.release(id);
+                true
+            }
+            HolderHere::MoveOff => {
+                lent.passed_over = false;
+                self.move_off(id, now, cpu)
+            }
         }
-        lent.passed_over = false;
-        self.move_off(id, now, cpu)
     }
 
     /// Moves the poller off its core, where the client holding turn `id`
