@@ -5,8 +5,9 @@
 //! seals (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`, so no peer can make
 //! the mapping shorter and fault the other), writing and checking the
 //! header through the file (not through the mapping), and the shared
-//! read-write mapping with the typed views the rings use. All `unsafe` of
-//! the crate is here: mapping, unmapping, and turning offsets into
+//! read-write mapping with the typed views the rings use, and putting a
+//! ring's pages in place when its side asks. All `unsafe` of the crate is
+//! here: mapping, populating, unmapping, and turning offsets into
 //! references to atomics.
 //!
 //! Must never: map a segment whose seals do not forbid shrinking, whose size
@@ -68,25 +69,11 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-/// Segments up to this size are mapped with every page in place
-/// (`MAP_POPULATE`, in the server's process and in the client's), larger
-/// ones page by page as the rings first reach them. Otherwise a new
-/// connection's first lap round each ring takes a page fault in each
-/// process every 4 KiB — every ~73 gets, each fault a trap that costs
-/// 3–7 µs on the project's VM: sixteen fresh connections sharing 100,000
-/// gets spent ~4 % of the phase in them (docs/performance.md). The cost is
-/// memory up front: the default rings (256 KiB each way) make 516 KiB
-/// resident per connection at once, where an idle one used to touch a
-/// page or two; a busy one touches them all within its first few
-/// thousand calls anyway. Rings asked for above this (up to 64 MiB each)
-/// are not made resident before they are used.
-const POPULATE_MAX: usize = 2 << 20;
-
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod sys {
     use super::*;
     use rustix::fs::{MemfdFlags, SealFlags};
-    use rustix::mm::{MapFlags, ProtFlags};
+    use rustix::mm::{Advice, MapFlags, ProtFlags};
 
     pub(super) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK
         .union(SealFlags::GROW)
@@ -136,11 +123,6 @@ mod sys {
     }
 
     pub(super) fn map(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, ShmError> {
-        let flags = if len <= POPULATE_MAX {
-            MapFlags::SHARED | MapFlags::POPULATE
-        } else {
-            MapFlags::SHARED
-        };
         // SAFETY: a fresh mapping (null hint, no MAP_FIXED) cannot alias any
         // existing Rust object. The file is sealed against shrinking and is
         // `len` bytes long (checked by the caller), so every page of the
@@ -150,7 +132,7 @@ mod sys {
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                flags,
+                MapFlags::SHARED,
                 fd,
                 0,
             )
@@ -161,6 +143,18 @@ mod sys {
         NonNull::new(ptr.cast::<u8>()).ok_or_else(|| ShmError::Unsupported {
             detail: "mmap returned a null mapping".into(),
         })
+    }
+
+    pub(super) fn populate(start: *const u8, len: usize) {
+        // SAFETY: `start..start+len` lies inside a live mapping of this
+        // process (the caller took it from `Segment::at`), page-aligned.
+        // MADV_POPULATE_WRITE only faults the pages in, writable, without
+        // writing to them: no byte any reference can see changes. Failure
+        // (a kernel before 5.14, no memory now) leaves the pages to come
+        // one fault at a time.
+        let _ = unsafe {
+            rustix::mm::madvise(start.cast_mut().cast(), len, Advice::LinuxPopulateWrite)
+        };
     }
 
     pub(super) fn unmap(base: NonNull<u8>, len: usize) {
@@ -231,6 +225,8 @@ mod sys {
     pub(super) fn map(_fd: &OwnedFd, _len: usize) -> Result<NonNull<u8>, ShmError> {
         Err(unsupported())
     }
+
+    pub(super) fn populate(_start: *const u8, _len: usize) {}
 
     pub(super) fn unmap(_base: NonNull<u8>, _len: usize) {}
 
@@ -366,17 +362,24 @@ impl RingMemory for Segment {
         // life of `&self`.
         unsafe { std::slice::from_raw_parts(ptr.cast::<AtomicU64>(), capacity / 8) }
     }
+
+    fn populate(&self, dir: Direction) {
+        let capacity = self.layout.capacity(dir);
+        sys::populate(self.at(self.layout.data_offset(dir), capacity), capacity);
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::ring::{Consumer, Producer};
+    use std::sync::Arc;
 
     /// The kilobytes of the mapping at `base` that are resident in this
     /// process (its `Rss` in `/proc/self/smaps`).
-    fn resident_kib(base: NonNull<u8>) -> u64 {
+    fn resident_kib(segment: &Segment) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let start = format!("{:x}-", base.as_ptr() as usize);
+        let start = format!("{:x}-", segment.base.as_ptr() as usize);
         let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
         assert!(lines.next().is_some(), "the mapping is in smaps");
         let rss = lines
@@ -385,25 +388,57 @@ mod tests {
         rss.trim().trim_end_matches("kB").trim().parse().unwrap()
     }
 
-    #[test]
-    fn a_segment_of_default_size_is_resident_in_both_processes_once_mapped() {
-        let ring = 256 * 1024;
+    /// A server's segment with rings of `ring` bytes and a client's mapping
+    /// of it (both in this process, as two mappings).
+    fn pair(ring: usize) -> (Arc<Segment>, Arc<Segment>) {
         let server = Segment::create(Layout::new(ring, ring).unwrap()).unwrap();
         let fd = server.fd().unwrap().try_clone_to_owned().unwrap();
         let client = Segment::open(fd).unwrap();
-        let all = (server.len() / 1024) as u64;
-        assert_eq!(resident_kib(server.base), all, "the server's mapping");
-        assert_eq!(resident_kib(client.base), all, "the client's mapping");
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Pushes 64-byte records from `tx` and pops them on `rx` until `tx`
+    /// has written `bytes`.
+    fn carry(tx: &mut Producer<Segment>, rx: &mut Consumer<Segment>, bytes: usize) {
+        let mut out = Vec::new();
+        for _ in 0..bytes / 64 {
+            assert!(tx.push(&[&[7u8; 56]]).unwrap());
+            assert!(rx.try_pop(&mut out).unwrap());
+        }
     }
 
     #[test]
-    fn a_segment_above_the_bound_is_mapped_page_by_page() {
-        let ring = 4 << 20;
-        let server = Segment::create(Layout::new(ring, ring).unwrap()).unwrap();
-        assert!(server.len() > POPULATE_MAX);
+    fn a_fresh_segment_has_nothing_of_its_rings_resident() {
+        let (server, client) = pair(256 * 1024);
+        assert!(resident_kib(&server) <= 4, "at most the header page");
+        assert!(resident_kib(&client) <= 4, "at most the header page");
+    }
+
+    #[test]
+    fn a_ring_is_populated_in_both_mappings_once_its_first_lap_passes_16_kib() {
+        let ring = 256 * 1024;
+        let (server, client) = pair(ring);
+        let mut tx = Producer::new(client.clone(), Direction::ClientToServer);
+        let mut rx = Consumer::new(server.clone(), Direction::ClientToServer);
+        carry(&mut tx, &mut rx, 8 * 1024);
         assert!(
-            resident_kib(server.base) < (POPULATE_MAX / 1024) as u64,
-            "nothing made resident before use but what writing the header touched"
+            resident_kib(&client) < 64,
+            "8 KiB in: only the pages touched"
         );
+        carry(&mut tx, &mut rx, 8 * 1024);
+        let whole = (ring / 1024) as u64;
+        assert!(resident_kib(&client) >= whole, "the producer's mapping");
+        assert!(resident_kib(&server) >= whole, "the consumer's mapping");
+    }
+
+    #[test]
+    fn a_ring_above_a_mebibyte_is_never_populated_ahead() {
+        let ring = 4 << 20;
+        let (server, client) = pair(ring);
+        let mut tx = Producer::new(client.clone(), Direction::ClientToServer);
+        let mut rx = Consumer::new(server.clone(), Direction::ClientToServer);
+        carry(&mut tx, &mut rx, 32 * 1024);
+        assert!(resident_kib(&client) < 64);
+        assert!(resident_kib(&server) < 64);
     }
 }
