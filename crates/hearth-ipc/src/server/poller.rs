@@ -20,8 +20,7 @@
 //! that their threads sleep; a turn holder found on the poller's core
 //! gives its turn to one of its process's clients elsewhere, or the
 //! poller moves off the core (also when the holder is the only client
-//! it serves); a waiting client last seen there is passed over once
-//! before it is woken at all.
+//! it serves).
 //!
 //! Must never: block on a peer or the applier (it runs nothing that can:
 //! a write goes back to its thread while the store holds writers back),
@@ -29,7 +28,7 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
-use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, holder_here, pass_over_unwoken};
+use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, holder_here};
 use hearth_shm::SpinClaim;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -412,9 +411,6 @@ impl Serving {
             let Some(k) = Turns::pick(waiting) else {
                 break;
             };
-            if self.pass_over_asleep(k, now, cpu) {
-                continue;
-            }
             let lent = &mut self.owned[k];
             lent.waiting_since = None;
             self.turns.grant(lent.id, lent.group, now);
@@ -569,27 +565,6 @@ impl Serving {
                 self.move_off(id, now, cpu)
             }
         }
-    }
-
-    /// Passes over the waiting ring at `k` without waking its client, as
-    /// [`pass_over_unwoken`] decides (by the core its client last
-    /// reported); true if it did (the ring waits again, as from `now`).
-    fn pass_over_asleep(&mut self, k: usize, now: Instant, cpu: Option<u32>) -> bool {
-        let lent = &self.owned[k];
-        let here = lent.ring.as_ref().is_some_and(|r| r.client_on(cpu));
-        let elsewhere_waits = self.owned.iter().any(|l| {
-            l.id != lent.id
-                && l.group == lent.group
-                && l.waiting_since.is_some()
-                && l.ring.as_ref().is_some_and(|r| !r.client_on(cpu))
-        });
-        if !pass_over_unwoken(here, lent.passed_over, elsewhere_waits) {
-            return false;
-        }
-        let lent = &mut self.owned[k];
-        lent.passed_over = true;
-        lent.waiting_since = Some(now);
-        true
     }
 
     /// Moves the poller off its core, where the client holding turn `id`

@@ -8,8 +8,8 @@
 //! later); a holder that goes quiet loses its turn at once, and a slice
 //! ends only when another client of its process waits. Other processes
 //! are never held back (a group is a process: [`Turns::free_for`]); and
-//! what the poller does about a holder on its own core ([`holder_here`],
-//! [`pass_over_unwoken`]). Must never: hold a turn for a ring that is not being served (the poller
+//! what the poller does about a holder on its own core ([`holder_here`]).
+//! Must never: hold a turn for a ring that is not being served (the poller
 //! releases it), or pass over a waiting client for ever (the penalty for
 //! sharing the poller's core is bounded).
 //!
@@ -89,19 +89,6 @@ pub(super) fn holder_here(
     } else {
         HolderHere::Stay
     }
-}
-
-/// Whether a client whose turn has come is passed over without being
-/// woken: `here`, it last reported the poller's core (it has slept since,
-/// and a thread woken from the poller's busy core stays on the core it
-/// slept on when both cores are busy), and [`holder_here`] would pass it
-/// over the moment it ran there (not `passed_over` since the poller last
-/// moved, and a client of its process that `elsewhere_waits`). Waking it
-/// only to find it here cost a wake-up and two calls, ~40 µs, per such
-/// client, in bursts of up to eight once their penalty ran out: 9–15
-/// such wake-ups per 100,000 gets of sixteen threads, 0–3 after.
-pub(super) fn pass_over_unwoken(here: bool, passed_over: bool, elsewhere_waits: bool) -> bool {
-    here && holder_here(true, elsewhere_waits, passed_over, false) == HolderHere::PassOver
 }
 
 /// The rings whose turn it is, by the ids the poller gives its loans.
@@ -396,21 +383,6 @@ mod tests {
     #[test]
     fn a_holder_here_stays_when_nobody_waits_and_another_client_runs_elsewhere() {
         assert_eq!(holder_here(false, false, false, true), HolderHere::Stay);
-    }
-
-    #[test]
-    fn a_waiting_client_here_is_passed_over_unwoken_once_when_one_elsewhere_waits() {
-        assert!(pass_over_unwoken(true, false, true));
-        assert!(
-            !pass_over_unwoken(true, true, true),
-            "passed over already: it gets its turn"
-        );
-    }
-
-    #[test]
-    fn a_waiting_client_is_woken_when_it_is_elsewhere_or_nobody_waits_elsewhere() {
-        assert!(!pass_over_unwoken(false, false, true));
-        assert!(!pass_over_unwoken(true, false, false));
     }
 
     #[test]
