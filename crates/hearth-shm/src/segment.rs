@@ -375,7 +375,7 @@ mod tests {
     use crate::ring::{Consumer, Producer};
     use std::sync::Arc;
 
-    /// The kilobytes of the mapping at `base` that are resident in this
+    /// The kilobytes of `segment`'s mapping that are resident in this
     /// process (its `Rss` in `/proc/self/smaps`).
     fn resident_kib(segment: &Segment) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
