@@ -236,3 +236,26 @@ test('point calls never throw: bad arguments and a closed client come back as re
     await settlesAs(call, 'ECLOSED');
   }
 });
+
+test('a long loop of awaited puts and gets lets timers run while it goes on', needsServe, async (t) => {
+  const s = await server(t);
+  // A budget no answer misses: no call comes back as a pending promise
+  // (whose settling would turn the event loop by itself).
+  const db = client(t, s.channel, { fastPathBudget: 10_000 });
+  // Fast-path answers settle at once, so such a loop runs only microtasks
+  // unless the calls themselves give the event loop a turn now and then
+  // (every 2 ms of back-to-back calls by default).
+  for (const [name, call] of [
+    ['put', (i) => db.put(`loop:${i % 100}`, { i })],
+    ['get', (i) => db.get(`loop:${i % 100}`)],
+  ]) {
+    let fired = false;
+    setTimeout(() => (fired = true), 0);
+    let calls = 0;
+    while (!fired && calls < 100_000) {
+      await call(calls);
+      calls += 1;
+    }
+    assert.ok(fired, `a timer fired during ${calls} awaited ${name} calls`);
+  }
+});
