@@ -570,9 +570,15 @@ class LocalFirst extends EventEmitter {
     return this._requestLater(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
   }
 
-  /** `put(id, data)` or `get(id)` again after a turn of the event loop (see mustYield). */
+  /**
+   * put's or get's common case after a turn of the event loop (see
+   * mustYield), the general way (never through `this.put`/`this.get`,
+   * which a subclass may have wrapped).
+   */
   _afterTurn(op, id, data) {
-    return nextTurn().then(() => (op === 'put' ? this.put(id, data) : this.get(id)));
+    return nextTurn().then(() =>
+      op === 'put' ? this._write('put', 'data', 'the document', id, data, undefined) : this._point('get', id, undefined, parseOrNull),
+    );
   }
 
   _writeNow(client, op, id, json, o) {

@@ -259,3 +259,34 @@ test('a long loop of awaited puts and gets lets timers run while it goes on', ne
     assert.ok(fired, `a timer fired during ${calls} awaited ${name} calls`);
   }
 });
+
+test('a subclass that wraps put and get sees each call once, across the turns the calls give the event loop', needsServe, async (t) => {
+  const s = await server(t);
+  class Counting extends hearth.LocalFirst {
+    constructor(options) {
+      super(options);
+      this.calls = { put: 0, get: 0 };
+    }
+    put(id, data, options) {
+      this.calls.put += 1;
+      return super.put(id, data, options);
+    }
+    get(id, options) {
+      this.calls.get += 1;
+      return super.get(id, options);
+    }
+  }
+  const db = new Counting({ mode: 'ipc', channelName: s.channel, fastPathBudget: 10_000 });
+  t.after(() => db.close());
+  for (const name of ['put', 'get']) {
+    let fired = false;
+    setTimeout(() => (fired = true), 0);
+    let calls = 0;
+    while (!fired && calls < 100_000) {
+      await (name === 'put' ? db.put(`sub:${calls % 100}`, { calls }) : db.get(`sub:${calls % 100}`));
+      calls += 1;
+    }
+    assert.ok(fired, 'the event loop turned');
+    assert.equal(db.calls[name], calls);
+  }
+});
