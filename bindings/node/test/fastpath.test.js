@@ -3,7 +3,8 @@
 // operations wait on the JavaScript thread only for a small budget, then
 // come back as a pending promise, which the call's signal can still end.
 // The server is frozen with SIGSTOP (a real process, not a mock) and thawed
-// with SIGCONT.
+// with SIGCONT. A long run of answers within the budget still lets the
+// event loop turn every few milliseconds.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
