@@ -251,13 +251,29 @@ const POPULATE_AFTER: u64 = 16 * 1024;
 /// would be a long stall and memory the connection may never use).
 const POPULATE_MAX: u64 = 1 << 20;
 
-/// The position past which a side of a ring of `geo` populates it, or
-/// never (`u64::MAX`).
-fn populate_at(geo: &Geometry) -> u64 {
-    if geo.capacity > POPULATE_AFTER && geo.capacity <= POPULATE_MAX {
-        POPULATE_AFTER
-    } else {
-        u64::MAX
+/// The position (a producer's tail, a consumer's head) past which a side
+/// of a ring has the whole ring put in place, once ([`POPULATE_AFTER`]).
+#[derive(Debug, Clone, Copy)]
+struct PopulateAt(u64);
+
+impl PopulateAt {
+    /// For a side of a ring of `geo`: never above [`POPULATE_MAX`].
+    fn new(geo: &Geometry) -> PopulateAt {
+        if geo.capacity > POPULATE_AFTER && geo.capacity <= POPULATE_MAX {
+            PopulateAt(POPULATE_AFTER)
+        } else {
+            PopulateAt(u64::MAX)
+        }
+    }
+
+    /// Whether the side, now at `pos`, should populate the ring: true the
+    /// first time `pos` reaches the mark, never again.
+    fn reached(&mut self, pos: u64) -> bool {
+        if pos < self.0 {
+            return false;
+        }
+        self.0 = u64::MAX;
+        true
     }
 }
 
@@ -575,8 +591,8 @@ pub struct Producer<M: RingMemory> {
     geo: Geometry,
     tail: u64,
     head: u64,
-    /// The tail at which the ring is populated ([`populate_at`]).
-    populate_at: u64,
+    /// The tail at which the ring is populated.
+    populate_at: PopulateAt,
 }
 
 impl<M: RingMemory> std::fmt::Debug for Producer<M> {
@@ -596,7 +612,7 @@ impl<M: RingMemory> Producer<M> {
         Producer {
             mem,
             dir,
-            populate_at: populate_at(&geo),
+            populate_at: PopulateAt::new(&geo),
             geo,
             tail: 0,
             head: 0,
@@ -683,8 +699,7 @@ impl<M: RingMemory> Producer<M> {
         // `Consumer::available`: the record's words are visible before the
         // consumer sees the tail that covers them.
         self.ctrl().tail.tail.store(self.tail, Ordering::Release);
-        if self.tail >= self.populate_at {
-            self.populate_at = u64::MAX;
+        if self.populate_at.reached(self.tail) {
             self.mem.populate(self.dir);
         }
         Ok(true)
@@ -803,8 +818,8 @@ pub struct Consumer<M: RingMemory> {
     dir: Direction,
     geo: Geometry,
     head: u64,
-    /// The head at which the ring is populated ([`populate_at`]).
-    populate_at: u64,
+    /// The head at which the ring is populated.
+    populate_at: PopulateAt,
 }
 
 impl<M: RingMemory> std::fmt::Debug for Consumer<M> {
@@ -823,7 +838,7 @@ impl<M: RingMemory> Consumer<M> {
         Consumer {
             mem,
             dir,
-            populate_at: populate_at(&geo),
+            populate_at: PopulateAt::new(&geo),
             geo,
             head: 0,
         }
@@ -921,8 +936,7 @@ impl<M: RingMemory> Consumer<M> {
         // producer may reuse these bytes.
         self.ctrl().head.head.store(self.head, Ordering::Release);
         self.notify_producer();
-        if self.head >= self.populate_at {
-            self.populate_at = u64::MAX;
+        if self.populate_at.reached(self.head) {
             self.mem.populate(self.dir);
         }
         Ok(true)
@@ -1149,6 +1163,24 @@ mod tests {
             Consumer::new(mem.clone(), Direction::ClientToServer),
             mem,
         )
+    }
+
+    #[test]
+    fn a_side_populates_its_ring_once_past_16_kib_and_never_above_a_mebibyte() {
+        let geo = |capacity: usize| {
+            Geometry::of(
+                Layout::for_memory(capacity, capacity).unwrap(),
+                Direction::ClientToServer,
+            )
+        };
+        let mut at = PopulateAt::new(&geo(256 * 1024));
+        assert!(!at.reached(POPULATE_AFTER - 1));
+        assert!(at.reached(POPULATE_AFTER));
+        assert!(!at.reached(POPULATE_AFTER + 1), "once only");
+        let mut big = PopulateAt::new(&geo(4 << 20));
+        assert!(!big.reached(u64::MAX - 1));
+        let mut small = PopulateAt::new(&geo(16 * 1024));
+        assert!(!small.reached(1 << 40), "a ring of 16 KiB or less never");
     }
 
     #[test]
