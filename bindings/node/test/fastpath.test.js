@@ -41,6 +41,22 @@ function thaw(pid) {
   }
 }
 
+/**
+ * Awaits `call(i)` for i = 0, 1, … until a 0 ms timer set before the first
+ * has fired (only if the event loop turned) or 100,000 calls were made;
+ * whether it fired, and how many calls.
+ */
+async function callsUntilATimer(call) {
+  let fired = false;
+  setTimeout(() => (fired = true), 0);
+  let calls = 0;
+  while (!fired && calls < 100_000) {
+    await call(calls);
+    calls += 1;
+  }
+  return { fired, calls };
+}
+
 /** Tracks whether `promise` has settled. */
 function track(promise) {
   const state = { settled: false, promise };
@@ -250,13 +266,7 @@ test('a long loop of awaited puts and gets lets timers run while it goes on', ne
     ['put', (i) => db.put(`loop:${i % 100}`, { i })],
     ['get', (i) => db.get(`loop:${i % 100}`)],
   ]) {
-    let fired = false;
-    setTimeout(() => (fired = true), 0);
-    let calls = 0;
-    while (!fired && calls < 100_000) {
-      await call(calls);
-      calls += 1;
-    }
+    const { fired, calls } = await callsUntilATimer(call);
     assert.ok(fired, `a timer fired during ${calls} awaited ${name} calls`);
   }
 });
@@ -280,13 +290,7 @@ test('a subclass that wraps put and get sees each call once, across the turns th
   const db = new Counting({ mode: 'ipc', channelName: s.channel, fastPathBudget: 10_000 });
   t.after(() => db.close());
   for (const name of ['put', 'get']) {
-    let fired = false;
-    setTimeout(() => (fired = true), 0);
-    let calls = 0;
-    while (!fired && calls < 100_000) {
-      await (name === 'put' ? db.put(`sub:${calls % 100}`, { calls }) : db.get(`sub:${calls % 100}`));
-      calls += 1;
-    }
+    const { fired, calls } = await callsUntilATimer((i) => (name === 'put' ? db.put(`sub:${i % 100}`, { i }) : db.get(`sub:${i % 100}`)));
     assert.ok(fired, 'the event loop turned');
     assert.equal(db.calls[name], calls);
   }
