@@ -73,7 +73,8 @@ impl ShmError {
         ShmError::Corrupt { detail }
     }
 
-    #[cfg_attr(loom, allow(dead_code))]
+    // Only the segment's system calls make these (none under loom or Miri).
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
     pub(crate) fn io(context: &'static str, e: impl Into<std::io::Error>) -> ShmError {
         ShmError::Io {
             context,

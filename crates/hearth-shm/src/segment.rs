@@ -7,15 +7,17 @@
 //! header through the file (not through the mapping), and the shared
 //! read-write mapping with the typed views the rings use, and putting a
 //! ring's pages in place when its side asks. All `unsafe` of the crate is
-//! here: mapping, populating, unmapping, and turning offsets into
-//! references to atomics.
+//! here but the journal's mapped appends (`mapped.rs`): mapping,
+//! populating, unmapping, and turning offsets into references to atomics.
+//! Under Miri a created segment is a zeroed heap allocation instead (no
+//! memfd there), so that those conversions run under its checks.
 //!
 //! Must never: map a segment whose seals do not forbid shrinking, whose size
 //! disagrees with its header, or whose header does not check; hand out a
 //! reference outside the mapping; or expose the memory except as atomics.
 
 use crate::error::ShmError;
-use crate::layout::{Direction, HEADER_LEN, Layout};
+use crate::layout::{Direction, Layout};
 use crate::ring::{RingCtrl, RingMemory};
 use crate::sync::AtomicU64;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -69,9 +71,10 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
 mod sys {
     use super::*;
+    use crate::layout::HEADER_LEN;
     use rustix::fs::{MemfdFlags, SealFlags};
     use rustix::mm::{Advice, MapFlags, ProtFlags};
 
@@ -79,7 +82,18 @@ mod sys {
         .union(SealFlags::GROW)
         .union(SealFlags::SEAL);
 
-    pub(super) fn memfd(layout: &Layout) -> Result<OwnedFd, ShmError> {
+    /// A new sealed memfd of `len` bytes for `layout`, mapped, and its
+    /// descriptor.
+    pub(super) fn create(
+        layout: &Layout,
+        len: usize,
+    ) -> Result<(NonNull<u8>, Option<OwnedFd>), ShmError> {
+        let fd = memfd(layout)?;
+        let base = map(&fd, len)?;
+        Ok((base, Some(fd)))
+    }
+
+    fn memfd(layout: &Layout) -> Result<OwnedFd, ShmError> {
         let fd = rustix::fs::memfd_create(
             "hearth-shm",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
@@ -204,7 +218,7 @@ mod sys {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(all(not(any(target_os = "linux", target_os = "android")), not(miri)))]
 mod sys {
     use super::*;
 
@@ -214,7 +228,10 @@ mod sys {
         }
     }
 
-    pub(super) fn memfd(_layout: &Layout) -> Result<OwnedFd, ShmError> {
+    pub(super) fn create(
+        _layout: &Layout,
+        _len: usize,
+    ) -> Result<(NonNull<u8>, Option<OwnedFd>), ShmError> {
         Err(unsupported())
     }
 
@@ -235,19 +252,76 @@ mod sys {
     }
 }
 
+#[cfg(miri)]
+mod sys {
+    //! Under Miri, which can neither create a memfd nor map one: a created
+    //! segment is a zeroed, page-aligned heap allocation with no
+    //! descriptor, so that the views' `unsafe` (`Segment::at`, `ctrl`,
+    //! `data`) runs under Miri's checks. Receiving a segment is unsupported.
+    use super::*;
+    use std::alloc::Layout as Allocation;
+
+    fn unsupported() -> ShmError {
+        ShmError::Unsupported {
+            detail: "Miri cannot create or map a memfd".into(),
+        }
+    }
+
+    /// The allocation standing in for a mapping of `len` bytes.
+    fn allocation(len: usize) -> Allocation {
+        // A segment's length is a non-zero multiple of the page size (its
+        // layout's invariant), far below isize::MAX.
+        Allocation::from_size_align(len, 4096).expect("a segment's length fits an allocation")
+    }
+
+    pub(super) fn create(
+        _layout: &Layout,
+        len: usize,
+    ) -> Result<(NonNull<u8>, Option<OwnedFd>), ShmError> {
+        // SAFETY: the allocation's size is non-zero (a segment has at least
+        // its header page); zeroed, as a fresh memfd is.
+        let ptr = unsafe { std::alloc::alloc_zeroed(allocation(len)) };
+        NonNull::new(ptr)
+            .map(|base| (base, None))
+            .ok_or_else(|| ShmError::Unsupported {
+                detail: "no memory for the segment".into(),
+            })
+    }
+
+    pub(super) fn check_received(_fd: &OwnedFd) -> Result<Layout, ShmError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn map(_fd: &OwnedFd, _len: usize) -> Result<NonNull<u8>, ShmError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn populate(_start: *const u8, _len: usize) {}
+
+    pub(super) fn unmap(base: NonNull<u8>, len: usize) {
+        // SAFETY: `base` came from `create`'s allocation of `len` bytes with
+        // this same layout and is freed once (from `Segment::drop`), when no
+        // reference into it is left (every view borrows the `Segment`).
+        unsafe { std::alloc::dealloc(base.as_ptr(), allocation(len)) }
+    }
+
+    pub(super) fn write_all_at(_fd: &impl AsFd, _bytes: &[u8], _at: u64) -> Result<(), ShmError> {
+        Err(unsupported())
+    }
+}
+
 impl Segment {
     /// Creates a sealed segment with `layout` (the server's side). The
     /// segment keeps its file descriptor until [`close_fd`](Self::close_fd)
     /// so it can be sent to the peer.
     pub fn create(layout: Layout) -> Result<Segment, ShmError> {
-        let fd = sys::memfd(&layout)?;
         let len = layout.segment_bytes();
-        let base = sys::map(&fd, len)?;
+        let (base, fd) = sys::create(&layout, len)?;
         Ok(Segment {
             base,
             len,
             layout,
-            fd: Some(fd),
+            fd,
         })
     }
 
@@ -369,7 +443,38 @@ impl RingMemory for Segment {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+/// The typed views over a created segment, natively and under Miri (which
+/// checks every access through them: alignment, bounds, provenance).
+#[cfg(all(test, any(target_os = "linux", target_os = "android", miri)))]
+mod views {
+    use super::*;
+    use crate::ring::{Consumer, Producer};
+    use std::sync::Arc;
+
+    #[test]
+    fn records_of_every_size_cross_a_created_segment_s_rings_both_ways() {
+        let segment = Arc::new(Segment::create(Layout::new(4096, 4096).unwrap()).unwrap());
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let mut tx = Producer::new(segment.clone(), dir);
+            let mut rx = Consumer::new(segment.clone(), dir);
+            let mut out = Vec::new();
+            // Lengths from empty to the largest record, several laps of
+            // the ring, in two parts gathered into one record (fewer under
+            // Miri, where each access through a view costs the view's length).
+            let step = if cfg!(miri) { 97 } else { 7 };
+            for len in (0..=rx.max_record()).step_by(step).chain([rx.max_record()]) {
+                let body: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+                let (a, b) = body.split_at(len / 3);
+                assert!(tx.push(&[a, b]).unwrap(), "room for {len} bytes");
+                assert!(rx.try_pop(&mut out).unwrap(), "a record of {len} bytes");
+                assert_eq!(out, body);
+            }
+            assert!(!rx.try_pop(&mut out).unwrap(), "nothing more");
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
 mod tests {
     use super::*;
     use crate::ring::{Consumer, Producer};

@@ -11,8 +11,23 @@ use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
 use proptest::prelude::*;
 use std::sync::Arc;
 
+/// Cases per property: thousands natively; a few under Miri, which runs
+/// each some ten thousand times slower and checks every access for
+/// undefined behaviour (no file of past failures there: Miri isolates the
+/// file system).
+fn config() -> ProptestConfig {
+    if cfg!(miri) {
+        ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(4)
+        }
+    } else {
+        ProptestConfig::with_cases(2000)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
 
     #[test]
     fn arbitrary_segment_contents_are_refused_or_bounded(
