@@ -1319,18 +1319,18 @@ mod tests {
 
     #[test]
     fn a_waker_ends_a_sleep_and_the_abort_flag_is_seen() {
-        use std::sync::atomic::AtomicBool;
         let (_, rx, _) = pair(64);
         let waker = rx.waker();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicU32::new(0));
         let stop2 = stop.clone();
         let waiter = std::thread::spawn(move || {
-            let abort = || stop2.load(std::sync::atomic::Ordering::Acquire);
+            // Acquire pairs with the Release store below.
+            let abort = || stop2.load(Ordering::Acquire) == 1;
             while !abort() {
                 rx.wait_for_data(None, &abort).unwrap();
             }
         });
-        stop.store(true, std::sync::atomic::Ordering::Release);
+        stop.store(1, Ordering::Release);
         waker.wake();
         waiter.join().unwrap();
     }

@@ -23,12 +23,12 @@
 //! that its peer need not wake it, and reports failure so the caller
 //! sleeps on its futex).
 
+use crate::sync::LocalCount;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Threads of this process inside [`Spinner::spin`] now.
-static SPINNING: AtomicUsize = AtomicUsize::new(0);
+static SPINNING: LocalCount = LocalCount::new();
 
 /// Polls between two looks at the clock.
 const POLLS_PER_CHECK: u32 = 64;
@@ -91,7 +91,7 @@ pub fn cores() -> usize {
 /// assert_eq!(hearth_shm::spinning(), 0);
 /// ```
 pub fn spinning() -> usize {
-    SPINNING.load(Ordering::Relaxed)
+    SPINNING.get()
 }
 
 #[derive(Debug)]
@@ -99,15 +99,14 @@ struct Registered;
 
 impl Registered {
     fn enter() -> (Registered, usize) {
-        // Relaxed: a heuristic count; no data is published through it.
-        let now = SPINNING.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SPINNING.up();
         (Registered, now)
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        SPINNING.fetch_sub(1, Ordering::Relaxed);
+        SPINNING.down();
     }
 }
 

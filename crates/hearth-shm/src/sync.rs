@@ -9,6 +9,8 @@
 //! when checked under the lock; a wake after changing the word always ends
 //! it), so a lost wake-up shows up as a loom deadlock.
 //!
+//! Also the one process-local count kept in an atomic ([`LocalCount`]).
+//!
 //! Must never: be bypassed (no other module names `std::sync::atomic` or
 //! `loom` directly), or use a process-private futex (the words live in a
 //! segment shared between processes).
@@ -19,6 +21,36 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use std::time::Duration;
+
+/// A process-local count that no ordering of the ring protocol depends on
+/// (every access Relaxed: a heuristic, nothing is published through it),
+/// such as the number of spinning threads. Always `std`'s atomic, under
+/// loom too: it lives in a `static`, which loom's atomics cannot, and loom
+/// has nothing to check in it.
+#[derive(Debug)]
+pub(crate) struct LocalCount(std::sync::atomic::AtomicUsize);
+
+impl LocalCount {
+    /// A count at zero.
+    pub(crate) const fn new() -> LocalCount {
+        LocalCount(std::sync::atomic::AtomicUsize::new(0))
+    }
+
+    /// The count now.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Adds one; the count after it.
+    pub(crate) fn up(&self) -> usize {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// Takes one away (after an `up`).
+    pub(crate) fn down(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// Sleeps while `word` holds `expected`, at most `timeout` (`None`: until
 /// woken). May return early (a wake, a signal, a changed value): callers
@@ -64,6 +96,8 @@ mod imp {
     use std::time::Duration;
 
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        // Acquire pairs with the waker's Release bump of the word before
+        // `futex_wake` (ring.rs), as the kernel's futex check would.
         if word.load(Ordering::Acquire) == expected {
             let nap = Duration::from_micros(200);
             std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
@@ -89,6 +123,8 @@ mod imp {
         // The loom mutex is never poisoned in a model run (no panics while
         // it is held), so unwrap cannot fail short of a test failure.
         let mut guard = PARK.0.lock().unwrap();
+        // Acquire pairs with the waker's Release bump of the word before
+        // `futex_wake` (ring.rs).
         while word.load(Ordering::Acquire) == expected {
             guard = PARK.1.wait(guard).unwrap();
         }
