@@ -230,6 +230,10 @@ export interface StartServerOptions {
   durability?: 'journal' | 'fsync';
   /** Directory of the channel's socket (`--socket-dir`); pair with LocalFirst's `socketDir`. */
   socketDir?: string;
+  /** Bytes of each of a shared-memory connection's two rings (`--shm-ring-bytes`): a power of two from 4096 to 67108864 (default 262144). */
+  shmRingBytes?: number;
+  /** false: offer no shared memory, every connection stays on the socket (`--no-shm`; default true). */
+  sharedMemory?: boolean;
   /** Linux: the server stops itself when this process dies, even by SIGKILL (default true). */
   exitWithParent?: boolean;
   /** Extra environment for the server. */

@@ -22,6 +22,14 @@ const READY = /^ready channel=(\S+) socket=(.*) pid=(\d+)$/;
 /** The longest delay `setTimeout` keeps (2^31 - 1 ms, ~24.8 days): a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** `shmRingBytes`, checked: a power of two from 4 KiB to 64 MiB. */
+function ringBytes(value) {
+  if (!Number.isInteger(value) || value < 4096 || value > 64 * 1024 * 1024 || (value & (value - 1)) !== 0) {
+    throw new HearthError('invalid_input', `startServer: options.shmRingBytes must be a power of two from 4096 to 67108864 (e.g. 1048576 for 1 MiB; the default is 262144), not ${String(value)}`);
+  }
+  return value;
+}
+
 /**
  * A delay option in milliseconds: a non-negative number (Infinity allowed),
  * kept within what `setTimeout` can wait — longer means "no limit in
@@ -108,6 +116,8 @@ class HearthServer extends EventEmitter {
     this._args = Array.isArray(options.args) ? options.args.map(String) : [];
     if (options.durability) this._args.push('--durability', String(options.durability));
     if (options.socketDir) this._args.push('--socket-dir', path.resolve(String(options.socketDir)));
+    if (options.sharedMemory === false) this._args.push('--no-shm');
+    else if (options.shmRingBytes !== undefined) this._args.push('--shm-ring-bytes', String(ringBytes(options.shmRingBytes)));
     // The server stops itself when this process dies, even by SIGKILL (Linux
     // parent-death signal); elsewhere only the 'exit' hook below stops it.
     if (process.platform === 'linux' && options.exitWithParent !== false) this._args.push('--exit-with-parent');

@@ -1,13 +1,14 @@
 'use strict';
 // startServer: readiness from the ready line, logs, graceful stop and the
-// SIGKILL fallback, restarts with backoff after a crash, and no lost
-// acknowledged writes when the server is killed with SIGKILL mid-writes.
+// SIGKILL fallback, restarts with backoff after a crash, no lost
+// acknowledged writes when the server is killed with SIGKILL mid-writes,
+// and the shared-memory options (off, ring size).
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const net = require('node:net');
 const { hearth, server, client, channel, tempDir, once, needsServe } = require('./helpers');
 
@@ -126,6 +127,36 @@ test('delay options that are not non-negative numbers are invalid_input', async 
     await assert.rejects(
       hearth.startServer({ channel: channel(), dataDir: tempDir(), ...bad }),
       (e) => e.code === 'invalid_input' && /non-negative number of milliseconds/.test(e.message),
+    );
+  }
+});
+
+test('sharedMemory: false keeps clients on the socket', needsServe, async (t) => {
+  const s = await server(t, { sharedMemory: false });
+  const db = client(t, s.channel);
+  await db.put('k', { v: 1 });
+  assert.equal(db.transport, 'socket');
+  assert.deepEqual(await db.get('k'), { v: 1 });
+});
+
+test('shmRingBytes sizes the rings; a document larger than a ring still round-trips', { skip: process.platform !== 'linux' || needsServe.skip }, async (t) => {
+  const s = await server(t, { shmRingBytes: 4096 });
+  const db = client(t, s.channel);
+  const text = 'x'.repeat(100000);
+  await db.put('big', { text });
+  assert.equal(db.transport, 'shm');
+  assert.equal((await db.get('big')).text, text);
+  const bin = require('../lib/server').hearthBinary();
+  const stats = JSON.parse(execFileSync(bin, ['--channel', s.channel, '--json', 'stats'], { encoding: 'utf8' }));
+  assert.equal(stats.server.shm_ring_bytes, 4096);
+});
+
+test('an shmRingBytes that is no power of two from 4096 to 64 MiB is invalid_input', async () => {
+  for (const bad of [5000, 2048, 2 ** 27, '4096', 4096.5, null]) {
+    await assert.rejects(
+      hearth.startServer({ channel: channel(), dataDir: tempDir(), shmRingBytes: bad }),
+      (e) => e.code === 'invalid_input' && /power of two from 4096 to 67108864/.test(e.message),
+      String(bad),
     );
   }
 });

@@ -235,6 +235,34 @@ pub(crate) struct ServeArgs {
     /// spawned the server).
     #[arg(long)]
     pub(crate) exit_with_parent: bool,
+    /// Bytes of each of a shared-memory connection's two rings: a power of
+    /// two from 4096 to 67108864 [default: 262144]. Larger rings take more
+    /// pipelined requests and larger messages in one piece; each connection
+    /// maps two (resident once used).
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_bytes)]
+    pub(crate) shm_ring_bytes: Option<usize>,
+    /// Offer no shared memory: every connection stays on the Unix socket
+    /// (clients choose the same for themselves with HEARTH_TRANSPORT=socket).
+    #[arg(long, conflicts_with = "shm_ring_bytes")]
+    pub(crate) no_shm: bool,
+}
+
+/// Parses `--shm-ring-bytes`: a power of two within the rings' range.
+fn parse_ring_bytes(s: &str) -> std::result::Result<usize, String> {
+    use hearth_ipc::transport::shm::{DEFAULT_RING_BYTES, MAX_RING_BYTES, ring_bytes};
+    let min = ring_bytes(0);
+    let advice = format!(
+        "give a power of two from {min} to {MAX_RING_BYTES} bytes, e.g. {} (1 MiB); the default is {DEFAULT_RING_BYTES}",
+        1 << 20
+    );
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes; {advice}"))?;
+    if !(min..=MAX_RING_BYTES).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} bytes cannot be a ring; {advice}"));
+    }
+    Ok(n)
 }
 
 /// One `--rate-limit NAME=PER_SEC[/BURST]`.
@@ -473,6 +501,17 @@ mod tests {
         );
         let r = parse_rate_limit("put=2.5").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((r.per_second, r.burst), (2.5, 3));
+    }
+
+    #[test]
+    fn ring_sizes_are_powers_of_two_within_the_rings_range() {
+        assert_eq!(parse_ring_bytes("4096"), Ok(4096));
+        assert_eq!(parse_ring_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_ring_bytes("67108864"), Ok(64 << 20));
+        for bad in ["", "1MiB", "-4096", "5000", "2048", "134217728", "0"] {
+            let e = parse_ring_bytes(bad).unwrap_err();
+            assert!(e.contains("power of two from 4096"), "{bad}: {e}");
+        }
     }
 
     #[test]

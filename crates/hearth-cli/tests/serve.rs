@@ -284,6 +284,112 @@ fn an_invalid_channel_name_exits_2_saying_what_names_may_hold() {
     site.client("a b", &["get", "x"]).fails_with(2);
 }
 
+// ---------------------------------------------------------- shared memory
+
+/// The server's counters, from `hearth --json stats` over `channel` (whose
+/// own connection is one of them).
+fn server_stats(site: &Site, channel: &str) -> Value {
+    let r = site.client(channel, &["--json", "stats"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).expect("stats prints JSON");
+    v["server"].clone()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_moves_its_clients_to_shared_memory_with_256_kib_rings_by_default() {
+    let site = Site::new();
+    let server = site.serve("app", &site.data("d"));
+    let s = server_stats(&site, "app");
+    assert_eq!(s["shm_connections"], 1, "{s}");
+    assert_eq!(s["shm_ring_bytes"], 256 * 1024, "{s}");
+    server.terminate();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn shm_ring_bytes_sizes_the_rings_and_a_document_larger_than_a_ring_still_round_trips() {
+    let site = Site::new();
+    let d = site.data("d");
+    let d = d.to_str().unwrap();
+    let server = site.serve_with(&[
+        "serve",
+        "--channel",
+        "app",
+        "--data-dir",
+        d,
+        "--shm-ring-bytes",
+        "4096",
+    ]);
+    let s = server_stats(&site, "app");
+    assert_eq!(s["shm_ring_bytes"], 4096, "{s}");
+    assert_eq!(s["shm_connections"], 1, "{s}");
+    // 100 KB: twenty-five times a ring, in pieces both ways.
+    let text = "x".repeat(100_000);
+    let doc = json!({ "text": text }).to_string();
+    let mut cmd = site.command();
+    cmd.args(["--channel", "app", "put", "doc:big", "-"]);
+    support::run_as_is(cmd, Some(doc.as_bytes())).ok();
+    let got = site.client("app", &["get", "doc:big"]).ok();
+    let got: Value = serde_json::from_str(&got.stdout).expect("get prints the document");
+    assert_eq!(got["text"], text);
+    server.terminate();
+}
+
+#[test]
+fn no_shm_keeps_every_connection_on_the_socket() {
+    let site = Site::new();
+    let d = site.data("d");
+    let d = d.to_str().unwrap();
+    let server = site.serve_with(&["serve", "--channel", "app", "--data-dir", d, "--no-shm"]);
+    site.client("app", &["put", "user:1", r#"{"name":"Alice"}"#])
+        .ok();
+    let s = server_stats(&site, "app");
+    assert_eq!(s["shm_connections"], 0, "{s}");
+    assert_eq!(s["shm_ring_bytes"], 0, "{s}");
+    assert_eq!(s["connections"], 1, "{s}");
+    let got = site.client("app", &["get", "user:1"]).ok();
+    assert!(got.stdout.contains("Alice"), "{got:#?}");
+    server.terminate();
+}
+
+#[test]
+fn a_ring_size_that_is_no_power_of_two_in_range_exits_2_saying_what_is() {
+    let site = Site::new();
+    let d = site.data("d");
+    let d = d.to_str().unwrap();
+    for bad in ["5000", "2048", "134217728", "1MiB"] {
+        let r = site
+            .hearth(&[
+                "serve",
+                "--channel",
+                "app",
+                "--data-dir",
+                d,
+                "--shm-ring-bytes",
+                bad,
+            ])
+            .fails_with(2);
+        assert!(
+            r.stderr.contains("power of two from 4096 to 67108864"),
+            "{bad}: {r:#?}"
+        );
+    }
+    let r = site
+        .hearth(&[
+            "serve",
+            "--channel",
+            "app",
+            "--data-dir",
+            d,
+            "--no-shm",
+            "--shm-ring-bytes",
+            "4096",
+        ])
+        .fails_with(2);
+    assert!(r.stderr.contains("cannot be used with"), "{r:#?}");
+    assert!(!std::path::Path::new(d).exists(), "nothing was created");
+}
+
 #[test]
 fn serve_without_a_channel_exits_2_saying_how_to_give_one() {
     let site = Site::new();
@@ -508,6 +614,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     for row in [
         "server connections",
         "shm connections",
+        "shm ring bytes",
         "shm served by the poller",
         "shm requests polled",
     ] {

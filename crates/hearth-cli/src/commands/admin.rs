@@ -31,9 +31,10 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 8] = [
+const SERVER_ROWS: [(&str, &str); 9] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
+    ("shm ring bytes", "shm_ring_bytes"),
     ("shm served by the poller", "shm_lent"),
     ("shm requests polled", "shm_polled"),
     ("change subscriptions", "change_subscriptions"),

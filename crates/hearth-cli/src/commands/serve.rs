@@ -67,6 +67,12 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     for limit in &args.rate_limit {
         builder = builder.rate_limit(&limit.name, limit.per_second, limit.burst);
     }
+    if let Some(bytes) = args.shm_ring_bytes {
+        builder = builder.shm_ring_bytes(bytes);
+    }
+    if args.no_shm {
+        builder = builder.shared_memory(false);
+    }
     tracing::debug!(?builder, "starting the server");
     let server = builder.start()?;
     report_recovery(g.json, server.store());

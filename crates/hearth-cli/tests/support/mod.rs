@@ -119,6 +119,7 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
         "HEARTH_CHANNEL",
         "HEARTH_IPC",
         "PLURESDB_IPC",
+        "HEARTH_TRANSPORT",
     ] {
         cmd.env_remove(var);
     }

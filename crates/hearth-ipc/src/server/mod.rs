@@ -110,6 +110,9 @@ pub struct ServerStats {
     /// Shared-memory connections the shared poller serves now (their own
     /// threads wait meanwhile).
     pub shm_lent: usize,
+    /// Bytes of each of a new shared-memory connection's two rings; 0 when
+    /// the server offers no shared memory (turned off, or not Linux).
+    pub shm_ring_bytes: usize,
 }
 
 /// One open connection, as [`Server::connections`] lists it.
@@ -226,6 +229,15 @@ impl Shared {
             shm_connections: self.shm_connections.load(Ordering::SeqCst),
             shm_polled: self.poller.polled(),
             shm_lent: self.poller.lent(),
+            shm_ring_bytes: if self
+                .proto_limits
+                .capabilities
+                .contains(Capabilities::SHARED_MEMORY)
+            {
+                self.config.shm_ring_bytes
+            } else {
+                0
+            },
         }
     }
 
