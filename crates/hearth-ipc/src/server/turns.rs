@@ -23,7 +23,16 @@
 use std::time::{Duration, Instant};
 
 /// How long one client keeps its turn while another waits for one.
-pub(super) const TURN_SLICE: Duration = Duration::from_millis(1);
+///
+/// Each change of turn costs a wake-up (~20–40 µs here), so the slice
+/// sets how much of a busy phase goes to them. Twenty-six alternated pairs
+/// of `hearth bench --clients 1,16` (docs/performance.md): with 1 ms,
+/// sixteen threads made 0.935× of one client's gets (median; 8 of 26
+/// runs ≥ 1), with 2 ms 1.020× (14 of 26); the slowest 0.1 % of their
+/// calls fell from ~3.9 ms to ~0.07 ms (fewer calls wait for a turn at
+/// all) while the slowest call grew from ~30 to ~40 ms (a round of
+/// fifteen others' slices).
+pub(super) const TURN_SLICE: Duration = Duration::from_millis(2);
 
 /// A holder that sends nothing for this long loses its turn (a Node
 /// client works ~3 µs between two calls; one that stops for this long is
@@ -41,10 +50,11 @@ pub(super) const TURN_WAKE: Duration = Duration::from_micros(500);
 /// How much later a client waiting on the poller's own core gets a turn:
 /// answered there, it would take turns with the poller for the core (the
 /// poller then moves away, which costs a migration), so the clients
-/// elsewhere go first unless it has waited this much longer — longer than
-/// a round of sixteen slices, so that the poller moves about once a round
-/// rather than once a turn. With 1 ms, 16 client threads got 0.57–0.78×
-/// of one client's gets (median 0.67×); with 20 ms, 0.74–1.18× (0.85×).
+/// elsewhere go first unless it has waited this much longer — a round of
+/// sixteen slices when it was chosen (1 ms slices then; ten of today's),
+/// so that the poller moves a few times a round rather than once a turn.
+/// With 1 ms, 16 client threads got 0.57–0.78× of one client's gets
+/// (median 0.67×); with 20 ms, 0.74–1.18× (0.85×).
 pub(super) const HERE_PENALTY: Duration = Duration::from_millis(20);
 
 /// What the poller does about a turn holder whose client runs on the
