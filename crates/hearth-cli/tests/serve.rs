@@ -215,15 +215,7 @@ fn socket_dir_puts_the_socket_where_the_server_and_its_clients_agree() {
     let site = Site::new();
     let dir = site.file("s");
     let dir = dir.to_str().unwrap();
-    let server = site.serve_with(&[
-        "serve",
-        "--channel",
-        "app",
-        "--data-dir",
-        site.data("d").to_str().unwrap(),
-        "--socket-dir",
-        dir,
-    ]);
+    let server = site.serve_plus("app", &site.data("d"), &["--socket-dir", dir]);
     assert!(
         server.ready.contains(&format!("socket={dir}/app.sock")),
         "{}",
@@ -309,17 +301,7 @@ fn a_server_moves_its_clients_to_shared_memory_with_256_kib_rings_by_default() {
 #[test]
 fn shm_ring_bytes_sizes_the_rings_and_a_document_larger_than_a_ring_still_round_trips() {
     let site = Site::new();
-    let d = site.data("d");
-    let d = d.to_str().unwrap();
-    let server = site.serve_with(&[
-        "serve",
-        "--channel",
-        "app",
-        "--data-dir",
-        d,
-        "--shm-ring-bytes",
-        "4096",
-    ]);
+    let server = site.serve_plus("app", &site.data("d"), &["--shm-ring-bytes", "4096"]);
     let s = server_stats(&site, "app");
     assert_eq!(s["shm_ring_bytes"], 4096, "{s}");
     assert_eq!(s["shm_connections"], 1, "{s}");
@@ -338,9 +320,7 @@ fn shm_ring_bytes_sizes_the_rings_and_a_document_larger_than_a_ring_still_round_
 #[test]
 fn no_shm_keeps_every_connection_on_the_socket() {
     let site = Site::new();
-    let d = site.data("d");
-    let d = d.to_str().unwrap();
-    let server = site.serve_with(&["serve", "--channel", "app", "--data-dir", d, "--no-shm"]);
+    let server = site.serve_plus("app", &site.data("d"), &["--no-shm"]);
     site.client("app", &["put", "user:1", r#"{"name":"Alice"}"#])
         .ok();
     let s = server_stats(&site, "app");

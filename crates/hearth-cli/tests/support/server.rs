@@ -83,8 +83,14 @@ impl Site {
     /// Starts `hearth serve --channel CHANNEL --data-dir DATA` and returns
     /// once it printed its ready line.
     pub fn serve(&self, channel: &str, data: &Path) -> Served {
+        self.serve_plus(channel, data, &[])
+    }
+
+    /// Like [`serve`](Self::serve), with `extra` arguments after the data
+    /// directory.
+    pub fn serve_plus(&self, channel: &str, data: &Path, extra: &[&str]) -> Served {
         let data = data.to_str().expect("a UTF-8 path");
-        self.serve_with(&["serve", "--channel", channel, "--data-dir", data])
+        self.serve_with(&[&["serve", "--channel", channel, "--data-dir", data], extra].concat())
     }
 
     /// Starts `hearth ARGS…` (a `serve` command line) and returns once it
