@@ -337,35 +337,18 @@ fn a_ring_size_that_is_no_power_of_two_in_range_exits_2_saying_what_is() {
     let site = Site::new();
     let d = site.data("d");
     let d = d.to_str().unwrap();
+    let serve = |extra: &[&str]| {
+        let line = [&["serve", "--channel", "app", "--data-dir", d], extra].concat();
+        site.hearth(&line).fails_with(2)
+    };
     for bad in ["5000", "2048", "134217728", "1MiB"] {
-        let r = site
-            .hearth(&[
-                "serve",
-                "--channel",
-                "app",
-                "--data-dir",
-                d,
-                "--shm-ring-bytes",
-                bad,
-            ])
-            .fails_with(2);
+        let r = serve(&["--shm-ring-bytes", bad]);
         assert!(
             r.stderr.contains("power of two from 4096 to 67108864"),
             "{bad}: {r:#?}"
         );
     }
-    let r = site
-        .hearth(&[
-            "serve",
-            "--channel",
-            "app",
-            "--data-dir",
-            d,
-            "--no-shm",
-            "--shm-ring-bytes",
-            "4096",
-        ])
-        .fails_with(2);
+    let r = serve(&["--no-shm", "--shm-ring-bytes", "4096"]);
     assert!(r.stderr.contains("cannot be used with"), "{r:#?}");
     assert!(!std::path::Path::new(d).exists(), "nothing was created");
 }
