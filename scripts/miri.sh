@@ -22,7 +22,7 @@ if ! RUSTUP_AUTO_INSTALL=0 rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>
 fi
 if ! cargo +"$TOOLCHAIN" miri --version >/dev/null 2>&1; then
   echo "adding the miri component to $TOOLCHAIN"
-  timeout 300 rustup component add --toolchain "$TOOLCHAIN" miri rust-src >/dev/null 2>&1 \
+  timeout 120 rustup component add --toolchain "$TOOLCHAIN" miri rust-src >/dev/null 2>&1 \
     || skip "the miri component could not be installed for $TOOLCHAIN"
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
