@@ -14,14 +14,29 @@ use hearth_ipc::{Change, Document, Hit, ListOptions, Metadata, TopicEvent, Write
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+/// Refuses JSON text from JavaScript that holds a key the parser would give
+/// another meaning (`hearth_proto::RESERVED_KEY_PREFIX`), rather than read
+/// it as something else; `what` names the text in the error.
+fn no_reserved_key(text: &str, what: &str) -> Result<(), NodeError> {
+    match hearth_proto::reserved_key_in(text) {
+        Some(key) => {
+            let e = hearth_proto::DocumentError::ReservedKey { key };
+            Err(NodeError::InvalidInput(format!("{what}: {e}")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Parses JSON text from JavaScript; `what` names it in the error.
 pub fn parse(text: &str, what: &str) -> Result<Value, NodeError> {
+    no_reserved_key(text, what)?;
     serde_json::from_str(text)
         .map_err(|e| NodeError::InvalidInput(format!("{what} is not valid JSON: {e}")))
 }
 
 /// Parses an argument object into `T`, refusing unknown fields.
 pub fn args<T: for<'de> Deserialize<'de>>(text: &str, op: &str) -> Result<T, NodeError> {
+    no_reserved_key(text, &format!("the arguments of {op}"))?;
     serde_json::from_str(text)
         .map_err(|e| NodeError::InvalidInput(format!("bad arguments for {op}: {e}")))
 }

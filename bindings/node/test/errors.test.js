@@ -1,6 +1,7 @@
 'use strict';
 // Bad input gives clear errors with stable codes: values that are not JSON,
-// ids too long, documents too large, a closed client, unknown handlers.
+// ids too long, documents too large, reserved keys, a closed client,
+// unknown handlers.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -63,6 +64,21 @@ test('documents over the limit are too_large, never truncated', needsServe, asyn
   assert.equal(await db.get('huge:2'), null);
   await db.put('small', { ok: 1 });
   assert.deepEqual(await db.get('small'), { ok: 1 });
+});
+
+test('a key the JSON parser of the server reserves is refused in puts, patches and batches; nothing else is hurt', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const key = '$serde_json::private::RawValue';
+  await db.put('good', { name: 'Alice' });
+  // Read back as stored it would be {"admin":true}, and a list that met it failed.
+  await assert.rejects(db.put('evil:1', { [key]: '{"admin":true}' }), hasCode('invalid_input', /reserved.*rename the field/));
+  await assert.rejects(db.put('evil:2', { a: [{ [key]: '[\\' }] }), hasCode('invalid_input', /reserved/));
+  await assert.rejects(db.patch('good', { [key]: '1' }), hasCode('invalid_input', /reserved/));
+  await assert.rejects(db.batch([{ op: 'put', id: 'evil:3', data: { [key]: '1' } }]), hasCode('invalid_input', /reserved/));
+  assert.equal(await db.get('evil:1'), null);
+  assert.deepEqual(await db.get('good'), { name: 'Alice' });
+  assert.deepEqual((await db.list()).map((d) => d.id), ['good']);
 });
 
 test('a closed client fails with ECLOSED', needsServe, async (t) => {

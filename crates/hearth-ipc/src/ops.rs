@@ -381,6 +381,18 @@ pub fn fuzz_request(code: u16, payload: &[u8]) {
 /// Parses any request through a JSON tree, with a precise message for
 /// every way it can be wrong.
 fn parse_general(op: Operation, payload: &[u8], limits: &Limits) -> Result<Request, ErrorBody> {
+    // Before the parse, which would give a reserved key its other meaning
+    // (a document would be stored as something other than what was sent).
+    if let Some(key) = std::str::from_utf8(payload)
+        .ok()
+        .and_then(hearth_proto::reserved_key_in)
+    {
+        return Err(invalid(format!(
+            "the {} request: {}",
+            op.name(),
+            hearth_proto::DocumentError::ReservedKey { key }
+        )));
+    }
     let value: Value = if payload.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
@@ -1044,6 +1056,35 @@ mod tests {
         ] {
             let e = parse_request(Operation::Get, payload, &Limits::default()).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidInput, "{}", e.message);
+        }
+    }
+
+    /// serde_json reads an object whose first key is
+    /// `$serde_json::private::RawValue` as the JSON in its string: parsed
+    /// into a tree, this put would store `{"admin":true}`.
+    #[test]
+    fn a_reserved_key_anywhere_in_a_payload_is_refused_before_it_is_parsed() {
+        for (op, payload) in [
+            (
+                Operation::Put,
+                &br#"{"id":"u:1","data":{"$serde_json::private::RawValue":"{\"admin\":true}"}}"#[..],
+            ),
+            (
+                Operation::Put,
+                br#"{"id":"u:1","data":{"a":[{"\u0024serde_json::private::RawValue":"1"}]}}"#,
+            ),
+            (
+                Operation::Patch,
+                br#"{"id":"u:1","fields":{"$serde_json::private::RawValue":"1"}}"#,
+            ),
+            (
+                Operation::Call,
+                br#"{"name":"h","payload":{"$serde_json::private::RawValue":"1"}}"#,
+            ),
+        ] {
+            let e = parse_request(op, payload, &Limits::default()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput, "{}", e.message);
+            assert!(e.message.contains("is reserved"), "{}", e.message);
         }
     }
 

@@ -43,6 +43,76 @@ impl Default for Limits {
 /// usual 128-level limit.
 pub const MAX_DEPTH: usize = 100;
 
+/// Object keys that begin with this are refused in documents, at any depth.
+///
+/// serde_json, which every hearth process parses documents with, gives an
+/// object whose first key is `$serde_json::private::RawValue` a meaning of
+/// its own: parsing it into a JSON value yields the *string* under that key
+/// parsed as JSON instead of the object. A document holding such a key
+/// would read back as something other than what was written (or fail to
+/// parse at all, breaking every `list` that meets it), so it is refused
+/// when written, with the rest of that reserved prefix.
+pub const RESERVED_KEY_PREFIX: &str = "$serde_json::private::";
+
+/// Whether `key` is reserved ([`RESERVED_KEY_PREFIX`]).
+///
+/// ```
+/// use hearth_proto::is_reserved_key;
+/// assert!(is_reserved_key("$serde_json::private::RawValue"));
+/// assert!(!is_reserved_key("$ref"));
+/// ```
+pub fn is_reserved_key(key: &str) -> bool {
+    key.starts_with(RESERVED_KEY_PREFIX)
+}
+
+/// The first reserved key ([`RESERVED_KEY_PREFIX`]) of the JSON `text`, at
+/// any depth and however its characters are escaped; `None` if it has none
+/// (or does not parse: its parse error is for the caller's parser to give).
+/// Look before parsing JSON from a peer into a value: the parser gives
+/// such a key its other meaning as it reads.
+///
+/// ```
+/// use hearth_proto::reserved_key_in;
+/// let escaped = r#"{"a":[{"\u0024serde_json::private::RawValue":"1"}]}"#;
+/// assert_eq!(reserved_key_in(escaped).as_deref(), Some("$serde_json::private::RawValue"));
+/// assert_eq!(reserved_key_in(r#"{"name":"Alice"}"#), None);
+/// ```
+pub fn reserved_key_in(text: &str) -> Option<String> {
+    // Only where one could be: the prefix as written, or an escape.
+    if !text.contains(RESERVED_KEY_PREFIX) && !text.contains("\\u") {
+        return None;
+    }
+    compact::reserved_key(text)
+}
+
+/// Checks a document given as a value: arrays and objects nested at most
+/// [`MAX_DEPTH`] deep ([`check_depth`]) and no reserved key at any depth
+/// ([`RESERVED_KEY_PREFIX`]), without recursion.
+///
+/// ```
+/// use hearth_proto::{check_document_value, DocumentError};
+/// assert!(check_document_value(&serde_json::json!({"a": [1, {"b": 2}]})).is_ok());
+/// let bad = serde_json::json!({"a": {"$serde_json::private::RawValue": "1"}});
+/// assert!(matches!(check_document_value(&bad), Err(DocumentError::ReservedKey { .. })));
+/// ```
+pub fn check_document_value(value: &Value) -> Result<(), DocumentError> {
+    check_depth(value)?;
+    let mut stack: Vec<&Value> = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => {
+                if let Some(key) = o.keys().find(|k| is_reserved_key(k)) {
+                    return Err(DocumentError::ReservedKey { key: key.clone() });
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `value` nests arrays and objects at most [`MAX_DEPTH`] deep,
 /// without recursion (so hostile values cannot exhaust the stack).
 ///
@@ -93,6 +163,14 @@ pub enum DocumentError {
         /// The limit.
         max: usize,
     },
+    /// An object key begins with [`RESERVED_KEY_PREFIX`].
+    #[error(
+        "the key {key:?} is reserved: keys beginning with \"$serde_json::private::\" mean something else to the JSON parser hearth uses; rename the field"
+    )]
+    ReservedKey {
+        /// The key found.
+        key: String,
+    },
     /// The document's JSON text is over the limit.
     #[error(
         "document is {len} bytes; the limit is {max} bytes (raise it with the max-document-size option or split the document)"
@@ -136,6 +214,12 @@ pub fn validate_document(text: &str, limits: &Limits) -> Result<Map<String, Valu
             len: text.len(),
             max: limits.max_doc_bytes,
         });
+    }
+    // Parsing into a value would already have given a reserved key its
+    // other meaning: look for one first, in the text (only where one could
+    // be: the prefix as written, or any escaped character in a key).
+    if let Some(key) = reserved_key_in(text) {
+        return Err(DocumentError::ReservedKey { key });
     }
     let value: Value = serde_json::from_str(text).map_err(|e| DocumentError::InvalidJson {
         line: e.line(),
@@ -301,6 +385,9 @@ mod compact {
             let inner = self.enter()?;
             let mut keys: Vec<Key<'de>> = Vec::new();
             while let Some(key) = map.next_key::<Key<'de>>()? {
+                if super::is_reserved_key(&key.0) {
+                    return Err(de::Error::custom("reserved key"));
+                }
                 map.next_value_seed(Check { depth: inner.depth })?;
                 keys.push(key);
             }
@@ -332,6 +419,68 @@ mod compact {
         }
     }
 
+    /// The first reserved key in `text` (at any depth, as decoded), if
+    /// any; text that does not parse has none (its parse error is reported
+    /// elsewhere).
+    pub(super) fn reserved_key(text: &str) -> Option<String> {
+        let found = std::cell::RefCell::new(None);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let _ = Scan { found: &found }.deserialize(&mut de);
+        found.into_inner()
+    }
+
+    /// Visits one value looking only at object keys; stops at the first
+    /// reserved one, noting it in `found`.
+    struct Scan<'a> {
+        found: &'a std::cell::RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Scan<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scan<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Scan { found: self.found })?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Key<'de>>()? {
+                if super::is_reserved_key(&key.0) {
+                    *self.found.borrow_mut() = Some(key.0.into_owned());
+                    return Err(de::Error::custom("reserved key"));
+                }
+                map.next_value_seed(Scan { found: self.found })?;
+            }
+            Ok(())
+        }
+    }
+
     struct KeyVisitor;
 
     impl<'de> Visitor<'de> for KeyVisitor {
@@ -360,6 +509,63 @@ fn strip_position(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Documents with a reserved key: top level, nested in an object and an
+    /// array, escaped, with spaces (not compact), and with other keys.
+    const RESERVED: [&str; 6] = [
+        r#"{"$serde_json::private::RawValue":"{\"admin\":true}"}"#,
+        r#"{"a":{"$serde_json::private::RawValue":"1"}}"#,
+        r#"{"a":[1,{"b":2,"$serde_json::private::RawValue":"[\\\"}]}"#,
+        r#"{"\u0024serde_json::private::RawValue":"1"}"#,
+        r#"{ "a" : { "$serde_json::private::Number" : "1" } }"#,
+        r#"{"$serde_json::private::RawValue":"1","x":2}"#,
+    ];
+
+    #[test]
+    fn a_reserved_key_at_any_depth_is_refused_naming_it() {
+        for text in RESERVED {
+            assert!(!is_compact_document(text, &Limits::default()), "{text}");
+            assert!(CompactDocument::new(text).is_none(), "{text}");
+            match validate_document(text, &Limits::default()) {
+                Err(DocumentError::ReservedKey { key }) => {
+                    assert!(key.starts_with(RESERVED_KEY_PREFIX), "{text}: {key}");
+                    let message = DocumentError::ReservedKey { key }.to_string();
+                    assert!(message.contains("rename the field"), "{message}");
+                }
+                other => panic!("{text}: expected ReservedKey, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reserved_key_in_a_value_is_refused() {
+        // As a Rust caller builds it: the key as an ordinary map key.
+        let mut inner = Map::new();
+        inner.insert(format!("{RESERVED_KEY_PREFIX}RawValue"), Value::from(1));
+        let value = serde_json::json!({"a": [Value::Object(inner)]});
+        assert!(matches!(
+            check_document_value(&value),
+            Err(DocumentError::ReservedKey { .. })
+        ));
+        assert!(check_document_value(&serde_json::json!({"a": [{"b": 1}]})).is_ok());
+    }
+
+    #[test]
+    fn keys_that_only_resemble_the_reserved_prefix_are_ordinary() {
+        for text in [
+            r#"{"$serde_json":1}"#,
+            r#"{"x$serde_json::private::RawValue":1}"#,
+            r#"{"a":"$serde_json::private::RawValue"}"#,
+            r#"{"\u0041":"\u0024serde_json::private::RawValue"}"#,
+        ] {
+            assert!(is_compact_document(text, &Limits::default()), "{text}");
+            assert!(
+                validate_document(text, &Limits::default()).is_ok(),
+                "{text}"
+            );
+            assert_eq!(reserved_key_in(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn a_json_object_is_a_document() {

@@ -261,7 +261,7 @@ fn prepare(kind: ChangeKind, id: &str, data: Option<Value>, limits: &Limits) -> 
     let data = match data {
         None => None,
         Some(v) => {
-            hearth_proto::check_depth(&v)?;
+            hearth_proto::check_document_value(&v)?;
             let map = to_object(v)?;
             let text = serde_json::to_string(&map).map_err(|e| {
                 StoreError::InvalidInput(format!("document cannot be encoded: {e}"))

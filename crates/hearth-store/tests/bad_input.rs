@@ -256,6 +256,45 @@ fn put_json_refuses_an_array_a_string_a_number_and_null_as_not_an_object() {
     }
 }
 
+/// A key serde_json gives another meaning (an object whose first key is
+/// `$serde_json::private::RawValue` parses as the JSON in its string): a
+/// document holding one would read back as something else, so every way in
+/// refuses it.
+#[test]
+fn a_reserved_key_is_refused_by_put_put_json_patch_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_sentinel(dir.path(), Options::default());
+    let last = store.last_seq();
+    let key = "$serde_json::private::RawValue";
+    let mut fields = Map::new();
+    fields.insert(key.to_string(), json!("{\"admin\":true}"));
+    let value = json!({"profile": Value::Object(fields.clone())});
+    let text = r#"{"$serde_json::private::RawValue":"{\"admin\":true}"}"#;
+    for e in [
+        store.put("doc:1", value.clone()).unwrap_err(),
+        store.put_json("doc:1", text).unwrap_err(),
+        store.patch(SENTINEL, value.clone()).unwrap_err(),
+        store
+            .batch(vec![WriteOp::Put {
+                id: "doc:2".into(),
+                data: value.clone(),
+            }])
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                &e,
+                StoreError::InvalidDocument(DocumentError::ReservedKey { key: k }) if k == key
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), ErrorCode::InvalidInput);
+        assert!(e.to_string().contains("rename the field"), "{e}");
+    }
+    assert!(store.get("doc:1").unwrap().is_none());
+    assert_nothing_lost(store, dir.path(), Options::default(), last);
+}
+
 #[test]
 fn put_and_patch_refuse_json_values_that_are_not_objects() {
     let dir = tempfile::tempdir().unwrap();
