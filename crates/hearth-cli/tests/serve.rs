@@ -1067,8 +1067,17 @@ fn bench_transport_reports_the_machines_core_to_core_floor() {
     let site = Site::new();
     let args = [&SHM_BENCH[..], &["--no-put"]].concat();
     let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    let json = site.hearth(&[&args[..], &["--json"]].concat()).ok();
-    let report: Value = serde_json::from_str(&json.stdout).expect("one JSON object");
+    // The floor needs both cores free at once for a moment: on a machine
+    // this busy (other tests, other processes) a run may find none, and
+    // says so with null. Three runs.
+    let mut report = Value::Null;
+    for _ in 0..3 {
+        let json = site.hearth(&[&args[..], &["--json"]].concat()).ok();
+        report = serde_json::from_str(&json.stdout).expect("one JSON object");
+        if !two_cores || report["machine"]["core_round_trip_ns"].is_u64() {
+            break;
+        }
+    }
     let floor = &report["machine"]["core_round_trip_ns"];
     if two_cores {
         assert!(
