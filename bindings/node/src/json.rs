@@ -18,13 +18,8 @@ use serde_json::{Map, Value, json};
 /// another meaning (`hearth_proto::RESERVED_KEY_PREFIX`), rather than read
 /// it as something else; `what` names the text in the error.
 fn no_reserved_key(text: &str, what: &str) -> Result<(), NodeError> {
-    match hearth_proto::reserved_key_in(text) {
-        Some(key) => {
-            let e = hearth_proto::DocumentError::ReservedKey { key };
-            Err(NodeError::InvalidInput(format!("{what}: {e}")))
-        }
-        None => Ok(()),
-    }
+    hearth_proto::check_reserved_keys(text)
+        .map_err(|e| NodeError::InvalidInput(format!("{what}: {e}")))
 }
 
 /// Parses JSON text from JavaScript; `what` names it in the error.

@@ -383,15 +383,9 @@ pub fn fuzz_request(code: u16, payload: &[u8]) {
 fn parse_general(op: Operation, payload: &[u8], limits: &Limits) -> Result<Request, ErrorBody> {
     // Before the parse, which would give a reserved key its other meaning
     // (a document would be stored as something other than what was sent).
-    if let Some(key) = std::str::from_utf8(payload)
-        .ok()
-        .and_then(hearth_proto::reserved_key_in)
-    {
-        return Err(invalid(format!(
-            "the {} request: {}",
-            op.name(),
-            hearth_proto::DocumentError::ReservedKey { key }
-        )));
+    if let Ok(text) = std::str::from_utf8(payload) {
+        hearth_proto::check_reserved_keys(text)
+            .map_err(|e| invalid(format!("the {} request: {e}", op.name())))?;
     }
     let value: Value = if payload.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())

@@ -30,8 +30,8 @@ pub use handshake::{
 pub use id::{IdError, MAX_ID_BYTES, validate_id};
 pub use limits::{
     CompactDocument, DEFAULT_MAX_DOC_BYTES, DocumentError, Limits, MAX_DEPTH, RESERVED_KEY_PREFIX,
-    check_depth, check_document_value, is_compact_document, is_reserved_key, kind_of,
-    reserved_key_in, validate_document,
+    check_depth, check_document_value, check_reserved_keys, is_compact_document, is_reserved_key,
+    kind_of, validate_document,
 };
 pub use op::Operation;
 pub use upgrade::{

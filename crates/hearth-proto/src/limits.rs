@@ -65,24 +65,29 @@ pub fn is_reserved_key(key: &str) -> bool {
     key.starts_with(RESERVED_KEY_PREFIX)
 }
 
-/// The first reserved key ([`RESERVED_KEY_PREFIX`]) of the JSON `text`, at
-/// any depth and however its characters are escaped; `None` if it has none
-/// (or does not parse: its parse error is for the caller's parser to give).
-/// Look before parsing JSON from a peer into a value: the parser gives
-/// such a key its other meaning as it reads.
+/// Refuses the JSON `text` if it holds a reserved key
+/// ([`RESERVED_KEY_PREFIX`]) at any depth, however its characters are
+/// escaped, naming the first one; text that does not parse passes (its
+/// parse error is for the caller's parser to give). Check before parsing
+/// JSON from a peer into a value: the parser gives such a key its other
+/// meaning as it reads.
 ///
 /// ```
-/// use hearth_proto::reserved_key_in;
+/// use hearth_proto::{check_reserved_keys, DocumentError};
 /// let escaped = r#"{"a":[{"\u0024serde_json::private::RawValue":"1"}]}"#;
-/// assert_eq!(reserved_key_in(escaped).as_deref(), Some("$serde_json::private::RawValue"));
-/// assert_eq!(reserved_key_in(r#"{"name":"Alice"}"#), None);
+/// assert!(matches!(check_reserved_keys(escaped),
+///     Err(DocumentError::ReservedKey { key }) if key == "$serde_json::private::RawValue"));
+/// assert!(check_reserved_keys(r#"{"name":"Alice"}"#).is_ok());
 /// ```
-pub fn reserved_key_in(text: &str) -> Option<String> {
+pub fn check_reserved_keys(text: &str) -> Result<(), DocumentError> {
     // Only where one could be: the prefix as written, or an escape.
     if !text.contains(RESERVED_KEY_PREFIX) && !text.contains("\\u") {
-        return None;
+        return Ok(());
     }
-    compact::reserved_key(text)
+    match compact::reserved_key(text) {
+        Some(key) => Err(DocumentError::ReservedKey { key }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a document given as a value: arrays and objects nested at most
@@ -218,9 +223,7 @@ pub fn validate_document(text: &str, limits: &Limits) -> Result<Map<String, Valu
     // Parsing into a value would already have given a reserved key its
     // other meaning: look for one first, in the text (only where one could
     // be: the prefix as written, or any escaped character in a key).
-    if let Some(key) = reserved_key_in(text) {
-        return Err(DocumentError::ReservedKey { key });
-    }
+    check_reserved_keys(text)?;
     let value: Value = serde_json::from_str(text).map_err(|e| DocumentError::InvalidJson {
         line: e.line(),
         column: e.column(),
@@ -553,7 +556,7 @@ mod tests {
                 validate_document(text, &Limits::default()).is_ok(),
                 "{text}"
             );
-            assert_eq!(reserved_key_in(text), None, "{text}");
+            assert!(check_reserved_keys(text).is_ok(), "{text}");
         }
     }
 
