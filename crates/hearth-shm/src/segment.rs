@@ -218,21 +218,21 @@ mod sys {
     }
 }
 
-#[cfg(all(not(any(target_os = "linux", target_os = "android")), not(miri)))]
-mod sys {
+/// What a platform without memfd segments answers for receiving and
+/// writing one (every platform but Linux, and Linux under Miri).
+#[cfg(any(not(any(target_os = "linux", target_os = "android")), miri))]
+mod no_memfd {
     use super::*;
 
-    fn unsupported() -> ShmError {
+    pub(super) fn unsupported() -> ShmError {
+        let detail = if cfg!(miri) {
+            "Miri cannot create or map a memfd"
+        } else {
+            "memfd segments need Linux"
+        };
         ShmError::Unsupported {
-            detail: "memfd segments need Linux".into(),
+            detail: detail.into(),
         }
-    }
-
-    pub(super) fn create(
-        _layout: &Layout,
-        _len: usize,
-    ) -> Result<(NonNull<u8>, Option<OwnedFd>), ShmError> {
-        Err(unsupported())
     }
 
     pub(super) fn check_received(_fd: &OwnedFd) -> Result<Layout, ShmError> {
@@ -245,11 +245,24 @@ mod sys {
 
     pub(super) fn populate(_start: *const u8, _len: usize) {}
 
-    pub(super) fn unmap(_base: NonNull<u8>, _len: usize) {}
-
     pub(super) fn write_all_at(_fd: &impl AsFd, _bytes: &[u8], _at: u64) -> Result<(), ShmError> {
         Err(unsupported())
     }
+}
+
+#[cfg(all(not(any(target_os = "linux", target_os = "android")), not(miri)))]
+mod sys {
+    pub(super) use super::no_memfd::{check_received, map, populate, write_all_at};
+    use super::*;
+
+    pub(super) fn create(
+        _layout: &Layout,
+        _len: usize,
+    ) -> Result<(NonNull<u8>, Option<OwnedFd>), ShmError> {
+        Err(super::no_memfd::unsupported())
+    }
+
+    pub(super) fn unmap(_base: NonNull<u8>, _len: usize) {}
 }
 
 #[cfg(miri)]
@@ -258,14 +271,9 @@ mod sys {
     //! segment is a zeroed, page-aligned heap allocation with no
     //! descriptor, so that the views' `unsafe` (`Segment::at`, `ctrl`,
     //! `data`) runs under Miri's checks. Receiving a segment is unsupported.
+    pub(super) use super::no_memfd::{check_received, map, populate, write_all_at};
     use super::*;
     use std::alloc::Layout as Allocation;
-
-    fn unsupported() -> ShmError {
-        ShmError::Unsupported {
-            detail: "Miri cannot create or map a memfd".into(),
-        }
-    }
 
     /// The allocation standing in for a mapping of `len` bytes.
     fn allocation(len: usize) -> Allocation {
@@ -288,25 +296,11 @@ mod sys {
             })
     }
 
-    pub(super) fn check_received(_fd: &OwnedFd) -> Result<Layout, ShmError> {
-        Err(unsupported())
-    }
-
-    pub(super) fn map(_fd: &OwnedFd, _len: usize) -> Result<NonNull<u8>, ShmError> {
-        Err(unsupported())
-    }
-
-    pub(super) fn populate(_start: *const u8, _len: usize) {}
-
     pub(super) fn unmap(base: NonNull<u8>, len: usize) {
         // SAFETY: `base` came from `create`'s allocation of `len` bytes with
         // this same layout and is freed once (from `Segment::drop`), when no
         // reference into it is left (every view borrows the `Segment`).
         unsafe { std::alloc::dealloc(base.as_ptr(), allocation(len)) }
-    }
-
-    pub(super) fn write_all_at(_fd: &impl AsFd, _bytes: &[u8], _at: u64) -> Result<(), ShmError> {
-        Err(unsupported())
     }
 }
 
