@@ -23,6 +23,8 @@ CARGO_TARGET_DIR="$TARGET_DIR/loom" RUSTFLAGS="--cfg loom" \
   cargo test -p hearth-shm --test loom --release --locked
 echo "== Miri (hearth-shm's ring over plain memory; where a nightly toolchain is installed)"
 ./scripts/miri.sh
+echo "== the macOS build (socket transport only; type-checked, not run)"
+./scripts/cross-check.sh
 echo "== Node package (bindings/node)"
 # A debug build reuses what `cargo test` just compiled.
 HEARTH_NODE_PROFILE=debug ./scripts/test-node.sh

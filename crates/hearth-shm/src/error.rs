@@ -73,8 +73,12 @@ impl ShmError {
         ShmError::Corrupt { detail }
     }
 
-    // Only the segment's system calls make these (none under loom or Miri).
-    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    // Only the segment's system calls make these (none under loom or Miri,
+    // nor where there is no memfd).
+    #[cfg_attr(
+        any(loom, miri, not(any(target_os = "linux", target_os = "android"))),
+        allow(dead_code)
+    )]
     pub(crate) fn io(context: &'static str, e: impl Into<std::io::Error>) -> ShmError {
         ShmError::Io {
             context,

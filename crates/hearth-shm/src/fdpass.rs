@@ -6,6 +6,13 @@
 //! raise `SIGPIPE`, leak a received descriptor into a child process (they
 //! arrive close-on-exec), or keep more than one received descriptor (extra
 //! ones are closed).
+//!
+//! On Linux and Android the kernel does the last two for us
+//! (`MSG_NOSIGNAL`, `MSG_CMSG_CLOEXEC`). Elsewhere (the BSDs and macOS,
+//! where hearth uses no shared memory but this module still builds) a
+//! received descriptor is marked close-on-exec just after it arrives, and
+//! `SIGPIPE` is left to the process's disposition, which Rust programs and
+//! Node both set to ignore.
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::{IoSlice, IoSliceMut};
@@ -14,6 +21,29 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 use std::mem::MaybeUninit;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const RECV_FLAGS: RecvFlags = RecvFlags::DONTWAIT.union(RecvFlags::CMSG_CLOEXEC);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const RECV_FLAGS: RecvFlags = RecvFlags::DONTWAIT;
+
+/// The kernel marked it close-on-exec on arrival (`RECV_FLAGS`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn mark_cloexec(_fd: &OwnedFd) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// No `MSG_CMSG_CLOEXEC` here: mark it now, before the caller can spawn.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn mark_cloexec(fd: &OwnedFd) -> std::io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(())
+}
 
 /// Sends `bytes` on the connected stream socket `socket` with `fd` attached
 /// to them. Returns how many bytes were sent (the descriptor travels with
@@ -46,12 +76,7 @@ pub fn send_with_fd(
             "the control buffer has no room for one descriptor",
         ));
     }
-    let n = rustix::net::sendmsg(
-        socket,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-    )?;
+    let n = rustix::net::sendmsg(socket, &[IoSlice::new(bytes)], &mut control, SEND_FLAGS)?;
     Ok(n)
 }
 
@@ -68,13 +93,14 @@ pub fn recv_with_fd(
         socket,
         &mut [IoSliceMut::new(buf)],
         &mut control,
-        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        RECV_FLAGS,
     )?;
     let mut received = None;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(fds) = message {
             for fd in fds {
                 if received.is_none() {
+                    mark_cloexec(&fd)?;
                     received = Some(fd);
                 }
                 // Any further descriptor is dropped (closed) here.

@@ -20,6 +20,14 @@ use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
 
+/// Linux's `MADV_DONTNEED` unmaps the pages from this process at once (a
+/// shared file mapping's contents stay in the page cache). Elsewhere the
+/// portable advice only lowers their priority, which is still safe.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DROP_PAGES: Advice = Advice::LinuxDontNeed;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const DROP_PAGES: Advice = Advice::DontNeed;
+
 /// Appends to a file through a shared mapping of its first `window` bytes.
 ///
 /// The file's *logical length* is where the next append goes; the file
@@ -191,7 +199,7 @@ impl MappedAppend {
             rustix::mm::madvise(
                 base.as_ptr().add(self.released as usize).cast(),
                 (upto - self.released) as usize,
-                Advice::LinuxDontNeed,
+                DROP_PAGES,
             )
         };
         if dropped.is_ok() {
