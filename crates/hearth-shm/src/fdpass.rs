@@ -7,12 +7,12 @@
 //! arrive close-on-exec), or keep more than one received descriptor (extra
 //! ones are closed).
 //!
-//! On Linux and Android the kernel does the last two for us
-//! (`MSG_NOSIGNAL`, `MSG_CMSG_CLOEXEC`). Elsewhere (the BSDs and macOS,
-//! where hearth uses no shared memory but this module still builds) a
-//! received descriptor is marked close-on-exec just after it arrives, and
-//! `SIGPIPE` is left to the process's disposition, which Rust programs and
-//! Node both set to ignore.
+//! On Linux and Android the kernel keeps the `SIGPIPE` and close-on-exec
+//! promises for us (`MSG_NOSIGNAL`, `MSG_CMSG_CLOEXEC`). Elsewhere (the
+//! BSDs and macOS, where hearth uses no shared memory but this module
+//! still builds) a received descriptor is marked close-on-exec just after
+//! it arrives, and `SIGPIPE` is left to the process's disposition, which
+//! Rust programs and Node both set to ignore.
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::{IoSlice, IoSliceMut};
