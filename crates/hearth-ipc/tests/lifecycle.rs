@@ -3,9 +3,13 @@
 //! change subscriptions resuming across a restart. Real sockets and real
 //! (killed) processes.
 //!
-//! The peer-uid check cannot be exercised with a real second user here
-//! (the tests run as root in a single-user sandbox); its rule is
-//! unit-tested through the pure `check_peer` policy function.
+//! Another user: the tests run as root, so a copy of this binary runs a
+//! client as `nobody` (uid 65534) against root's server — refused by the
+//! client's own check of the socket directory, by the directory's mode,
+//! and, with directory and socket opened to everyone, by the server's
+//! peer-uid check. Where the tests do not run as root they say so on
+//! stderr and check nothing; the rule itself is also unit-tested through
+//! the pure `check_peer` policy function.
 //!
 //! Owns: lifecycle promises. Must never: sleep to wait for readiness or
 //! assert on elapsed time.
@@ -28,6 +32,9 @@ fn child_process_entry() {
     let Ok(mode) = std::env::var("HEARTH_IPC_TEST_CHILD") else {
         return;
     };
+    if mode == "connect" {
+        return connect_and_report();
+    }
     assert_eq!(mode, "serve");
     let channel = std::env::var("CHANNEL").unwrap();
     let data = std::env::var("DATA_DIR").unwrap();
@@ -38,6 +45,23 @@ fn child_process_entry() {
     let server = builder.start().unwrap();
     child_ready(&server.socket_path().unwrap().display().to_string());
     park_forever();
+}
+
+/// The child side of the other-user tests: connects by `SOCK_PATH`, or by
+/// `CHANNEL` in `SOCK_DIR`, and reports `ok` or the error's code and
+/// message on its READY line.
+fn connect_and_report() {
+    let options = match std::env::var("SOCK_PATH") {
+        Ok(path) => ConnectOptions::new("other-user").socket_path(path),
+        Err(_) => ConnectOptions::new(std::env::var("CHANNEL").unwrap())
+            .socket_dir(std::env::var("SOCK_DIR").unwrap()),
+    };
+    let outcome = Client::connect_with(options.connect_timeout(Duration::from_secs(10)))
+        .and_then(|client| client.get("secret"));
+    match outcome {
+        Ok(_) => child_ready("ok"),
+        Err(e) => child_ready(&format!("{}|{e}", e.code().as_str())),
+    }
 }
 
 fn serve_in_child(
@@ -402,4 +426,106 @@ fn server_timeouts_too_long_for_the_clock_are_kept_as_the_longest() {
     assert!(fx.server.wait_for(Duration::MAX, |s| s.requests >= 1));
     drop(client);
     fx.server.shutdown().unwrap();
+}
+
+/// `nobody`: the other user the next tests run a client as.
+const NOBODY: (u32, u32) = (65534, 65534);
+
+/// A copy of this test binary that `nobody` may run (the original may sit
+/// under a directory only root can enter), or `None` when the tests do
+/// not run as root, who alone can start a process as another user.
+fn binary_for_another_user() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempdir().unwrap();
+    if std::fs::metadata(probe.path()).unwrap().uid() != 0 {
+        eprintln!("not root: a client cannot be started as another user here; skipped");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some((dir, exe))
+}
+
+/// A server run by root with its socket directory in a directory that
+/// anyone may enter (so that what stops another user is the socket
+/// directory's own mode and the server, not a parent's).
+fn server_for_another_user() -> (Server, String, std::path::PathBuf, [tempfile::TempDir; 2]) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let sock_dir = root.path().join("sock");
+    let channel = unique_channel("other-user");
+    let server = with_test_handlers(
+        Server::builder()
+            .channel(&channel)
+            .data_dir(data.path())
+            .socket_dir(&sock_dir),
+    )
+    .start()
+    .unwrap();
+    (server, channel, sock_dir, [root, data])
+}
+
+/// Runs the other user's client in `envs` and returns what it reported.
+fn connect_as_nobody(exe: &std::path::Path, envs: &[(&str, &str)]) -> String {
+    let (mut child, said) = common::spawn_child_with(exe, Some(NOBODY), "connect", envs, &[]);
+    child.wait().unwrap();
+    said
+}
+
+#[test]
+fn another_user_cannot_reach_a_channel_through_its_private_directory() {
+    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+        return;
+    };
+    let (server, channel, sock_dir, _dirs) = server_for_another_user();
+    let sock_path = server.socket_path().unwrap();
+    let dir = sock_dir.display().to_string();
+
+    // By the channel's name: the client's own check of the directory
+    // refuses a directory that another user owns.
+    let said = connect_as_nobody(&exe, &[("CHANNEL", &channel), ("SOCK_DIR", &dir)]);
+    assert!(said.starts_with("permission_denied|"), "{said}");
+    assert!(said.contains("owned by uid 0"), "{said}");
+
+    // Straight at the socket: the directory's mode 0700 stops the connect.
+    let path = sock_path.display().to_string();
+    let said = connect_as_nobody(&exe, &[("SOCK_PATH", &path)]);
+    assert!(said.starts_with("permission_denied|"), "{said}");
+    assert!(
+        said.contains("os error 13"),
+        "refused by the system: {said}"
+    );
+
+    assert_eq!(server.stats().requests, 0, "nothing reached the server");
+}
+
+#[test]
+fn the_server_refuses_another_user_even_when_its_socket_is_reachable() {
+    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+        return;
+    };
+    let (server, _channel, sock_dir, _dirs) = server_for_another_user();
+    let sock_path = server.socket_path().unwrap();
+    let owner = Client::connect_with(ConnectOptions::new("owner").socket_path(sock_path)).unwrap();
+    owner.put("secret", json!({"pin": 1234})).unwrap();
+    // Someone opened the directory and the socket to everyone.
+    std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let path = sock_path.display().to_string();
+    let said = connect_as_nobody(&exe, &[("SOCK_PATH", &path)]);
+    assert!(said.starts_with("permission_denied|"), "{said}");
+    assert!(
+        said.contains("uid 65534"),
+        "the refusal names the other user: {said}"
+    );
+
+    // The owner's connection and data are untouched.
+    assert_eq!(owner.get("secret").unwrap(), Some(json!({"pin": 1234})));
+    let requests = server.stats().requests;
+    assert_eq!(requests, 2, "only the owner's put and get were served");
 }

@@ -435,9 +435,25 @@ pub fn spawn_child(
     envs: &[(&str, &str)],
     remove: &[&str],
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let exe = std::env::current_exe().unwrap();
+    spawn_child_with(&exe, None, mode, envs, remove)
+}
+
+/// [`spawn_child`] running `exe` (a copy of this test binary), as the
+/// user and group `user` when given (the caller must be root).
+pub fn spawn_child_with(
+    exe: &Path,
+    user: Option<(u32, u32)>,
+    mode: &str,
+    envs: &[(&str, &str)],
+    remove: &[&str],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(exe);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
     cmd.args([
         "child_process_entry",
         "--exact",
