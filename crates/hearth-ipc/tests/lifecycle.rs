@@ -7,9 +7,11 @@
 //! client as `nobody` (uid 65534) against root's server — refused by the
 //! client's own check of the socket directory, by the directory's mode,
 //! and, with directory and socket opened to everyone, by the server's
-//! peer-uid check. Where the tests do not run as root they say so on
-//! stderr and check nothing; the rule itself is also unit-tested through
-//! the pure `check_peer` policy function.
+//! peer-uid check; and it finds no shared-memory segment to open (none in
+//! /dev/shm, the server's descriptors and mappings under /proc closed to
+//! it). Where the tests do not run as root they say so on stderr and
+//! check nothing; the rule itself is also unit-tested through the pure
+//! `check_peer` policy function.
 //!
 //! Owns: lifecycle promises. Must never: sleep to wait for readiness or
 //! assert on elapsed time.
@@ -17,7 +19,7 @@
 mod common;
 
 use common::{Fx, child_ready, park_forever, spawn_child, unique_channel, with_test_handlers};
-use hearth_ipc::{Client, ConnectOptions, IpcError, Server, Subscription};
+use hearth_ipc::{Client, ConnectOptions, IpcError, Server, Subscription, TransportPreference};
 use hearth_proto::ErrorCode;
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -34,6 +36,9 @@ fn child_process_entry() {
     };
     if mode == "connect" {
         return connect_and_report();
+    }
+    if mode == "look_for_segments" {
+        return look_for_segments();
     }
     assert_eq!(mode, "serve");
     let channel = std::env::var("CHANNEL").unwrap();
@@ -62,6 +67,32 @@ fn connect_and_report() {
         Ok(_) => child_ready("ok"),
         Err(e) => child_ready(&format!("{}|{e}", e.code().as_str())),
     }
+}
+
+/// The child side of the segment test: where another user could find a
+/// shared-memory segment of the server `SERVER_PID` — its descriptors and
+/// its mapped files under /proc, and /dev/shm — reported on the READY
+/// line.
+fn look_for_segments() {
+    let pid = std::env::var("SERVER_PID").unwrap();
+    let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(entries) => format!("listed {}", entries.count()),
+        Err(e) => format!("fds: {:?}", e.kind()),
+    };
+    let mapped = match std::fs::read_dir(format!("/proc/{pid}/map_files")) {
+        Ok(entries) => format!("listed {}", entries.count()),
+        Err(e) => format!("map_files: {:?}", e.kind()),
+    };
+    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.contains("hearth"))
+                .collect()
+        })
+        .unwrap_or_default();
+    child_ready(&format!("{fds}|{mapped}|dev/shm {shm:?}"));
 }
 
 fn serve_in_child(
@@ -528,4 +559,41 @@ fn the_server_refuses_another_user_even_when_its_socket_is_reachable() {
     assert_eq!(owner.get("secret").unwrap(), Some(json!({"pin": 1234})));
     let requests = server.stats().requests;
     assert_eq!(requests, 2, "only the owner's put and get were served");
+}
+
+#[test]
+fn another_user_finds_no_shared_memory_segment_to_open() {
+    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+        return;
+    };
+    let (server, _channel, _sock_dir, _dirs) = server_for_another_user();
+    let owner = Client::connect_with(
+        ConnectOptions::new("owner")
+            .socket_path(server.socket_path().unwrap())
+            .transport(TransportPreference::SharedMemory),
+    )
+    .unwrap();
+    owner.put("secret", json!({"pin": 1234})).unwrap();
+    // There is a segment to find: this process (server and client both)
+    // maps it, a memfd.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(
+        maps.lines().any(|l| l.contains("/memfd:hearth-shm")),
+        "the shared-memory connection maps a memfd"
+    );
+
+    let pid = std::process::id().to_string();
+    let (mut child, said) = common::spawn_child_with(
+        &exe,
+        Some(NOBODY),
+        "look_for_segments",
+        &[("SERVER_PID", &pid)],
+        &[],
+    );
+    child.wait().unwrap();
+    assert_eq!(
+        said,
+        "fds: PermissionDenied|map_files: PermissionDenied|dev/shm []"
+    );
+    assert_eq!(owner.get("secret").unwrap(), Some(json!({"pin": 1234})));
 }
