@@ -482,22 +482,45 @@ fn binary_for_another_user() -> Option<(tempfile::TempDir, std::path::PathBuf)> 
 
 /// A server run by root with its socket directory in a directory that
 /// anyone may enter (so that what stops another user is the socket
-/// directory's own mode and the server, not a parent's).
-fn server_for_another_user() -> (Server, String, std::path::PathBuf, [tempfile::TempDir; 2]) {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let sock_dir = root.path().join("sock");
-    let channel = unique_channel("other-user");
-    let server = with_test_handlers(
-        Server::builder()
-            .channel(&channel)
-            .data_dir(data.path())
-            .socket_dir(&sock_dir),
-    )
-    .start()
-    .unwrap();
-    (server, channel, sock_dir, [root, data])
+/// directory's own mode and the server, not a parent's), and the binary
+/// its other user runs.
+struct AnotherUser {
+    exe: std::path::PathBuf,
+    server: Server,
+    channel: String,
+    sock_dir: std::path::PathBuf,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+impl AnotherUser {
+    /// `None` when the tests do not run as root.
+    fn start() -> Option<AnotherUser> {
+        let (exe_dir, exe) = binary_for_another_user()?;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let sock_dir = root.path().join("sock");
+        let channel = unique_channel("other-user");
+        let server = with_test_handlers(
+            Server::builder()
+                .channel(&channel)
+                .data_dir(data.path())
+                .socket_dir(&sock_dir),
+        )
+        .start()
+        .unwrap();
+        Some(AnotherUser {
+            exe,
+            server,
+            channel,
+            sock_dir,
+            _dirs: [exe_dir, root, data],
+        })
+    }
+
+    fn socket_path(&self) -> &std::path::Path {
+        self.server.socket_path().unwrap()
+    }
 }
 
 /// Runs the other user's client in `envs` and returns what it reported.
@@ -509,46 +532,48 @@ fn connect_as_nobody(exe: &std::path::Path, envs: &[(&str, &str)]) -> String {
 
 #[test]
 fn another_user_cannot_reach_a_channel_through_its_private_directory() {
-    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+    let Some(other) = AnotherUser::start() else {
         return;
     };
-    let (server, channel, sock_dir, _dirs) = server_for_another_user();
-    let sock_path = server.socket_path().unwrap();
-    let dir = sock_dir.display().to_string();
+    let (exe, channel) = (&other.exe, &other.channel);
+    let dir = other.sock_dir.display().to_string();
 
     // By the channel's name: the client's own check of the directory
     // refuses a directory that another user owns.
-    let said = connect_as_nobody(&exe, &[("CHANNEL", &channel), ("SOCK_DIR", &dir)]);
+    let said = connect_as_nobody(exe, &[("CHANNEL", channel), ("SOCK_DIR", &dir)]);
     assert!(said.starts_with("permission_denied|"), "{said}");
     assert!(said.contains("owned by uid 0"), "{said}");
 
     // Straight at the socket: the directory's mode 0700 stops the connect.
-    let path = sock_path.display().to_string();
-    let said = connect_as_nobody(&exe, &[("SOCK_PATH", &path)]);
+    let path = other.socket_path().display().to_string();
+    let said = connect_as_nobody(exe, &[("SOCK_PATH", &path)]);
     assert!(said.starts_with("permission_denied|"), "{said}");
     assert!(
         said.contains("os error 13"),
         "refused by the system: {said}"
     );
 
-    assert_eq!(server.stats().requests, 0, "nothing reached the server");
+    assert_eq!(
+        other.server.stats().requests,
+        0,
+        "nothing reached the server"
+    );
 }
 
 #[test]
 fn the_server_refuses_another_user_even_when_its_socket_is_reachable() {
-    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+    let Some(other) = AnotherUser::start() else {
         return;
     };
-    let (server, _channel, sock_dir, _dirs) = server_for_another_user();
-    let sock_path = server.socket_path().unwrap();
+    let sock_path = other.socket_path();
     let owner = Client::connect_with(ConnectOptions::new("owner").socket_path(sock_path)).unwrap();
     owner.put("secret", json!({"pin": 1234})).unwrap();
     // Someone opened the directory and the socket to everyone.
-    std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&other.sock_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
 
     let path = sock_path.display().to_string();
-    let said = connect_as_nobody(&exe, &[("SOCK_PATH", &path)]);
+    let said = connect_as_nobody(&other.exe, &[("SOCK_PATH", &path)]);
     assert!(said.starts_with("permission_denied|"), "{said}");
     assert!(
         said.contains("uid 65534"),
@@ -557,19 +582,18 @@ fn the_server_refuses_another_user_even_when_its_socket_is_reachable() {
 
     // The owner's connection and data are untouched.
     assert_eq!(owner.get("secret").unwrap(), Some(json!({"pin": 1234})));
-    let requests = server.stats().requests;
+    let requests = other.server.stats().requests;
     assert_eq!(requests, 2, "only the owner's put and get were served");
 }
 
 #[test]
 fn another_user_finds_no_shared_memory_segment_to_open() {
-    let Some((_exe_dir, exe)) = binary_for_another_user() else {
+    let Some(other) = AnotherUser::start() else {
         return;
     };
-    let (server, _channel, _sock_dir, _dirs) = server_for_another_user();
     let owner = Client::connect_with(
         ConnectOptions::new("owner")
-            .socket_path(server.socket_path().unwrap())
+            .socket_path(other.socket_path())
             .transport(TransportPreference::SharedMemory),
     )
     .unwrap();
@@ -584,7 +608,7 @@ fn another_user_finds_no_shared_memory_segment_to_open() {
 
     let pid = std::process::id().to_string();
     let (mut child, said) = common::spawn_child_with(
-        &exe,
+        &other.exe,
         Some(NOBODY),
         "look_for_segments",
         &[("SERVER_PID", &pid)],
