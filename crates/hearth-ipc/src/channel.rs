@@ -149,7 +149,7 @@ pub(crate) fn check_dir_policy(facts: DirFacts, uid: u32) -> Result<(), String> 
     }
     if facts.owner != uid {
         return Err(format!(
-            "it is owned by uid {}, not by this user (uid {uid}); another user may have planted it — remove it",
+            "it is owned by uid {}, not by this user (uid {uid}): it holds another user's channels, or another user planted it; use a socket directory of your own (--socket-dir, HEARTH_SOCKET_DIR or XDG_RUNTIME_DIR), or remove it if nobody should have made it",
             facts.owner
         ));
     }
@@ -311,6 +311,7 @@ mod tests {
     fn a_directory_of_another_user_is_refused_naming_both_uids() {
         let e = check_dir_policy(facts(true, false, 1001, 0o700), 1000).unwrap_err();
         assert!(e.contains("1001") && e.contains("1000"), "{e}");
+        assert!(e.contains("a socket directory of your own"), "{e}");
     }
 
     #[test]

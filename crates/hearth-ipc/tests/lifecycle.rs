@@ -543,6 +543,7 @@ fn another_user_cannot_reach_a_channel_through_its_private_directory() {
     let said = connect_as_nobody(exe, &[("CHANNEL", channel), ("SOCK_DIR", &dir)]);
     assert!(said.starts_with("permission_denied|"), "{said}");
     assert!(said.contains("owned by uid 0"), "{said}");
+    assert!(said.contains("a socket directory of your own"), "{said}");
 
     // Straight at the socket: the directory's mode 0700 stops the connect.
     let path = other.socket_path().display().to_string();
