@@ -38,6 +38,7 @@ use crate::{Client, ConnectOptions, Server};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Barrier;
@@ -666,8 +667,16 @@ fn phase(
     call: impl Fn(&Client, usize, usize) -> Result<(), IpcError> + Sync,
 ) -> Result<OpStats, IpcError> {
     let barrier = Barrier::new(clients.len() + 1);
+    // Each client thread's own bookkeeping (a `/proc` read for its context
+    // switches, ~20–80 µs here) happens before the start and after every
+    // client has finished: done while others still call, it took the core
+    // a finished thread's successor needed, so that the phases with more
+    // clients (whose threads start and finish at different times) paid
+    // for it and one client's never did.
+    let finished = Barrier::new(clients.len());
     let call = &call;
     let barrier = &barrier;
+    let finished = &finished;
     let (samples, secs, client_cpu, server_cpu, others, switches) = std::thread::scope(|scope| {
         let handles: Vec<_> = clients
             .iter()
@@ -675,16 +684,22 @@ fn phase(
             .map(|(c, client)| {
                 scope.spawn(move || -> Result<Spent, IpcError> {
                     let mut samples = Vec::with_capacity(per_client);
-                    barrier.wait();
                     let sw0 = thread_switches();
+                    barrier.wait();
                     let began = Instant::now();
                     let mut ended = began;
-                    for i in 0..per_client {
-                        let t = Instant::now();
-                        call(client, c, i)?;
-                        ended = Instant::now();
-                        samples.push(ended.duration_since(t).as_nanos() as u64);
-                    }
+                    let calls = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        (0..per_client).try_for_each(|i| {
+                            let t = Instant::now();
+                            call(client, c, i)?;
+                            ended = Instant::now();
+                            samples.push(ended.duration_since(t).as_nanos() as u64);
+                            Ok::<(), IpcError>(())
+                        })
+                    }));
+                    // Every thread gets here, failed or not: the others wait.
+                    finished.wait();
+                    calls.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
                     let switched = grown(thread_switches(), sw0);
                     Ok(Spent {
                         samples,
@@ -1380,6 +1395,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn stats(ops_per_sec: f64) -> OpStats {
         OpStats::from_samples(vec![1000], 1.0 / ops_per_sec, 0.0, None, None, None)
@@ -1396,6 +1412,70 @@ mod tests {
 
     fn find<'a>(ratios: &'a [Ratio], what: &str) -> Option<&'a Ratio> {
         ratios.iter().find(|r| r.what == what)
+    }
+
+    /// Runs one phase of four socket clients against an in-process
+    /// server, `call` as each call; what it returned, or `None` if it did
+    /// not return within a minute (the phase waits for a client that never
+    /// comes).
+    fn phase_of_four(
+        call: impl Fn(&Client, usize, usize) -> Result<(), IpcError> + Send + Sync + 'static,
+    ) -> Option<Result<OpStats, IpcError>> {
+        let mut mode = ServerMode::InProcess;
+        let target = Target::start(&mut mode, None).expect("an in-process server starts");
+        let clients: Vec<Client> = (0..4)
+            .map(|_| {
+                target
+                    .connect(Transport::Socket)
+                    .expect("a client connects")
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(phase(&clients, 20, None, call));
+        });
+        let result = rx.recv_timeout(Duration::from_secs(60)).ok();
+        if result.is_some() {
+            target.stop();
+        }
+        result
+    }
+
+    #[test]
+    fn a_client_that_fails_ends_the_phase_with_its_error_once_the_others_are_done() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
+        let result = phase_of_four(move |c, who, i| {
+            if who == 1 && i == 3 {
+                return Err(IpcError::Protocol("client 1 gives up".into()));
+            }
+            c.get_json("missing")?;
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .expect("the phase returned: the other clients did not wait for the one that failed");
+        match result {
+            Err(IpcError::Protocol(m)) => assert_eq!(m, "client 1 gives up"),
+            other => panic!("expected the failing client's error, got {other:?}"),
+        }
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            3 * 20 + 3,
+            "the other clients made all their calls"
+        );
+    }
+
+    #[test]
+    fn a_client_that_panics_ends_the_phase_with_an_error() {
+        let result = phase_of_four(|c, who, i| {
+            assert!(!(who == 2 && i == 5), "client 2 breaks");
+            c.get_json("missing").map(drop)
+        })
+        .expect("the phase returned: the other clients did not wait for the one that panicked");
+        match result {
+            Err(IpcError::Protocol(m)) => assert!(m.contains("panicked"), "{m}"),
+            other => panic!("expected an error for the panic, got {other:?}"),
+        }
     }
 
     #[test]
