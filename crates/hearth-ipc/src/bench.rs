@@ -199,6 +199,12 @@ pub struct OpStats {
     /// while the phase ran, % (other processes, kernel threads, steal): a
     /// busy machine makes every number worse.
     pub others_pct: Option<f64>,
+    /// The machine's floor ([`Machine::core_round_trip_ns`]) around this
+    /// phase, nanoseconds: measured just before and just after it, the
+    /// larger of the two when they agree within [`SAME_SPEED`]; `None`
+    /// when they do not (the machine changed speed while the phase ran) or
+    /// it could not be measured. Phases are only comparable at one speed.
+    pub floor_ns: Option<u64>,
 }
 
 /// One transport's results.
@@ -576,6 +582,35 @@ const FLOOR_PATIENCE: Duration = Duration::from_millis(50);
 /// test suite's other spinning processes, a single sample given 250 ms
 /// stalled in one CI run and the floor went unreported.
 const FLOOR_BUDGET: Duration = Duration::from_secs(2);
+/// The same around each phase: an answer in a few tens of milliseconds or
+/// none (the phase is then left out of comparisons at one speed).
+const PHASE_FLOOR_BUDGET: Duration = Duration::from_millis(200);
+/// Two floors further apart than this ratio are two speeds of the
+/// machine: here 0.09–0.13 µs and 0.35–0.54 µs (docs/performance.md, "The
+/// machine"), within a speed a few percent apart.
+const SAME_SPEED: f64 = 1.25;
+
+/// The floor of a phase from the floors measured just `before` and just
+/// `after` it, nanoseconds: the larger when they agree within
+/// [`SAME_SPEED`], else none (the speed changed while it ran).
+fn phase_floor(before: Option<Duration>, after: Option<Duration>) -> Option<u64> {
+    let (a, b) = (before?.as_nanos(), after?.as_nanos());
+    let (lo, hi) = (a.min(b), a.max(b));
+    let same = lo > 0 && hi as f64 <= lo as f64 * SAME_SPEED;
+    same.then(|| u64::try_from(hi).unwrap_or(u64::MAX))
+}
+
+/// Whether two phases ran at one speed of the machine: both floors known
+/// and within [`SAME_SPEED`] of each other.
+fn same_speed(a: Option<u64>, b: Option<u64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let (lo, hi) = (a.min(b), a.max(b));
+            lo > 0 && hi as f64 <= lo as f64 * SAME_SPEED
+        }
+        _ => false,
+    }
+}
 
 /// The time for one value to go to another thread and come back, each way
 /// in its own cache line (the shape of a request and its answer), both
@@ -583,6 +618,11 @@ const FLOOR_BUDGET: Duration = Duration::from_secs(2);
 /// out; none with one core or when every sample stalled. What any
 /// shared-memory call costs at least.
 fn core_round_trip() -> Option<Duration> {
+    core_round_trip_within(FLOOR_BUDGET)
+}
+
+/// [`core_round_trip`] given up after `budget`.
+fn core_round_trip_within(budget: Duration) -> Option<Duration> {
     if hearth_shm::cores() < 2 {
         return None;
     }
@@ -614,7 +654,7 @@ fn core_round_trip() -> Option<Duration> {
     let mut sent = 0u64;
     let mut taken = 0;
     let began = Instant::now();
-    'samples: while taken < FLOOR_SAMPLES && began.elapsed() < FLOOR_BUDGET {
+    'samples: while taken < FLOOR_SAMPLES && began.elapsed() < budget {
         let start = Instant::now();
         for _ in 0..FLOOR_TRIPS {
             sent += 1;
@@ -813,6 +853,7 @@ impl OpStats {
             cpu_us_per_op: total_cpu * 1e6 / ops.max(1) as f64,
             switches_per_op: switches.map(|n| n as f64 / ops.max(1) as f64),
             others_pct: others,
+            floor_ns: None,
         }
     }
 }
@@ -867,9 +908,11 @@ fn measure_transport(
     ));
     // The document as JSON text (`get_json`), as Redis's GET gives its
     // value as bytes: a round trip, not a client-side parse into a tree.
-    let get = phase(&clients, per_client, target.pid(), |c, _, i| {
+    let before = core_round_trip_within(PHASE_FLOOR_BUDGET);
+    let mut get = phase(&clients, per_client, target.pid(), |c, _, i| {
         c.get_json(&keys[i % KEYS]).map(|_| ())
     })?;
+    get.floor_ns = phase_floor(before, core_round_trip_within(PHASE_FLOOR_BUDGET));
     let put = if opts.puts {
         log(&format!(
             "{}: {} puts",
@@ -895,11 +938,14 @@ fn measure_transport(
                     .collect()
             })
             .collect();
-        Some(phase(&clients, per_client, target.pid(), |c, who, i| {
+        let before = core_round_trip_within(PHASE_FLOOR_BUDGET);
+        let mut put = phase(&clients, per_client, target.pid(), |c, who, i| {
             let mine = &put_keys[who];
             let (id, text) = &mine[i % mine.len()];
             c.put_json(id, &texts[*text]).map(|_| ())
-        })?)
+        })?;
+        put.floor_ns = phase_floor(before, core_round_trip_within(PHASE_FLOOR_BUDGET));
+        Some(put)
     } else {
         None
     };
@@ -1139,6 +1185,8 @@ fn client_counts(opts: &Options) -> Vec<usize> {
 
 /// Each transport's throughput at every count after the first, as a
 /// ratio to the first count's in the same round; the median over rounds.
+/// When some rounds' two phases ran at different speeds of the machine
+/// ([`same_speed`] of their floors), also the median over the rest.
 fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
     let mut out = Vec::new();
     let Some((&base, others)) = counts.split_first() else {
@@ -1148,13 +1196,17 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
         let mine: Vec<&Run> = runs.iter().filter(|r| r.transport == transport).collect();
         let rounds: Vec<&[&Run]> = mine.chunks(counts.len()).collect();
         for (j, &count) in others.iter().enumerate() {
-            let pick = |op: fn(&Run) -> Option<f64>| -> Vec<f64> {
+            // Each round's ratio, and whether its two phases ran at one speed.
+            let pick = |op: fn(&Run) -> Option<&OpStats>| -> Vec<(f64, bool)> {
                 rounds
                     .iter()
                     .filter_map(|round| {
                         let first = op(round.first()?)?;
                         let this = op(round.get(j + 1)?)?;
-                        Some(this / first.max(1e-9))
+                        Some((
+                            this.ops_per_sec / first.ops_per_sec.max(1e-9),
+                            same_speed(first.floor_ns, this.floor_ns),
+                        ))
                     })
                     .collect()
             };
@@ -1164,12 +1216,26 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
             } else {
                 String::new()
             };
-            let gets = pick(|r| Some(r.get.ops_per_sec));
-            let puts = pick(|r| r.put.as_ref().map(|p| p.ops_per_sec));
+            let gets = pick(|r| Some(&r.get));
+            let puts = pick(|r| r.put.as_ref());
             for (op, ratios) in [("gets", gets), ("puts", puts)] {
-                if let Some(times) = median(ratios) {
+                let all = ratios.iter().map(|r| r.0).collect();
+                if let Some(times) = median(all) {
                     out.push(Ratio {
                         what: format!("{transport} {op}/s: {count} ÷ {base} clients{of}"),
+                        times,
+                    });
+                }
+                let alike: Vec<f64> = ratios.iter().filter(|r| r.1).map(|r| r.0).collect();
+                let kept = alike.len();
+                if kept < ratios.len()
+                    && let Some(times) = median(alike)
+                {
+                    out.push(Ratio {
+                        what: format!(
+                            "{transport} {op}/s: {count} ÷ {base} clients, the {kept} of {} rounds at one machine speed",
+                            ratios.len()
+                        ),
                         times,
                     });
                 }
@@ -1321,7 +1387,7 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7}\n",
+            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
             "transport",
             "clients",
             "op",
@@ -1333,14 +1399,15 @@ impl Report {
             "max",
             "cpu/op",
             "sw/op",
-            "others"
+            "others",
+            "floor"
         ));
         for run in &self.runs {
             let rows = [("get", Some(&run.get)), ("put", run.put.as_ref())];
             for (op, stats) in rows {
                 let Some(s) = stats else { continue };
                 out.push_str(&format!(
-                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7}\n",
+                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
                     run.transport,
                     run.clients,
                     op,
@@ -1353,6 +1420,7 @@ impl Report {
                     format!("{:.2} µs", s.cpu_us_per_op),
                     s.switches_per_op.map_or("-".into(), |n| format!("{n:.2}")),
                     s.others_pct.map_or("-".into(), |p| format!("{p:.0} %")),
+                    s.floor_ns.map_or("-".into(), us),
                 ));
             }
         }
@@ -1475,6 +1543,74 @@ mod tests {
         match result {
             Err(IpcError::Protocol(m)) => assert!(m.contains("panicked"), "{m}"),
             other => panic!("expected an error for the panic, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_phase_s_floor_is_the_larger_of_two_that_agree_and_none_when_the_speed_changed() {
+        let us = |n: u64| Some(Duration::from_nanos(n));
+        assert_eq!(phase_floor(us(100), us(110)), Some(110));
+        assert_eq!(phase_floor(us(120), us(100)), Some(120));
+        assert_eq!(
+            phase_floor(us(100), us(400)),
+            None,
+            "the two speeds of the machine"
+        );
+        assert_eq!(phase_floor(None, us(100)), None);
+        assert_eq!(phase_floor(us(100), None), None);
+        assert_eq!(phase_floor(us(0), us(0)), None);
+    }
+
+    #[test]
+    fn two_phases_ran_at_one_speed_when_their_floors_are_close() {
+        assert!(same_speed(Some(100), Some(120)));
+        assert!(same_speed(Some(420), Some(380)));
+        assert!(!same_speed(Some(100), Some(400)));
+        assert!(!same_speed(None, Some(100)));
+        assert!(!same_speed(Some(100), None));
+    }
+
+    fn at_floor(mut r: Run, floor: Option<u64>) -> Run {
+        r.get.floor_ns = floor;
+        if let Some(p) = r.put.as_mut() {
+            p.floor_ns = floor;
+        }
+        r
+    }
+
+    #[test]
+    fn rounds_whose_phases_ran_at_two_speeds_are_left_out_of_a_second_median() {
+        let runs = vec![
+            at_floor(run("shm", 1, 1000.0, None), Some(100)),
+            at_floor(run("shm", 16, 950.0, None), Some(110)),
+            // One client slow, sixteen fast: 2.0× says nothing.
+            at_floor(run("shm", 1, 500.0, None), Some(400)),
+            at_floor(run("shm", 16, 1000.0, None), Some(100)),
+            at_floor(run("shm", 1, 1000.0, None), Some(100)),
+            at_floor(run("shm", 16, 970.0, None), Some(100)),
+        ];
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let all = find(&ratios, "shm gets/s: 16 ÷ 1 clients (median of 3 rounds)")
+            .expect("the median of every round");
+        assert!((all.times - 0.97).abs() < 1e-9, "{}", all.times);
+        let alike = find(
+            &ratios,
+            "shm gets/s: 16 ÷ 1 clients, the 2 of 3 rounds at one machine speed",
+        )
+        .expect("the median of the rounds at one speed");
+        assert!((alike.times - 0.96).abs() < 1e-9, "{}", alike.times);
+    }
+
+    #[test]
+    fn no_second_median_when_every_round_ran_at_one_speed_or_none_did() {
+        let same = vec![
+            at_floor(run("shm", 1, 1000.0, None), Some(100)),
+            at_floor(run("shm", 16, 950.0, None), Some(100)),
+        ];
+        let unknown = vec![run("shm", 1, 1000.0, None), run("shm", 16, 950.0, None)];
+        for runs in [same, unknown] {
+            let ratios = count_ratios(&runs, &[1, 16]);
+            assert_eq!(ratios.len(), 1, "{ratios:?}");
         }
     }
 
