@@ -707,6 +707,36 @@ fn while_crowded(fx: &Fx, rounds: u64, work: impl Fn(&Client, usize, u64) + Sync
 }
 
 #[test]
+fn a_turn_whose_slice_runs_out_is_handed_to_the_next_client_by_the_outgoing_one() {
+    // Threads of one process take turns on the shared poller; when a
+    // turn's slice runs out the server names the next holder on the
+    // outgoing client's ring, and that client wakes it before it sleeps.
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({"n": 1})).unwrap();
+    let threads = hearth_shm::cores() + 3;
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let client = fx.client();
+            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+            let fx = &fx;
+            s.spawn(move || {
+                let mut calls = 0u64;
+                while calls < 2_000
+                    || (fx.server.stats().shm_handoffs == 0 && Instant::now() < deadline)
+                {
+                    assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
+                    calls += 1;
+                }
+            });
+        }
+    });
+    let stats = fx.server.stats();
+    assert!(stats.shm_handoffs > 0, "{stats:?}");
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
 fn more_busy_clients_than_cores_are_served_by_the_shared_poller() {
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();

@@ -35,9 +35,9 @@ pub use limits::{
 };
 pub use op::Operation;
 pub use upgrade::{
-    ATTACH_CONFIRM_MAGIC, ATTACH_OFFER_MAGIC, ATTACH_OK, ATTACH_REQUEST_MAGIC, ATTACH_UNAVAILABLE,
-    AttachConfirm, AttachOffer, AttachProbe, AttachRequest, UPGRADE_MESSAGE_LEN, UpgradeError,
-    probe_attach,
+    ATTACH_CONFIRM_MAGIC, ATTACH_HANDOFF, ATTACH_OFFER_MAGIC, ATTACH_OK, ATTACH_REQUEST_MAGIC,
+    ATTACH_UNAVAILABLE, AttachConfirm, AttachOffer, AttachProbe, AttachRequest,
+    UPGRADE_MESSAGE_LEN, UpgradeError, probe_attach,
 };
 
 #[cfg(test)]

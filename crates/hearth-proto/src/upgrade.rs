@@ -23,7 +23,8 @@
 //!    the liveness signal); non-zero keeps the connection on the socket.
 //!
 //! Every message: bytes 0..8 magic `"HEARTH\0"` plus a role byte (3
-//! request, 4 offer, 5 confirm), 8..12 a `u32` status (0 in a request),
+//! request, 4 offer, 5 confirm), 8..12 a `u32` status (in a request: the
+//! client's flags, [`ATTACH_HANDOFF`]; 0 from clients before flags),
 //! 12..16 a `u32` value (request: ring bytes wanted each way, 0 for the
 //! server's default; offer: the segment's size in bytes; confirm: 0). No
 //! frame can start like an attach request: a frame's byte 4 is its kind
@@ -108,28 +109,54 @@ fn decode(
 /// The client asks to move the connection to shared memory.
 ///
 /// ```
-/// use hearth_proto::AttachRequest;
-/// let bytes = AttachRequest { ring_bytes: 0 }.encode();
+/// use hearth_proto::{AttachRequest, ATTACH_HANDOFF};
+/// let request = AttachRequest { ring_bytes: 0, flags: ATTACH_HANDOFF };
+/// let bytes = request.encode();
 /// assert_eq!(&bytes[..8], b"HEARTH\0\x03");
-/// assert_eq!(AttachRequest::decode(&bytes), Ok(AttachRequest { ring_bytes: 0 }));
+/// assert_eq!(AttachRequest::decode(&bytes), Ok(request));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AttachRequest {
     /// Bytes wanted for each ring; 0 for the server's default. The server
     /// may round or clamp it.
     pub ring_bytes: u32,
+    /// What the client does ([`ATTACH_HANDOFF`]); bits it does not know a
+    /// server ignores, and clients from before flags send 0.
+    pub flags: u32,
 }
+
+/// Attach request flag: when its turn on the server's shared poller ends,
+/// this client wakes the connection of its own process that the server
+/// names in the ring's hint word, on its own core, before it sleeps
+/// (docs/protocol.md, "Turns"). A server hands turns over that way only
+/// to clients that set it.
+///
+/// ```
+/// assert_eq!(hearth_proto::ATTACH_HANDOFF, 1);
+/// ```
+pub const ATTACH_HANDOFF: u32 = 1;
 
 impl AttachRequest {
     /// The 16 bytes to send.
     pub fn encode(&self) -> [u8; UPGRADE_MESSAGE_LEN] {
-        encode(ATTACH_REQUEST_MAGIC, 0, self.ring_bytes)
+        encode(ATTACH_REQUEST_MAGIC, self.flags, self.ring_bytes)
     }
 
     /// Reads a request from the start of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<AttachRequest, UpgradeError> {
-        let (_, ring_bytes) = decode(bytes, ATTACH_REQUEST_MAGIC, "attach request")?;
-        Ok(AttachRequest { ring_bytes })
+        let (flags, ring_bytes) = decode(bytes, ATTACH_REQUEST_MAGIC, "attach request")?;
+        Ok(AttachRequest { ring_bytes, flags })
+    }
+
+    /// Whether the client hands its turn over itself ([`ATTACH_HANDOFF`]).
+    ///
+    /// ```
+    /// use hearth_proto::{AttachRequest, ATTACH_HANDOFF};
+    /// assert!(!AttachRequest::default().hands_off());
+    /// assert!(AttachRequest { ring_bytes: 0, flags: ATTACH_HANDOFF | 8 }.hands_off());
+    /// ```
+    pub fn hands_off(&self) -> bool {
+        self.flags & ATTACH_HANDOFF != 0
     }
 }
 
@@ -150,9 +177,10 @@ pub enum AttachProbe {
 ///
 /// ```
 /// use hearth_proto::{probe_attach, AttachProbe, AttachRequest};
-/// let req = AttachRequest { ring_bytes: 65536 }.encode();
+/// let request = AttachRequest { ring_bytes: 65536, flags: 0 };
+/// let req = request.encode();
 /// assert_eq!(probe_attach(&req[..5]), AttachProbe::Incomplete);
-/// assert_eq!(probe_attach(&req), AttachProbe::Request(AttachRequest { ring_bytes: 65536 }));
+/// assert_eq!(probe_attach(&req), AttachProbe::Request(request));
 /// assert_eq!(probe_attach(&[0x0f, 0, 0, 0, 1]), AttachProbe::NotRequest);
 /// ```
 pub fn probe_attach(bytes: &[u8]) -> AttachProbe {
@@ -235,6 +263,19 @@ mod tests {
     #[test]
     fn an_empty_prefix_is_incomplete() {
         assert_eq!(probe_attach(&[]), AttachProbe::Incomplete);
+    }
+
+    #[test]
+    fn a_request_from_before_flags_has_none() {
+        let mut bytes = AttachRequest {
+            ring_bytes: 4096,
+            flags: ATTACH_HANDOFF,
+        }
+        .encode();
+        bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
+        let request = AttachRequest::decode(&bytes).unwrap();
+        assert_eq!(request.ring_bytes, 4096);
+        assert!(!request.hands_off());
     }
 
     #[test]

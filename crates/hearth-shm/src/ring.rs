@@ -80,8 +80,21 @@ pub fn this_cpu() -> Option<u32> {
 /// for now ([`Consumer::note_away`]); no CPU has this number.
 const AWAY: u32 = u32::MAX;
 
+/// A report with this bit set is "away" too, and its other bits name the
+/// segment key ([`Segment::key`](crate::Segment::key)) of the connection
+/// whose turn begins: the client, on its way to sleep, wakes that
+/// connection of its own process on its own core ([`Consumer::note_handoff`]).
+/// Never a CPU report (CPU + 1 stays far below) nor [`AWAY`] (keys stop
+/// at 0x7FFF_FFFE).
+const HANDOFF: u32 = 1 << 31;
+
 /// Whether a `consumer_cpu` `report` names `cpu` (never when this side
 /// cannot say which core it is on).
+/// Whether `report` says "away": plain, or with a handoff ([`HANDOFF`]).
+fn is_away(report: u32) -> bool {
+    report & HANDOFF != 0
+}
+
 fn reports_cpu(report: u32, cpu: u32) -> bool {
     cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1)
 }
@@ -722,6 +735,28 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
+    /// Whether the consumer sleeps now, by the test [`notify`](Self::notify)
+    /// makes (after one or more `try_push`): if not, it sees what was
+    /// pushed without a wake-up.
+    ///
+    /// ```
+    /// use hearth_shm::{Direction, HeapMemory, Layout, Producer};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let mut tx = Producer::new(mem, Direction::ServerToClient);
+    /// tx.try_push(&[b"answer"])?;
+    /// assert!(!tx.consumer_asleep());
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn consumer_asleep(&self) -> bool {
+        // SeqCst fence pairs with the SeqCst fence in
+        // `Consumer::wait_for_data`, as in `notify`: either this load sees
+        // the consumer's `sleeping = 1`, or the consumer's re-check sees
+        // the tail stored before this fence.
+        fence(Ordering::SeqCst);
+        self.ctrl().data_wait.sleeping.load(Ordering::Relaxed) != 0
+    }
+
     /// [`try_push`](Self::try_push), then [`notify`](Self::notify) if it
     /// was pushed.
     pub fn push(&mut self, parts: &[&[u8]]) -> Result<bool, ShmError> {
@@ -1055,12 +1090,50 @@ impl<M: RingMemory> Consumer<M> {
         self.report(AWAY);
     }
 
+    /// Reports "away", as [`note_away`](Self::note_away), and asks the
+    /// producer (the client whose turn just ended) to wake, on its way to
+    /// sleep, its process's connection whose segment key is `key` — the
+    /// client whose turn begins, woken on the core it will run on instead
+    /// of by the server from another (docs/protocol.md, "Turns"). A key of
+    /// 0 (unknown) is plain "away".
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// server_in.note_handoff(7);
+    /// assert_eq!(client_in.peer_handoff(), Some(7));
+    /// assert!(client_in.peer_away());
+    /// server_in.note_cpu_as(Some(0));
+    /// assert_eq!(client_in.peer_handoff(), None);
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn note_handoff(&self, key: u32) {
+        let key = key & !HANDOFF;
+        if key == 0 || key == AWAY & !HANDOFF {
+            self.report(AWAY);
+        } else {
+            self.report(HANDOFF | key);
+        }
+    }
+
+    /// The segment key the peer last asked this side to wake on its way to
+    /// sleep ([`note_handoff`](Self::note_handoff)), if it did. A hint: a
+    /// forged key wakes, at worst, another connection of this process for
+    /// nothing (a spurious wake-up, which every waiter tolerates).
+    pub fn peer_handoff(&self) -> Option<u32> {
+        let report = self.peer_report();
+        (report != AWAY && report & HANDOFF != 0).then_some(report & !HANDOFF)
+    }
+
     /// Whether the peer last reported that it is not reading for now
     /// ([`note_away`](Self::note_away)): an answer is not coming soon, so
     /// waiting for it should sleep rather than spin. A hint, as
     /// [`peer_on`](Self::peer_on).
     pub fn peer_away(&self) -> bool {
-        self.peer_report() == AWAY
+        is_away(self.peer_report())
     }
 
     /// Whether the peer (the consumer of the other ring) last reported
@@ -1097,7 +1170,7 @@ impl<M: RingMemory> Consumer<M> {
     /// ```
     pub fn spinning_futile(&self, cpu: u32) -> bool {
         let report = self.peer_report();
-        report == AWAY || reports_cpu(report, cpu)
+        is_away(report) || reports_cpu(report, cpu)
     }
 
     /// Whether the peer last reported running on a core other than `cpu`:
@@ -1122,7 +1195,7 @@ impl<M: RingMemory> Consumer<M> {
             return false;
         }
         let report = self.peer_report();
-        report != 0 && report != AWAY && !reports_cpu(report, cpu)
+        report != 0 && !is_away(report) && !reports_cpu(report, cpu)
     }
 
     /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].

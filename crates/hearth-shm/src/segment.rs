@@ -50,6 +50,23 @@ pub struct Segment {
     len: usize,
     layout: Layout,
     fd: Option<OwnedFd>,
+    key: u32,
+}
+
+/// The key of the segment behind `fd`: its inode number folded into
+/// `1..=0x7FFF_FFFE` (what a ring's hint word can carry, see
+/// `Consumer::note_handoff`), the same for the server that created it and
+/// the client that received it; 0 if the platform cannot say. Two live
+/// segments of one process could share a key only if their inode numbers
+/// differed by a multiple of 2³¹ − 2; a shared key costs a spurious
+/// wake-up, nothing else.
+fn key_of(fd: &OwnedFd) -> u32 {
+    const SPAN: u64 = 0x7FFF_FFFE;
+    match rustix::fs::fstat(fd) {
+        // `% SPAN + 1` is at most 0x7FFF_FFFE: it fits.
+        Ok(st) => u32::try_from(st.st_ino % SPAN + 1).unwrap_or(0),
+        Err(_) => 0,
+    }
 }
 
 // SAFETY: the mapping is shared memory that every holder accesses only
@@ -311,11 +328,13 @@ impl Segment {
     pub fn create(layout: Layout) -> Result<Segment, ShmError> {
         let len = layout.segment_bytes();
         let (base, fd) = sys::create(&layout, len)?;
+        let key = fd.as_ref().map_or(0, key_of);
         Ok(Segment {
             base,
             len,
             layout,
             fd,
+            key,
         })
     }
 
@@ -327,13 +346,36 @@ impl Segment {
         let layout = sys::check_received(&fd)?;
         let len = layout.segment_bytes();
         let base = sys::map(&fd, len)?;
+        let key = key_of(&fd);
         drop(fd);
         Ok(Segment {
             base,
             len,
             layout,
             fd: None,
+            key,
         })
+    }
+
+    /// A number the server and the client compute alike for this segment
+    /// (from its file's inode), so that the server can name one of a
+    /// client's connections to that client (`Consumer::note_handoff`):
+    /// `1..=0x7FFF_FFFE`, or 0 where the platform cannot say.
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// use hearth_shm::{Layout, Segment};
+    /// use std::os::fd::AsFd;
+    /// let server = Segment::create(Layout::for_memory(4096, 4096)?)?;
+    /// let sent = server.fd().unwrap().try_clone_to_owned().unwrap();
+    /// let client = Segment::open(sent)?;
+    /// assert_ne!(server.key(), 0);
+    /// assert_eq!(client.key(), server.key());
+    /// # }
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn key(&self) -> u32 {
+        self.key
     }
 
     /// The segment's file descriptor, while it is kept (after

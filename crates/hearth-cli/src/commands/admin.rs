@@ -31,12 +31,14 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 9] = [
+const SERVER_ROWS: [(&str, &str); 11] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
     ("shm served by the poller", "shm_lent"),
     ("shm requests polled", "shm_polled"),
+    ("shm turns handed over", "shm_handoffs"),
+    ("shm handoffs missed", "shm_handoffs_missed"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),

@@ -248,6 +248,7 @@ impl ConnCore {
             stream,
             segment,
             info,
+            ..
         } = side;
         let shm = Arc::new(ClientShm::new(&segment));
         let (out, rx) = OutQueue::new(None);

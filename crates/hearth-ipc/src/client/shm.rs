@@ -15,6 +15,12 @@
 //! A blocking call thus costs no thread hop at all on the client when it
 //! is alone: it pushes its request, spins on the ring, pops its answer.
 //!
+//! Also owns this process's table of its shared-memory connections by
+//! segment key (`Handoffs`): a baton holder whose turn on the server's
+//! shared poller ended, told on its ring which connection's turn begins,
+//! wakes that one's reader on its own core before it sleeps
+//! (docs/protocol.md, "Turns").
+//!
 //! Must never: let two threads read the ring at once (the baton), leave a
 //! caller parked with nobody reading for it (the leaving holder always
 //! wakes a parked caller; parks are also bounded), sleep without a waker
@@ -28,7 +34,7 @@ use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
 use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
 use hearth_shm::{Consumer, Direction, Segment, Spinner, Waker};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -49,6 +55,61 @@ const WAITER_SPIN: Duration = Duration::from_micros(20);
 /// A baton holder that keeps finding frames for other callers looks at
 /// its deadline once per this many rounds.
 const DEADLINE_EVERY: u32 = 16;
+
+/// This process's shared-memory connections by segment key
+/// ([`Segment::key`]), for handing a turn over: the server names the
+/// connection whose turn begins on the ring of the one whose turn ended,
+/// and that one's reader, about to sleep, wakes the other's here — on the
+/// core it runs on, where the new turn's thread will run, instead of the
+/// server waking it from its own core (an interrupt between cores, ~20 µs
+/// on a virtual machine; docs/performance.md).
+struct Handoffs {
+    /// (segment key, entry id, the connection's reader waker).
+    by_key: Mutex<Vec<(u32, u64, Waker<Segment>)>>,
+    next_id: AtomicU64,
+}
+
+static HANDOFFS: Handoffs = Handoffs {
+    by_key: Mutex::new(Vec::new()),
+    next_id: AtomicU64::new(1),
+};
+
+impl Handoffs {
+    /// Lists a connection; the id to [`remove`](Self::remove) it with (0:
+    /// not listed, its key unknown).
+    fn add(&self, key: u32, waker: Waker<Segment>) -> u64 {
+        if key == 0 {
+            return 0;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.by_key.lock().push((key, id, waker));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        if id != 0 {
+            let mut by_key = self.by_key.lock();
+            if let Some(at) = by_key.iter().position(|e| e.1 == id) {
+                by_key.swap_remove(at);
+            }
+        }
+    }
+
+    /// Wakes the reader of this process's connection `key`, if it has one
+    /// (a key from the server: one of another process, or none, wakes
+    /// nobody). The lock is not held through the wake-up.
+    fn wake(&self, key: u32) {
+        let waker = self
+            .by_key
+            .lock()
+            .iter()
+            .find(|e| e.0 == key)
+            .map(|e| e.2.clone());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
 
 /// Safety net on sleeps that have a waker anyway.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
@@ -213,6 +274,9 @@ pub(crate) struct ClientShm {
     out: Arc<ShmOut>,
     rx: Mutex<RxSide>,
     rx_waker: Waker<Segment>,
+    /// The segment's key, and its entry in [`HANDOFFS`].
+    key: u32,
+    listed: u64,
     /// The server is gone (the socket reported EOF).
     gone: AtomicBool,
     /// This side is closing the connection.
@@ -226,10 +290,18 @@ pub(crate) struct ClientShm {
     watcher: Notify,
 }
 
+impl Drop for ClientShm {
+    fn drop(&mut self) {
+        HANDOFFS.remove(self.listed);
+    }
+}
+
 impl ClientShm {
     pub(crate) fn new(segment: &Arc<Segment>) -> ClientShm {
         let consumer = Consumer::new(segment.clone(), Direction::ServerToClient);
         let rx_waker = consumer.waker();
+        let key = segment.key();
+        let listed = HANDOFFS.add(key, rx_waker.clone());
         ClientShm {
             out: Arc::new(ShmOut::new(segment, Direction::ClientToServer)),
             rx: Mutex::new(RxSide {
@@ -239,6 +311,8 @@ impl ClientShm {
                 spinner: Spinner::new(HOLDER_SPIN),
             }),
             rx_waker,
+            key,
+            listed,
             gone: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             writer_abort: Arc::new(AtomicBool::new(false)),
@@ -553,6 +627,13 @@ impl ClientShm {
                     || self.closing.load(Ordering::Acquire)
                     || core.is_dead()
             };
+            // The turn on the server's poller ended and the server named
+            // the connection whose turn begins: wake it here, on the core
+            // its thread will take from this one (the server wakes it
+            // itself if it has not sent a request within `HANDOFF_WAIT`).
+            if let Some(next) = consumer.peer_handoff().filter(|&k| k != self.key) {
+                HANDOFFS.wake(next);
+            }
             if let Err(e) = consumer.wait_for_data(Some(remaining), &abort) {
                 core.die(format!("the server's shared-memory ring is unusable: {e}"));
                 return;

@@ -107,6 +107,13 @@ pub struct ServerStats {
     /// Requests the shared poller answered: it serves busy shared-memory
     /// connections together once they outnumber the cores.
     pub shm_polled: u64,
+    /// Turns on the shared poller that the outgoing client handed to the
+    /// next one itself, waking it on its own core (docs/protocol.md,
+    /// "Turns").
+    pub shm_handoffs: u64,
+    /// Handed-over turns the next client did not take within 30 µs (the
+    /// outgoing one was not running to wake it): the poller woke it.
+    pub shm_handoffs_missed: u64,
     /// Shared-memory connections the shared poller serves now (their own
     /// threads wait meanwhile).
     pub shm_lent: usize,
@@ -228,6 +235,8 @@ impl Shared {
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
             shm_connections: self.shm_connections.load(Ordering::SeqCst),
             shm_polled: self.poller.polled(),
+            shm_handoffs: self.poller.handoffs().0,
+            shm_handoffs_missed: self.poller.handoffs().1,
             shm_lent: self.poller.lent(),
             shm_ring_bytes: if self
                 .proto_limits

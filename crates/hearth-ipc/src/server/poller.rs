@@ -28,7 +28,7 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
-use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, holder_here};
+use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here};
 use hearth_shm::SpinClaim;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -38,6 +38,14 @@ use std::time::{Duration, Instant};
 
 /// A ring idle this long goes back to its thread, which sleeps on it.
 const RETURN_IDLE: Duration = Duration::from_millis(1);
+
+/// How long a turn handed over by the client whose turn ended may take
+/// to begin (its successor's next request) before the poller wakes the
+/// successor itself: a handoff takes 5–15 µs here (the predecessor sees
+/// the name within a microsecond of its next look, wakes its successor on
+/// its own core and sleeps); the poller's own wake-up from its core costs
+/// ~20–35 µs on this VM (docs/performance.md).
+const HANDOFF_WAIT: Duration = Duration::from_micros(30);
 
 /// How long the poller thread waits for a ring before it exits.
 const LINGER: Duration = Duration::from_millis(50);
@@ -110,6 +118,12 @@ pub(crate) struct Poller {
     awake: AtomicUsize,
     /// Requests answered here since the server started.
     polled: AtomicU64,
+    /// Turns handed over by the client whose turn ended (it woke the next
+    /// holder itself) since the server started.
+    handoffs: AtomicU64,
+    /// Turns whose handoff did not come within [`HANDOFF_WAIT`] (the
+    /// poller woke the next holder itself).
+    handoffs_missed: AtomicU64,
     /// Rings on loan now (in the inbox or being served).
     lent: AtomicUsize,
     /// Loans made since the server started (each loan's id).
@@ -160,7 +174,9 @@ impl Lent {
     }
 
     fn hand_back(&mut self, then: Then) {
-        if let Some(ring) = self.ring.take() {
+        if let Some(mut ring) = self.ring.take() {
+            // A quiet start ends here: its thread answers as usual.
+            ring.end_quiet(None);
             let shared = ring.shared().clone();
             *self.back.slot.lock() = Some((ring, then));
             self.back.owner.unpark();
@@ -204,6 +220,28 @@ impl Poller {
     pub(super) fn lent(&self) -> usize {
         // Relaxed: a statistic.
         self.lent.load(Ordering::Relaxed)
+    }
+
+    /// Counts a turn the client whose turn ended handed over itself.
+    pub(super) fn count_handoff(&self) {
+        // Relaxed: a statistic.
+        self.handoffs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a handoff that did not come within [`HANDOFF_WAIT`].
+    pub(super) fn count_handoff_missed(&self) {
+        // Relaxed: a statistic.
+        self.handoffs_missed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Turns handed over by the clients themselves, and handoffs that did
+    /// not come in time, since the server started.
+    pub(super) fn handoffs(&self) -> (u64, u64) {
+        // Relaxed: statistics.
+        (
+            self.handoffs.load(Ordering::Relaxed),
+            self.handoffs_missed.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a request the poller is about to answer.
@@ -357,6 +395,9 @@ impl Serving {
                 self.owned.swap_remove(i).give_back(Then::Carry);
                 continue;
             }
+            if ring.end_quiet(Some(now)) {
+                ring.shared().poller.count_handoff_missed();
+            }
             if holder || self.turns.free_for(lent.group) {
                 ring.note_cpu_as(cpu);
                 client_elsewhere |= ring.client_elsewhere(cpu);
@@ -401,6 +442,8 @@ impl Serving {
                 .any(|l| l.group == group && l.waiting_since.is_some())
         });
         let mut granted = false;
+        // (the ring whose turn ended, the ring whose turn begins)
+        let mut handoffs: Vec<(u64, u64)> = Vec::new();
         loop {
             let turns = &self.turns;
             let waiting = self.owned.iter().enumerate().filter_map(|(k, l)| {
@@ -416,6 +459,12 @@ impl Serving {
             self.turns.grant(lent.id, lent.group, now);
             if let Some(ring) = lent.ring.as_ref() {
                 ring.note_cpu_as(cpu);
+                if ring.handoff_key() != 0
+                    && let Some(from) = handing_over(self.turns.ended(), lent.group)
+                    && !handoffs.iter().any(|&(f, _)| f == from)
+                {
+                    handoffs.push((from, lent.id));
+                }
             }
             granted = true;
         }
@@ -425,6 +474,36 @@ impl Serving {
                 let waits = !self.turns.holds(lent.id) && !self.turns.free_for(lent.group);
                 if let Some(ring) = lent.ring.as_ref().filter(|_| waits) {
                     ring.note_away();
+                }
+            }
+            // A turn whose slice ran out goes to the next client of its
+            // process through the outgoing client (if both can): it gets
+            // the successor's name where it would read "away", and the
+            // successor's waiting answer goes out without a wake-up.
+            for (from, to) in handoffs {
+                let key = self
+                    .owned
+                    .iter()
+                    .find(|l| l.id == to)
+                    .and_then(|l| l.ring.as_ref())
+                    .map_or(0, |r| r.handoff_key());
+                let Some(outgoing) = self
+                    .owned
+                    .iter()
+                    .find(|l| l.id == from)
+                    .and_then(|l| l.ring.as_ref())
+                    .filter(|r| r.handoff_key() != 0 && key != 0)
+                else {
+                    continue;
+                };
+                outgoing.hand_over(key);
+                if let Some(ring) = self
+                    .owned
+                    .iter_mut()
+                    .find(|l| l.id == to)
+                    .and_then(|l| l.ring.as_mut())
+                {
+                    ring.answer_quietly_until(now + HANDOFF_WAIT);
                 }
             }
         }
@@ -479,6 +558,13 @@ impl Serving {
                 continue;
             }
             let now = Instant::now();
+            for &i in &held {
+                if let Some(ring) = self.owned[i].ring.as_mut()
+                    && ring.end_quiet(Some(now))
+                {
+                    ring.shared().poller.count_handoff_missed();
+                }
+            }
             self.credit(&held, &mut answered, now);
             elsewhere = false;
             let mut here = None;

@@ -139,9 +139,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
         stream,
         segment,
         info,
+        hands_off,
     } = side;
     let out = Arc::new(ShmOut::new(&segment, Direction::ServerToClient));
     let consumer = Consumer::new(segment.clone(), Direction::ClientToServer);
+    let key = if hands_off { segment.key() } else { 0 };
     let stop = Arc::new(AtomicBool::new(false));
     let waker = consumer.waker();
     let (fwd, rx) = mpsc::channel(FORWARD_BUFFER);
@@ -188,6 +190,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
             reassembler: Reassembler::new(max_message),
             spinner: Spinner::new(SPIN),
             moved_at: None,
+            key,
+            quiet: None,
         });
         let spawned = std::thread::Builder::new()
             .name("hearth-shm-conn".into())
@@ -227,6 +231,21 @@ pub(super) struct RingThread {
     spinner: Spinner,
     /// When this thread last moved off the client's core.
     moved_at: Option<Instant>,
+    /// The segment's key when the client hands its turn over itself
+    /// (`ATTACH_HANDOFF`), else 0.
+    key: u32,
+    /// A turn begun by a handoff: answers go onto the ring without waking
+    /// the client, whom the client whose turn ended wakes.
+    quiet: Option<Quiet>,
+}
+
+/// The start of a turn handed over by the client whose turn ended.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    /// Wake the client anyway from then on (`HANDOFF_WAIT` after the grant).
+    until: Instant,
+    /// The waiting request has been answered (quietly).
+    answered: bool,
 }
 
 /// Why [`RingThread::serve`] returned.
@@ -415,15 +434,36 @@ impl RingThread {
             Err(e) => Polled::Return(Then::Corrupt(e)),
             Ok(false) if self.rx.is_closed() => Polled::Return(Then::Carry),
             Ok(false) => Polled::Empty,
-            Ok(true) => match self.quick_frame() {
-                Some(frame) => {
-                    // Counted before the answer (which signals the
-                    // server's counters) so that a waiter sees both.
-                    self.conn.shared.poller.count_polled();
-                    self.answer_here(frame)
+            Ok(true) => {
+                if self.quiet.is_some_and(|q| q.answered) {
+                    // Its client sent again after the quiet answer: the
+                    // client whose turn ended woke it.
+                    self.quiet = None;
+                    self.conn.shared.poller.count_handoff();
                 }
-                None => Polled::Return(Then::Record),
-            },
+                match self.quick_frame() {
+                    Some(frame) => {
+                        // Counted before the answer (which signals the
+                        // server's counters) so that a waiter sees both.
+                        self.conn.shared.poller.count_polled();
+                        let polled = self.answer_here(frame);
+                        if self.quiet.is_some_and(|q| !q.answered) {
+                            if self.out.reader_asleep() {
+                                if let Some(q) = self.quiet.as_mut() {
+                                    q.answered = true;
+                                }
+                            } else {
+                                // Awake already: it reads the answer
+                                // without anyone's wake-up; nothing to
+                                // hand over.
+                                self.quiet = None;
+                            }
+                        }
+                        polled
+                    }
+                    None => Polled::Return(Then::Record),
+                }
+            }
         }
     }
 
@@ -662,7 +702,51 @@ impl RingThread {
         if HEADER_LEN + frame.payload.len() > self.out.max_frame() {
             return Ok(false);
         }
-        Ok(matches!(self.out.try_send(frame)?, Pushed::Done))
+        let pushed = if self.quiet.is_some() {
+            self.out.try_send_quiet(frame)?
+        } else {
+            self.out.try_send(frame)?
+        };
+        Ok(matches!(pushed, Pushed::Done))
+    }
+
+    /// This connection's segment key if its client hands turns over
+    /// itself, else 0 (`ATTACH_HANDOFF`).
+    pub(super) fn handoff_key(&self) -> u32 {
+        self.key
+    }
+
+    /// The turn of this ring's client ended and the turn of the client of
+    /// segment `next` begins: asks this client to wake that one on its way
+    /// to sleep (the poller's "away", with a name).
+    pub(super) fn hand_over(&self, next: u32) {
+        self.rx.note_handoff(next);
+    }
+
+    /// This ring's turn begins by a handoff: the answer to the request
+    /// it waits with goes onto the ring without waking the client (the
+    /// client whose turn ended wakes it), until the client sends again or
+    /// `until`, whichever comes first ([`end_quiet`](Self::end_quiet)).
+    pub(super) fn answer_quietly_until(&mut self, until: Instant) {
+        self.quiet = Some(Quiet {
+            until,
+            answered: false,
+        });
+    }
+
+    /// Ends a quiet start that has run to its end at `now` (or at once,
+    /// with `None`: the ring goes back to its thread), waking the client
+    /// if it still sleeps — its predecessor did not wake it (it was not
+    /// running to see the name). True if a quiet start ended so.
+    pub(super) fn end_quiet(&mut self, now: Option<Instant>) -> bool {
+        match self.quiet {
+            Some(q) if now.is_none_or(|now| now >= q.until) => {
+                self.quiet = None;
+                self.out.notify();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Queues an answer for the writer task, which splits it and waits for

@@ -107,6 +107,33 @@ pub(super) struct Turns {
     slots: usize,
     slice: Duration,
     held: Vec<Held>,
+    /// The turns the last [`expire`](Turns::expire) ended.
+    ended: Vec<Ended>,
+}
+
+/// A turn that ended, as [`Turns::expire`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ended {
+    /// Its holder.
+    pub(super) id: u64,
+    /// Its client's process.
+    pub(super) group: u32,
+    /// It ended because its holder went quiet (else its slice was over).
+    pub(super) quiet: bool,
+}
+
+/// Which of the turns that just `ended` can hand over to a client of
+/// process `group` whose turn begins: one of the same process whose slice
+/// was over — its client was sending until now, so it is running and reads
+/// the name of its successor on its ring within microseconds, then wakes
+/// that client on its own core instead of the poller waking it from
+/// another (docs/protocol.md, "Turns"). Not one that went quiet: its
+/// client may not be running at all.
+pub(super) fn handing_over(ended: &[Ended], group: u32) -> Option<u64> {
+    ended
+        .iter()
+        .find(|e| e.group == group && !e.quiet)
+        .map(|e| e.id)
 }
 
 #[derive(Debug)]
@@ -151,6 +178,7 @@ impl Turns {
             slots: slots.max(1),
             slice,
             held: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -216,21 +244,36 @@ impl Turns {
 
     /// After a look at every ring at `now`: ends the turns of holders gone
     /// quiet, and of holders whose slice is over when `someone_waits` in
-    /// their process (else their slice starts again).
+    /// their process (else their slice starts again). The turns it ended
+    /// are [`ended`](Self::ended) until the next call.
     pub(super) fn expire(&mut self, now: Instant, someone_waits: impl Fn(u32) -> bool) {
         let slice = self.slice;
+        let ended = &mut self.ended;
+        ended.clear();
         self.held.retain_mut(|h| {
+            let end = |quiet| Ended {
+                id: h.id,
+                group: h.group,
+                quiet,
+            };
             if h.quiet(now) {
+                ended.push(end(true));
                 return false;
             }
             if now.duration_since(h.since) >= slice {
                 if someone_waits(h.group) {
+                    ended.push(end(false));
                     return false;
                 }
                 h.since = now;
             }
             true
         });
+    }
+
+    /// The turns the last [`expire`](Self::expire) ended.
+    pub(super) fn ended(&self) -> &[Ended] {
+        &self.ended
     }
 
     /// Which of the `waiting` rings gets the next turn: the one that began
@@ -308,6 +351,65 @@ mod tests {
         }
         turns.expire(at(t, 990), everybody);
         assert!(turns.holds(1));
+    }
+
+    #[test]
+    fn a_turn_whose_slice_ran_out_hands_over_to_its_own_process_only() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, at(t, 1000), 2);
+        turns.expire(at(t, 1000), everybody);
+        assert_eq!(
+            turns.ended(),
+            &[Ended {
+                id: 1,
+                group: APP,
+                quiet: false
+            }]
+        );
+        assert_eq!(handing_over(turns.ended(), APP), Some(1));
+        assert_eq!(
+            handing_over(turns.ended(), APP + 1),
+            None,
+            "a client of another process is woken by the poller"
+        );
+    }
+
+    #[test]
+    fn a_turn_that_went_quiet_hands_over_to_nobody() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, at(t, 10), 2);
+        turns.expire(at(t, 10) + TURN_IDLE, everybody);
+        assert!(!turns.holds(1));
+        assert_eq!(
+            turns.ended(),
+            &[Ended {
+                id: 1,
+                group: APP,
+                quiet: true
+            }]
+        );
+        assert_eq!(
+            handing_over(turns.ended(), APP),
+            None,
+            "its client may not be running to wake anyone"
+        );
+    }
+
+    #[test]
+    fn only_the_last_expire_s_endings_are_reported() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, at(t, 1000), 2);
+        turns.expire(at(t, 1000), everybody);
+        turns.grant(2, APP, at(t, 1000));
+        turns.expire(at(t, 1010), everybody);
+        assert!(turns.ended().is_empty());
+        assert_eq!(handing_over(turns.ended(), APP), None);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use super::socket::Handshaken;
 use super::{BoxFuture, FrameWriter, LinkError, LinkInfo, TransportKind};
 use crate::error::IpcError;
 use hearth_proto::{
-    ATTACH_OK, ATTACH_UNAVAILABLE, AttachConfirm, AttachOffer, AttachProbe, AttachRequest, Frame,
-    FrameHeader, UPGRADE_MESSAGE_LEN, probe_attach,
+    ATTACH_HANDOFF, ATTACH_OK, ATTACH_UNAVAILABLE, AttachConfirm, AttachOffer, AttachProbe,
+    AttachRequest, Frame, FrameHeader, UPGRADE_MESSAGE_LEN, probe_attach,
 };
 use hearth_shm::{
     Direction, Layout, MIN_SEGMENT_CAPACITY, Producer, RoomWaiter, Segment, ShmError, max_record,
@@ -66,6 +66,9 @@ pub(crate) struct ShmSide {
     pub(crate) stream: UnixStream,
     pub(crate) segment: Arc<Segment>,
     pub(crate) info: LinkInfo,
+    /// The client hands its turn over itself (its attach request's
+    /// `ATTACH_HANDOFF`; always true on the client's own side).
+    pub(crate) hands_off: bool,
 }
 
 /// The link information of a shared-memory connection: frames are limited
@@ -129,7 +132,15 @@ pub(crate) async fn client_upgrade(
         reason: format!("the connection failed while moving to shared memory: {e}"),
     };
     hs.stream
-        .write_all(&AttachRequest { ring_bytes: 0 }.encode())
+        .write_all(
+            &AttachRequest {
+                ring_bytes: 0,
+                // This client wakes the connection named on its ring when
+                // its turn ends (`client::shm`, `Handoffs`).
+                flags: ATTACH_HANDOFF,
+            }
+            .encode(),
+        )
         .await
         .map_err(disconnected)?;
     let (bytes, fd) = read_message_with_fd(&hs.stream)
@@ -179,6 +190,7 @@ pub(crate) async fn client_upgrade(
                 stream: hs.stream,
                 segment: Arc::new(segment),
                 info,
+                hands_off: true,
             }))
         }
         Err(e) if required => Err(upgrade_io("the segment cannot be used", e)),
@@ -313,6 +325,7 @@ where
                 stream: hs.stream,
                 segment: Arc::new(segment),
                 info,
+                hands_off: request.hands_off(),
             })
         }
         Ok(_) => {
@@ -369,6 +382,10 @@ impl ShmOut {
     /// Puts `frame` (at most [`max_frame`](Self::max_frame) bytes) on the
     /// ring and wakes the reader if it sleeps.
     pub(crate) fn try_send(&self, frame: &Frame) -> Result<Pushed, ShmError> {
+        self.push(frame, true)
+    }
+
+    fn push(&self, frame: &Frame, wake: bool) -> Result<Pushed, ShmError> {
         let header = FrameHeader {
             payload_len: u32::try_from(frame.payload.len()).unwrap_or(u32::MAX),
             ..frame.header
@@ -376,13 +393,33 @@ impl ShmOut {
         .encode();
         let mut producer = self.producer.lock();
         if producer.try_push(&[&header, &frame.payload])? {
-            producer.notify();
+            if wake {
+                producer.notify();
+            }
             Ok(Pushed::Done)
         } else {
             Ok(Pushed::Full {
                 head_seen: producer.head_seen(),
             })
         }
+    }
+
+    /// Puts `frame` on the ring as [`try_send`](Self::try_send) does,
+    /// without waking the reader: someone else will (a turn handed over by
+    /// the client itself), or [`notify`](Self::notify) later.
+    pub(crate) fn try_send_quiet(&self, frame: &Frame) -> Result<Pushed, ShmError> {
+        self.push(frame, false)
+    }
+
+    /// Whether the reader sleeps now (what [`notify`](Self::notify)
+    /// would wake).
+    pub(crate) fn reader_asleep(&self) -> bool {
+        self.producer.lock().consumer_asleep()
+    }
+
+    /// Wakes the reader if it sleeps.
+    pub(crate) fn notify(&self) {
+        self.producer.lock().notify();
     }
 
     /// Sleeps (at most `timeout`) until the reader moves past `head_seen`
