@@ -201,9 +201,9 @@ pub struct OpStats {
     pub others_pct: Option<f64>,
     /// The machine's floor ([`Machine::core_round_trip_ns`]) around this
     /// phase, nanoseconds: measured just before and just after it, the
-    /// larger of the two when they agree within [`SAME_SPEED`]; `None`
-    /// when they do not (the machine changed speed while the phase ran) or
-    /// it could not be measured. Phases are only comparable at one speed.
+    /// larger of the two when they agree within 25 %; `None` when they do
+    /// not (the machine changed speed while the phase ran) or it could not
+    /// be measured. Phases are only comparable at one speed.
     pub floor_ns: Option<u64>,
 }
 
