@@ -353,6 +353,14 @@ mod tests {
         assert!(turns.holds(1));
     }
 
+    fn ended(id: u64, quiet: bool) -> Ended {
+        Ended {
+            id,
+            group: APP,
+            quiet,
+        }
+    }
+
     #[test]
     fn a_turn_whose_slice_ran_out_hands_over_to_its_own_process_only() {
         let t = Instant::now();
@@ -360,14 +368,7 @@ mod tests {
         turns.grant(1, APP, t);
         turns.served(1, at(t, 1000), 2);
         turns.expire(at(t, 1000), everybody);
-        assert_eq!(
-            turns.ended(),
-            &[Ended {
-                id: 1,
-                group: APP,
-                quiet: false
-            }]
-        );
+        assert_eq!(turns.ended(), &[ended(1, false)]);
         assert_eq!(handing_over(turns.ended(), APP), Some(1));
         assert_eq!(
             handing_over(turns.ended(), APP + 1),
@@ -384,14 +385,7 @@ mod tests {
         turns.served(1, at(t, 10), 2);
         turns.expire(at(t, 10) + TURN_IDLE, everybody);
         assert!(!turns.holds(1));
-        assert_eq!(
-            turns.ended(),
-            &[Ended {
-                id: 1,
-                group: APP,
-                quiet: true
-            }]
-        );
+        assert_eq!(turns.ended(), &[ended(1, true)]);
         assert_eq!(
             handing_over(turns.ended(), APP),
             None,
