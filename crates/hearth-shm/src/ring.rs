@@ -88,13 +88,13 @@ const AWAY: u32 = u32::MAX;
 /// at 0x7FFF_FFFE).
 const HANDOFF: u32 = 1 << 31;
 
-/// Whether a `consumer_cpu` `report` names `cpu` (never when this side
-/// cannot say which core it is on).
 /// Whether `report` says "away": plain, or with a handoff ([`HANDOFF`]).
 fn is_away(report: u32) -> bool {
     report & HANDOFF != 0
 }
 
+/// Whether a `consumer_cpu` `report` names `cpu` (never when this side
+/// cannot say which core it is on).
 fn reports_cpu(report: u32, cpu: u32) -> bool {
     cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1)
 }
