@@ -580,6 +580,8 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
         "shm ring bytes",
         "shm served by the poller",
         "shm requests polled",
+        "shm turns handed over",
+        "shm handoffs missed",
     ] {
         assert!(r[l.len()..].iter().any(|x| x == row), "{row}: {r:?}");
     }
@@ -587,6 +589,8 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     assert_eq!(v["documents"], 4);
     assert_eq!(v["tombstones"], 1);
     assert!(v["server"]["connections"].as_u64() >= Some(1), "{v}");
+    assert!(v["server"]["shm_handoffs"].is_u64(), "{v}");
+    assert!(v["server"]["shm_handoffs_missed"].is_u64(), "{v}");
 }
 
 #[test]
