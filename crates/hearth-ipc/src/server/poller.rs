@@ -477,7 +477,11 @@ impl Serving {
                 }
             }
             // A turn whose slice ran out goes to the next client of its
-            // process through the outgoing client (if both can): it gets
+            // process through the outgoing client (if both can, and the
+            // outgoing one is waiting for an answer now, so that it reads
+            // the name within microseconds — a client between two calls,
+            // as a Node client often is for tens of microseconds, would
+            // leave its successor asleep until `HANDOFF_WAIT`): it gets
             // the successor's name where it would read "away", and the
             // successor's waiting answer goes out without a wake-up.
             for (from, to) in handoffs {
@@ -492,7 +496,7 @@ impl Serving {
                     .iter()
                     .find(|l| l.id == from)
                     .and_then(|l| l.ring.as_ref())
-                    .filter(|r| r.handoff_key() != 0 && key != 0)
+                    .filter(|r| r.handoff_key() != 0 && key != 0 && r.waiting())
                 else {
                     continue;
                 };
