@@ -711,6 +711,12 @@ fn a_turn_whose_slice_runs_out_is_handed_to_the_next_client_by_the_outgoing_one(
     // Threads of one process take turns on the shared poller; when a
     // turn's slice runs out the server names the next holder on the
     // outgoing client's ring, and that client wakes it before it sleeps.
+    if hearth_shm::cores() < 2 {
+        // The outgoing client and the poller share the one core: it reads
+        // the name only once the poller lets it run, too late to count.
+        eprintln!("one core: turns are not handed over between cores here; nothing to check");
+        return;
+    }
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();
     let threads = hearth_shm::cores() + 3;
