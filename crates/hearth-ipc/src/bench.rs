@@ -594,10 +594,9 @@ const SAME_SPEED: f64 = 1.25;
 /// `after` it, nanoseconds: the larger when they agree within
 /// [`SAME_SPEED`], else none (the speed changed while it ran).
 fn phase_floor(before: Option<Duration>, after: Option<Duration>) -> Option<u64> {
-    let (a, b) = (before?.as_nanos(), after?.as_nanos());
-    let (lo, hi) = (a.min(b), a.max(b));
-    let same = lo > 0 && hi as f64 <= lo as f64 * SAME_SPEED;
-    same.then(|| u64::try_from(hi).unwrap_or(u64::MAX))
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let (a, b) = (nanos(before?), nanos(after?));
+    same_speed(Some(a), Some(b)).then(|| a.max(b))
 }
 
 /// Whether two phases ran at one speed of the machine: both floors known
@@ -912,7 +911,9 @@ fn measure_transport(
     let mut get = phase(&clients, per_client, target.pid(), |c, _, i| {
         c.get_json(&keys[i % KEYS]).map(|_| ())
     })?;
-    get.floor_ns = phase_floor(before, core_round_trip_within(PHASE_FLOOR_BUDGET));
+    // The floor after the gets is also the one before the puts.
+    let between = core_round_trip_within(PHASE_FLOOR_BUDGET);
+    get.floor_ns = phase_floor(before, between);
     let put = if opts.puts {
         log(&format!(
             "{}: {} puts",
@@ -938,13 +939,12 @@ fn measure_transport(
                     .collect()
             })
             .collect();
-        let before = core_round_trip_within(PHASE_FLOOR_BUDGET);
         let mut put = phase(&clients, per_client, target.pid(), |c, who, i| {
             let mine = &put_keys[who];
             let (id, text) = &mine[i % mine.len()];
             c.put_json(id, &texts[*text]).map(|_| ())
         })?;
-        put.floor_ns = phase_floor(before, core_round_trip_within(PHASE_FLOOR_BUDGET));
+        put.floor_ns = phase_floor(between, core_round_trip_within(PHASE_FLOOR_BUDGET));
         Some(put)
     } else {
         None
