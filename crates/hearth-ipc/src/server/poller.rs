@@ -395,9 +395,7 @@ impl Serving {
                 self.owned.swap_remove(i).give_back(Then::Carry);
                 continue;
             }
-            if ring.end_quiet(Some(now)) {
-                ring.shared().poller.count_handoff_missed();
-            }
+            ring.end_quiet(Some(now));
             if holder || self.turns.free_for(lent.group) {
                 ring.note_cpu_as(cpu);
                 client_elsewhere |= ring.client_elsewhere(cpu);
@@ -442,8 +440,9 @@ impl Serving {
                 .any(|l| l.group == group && l.waiting_since.is_some())
         });
         let mut granted = false;
-        // (the ring whose turn ended, the ring whose turn begins)
-        let mut handoffs: Vec<(u64, u64)> = Vec::new();
+        // (the loan whose turn ended, the index in `owned` of the ring
+        // whose turn begins, that ring's segment key)
+        let mut handoffs: Vec<(u64, usize, u32)> = Vec::new();
         loop {
             let turns = &self.turns;
             let waiting = self.owned.iter().enumerate().filter_map(|(k, l)| {
@@ -459,11 +458,12 @@ impl Serving {
             self.turns.grant(lent.id, lent.group, now);
             if let Some(ring) = lent.ring.as_ref() {
                 ring.note_cpu_as(cpu);
-                if ring.handoff_key() != 0
+                let key = ring.handoff_key();
+                if key != 0
                     && let Some(from) = handing_over(self.turns.ended(), lent.group)
-                    && !handoffs.iter().any(|&(f, _)| f == from)
+                    && !handoffs.iter().any(|&(f, _, _)| f == from)
                 {
-                    handoffs.push((from, lent.id));
+                    handoffs.push((from, k, key));
                 }
             }
             granted = true;
@@ -484,29 +484,18 @@ impl Serving {
             // leave its successor asleep until `HANDOFF_WAIT`): it gets
             // the successor's name where it would read "away", and the
             // successor's waiting answer goes out without a wake-up.
-            for (from, to) in handoffs {
-                let key = self
-                    .owned
-                    .iter()
-                    .find(|l| l.id == to)
-                    .and_then(|l| l.ring.as_ref())
-                    .map_or(0, |r| r.handoff_key());
+            for (from, to, key) in handoffs {
                 let Some(outgoing) = self
                     .owned
                     .iter()
                     .find(|l| l.id == from)
                     .and_then(|l| l.ring.as_ref())
-                    .filter(|r| r.handoff_key() != 0 && key != 0 && r.waiting())
+                    .filter(|r| r.handoff_key() != 0 && r.waiting())
                 else {
                     continue;
                 };
                 outgoing.hand_over(key);
-                if let Some(ring) = self
-                    .owned
-                    .iter_mut()
-                    .find(|l| l.id == to)
-                    .and_then(|l| l.ring.as_mut())
-                {
+                if let Some(ring) = self.owned[to].ring.as_mut() {
                     ring.answer_quietly_until(now + HANDOFF_WAIT);
                 }
             }
@@ -563,10 +552,8 @@ impl Serving {
             }
             let now = Instant::now();
             for &i in &held {
-                if let Some(ring) = self.owned[i].ring.as_mut()
-                    && ring.end_quiet(Some(now))
-                {
-                    ring.shared().poller.count_handoff_missed();
+                if let Some(ring) = self.owned[i].ring.as_mut() {
+                    ring.end_quiet(Some(now));
                 }
             }
             self.credit(&held, &mut answered, now);

@@ -447,11 +447,11 @@ impl RingThread {
                         // server's counters) so that a waiter sees both.
                         self.conn.shared.poller.count_polled();
                         let polled = self.answer_here(frame);
-                        if self.quiet.is_some_and(|q| !q.answered) {
+                        if let Some(q) = self.quiet.as_mut()
+                            && !q.answered
+                        {
                             if self.out.reader_asleep() {
-                                if let Some(q) = self.quiet.as_mut() {
-                                    q.answered = true;
-                                }
+                                q.answered = true;
                             } else {
                                 // Awake already: it reads the answer
                                 // without anyone's wake-up; nothing to
@@ -734,19 +734,21 @@ impl RingThread {
         });
     }
 
-    /// Ends a quiet start that has run to its end at `now` (or at once,
-    /// with `None`: the ring goes back to its thread), waking the client
-    /// if it still sleeps — its predecessor did not wake it (it was not
-    /// running to see the name). True if a quiet start ended so.
-    pub(super) fn end_quiet(&mut self, now: Option<Instant>) -> bool {
-        match self.quiet {
-            Some(q) if now.is_none_or(|now| now >= q.until) => {
-                self.quiet = None;
-                self.out.notify();
-                true
-            }
-            _ => false,
+    /// Ends a quiet start that has run to its end at `now` — counted as a
+    /// missed handoff: its predecessor did not wake it (it was not running
+    /// to see the name) — or at once with `None` (the ring goes back to
+    /// its thread), waking the client if it still sleeps.
+    pub(super) fn end_quiet(&mut self, now: Option<Instant>) {
+        let Some(q) = self.quiet else {
+            return;
+        };
+        match now {
+            Some(now) if now < q.until => return,
+            Some(_) => self.conn.shared.poller.count_handoff_missed(),
+            None => {}
         }
+        self.quiet = None;
+        self.out.notify();
     }
 
     /// Queues an answer for the writer task, which splits it and waits for
