@@ -174,6 +174,13 @@ pub struct OpStats {
     pub secs: f64,
     /// Calls per second, all clients together.
     pub ops_per_sec: f64,
+    /// Calls per second while every client was busy
+    /// ([`busy_rate`]: from the moment the last of them began its
+    /// first call to the last answer of the first to finish): the rate of
+    /// *N busy clients*, without the start, when some have not called yet,
+    /// and the end, when some are done. `None` when there was no such
+    /// moment (a client finished before another began).
+    pub busy_ops_per_sec: Option<f64>,
     /// Median latency, nanoseconds.
     pub p50_ns: u64,
     /// 90th percentile, nanoseconds.
@@ -716,13 +723,14 @@ fn phase(
     let call = &call;
     let barrier = &barrier;
     let finished = &finished;
-    let (samples, secs, client_cpu, server_cpu, others, switches) = std::thread::scope(|scope| {
+    let measured = std::thread::scope(|scope| {
         let handles: Vec<_> = clients
             .iter()
             .enumerate()
             .map(|(c, client)| {
                 scope.spawn(move || -> Result<Spent, IpcError> {
                     let mut samples = Vec::with_capacity(per_client);
+                    let mut ends = Vec::with_capacity(per_client);
                     let sw0 = thread_switches();
                     barrier.wait();
                     let began = Instant::now();
@@ -733,6 +741,7 @@ fn phase(
                             call(client, c, i)?;
                             ended = Instant::now();
                             samples.push(ended.duration_since(t).as_nanos() as u64);
+                            ends.push(ended);
                             Ok::<(), IpcError>(())
                         })
                     }));
@@ -744,6 +753,7 @@ fn phase(
                         samples,
                         switched,
                         span: (began, ended),
+                        ends,
                     })
                 })
             })
@@ -758,12 +768,14 @@ fn phase(
         let mut client_sw = Some(0);
         let mut failed = None;
         let mut spans = Vec::with_capacity(clients.len());
+        let mut calls = Vec::with_capacity(clients.len());
         for h in handles {
             match h.join() {
                 Ok(Ok(spent)) => {
                     all.extend(spent.samples);
                     client_sw = client_sw.zip(spent.switched).map(|(a, b)| a + b);
                     spans.push(spent.span);
+                    calls.push((spent.span.0, spent.ends));
                 }
                 Ok(Err(e)) => failed = Some(e),
                 Err(_) => failed = Some(IpcError::Protocol("a benchmark client panicked".into())),
@@ -778,6 +790,7 @@ fn phase(
         // thread's interval, as they were taken.)
         let watched = start.elapsed();
         let secs = work_span(&spans).unwrap_or(watched).as_secs_f64();
+        let busy = busy_rate(&calls);
         let cpu = self_cpu() - cpu0;
         let server = match (server0, proc_cpu(server_pid)) {
             (Some(a), Some(b)) => Some(b - a),
@@ -788,12 +801,14 @@ fn phase(
         let others = others_pct(busy0, cpu + server.unwrap_or(0.0), watched.as_secs_f64());
         match failed {
             Some(e) => Err(e),
-            None => Ok((all, secs, cpu, server, others, switches)),
+            None => Ok((all, secs, busy, cpu, server, others, switches)),
         }
     })?;
-    Ok(OpStats::from_samples(
-        samples, secs, client_cpu, server_cpu, others, switches,
-    ))
+    let (samples, secs, busy, client_cpu, server_cpu, others, switches) = measured;
+    Ok(OpStats {
+        busy_ops_per_sec: busy,
+        ..OpStats::from_samples(samples, secs, client_cpu, server_cpu, others, switches)
+    })
 }
 
 /// How long clients that worked over `spans` (each from its first call
@@ -805,6 +820,31 @@ fn work_span(spans: &[(Instant, Instant)]) -> Option<Duration> {
     Some(ended.saturating_duration_since(began))
 }
 
+/// Calls per second while every one of the `clients` — each as when its
+/// first call began and when each of its answers came — was busy: from
+/// the moment the last of them began to the last answer of the first to
+/// finish, the answers in between over that time. `None` when there was
+/// no such moment or no answer in it.
+///
+/// Sixteen threads do not all begin at once (0.5–5 ms apart here) nor end
+/// at once (each finishing thread holds the server's turn until it has
+/// been silent a while, docs/design.md H3e): the phase's own rate counts
+/// both; this one is the rate of all of them busy, which is what "16 busy
+/// clients" means. With one client it is the phase's rate.
+fn busy_rate(clients: &[(Instant, Vec<Instant>)]) -> Option<f64> {
+    let from = clients.iter().map(|c| c.0).max()?;
+    let to = clients.iter().map(|c| c.1.last().copied()).min()??;
+    if to <= from {
+        return None;
+    }
+    let answers = clients
+        .iter()
+        .flat_map(|c| &c.1)
+        .filter(|&&t| t > from && t <= to)
+        .count();
+    (answers > 0).then(|| answers as f64 / to.duration_since(from).as_secs_f64())
+}
+
 /// What one benchmark client thread measured in a phase.
 struct Spent {
     /// Each call's latency in nanoseconds.
@@ -813,6 +853,8 @@ struct Spent {
     switched: Option<u64>,
     /// When its first call began and its last answer came.
     span: (Instant, Instant),
+    /// When each answer came.
+    ends: Vec<Instant>,
 }
 
 /// The clients' switches plus the server's when it runs in its own
@@ -842,6 +884,7 @@ impl OpStats {
             ops,
             secs,
             ops_per_sec: ops as f64 / secs.max(1e-9),
+            busy_ops_per_sec: None,
             p50_ns: percentile(&samples, 0.50),
             p90_ns: percentile(&samples, 0.90),
             p99_ns: percentile(&samples, 0.99),
@@ -1197,14 +1240,16 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
         let rounds: Vec<&[&Run]> = mine.chunks(counts.len()).collect();
         for (j, &count) in others.iter().enumerate() {
             // Each round's ratio, and whether its two phases ran at one speed.
-            let pick = |op: fn(&Run) -> Option<&OpStats>| -> Vec<(f64, bool)> {
+            let pick = |op: fn(&Run) -> Option<&OpStats>,
+                        rate: fn(&OpStats) -> Option<f64>|
+             -> Vec<(f64, bool)> {
                 rounds
                     .iter()
                     .filter_map(|round| {
                         let first = op(round.first()?)?;
                         let this = op(round.get(j + 1)?)?;
                         Some((
-                            this.ops_per_sec / first.ops_per_sec.max(1e-9),
+                            rate(this)? / rate(first)?.max(1e-9),
                             same_speed(first.floor_ns, this.floor_ns),
                         ))
                     })
@@ -1216,13 +1261,25 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
             } else {
                 String::new()
             };
-            let gets = pick(|r| Some(&r.get));
-            let puts = pick(|r| r.put.as_ref());
-            for (op, ratios) in [("gets", gets), ("puts", puts)] {
+            fn get(r: &Run) -> Option<&OpStats> {
+                Some(&r.get)
+            }
+            fn put(r: &Run) -> Option<&OpStats> {
+                r.put.as_ref()
+            }
+            let phase = |s: &OpStats| Some(s.ops_per_sec);
+            let busy = |s: &OpStats| s.busy_ops_per_sec;
+            let measures = [
+                ("gets/s", pick(get, phase)),
+                ("puts/s", pick(put, phase)),
+                ("gets/s while all busy", pick(get, busy)),
+                ("puts/s while all busy", pick(put, busy)),
+            ];
+            for (op, ratios) in measures {
                 let all = ratios.iter().map(|r| r.0).collect();
                 if let Some(times) = median(all) {
                     out.push(Ratio {
-                        what: format!("{transport} {op}/s: {count} ÷ {base} clients{of}"),
+                        what: format!("{transport} {op}: {count} ÷ {base} clients{of}"),
                         times,
                     });
                 }
@@ -1233,7 +1290,7 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
                 {
                     out.push(Ratio {
                         what: format!(
-                            "{transport} {op}/s: {count} ÷ {base} clients, the {kept} of {} rounds at one machine speed",
+                            "{transport} {op}: {count} ÷ {base} clients, the {kept} of {} rounds at one machine speed",
                             ratios.len()
                         ),
                         times,
@@ -1387,11 +1444,12 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
+            "{:<11} {:>7} {:<4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
             "transport",
             "clients",
             "op",
             "ops/s",
+            "all busy",
             "p50",
             "p90",
             "p99",
@@ -1407,11 +1465,12 @@ impl Report {
             for (op, stats) in rows {
                 let Some(s) = stats else { continue };
                 out.push_str(&format!(
-                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
+                    "{:<11} {:>7} {:<4} {:>10.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>7} {:>9}\n",
                     run.transport,
                     run.clients,
                     op,
                     s.ops_per_sec,
+                    s.busy_ops_per_sec.map_or("-".into(), |r| format!("{r:.0}")),
                     us(s.p50_ns),
                     us(s.p90_ns),
                     us(s.p99_ns),
@@ -1626,6 +1685,53 @@ mod tests {
         assert_eq!(work_span(&spans), Some(ms(100)));
         assert_eq!(work_span(&[(t + ms(5), t + ms(7))]), Some(ms(2)));
         assert_eq!(work_span(&[]), None);
+    }
+
+    #[test]
+    fn the_busy_rate_counts_the_answers_between_the_last_start_and_the_first_finish() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        // One began at 0 and answered at 1..=10 ms; another began at 4 and
+        // answered at 5..=8: both were busy from 4 to 8 ms, and the
+        // answers at 5, 6, 7 and 8 ms (each of both) came in between.
+        let clients = [
+            (ms(0), (1..=10).map(ms).collect::<Vec<_>>()),
+            (ms(4), (5..=8).map(ms).collect()),
+        ];
+        let rate = busy_rate(&clients).expect("both were busy for 4 ms");
+        assert!((rate - 8.0 / 0.004).abs() < 1e-6, "{rate}");
+    }
+
+    #[test]
+    fn one_client_s_busy_rate_is_its_own_and_none_without_a_moment_when_all_were_busy() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let alone = [(ms(0), (1..=4).map(ms).collect::<Vec<_>>())];
+        let rate = busy_rate(&alone).expect("one client is busy on its own");
+        assert!((rate - 1000.0).abs() < 1e-6, "{rate}");
+        let apart = [(ms(0), vec![ms(1), ms(2)]), (ms(3), vec![ms(4), ms(5)])];
+        assert_eq!(
+            busy_rate(&apart),
+            None,
+            "the first finished before the second began"
+        );
+        assert_eq!(busy_rate(&[(ms(0), Vec::new())]), None, "no answer at all");
+        assert_eq!(busy_rate(&[]), None);
+    }
+
+    #[test]
+    fn the_rate_while_all_were_busy_is_compared_as_the_phase_s_is() {
+        let mut runs = vec![run("shm", 1, 1000.0, None), run("shm", 16, 950.0, None)];
+        runs[0].get.busy_ops_per_sec = Some(1000.0);
+        runs[1].get.busy_ops_per_sec = Some(1020.0);
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let busy = find(&ratios, "shm gets/s while all busy: 16 ÷ 1 clients")
+            .expect("a ratio of the busy rates");
+        assert!((busy.times - 1.02).abs() < 1e-9, "{busy:?}");
+        assert!(
+            find(&ratios, "shm puts/s while all busy: 16 ÷ 1 clients").is_none(),
+            "no puts measured"
+        );
     }
 
     #[test]
