@@ -582,6 +582,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
         "shm requests polled",
         "shm turns handed over",
         "shm handoffs missed",
+        "shm turns ended asleep",
     ] {
         assert!(r[l.len()..].iter().any(|x| x == row), "{row}: {r:?}");
     }
@@ -591,6 +592,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     assert!(v["server"]["connections"].as_u64() >= Some(1), "{v}");
     assert!(v["server"]["shm_handoffs"].is_u64(), "{v}");
     assert!(v["server"]["shm_handoffs_missed"].is_u64(), "{v}");
+    assert!(v["server"]["shm_holders_asleep"].is_u64(), "{v}");
 }
 
 #[test]

@@ -743,6 +743,40 @@ fn a_turn_whose_slice_runs_out_is_handed_to_the_next_client_by_the_outgoing_one(
 }
 
 #[test]
+fn a_holder_whose_thread_went_to_sleep_loses_its_turn_without_waiting_out_the_silence() {
+    // Threads of one process take turns on the shared poller; each calls
+    // in bursts and sleeps in between (outside hearth, as a thread that
+    // finished its work does). The client says which thread calls; the
+    // server, finding it asleep, ends its turn before 50 µs of silence.
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({"n": 1})).unwrap();
+    let threads = hearth_shm::cores() + 3;
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let client = fx.client();
+            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+            let fx = &fx;
+            s.spawn(move || {
+                let mut bursts = 0u64;
+                while bursts < 20
+                    || (fx.server.stats().shm_holders_asleep == 0 && Instant::now() < deadline)
+                {
+                    for _ in 0..200 {
+                        assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    bursts += 1;
+                }
+            });
+        }
+    });
+    let stats = fx.server.stats();
+    assert!(stats.shm_holders_asleep > 0, "{stats:?}");
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
 fn more_busy_clients_than_cores_are_served_by_the_shared_poller() {
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();
@@ -890,6 +924,11 @@ fn a_scribbling_client_among_busy_ones_hurts_no_one() {
             raw.scribble(at as u64, &garbage.bytes(n));
             if i.is_multiple_of(2) {
                 raw.scribble(C2S_CTRL_OFFSET as u64, &garbage.bytes(128));
+            }
+            if i.is_multiple_of(3) {
+                // The thread the server may look at (`consumer_thread`):
+                // a forged one, none of this process's or one of them.
+                raw.scribble(S2C_CTRL_OFFSET as u64 + 140, &garbage.bytes(4));
             }
             raw.wake_server();
             drop(raw);

@@ -42,6 +42,8 @@ pub mod fuzzing;
 mod layout;
 #[cfg(not(loom))]
 mod mapped;
+#[cfg(not(loom))]
+mod peer_thread;
 mod placement;
 mod ring;
 #[cfg(not(loom))]
@@ -58,6 +60,8 @@ pub use layout::{
 };
 #[cfg(not(loom))]
 pub use mapped::MappedAppend;
+#[cfg(not(loom))]
+pub use peer_thread::{ThreadProbe, this_thread_id, thread_state};
 pub use placement::move_off;
 pub use ring::{
     Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter, Waker,
@@ -80,5 +84,6 @@ mod send_sync {
         assert_send_sync::<crate::Waker<crate::Segment>>();
         assert_send_sync::<crate::RoomWaiter<crate::Segment>>();
         assert_send_sync::<crate::ShmError>();
+        assert_send_sync::<crate::ThreadProbe>();
     }
 }

@@ -125,8 +125,9 @@ struct HeadLine {
     head: AtomicU64,
 }
 
-/// A futex word, the flag saying someone sleeps on it, and where the
-/// waiter runs: `wake` at +0, `sleeping` at +4, `cpu` at +8.
+/// A futex word, the flag saying someone sleeps on it, and where and as
+/// which thread the waiter runs: `wake` at +0, `sleeping` at +4, `cpu` at
+/// +8, `thread` at +12.
 #[repr(C, align(64))]
 struct WaitLine {
     wake: AtomicU32,
@@ -135,6 +136,10 @@ struct WaitLine {
     /// one (0: never reported). A hint for the peer's spinner, never
     /// trusted for anything else. Unused (zero) in the space line.
     cpu: AtomicU32,
+    /// In the data line: the kernel id of the thread that reads the ring
+    /// for its own calls (0: none, or not said). A hint for the peer's
+    /// scheduling, as `cpu`. Unused (zero) in the space line.
+    thread: AtomicU32,
 }
 
 /// A ring's control block: 256 bytes, four 64-byte lines.
@@ -147,6 +152,7 @@ struct WaitLine {
 /// | +128 | `data_wake` u32: futex the consumer sleeps on | producer (bumps) |
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
 /// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
+/// | +140 | `consumer_thread` u32: kernel id of the thread reading for its own calls (0: none or unknown), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -170,6 +176,8 @@ const _: () = {
     assert!(std::mem::offset_of!(RingCtrl, head) == 64);
     assert!(std::mem::offset_of!(RingCtrl, data_wait) == 128);
     assert!(std::mem::offset_of!(RingCtrl, space_wait) == 192);
+    assert!(std::mem::offset_of!(WaitLine, cpu) == 8);
+    assert!(std::mem::offset_of!(WaitLine, thread) == 12);
 };
 
 impl Default for RingCtrl {
@@ -203,11 +211,13 @@ impl RingCtrl {
                 wake: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
                 cpu: AtomicU32::new(0),
+                thread: AtomicU32::new(0),
             },
             space_wait: WaitLine {
                 wake: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
                 cpu: AtomicU32::new(0),
+                thread: AtomicU32::new(0),
             },
         }
     }
@@ -1196,6 +1206,46 @@ impl<M: RingMemory> Consumer<M> {
         }
         let report = self.peer_report();
         report != 0 && !is_away(report) && !reports_cpu(report, cpu)
+    }
+
+    /// Reports `thread` (a kernel thread id, [`this_thread_id`](crate::this_thread_id))
+    /// as the thread that reads this ring for its own calls — it sends its
+    /// next request as soon as it has read an answer — or `None`: no such
+    /// thread now (a reader that serves others' calls, as a background
+    /// reader does). Written only when it changes (the line is shared with
+    /// the peer). The server looks at that thread's state to tell a client
+    /// that stopped calling to sleep from one that was preempted
+    /// (docs/protocol.md, "Turns").
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// assert_eq!(server_in.peer_thread(), None, "never said");
+    /// client_in.note_thread(Some(4242));
+    /// assert_eq!(server_in.peer_thread(), Some(4242));
+    /// client_in.note_thread(None);
+    /// assert_eq!(server_in.peer_thread(), None);
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn note_thread(&self, thread: Option<u32>) {
+        let word = &self.ctrl().data_wait.thread;
+        let value = thread.unwrap_or(0);
+        // Relaxed: a scheduling hint, as `consumer_cpu` (`report`).
+        if word.load(Ordering::Relaxed) != value {
+            word.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The thread the peer last reported as reading for its own calls
+    /// ([`note_thread`](Self::note_thread)), if any. A hint: a forged
+    /// value names, at worst, another thread of the peer's process.
+    pub fn peer_thread(&self) -> Option<u32> {
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_thread`).
+        Some(peer.data_wait.thread.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
     /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].

@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 11] = [
+const SERVER_ROWS: [(&str, &str); 12] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -39,6 +39,7 @@ const SERVER_ROWS: [(&str, &str); 11] = [
     ("shm requests polled", "shm_polled"),
     ("shm turns handed over", "shm_handoffs"),
     ("shm handoffs missed", "shm_handoffs_missed"),
+    ("shm turns ended asleep", "shm_holders_asleep"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),

@@ -19,7 +19,9 @@
 //! segment key (`Handoffs`): a baton holder whose turn on the server's
 //! shared poller ended, told on its ring which connection's turn begins,
 //! wakes that one's reader on its own core before it sleeps
-//! (docs/protocol.md, "Turns").
+//! (docs/protocol.md, "Turns"); and reporting, on the ring, which thread
+//! reads for its own calls (a caller holding the baton; none while the
+//! background reader holds it), whose state the server may look at.
 //!
 //! Must never: let two threads read the ring at once (the baton), leave a
 //! caller parked with nobody reading for it (the leaving holder always
@@ -445,6 +447,9 @@ impl ClientShm {
                 return Err(WaitEnd::Dead);
             }
             if let Some(mut rx) = self.rx.try_lock() {
+                // This thread sends again once it has its answer: the
+                // server may look at its state (`note_thread`).
+                rx.consumer.note_thread(hearth_shm::this_thread_id());
                 // `hold` returns at the deadline at the latest.
                 self.hold(core, &mut rx, &|| slot.is_ready(), Some(deadline));
                 drop(rx);
@@ -481,6 +486,7 @@ impl ClientShm {
         let Some(mut rx) = self.rx.try_lock() else {
             return false;
         };
+        rx.consumer.note_thread(hearth_shm::this_thread_id());
         self.hold(core, &mut rx, done, Some(deadline));
         drop(rx);
         self.after_release(core);
@@ -693,6 +699,8 @@ fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
         let wanted = core.has_async_interest() && shm.n_parked.load(Ordering::Acquire) == 0;
         if wanted && let Some(mut rx) = shm.rx.try_lock() {
             shm.bg_holding.store(true, Ordering::Release);
+            // It reads for others' calls: no thread of its own to look at.
+            rx.consumer.note_thread(None);
             let done = || {
                 shm.closing.load(Ordering::Acquire)
                     || !core.has_async_interest()

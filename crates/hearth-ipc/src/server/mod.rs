@@ -114,6 +114,11 @@ pub struct ServerStats {
     /// Handed-over turns the next client did not take within 30 µs (the
     /// outgoing one was not running to wake it): the poller woke it.
     pub shm_handoffs_missed: u64,
+    /// Turns on the shared poller that ended early because the holder's
+    /// calling thread was found asleep outside hearth (it finished its
+    /// work, or blocks on something else) instead of after 50 µs of
+    /// silence (docs/design.md H3g).
+    pub shm_holders_asleep: u64,
     /// Shared-memory connections the shared poller serves now (their own
     /// threads wait meanwhile).
     pub shm_lent: usize,
@@ -237,6 +242,7 @@ impl Shared {
             shm_polled: self.poller.polled(),
             shm_handoffs: self.poller.handoffs().0,
             shm_handoffs_missed: self.poller.handoffs().1,
+            shm_holders_asleep: self.poller.holders_asleep(),
             shm_lent: self.poller.lent(),
             shm_ring_bytes: if self
                 .proto_limits

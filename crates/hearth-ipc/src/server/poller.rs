@@ -20,7 +20,8 @@
 //! that their threads sleep; a turn holder found on the poller's core
 //! gives its turn to one of its process's clients elsewhere, or the
 //! poller moves off the core (also when the holder is the only client
-//! it serves).
+//! it serves); a holder silent for `TURN_PEEK` has its calling thread's
+//! state looked at (`Lent::client_running`: asleep, its turn ends).
 //!
 //! Must never: block on a peer or the applier (it runs nothing that can:
 //! a write goes back to its thread while the store holds writers back),
@@ -29,7 +30,7 @@
 
 use super::shm::{Polled, RingThread, Then};
 use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here};
-use hearth_shm::SpinClaim;
+use hearth_shm::{SpinClaim, ThreadProbe};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +47,12 @@ const RETURN_IDLE: Duration = Duration::from_millis(1);
 /// its own core and sleeps); the poller's own wake-up from its core costs
 /// ~20–35 µs on this VM (docs/performance.md).
 const HANDOFF_WAIT: Duration = Duration::from_micros(30);
+
+/// A ring's client that reports a thread the poller has no probe for
+/// gets a new one at most this often (each open of `/proc/…/stat` costs
+/// the poller tens of microseconds; a client changing the thread it
+/// reports at every call would otherwise have it opening files).
+const PROBE_REOPEN: Duration = Duration::from_millis(1);
 
 /// How long the poller thread waits for a ring before it exits.
 const LINGER: Duration = Duration::from_millis(50);
@@ -124,6 +131,9 @@ pub(crate) struct Poller {
     /// Turns whose handoff did not come within [`HANDOFF_WAIT`] (the
     /// poller woke the next holder itself).
     handoffs_missed: AtomicU64,
+    /// Turns ended because the holder's calling thread was found asleep
+    /// (`TURN_PEEK`), before `TURN_IDLE`.
+    holders_asleep: AtomicU64,
     /// Rings on loan now (in the inbox or being served).
     lent: AtomicUsize,
     /// Loans made since the server started (each loan's id).
@@ -166,9 +176,42 @@ struct Lent {
     /// Its last turn ended at once because its client ran on the poller's
     /// core ([`Serving::leave_core`]).
     passed_over: bool,
+    /// The client's calling thread's `/proc` stat, once looked at.
+    probe: Option<ThreadProbe>,
+    /// When the last probe was opened (or tried).
+    probe_opened: Option<Instant>,
 }
 
 impl Lent {
+    /// Whether the thread the client says calls on this ring runs or waits
+    /// for a core, as of `now`: a holder silent for `TURN_PEEK`. True when
+    /// it cannot be looked at (no pid or thread reported, `/proc` closed,
+    /// a probe opened too recently: [`PROBE_REOPEN`]) and when a request
+    /// is on the ring by now (sent just before the thread slept, waiting
+    /// for its answer).
+    fn client_running(&mut self, now: Instant) -> bool {
+        let Some(ring) = self.ring.as_ref() else {
+            return true;
+        };
+        let (Some(pid), Some(thread)) = (ring.client_pid(), ring.client_thread()) else {
+            return true;
+        };
+        if self.probe.as_ref().is_none_or(|p| p.thread() != thread) {
+            if self
+                .probe_opened
+                .is_some_and(|at| now.duration_since(at) < PROBE_REOPEN)
+            {
+                return true;
+            }
+            self.probe_opened = Some(now);
+            self.probe = ThreadProbe::open(pid, thread).ok();
+        }
+        let Some(probe) = self.probe.as_ref() else {
+            return true;
+        };
+        probe.running().unwrap_or(true) || ring.waiting()
+    }
+
     fn give_back(mut self, then: Then) {
         self.hand_back(then);
     }
@@ -234,6 +277,19 @@ impl Poller {
         self.handoffs_missed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a turn ended because its holder's thread was asleep.
+    pub(super) fn count_holder_asleep(&self) {
+        // Relaxed: a statistic.
+        self.holders_asleep.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Turns ended because the holder's calling thread was found asleep
+    /// outside hearth, since the server started.
+    pub(super) fn holders_asleep(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.holders_asleep.load(Ordering::Relaxed)
+    }
+
     /// Turns handed over by the clients themselves, and handoffs that did
     /// not come in time, since the server started.
     pub(super) fn handoffs(&self) -> (u64, u64) {
@@ -277,6 +333,8 @@ impl Poller {
                 group,
                 waiting_since: None,
                 passed_over: false,
+                probe: None,
+                probe_opened: None,
             });
             // Release: pairs with the Acquire swap in `run`; the inbox's
             // lock orders the push itself.
@@ -432,6 +490,20 @@ impl Serving {
                     self.owned.swap_remove(i).give_back(then);
                 }
             }
+        }
+        // Holders silent for `TURN_PEEK`: a thread asleep outside hearth
+        // is not about to call, and its turn ends now (H3g).
+        let to_look: Vec<u64> = self.turns.to_look(now).collect();
+        for id in to_look {
+            let lent = self.owned.iter_mut().find(|l| l.id == id);
+            let running = lent.is_none_or(|l| {
+                let running = l.client_running(now);
+                if !running && let Some(ring) = l.ring.as_ref() {
+                    ring.shared().poller.count_holder_asleep();
+                }
+                running
+            });
+            self.turns.looked(id, running);
         }
         let owned = &self.owned;
         self.turns.expire(now, |group| {

@@ -542,6 +542,21 @@ impl RingThread {
         }
     }
 
+    /// The client's pid, where the socket's credentials gave one.
+    pub(super) fn client_pid(&self) -> Option<u32> {
+        self.conn
+            .info
+            .peer
+            .and_then(|p| p.pid)
+            .and_then(|pid| u32::try_from(pid).ok())
+    }
+
+    /// The thread the client says reads this ring for its own calls (a
+    /// hint, `Consumer::peer_thread`), if it says.
+    pub(super) fn client_thread(&self) -> Option<u32> {
+        self.rx.peer_thread()
+    }
+
     /// Tells the client that the poller serves other clients first: its
     /// answer is not coming soon, so it should sleep, not spin.
     pub(super) fn note_away(&self) {
