@@ -174,12 +174,12 @@ pub struct OpStats {
     pub secs: f64,
     /// Calls per second, all clients together.
     pub ops_per_sec: f64,
-    /// Calls per second while every client was busy
-    /// ([`busy_rate`]: from the moment the last of them began its
-    /// first call to the last answer of the first to finish): the rate of
-    /// *N busy clients*, without the start, when some have not called yet,
-    /// and the end, when some are done. `None` when there was no such
-    /// moment (a client finished before another began).
+    /// Calls per second while every client was busy (from the moment
+    /// the last of them began its first call to the last answer of the
+    /// first to finish): the rate of *N busy clients*, without the start,
+    /// when some have not called yet, and the end, when some are done.
+    /// `None` when there was no such moment (a client finished before
+    /// another began).
     pub busy_ops_per_sec: Option<f64>,
     /// Median latency, nanoseconds.
     pub p50_ns: u64,
