@@ -15,7 +15,8 @@ mod common;
 use common::{Fx, Kind, RawShm, child_ready, park_forever, spawn_child, with_test_handlers};
 use hearth_ipc::transport::TransportKind;
 use hearth_ipc::{
-    Client, ConnectOptions, IpcError, ListOptions, Server, TransportPreference, Within, WriteOp,
+    Client, ConnectOptions, IpcError, ListOptions, Server, ServerStats, TransportPreference,
+    Within, WriteOp,
 };
 use hearth_proto::{ErrorCode, FrameKind, Operation, decode_error_payload};
 use hearth_shm::{C2S_CTRL_OFFSET, HEADER_BYTES, S2C_CTRL_OFFSET};
@@ -706,6 +707,34 @@ fn while_crowded(fx: &Fx, rounds: u64, work: impl Fn(&Client, usize, u64) + Sync
     fx.server.stats().shm_polled
 }
 
+/// Runs `round(client)` on `cores() + 3` clients of their own, each on a
+/// thread of this process (so that they take turns on the shared poller),
+/// until each has done `rounds` rounds and the server's stats show
+/// `seen` (or `LONG` has passed); the stats then.
+fn taking_turns_until(
+    fx: &Fx,
+    rounds: u64,
+    seen: impl Fn(&ServerStats) -> bool + Sync,
+    round: impl Fn(&Client) + Sync,
+) -> ServerStats {
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for _ in 0..hearth_shm::cores() + 3 {
+            let client = fx.client();
+            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+            let (seen, round) = (&seen, &round);
+            s.spawn(move || {
+                let mut done = 0u64;
+                while done < rounds || (!seen(&fx.server.stats()) && Instant::now() < deadline) {
+                    round(&client);
+                    done += 1;
+                }
+            });
+        }
+    });
+    fx.server.stats()
+}
+
 #[test]
 fn a_turn_whose_slice_runs_out_is_handed_to_the_next_client_by_the_outgoing_one() {
     // Threads of one process take turns on the shared poller; when a
@@ -719,25 +748,12 @@ fn a_turn_whose_slice_runs_out_is_handed_to_the_next_client_by_the_outgoing_one(
     }
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();
-    let threads = hearth_shm::cores() + 3;
-    let deadline = Instant::now() + LONG;
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let client = fx.client();
-            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
-            let fx = &fx;
-            s.spawn(move || {
-                let mut calls = 0u64;
-                while calls < 2_000
-                    || (fx.server.stats().shm_handoffs == 0 && Instant::now() < deadline)
-                {
-                    assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
-                    calls += 1;
-                }
-            });
-        }
-    });
-    let stats = fx.server.stats();
+    let stats = taking_turns_until(
+        &fx,
+        2_000,
+        |s| s.shm_handoffs > 0,
+        |client| assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1}))),
+    );
     assert!(stats.shm_handoffs > 0, "{stats:?}");
     fx.server.shutdown().unwrap();
 }
@@ -750,28 +766,17 @@ fn a_holder_whose_thread_went_to_sleep_loses_its_turn_without_waiting_out_the_si
     // server, finding it asleep, ends its turn before 50 µs of silence.
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();
-    let threads = hearth_shm::cores() + 3;
-    let deadline = Instant::now() + LONG;
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let client = fx.client();
-            assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
-            let fx = &fx;
-            s.spawn(move || {
-                let mut bursts = 0u64;
-                while bursts < 20
-                    || (fx.server.stats().shm_holders_asleep == 0 && Instant::now() < deadline)
-                {
-                    for _ in 0..200 {
-                        assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                    bursts += 1;
-                }
-            });
-        }
-    });
-    let stats = fx.server.stats();
+    let stats = taking_turns_until(
+        &fx,
+        20,
+        |s| s.shm_holders_asleep > 0,
+        |client| {
+            for _ in 0..200 {
+                assert_eq!(client.get("doc").unwrap(), Some(json!({"n": 1})));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        },
+    );
     assert!(stats.shm_holders_asleep > 0, "{stats:?}");
     fx.server.shutdown().unwrap();
 }
