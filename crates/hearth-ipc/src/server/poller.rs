@@ -401,6 +401,14 @@ impl Poller {
     }
 }
 
+/// Whether a ring of process `group` among `owned` waits for a turn (as
+/// the last look at it found).
+fn waits_in(owned: &[Lent], group: u32) -> bool {
+    owned
+        .iter()
+        .any(|l| l.group == group && l.waiting_since.is_some())
+}
+
 /// The poller thread's rings and what it knows of them.
 struct Serving {
     owned: Vec<Lent>,
@@ -491,10 +499,12 @@ impl Serving {
                 }
             }
         }
-        // Holders silent for `TURN_PEEK`: a thread asleep outside hearth
-        // is not about to call, and its turn ends now (H3g).
-        let to_look: Vec<u64> = self.turns.to_look(now).collect();
-        for id in to_look {
+        // Holders silent for `TURN_PEEK` while another of their process
+        // waits: a thread asleep outside hearth is not about to call, and
+        // its turn ends now (H3g).
+        let owned = &self.owned;
+        let due = self.turns.looks_due(now, |group| waits_in(owned, group));
+        for id in due {
             let lent = self.owned.iter_mut().find(|l| l.id == id);
             let running = lent.is_none_or(|l| {
                 let running = l.client_running(now);
@@ -506,11 +516,7 @@ impl Serving {
             self.turns.looked(id, running);
         }
         let owned = &self.owned;
-        self.turns.expire(now, |group| {
-            owned
-                .iter()
-                .any(|l| l.group == group && l.waiting_since.is_some())
-        });
+        self.turns.expire(now, |group| waits_in(owned, group));
         let mut granted = false;
         // (the loan whose turn ended, the index in `owned` of the ring
         // whose turn begins, that ring's segment key)
