@@ -259,7 +259,7 @@ impl Turns {
     /// (`someone_waits`): ending a turn early gains nobody anything
     /// otherwise, and a look costs the poller ~3 µs — sixteen Node
     /// processes, each a process of one connection and each often silent
-    /// between calls, lost a fifth of their gets/s to looks. A holder due
+    /// between calls, lost about a sixth of their gets/s to looks. A holder due
     /// with nobody waiting counts as looked at and running (the old rule:
     /// [`TURN_IDLE`]).
     pub(super) fn looks_due(
