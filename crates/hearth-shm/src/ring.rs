@@ -99,6 +99,18 @@ fn reports_cpu(report: u32, cpu: u32) -> bool {
     cpu != UNKNOWN_CPU && report == cpu.wrapping_add(1)
 }
 
+/// Writes `value` into a hint `word` of the consumer's wait line
+/// (`consumer_cpu`, `consumer_thread`), only when it changes: the line is
+/// shared with the peer, and a store of the same value would still take
+/// it from the peer's cache.
+fn store_hint(word: &AtomicU32, value: u32) {
+    // Relaxed: a scheduling hint; nothing is published through it and a
+    // stale or forged value only changes how the peer schedules itself.
+    if word.load(Ordering::Relaxed) != value {
+        word.store(value, Ordering::Relaxed);
+    }
+}
+
 /// The CPU the calling thread runs on, or [`UNKNOWN_CPU`].
 /// (Under Miri, which cannot make the call, the platform cannot say.)
 fn current_cpu() -> u32 {
@@ -1071,12 +1083,7 @@ impl<M: RingMemory> Consumer<M> {
     /// Writes `hint` into this consumer's `consumer_cpu` word, only when it
     /// changes (the line is shared with the peer).
     fn report(&self, hint: u32) {
-        let word = &self.ctrl().data_wait.cpu;
-        // Relaxed: a scheduling hint; nothing is published through it and
-        // a stale or forged value only changes whether the peer spins.
-        if word.load(Ordering::Relaxed) != hint {
-            word.store(hint, Ordering::Relaxed);
-        }
+        store_hint(&self.ctrl().data_wait.cpu, hint);
     }
 
     /// Reports that this consumer is not reading its ring for now (the
@@ -1231,12 +1238,7 @@ impl<M: RingMemory> Consumer<M> {
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
     pub fn note_thread(&self, thread: Option<u32>) {
-        let word = &self.ctrl().data_wait.thread;
-        let value = thread.unwrap_or(0);
-        // Relaxed: a scheduling hint, as `consumer_cpu` (`report`).
-        if word.load(Ordering::Relaxed) != value {
-            word.store(value, Ordering::Relaxed);
-        }
+        store_hint(&self.ctrl().data_wait.thread, thread.unwrap_or(0));
     }
 
     /// The thread the peer last reported as reading for its own calls

@@ -536,8 +536,8 @@ impl RingThread {
     /// pid, or (where the platform cannot say) a value of this connection
     /// alone (above any pid).
     pub(super) fn client_process(&self) -> u32 {
-        match self.conn.info.peer.and_then(|p| p.pid) {
-            Some(pid) => pid.unsigned_abs(),
+        match self.client_pid() {
+            Some(pid) => pid,
             None => 1 << 31 | (self.conn.id as u32 & !(1 << 31)),
         }
     }
