@@ -188,7 +188,8 @@ impl Lent {
     /// it cannot be looked at (no pid or thread reported, `/proc` closed,
     /// a probe opened too recently: [`PROBE_REOPEN`]) and when a request
     /// is on the ring by now (sent just before the thread slept, waiting
-    /// for its answer).
+    /// for its answer). A thread found asleep is counted
+    /// (`shm_holders_asleep`).
     fn client_running(&mut self, now: Instant) -> bool {
         let Some(ring) = self.ring.as_ref() else {
             return true;
@@ -209,7 +210,11 @@ impl Lent {
         let Some(probe) = self.probe.as_ref() else {
             return true;
         };
-        probe.running().unwrap_or(true) || ring.waiting()
+        let running = probe.running().unwrap_or(true) || ring.waiting();
+        if !running {
+            ring.shared().poller.count_holder_asleep();
+        }
+        running
     }
 
     fn give_back(mut self, then: Then) {
@@ -506,13 +511,7 @@ impl Serving {
         let due = self.turns.looks_due(now, |group| waits_in(owned, group));
         for id in due {
             let lent = self.owned.iter_mut().find(|l| l.id == id);
-            let running = lent.is_none_or(|l| {
-                let running = l.client_running(now);
-                if !running && let Some(ring) = l.ring.as_ref() {
-                    ring.shared().poller.count_holder_asleep();
-                }
-                running
-            });
+            let running = lent.is_none_or(|l| l.client_running(now));
             self.turns.looked(id, running);
         }
         let owned = &self.owned;

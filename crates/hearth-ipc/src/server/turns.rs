@@ -6,8 +6,8 @@
 //! (one on 2 cores), each for a time slice, the others waiting in the
 //! order they began to wait (a client on the poller's own core a round
 //! later); a holder that goes quiet loses its turn at once (silent for
-//! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and a slice
-//! ends only when another client of its process waits. Other processes
+//! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
+//! a slice ends only when another client of its process waits. Other processes
 //! are never held back (a group is a process: [`Turns::free_for`]); and
 //! what the poller does about a holder on its own core ([`holder_here`]).
 //! Must never: hold a turn for a ring that is not being served (the poller
