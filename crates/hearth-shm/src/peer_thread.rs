@@ -109,7 +109,7 @@ impl ThreadProbe {
         let mut buf = [0u8; STAT_PREFIX];
         match read_at_start(&self.file, &mut buf) {
             Ok(n) => Ok(thread_state(&buf[..n]) == Some(b'R')),
-            Err(e) if e.raw_os_error() == Some(3) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => Ok(false),
             Err(e) => Err(e),
         }
     }
