@@ -1119,6 +1119,28 @@ fn bench_transport_measures_several_client_counts_in_turn_and_compares_them() {
         [1, 2, 1, 2],
         "alternated, round by round: {report:#}"
     );
+    // How each phase's answers were spread among its clients: one client's
+    // never changed hands, and no phase changed more often than it answered.
+    for run in report["runs"].as_array().expect("runs") {
+        for op in ["get", "put"] {
+            let spread = &run[op]["spread"];
+            let changes = spread["changes"].as_u64().expect("a count of changes");
+            assert!(changes < run[op]["ops"].as_u64().expect("ops"), "{run:#}");
+            assert!(
+                spread["changes_pct"]
+                    .as_f64()
+                    .is_some_and(|p| (0.0..=100.0).contains(&p)),
+                "{run:#}"
+            );
+            if run["clients"] == 1 {
+                assert_eq!(changes, 0, "one client: {run:#}");
+                assert!(
+                    spread["run_call_ns"].as_f64().is_some_and(|ns| ns > 0.0),
+                    "{run:#}"
+                );
+            }
+        }
+    }
     let ratios = report["ratios"].as_array().expect("ratios");
     for what in [
         "shm gets/s: 2 ÷ 1 clients (median of 2 rounds)",

@@ -212,6 +212,31 @@ pub struct OpStats {
     /// not (the machine changed speed while the phase ran) or it could not
     /// be measured. Phases are only comparable at one speed.
     pub floor_ns: Option<u64>,
+    /// How the answers were spread among the clients; `None` without an
+    /// answer.
+    pub spread: Option<Spread>,
+}
+
+/// How a phase's answers were spread among its clients, taken in the
+/// order they came (by the clients' clocks): in runs to one client at a
+/// time — busy clients of one process taking turns on the server's
+/// poller (docs/design.md, H3e) — or mixed. It says where a phase of
+/// several clients lost against one client's: in the changes from one
+/// client to another, or in the calls themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Answers that went to another client than the answer before them.
+    pub changes: u64,
+    /// The time from an answer to the next one when that went to another
+    /// client, all together, as a share of the phase, %.
+    pub changes_pct: f64,
+    /// The median of those times, nanoseconds.
+    pub change_p50_ns: u64,
+    /// The mean time from an answer to the next when both went to one
+    /// client, nanoseconds: a call plus the client's own time before it,
+    /// as the client makes them while it runs on its own (with one client,
+    /// every call). `None` when no two answers in a row went to one client.
+    pub run_call_ns: Option<f64>,
 }
 
 /// One transport's results.
@@ -788,6 +813,7 @@ fn phase(
         let watched = start.elapsed();
         let secs = work_span(&calls).unwrap_or(watched).as_secs_f64();
         let busy = busy_rate(&calls);
+        let spread = spread(&calls);
         let cpu = self_cpu() - cpu0;
         let server = match (server0, proc_cpu(server_pid)) {
             (Some(a), Some(b)) => Some(b - a),
@@ -798,12 +824,13 @@ fn phase(
         let others = others_pct(busy0, cpu + server.unwrap_or(0.0), watched.as_secs_f64());
         match failed {
             Some(e) => Err(e),
-            None => Ok((all, secs, busy, cpu, server, others, switches)),
+            None => Ok((all, secs, (busy, spread), cpu, server, others, switches)),
         }
     })?;
-    let (samples, secs, busy, client_cpu, server_cpu, others, switches) = measured;
+    let (samples, secs, (busy, spread), client_cpu, server_cpu, others, switches) = measured;
     Ok(OpStats {
         busy_ops_per_sec: busy,
+        spread,
         ..OpStats::from_samples(samples, secs, client_cpu, server_cpu, others, switches)
     })
 }
@@ -846,6 +873,43 @@ fn busy_rate(clients: &[(Instant, Vec<Instant>)]) -> Option<f64> {
     (answers > 0).then(|| answers as f64 / to.duration_since(from).as_secs_f64())
 }
 
+/// How the answers of `clients` — each as when its first call began and
+/// when each of its answers came — were spread among them ([`Spread`]):
+/// each answer is set against the one before it in time. `None` without
+/// an answer.
+fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
+    let mut answers: Vec<(Instant, usize)> = clients
+        .iter()
+        .enumerate()
+        .flat_map(|(c, (_, ends))| ends.iter().map(move |&t| (t, c)))
+        .collect();
+    if answers.is_empty() {
+        return None;
+    }
+    answers.sort_unstable();
+    let span = work_span(clients)?.as_nanos().max(1) as f64;
+    let mut changes: Vec<u64> = Vec::new();
+    let (mut runs, mut run_ns) = (0u64, 0u128);
+    for pair in answers.windows(2) {
+        let ((before, from), (after, to)) = (pair[0], pair[1]);
+        let took = after.duration_since(before).as_nanos();
+        if from == to {
+            runs += 1;
+            run_ns += took;
+        } else {
+            changes.push(u64::try_from(took).unwrap_or(u64::MAX));
+        }
+    }
+    let changed: u128 = changes.iter().map(|&n| u128::from(n)).sum();
+    changes.sort_unstable();
+    Some(Spread {
+        changes: changes.len() as u64,
+        changes_pct: changed as f64 * 100.0 / span,
+        change_p50_ns: percentile(&changes, 0.5),
+        run_call_ns: (runs > 0).then(|| run_ns as f64 / runs as f64),
+    })
+}
+
 /// What one benchmark client thread measured in a phase.
 struct Spent {
     /// Each call's latency in nanoseconds.
@@ -868,6 +932,16 @@ fn switches_total(clients: Option<u64>, server: Option<Option<u64>>) -> Option<u
 }
 
 impl OpStats {
+    /// Its [`Spread`] if its answers came in runs to one client at a time
+    /// (at most one in ten went to another client than the one before:
+    /// clients taking turns); `None` if they were mixed, as with clients
+    /// served at once, where a run's calls and the changes mean nothing.
+    fn in_runs(&self) -> Option<&Spread> {
+        self.spread
+            .as_ref()
+            .filter(|s| s.changes.saturating_mul(10) <= self.ops)
+    }
+
     /// The figures of one phase: per-call latencies in nanoseconds (any
     /// order), its wall time, and the CPU the client and server used.
     fn from_samples(
@@ -886,6 +960,7 @@ impl OpStats {
             secs,
             ops_per_sec: ops as f64 / secs.max(1e-9),
             busy_ops_per_sec: None,
+            spread: None,
             p50_ns: percentile(&samples, 0.50),
             p90_ns: percentile(&samples, 0.90),
             p99_ns: percentile(&samples, 0.99),
@@ -1270,11 +1345,14 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
             }
             let phase = |s: &OpStats| Some(s.ops_per_sec);
             let busy = |s: &OpStats| s.busy_ops_per_sec;
+            let in_runs = |s: &OpStats| s.in_runs()?.run_call_ns.map(|ns| 1e9 / ns.max(1e-9));
             let measures = [
                 ("gets/s", pick(get, phase)),
                 ("puts/s", pick(put, phase)),
                 ("gets/s while all busy", pick(get, busy)),
                 ("puts/s while all busy", pick(put, busy)),
+                ("gets/s within a client's run", pick(get, in_runs)),
+                ("puts/s within a client's run", pick(put, in_runs)),
             ];
             for (op, ratios) in measures {
                 let all = ratios.iter().map(|r| r.0).collect();
@@ -1495,6 +1573,7 @@ impl Report {
                 out.push_str(&format!("{:<28} {:>7}×\n", r.what, times));
             }
         }
+        out.push_str(&self.turns_text());
         for idle in &self.idle {
             out.push_str(&format!(
                 "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine (others: {})\nserver RSS: {} with 1 client, {} with {}\n",
@@ -1510,6 +1589,62 @@ impl Report {
                 mib(idle.server_rss_n),
                 idle.clients,
             ));
+        }
+        out
+    }
+
+    /// For each transport and count of several clients whose answers came
+    /// in runs to one client at a time ([`OpStats::in_runs`]): the share
+    /// of the phase that went to the changes from one client to another,
+    /// the median over rounds.
+    fn turns_text(&self) -> String {
+        let mut out = String::new();
+        let mut groups: Vec<(&str, usize)> = Vec::new();
+        for r in self.runs.iter().filter(|r| r.clients > 1) {
+            if !groups.contains(&(r.transport.as_str(), r.clients)) {
+                groups.push((r.transport.as_str(), r.clients));
+            }
+        }
+        for (transport, clients) in groups {
+            let runs: Vec<&Run> = self
+                .runs
+                .iter()
+                .filter(|r| r.transport == transport && r.clients == clients)
+                .collect();
+            let rounds = runs.len();
+            let of = if rounds > 1 {
+                format!("; median of {rounds} rounds")
+            } else {
+                String::new()
+            };
+            for (op, stats) in [
+                (
+                    "gets",
+                    runs.iter().map(|r| Some(&r.get)).collect::<Vec<_>>(),
+                ),
+                ("puts", runs.iter().map(|r| r.put.as_ref()).collect()),
+            ] {
+                let spreads: Vec<&Spread> =
+                    stats.iter().flatten().filter_map(|s| s.in_runs()).collect();
+                if spreads.is_empty() {
+                    continue;
+                }
+                let mid = |f: fn(&Spread) -> f64| median(spreads.iter().map(|s| f(s)).collect());
+                let (Some(pct), Some(n), Some(each)) = (
+                    mid(|s| s.changes_pct),
+                    mid(|s| s.changes as f64),
+                    mid(|s| s.change_p50_ns as f64),
+                ) else {
+                    continue;
+                };
+                out.push_str(&format!(
+                    "{transport} {op}, {clients} clients taking turns: {pct:.2} % of the phase went to changes from one client to another ({n:.0} changes, median {} each{of})\n",
+                    us(each as u64),
+                ));
+            }
+        }
+        if !out.is_empty() {
+            out.insert(0, '\n');
         }
         out
     }
@@ -1733,6 +1868,97 @@ mod tests {
             find(&ratios, "shm puts/s while all busy: 16 ÷ 1 clients").is_none(),
             "no puts measured"
         );
+    }
+
+    /// One client answered at 1, 2 and 3 ms, another at 5 and 6 ms, the
+    /// first again at 8 ms; both began at 0.
+    fn two_taking_turns() -> [(Instant, Vec<Instant>); 2] {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        [
+            (ms(0), vec![ms(1), ms(2), ms(3), ms(8)]),
+            (ms(0), vec![ms(5), ms(6)]),
+        ]
+    }
+
+    #[test]
+    fn the_spread_counts_each_answer_to_another_client_than_the_one_before() {
+        let s = spread(&two_taking_turns()).expect("there were answers");
+        // 3 → 5 and 6 → 8 ms: two changes, 4 of the phase's 8 ms.
+        assert_eq!(s.changes, 2);
+        assert!((s.changes_pct - 50.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.change_p50_ns, 2_000_000);
+        // 1 → 2, 2 → 3 and 5 → 6 ms: a millisecond a call within a run.
+        let run = s.run_call_ns.expect("answers in a row to one client");
+        assert!((run - 1e6).abs() < 1e-3, "{s:?}");
+    }
+
+    #[test]
+    fn one_client_s_spread_has_no_change_and_its_calls_are_its_run() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let s = spread(&[(ms(0), vec![ms(1), ms(3), ms(5)])]).expect("answers");
+        assert_eq!((s.changes, s.change_p50_ns), (0, 0));
+        assert_eq!(s.changes_pct, 0.0);
+        assert_eq!(s.run_call_ns, Some(2e6));
+        let single = spread(&[(ms(0), vec![ms(1)])]).expect("one answer");
+        assert_eq!(single.run_call_ns, None, "no two answers in a row");
+        assert_eq!(spread(&[(ms(0), Vec::new())]), None);
+        assert_eq!(spread(&[]), None);
+    }
+
+    /// `stats` with the spread of a phase of `ops` answers, `changes` of
+    /// them to another client than the one before, each call in a run
+    /// taking `run_ns`.
+    fn spread_stats(ops: u64, changes: u64, run_ns: f64) -> OpStats {
+        OpStats {
+            ops,
+            spread: Some(Spread {
+                changes,
+                changes_pct: 2.5,
+                change_p50_ns: 20_000,
+                run_call_ns: Some(run_ns),
+            }),
+            ..stats(1000.0)
+        }
+    }
+
+    #[test]
+    fn calls_within_runs_are_compared_only_where_the_clients_took_turns() {
+        let mut runs = vec![run("shm", 1, 1000.0, None), run("shm", 16, 950.0, None)];
+        runs[0].get = spread_stats(1000, 0, 1000.0);
+        runs[1].get = spread_stats(1000, 100, 800.0);
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let within = find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients")
+            .expect("one answer in ten to another client: runs");
+        assert!((within.times - 1.25).abs() < 1e-9, "{within:?}");
+        let text = Report {
+            machine: machine(),
+            doc_bytes: 200,
+            server_in_child: true,
+            runs: runs.clone(),
+            ratios,
+            idle: Vec::new(),
+        }
+        .to_text();
+        assert!(
+            text.contains("shm gets, 16 clients taking turns: 2.50 % of the phase went to changes from one client to another (100 changes, median 20.00 µs each)"),
+            "{text}"
+        );
+        // Mixed answers (clients served at once) have no runs to compare.
+        runs[1].get = spread_stats(1000, 101, 800.0);
+        let ratios = count_ratios(&runs, &[1, 16]);
+        assert!(find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients").is_none());
+        let text = Report {
+            machine: machine(),
+            doc_bytes: 200,
+            server_in_child: true,
+            runs,
+            ratios,
+            idle: Vec::new(),
+        }
+        .to_text();
+        assert!(!text.contains("taking turns"), "{text}");
     }
 
     #[test]
