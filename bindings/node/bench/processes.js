@@ -1,18 +1,21 @@
 #!/usr/bin/env node
 'use strict';
-// Many Node processes, one server: the throughput of sequential
+// Many Node clients, one server: the throughput of sequential
 // `await db.get(...)` and `await db.put(...)` calls made by 1, 4 and 16
 // client processes at once (each one connection, one call in flight), as
-// the windows, workers and helper processes of an app would make them.
-// Every child connects, warms up, and starts at the same instant; gets run
-// for --secs seconds, then puts (each child its own ids). Prints the total
-// per phase and each count's ratio to one process.
+// the windows, workers and helper processes of an app would make them —
+// or, with --threads, by as many worker threads of one process (each its
+// own connection), as an app's worker pool would. Every client connects,
+// warms up, and starts at the same instant; gets run for --secs seconds,
+// then puts (each client its own ids). Prints the total per phase, each
+// count's ratio to one client, and the slowest and fastest client's rate.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--json]
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
 const { fork } = require('node:child_process');
+const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
 const { machine, runtimeDir } = require('./common');
@@ -28,6 +31,8 @@ const PROCS = option('--procs', '1,4,16')
   .filter((n) => Number.isInteger(n) && n > 0);
 const SECS = Number(option('--secs', 3));
 const JSON_OUT = args.includes('--json');
+const THREADS = args.includes('--threads');
+const KIND = THREADS ? 'threads' : 'processes';
 const DOCS = 100;
 
 /** A child: one connection, then gets and puts from `startAt` for SECS each. */
@@ -55,12 +60,17 @@ async function child(channel, startAt, who) {
   return { gets, puts, transport };
 }
 
+/** Runs one client: a child process, or with --threads a worker thread. */
 function runChild(channel, startAt, who) {
+  const childArgs = ['--child', channel, String(startAt), String(who), '--secs', String(SECS)];
   return new Promise((resolve, reject) => {
-    const c = fork(__filename, ['--child', channel, String(startAt), String(who), '--secs', String(SECS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const c = THREADS
+      ? new Worker(__filename, { argv: childArgs })
+      : fork(__filename, childArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     c.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)));
+    c.once('error', reject);
     c.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`client process exited with ${code}`));
+      if (code !== 0) reject(new Error(`client ${THREADS ? 'thread' : 'process'} exited with ${code}`));
     });
   });
 }
@@ -82,7 +92,7 @@ async function main() {
       const startAt = Date.now() + 1500 + n * 80;
       const results = await Promise.all(Array.from({ length: n }, (_, i) => runChild(channel, startAt, i)));
       rows.push({
-        processes: n,
+        clients: n,
         transport: results[0].transport,
         gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
         puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
@@ -95,28 +105,39 @@ async function main() {
     fs.rmSync(runtime, { recursive: true, force: true });
   }
   if (JSON_OUT) {
-    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, rows }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, rows }, null, 2)}\n`);
     return;
   }
   const f = (x) => Math.round(x).toLocaleString('en-US').padStart(9);
   const range = (xs) => `${Math.round(Math.min(...xs)).toLocaleString('en-US')}–${Math.round(Math.max(...xs)).toLocaleString('en-US')}`;
-  console.log(`client processes against one server: sequential await get, then await put, ${SECS} s each, all processes at once`);
+  const who = THREADS ? 'worker threads of one process' : 'client processes';
+  console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once`);
   console.log(`machine: ${m.cpu} · nproc ${m.nproc} · Linux ${m.kernel} · Node ${m.node} · load ${m.load}`);
   console.log('');
-  console.log(`${'processes'.padStart(9)} ${'transport'.padEnd(9)} ${'gets/s'.padStart(9)} ${'÷ 1 proc'.padStart(8)} ${'per process'.padStart(17)}  ${'puts/s'.padStart(9)} ${'÷ 1 proc'.padStart(8)} ${'per process'.padStart(17)}`);
-  const one = rows.find((r) => r.processes === 1);
+  const each = THREADS ? 'per thread' : 'per process';
+  console.log(`${KIND.padStart(9)} ${'transport'.padEnd(9)} ${'gets/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}  ${'puts/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}`);
+  const one = rows.find((r) => r.clients === 1);
   const ratio = (x, base) => (base ? `${(x / base).toFixed(2)}×`.padStart(8) : '       ?');
   for (const r of rows) {
     console.log(
-      `${String(r.processes).padStart(9)} ${String(r.transport).padEnd(9)} ${f(r.gets)} ${ratio(r.gets, one && one.gets)} ${range(r.getsEach).padStart(17)}  ${f(r.puts)} ${ratio(r.puts, one && one.puts)} ${range(r.putsEach).padStart(17)}`,
+      `${String(r.clients).padStart(9)} ${String(r.transport).padEnd(9)} ${f(r.gets)} ${ratio(r.gets, one && one.gets)} ${range(r.getsEach).padStart(17)}  ${f(r.puts)} ${ratio(r.puts, one && one.puts)} ${range(r.putsEach).padStart(17)}`,
     );
   }
 }
 
 if (args[0] === '--child') {
+  // A child process answers over its IPC channel, a worker thread to its
+  // parent port (and then ends on its own: its connection is closed).
+  const reply = (m, code) => {
+    if (isMainThread) process.send(m, () => process.exit(code));
+    else {
+      parentPort.postMessage(m);
+      if (code !== 0) process.exit(code);
+    }
+  };
   child(args[1], Number(args[2]), Number(args[3])).then(
-    (r) => process.send(r, () => process.exit(0)),
-    (e) => process.send({ error: e.stack || String(e) }, () => process.exit(1)),
+    (r) => reply(r, 0),
+    (e) => reply({ error: e.stack || String(e) }, 1),
   );
 } else {
   main().catch((e) => {

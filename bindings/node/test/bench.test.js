@@ -55,13 +55,16 @@ test('--fresh N measures N first rounds, each in a fresh process', needsServe, a
   }
 });
 
-test('the processes benchmark measures each process count', needsServe, async () => {
-  const out = await bench(['--procs', '1,3', '--secs', '0.3'], PROCESSES);
-  assert.deepEqual(out.rows.map((r) => r.processes), [1, 3]);
-  for (const r of out.rows) {
-    assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
-    assert.equal(r.getsEach.length, r.processes);
-    assert.ok(r.getsEach.every(rate) && r.putsEach.every(rate), JSON.stringify(r));
-    assert.equal(typeof r.transport, 'string');
-  }
-});
+for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
+  test(`the processes benchmark measures each count of client ${kind}`, needsServe, async () => {
+    const out = await bench(['--procs', '1,3', '--secs', '0.3', ...extra], PROCESSES);
+    assert.equal(out.kind, kind);
+    assert.deepEqual(out.rows.map((r) => r.clients), [1, 3]);
+    for (const r of out.rows) {
+      assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
+      assert.equal(r.getsEach.length, r.clients);
+      assert.ok(r.getsEach.every(rate) && r.putsEach.every(rate), JSON.stringify(r));
+      assert.equal(typeof r.transport, 'string');
+    }
+  });
+}
