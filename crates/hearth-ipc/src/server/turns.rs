@@ -513,6 +513,15 @@ mod tests {
         turns
     }
 
+    /// A holder granted at `t` whose first answer (to the request it sent
+    /// before its turn) went out at `t`: woken, it has not sent yet.
+    fn woken_at(t: Instant) -> Turns {
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, APP, t);
+        turns.served(1, t, 1);
+        turns
+    }
+
     #[test]
     fn a_holder_silent_for_the_peek_is_due_for_one_look_at_its_thread() {
         let t = Instant::now();
@@ -591,9 +600,7 @@ mod tests {
     #[test]
     fn a_woken_holder_is_not_looked_at_before_it_sends_in_its_turn() {
         let t = Instant::now();
-        let mut turns = Turns::new(1, SLICE);
-        turns.grant(1, APP, t);
-        turns.served(1, t, 1);
+        let mut turns = woken_at(t);
         // Its thread was asleep for its turn and may not have run yet.
         assert!(turns.looks_due(at(t, 400), everybody).is_empty());
         assert!(!turns.due(at(t, 400)));
@@ -602,9 +609,7 @@ mod tests {
     #[test]
     fn a_new_holder_has_longer_to_send_its_next_request() {
         let t = Instant::now();
-        let mut turns = Turns::new(1, SLICE);
-        turns.grant(1, APP, t);
-        turns.served(1, t, 1);
+        let mut turns = woken_at(t);
         assert!(!turns.due(at(t, 499)), "woken, it has TURN_WAKE");
         assert!(turns.due(at(t, 500)));
         turns.expire(at(t, 500), nobody);
