@@ -9,8 +9,11 @@
 // warms up, and starts at the same instant; gets run for --secs seconds,
 // then puts (each client its own ids). Prints the total per phase, each
 // count's ratio to one client, and the slowest and fastest client's rate.
+// --budget MS gives every client that fastPathBudget (default: the
+// client's own, 1 ms): how long a call waits on the client's thread before
+// its answer comes through the event loop instead.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--json]
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--budget MS] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -33,12 +36,23 @@ const SECS = Number(option('--secs', 3));
 const JSON_OUT = args.includes('--json');
 const THREADS = args.includes('--threads');
 const KIND = THREADS ? 'threads' : 'processes';
+const BUDGET = args.includes('--budget') ? budgetOption(option('--budget')) : undefined;
 const DOCS = 100;
+
+/** --budget's value: a non-negative number of milliseconds, else exit 2. */
+function budgetOption(v) {
+  const ms = Number(v);
+  if (v === undefined || v.trim() === '' || !Number.isFinite(ms) || ms < 0) {
+    console.error(`--budget must be a non-negative number of milliseconds (the clients' fastPathBudget), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return ms;
+}
 
 /** A child: one connection, then gets and puts from `startAt` for SECS each. */
 async function child(channel, startAt, who) {
   const { LocalFirst } = require('..');
-  const db = new LocalFirst({ mode: 'ipc', channelName: channel });
+  const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET });
   await db.connect();
   for (let i = 0; i < 2000; i++) await db.get(`doc:${i % DOCS}`);
   const phase = async (until, call) => {
@@ -63,6 +77,7 @@ async function child(channel, startAt, who) {
 /** Runs one client: a child process, or with --threads a worker thread. */
 function runChild(channel, startAt, who) {
   const childArgs = ['--child', channel, String(startAt), String(who), '--secs', String(SECS)];
+  if (BUDGET !== undefined) childArgs.push('--budget', String(BUDGET));
   return new Promise((resolve, reject) => {
     const c = THREADS
       ? new Worker(__filename, { argv: childArgs })
@@ -105,13 +120,14 @@ async function main() {
     fs.rmSync(runtime, { recursive: true, force: true });
   }
   if (JSON_OUT) {
-    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, rows }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, budget: BUDGET ?? null, rows }, null, 2)}\n`);
     return;
   }
   const f = (x) => Math.round(x).toLocaleString('en-US').padStart(9);
   const range = (xs) => `${Math.round(Math.min(...xs)).toLocaleString('en-US')}–${Math.round(Math.max(...xs)).toLocaleString('en-US')}`;
   const who = THREADS ? 'worker threads of one process' : 'client processes';
-  console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once`);
+  const budget = BUDGET === undefined ? '' : `, fastPathBudget ${BUDGET} ms`;
+  console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once${budget}`);
   console.log(`machine: ${m.cpu} · nproc ${m.nproc} · Linux ${m.kernel} · Node ${m.node} · load ${m.load}`);
   console.log('');
   const each = THREADS ? 'per thread' : 'per process';

@@ -22,6 +22,15 @@ function bench(args, script = SCRIPT) {
   });
 }
 
+/** Runs `script` with `args`, for the exit code and stderr of a refusal. */
+function benchFails(args, script) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [script, ...args], { timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ code: err ? err.code : 0, stderr });
+    });
+  });
+}
+
 const rate = (x) => typeof x === 'number' && Number.isFinite(x) && x > 0;
 
 test('the median of an even count is the mean of the middle two, as hearth bench says', () => {
@@ -59,6 +68,7 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
   test(`the processes benchmark measures each count of client ${kind}`, needsServe, async () => {
     const out = await bench(['--procs', '1,3', '--secs', '0.3', ...extra], PROCESSES);
     assert.equal(out.kind, kind);
+    assert.equal(out.budget, null, 'the clients keep their own fast-path budget unless --budget is given');
     assert.deepEqual(out.rows.map((r) => r.clients), [1, 3]);
     for (const r of out.rows) {
       assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
@@ -68,3 +78,22 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
     }
   });
 }
+
+test('--budget gives every client of the processes benchmark that fast-path budget', needsServe, async () => {
+  const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20'], PROCESSES);
+  assert.equal(out.budget, 20);
+  assert.ok(out.rows[0].getsEach.every(rate), JSON.stringify(out.rows[0]));
+});
+
+test('--budget refuses what is not a non-negative number of milliseconds, before any client starts', async () => {
+  for (const [args, said] of [
+    [['--budget', '-1'], '"-1"'],
+    [['--budget', 'soon'], '"soon"'],
+    [['--budget'], 'nothing'],
+  ]) {
+    const { code, stderr } = await benchFails(args, PROCESSES);
+    assert.equal(code, 2, `exit code for ${args.join(' ')}`);
+    assert.match(stderr, /--budget must be a non-negative number of milliseconds/);
+    assert.ok(stderr.includes(`not ${said}`), stderr);
+  }
+});
