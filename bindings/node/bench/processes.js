@@ -70,8 +70,10 @@ async function child(channel, startAt, who) {
   while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
   const puts = await phase(putAt + SECS * 1000, (n) => db.put(`p${who}:${n}`, { value: n }));
   const transport = db.transport;
+  // The budget the client took (LocalFirst's own field: what it applies).
+  const budget = db._budgetMs;
   await db.close();
-  return { gets, puts, transport };
+  return { gets, puts, transport, budget };
 }
 
 /** Runs one client: a child process, or with --threads a worker thread. */
@@ -109,6 +111,7 @@ async function main() {
       rows.push({
         clients: n,
         transport: results[0].transport,
+        budgets: [...new Set(results.map((r) => r.budget))],
         gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
         puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
         getsEach: results.map((r) => r.gets / SECS),

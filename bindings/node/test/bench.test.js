@@ -69,6 +69,7 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
     const out = await bench(['--procs', '1,3', '--secs', '0.3', ...extra], PROCESSES);
     assert.equal(out.kind, kind);
     assert.equal(out.budget, null, 'the clients keep their own fast-path budget unless --budget is given');
+    for (const r of out.rows) assert.deepEqual(r.budgets, [1], 'the default budget, 1 ms');
     assert.deepEqual(out.rows.map((r) => r.clients), [1, 3]);
     for (const r of out.rows) {
       assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
@@ -82,6 +83,7 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
 test('--budget gives every client of the processes benchmark that fast-path budget', needsServe, async () => {
   const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20'], PROCESSES);
   assert.equal(out.budget, 20);
+  assert.deepEqual(out.rows[0].budgets, [20], 'every client took the budget');
   assert.ok(out.rows[0].getsEach.every(rate), JSON.stringify(out.rows[0]));
 });
 
