@@ -154,6 +154,12 @@ export interface LocalFirstOptions {
   fastPath?: boolean;
   /** Longest a fast-path call waits on the main thread, in ms (1); a later answer comes through a pending promise. */
   fastPathBudget?: number;
+  /**
+   * Longest a fast-path call goes on waiting on its thread, past the budget, while the server
+   * answers it only in its turn (other connections of this process are busy), in ms: 0 on the
+   * main thread, 50 in a worker thread.
+   */
+  fastPathTurnWait?: number;
 }
 
 /** An async iterator over a stream; `close()` ends it. */

@@ -11,9 +11,12 @@
 // count's ratio to one client, and the slowest and fastest client's rate.
 // --budget MS gives every client that fastPathBudget (default: the
 // client's own, 1 ms): how long a call waits on the client's thread before
-// its answer comes through the event loop instead.
+// its answer comes through the event loop instead; --turn-wait MS that
+// fastPathTurnWait (default: 50 ms in a worker thread, 0 in a process's
+// main thread): how long past the budget it goes on waiting there while
+// the server answers it only in its turn.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--budget MS] [--json]
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--budget MS] [--turn-wait MS] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -36,14 +39,16 @@ const SECS = Number(option('--secs', 3));
 const JSON_OUT = args.includes('--json');
 const THREADS = args.includes('--threads');
 const KIND = THREADS ? 'threads' : 'processes';
-const BUDGET = args.includes('--budget') ? budgetOption(option('--budget')) : undefined;
+const BUDGET = args.includes('--budget') ? msOption('--budget', 'fastPathBudget') : undefined;
+const TURN_WAIT = args.includes('--turn-wait') ? msOption('--turn-wait', 'fastPathTurnWait') : undefined;
 const DOCS = 100;
 
-/** --budget's value: a non-negative number of milliseconds, else exit 2. */
-function budgetOption(v) {
+/** An option's value: a non-negative number of milliseconds, else exit 2. */
+function msOption(name, what) {
+  const v = option(name);
   const ms = Number(v);
   if (v === undefined || v.trim() === '' || !Number.isFinite(ms) || ms < 0) {
-    console.error(`--budget must be a non-negative number of milliseconds (the clients' fastPathBudget), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    console.error(`${name} must be a non-negative number of milliseconds (the clients' ${what}), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
     process.exit(2);
   }
   return ms;
@@ -52,7 +57,7 @@ function budgetOption(v) {
 /** A child: one connection, then gets and puts from `startAt` for SECS each. */
 async function child(channel, startAt, who) {
   const { LocalFirst } = require('..');
-  const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET });
+  const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET, fastPathTurnWait: TURN_WAIT });
   await db.connect();
   for (let i = 0; i < 2000; i++) await db.get(`doc:${i % DOCS}`);
   const phase = async (until, call) => {
@@ -70,16 +75,18 @@ async function child(channel, startAt, who) {
   while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
   const puts = await phase(putAt + SECS * 1000, (n) => db.put(`p${who}:${n}`, { value: n }));
   const transport = db.transport;
-  // The budget the client took (LocalFirst's own field: what it applies).
+  // What the client took (LocalFirst's own fields: what it applies).
   const budget = db._budgetMs;
+  const turnWait = db._connect.turnWaitMs;
   await db.close();
-  return { gets, puts, transport, budget };
+  return { gets, puts, transport, budget, turnWait };
 }
 
 /** Runs one client: a child process, or with --threads a worker thread. */
 function runChild(channel, startAt, who) {
   const childArgs = ['--child', channel, String(startAt), String(who), '--secs', String(SECS)];
   if (BUDGET !== undefined) childArgs.push('--budget', String(BUDGET));
+  if (TURN_WAIT !== undefined) childArgs.push('--turn-wait', String(TURN_WAIT));
   return new Promise((resolve, reject) => {
     const c = THREADS
       ? new Worker(__filename, { argv: childArgs })
@@ -112,6 +119,7 @@ async function main() {
         clients: n,
         transport: results[0].transport,
         budgets: [...new Set(results.map((r) => r.budget))],
+        turnWaits: [...new Set(results.map((r) => r.turnWait))],
         gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
         puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
         getsEach: results.map((r) => r.gets / SECS),
@@ -123,13 +131,14 @@ async function main() {
     fs.rmSync(runtime, { recursive: true, force: true });
   }
   if (JSON_OUT) {
-    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, budget: BUDGET ?? null, rows }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, rows }, null, 2)}\n`);
     return;
   }
   const f = (x) => Math.round(x).toLocaleString('en-US').padStart(9);
   const range = (xs) => `${Math.round(Math.min(...xs)).toLocaleString('en-US')}–${Math.round(Math.max(...xs)).toLocaleString('en-US')}`;
   const who = THREADS ? 'worker threads of one process' : 'client processes';
-  const budget = BUDGET === undefined ? '' : `, fastPathBudget ${BUDGET} ms`;
+  const budget =
+    (BUDGET === undefined ? '' : `, fastPathBudget ${BUDGET} ms`) + (TURN_WAIT === undefined ? '' : `, fastPathTurnWait ${TURN_WAIT} ms`);
   console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once${budget}`);
   console.log(`machine: ${m.cpu} · nproc ${m.nproc} · Linux ${m.kernel} · Node ${m.node} · load ${m.load}`);
   console.log('');

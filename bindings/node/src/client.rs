@@ -38,6 +38,9 @@ struct ConnectArgs {
     connect_timeout_ms: Option<f64>,
     resume_timeout_ms: Option<f64>,
     event_buffer: Option<usize>,
+    /// How long a fast-path call may wait on the calling thread for its
+    /// connection's turn on the server (`Client::with_turn_wait`).
+    turn_wait_ms: Option<f64>,
 }
 
 impl ConnectArgs {
@@ -129,7 +132,10 @@ impl NativeClient {
     pub fn connect(options_json: String) -> napi::Result<NativeClient, String> {
         sync((|| {
             let args: ConnectArgs = json::args(&options_json, "connect")?;
-            let client = Client::connect_with(args.options()?)?;
+            let mut client = Client::connect_with(args.options()?)?;
+            if let Some(wait) = timeout(args.turn_wait_ms)? {
+                client = client.with_turn_wait(wait);
+            }
             Ok(NativeClient {
                 shared: Arc::new(ClientShared {
                     client: RwLock::new(Some(client)),

@@ -70,6 +70,8 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
     assert.equal(out.kind, kind);
     assert.equal(out.budget, null, 'the clients keep their own fast-path budget unless --budget is given');
     for (const r of out.rows) assert.deepEqual(r.budgets, [1], 'the default budget, 1 ms');
+    const turnWait = kind === 'threads' ? 50 : 0;
+    for (const r of out.rows) assert.deepEqual(r.turnWaits, [turnWait], `the default turn wait of a client in a ${kind === 'threads' ? 'worker' : 'main'} thread`);
     assert.deepEqual(out.rows.map((r) => r.clients), [1, 3]);
     for (const r of out.rows) {
       assert.ok(rate(r.gets) && rate(r.puts), JSON.stringify(r));
@@ -80,22 +82,26 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
   });
 }
 
-test('--budget gives every client of the processes benchmark that fast-path budget', needsServe, async () => {
-  const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20'], PROCESSES);
+test('--budget and --turn-wait give every client of the processes benchmark that fast-path budget and turn wait', needsServe, async () => {
+  const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20', '--turn-wait', '0'], PROCESSES);
   assert.equal(out.budget, 20);
+  assert.equal(out.turnWait, 0);
   assert.deepEqual(out.rows[0].budgets, [20], 'every client took the budget');
+  assert.deepEqual(out.rows[0].turnWaits, [0], 'every client took the turn wait');
   assert.ok(out.rows[0].getsEach.every(rate), JSON.stringify(out.rows[0]));
 });
 
-test('--budget refuses what is not a non-negative number of milliseconds, before any client starts', async () => {
+test('--budget and --turn-wait refuse what is not a non-negative number of milliseconds, before any client starts', async () => {
   for (const [args, said] of [
     [['--budget', '-1'], '"-1"'],
     [['--budget', 'soon'], '"soon"'],
     [['--budget'], 'nothing'],
+    [['--turn-wait', '-5'], '"-5"'],
+    [['--turn-wait'], 'nothing'],
   ]) {
     const { code, stderr } = await benchFails(args, PROCESSES);
     assert.equal(code, 2, `exit code for ${args.join(' ')}`);
-    assert.match(stderr, /--budget must be a non-negative number of milliseconds/);
+    assert.match(stderr, new RegExp(`${args[0]} must be a non-negative number of milliseconds`));
     assert.ok(stderr.includes(`not ${said}`), stderr);
   }
 });

@@ -217,6 +217,37 @@ test('fastPathBudget must be a non-negative number of milliseconds', () => {
   assert.doesNotThrow(() => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathBudget: 0 }));
 });
 
+test('fastPathTurnWait must be a non-negative number of milliseconds', () => {
+  for (const bad of [-1, Number.NaN, Infinity, '50', null]) {
+    assert.throws(
+      () => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathTurnWait: bad }),
+      (e) => e.code === 'invalid_input' && /fastPathTurnWait/.test(e.message),
+    );
+  }
+  assert.doesNotThrow(() => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', fastPathTurnWait: 0 }));
+});
+
+test('a call waits for its turn on the thread past the budget in a worker, never on the main thread', async () => {
+  // The main thread's event loop is never held past the budget; a worker
+  // thread's waits for its connection's turn stay on the thread (50 ms).
+  const turnWait = (options) => new hearth.LocalFirst({ mode: 'ipc', channelName: 'x', ...options })._connect.turnWaitMs;
+  assert.equal(turnWait({}), 0);
+  assert.equal(turnWait({ fastPathTurnWait: 20 }), 20);
+  const { Worker } = require('node:worker_threads');
+  const inWorker = await new Promise((resolve, reject) => {
+    const w = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const hearth = require(${JSON.stringify(require.resolve('..'))});
+       const db = new hearth.LocalFirst({ mode: 'ipc', channelName: 'x' });
+       parentPort.postMessage(db._connect.turnWaitMs);`,
+      { eval: true },
+    );
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  assert.equal(inWorker, 50);
+});
+
 test('point calls never throw: bad arguments and a closed client come back as rejected promises', needsServe, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel);

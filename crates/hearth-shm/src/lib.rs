@@ -64,8 +64,8 @@ pub use mapped::MappedAppend;
 pub use peer_thread::{ThreadProbe, this_thread_id, thread_state};
 pub use placement::move_off;
 pub use ring::{
-    Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter, Waker,
-    max_record, record_bytes, this_cpu,
+    AwayWatch, Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter,
+    Waker, max_record, record_bytes, this_cpu,
 };
 #[cfg(not(loom))]
 pub use segment::{Segment, write_raw};
@@ -83,6 +83,7 @@ mod send_sync {
         assert_send_sync::<crate::Consumer<crate::Segment>>();
         assert_send_sync::<crate::Waker<crate::Segment>>();
         assert_send_sync::<crate::RoomWaiter<crate::Segment>>();
+        assert_send_sync::<crate::AwayWatch<crate::Segment>>();
         assert_send_sync::<crate::ShmError>();
         assert_send_sync::<crate::ThreadProbe>();
     }

@@ -489,6 +489,54 @@ impl<M: RingMemory> Waker<M> {
     }
 }
 
+/// Reads whether the peer of a [`Consumer`] reports "away"
+/// ([`Consumer::peer_away`]) without holding the consumer: for a thread
+/// that waits for an answer while another thread holds the consumer and
+/// reads for it.
+///
+/// ```
+/// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+/// use std::sync::Arc;
+/// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+/// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+/// let client_in = Consumer::new(mem, Direction::ServerToClient);
+/// let watch = client_in.away_watch();
+/// assert!(!watch.peer_away());
+/// server_in.note_away();
+/// assert!(watch.peer_away());
+/// # Ok::<(), hearth_shm::ShmError>(())
+/// ```
+pub struct AwayWatch<M: RingMemory> {
+    mem: Arc<M>,
+    /// The watched consumer's ring (its peer reports on the other one).
+    dir: Direction,
+}
+
+impl<M: RingMemory> Clone for AwayWatch<M> {
+    fn clone(&self) -> Self {
+        AwayWatch {
+            mem: self.mem.clone(),
+            dir: self.dir,
+        }
+    }
+}
+
+impl<M: RingMemory> std::fmt::Debug for AwayWatch<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwayWatch").field("dir", &self.dir).finish()
+    }
+}
+
+impl<M: RingMemory> AwayWatch<M> {
+    /// What [`Consumer::peer_away`] says of the watched consumer's peer: a
+    /// hint, one relaxed load.
+    pub fn peer_away(&self) -> bool {
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `Consumer::note_cpu_as`).
+        is_away(peer.data_wait.cpu.load(Ordering::Relaxed))
+    }
+}
+
 /// Waits for a ring's consumer to free room, without holding the
 /// [`Producer`]: for writers that share one producer behind a lock.
 ///
@@ -1263,6 +1311,14 @@ impl<M: RingMemory> Consumer<M> {
             mem: self.mem.clone(),
             dir: self.dir,
             word: Word::Data,
+        }
+    }
+
+    /// A handle that reads [`peer_away`](Self::peer_away) from any thread.
+    pub fn away_watch(&self) -> AwayWatch<M> {
+        AwayWatch {
+            mem: self.mem.clone(),
+            dir: self.dir,
         }
     }
 

@@ -253,6 +253,16 @@ impl Client {
         }
     }
 
+    /// The same client whose calls with a budget may wait on the calling
+    /// thread for their connection's turn for up to `turn_wait`; see
+    /// [`AsyncClient::with_turn_wait`].
+    pub fn with_turn_wait(&self, turn_wait: Duration) -> Client {
+        Client {
+            inner: self.inner.with_turn_wait(turn_wait),
+            handle: self.handle.clone(),
+        }
+    }
+
     /// What the current connection's handshake agreed; see
     /// [`AsyncClient::link_info`].
     pub fn link_info(&self) -> Option<crate::transport::LinkInfo> {

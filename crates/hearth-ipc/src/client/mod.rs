@@ -167,6 +167,10 @@ impl Drop for ClientInner {
 pub struct AsyncClient {
     inner: Arc<ClientInner>,
     timeout: Duration,
+    /// How long a call with a budget (`get_within`, …) may wait on the
+    /// calling thread for its connection's turn (see
+    /// [`with_turn_wait`](AsyncClient::with_turn_wait)).
+    turn_wait: Duration,
 }
 
 impl std::fmt::Debug for AsyncClient {
@@ -174,6 +178,7 @@ impl std::fmt::Debug for AsyncClient {
         f.debug_struct("AsyncClient")
             .field("channel", &self.inner.connector.options().channel)
             .field("timeout", &self.timeout)
+            .field("turn_wait", &self.turn_wait)
             .finish_non_exhaustive()
     }
 }
@@ -249,6 +254,7 @@ impl AsyncClient {
                 reconnecting: tokio::sync::Mutex::new(()),
             }),
             timeout,
+            turn_wait: Duration::ZERO,
         })
     }
 
@@ -258,7 +264,49 @@ impl AsyncClient {
         AsyncClient {
             inner: self.inner.clone(),
             timeout: crate::types::clamp_timeout(timeout),
+            turn_wait: self.turn_wait,
         }
+    }
+
+    /// The same client (same connection) whose calls with a budget
+    /// ([`Client::get_within`](crate::Client::get_within) and the other
+    /// `_within` calls) may wait on the calling thread for up to
+    /// `turn_wait` in all, instead of their budget, while the server
+    /// answers this connection only in its turn.
+    ///
+    /// Over shared memory, when more of a process's connections are busy
+    /// than the server has cores for, the server answers them by turns of
+    /// a couple of milliseconds, and tells each waiting connection so. A
+    /// call that waits for its turn past its budget is otherwise handed to
+    /// the async side (a [`Later`](crate::Later)), which costs several
+    /// thread wake-ups per wait; a thread that has nothing else to do (a
+    /// worker thread of an event-loop host) keeps more of its share by
+    /// waiting on. A server that does not answer at all never reports a
+    /// turn, so the budget still bounds that wait. Zero (the default) turns
+    /// it off; at most the call's timeout.
+    ///
+    /// ```no_run
+    /// use hearth_ipc::{Client, Within};
+    /// use std::time::Duration;
+    /// let client = Client::connect("my-app")?.with_turn_wait(Duration::from_millis(50));
+    /// match client.get_within("user:1", Duration::from_millis(1)) {
+    ///     Within::Ready(doc) => println!("{:?}", doc?),
+    ///     Within::Later(_rest) => println!("the server was slow, not busy with our turns"),
+    /// }
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn with_turn_wait(&self, turn_wait: Duration) -> AsyncClient {
+        AsyncClient {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
+            turn_wait: crate::types::clamp_timeout(turn_wait),
+        }
+    }
+
+    /// How long a call with a budget may wait for its connection's turn
+    /// (see [`with_turn_wait`](Self::with_turn_wait)).
+    pub fn turn_wait(&self) -> Duration {
+        self.turn_wait
     }
 
     /// The per-call timeout in force.

@@ -34,7 +34,7 @@ use crate::error::IpcError;
 use crate::message::{self, Reassembler};
 use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
 use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
-use hearth_shm::{Consumer, Direction, Segment, Spinner, Waker};
+use hearth_shm::{AwayWatch, Consumer, Direction, Segment, Spinner, Waker};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
@@ -215,7 +215,14 @@ impl SyncSlot {
 pub(crate) struct Deadline {
     timeout: Duration,
     budget: Option<Duration>,
+    /// How long the wait on the calling thread may last, in all, when it
+    /// is a wait for this connection's turn (see [`Deadline::waits_turn`]).
+    turn_wait: Duration,
     start: std::cell::OnceCell<Instant>,
+    /// The wait was seen waiting for a turn: its budget is `turn_wait`
+    /// from then on (a turn that begins does not shorten it again just as
+    /// the answer comes).
+    for_turn: std::cell::Cell<bool>,
 }
 
 impl Deadline {
@@ -225,8 +232,29 @@ impl Deadline {
         Deadline {
             timeout,
             budget,
+            turn_wait: Duration::ZERO,
             start: std::cell::OnceCell::new(),
+            for_turn: std::cell::Cell::new(false),
         }
+    }
+
+    /// The same deadline, whose wait on the calling thread may last up to
+    /// `turn_wait` (instead of the budget) once it is seen waiting for the
+    /// connection's turn ([`waits_turn`](Self::waits_turn)).
+    pub(crate) fn with_turn_wait(mut self, turn_wait: Duration) -> Deadline {
+        self.turn_wait = turn_wait;
+        self
+    }
+
+    /// Notes whether the call now waits for its connection's turn on the
+    /// server (the server answers another connection of this process
+    /// first, and this one within a round of turns): from the first time
+    /// it does, the wait on the calling thread may last `turn_wait`.
+    pub(crate) fn waits_turn(&self, waits: bool) -> &Deadline {
+        if waits && !self.turn_wait.is_zero() {
+            self.for_turn.set(true);
+        }
+        self
     }
 
     fn start(&self) -> Instant {
@@ -239,10 +267,16 @@ impl Deadline {
     }
 
     /// When the wait on the calling thread ends: the call's deadline, or
-    /// the end of the budget if that comes first.
+    /// the end of the budget (of `turn_wait`, if longer, once the call was
+    /// seen waiting for its turn) if that comes first.
     pub(crate) fn wait(&self) -> Instant {
         let call = self.call();
         self.budget.map_or(call, |b| {
+            let b = if self.for_turn.get() {
+                b.max(self.turn_wait)
+            } else {
+                b
+            };
             call.min(crate::types::deadline_after(self.start(), b))
         })
     }
@@ -276,6 +310,10 @@ pub(crate) struct ClientShm {
     out: Arc<ShmOut>,
     rx: Mutex<RxSide>,
     rx_waker: Waker<Segment>,
+    /// Whether the server answers this connection's requests only in its
+    /// turn (it reports "away": another connection of this process holds
+    /// the turn), readable without the baton.
+    away: AwayWatch<Segment>,
     /// The segment's key, and its entry in [`HANDOFFS`].
     key: u32,
     listed: u64,
@@ -302,6 +340,7 @@ impl ClientShm {
     pub(crate) fn new(segment: &Arc<Segment>) -> ClientShm {
         let consumer = Consumer::new(segment.clone(), Direction::ServerToClient);
         let rx_waker = consumer.waker();
+        let away = consumer.away_watch();
         let key = segment.key();
         let listed = HANDOFFS.add(key, rx_waker.clone());
         ClientShm {
@@ -313,6 +352,7 @@ impl ClientShm {
                 spinner: Spinner::new(HOLDER_SPIN),
             }),
             rx_waker,
+            away,
             key,
             listed,
             gone: AtomicBool::new(false),
@@ -324,6 +364,12 @@ impl ClientShm {
             bg_holding: AtomicBool::new(false),
             watcher: Notify::new(),
         }
+    }
+
+    /// Whether the server now answers this connection only in its turn
+    /// (another connection of this process holds it): a hint.
+    pub(crate) fn waits_for_turn(&self) -> bool {
+        self.away.peer_away()
     }
 
     /// The frame writer for the connection's writer task (async sends).
@@ -788,6 +834,65 @@ mod tests {
         let deadline = Deadline::new(Duration::from_millis(5), Some(Duration::from_secs(10)));
         assert!(!deadline.budget_first());
         assert_eq!(deadline.wait(), deadline.call());
+    }
+
+    /// How long after the budget's start `deadline` ends the wait.
+    fn waits_for(deadline: &Deadline) -> Duration {
+        deadline.wait() - (deadline.call() - deadline.timeout)
+    }
+
+    #[test]
+    fn a_call_seen_waiting_for_its_turn_may_wait_the_turn_wait() {
+        let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(1)))
+            .with_turn_wait(Duration::from_millis(50));
+        assert_eq!(
+            waits_for(&deadline),
+            Duration::from_millis(1),
+            "not waiting for a turn yet"
+        );
+        deadline.waits_turn(true);
+        assert_eq!(waits_for(&deadline), Duration::from_millis(50));
+        assert!(deadline.budget_first(), "the call's timeout is later still");
+    }
+
+    #[test]
+    fn a_turn_that_begins_does_not_shorten_the_wait_again() {
+        let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(1)))
+            .with_turn_wait(Duration::from_millis(50));
+        deadline.waits_turn(true);
+        deadline.waits_turn(false);
+        assert_eq!(
+            waits_for(&deadline),
+            Duration::from_millis(50),
+            "the answer comes just after the turn begins: the wait goes on for it"
+        );
+    }
+
+    #[test]
+    fn without_a_turn_wait_waiting_for_a_turn_changes_nothing() {
+        let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(1)));
+        deadline.waits_turn(true);
+        assert_eq!(waits_for(&deadline), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_turn_wait_never_outlasts_the_call() {
+        let deadline = Deadline::new(Duration::from_millis(5), Some(Duration::from_millis(1)))
+            .with_turn_wait(Duration::from_millis(50));
+        deadline.waits_turn(true);
+        assert_eq!(deadline.wait(), deadline.call());
+        assert!(
+            !deadline.budget_first(),
+            "the call times out instead of going on later"
+        );
+    }
+
+    #[test]
+    fn a_turn_wait_shorter_than_the_budget_keeps_the_budget() {
+        let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(5)))
+            .with_turn_wait(Duration::from_millis(2));
+        deadline.waits_turn(true);
+        assert_eq!(waits_for(&deadline), Duration::from_millis(5));
     }
 
     #[test]

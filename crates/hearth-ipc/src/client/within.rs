@@ -1,5 +1,8 @@
 //! Calls that wait on the calling thread only for a budget: the answer
-//! when it comes that soon, else a future for the rest of the call.
+//! when it comes that soon, else a future for the rest of the call (with
+//! a turn wait, `AsyncClient::with_turn_wait`, the wait goes on past the
+//! budget while the server says it answers this connection only in its
+//! turn).
 //!
 //! Owns: [`Within`] and [`Later`], the calls that return them on
 //! [`Client`](super::Client) (`put_within`, `get_within`, …), and the
@@ -12,8 +15,9 @@
 //!
 //! Must never: lose or duplicate an answer at the hand-over (the pending
 //! table's lock orders it against routing), wait on the calling thread
-//! past the budget (beyond the time to write the request), or let a
-//! [`Later`] outlive the call's own timeout.
+//! past the budget (beyond the time to write the request) unless the
+//! server said the call waits for its turn, and then not past the turn
+//! wait, or let a [`Later`] outlive the call's own timeout.
 
 use super::core::{ConnCore, Pending, final_payload};
 use super::shm::{Deadline, SyncSlot, WaitEnd};
@@ -129,7 +133,7 @@ impl AsyncClient {
     ) -> Option<RawWithin> {
         let (core, shm, permit) = self.blocking_parts()?;
         let payload = payload.take()?;
-        let deadline = Deadline::new(self.timeout, budget);
+        let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
         let slot = SyncSlot::for_this_thread();
         core.register(
@@ -144,7 +148,9 @@ impl AsyncClient {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
-        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait());
+        let waited = shm.wait_reply(&core, &slot, &|| {
+            deadline.waits_turn(shm.waits_for_turn()).wait()
+        });
         let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
@@ -184,7 +190,7 @@ impl AsyncClient {
         budget: Duration,
     ) -> Option<Within<Collected>> {
         let (core, shm, permit) = self.blocking_parts()?;
-        let deadline = Deadline::new(self.timeout, Some(budget));
+        let deadline = Deadline::new(self.timeout, Some(budget)).with_turn_wait(self.turn_wait);
         let id = core.next_id();
         let (tx, rx) = mpsc::unbounded_channel();
         // Not announced to the background reader: this thread reads for it
@@ -202,8 +208,9 @@ impl AsyncClient {
         }
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
-        while !ended() && Instant::now() < deadline.wait() {
-            if !shm.read_here(&core, &ended, &|| deadline.wait()) {
+        let wait = || deadline.waits_turn(shm.waits_for_turn()).wait();
+        while !ended() && Instant::now() < wait() {
+            if !shm.read_here(&core, &ended, &wait) {
                 // Another thread reads the ring: it routes our chunks.
                 break;
             }
