@@ -1030,10 +1030,11 @@ fn a_call_with_a_turn_wait_waits_for_its_turn_on_its_own_thread() {
         return;
     }
     // Both clients' calls met the same turns; a call the server had not
-    // told in time goes on later either way (11 against 126 on a loaded
-    // 2-core machine, 0 against 117-168 on a quiet one).
+    // told in time goes on later either way (25-34 against 147-160 on a
+    // loaded 2-core machine, 0 against 117-168 on a quiet one; without
+    // the turn wait both alike, 233 against 242).
     assert!(
-        later[0] * 3 < later[1],
+        later[0] * 2 < later[1],
         "with a turn wait {} of 300 calls went on later, without {}",
         later[0],
         later[1]
