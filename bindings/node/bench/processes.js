@@ -54,12 +54,17 @@ function msOption(name, what) {
   return ms;
 }
 
-/** A child: one connection, then gets and puts from `startAt` for SECS each. */
-async function child(channel, startAt, who) {
+/**
+ * A child: one connection, a warm-up, then — once `ready` (told the
+ * parent it is warm) resolves with the instant every client starts at —
+ * gets and puts for SECS each.
+ */
+async function child(channel, who, ready) {
   const { LocalFirst } = require('..');
   const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET, fastPathTurnWait: TURN_WAIT });
   await db.connect();
   for (let i = 0; i < 2000; i++) await db.get(`doc:${i % DOCS}`);
+  const startAt = await ready();
   const phase = async (until, call) => {
     let n = 0;
     while (Date.now() < until) {
@@ -82,21 +87,42 @@ async function child(channel, startAt, who) {
   return { gets, puts, transport, budget, turnWait };
 }
 
-/** Runs one client: a child process, or with --threads a worker thread. */
-function runChild(channel, startAt, who) {
-  const childArgs = ['--child', channel, String(startAt), String(who), '--secs', String(SECS)];
-  if (BUDGET !== undefined) childArgs.push('--budget', String(BUDGET));
-  if (TURN_WAIT !== undefined) childArgs.push('--turn-wait', String(TURN_WAIT));
-  return new Promise((resolve, reject) => {
+/**
+ * Runs `n` clients (child processes, or with --threads worker threads):
+ * once every one has connected and warmed up — however long a loaded
+ * machine takes for that — all start at one instant. Resolves with their
+ * results.
+ */
+function runClients(channel, n) {
+  const childArgs = (who) => {
+    const a = ['--child', channel, String(who), '--secs', String(SECS)];
+    if (BUDGET !== undefined) a.push('--budget', String(BUDGET));
+    if (TURN_WAIT !== undefined) a.push('--turn-wait', String(TURN_WAIT));
+    return a;
+  };
+  const clients = [];
+  let warm = 0;
+  const results = Array.from({ length: n }, (_, who) => new Promise((resolve, reject) => {
     const c = THREADS
-      ? new Worker(__filename, { argv: childArgs })
-      : fork(__filename, childArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    c.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)));
+      ? new Worker(__filename, { argv: childArgs(who) })
+      : fork(__filename, childArgs(who), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    clients.push(c);
+    c.on('message', (m) => {
+      if (m.error) reject(new Error(m.error));
+      else if (m.ready) {
+        warm += 1;
+        if (warm === n) {
+          const startAt = Date.now() + 100;
+          for (const other of clients) (THREADS ? other.postMessage({ startAt }) : other.send({ startAt }));
+        }
+      } else resolve(m);
+    });
     c.once('error', reject);
     c.once('exit', (code) => {
       if (code !== 0) reject(new Error(`client ${THREADS ? 'thread' : 'process'} exited with ${code}`));
     });
-  });
+  }));
+  return Promise.all(results);
 }
 
 async function main() {
@@ -112,9 +138,7 @@ async function main() {
     for (let i = 0; i < DOCS; i++) await db.put(`doc:${i}`, { type: 'Doc', name: `document ${i}`, value: i });
     await db.close();
     for (const n of PROCS) {
-      // Time enough for every child to start, connect and warm up.
-      const startAt = Date.now() + 1500 + n * 80;
-      const results = await Promise.all(Array.from({ length: n }, (_, i) => runChild(channel, startAt, i)));
+      const results = await runClients(channel, n);
       rows.push({
         clients: n,
         transport: results[0].transport,
@@ -163,7 +187,14 @@ if (args[0] === '--child') {
       if (code !== 0) process.exit(code);
     }
   };
-  child(args[1], Number(args[2]), Number(args[3])).then(
+  const port = isMainThread ? process : parentPort;
+  const ready = () =>
+    new Promise((resolve) => {
+      port.once('message', (m) => resolve(m.startAt));
+      if (isMainThread) process.send({ ready: true });
+      else parentPort.postMessage({ ready: true });
+    });
+  child(args[1], Number(args[2]), ready).then(
     (r) => reply(r, 0),
     (e) => reply({ error: e.stack || String(e) }, 1),
   );
