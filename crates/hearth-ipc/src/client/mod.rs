@@ -281,9 +281,11 @@ impl AsyncClient {
     /// the async side (a [`Later`](crate::Later)), which costs several
     /// thread wake-ups per wait; a thread that has nothing else to do (a
     /// worker thread of an event-loop host) keeps more of its share by
-    /// waiting on. A server that does not answer at all never reports a
-    /// turn, so the budget still bounds that wait. Zero (the default) turns
-    /// it off; at most the call's timeout.
+    /// waiting on. Only a call the server has said waits for its turn
+    /// waits on: any other slow answer (a stalled server) still goes on
+    /// later after the budget, and a server that stalls mid-round holds a
+    /// call for the turn wait at most. Zero (the default) turns it off; at
+    /// most the call's timeout.
     ///
     /// ```no_run
     /// use hearth_ipc::{Client, Within};
