@@ -114,14 +114,6 @@ function settle(promise, signal) {
  */
 const FAST_PATH_BUDGET_MS = 1;
 
-function fastPathBudget(v) {
-  if (v === undefined) return FAST_PATH_BUDGET_MS;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new HearthError('invalid_input', `fastPathBudget must be a non-negative number of milliseconds, not ${describe(v)}`);
-  }
-  return v;
-}
-
 /**
  * How long (ms) a fast-path call may go on waiting on its thread, past the
  * budget, while the server answers it only in its turn (other connections
@@ -132,10 +124,11 @@ function fastPathBudget(v) {
  */
 const FAST_PATH_TURN_WAIT_MS = isMainThread ? 0 : 50;
 
-function fastPathTurnWait(v) {
-  if (v === undefined) return FAST_PATH_TURN_WAIT_MS;
+/** Option `name`'s value `v`: `dflt` when absent, else a non-negative number of ms. */
+function millisOption(name, v, dflt) {
+  if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new HearthError('invalid_input', `fastPathTurnWait must be a non-negative number of milliseconds, not ${describe(v)}`);
+    throw new HearthError('invalid_input', `${name} must be a non-negative number of milliseconds, not ${describe(v)}`);
   }
   return v;
 }
@@ -431,10 +424,10 @@ class LocalFirst extends EventEmitter {
       connectTimeoutMs: options.connectTimeout,
       resumeTimeoutMs: options.resumeTimeout,
       eventBuffer: options.eventBuffer,
-      turnWaitMs: fastPathTurnWait(options.fastPathTurnWait),
+      turnWaitMs: millisOption('fastPathTurnWait', options.fastPathTurnWait, FAST_PATH_TURN_WAIT_MS),
     };
     this._fastPath = options.fastPath !== false;
-    this._budgetMs = fastPathBudget(options.fastPathBudget);
+    this._budgetMs = millisOption('fastPathBudget', options.fastPathBudget, FAST_PATH_BUDGET_MS);
     this._native = null;
     this._closed = false;
     this._feed = null;

@@ -1302,6 +1302,16 @@ fn client_counts(opts: &Options) -> Vec<usize> {
     }
 }
 
+/// A run's get phase.
+fn gets(r: &Run) -> Option<&OpStats> {
+    Some(&r.get)
+}
+
+/// A run's put phase, if it had one.
+fn puts(r: &Run) -> Option<&OpStats> {
+    r.put.as_ref()
+}
+
 /// Each transport's throughput at every count after the first, as a
 /// ratio to the first count's in the same round; the median over rounds.
 /// When some rounds' two phases ran at different speeds of the machine
@@ -1337,22 +1347,16 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
             } else {
                 String::new()
             };
-            fn get(r: &Run) -> Option<&OpStats> {
-                Some(&r.get)
-            }
-            fn put(r: &Run) -> Option<&OpStats> {
-                r.put.as_ref()
-            }
             let phase = |s: &OpStats| Some(s.ops_per_sec);
             let busy = |s: &OpStats| s.busy_ops_per_sec;
             let in_runs = |s: &OpStats| s.in_runs()?.run_call_ns.map(|ns| 1e9 / ns.max(1e-9));
             let measures = [
-                ("gets/s", pick(get, phase)),
-                ("puts/s", pick(put, phase)),
-                ("gets/s while all busy", pick(get, busy)),
-                ("puts/s while all busy", pick(put, busy)),
-                ("gets/s within a client's run", pick(get, in_runs)),
-                ("puts/s within a client's run", pick(put, in_runs)),
+                ("gets/s", pick(gets, phase)),
+                ("puts/s", pick(puts, phase)),
+                ("gets/s while all busy", pick(gets, busy)),
+                ("puts/s while all busy", pick(puts, busy)),
+                ("gets/s within a client's run", pick(gets, in_runs)),
+                ("puts/s within a client's run", pick(puts, in_runs)),
             ];
             for (op, ratios) in measures {
                 let all = ratios.iter().map(|r| r.0).collect();
@@ -1617,15 +1621,12 @@ impl Report {
             } else {
                 String::new()
             };
-            for (op, stats) in [
-                (
-                    "gets",
-                    runs.iter().map(|r| Some(&r.get)).collect::<Vec<_>>(),
-                ),
-                ("puts", runs.iter().map(|r| r.put.as_ref()).collect()),
+            for (op, phase) in [
+                ("gets", gets as fn(&Run) -> Option<&OpStats>),
+                ("puts", puts),
             ] {
                 let spreads: Vec<&Spread> =
-                    stats.iter().flatten().filter_map(|s| s.in_runs()).collect();
+                    runs.iter().filter_map(|r| phase(r)?.in_runs()).collect();
                 if spreads.is_empty() {
                     continue;
                 }
@@ -1923,6 +1924,19 @@ mod tests {
         }
     }
 
+    /// The text of a report of `runs` and their `ratios` (no idle phase).
+    fn report_text(runs: Vec<Run>, ratios: Vec<Ratio>) -> String {
+        Report {
+            machine: machine(),
+            doc_bytes: 200,
+            server_in_child: true,
+            runs,
+            ratios,
+            idle: Vec::new(),
+        }
+        .to_text()
+    }
+
     #[test]
     fn calls_within_runs_are_compared_only_where_the_clients_took_turns() {
         let mut runs = vec![run("shm", 1, 1000.0, None), run("shm", 16, 950.0, None)];
@@ -1932,15 +1946,7 @@ mod tests {
         let within = find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients")
             .expect("one answer in ten to another client: runs");
         assert!((within.times - 1.25).abs() < 1e-9, "{within:?}");
-        let text = Report {
-            machine: machine(),
-            doc_bytes: 200,
-            server_in_child: true,
-            runs: runs.clone(),
-            ratios,
-            idle: Vec::new(),
-        }
-        .to_text();
+        let text = report_text(runs.clone(), ratios);
         assert!(
             text.contains("shm gets, 16 clients taking turns: 2.50 % of the phase went to changes from one client to another (100 changes, median 20.00 µs each)"),
             "{text}"
@@ -1949,15 +1955,7 @@ mod tests {
         runs[1].get = spread_stats(1000, 101, 800.0);
         let ratios = count_ratios(&runs, &[1, 16]);
         assert!(find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients").is_none());
-        let text = Report {
-            machine: machine(),
-            doc_bytes: 200,
-            server_in_child: true,
-            runs,
-            ratios,
-            idle: Vec::new(),
-        }
-        .to_text();
+        let text = report_text(runs, ratios);
         assert!(!text.contains("taking turns"), "{text}");
     }
 

@@ -93,6 +93,16 @@ fn is_away(report: u32) -> bool {
     report & HANDOFF != 0
 }
 
+/// The `consumer_cpu` report of the peer of the consumer of the ring going
+/// `dir`: what the consumer of the other ring last wrote.
+fn peer_report<M: RingMemory>(mem: &M, dir: Direction) -> u32 {
+    // Relaxed: a hint (see `Consumer::note_cpu_as`).
+    mem.ctrl(dir.reverse())
+        .data_wait
+        .cpu
+        .load(Ordering::Relaxed)
+}
+
 /// Whether a `consumer_cpu` `report` names `cpu` (never when this side
 /// cannot say which core it is on).
 fn reports_cpu(report: u32, cpu: u32) -> bool {
@@ -531,9 +541,7 @@ impl<M: RingMemory> AwayWatch<M> {
     /// What [`Consumer::peer_away`] says of the watched consumer's peer: a
     /// hint, one relaxed load.
     pub fn peer_away(&self) -> bool {
-        let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `Consumer::note_cpu_as`).
-        is_away(peer.data_wait.cpu.load(Ordering::Relaxed))
+        is_away(peer_report(&*self.mem, self.dir))
     }
 }
 
@@ -1300,9 +1308,7 @@ impl<M: RingMemory> Consumer<M> {
 
     /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].
     fn peer_report(&self) -> u32 {
-        let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_cpu_as`).
-        peer.data_wait.cpu.load(Ordering::Relaxed)
+        peer_report(&*self.mem, self.dir)
     }
 
     /// A handle that wakes this consumer out of [`wait_for_data`](Self::wait_for_data).

@@ -257,6 +257,12 @@ impl Deadline {
         self
     }
 
+    /// [`wait`](Self::wait) for a call on `shm`, noting first whether the
+    /// server now answers it only in its turn ([`waits_turn`](Self::waits_turn)).
+    pub(crate) fn wait_on(&self, shm: &ClientShm) -> Instant {
+        self.waits_turn(shm.waits_for_turn()).wait()
+    }
+
     fn start(&self) -> Instant {
         *self.start.get_or_init(Instant::now)
     }

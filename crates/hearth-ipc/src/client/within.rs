@@ -148,9 +148,7 @@ impl AsyncClient {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
-        let waited = shm.wait_reply(&core, &slot, &|| {
-            deadline.waits_turn(shm.waits_for_turn()).wait()
-        });
+        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm));
         let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
@@ -208,7 +206,7 @@ impl AsyncClient {
         }
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
-        let wait = || deadline.waits_turn(shm.waits_for_turn()).wait();
+        let wait = || deadline.wait_on(&shm);
         while !ended() && Instant::now() < wait() {
             if !shm.read_here(&core, &ended, &wait) {
                 // Another thread reads the ring: it routes our chunks.
