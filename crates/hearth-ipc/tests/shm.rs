@@ -68,6 +68,28 @@ fn child_process_entry() {
             child_ready(client.transport().unwrap().name());
             park_forever();
         }
+        "busy" | "busy-within" => {
+            // Calls without pause until killed: blocking calls (which wait
+            // for their turn on this thread), or calls with a 1 ms budget
+            // and no turn wait (which would rather go on later).
+            let client = Client::connect_with(
+                ConnectOptions::new(channel)
+                    .socket_dir(dir)
+                    .transport(TransportPreference::SharedMemory),
+            )
+            .unwrap();
+            client.get_json("doc").unwrap();
+            child_ready("");
+            loop {
+                if mode == "busy" {
+                    client.get_json("doc").unwrap();
+                } else if let Within::Ready(doc) =
+                    client.get_within("doc", Duration::from_millis(1))
+                {
+                    doc.unwrap();
+                }
+            }
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -974,6 +996,75 @@ fn a_server_shut_down_while_the_poller_serves_its_connections_stops() {
         server.shutdown().unwrap();
         stop.store(true, Ordering::Release);
     });
+}
+
+/// Starts `crowd() + 1` client processes calling `fx`'s server without
+/// pause in child `mode` ("busy", "busy-within"), each with one
+/// connection, and returns them once the server's poller serves them
+/// together and has answered another 20,000 requests since.
+fn busy_processes(fx: &Fx, mode: &str) -> Killed {
+    let dir = fx.sock_dir.display().to_string();
+    let children = Killed(
+        (0..crowd() + 1)
+            .map(|_| {
+                spawn_child(
+                    mode,
+                    &[("SOCK_DIR", dir.as_str()), ("CHANNEL", fx.channel.as_str())],
+                    &[],
+                )
+                .0
+            })
+            .collect(),
+    );
+    let served = fx.server.wait_for(LONG, |s| s.shm_lent > 1);
+    let polled = fx.server.stats().shm_polled;
+    let busy = served
+        && fx
+            .server
+            .wait_for(LONG, |s| s.shm_polled >= polled + 20_000);
+    assert!(
+        busy,
+        "the poller never served the processes together: {:?}",
+        fx.server.stats()
+    );
+    children
+}
+
+/// Child processes, killed when dropped (also when a test fails).
+struct Killed(Vec<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn busy_client_processes_that_wait_on_their_own_thread_take_turns_together() {
+    // Each process has one connection: only a turn group across
+    // processes makes one of them wait while another has the turn.
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({"n": 1})).unwrap();
+    let children = busy_processes(&fx, "busy");
+    let stats = fx.server.stats();
+    drop(children);
+    assert!(stats.shm_turn_waits > 0, "{stats:?}");
+}
+
+#[test]
+fn busy_client_processes_that_would_go_on_later_are_never_held_back() {
+    // Calls with a budget and no turn wait (the Node main thread's fast
+    // path) say they would rather not wait for a turn: grouped by their
+    // process, each alone in its group, none ever waits for another's.
+    let fx = shm_server(|b| b);
+    fx.client().put("doc", json!({"n": 1})).unwrap();
+    let children = busy_processes(&fx, "busy-within");
+    let stats = fx.server.stats();
+    drop(children);
+    assert_eq!(stats.shm_turn_waits, 0, "{stats:?}");
 }
 
 /// Calls `get_within("doc", 1 ms)` `calls` times on each of `clients`,

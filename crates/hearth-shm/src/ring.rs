@@ -147,9 +147,9 @@ struct HeadLine {
     head: AtomicU64,
 }
 
-/// A futex word, the flag saying someone sleeps on it, and where and as
-/// which thread the waiter runs: `wake` at +0, `sleeping` at +4, `cpu` at
-/// +8, `thread` at +12.
+/// A futex word, the flag saying someone sleeps on it, where and as
+/// which thread the waiter runs, and how it waits for a turn: `wake` at
+/// +0, `sleeping` at +4, `cpu` at +8, `thread` at +12, `turns` at +16.
 #[repr(C, align(64))]
 struct WaitLine {
     wake: AtomicU32,
@@ -162,6 +162,11 @@ struct WaitLine {
     /// for its own calls (0: none, or not said). A hint for the peer's
     /// scheduling, as `cpu`. Unused (zero) in the space line.
     thread: AtomicU32,
+    /// In the data line: 1 when the consumer's calls wait for their turn
+    /// on their own thread, so that the peer may hold them back behind
+    /// other processes' clients (0: not said). A hint, as `cpu`. Unused
+    /// (zero) in the space line.
+    turns: AtomicU32,
 }
 
 /// A ring's control block: 256 bytes, four 64-byte lines.
@@ -175,6 +180,7 @@ struct WaitLine {
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
 /// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
 /// | +140 | `consumer_thread` u32: kernel id of the thread reading for its own calls (0: none or unknown), a hint | consumer |
+/// | +144 | `consumer_turns` u32: 1 = its calls wait for their turn on their own thread (0: not said), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -200,6 +206,7 @@ const _: () = {
     assert!(std::mem::offset_of!(RingCtrl, space_wait) == 192);
     assert!(std::mem::offset_of!(WaitLine, cpu) == 8);
     assert!(std::mem::offset_of!(WaitLine, thread) == 12);
+    assert!(std::mem::offset_of!(WaitLine, turns) == 16);
 };
 
 impl Default for RingCtrl {
@@ -234,12 +241,14 @@ impl RingCtrl {
                 sleeping: AtomicU32::new(0),
                 cpu: AtomicU32::new(0),
                 thread: AtomicU32::new(0),
+                turns: AtomicU32::new(0),
             },
             space_wait: WaitLine {
                 wake: AtomicU32::new(0),
                 sleeping: AtomicU32::new(0),
                 cpu: AtomicU32::new(0),
                 thread: AtomicU32::new(0),
+                turns: AtomicU32::new(0),
             },
         }
     }
@@ -254,6 +263,8 @@ impl RingCtrl {
             line.wake.store(next() as u32, Ordering::Relaxed);
             line.sleeping.store(next() as u32, Ordering::Relaxed);
             line.cpu.store(next() as u32, Ordering::Relaxed);
+            line.thread.store(next() as u32, Ordering::Relaxed);
+            line.turns.store(next() as u32, Ordering::Relaxed);
         }
     }
 }
@@ -1304,6 +1315,42 @@ impl<M: RingMemory> Consumer<M> {
         let peer = self.mem.ctrl(self.dir.reverse());
         // Relaxed: a hint (see `note_thread`).
         Some(peer.data_wait.thread.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Says whether this consumer's calls wait for their turn on their
+    /// own thread (docs/protocol.md, "Turns"): `true` lets the server hold
+    /// them back while clients of *other* processes take their turns, as
+    /// it does for the connections of one process; `false` (the state of a
+    /// fresh segment) keeps them out of other processes' turns — for a
+    /// reader whose wait for a turn would cost more than the turn is
+    /// worth (an event loop's thread that hands a late answer to another
+    /// thread). Written only when it changes.
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
+    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
+    /// assert!(!server_in.peer_waits_turns(), "never said");
+    /// client_in.note_waits_turns(true);
+    /// assert!(server_in.peer_waits_turns());
+    /// client_in.note_waits_turns(false);
+    /// assert!(!server_in.peer_waits_turns());
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn note_waits_turns(&self, waits: bool) {
+        store_hint(&self.ctrl().data_wait.turns, u32::from(waits));
+    }
+
+    /// Whether the peer said its calls wait for their turn on their own
+    /// thread ([`note_waits_turns`](Self::note_waits_turns)). A hint: any
+    /// value but 1 reads as `false`, and a forged 1 only puts the peer's
+    /// own calls behind others' turns.
+    pub fn peer_waits_turns(&self) -> bool {
+        let peer = self.mem.ctrl(self.dir.reverse());
+        // Relaxed: a hint (see `note_waits_turns`).
+        peer.data_wait.turns.load(Ordering::Relaxed) == 1
     }
 
     /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].

@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 12] = [
+const SERVER_ROWS: [(&str, &str); 13] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -40,6 +40,7 @@ const SERVER_ROWS: [(&str, &str); 12] = [
     ("shm turns handed over", "shm_handoffs"),
     ("shm handoffs missed", "shm_handoffs_missed"),
     ("shm turns ended asleep", "shm_holders_asleep"),
+    ("shm waits for a turn", "shm_turn_waits"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),

@@ -287,6 +287,15 @@ impl Deadline {
         })
     }
 
+    /// Whether a wait for the connection's turn stays on the calling
+    /// thread: the call has no budget (it waits there until its deadline)
+    /// or a turn wait. What the client tells the server as it reads for
+    /// the call (`Consumer::note_waits_turns`): such a connection may be
+    /// held back while clients of other processes take their turns.
+    pub(crate) fn waits_out_turns(&self) -> bool {
+        self.budget.is_none() || !self.turn_wait.is_zero()
+    }
+
     /// Whether the budget ends the wait before the call's deadline.
     pub(crate) fn budget_first(&self) -> bool {
         self.wait() < self.call()
@@ -478,11 +487,14 @@ impl ClientShm {
     /// Waits on the calling thread until `slot` holds the final frame:
     /// reading the ring itself when nobody else does. Gives up at
     /// `deadline()` (read only once the wait outlasts a spin).
+    /// `waits_turns`: whether the call waits for its turn here
+    /// ([`Deadline::waits_out_turns`]), told to the server as it reads.
     pub(crate) fn wait_reply(
         &self,
         core: &ConnCore,
         slot: &SyncSlot,
         deadline: &dyn Fn() -> Instant,
+        waits_turns: bool,
     ) -> Result<Frame, WaitEnd> {
         let mut waiter_spin: Option<Spinner> = None;
         let mut parked = false;
@@ -500,8 +512,11 @@ impl ClientShm {
             }
             if let Some(mut rx) = self.rx.try_lock() {
                 // This thread sends again once it has its answer: the
-                // server may look at its state (`note_thread`).
+                // server may look at its state (`note_thread`), and may hold
+                // it back behind other processes' clients if it waits for
+                // its turn here (`note_waits_turns`).
                 rx.consumer.note_thread(hearth_shm::this_thread_id());
+                rx.consumer.note_waits_turns(waits_turns);
                 // `hold` returns at the deadline at the latest.
                 self.hold(core, &mut rx, &|| slot.is_ready(), Some(deadline));
                 drop(rx);
@@ -528,17 +543,19 @@ impl ClientShm {
 
     /// Reads the ring on the calling thread, routing every frame, until
     /// `done()` or `deadline()`; false (nothing read) when another thread
-    /// reads it now.
+    /// reads it now. `waits_turns` as for [`wait_reply`](Self::wait_reply).
     pub(crate) fn read_here(
         &self,
         core: &ConnCore,
         done: &dyn Fn() -> bool,
         deadline: &dyn Fn() -> Instant,
+        waits_turns: bool,
     ) -> bool {
         let Some(mut rx) = self.rx.try_lock() else {
             return false;
         };
         rx.consumer.note_thread(hearth_shm::this_thread_id());
+        rx.consumer.note_waits_turns(waits_turns);
         self.hold(core, &mut rx, done, Some(deadline));
         drop(rx);
         self.after_release(core);
@@ -751,8 +768,11 @@ fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
         let wanted = core.has_async_interest() && shm.n_parked.load(Ordering::Acquire) == 0;
         if wanted && let Some(mut rx) = shm.rx.try_lock() {
             shm.bg_holding.store(true, Ordering::Release);
-            // It reads for others' calls: no thread of its own to look at.
+            // It reads for others' calls: no thread of its own to look at,
+            // and a wait for a turn costs the callers it wakes more than a
+            // turn is worth across processes.
             rx.consumer.note_thread(None);
+            rx.consumer.note_waits_turns(false);
             let done = || {
                 shm.closing.load(Ordering::Acquire)
                     || !core.has_async_interest()
@@ -899,6 +919,26 @@ mod tests {
             .with_turn_wait(Duration::from_millis(2));
         deadline.waits_turn(true);
         assert_eq!(waits_for(&deadline), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn only_a_call_that_would_go_on_later_does_not_wait_out_turns() {
+        let secs = Duration::from_secs(10);
+        let ms = Duration::from_millis(1);
+        assert!(
+            Deadline::new(secs, None).waits_out_turns(),
+            "a blocking call waits on its thread until its timeout"
+        );
+        assert!(
+            Deadline::new(secs, Some(ms))
+                .with_turn_wait(Duration::from_millis(50))
+                .waits_out_turns(),
+            "a call with a turn wait waits for its turn on its thread"
+        );
+        assert!(
+            !Deadline::new(secs, Some(ms)).waits_out_turns(),
+            "a call with a budget and no turn wait goes on later instead"
+        );
     }
 
     #[test]

@@ -119,6 +119,11 @@ pub struct ServerStats {
     /// work, or blocks on something else) instead of after 50 µs of
     /// silence (docs/design.md H3g).
     pub shm_holders_asleep: u64,
+    /// Times a busy shared-memory connection was told to wait while
+    /// another of its turn group had the turn: another connection of its
+    /// process, or — for clients whose calls wait for their turn on their
+    /// own thread — of any process (docs/protocol.md, "Turns").
+    pub shm_turn_waits: u64,
     /// Shared-memory connections the shared poller serves now (their own
     /// threads wait meanwhile).
     pub shm_lent: usize,
@@ -243,6 +248,7 @@ impl Shared {
             shm_handoffs: self.poller.handoffs().0,
             shm_handoffs_missed: self.poller.handoffs().1,
             shm_holders_asleep: self.poller.holders_asleep(),
+            shm_turn_waits: self.poller.turn_waits(),
             shm_lent: self.poller.lent(),
             shm_ring_bytes: if self
                 .proto_limits

@@ -134,6 +134,9 @@ pub(crate) struct Poller {
     /// Turns ended because the holder's calling thread was found asleep
     /// (`TURN_PEEK`), before `TURN_IDLE`.
     holders_asleep: AtomicU64,
+    /// Times a busy ring was told to wait while another of its turn group
+    /// had the turn.
+    turn_waits: AtomicU64,
     /// Rings on loan now (in the inbox or being served).
     lent: AtomicUsize,
     /// Loans made since the server started (each loan's id).
@@ -169,8 +172,13 @@ struct Lent {
     last_busy: Instant,
     /// This loan's id (turns are held by loan).
     id: u64,
-    /// The client's process (turns are shared within one, `Turns`).
+    /// Its turn group (turns are shared within one, `Turns`): the
+    /// client's process, or every process's waiting clients together
+    /// (`RingThread::turn_group`).
     group: u32,
+    /// The client's process (`RingThread::client_process`): a turn is
+    /// handed over by the outgoing client only within one.
+    process: u32,
     /// When the last look found a request waiting for a turn.
     waiting_since: Option<Instant>,
     /// Its last turn ended at once because its client ran on the poller's
@@ -288,6 +296,19 @@ impl Poller {
         self.holders_asleep.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a busy ring told to wait for its turn.
+    pub(super) fn count_turn_wait(&self) {
+        // Relaxed: a statistic.
+        self.turn_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Times a busy ring was told to wait for its turn, since the server
+    /// started.
+    pub(super) fn turn_waits(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.turn_waits.load(Ordering::Relaxed)
+    }
+
     /// Turns ended because the holder's calling thread was found asleep
     /// outside hearth, since the server started.
     pub(super) fn holders_asleep(&self) -> u64 {
@@ -323,7 +344,8 @@ impl Poller {
     pub(super) fn lend(self: &Arc<Self>, ring: Box<RingThread>) -> (Box<RingThread>, Then) {
         self.lent.fetch_add(1, Ordering::Relaxed);
         ring.shared().bump();
-        let group = ring.client_process();
+        let group = ring.turn_group();
+        let process = ring.client_process();
         let back = Arc::new(Handback {
             slot: Mutex::new(None),
             owner: thread::current(),
@@ -336,6 +358,7 @@ impl Poller {
                 last_busy: Instant::now(),
                 id: self.loans.fetch_add(1, Ordering::Relaxed),
                 group,
+                process,
                 waiting_since: None,
                 passed_over: false,
                 probe: None,
@@ -551,10 +574,13 @@ impl Serving {
                 let waits = !self.turns.holds(lent.id) && !self.turns.free_for(lent.group);
                 if let Some(ring) = lent.ring.as_ref().filter(|_| waits) {
                     ring.note_away();
+                    ring.shared().poller.count_turn_wait();
                 }
             }
             // A turn whose slice ran out goes to the next client of its
-            // process through the outgoing client (if both can, and the
+            // process through the outgoing client (if both can — the name
+            // means something only in the process that gave it, so never
+            // from one process to another in the shared group — and the
             // outgoing one is waiting for an answer now, so that it reads
             // the name within microseconds — a client between two calls,
             // as a Node client often is for tens of microseconds, would
@@ -565,7 +591,7 @@ impl Serving {
                 let Some(outgoing) = self
                     .owned
                     .iter()
-                    .find(|l| l.id == from)
+                    .find(|l| l.id == from && l.process == self.owned[to].process)
                     .and_then(|l| l.ring.as_ref())
                     .filter(|r| r.handoff_key() != 0 && r.waiting())
                 else {

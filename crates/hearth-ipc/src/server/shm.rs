@@ -29,6 +29,7 @@
 //! error frame, best effort).
 
 use super::conn::{self, Conn, KeptSending};
+use super::turns::SHARED_TURNS;
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
 use crate::ops::Request;
@@ -532,9 +533,21 @@ impl RingThread {
         self.rx.has_data().unwrap_or(true) || self.rx.is_closed()
     }
 
-    /// The client's process, as the poller's turns group connections: its
-    /// pid, or (where the platform cannot say) a value of this connection
-    /// alone (above any pid).
+    /// The group the poller's turns put this connection in ([`Turns`](super::turns::Turns)
+    /// hold back only connections of one group): [`SHARED_TURNS`] when the
+    /// client said its calls wait for their turn on their own thread
+    /// (`Consumer::note_waits_turns`), whatever its process; otherwise its
+    /// [process](Self::client_process). Read when the ring is lent.
+    pub(super) fn turn_group(&self) -> u32 {
+        if self.rx.peer_waits_turns() {
+            SHARED_TURNS
+        } else {
+            self.client_process()
+        }
+    }
+
+    /// The client's process: its pid, or (where the platform cannot say) a
+    /// value of this connection alone (above any pid).
     pub(super) fn client_process(&self) -> u32 {
         match self.client_pid() {
             Some(pid) => pid,

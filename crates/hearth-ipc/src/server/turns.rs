@@ -1,15 +1,17 @@
 //! Turns: which of the shared poller's rings it answers now (policy only:
 //! no I/O, time passed in).
 //!
-//! Owns: the rule that, of one client process's busy connections on the
-//! poller, only as many are answered at a time as there are other cores
-//! (one on 2 cores), each for a time slice, the others waiting in the
-//! order they began to wait (a client on the poller's own core a round
-//! later); a holder that goes quiet loses its turn at once (silent for
+//! Owns: the rule that, of one group's busy connections on the poller,
+//! only as many are answered at a time as there are other cores (one on 2
+//! cores), each for a time slice, the others waiting in the order they
+//! began to wait (a client on the poller's own core a round later); a
+//! holder that goes quiet loses its turn at once (silent for
 //! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
-//! a slice ends only when another client of its process waits. Other processes
-//! are never held back (a group is a process: [`Turns::free_for`]); and
-//! what the poller does about a holder on its own core ([`holder_here`]).
+//! a slice ends only when another client of its group waits. Other groups
+//! are never held back ([`Turns::free_for`]). A group is a client process,
+//! or [`SHARED_TURNS`]: every connection whose client said its calls wait
+//! for their turn on their own thread, whatever its process. And what the
+//! poller does about a holder on its own core ([`holder_here`]).
 //! Must never: hold a turn for a ring that is not being served (the poller
 //! releases it), or pass over a waiting client for ever (the penalty for
 //! sharing the poller's core is bounded).
@@ -22,6 +24,13 @@
 //! each change of turn costs one wake-up instead of one per call.
 
 use std::time::{Duration, Instant};
+
+/// The turn group of every connection whose client said its calls wait
+/// for their turn on their own thread (`Consumer::note_waits_turns`): such
+/// clients take turns together whatever their process. Never a client's
+/// pid (0 is the kernel's own), nor a connection without one (those are
+/// above `1 << 31`).
+pub(super) const SHARED_TURNS: u32 = 0;
 
 /// How long one client keeps its turn while another waits for one.
 ///
@@ -127,19 +136,20 @@ pub(super) struct Turns {
 pub(super) struct Ended {
     /// Its holder.
     pub(super) id: u64,
-    /// Its client's process.
+    /// Its turn group.
     pub(super) group: u32,
     /// It ended because its holder went quiet (else its slice was over).
     pub(super) quiet: bool,
 }
 
 /// Which of the turns that just `ended` can hand over to a client of
-/// process `group` whose turn begins: one of the same process whose slice
+/// group `group` whose turn begins: one of the same group whose slice
 /// was over — its client was sending until now, so it is running and reads
 /// the name of its successor on its ring within microseconds, then wakes
 /// that client on its own core instead of the poller waking it from
 /// another (docs/protocol.md, "Turns"). Not one that went quiet: its
-/// client may not be running at all.
+/// client may not be running at all. (The poller also checks that the
+/// two are of one process: in [`SHARED_TURNS`] they may not be.)
 pub(super) fn handing_over(ended: &[Ended], group: u32) -> Option<u64> {
     ended
         .iter()
@@ -150,7 +160,7 @@ pub(super) fn handing_over(ended: &[Ended], group: u32) -> Option<u64> {
 #[derive(Debug)]
 struct Held {
     id: u64,
-    /// The client's process.
+    /// The client's turn group.
     group: u32,
     /// Requests answered in this turn.
     served: u32,
@@ -209,12 +219,13 @@ impl Turns {
         self.held.iter().any(|h| h.id == id)
     }
 
-    /// Whether a turn is free for a client of process `group`: turns are
-    /// shared among one process's connections only (its threads compete
-    /// for the same cores and wake one another cheaply; separate processes
-    /// — several Node processes, each with an event loop and helper
-    /// threads to wake at every change of turn — are served at once, as
-    /// before turns).
+    /// Whether a turn is free for a client of group `group`: turns are
+    /// shared within a group only — one process's connections (its
+    /// threads compete for the same cores and wake one another cheaply),
+    /// or [`SHARED_TURNS`], the clients of any process that wait for their
+    /// turn on their own thread; other processes — several Node
+    /// processes, each with an event loop and helper threads to wake at
+    /// every change of turn — are served at once, as before turns.
     pub(super) fn free_for(&self, group: u32) -> bool {
         self.held.iter().filter(|h| h.group == group).count() < self.slots
     }
@@ -224,7 +235,7 @@ impl Turns {
         self.held.iter().map(|h| h.id)
     }
 
-    /// Gives `id`, a client of process `group`, a turn from `now` (the
+    /// Gives `id`, a client of group `group`, a turn from `now` (the
     /// caller checked [`free_for`](Self::free_for)).
     pub(super) fn grant(&mut self, id: u64, group: u32, now: Instant) {
         self.held.push(Held {
