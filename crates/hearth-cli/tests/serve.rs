@@ -1104,6 +1104,50 @@ fn bench_transport_reports_the_machines_core_to_core_floor() {
 }
 
 #[test]
+fn bench_transport_runs_each_client_in_a_process_of_its_own_when_asked() {
+    let site = Site::new();
+    let args = [&SHM_BENCH[..], &["--clients", "1,3", "--client-processes"]].concat();
+    let r = site.hearth(&[&args[..], &["--json"]].concat()).ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    assert_eq!(report["client_processes"], true, "{report:#}");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report:#}");
+    for (run, clients) in runs.iter().zip([1u64, 3]) {
+        assert_eq!(run["clients"], clients, "{report:#}");
+        for op in ["get", "put"] {
+            // 200 calls split among the clients, every one answered.
+            assert_eq!(run[op]["ops"], 200 / clients * clients, "{run:#}");
+            assert!(
+                run[op]["client_cpu_secs"].as_f64().is_some_and(|s| s > 0.0),
+                "the client processes' CPU time is counted: {run:#}"
+            );
+        }
+    }
+    let text = site.hearth(&args).ok();
+    assert!(
+        text.stdout.contains("clients are processes")
+            && text.stdout.contains("shm gets/s: 3 ÷ 1 clients"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn a_bench_client_process_that_cannot_connect_says_why_and_exits_2() {
+    let site = Site::new();
+    let r = site
+        .command()
+        .env("HEARTH_BENCH_CLIENT", "1")
+        .env("HEARTH_BENCH_CHANNEL", "no-such-channel")
+        .env("HEARTH_BENCH_SOCKET_DIR", site.file("nowhere"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    let said = String::from_utf8_lossy(&r.stdout);
+    assert!(said.starts_with("HEARTH_BENCH_FAILED "), "{said}");
+}
+
+#[test]
 fn bench_transport_measures_several_client_counts_in_turn_and_compares_them() {
     let site = Site::new();
     let args = [&SHM_BENCH[..], &["--clients", "1,2", "--rounds", "2"]].concat();

@@ -5,7 +5,7 @@
 //! cargo bench -p hearth-ipc --bench channel -- [--transport shm|socket|both]
 //!     [--clients N[,N…]] [--rounds N] [--ops N] [--doc-bytes N] [--idle-clients N]
 //!     [--idle-secs S] [--ring-bytes N] [--no-put] [--no-redis] [--in-process]
-//!     [--json]
+//!     [--client-processes] [--json]
 //! ```
 //!
 //! Owns: argument parsing and printing only; the measuring is
@@ -59,6 +59,7 @@ fn main() {
             "--no-redis" => opts.redis = false,
             "--no-put" => opts.puts = false,
             "--in-process" => opts.server = ServerMode::InProcess,
+            "--client-processes" => opts.client_processes = true,
             "--json" => json = true,
             _ => {}
         }

@@ -48,6 +48,12 @@ use std::time::{Duration, Instant};
 /// Environment variable that turns a program into the benchmark's server.
 pub const SERVE_ENV: &str = "HEARTH_BENCH_SERVE";
 
+/// Environment variable that turns a program into one of the benchmark's
+/// client processes ([`Options::client_processes`]).
+pub const CLIENT_ENV: &str = "HEARTH_BENCH_CLIENT";
+
+mod processes;
+
 const READY: &str = "HEARTH_BENCH_READY";
 
 /// Keys read and written.
@@ -85,6 +91,13 @@ impl Transport {
         match self {
             Transport::Shm => "shm",
             Transport::Socket => "socket",
+        }
+    }
+
+    fn kind(self) -> TransportKind {
+        match self {
+            Transport::Shm => TransportKind::SharedMemory,
+            Transport::Socket => TransportKind::Socket,
         }
     }
 
@@ -139,6 +152,10 @@ pub struct Options {
     pub ring_bytes: Option<usize>,
     /// Measure puts too (gets always).
     pub puts: bool,
+    /// Each client a process of its own (this program run again with
+    /// [`CLIENT_ENV`] set: it must call [`serve_if_child`] first thing)
+    /// instead of a thread of this one: the clients of several apps.
+    pub client_processes: bool,
 }
 
 impl Default for Options {
@@ -161,6 +178,7 @@ impl Default for Options {
             },
             ring_bytes: None,
             puts: true,
+            client_processes: false,
         }
     }
 }
@@ -311,6 +329,9 @@ pub struct Report {
     pub doc_bytes: usize,
     /// Whether the server ran in its own process.
     pub server_in_child: bool,
+    /// Whether each client was a process of its own (else a thread of the
+    /// benchmark's).
+    pub client_processes: bool,
     /// Per transport.
     pub runs: Vec<Run>,
     /// Ratios between transports.
@@ -320,9 +341,14 @@ pub struct Report {
 }
 
 /// If this process was started as the benchmark's server, serves until
-/// its stdin closes and returns true (then return from `main`); otherwise
-/// returns false at once.
+/// its stdin closes and returns true (then return from `main`); as one of
+/// its client processes, makes the calls it is told to until its stdin
+/// closes and returns true; otherwise returns false at once.
 pub fn serve_if_child() -> bool {
+    if std::env::var_os(CLIENT_ENV).is_some() {
+        processes::client_main();
+        return true;
+    }
     if std::env::var_os(SERVE_ENV).is_none() {
         return false;
     }
@@ -783,25 +809,58 @@ fn phase(
             })
             .collect();
         let cpu0 = self_cpu();
-        let server0 = proc_cpu(server_pid);
-        let server_sw0 = proc_switches(server_pid);
-        let busy0 = machine_busy();
-        let start = Instant::now();
+        let watch = Watch::start(server_pid);
         barrier.wait();
-        let mut all = Vec::with_capacity(per_client * clients.len());
-        let mut client_sw = Some(0);
+        let mut spent = Vec::with_capacity(clients.len());
         let mut failed = None;
-        let mut calls = Vec::with_capacity(clients.len());
         for h in handles {
             match h.join() {
-                Ok(Ok(spent)) => {
-                    all.extend(spent.samples);
-                    client_sw = client_sw.zip(spent.switched).map(|(a, b)| a + b);
-                    calls.push((spent.began, spent.ends));
-                }
+                Ok(Ok(one)) => spent.push(one),
                 Ok(Err(e)) => failed = Some(e),
                 Err(_) => failed = Some(IpcError::Protocol("a benchmark client panicked".into())),
             }
+        }
+        let cpu = self_cpu() - cpu0;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(watch.finish(spent, cpu)),
+        }
+    })?;
+    Ok(measured)
+}
+
+/// What is read around a phase besides the clients' own figures: the
+/// server's CPU time and context switches, and the machine's load.
+pub(crate) struct Watch {
+    server_pid: Option<u32>,
+    server0: Option<f64>,
+    server_sw0: Option<u64>,
+    busy0: Option<f64>,
+    start: Instant,
+}
+
+impl Watch {
+    /// Starts watching, just before the clients start.
+    pub(crate) fn start(server_pid: Option<u32>) -> Watch {
+        Watch {
+            server_pid,
+            server0: proc_cpu(server_pid),
+            server_sw0: proc_switches(server_pid),
+            busy0: machine_busy(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The phase's figures, from what each client `spent` and the CPU
+    /// time the clients used together (`client_cpu`, seconds).
+    pub(crate) fn finish(self, spent: Vec<Spent>, client_cpu: f64) -> OpStats {
+        let mut all = Vec::with_capacity(spent.iter().map(|s| s.samples.len()).sum());
+        let mut client_sw = Some(0);
+        let mut calls = Vec::with_capacity(spent.len());
+        for one in spent {
+            all.extend(one.samples);
+            client_sw = client_sw.zip(one.switched).map(|(a, b)| a + b);
+            calls.push((one.began, one.ends));
         }
         // The phase lasts from the first client's first call to the last
         // client's last answer, as the clients' own clocks saw them (as the
@@ -810,29 +869,25 @@ fn phase(
         // more with 16 clients than with one, and counted against them.
         // (The machine's load and the CPU times are read over this
         // thread's interval, as they were taken.)
-        let watched = start.elapsed();
+        let watched = self.start.elapsed();
         let secs = work_span(&calls).unwrap_or(watched).as_secs_f64();
-        let busy = busy_rate(&calls);
-        let spread = spread(&calls);
-        let cpu = self_cpu() - cpu0;
-        let server = match (server0, proc_cpu(server_pid)) {
+        let server = match (self.server0, proc_cpu(self.server_pid)) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
-        let server_sw = grown(proc_switches(server_pid), server_sw0);
-        let switches = switches_total(client_sw, server_pid.map(|_| server_sw));
-        let others = others_pct(busy0, cpu + server.unwrap_or(0.0), watched.as_secs_f64());
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((all, secs, (busy, spread), cpu, server, others, switches)),
+        let server_sw = grown(proc_switches(self.server_pid), self.server_sw0);
+        let switches = switches_total(client_sw, self.server_pid.map(|_| server_sw));
+        let others = others_pct(
+            self.busy0,
+            client_cpu + server.unwrap_or(0.0),
+            watched.as_secs_f64(),
+        );
+        OpStats {
+            busy_ops_per_sec: busy_rate(&calls),
+            spread: spread(&calls),
+            ..OpStats::from_samples(all, secs, client_cpu, server, others, switches)
         }
-    })?;
-    let (samples, secs, (busy, spread), client_cpu, server_cpu, others, switches) = measured;
-    Ok(OpStats {
-        busy_ops_per_sec: busy,
-        spread,
-        ..OpStats::from_samples(samples, secs, client_cpu, server_cpu, others, switches)
-    })
+    }
 }
 
 /// How long `clients` — each as when its first call began and when each
@@ -910,16 +965,16 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
     })
 }
 
-/// What one benchmark client thread measured in a phase.
-struct Spent {
+/// What one benchmark client (thread or process) measured in a phase.
+pub(crate) struct Spent {
     /// Each call's latency in nanoseconds.
-    samples: Vec<u64>,
+    pub(crate) samples: Vec<u64>,
     /// Its context switches, where the platform counts them.
-    switched: Option<u64>,
+    pub(crate) switched: Option<u64>,
     /// When its first call began.
-    began: Instant,
+    pub(crate) began: Instant,
     /// When each answer came.
-    ends: Vec<Instant>,
+    pub(crate) ends: Vec<Instant>,
 }
 
 /// The clients' switches plus the server's when it runs in its own
@@ -983,30 +1038,46 @@ fn measure_transport(
     opts: &Options,
     log: &mut dyn FnMut(&str),
 ) -> Result<Run, IpcError> {
-    let clients: Vec<Client> = (0..count.max(1))
-        .map(|_| target.connect(transport))
-        .collect::<Result<_, _>>()?;
-    let expected = match transport {
-        Transport::Shm => TransportKind::SharedMemory,
-        Transport::Socket => TransportKind::Socket,
+    let count = count.max(1);
+    let mut callers = if opts.client_processes {
+        Callers::Processes(processes::Children::spawn(
+            &client_program(&opts.server)?,
+            target,
+            transport,
+            count,
+            opts.doc_bytes,
+        )?)
+    } else {
+        Callers::Threads(
+            (0..count)
+                .map(|_| target.connect(transport))
+                .collect::<Result<_, _>>()?,
+        )
     };
-    if clients[0].transport() != Some(expected) {
+    // A connection of this process checks the transport and waits for the
+    // applier: the first client thread's, or one of its own beside the
+    // client processes (which check their transport themselves).
+    let own_conn;
+    let own = match &callers {
+        Callers::Threads(clients) => &clients[0],
+        Callers::Processes(_) => {
+            own_conn = target.connect(transport)?;
+            &own_conn
+        }
+    };
+    if own.transport() != Some(transport.kind()) {
         return Err(IpcError::Protocol(format!(
             "asked for {} but the connection uses {:?}",
             transport.name(),
-            clients[0].transport()
+            own.transport()
         )));
     }
-    let per_client = (opts.ops / clients.len()).max(1);
-    let doc_bytes = opts.doc_bytes;
+    let per_client = (opts.ops / count).max(1);
     log(&format!(
-        "{}: {} client(s), warming up",
+        "{}: {count} client {}, warming up",
         transport.name(),
-        clients.len()
+        callers.kind()
     ));
-    // Keys are rendered before the clock starts, as the Redis rows build
-    // each request before theirs.
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i}")).collect();
     let warm = per_client.min(2000);
     // Both phases start with the applier caught up (the gets write
     // nothing, so one wait serves both): a backlog of the loading or of
@@ -1015,21 +1086,15 @@ fn measure_transport(
     // a core, kept it until the scheduler's next tick (up to 4 ms here);
     // and a put phase should be a burst the journal absorbs, as the first
     // one is, not the applier's sustained rate.
-    drain(&clients[0])?;
-    phase(&clients, warm, None, |c, _, i| {
-        c.get_json(&keys[i % KEYS]).map(|_| ())
-    })?;
+    drain(own)?;
+    callers.phase(Op::Get, warm, None, opts.doc_bytes)?;
     log(&format!(
         "{}: {} gets",
         transport.name(),
-        per_client * clients.len()
+        per_client * count
     ));
-    // The document as JSON text (`get_json`), as Redis's GET gives its
-    // value as bytes: a round trip, not a client-side parse into a tree.
     let before = core_round_trip_within(PHASE_FLOOR_BUDGET);
-    let mut get = phase(&clients, per_client, target.pid(), |c, _, i| {
-        c.get_json(&keys[i % KEYS]).map(|_| ())
-    })?;
+    let mut get = callers.phase(Op::Get, per_client, target.pid(), opts.doc_bytes)?;
     // The floor after the gets is also the one before the puts.
     let between = core_round_trip_within(PHASE_FLOOR_BUDGET);
     get.floor_ns = phase_floor(before, between);
@@ -1037,32 +1102,9 @@ fn measure_transport(
         log(&format!(
             "{}: {} puts",
             transport.name(),
-            per_client * clients.len()
+            per_client * count
         ));
-        // The document as JSON text (`put_json`), rendered before the
-        // clock starts, as Redis's SET is given its value as bytes.
-        let texts: Vec<String> = (0..KEYS)
-            .map(|i| document(i, doc_bytes).to_string())
-            .collect();
-        // The same 1000 ids whatever the number of clients, split among
-        // them (each client rewrites its own share): the store then does
-        // the same work per put with 1 or 16 clients (with 1000 ids per
-        // client, sixteen clients made the applier write sixteen times the
-        // rows, and the comparison measured SQLite, not the transport).
-        let n = clients.len();
-        let put_keys: Vec<Vec<(String, usize)>> = (0..n)
-            .map(|who| {
-                (0..KEYS.max(n))
-                    .filter(|j| j % n == who)
-                    .map(|j| (format!("bench:put:{j}"), j % KEYS))
-                    .collect()
-            })
-            .collect();
-        let mut put = phase(&clients, per_client, target.pid(), |c, who, i| {
-            let mine = &put_keys[who];
-            let (id, text) = &mine[i % mine.len()];
-            c.put_json(id, &texts[*text]).map(|_| ())
-        })?;
+        let mut put = callers.phase(Op::Put, per_client, target.pid(), opts.doc_bytes)?;
         put.floor_ns = phase_floor(between, core_round_trip_within(PHASE_FLOOR_BUDGET));
         Some(put)
     } else {
@@ -1070,10 +1112,124 @@ fn measure_transport(
     };
     Ok(Run {
         transport: transport.name().into(),
-        clients: clients.len(),
+        clients: count,
         get,
         put,
     })
+}
+
+/// The program a client process runs: the server's ([`ServerMode::Child`])
+/// or else this one; it must call [`serve_if_child`] first thing.
+fn client_program(server: &ServerMode) -> Result<PathBuf, IpcError> {
+    match server {
+        ServerMode::Child(command) => Ok(PathBuf::from(command.get_program())),
+        ServerMode::InProcess => std::env::current_exe()
+            .map_err(|e| IpcError::io("finding this program to run its client processes", e)),
+    }
+}
+
+/// What a phase calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `get_json` of the loaded documents, `bench:0` to `bench:999` in
+    /// turn. The document as JSON text, as Redis's GET gives its value as
+    /// bytes: a round trip, not a client-side parse into a tree.
+    Get,
+    /// `put_json` of the client's share of `bench:put:0` to
+    /// `bench:put:999` ([`put_share`]), each a ~`doc_bytes` document
+    /// rendered before the clock starts, as Redis's SET is given its
+    /// value as bytes.
+    Put,
+}
+
+impl Op {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Op> {
+        match name {
+            "get" => Some(Op::Get),
+            "put" => Some(Op::Put),
+            _ => None,
+        }
+    }
+}
+
+/// The ids client `who` of `n` rewrites in a put phase, each with the
+/// document (of [`KEYS`]) it writes: the same 1000 ids whatever the number
+/// of clients, split among them (each client rewrites its own share), so
+/// that the store does the same work per put with 1 or 16 clients (with
+/// 1000 ids per client, sixteen clients made the applier write sixteen
+/// times the rows, and the comparison measured SQLite, not the transport).
+pub(crate) fn put_share(who: usize, n: usize) -> Vec<(String, usize)> {
+    let n = n.max(1);
+    (0..KEYS.max(n))
+        .filter(|j| j % n == who)
+        .map(|j| (format!("bench:put:{j}"), j % KEYS))
+        .collect()
+}
+
+/// The ids a get phase reads, rendered before the clock starts (as the
+/// Redis rows build each request before theirs).
+pub(crate) fn get_keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("bench:{i}")).collect()
+}
+
+/// The documents a put phase writes, as JSON text.
+pub(crate) fn put_texts(doc_bytes: usize) -> Vec<String> {
+    (0..KEYS)
+        .map(|i| document(i, doc_bytes).to_string())
+        .collect()
+}
+
+/// The clients of one count: threads of this process, or processes.
+enum Callers {
+    Threads(Vec<Client>),
+    Processes(processes::Children),
+}
+
+impl Callers {
+    fn kind(&self) -> &'static str {
+        match self {
+            Callers::Threads(_) => "thread(s)",
+            Callers::Processes(_) => "process(es)",
+        }
+    }
+
+    /// Every client makes `per_client` calls of `op`, all at once.
+    fn phase(
+        &mut self,
+        op: Op,
+        per_client: usize,
+        server_pid: Option<u32>,
+        doc_bytes: usize,
+    ) -> Result<OpStats, IpcError> {
+        match self {
+            Callers::Processes(children) => children.phase(op, per_client, server_pid),
+            Callers::Threads(clients) => match op {
+                Op::Get => {
+                    let keys = get_keys();
+                    phase(clients, per_client, server_pid, |c, _, i| {
+                        c.get_json(&keys[i % KEYS]).map(|_| ())
+                    })
+                }
+                Op::Put => {
+                    let texts = put_texts(doc_bytes);
+                    let n = clients.len();
+                    let shares: Vec<_> = (0..n).map(|who| put_share(who, n)).collect();
+                    phase(clients, per_client, server_pid, |c, who, i| {
+                        let mine = &shares[who];
+                        let (id, text) = &mine[i % mine.len()];
+                        c.put_json(id, &texts[*text]).map(|_| ())
+                    })
+                }
+            },
+        }
+    }
 }
 
 /// Waits until the store's applier has materialised every earlier write:
@@ -1474,6 +1630,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
         },
         doc_bytes: opts.doc_bytes,
         server_in_child,
+        client_processes: opts.client_processes,
         runs,
         ratios,
         idle,
@@ -1497,7 +1654,7 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "machine: {} cores, {}, Linux {}; server in {}; documents ~{} B; get returns the JSON text (Client::get_json)\n\n",
+            "machine: {} cores, {}, Linux {}; server in {}; clients are {}; documents ~{} B; get returns the JSON text (Client::get_json)\n\n",
             self.machine.cores,
             self.machine.cpu,
             self.machine.kernel,
@@ -1505,6 +1662,11 @@ impl Report {
                 "its own process"
             } else {
                 "this process"
+            },
+            if self.client_processes {
+                "processes"
+            } else {
+                "threads of this process"
             },
             self.doc_bytes
         ));
@@ -1930,6 +2092,7 @@ mod tests {
             machine: machine(),
             doc_bytes: 200,
             server_in_child: true,
+            client_processes: false,
             runs,
             ratios,
             idle: Vec::new(),

@@ -18,9 +18,9 @@ pub(crate) struct TransportBenchArgs {
     /// Which transports to measure (shared memory first with `both`).
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]
     transport: TransportArg,
-    /// Concurrent clients (threads, one connection each); several counts,
-    /// comma-separated (`1,16`), are measured in turn and compared
-    /// (`16 ÷ 1 clients`).
+    /// Concurrent clients (threads, one connection each; processes with
+    /// `--client-processes`); several counts, comma-separated (`1,16`), are
+    /// measured in turn and compared (`16 ÷ 1 clients`).
     #[arg(long, default_value = "1", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
     clients: Vec<u64>,
     /// How many times the client counts are measured in turn, alternated;
@@ -54,6 +54,12 @@ pub(crate) struct TransportBenchArgs {
     /// (server CPU and memory are then not separable).
     #[arg(long)]
     in_process: bool,
+    /// Make each client a process of its own (this program run again),
+    /// as the windows, workers and helpers of several apps are, instead of
+    /// a thread of the benchmark. Each process's phase starts at one
+    /// instant of the machine's clock.
+    #[arg(long)]
+    client_processes: bool,
 }
 
 /// Runs the transport benchmark; progress on stderr, the report on stdout
@@ -88,6 +94,7 @@ pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()>
         redis: !args.no_redis,
         ring_bytes: args.ring_bytes,
         puts: !args.no_put,
+        client_processes: args.client_processes,
         ..Options::default()
     };
     if args.in_process {

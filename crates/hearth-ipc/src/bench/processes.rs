@@ -1,0 +1,421 @@
+//! The channel benchmark's client processes (`Options::client_processes`):
+//! each client a process of its own, as the windows, workers and helpers of
+//! several apps are, instead of a thread of the benchmark.
+//!
+//! Owns: starting the client processes (this program again, with
+//! [`CLIENT_ENV`](super::CLIENT_ENV) set), the line protocol on their stdin
+//! and stdout, starting a phase in all of them at one instant of the
+//! machine's monotonic clock, and turning what they measured back into the
+//! benchmark's [`Spent`]. Must never: assert anything about time, or leave a
+//! client process behind (each exits when its stdin closes, and is killed
+//! when [`Children`] is dropped).
+//!
+//! The protocol, one line each way per step:
+//! - the child connects, then prints `HEARTH_BENCH_READY` (or
+//!   `HEARTH_BENCH_FAILED <why>` and exits 2);
+//! - the parent sends `<get|put> <calls> <who> <of> <start>`: `<calls>`
+//!   calls as client `who` of `of` (its share of the put ids), from
+//!   `<start>`, nanoseconds of `CLOCK_MONOTONIC` (one clock for every
+//!   process of the machine);
+//! - the child answers `DONE <cpu seconds> <context switches or -> <first
+//!   call's start>`, then a line of each call's latency and one of each
+//!   answer's time (nanoseconds, space-separated), or `ERR <why>`.
+
+use super::{KEYS, Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
+use super::{get_keys, put_share, put_texts, thread_switches};
+use crate::error::IpcError;
+use crate::{Client, ConnectOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READY: &str = "HEARTH_BENCH_READY";
+const FAILED: &str = "HEARTH_BENCH_FAILED";
+
+/// How far ahead of now a phase starts: time for every child to read its
+/// line and go to sleep until then.
+const START_AHEAD: Duration = Duration::from_millis(30);
+
+/// Nanoseconds of the machine's monotonic clock (what [`Instant`] reads on
+/// Linux), comparable between processes.
+fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    // A monotonic clock is never negative; u64 nanoseconds last 584 years.
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// Turns the monotonic clock's nanoseconds into [`Instant`]s of this
+/// process, through one reading of both.
+struct Clock {
+    at: Instant,
+    ns: u64,
+}
+
+impl Clock {
+    /// Reads both, the monotonic clock on either side of the instant: off
+    /// by at most half the time between the two readings.
+    fn now() -> Clock {
+        let before = mono_ns();
+        let at = Instant::now();
+        let after = mono_ns();
+        Clock {
+            at,
+            ns: before + (after - before) / 2,
+        }
+    }
+
+    fn instant(&self, ns: u64) -> Instant {
+        if ns >= self.ns {
+            self.at + Duration::from_nanos(ns - self.ns)
+        } else {
+            self.at
+                .checked_sub(Duration::from_nanos(self.ns - ns))
+                .unwrap_or(self.at)
+        }
+    }
+}
+
+/// One client process.
+struct Kid {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl Kid {
+    fn line(&mut self) -> Result<String, IpcError> {
+        let mut line = String::new();
+        let n = self
+            .out
+            .read_line(&mut line)
+            .map_err(|e| IpcError::io("reading from a benchmark client process", e))?;
+        if n == 0 {
+            return Err(IpcError::Protocol(
+                "a benchmark client process ended (does the program call bench::serve_if_child first thing?)"
+                    .into(),
+            ));
+        }
+        Ok(line.trim_end().to_string())
+    }
+}
+
+/// The client processes of one client count.
+pub(super) struct Children {
+    kids: Vec<Kid>,
+}
+
+impl Children {
+    /// Starts `n` client processes of `program` on `target`'s channel over
+    /// `transport`, and returns once each has connected.
+    pub(super) fn spawn(
+        program: &Path,
+        target: &Target,
+        transport: Transport,
+        n: usize,
+        doc_bytes: usize,
+    ) -> Result<Children, IpcError> {
+        let mut children = Children { kids: Vec::new() };
+        for _ in 0..n {
+            let mut child = Command::new(program)
+                .env(super::CLIENT_ENV, "1")
+                .env_remove(super::SERVE_ENV)
+                .env("HEARTH_BENCH_CHANNEL", &target.channel)
+                .env("HEARTH_BENCH_SOCKET_DIR", &target.socket_dir)
+                .env("HEARTH_BENCH_TRANSPORT", transport.name())
+                .env("HEARTH_BENCH_DOC_BYTES", doc_bytes.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| IpcError::io("starting a benchmark client process", e))?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(IpcError::Protocol(
+                    "a benchmark client process has no stdin or stdout".into(),
+                ));
+            };
+            children.kids.push(Kid {
+                child,
+                stdin,
+                out: BufReader::new(stdout),
+            });
+        }
+        // Connecting in parallel; each says when it is done.
+        for kid in &mut children.kids {
+            let line = kid.line()?;
+            if let Some(why) = line.strip_prefix(FAILED) {
+                return Err(IpcError::Protocol(format!(
+                    "a benchmark client process could not start:{why}"
+                )));
+            }
+            if line != READY {
+                return Err(IpcError::Protocol(format!(
+                    "a benchmark client process said {line:?} instead of {READY}"
+                )));
+            }
+        }
+        Ok(children)
+    }
+
+    /// Every child makes `per_client` calls of `op`, all starting at one
+    /// instant.
+    pub(super) fn phase(
+        &mut self,
+        op: Op,
+        per_client: usize,
+        server_pid: Option<u32>,
+    ) -> Result<OpStats, IpcError> {
+        let n = self.kids.len();
+        let start = mono_ns() + u64::try_from(START_AHEAD.as_nanos()).unwrap_or(u64::MAX);
+        for (who, kid) in self.kids.iter_mut().enumerate() {
+            writeln!(kid.stdin, "{} {per_client} {who} {n} {start}", op.name())
+                .and_then(|()| kid.stdin.flush())
+                .map_err(|e| IpcError::io("writing to a benchmark client process", e))?;
+        }
+        let watch = Watch::start(server_pid);
+        let clock = Clock::now();
+        let mut spent = Vec::with_capacity(n);
+        let mut cpu = 0.0;
+        for kid in &mut self.kids {
+            let head = kid.line()?;
+            if let Some(why) = head.strip_prefix("ERR ") {
+                return Err(IpcError::Protocol(format!(
+                    "a benchmark client process failed: {why}"
+                )));
+            }
+            let bad = || IpcError::Protocol(format!("a benchmark client process said {head:?}"));
+            let mut fields = head.strip_prefix("DONE ").ok_or_else(bad)?.split(' ');
+            let mut field = || fields.next().ok_or_else(bad);
+            let secs: f64 = field()?.parse().map_err(|_| bad())?;
+            let switched = field()?.parse::<u64>().ok();
+            let began: u64 = field()?.parse().map_err(|_| bad())?;
+            let samples = numbers(&kid.line()?)?;
+            let ends = numbers(&kid.line()?)?;
+            cpu += secs;
+            spent.push(Spent {
+                samples,
+                switched,
+                began: clock.instant(began),
+                ends: ends.into_iter().map(|ns| clock.instant(ns)).collect(),
+            });
+        }
+        Ok(watch.finish(spent, cpu))
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for kid in &mut self.kids {
+            let _ = kid.child.kill();
+            let _ = kid.child.wait();
+        }
+    }
+}
+
+fn numbers(line: &str) -> Result<Vec<u64>, IpcError> {
+    line.split_ascii_whitespace()
+        .map(|n| {
+            n.parse()
+                .map_err(|_| IpcError::Protocol(format!("a benchmark client process sent {n:?}")))
+        })
+        .collect()
+}
+
+/// The client process's side: connects, then runs the phases it is told
+/// to until its stdin closes. Exits 2 if it cannot connect.
+pub(super) fn client_main() {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let transport = match var("HEARTH_BENCH_TRANSPORT").as_str() {
+        "socket" => Transport::Socket,
+        _ => Transport::Shm,
+    };
+    let connected = Client::connect_with(
+        ConnectOptions::new(var("HEARTH_BENCH_CHANNEL"))
+            .socket_dir(var("HEARTH_BENCH_SOCKET_DIR"))
+            .transport(transport.preference()),
+    )
+    .and_then(|client| {
+        let kind = client.transport();
+        if kind == Some(transport.kind()) {
+            Ok(client)
+        } else {
+            Err(IpcError::Protocol(format!(
+                "asked for {} but the connection uses {kind:?}",
+                transport.name()
+            )))
+        }
+    });
+    let client = match connected {
+        Ok(client) => client,
+        Err(e) => {
+            println!("{FAILED} {e}");
+            std::process::exit(2);
+        }
+    };
+    let doc_bytes = var("HEARTH_BENCH_DOC_BYTES").parse().unwrap_or(200);
+    let keys = get_keys();
+    let texts = put_texts(doc_bytes);
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{READY}").and_then(|()| out.flush()).is_err() {
+        return;
+    }
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { return };
+        let said = match run_phase(&client, &line, &keys, &texts) {
+            Ok(text) => text,
+            Err(e) => format!("ERR {e}\n"),
+        };
+        if out
+            .write_all(said.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A phase as the parent asks for it.
+#[derive(Debug, PartialEq, Eq)]
+struct Phase {
+    op: Op,
+    calls: usize,
+    who: usize,
+    of: usize,
+    /// When to start: nanoseconds of the monotonic clock.
+    start: u64,
+}
+
+impl Phase {
+    /// Reads `<get|put> <calls> <who> <of> <start>`.
+    fn parse(line: &str) -> Result<Phase, IpcError> {
+        let bad = || IpcError::Protocol(format!("a phase line the client cannot read: {line:?}"));
+        let mut fields = line.split(' ');
+        let op = Op::parse(fields.next().unwrap_or("")).ok_or_else(bad)?;
+        let mut number = || -> Result<u64, IpcError> {
+            fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad)
+        };
+        let mut count = || usize::try_from(number()?).map_err(|_| bad());
+        let (calls, who, of) = (count()?, count()?, count()?);
+        let start = number()?;
+        if who >= of || fields.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Phase {
+            op,
+            calls,
+            who,
+            of,
+            start,
+        })
+    }
+}
+
+/// Runs the phase `line` asks for; what to answer.
+fn run_phase(
+    client: &Client,
+    line: &str,
+    keys: &[String],
+    texts: &[String],
+) -> Result<String, IpcError> {
+    let Phase {
+        op,
+        calls,
+        who,
+        of,
+        start,
+    } = Phase::parse(line)?;
+    let share = put_share(who, of);
+    let mut samples = Vec::with_capacity(calls);
+    let mut ends = Vec::with_capacity(calls);
+    let now = mono_ns();
+    if start > now {
+        std::thread::sleep(Duration::from_nanos(start - now));
+    }
+    let sw0 = thread_switches();
+    let cpu0 = self_cpu();
+    let began = mono_ns();
+    for i in 0..calls {
+        let t = mono_ns();
+        match op {
+            Op::Get => client.get_json(&keys[i % KEYS]).map(drop)?,
+            Op::Put => {
+                let (id, text) = &share[i % share.len()];
+                client.put_json(id, &texts[*text]).map(drop)?;
+            }
+        }
+        let ended = mono_ns();
+        samples.push(ended - t);
+        ends.push(ended);
+    }
+    let cpu = self_cpu() - cpu0;
+    let switched = grown(thread_switches(), sw0).map_or("-".to_string(), |n| n.to_string());
+    let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+    Ok(format!(
+        "DONE {cpu} {switched} {began}\n{}\n{}\n",
+        join(&samples),
+        join(&ends)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_monotonic_clock_maps_onto_this_processs_instants() {
+        let clock = Clock::now();
+        let later = clock.instant(clock.ns + 1_500);
+        assert_eq!(later - clock.at, Duration::from_nanos(1_500));
+        let earlier = clock.instant(clock.ns - 700);
+        assert_eq!(clock.at - earlier, Duration::from_nanos(700));
+        // One clock: what the monotonic clock says now is now, give or take
+        // the moment between the clock's two readings (a second here is
+        // only a bound a different clock would miss by years).
+        let before = Instant::now();
+        let now = clock.instant(mono_ns());
+        let after = Instant::now();
+        let slack = Duration::from_secs(1);
+        assert!(now + slack >= before && now <= after + slack);
+    }
+
+    #[test]
+    fn a_line_of_numbers_that_is_not_one_is_an_error() {
+        assert_eq!(numbers("1 22 333").unwrap(), [1, 22, 333]);
+        assert_eq!(numbers("").unwrap(), Vec::<u64>::new());
+        assert!(numbers("1 x 3").is_err());
+        assert!(numbers("-4").is_err());
+    }
+
+    #[test]
+    fn a_phase_line_is_read_as_the_parent_writes_it() {
+        assert_eq!(
+            Phase::parse("put 625 3 16 123456789").unwrap(),
+            Phase {
+                op: Op::Put,
+                calls: 625,
+                who: 3,
+                of: 16,
+                start: 123_456_789
+            }
+        );
+    }
+
+    #[test]
+    fn a_phase_line_the_client_cannot_read_is_refused() {
+        for line in [
+            "",
+            "fetch 1 0 1 0",
+            "get x 0 1 0",
+            "get 1 0 1",
+            "put 1 0 1 -5",
+            "get 1 2 2 0",
+            "get 1 0 1 0 extra",
+        ] {
+            let err = Phase::parse(line).unwrap_err();
+            assert!(err.to_string().contains("cannot read"), "{line:?}: {err}");
+        }
+    }
+}
