@@ -1324,7 +1324,8 @@ impl<M: RingMemory> Consumer<M> {
     /// fresh segment) keeps them out of other processes' turns — for a
     /// reader whose wait for a turn would cost more than the turn is
     /// worth (an event loop's thread that hands a late answer to another
-    /// thread). Written only when it changes.
+    /// thread). Written only when it changes; the server reads it when it
+    /// starts serving the connection on its poller.
     ///
     /// ```
     /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};

@@ -768,11 +768,12 @@ fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
         let wanted = core.has_async_interest() && shm.n_parked.load(Ordering::Acquire) == 0;
         if wanted && let Some(mut rx) = shm.rx.try_lock() {
             shm.bg_holding.store(true, Ordering::Release);
-            // It reads for others' calls: no thread of its own to look at,
-            // and a wait for a turn costs the callers it wakes more than a
-            // turn is worth across processes.
+            // It reads for others' calls: no thread of its own to look at.
+            // What the calls on the calling threads said about turns stands
+            // (`note_waits_turns`): the server reads it when it starts
+            // serving the ring, and one process's connections should all
+            // be in one turn group, whoever read last.
             rx.consumer.note_thread(None);
-            rx.consumer.note_waits_turns(false);
             let done = || {
                 shm.closing.load(Ordering::Acquire)
                     || !core.has_async_interest()
