@@ -1054,23 +1054,20 @@ fn measure_transport(
                 .collect::<Result<_, _>>()?,
         )
     };
-    // A connection of this process checks the transport and waits for the
-    // applier: the first client thread's, or one of its own beside the
-    // client processes (which check their transport themselves).
-    let own_conn;
-    let own = match &callers {
-        Callers::Threads(clients) => &clients[0],
-        Callers::Processes(_) => {
-            own_conn = target.connect(transport)?;
-            &own_conn
-        }
-    };
-    if own.transport() != Some(transport.kind()) {
-        return Err(IpcError::Protocol(format!(
-            "asked for {} but the connection uses {:?}",
-            transport.name(),
-            own.transport()
-        )));
+    // Both phases start with the applier caught up (the gets write
+    // nothing, so one wait serves both): a backlog of the loading or of
+    // the put phase before (another count's, another round's) would be
+    // materialised during the gets, by a background thread that, once on
+    // a core, kept it until the scheduler's next tick (up to 4 ms here);
+    // and a put phase should be a burst the journal absorbs, as the first
+    // one is, not the applier's sustained rate. A connection of this
+    // process checks the transport and waits: the first client thread's,
+    // or beside client processes (which check their own transport) one of
+    // its own, closed before they call, so that the server has exactly
+    // the clients' connections during the phases, as with threads.
+    match &callers {
+        Callers::Threads(clients) => check_and_drain(&clients[0], transport)?,
+        Callers::Processes(_) => check_and_drain(&target.connect(transport)?, transport)?,
     }
     let per_client = (opts.ops / count).max(1);
     log(&format!(
@@ -1079,14 +1076,6 @@ fn measure_transport(
         callers.kind()
     ));
     let warm = per_client.min(2000);
-    // Both phases start with the applier caught up (the gets write
-    // nothing, so one wait serves both): a backlog of the loading or of
-    // the put phase before (another count's, another round's) would be
-    // materialised during the gets, by a background thread that, once on
-    // a core, kept it until the scheduler's next tick (up to 4 ms here);
-    // and a put phase should be a burst the journal absorbs, as the first
-    // one is, not the applier's sustained rate.
-    drain(own)?;
     callers.phase(Op::Get, warm, None, opts.doc_bytes)?;
     log(&format!(
         "{}: {} gets",
@@ -1230,6 +1219,18 @@ impl Callers {
             },
         }
     }
+}
+
+/// Checks that `c` uses `transport`, then [`drain`]s.
+fn check_and_drain(c: &Client, transport: Transport) -> Result<(), IpcError> {
+    if c.transport() != Some(transport.kind()) {
+        return Err(IpcError::Protocol(format!(
+            "asked for {} but the connection uses {:?}",
+            transport.name(),
+            c.transport()
+        )));
+    }
+    drain(c)
 }
 
 /// Waits until the store's applier has materialised every earlier write:
