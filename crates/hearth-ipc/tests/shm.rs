@@ -78,7 +78,12 @@ fn child_process_entry() {
                     .transport(TransportPreference::SharedMemory),
             )
             .unwrap();
-            client.get_json("doc").unwrap();
+            if mode == "busy" {
+                client.get_json("doc").unwrap();
+            } else if let Within::Ready(doc) = client.get_within("doc", Duration::from_secs(30)) {
+                // A budget and no turn wait from the first call on.
+                doc.unwrap();
+            }
             child_ready("");
             loop {
                 if mode == "busy" {

@@ -1324,8 +1324,8 @@ impl<M: RingMemory> Consumer<M> {
     /// fresh segment) keeps them out of other processes' turns — for a
     /// reader whose wait for a turn would cost more than the turn is
     /// worth (an event loop's thread that hands a late answer to another
-    /// thread). Written only when it changes; the server reads it when it
-    /// starts serving the connection on its poller.
+    /// thread). Written only when it changes; the server reads it as its
+    /// poller serves the connection.
     ///
     /// ```
     /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};

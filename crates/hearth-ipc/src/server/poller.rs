@@ -29,7 +29,7 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
-use super::turns::{HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here};
+use super::turns::{Group, HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here};
 use hearth_shm::{SpinClaim, ThreadProbe};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -172,13 +172,9 @@ struct Lent {
     last_busy: Instant,
     /// This loan's id (turns are held by loan).
     id: u64,
-    /// Its turn group (turns are shared within one, `Turns`): the
-    /// client's process, or every process's waiting clients together
-    /// (`RingThread::turn_group`).
-    group: u32,
-    /// The client's process (`RingThread::client_process`): a turn is
-    /// handed over by the outgoing client only within one.
-    process: u32,
+    /// Whose turns it takes part in (`Turns`, `RingThread::turn_group`):
+    /// its process's, and maybe those shared across processes.
+    group: Group,
     /// When the last look found a request waiting for a turn.
     waiting_since: Option<Instant>,
     /// Its last turn ended at once because its client ran on the poller's
@@ -345,7 +341,6 @@ impl Poller {
         self.lent.fetch_add(1, Ordering::Relaxed);
         ring.shared().bump();
         let group = ring.turn_group();
-        let process = ring.client_process();
         let back = Arc::new(Handback {
             slot: Mutex::new(None),
             owner: thread::current(),
@@ -358,7 +353,6 @@ impl Poller {
                 last_busy: Instant::now(),
                 id: self.loans.fetch_add(1, Ordering::Relaxed),
                 group,
-                process,
                 waiting_since: None,
                 passed_over: false,
                 probe: None,
@@ -429,12 +423,12 @@ impl Poller {
     }
 }
 
-/// Whether a ring of process `group` among `owned` waits for a turn (as
-/// the last look at it found).
-fn waits_in(owned: &[Lent], group: u32) -> bool {
+/// Whether a ring among `owned` that a holder of `group` holds back waits
+/// for a turn (as the last look at it found).
+fn waits_in(owned: &[Lent], group: Group) -> bool {
     owned
         .iter()
-        .any(|l| l.group == group && l.waiting_since.is_some())
+        .any(|l| group.holds_back(l.group) && l.waiting_since.is_some())
 }
 
 /// The poller thread's rings and what it knows of them.
@@ -490,6 +484,9 @@ impl Serving {
                 continue;
             }
             ring.end_quiet(Some(now));
+            // The client says with each call whether it waits for its turn
+            // on its own thread: the group follows it (from its next turn).
+            lent.group = ring.turn_group();
             if holder || self.turns.free_for(lent.group) {
                 ring.note_cpu_as(cpu);
                 client_elsewhere |= ring.client_elsewhere(cpu);
@@ -580,7 +577,7 @@ impl Serving {
             // A turn whose slice ran out goes to the next client of its
             // process through the outgoing client (if both can — the name
             // means something only in the process that gave it, so never
-            // from one process to another in the shared group — and the
+            // from one process to another sharing turns — and the
             // outgoing one is waiting for an answer now, so that it reads
             // the name within microseconds — a client between two calls,
             // as a Node client often is for tens of microseconds, would
@@ -591,7 +588,7 @@ impl Serving {
                 let Some(outgoing) = self
                     .owned
                     .iter()
-                    .find(|l| l.id == from && l.process == self.owned[to].process)
+                    .find(|l| l.id == from)
                     .and_then(|l| l.ring.as_ref())
                     .filter(|r| r.handoff_key() != 0 && r.waiting())
                 else {
@@ -723,7 +720,7 @@ impl Serving {
             let Some(ring) = l.ring.as_ref() else {
                 continue;
             };
-            if l.group == group && l.waiting_since.is_some() {
+            if group.holds_back(l.group) && l.waiting_since.is_some() {
                 waits = true;
                 elsewhere_waits |= !ring.client_on(cpu);
             } else if self.turns.holds(l.id) || self.turns.free_for(l.group) {

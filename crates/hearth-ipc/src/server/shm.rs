@@ -29,7 +29,7 @@
 //! error frame, best effort).
 
 use super::conn::{self, Conn, KeptSending};
-use super::turns::SHARED_TURNS;
+use super::turns::Group;
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
 use crate::ops::Request;
@@ -533,16 +533,16 @@ impl RingThread {
         self.rx.has_data().unwrap_or(true) || self.rx.is_closed()
     }
 
-    /// The group the poller's turns put this connection in ([`Turns`](super::turns::Turns)
-    /// hold back only connections of one group): [`SHARED_TURNS`] when the
-    /// client said its calls wait for their turn on their own thread
-    /// (`Consumer::note_waits_turns`), whatever its process; otherwise its
-    /// [process](Self::client_process). Read when the ring is lent.
-    pub(super) fn turn_group(&self) -> u32 {
-        if self.rx.peer_waits_turns() {
-            SHARED_TURNS
-        } else {
-            self.client_process()
+    /// Whose turns on the poller this connection takes part in: its
+    /// [process](Self::client_process)'s, and — when its client said its
+    /// calls wait for their turn on their own thread
+    /// (`Consumer::note_waits_turns`) — those of every such connection,
+    /// whatever its process. Read when the ring is lent and at every look
+    /// the poller takes at it.
+    pub(super) fn turn_group(&self) -> Group {
+        Group {
+            process: self.client_process(),
+            shared: self.rx.peer_waits_turns(),
         }
     }
 

@@ -7,11 +7,12 @@
 //! began to wait (a client on the poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
 //! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
-//! a slice ends only when another client of its group waits. Other groups
-//! are never held back ([`Turns::free_for`]). A group is a client process,
-//! or [`SHARED_TURNS`]: every connection whose client said its calls wait
-//! for their turn on their own thread, whatever its process. And what the
-//! poller does about a holder on its own core ([`holder_here`]).
+//! a slice ends only when another client it holds back waits. A
+//! connection takes turns with the others of its process and, if its
+//! client said its calls wait for their turn on their own thread, with
+//! every such connection of any process ([`Group`]); nobody else is ever
+//! held back ([`Turns::free_for`]). And what the poller does about a
+//! holder on its own core ([`holder_here`]).
 //! Must never: hold a turn for a ring that is not being served (the poller
 //! releases it), or pass over a waiting client for ever (the penalty for
 //! sharing the poller's core is bounded).
@@ -25,12 +26,26 @@
 
 use std::time::{Duration, Instant};
 
-/// The turn group of every connection whose client said its calls wait
-/// for their turn on their own thread (`Consumer::note_waits_turns`): such
-/// clients take turns together whatever their process. Never a client's
-/// pid (0 is the kernel's own), nor a connection without one (those are
-/// above `1 << 31`).
-pub(super) const SHARED_TURNS: u32 = 0;
+/// Whose turns a connection takes part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Group {
+    /// Its client's process (a value of the connection alone where the
+    /// platform cannot say): it takes turns with that process's other
+    /// connections.
+    pub(super) process: u32,
+    /// Its client said its calls wait for their turn on their own thread
+    /// (`Consumer::note_waits_turns`): it also takes turns with every such
+    /// connection, whatever its process.
+    pub(super) shared: bool,
+}
+
+impl Group {
+    /// Whether a holder of this group holds back a client of `other`: one
+    /// of the same process, or both sharing turns across processes.
+    pub(super) fn holds_back(self, other: Group) -> bool {
+        self.process == other.process || (self.shared && other.shared)
+    }
+}
 
 /// How long one client keeps its turn while another waits for one.
 ///
@@ -136,32 +151,33 @@ pub(super) struct Turns {
 pub(super) struct Ended {
     /// Its holder.
     pub(super) id: u64,
-    /// Its turn group.
-    pub(super) group: u32,
+    /// Its holder's group.
+    pub(super) group: Group,
     /// It ended because its holder went quiet (else its slice was over).
     pub(super) quiet: bool,
 }
 
 /// Which of the turns that just `ended` can hand over to a client of
-/// group `group` whose turn begins: one of the same group whose slice
+/// `group` whose turn begins: one of the same process whose slice
 /// was over — its client was sending until now, so it is running and reads
 /// the name of its successor on its ring within microseconds, then wakes
 /// that client on its own core instead of the poller waking it from
 /// another (docs/protocol.md, "Turns"). Not one that went quiet: its
-/// client may not be running at all. (The poller also checks that the
-/// two are of one process: in [`SHARED_TURNS`] they may not be.)
-pub(super) fn handing_over(ended: &[Ended], group: u32) -> Option<u64> {
+/// client may not be running at all. Not one of another process either,
+/// even when the two share turns: the name the outgoing client is given
+/// means a connection of its own process.
+pub(super) fn handing_over(ended: &[Ended], group: Group) -> Option<u64> {
     ended
         .iter()
-        .find(|e| e.group == group && !e.quiet)
+        .find(|e| e.group.process == group.process && !e.quiet)
         .map(|e| e.id)
 }
 
 #[derive(Debug)]
 struct Held {
     id: u64,
-    /// The client's turn group.
-    group: u32,
+    /// The client's group.
+    group: Group,
     /// Requests answered in this turn.
     served: u32,
     since: Instant,
@@ -219,15 +235,20 @@ impl Turns {
         self.held.iter().any(|h| h.id == id)
     }
 
-    /// Whether a turn is free for a client of group `group`: turns are
-    /// shared within a group only — one process's connections (its
-    /// threads compete for the same cores and wake one another cheaply),
-    /// or [`SHARED_TURNS`], the clients of any process that wait for their
-    /// turn on their own thread; other processes — several Node
-    /// processes, each with an event loop and helper threads to wake at
-    /// every change of turn — are served at once, as before turns.
-    pub(super) fn free_for(&self, group: u32) -> bool {
-        self.held.iter().filter(|h| h.group == group).count() < self.slots
+    /// Whether a turn is free for a client of `group`: fewer holders than
+    /// slots of its process (its threads compete for the same cores and
+    /// wake one another cheaply), and — if it shares turns across
+    /// processes — fewer than slots among the connections that do (each
+    /// waits for its turn on its own thread). Other processes — several
+    /// Node processes, each with an event loop and helper threads to wake
+    /// at every change of turn — are served at once, as before turns.
+    pub(super) fn free_for(&self, group: Group) -> bool {
+        let mine = self
+            .held
+            .iter()
+            .filter(|h| h.group.process == group.process);
+        let shared = self.held.iter().filter(|h| h.group.shared);
+        mine.count() < self.slots && (!group.shared || shared.count() < self.slots)
     }
 
     /// The ids holding a turn.
@@ -235,9 +256,9 @@ impl Turns {
         self.held.iter().map(|h| h.id)
     }
 
-    /// Gives `id`, a client of group `group`, a turn from `now` (the
-    /// caller checked [`free_for`](Self::free_for)).
-    pub(super) fn grant(&mut self, id: u64, group: u32, now: Instant) {
+    /// Gives `id`, a client of `group`, a turn from `now` (the caller
+    /// checked [`free_for`](Self::free_for)).
+    pub(super) fn grant(&mut self, id: u64, group: Group, now: Instant) {
         self.held.push(Held {
             id,
             group,
@@ -266,8 +287,8 @@ impl Turns {
 
     /// The holders whose client's thread is due for a look at `now`
     /// ([`TURN_PEEK`]), each once per silence ([`looked`](Self::looked)),
-    /// and only while another client of its process waits
-    /// (`someone_waits`): ending a turn early gains nobody anything
+    /// and only while another client it holds back waits
+    /// (`someone_waits`, given the holder's group): ending a turn early gains nobody anything
     /// otherwise, and a look costs the poller ~3 µs — sixteen Node
     /// processes, each a process of one connection and each often silent
     /// between calls, lost about a sixth of their gets/s to looks. A holder due
@@ -276,7 +297,7 @@ impl Turns {
     pub(super) fn looks_due(
         &mut self,
         now: Instant,
-        someone_waits: impl Fn(u32) -> bool,
+        someone_waits: impl Fn(Group) -> bool,
     ) -> Vec<u64> {
         let mut due = Vec::new();
         for h in self.held.iter_mut().filter(|h| h.look_due(now)) {
@@ -317,10 +338,10 @@ impl Turns {
     }
 
     /// After a look at every ring at `now`: ends the turns of holders gone
-    /// quiet, and of holders whose slice is over when `someone_waits` in
+    /// quiet, and of holders whose slice is over when `someone_waits` that
     /// their process (else their slice starts again). The turns it ended
     /// are [`ended`](Self::ended) until the next call.
-    pub(super) fn expire(&mut self, now: Instant, someone_waits: impl Fn(u32) -> bool) {
+    pub(super) fn expire(&mut self, now: Instant, someone_waits: impl Fn(Group) -> bool) {
         let slice = self.slice;
         let ended = &mut self.ended;
         ended.clear();
@@ -371,17 +392,33 @@ mod tests {
     use super::*;
 
     const SLICE: Duration = Duration::from_micros(1000);
-    const APP: u32 = 10;
+    const APP: Group = process(10);
+
+    /// A connection of process `pid` that does not share turns.
+    const fn process(pid: u32) -> Group {
+        Group {
+            process: pid,
+            shared: false,
+        }
+    }
+
+    /// A connection of process `pid` that shares turns across processes.
+    const fn sharing(pid: u32) -> Group {
+        Group {
+            process: pid,
+            shared: true,
+        }
+    }
 
     fn at(t: Instant, micros: u64) -> Instant {
         t + Duration::from_micros(micros)
     }
 
-    fn nobody(_: u32) -> bool {
+    fn nobody(_: Group) -> bool {
         false
     }
 
-    fn everybody(_: u32) -> bool {
+    fn everybody(_: Group) -> bool {
         true
     }
 
@@ -409,9 +446,36 @@ mod tests {
         let mut turns = Turns::new(1, SLICE);
         turns.grant(1, APP, t);
         assert!(!turns.free_for(APP));
-        assert!(turns.free_for(APP + 1));
-        turns.grant(2, APP + 1, t);
-        assert!(turns.free_for(APP + 2));
+        assert!(turns.free_for(process(11)));
+        turns.grant(2, process(11), t);
+        assert!(turns.free_for(process(12)));
+    }
+
+    #[test]
+    fn connections_that_share_turns_take_them_together_across_processes() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, sharing(10), t);
+        assert!(!turns.free_for(sharing(11)), "another process that shares");
+        assert!(!turns.free_for(process(10)), "its own process still");
+        assert!(
+            turns.free_for(process(11)),
+            "another process that does not share is never held back"
+        );
+        turns.grant(2, process(11), t);
+        assert!(!turns.free_for(sharing(11)), "by either holder");
+        turns.release(1);
+        assert!(!turns.free_for(sharing(11)), "its own process's holder");
+        assert!(turns.free_for(sharing(12)));
+    }
+
+    #[test]
+    fn a_holder_holds_back_its_process_and_those_it_shares_turns_with() {
+        assert!(process(10).holds_back(sharing(10)));
+        assert!(sharing(10).holds_back(process(10)));
+        assert!(sharing(10).holds_back(sharing(11)));
+        assert!(!sharing(10).holds_back(process(11)));
+        assert!(!process(10).holds_back(sharing(11)));
     }
 
     #[test]
@@ -445,9 +509,25 @@ mod tests {
         assert_eq!(turns.ended(), &[ended(1, false)]);
         assert_eq!(handing_over(turns.ended(), APP), Some(1));
         assert_eq!(
-            handing_over(turns.ended(), APP + 1),
+            handing_over(turns.ended(), process(11)),
             None,
             "a client of another process is woken by the poller"
+        );
+    }
+
+    #[test]
+    fn a_turn_is_never_handed_over_to_another_process_even_one_sharing_turns() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, sharing(10), t);
+        turns.served(1, at(t, 1000), 2);
+        turns.expire(at(t, 1000), everybody);
+        assert!(!turns.holds(1));
+        assert_eq!(handing_over(turns.ended(), sharing(10)), Some(1));
+        assert_eq!(
+            handing_over(turns.ended(), sharing(11)),
+            None,
+            "the outgoing client can wake only a connection of its own process"
         );
     }
 
