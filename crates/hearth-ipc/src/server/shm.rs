@@ -64,7 +64,16 @@ const SPIN: Duration = Duration::from_micros(100);
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
 /// Least time between two moves of the ring thread off the client's core.
-const MOVE_EVERY: Duration = Duration::from_millis(10);
+///
+/// A ring thread that sleeps (its client paused for longer than [`SPIN`])
+/// is woken next to its client and cannot move again until this has
+/// passed: the two then take turns on one core, ~3 µs a turn, while the
+/// other idles. With 10 ms a lone client process spent 10–20 ms stretches
+/// that way (0.05–0.19 context switches a call, 0.70–1.09M gets/s); with
+/// 1 ms 0.02–0.05 and 0.83–1.13M (docs/performance.md, "client
+/// processes"), and no worse with another process busy on one core. A
+/// move costs two `sched_setaffinity` calls: at most a thousand a second.
+const MOVE_EVERY: Duration = Duration::from_millis(1);
 
 /// What the ring thread hands to the connection loop.
 enum Inbound {
