@@ -1047,28 +1047,31 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn busy_client_processes_that_wait_on_their_own_thread_take_turns_together() {
-    // Each process has one connection: only a turn group across
-    // processes makes one of them wait while another has the turn.
+/// The server's counters once `crowd() + 1` client processes in child
+/// `mode` have kept its poller busy ([`busy_processes`]).
+fn stats_among_busy_processes(mode: &str) -> hearth_ipc::ServerStats {
     let fx = shm_server(|b| b);
     fx.client().put("doc", json!({"n": 1})).unwrap();
-    let children = busy_processes(&fx, "busy");
+    let children = busy_processes(&fx, mode);
     let stats = fx.server.stats();
     drop(children);
+    stats
+}
+
+#[test]
+fn busy_client_processes_that_wait_on_their_own_thread_take_turns_together() {
+    // Each process has one connection: only turns across processes make
+    // one of them wait while another has the turn.
+    let stats = stats_among_busy_processes("busy");
     assert!(stats.shm_turn_waits > 0, "{stats:?}");
 }
 
 #[test]
 fn busy_client_processes_that_would_go_on_later_are_never_held_back() {
     // Calls with a budget and no turn wait (the Node main thread's fast
-    // path) say they would rather not wait for a turn: grouped by their
-    // process, each alone in its group, none ever waits for another's.
-    let fx = shm_server(|b| b);
-    fx.client().put("doc", json!({"n": 1})).unwrap();
-    let children = busy_processes(&fx, "busy-within");
-    let stats = fx.server.stats();
-    drop(children);
+    // path) say they would rather not wait for a turn: each process takes
+    // turns only with its own connections, and has no other.
+    let stats = stats_among_busy_processes("busy-within");
     assert_eq!(stats.shm_turn_waits, 0, "{stats:?}");
 }
 
