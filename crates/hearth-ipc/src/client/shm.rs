@@ -769,10 +769,10 @@ fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
         if wanted && let Some(mut rx) = shm.rx.try_lock() {
             shm.bg_holding.store(true, Ordering::Release);
             // It reads for others' calls: no thread of its own to look at.
-            // What the calls on the calling threads said about turns stands
-            // (`note_waits_turns`): the server reads it when it starts
-            // serving the ring, and one process's connections should all
-            // be in one turn group, whoever read last.
+            // What the last call on a calling thread said about turns
+            // stands (`note_waits_turns`): a reader for others' calls knows
+            // nothing of how they wait, and the server should not see the
+            // word change with whichever thread read last.
             rx.consumer.note_thread(None);
             let done = || {
                 shm.closing.load(Ordering::Acquire)
