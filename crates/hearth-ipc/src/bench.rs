@@ -823,7 +823,7 @@ fn phase(
         let cpu = self_cpu() - cpu0;
         match failed {
             Some(e) => Err(e),
-            None => Ok(watch.finish(spent, cpu)),
+            None => Ok(watch.stop(cpu).finish(spent)),
         }
     })?;
     Ok(measured)
@@ -851,9 +851,43 @@ impl Watch {
         }
     }
 
-    /// The phase's figures, from what each client `spent` and the CPU
-    /// time the clients used together (`client_cpu`, seconds).
-    pub(crate) fn finish(self, spent: Vec<Spent>, client_cpu: f64) -> OpStats {
+    /// Stops watching as the clients finish: reads the server's CPU time
+    /// and switches and the machine's load now, given the CPU time the
+    /// clients used together (`client_cpu`, seconds).
+    pub(crate) fn stop(self, client_cpu: f64) -> Watched {
+        let watched = self.start.elapsed();
+        let server = match (self.server0, proc_cpu(self.server_pid)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let server_sw = grown(proc_switches(self.server_pid), self.server_sw0);
+        Watched {
+            watched,
+            client_cpu,
+            server,
+            server_sw: self.server_pid.map(|_| server_sw),
+            others: others_pct(
+                self.busy0,
+                client_cpu + server.unwrap_or(0.0),
+                watched.as_secs_f64(),
+            ),
+        }
+    }
+}
+
+/// What [`Watch::stop`] read, waiting for the clients' own figures.
+pub(crate) struct Watched {
+    watched: Duration,
+    client_cpu: f64,
+    server: Option<f64>,
+    /// The server's switches when it runs in its own process (`Some`).
+    server_sw: Option<Option<u64>>,
+    others: Option<f64>,
+}
+
+impl Watched {
+    /// The phase's figures, with what each client `spent`.
+    pub(crate) fn finish(self, spent: Vec<Spent>) -> OpStats {
         let mut all = Vec::with_capacity(spent.iter().map(|s| s.samples.len()).sum());
         let mut client_sw = Some(0);
         let mut calls = Vec::with_capacity(spent.len());
@@ -869,23 +903,19 @@ impl Watch {
         // more with 16 clients than with one, and counted against them.
         // (The machine's load and the CPU times are read over this
         // thread's interval, as they were taken.)
-        let watched = self.start.elapsed();
-        let secs = work_span(&calls).unwrap_or(watched).as_secs_f64();
-        let server = match (self.server0, proc_cpu(self.server_pid)) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
-        let server_sw = grown(proc_switches(self.server_pid), self.server_sw0);
-        let switches = switches_total(client_sw, self.server_pid.map(|_| server_sw));
-        let others = others_pct(
-            self.busy0,
-            client_cpu + server.unwrap_or(0.0),
-            watched.as_secs_f64(),
-        );
+        let secs = work_span(&calls).unwrap_or(self.watched).as_secs_f64();
+        let switches = switches_total(client_sw, self.server_sw);
         OpStats {
             busy_ops_per_sec: busy_rate(&calls),
             spread: spread(&calls),
-            ..OpStats::from_samples(all, secs, client_cpu, server, others, switches)
+            ..OpStats::from_samples(
+                all,
+                secs,
+                self.client_cpu,
+                self.server,
+                self.others,
+                switches,
+            )
         }
     }
 }

@@ -18,8 +18,13 @@
 //!   `<start>`, nanoseconds of `CLOCK_MONOTONIC` (one clock for every
 //!   process of the machine);
 //! - the child answers `DONE <cpu seconds> <context switches or -> <first
-//!   call's start>`, then a line of each call's latency and one of each
-//!   answer's time (nanoseconds, space-separated), or `ERR <why>`.
+//!   call's start>` as soon as its calls are over (or `ERR <why>`);
+//! - once every child has, the parent sends each `send`, and the child
+//!   answers a line of each call's latency and one of each answer's time
+//!   (nanoseconds, space-separated). (Sent as each child finished, a
+//!   100,000-call phase's megabytes went through the pipe 64 KiB at a
+//!   time while the other clients still called, the parent and that
+//!   child waking each other a thousand times a second on their cores.)
 
 use super::{KEYS, Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
 use super::{get_keys, put_share, put_texts, thread_switches};
@@ -32,6 +37,10 @@ use std::time::{Duration, Instant};
 
 const READY: &str = "HEARTH_BENCH_READY";
 const FAILED: &str = "HEARTH_BENCH_FAILED";
+
+/// What the parent sends a child once every child has finished a phase's
+/// calls: now its figures.
+const SEND: &str = "send";
 
 /// How far ahead of now a phase starts: time for every child to read its
 /// line and go to sleep until then.
@@ -176,24 +185,21 @@ impl Children {
         }
         let watch = Watch::start(server_pid);
         let clock = Clock::now();
-        let mut spent = Vec::with_capacity(n);
-        let mut cpu = 0.0;
+        // Each child's `DONE` line as it finishes (one short line: the
+        // others still calling lose nothing to it) ...
+        let mut heads = Vec::with_capacity(n);
         for kid in &mut self.kids {
-            let head = kid.line()?;
-            if let Some(why) = head.strip_prefix("ERR ") {
-                return Err(IpcError::Protocol(format!(
-                    "a benchmark client process failed: {why}"
-                )));
-            }
-            let bad = || IpcError::Protocol(format!("a benchmark client process said {head:?}"));
-            let mut fields = head.strip_prefix("DONE ").ok_or_else(bad)?.split(' ');
-            let mut field = || fields.next().ok_or_else(bad);
-            let secs: f64 = field()?.parse().map_err(|_| bad())?;
-            let switched = field()?.parse::<u64>().ok();
-            let began: u64 = field()?.parse().map_err(|_| bad())?;
+            heads.push(done_line(&kid.line()?)?);
+        }
+        let watched = watch.stop(heads.iter().map(|h| h.0).sum());
+        // ... and only then the figures, every child's calls over.
+        let mut spent = Vec::with_capacity(n);
+        for (kid, (_, switched, began)) in self.kids.iter_mut().zip(heads) {
+            writeln!(kid.stdin, "{SEND}")
+                .and_then(|()| kid.stdin.flush())
+                .map_err(|e| IpcError::io("writing to a benchmark client process", e))?;
             let samples = numbers(&kid.line()?)?;
             let ends = numbers(&kid.line()?)?;
-            cpu += secs;
             spent.push(Spent {
                 samples,
                 switched,
@@ -201,7 +207,7 @@ impl Children {
                 ends: ends.into_iter().map(|ns| clock.instant(ns)).collect(),
             });
         }
-        Ok(watch.finish(spent, cpu))
+        Ok(watched.finish(spent))
     }
 }
 
@@ -212,6 +218,23 @@ impl Drop for Children {
             let _ = kid.child.wait();
         }
     }
+}
+
+/// A child's `DONE <cpu seconds> <switches or -> <began>` line (or its
+/// `ERR <why>`): its CPU time, switches and first call's start.
+fn done_line(head: &str) -> Result<(f64, Option<u64>, u64), IpcError> {
+    if let Some(why) = head.strip_prefix("ERR ") {
+        return Err(IpcError::Protocol(format!(
+            "a benchmark client process failed: {why}"
+        )));
+    }
+    let bad = || IpcError::Protocol(format!("a benchmark client process said {head:?}"));
+    let mut fields = head.strip_prefix("DONE ").ok_or_else(bad)?.split(' ');
+    let mut field = || fields.next().ok_or_else(bad);
+    let secs: f64 = field()?.parse().map_err(|_| bad())?;
+    let switched = field()?.parse::<u64>().ok();
+    let began: u64 = field()?.parse().map_err(|_| bad())?;
+    Ok((secs, switched, began))
 }
 
 fn numbers(line: &str) -> Result<Vec<u64>, IpcError> {
@@ -261,17 +284,21 @@ pub(super) fn client_main() {
     if writeln!(out, "{READY}").and_then(|()| out.flush()).is_err() {
         return;
     }
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { return };
+    let mut lines = std::io::stdin().lock().lines();
+    let mut say = |text: &str| out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    while let Some(Ok(line)) = lines.next() {
         let said = match run_phase(&client, &line, &keys, &texts) {
-            Ok(text) => text,
-            Err(e) => format!("ERR {e}\n"),
+            // The head now; the figures once the parent asks, when every
+            // client has finished its calls (a pipe's worth at a time,
+            // they would take the cores from the clients still calling).
+            Ok((head, figures)) => {
+                say(&head).is_ok()
+                    && matches!(lines.next(), Some(Ok(send)) if send == SEND)
+                    && say(&figures).is_ok()
+            }
+            Err(e) => say(&format!("ERR {e}\n")).is_ok(),
         };
-        if out
-            .write_all(said.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        if !said {
             return;
         }
     }
@@ -313,13 +340,14 @@ impl Phase {
     }
 }
 
-/// Runs the phase `line` asks for; what to answer.
+/// Runs the phase `line` asks for; what to answer: the `DONE` line, then
+/// the two lines of figures.
 fn run_phase(
     client: &Client,
     line: &str,
     keys: &[String],
     texts: &[String],
-) -> Result<String, IpcError> {
+) -> Result<(String, String), IpcError> {
     let Phase {
         op,
         calls,
@@ -353,10 +381,9 @@ fn run_phase(
     let cpu = self_cpu() - cpu0;
     let switched = grown(thread_switches(), sw0).map_or("-".to_string(), |n| n.to_string());
     let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
-    Ok(format!(
-        "DONE {cpu} {switched} {began}\n{}\n{}\n",
-        join(&samples),
-        join(&ends)
+    Ok((
+        format!("DONE {cpu} {switched} {began}\n"),
+        format!("{}\n{}\n", join(&samples), join(&ends)),
     ))
 }
 
@@ -379,6 +406,20 @@ mod tests {
         let after = Instant::now();
         let slack = Duration::from_secs(1);
         assert!(now + slack >= before && now <= after + slack);
+    }
+
+    #[test]
+    fn a_done_line_gives_cpu_switches_and_start_and_an_err_line_the_reason() {
+        assert_eq!(
+            done_line("DONE 0.25 17 12345").unwrap(),
+            (0.25, Some(17), 12345)
+        );
+        assert_eq!(done_line("DONE 0.25 - 12345").unwrap(), (0.25, None, 12345));
+        let err = done_line("ERR the server went away").unwrap_err();
+        assert!(err.to_string().contains("the server went away"), "{err}");
+        for bad in ["", "DONE", "DONE x 1 2", "DONE 0.1 1", "READY"] {
+            assert!(done_line(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
