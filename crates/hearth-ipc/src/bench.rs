@@ -1082,6 +1082,7 @@ fn measure_transport(
             (0..count)
                 .map(|_| target.connect(transport))
                 .collect::<Result<_, _>>()?,
+            Calls::new(opts.doc_bytes),
         )
     };
     // Both phases start with the applier caught up (the gets write
@@ -1096,7 +1097,7 @@ fn measure_transport(
     // its own, closed before they call, so that the server has exactly
     // the clients' connections during the phases, as with threads.
     match &callers {
-        Callers::Threads(clients) => check_and_drain(&clients[0], transport)?,
+        Callers::Threads(clients, _) => check_and_drain(&clients[0], transport)?,
         Callers::Processes(_) => check_and_drain(&target.connect(transport)?, transport)?,
     }
     let per_client = (opts.ops / count).max(1);
@@ -1106,14 +1107,14 @@ fn measure_transport(
         callers.kind()
     ));
     let warm = per_client.min(2000);
-    callers.phase(Op::Get, warm, None, opts.doc_bytes)?;
+    callers.phase(Op::Get, warm, None)?;
     log(&format!(
         "{}: {} gets",
         transport.name(),
         per_client * count
     ));
     let before = core_round_trip_within(PHASE_FLOOR_BUDGET);
-    let mut get = callers.phase(Op::Get, per_client, target.pid(), opts.doc_bytes)?;
+    let mut get = callers.phase(Op::Get, per_client, target.pid())?;
     // The floor after the gets is also the one before the puts.
     let between = core_round_trip_within(PHASE_FLOOR_BUDGET);
     get.floor_ns = phase_floor(before, between);
@@ -1123,7 +1124,7 @@ fn measure_transport(
             transport.name(),
             per_client * count
         ));
-        let mut put = callers.phase(Op::Put, per_client, target.pid(), opts.doc_bytes)?;
+        let mut put = callers.phase(Op::Put, per_client, target.pid())?;
         put.floor_ns = phase_floor(between, core_round_trip_within(PHASE_FLOOR_BUDGET));
         Some(put)
     } else {
@@ -1192,29 +1193,54 @@ pub(crate) fn put_share(who: usize, n: usize) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// The ids a get phase reads, rendered before the clock starts (as the
-/// Redis rows build each request before theirs).
-pub(crate) fn get_keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("bench:{i}")).collect()
+/// What a client calls in a phase, rendered before the clock starts (as
+/// the Redis rows build each request before theirs): the ids a get phase
+/// reads, and the documents a put phase writes, as JSON text.
+pub(crate) struct Calls {
+    keys: Vec<String>,
+    texts: Vec<String>,
 }
 
-/// The documents a put phase writes, as JSON text.
-pub(crate) fn put_texts(doc_bytes: usize) -> Vec<String> {
-    (0..KEYS)
-        .map(|i| document(i, doc_bytes).to_string())
-        .collect()
+impl Calls {
+    pub(crate) fn new(doc_bytes: usize) -> Calls {
+        Calls {
+            keys: (0..KEYS).map(|i| format!("bench:{i}")).collect(),
+            texts: (0..KEYS)
+                .map(|i| document(i, doc_bytes).to_string())
+                .collect(),
+        }
+    }
+
+    /// The `i`th call of `op` on `c`, by a client that rewrites `share` of
+    /// the put ids ([`put_share`]).
+    pub(crate) fn call(
+        &self,
+        c: &Client,
+        op: Op,
+        share: &[(String, usize)],
+        i: usize,
+    ) -> Result<(), IpcError> {
+        match op {
+            Op::Get => c.get_json(&self.keys[i % KEYS]).map(drop),
+            Op::Put => {
+                let (id, text) = &share[i % share.len()];
+                c.put_json(id, &self.texts[*text]).map(drop)
+            }
+        }
+    }
 }
 
-/// The clients of one count: threads of this process, or processes.
+/// The clients of one count: threads of this process (and what they call),
+/// or processes.
 enum Callers {
-    Threads(Vec<Client>),
+    Threads(Vec<Client>, Calls),
     Processes(processes::Children),
 }
 
 impl Callers {
     fn kind(&self) -> &'static str {
         match self {
-            Callers::Threads(_) => "thread(s)",
+            Callers::Threads(..) => "thread(s)",
             Callers::Processes(_) => "process(es)",
         }
     }
@@ -1225,28 +1251,16 @@ impl Callers {
         op: Op,
         per_client: usize,
         server_pid: Option<u32>,
-        doc_bytes: usize,
     ) -> Result<OpStats, IpcError> {
         match self {
             Callers::Processes(children) => children.phase(op, per_client, server_pid),
-            Callers::Threads(clients) => match op {
-                Op::Get => {
-                    let keys = get_keys();
-                    phase(clients, per_client, server_pid, |c, _, i| {
-                        c.get_json(&keys[i % KEYS]).map(|_| ())
-                    })
-                }
-                Op::Put => {
-                    let texts = put_texts(doc_bytes);
-                    let n = clients.len();
-                    let shares: Vec<_> = (0..n).map(|who| put_share(who, n)).collect();
-                    phase(clients, per_client, server_pid, |c, who, i| {
-                        let mine = &shares[who];
-                        let (id, text) = &mine[i % mine.len()];
-                        c.put_json(id, &texts[*text]).map(|_| ())
-                    })
-                }
-            },
+            Callers::Threads(clients, calls) => {
+                let n = clients.len();
+                let shares: Vec<_> = (0..n).map(|who| put_share(who, n)).collect();
+                phase(clients, per_client, server_pid, |c, who, i| {
+                    calls.call(c, op, &shares[who], i)
+                })
+            }
         }
     }
 }

@@ -26,8 +26,8 @@
 //!   time while the other clients still called, the parent and that
 //!   child waking each other a thousand times a second on their cores.)
 
-use super::{KEYS, Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
-use super::{get_keys, put_share, put_texts, thread_switches};
+use super::{Calls, put_share, thread_switches};
+use super::{Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
 use crate::error::IpcError;
 use crate::{Client, ConnectOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -278,8 +278,7 @@ pub(super) fn client_main() {
         }
     };
     let doc_bytes = var("HEARTH_BENCH_DOC_BYTES").parse().unwrap_or(200);
-    let keys = get_keys();
-    let texts = put_texts(doc_bytes);
+    let calls = Calls::new(doc_bytes);
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{READY}").and_then(|()| out.flush()).is_err() {
         return;
@@ -287,7 +286,7 @@ pub(super) fn client_main() {
     let mut lines = std::io::stdin().lock().lines();
     let mut say = |text: &str| out.write_all(text.as_bytes()).and_then(|()| out.flush());
     while let Some(Ok(line)) = lines.next() {
-        let said = match run_phase(&client, &line, &keys, &texts) {
+        let said = match run_phase(&client, &line, &calls) {
             // The head now; the figures once the parent asks, when every
             // client has finished its calls (a pipe's worth at a time,
             // they would take the cores from the clients still calling).
@@ -342,22 +341,17 @@ impl Phase {
 
 /// Runs the phase `line` asks for; what to answer: the `DONE` line, then
 /// the two lines of figures.
-fn run_phase(
-    client: &Client,
-    line: &str,
-    keys: &[String],
-    texts: &[String],
-) -> Result<(String, String), IpcError> {
+fn run_phase(client: &Client, line: &str, calls: &Calls) -> Result<(String, String), IpcError> {
     let Phase {
         op,
-        calls,
+        calls: n,
         who,
         of,
         start,
     } = Phase::parse(line)?;
     let share = put_share(who, of);
-    let mut samples = Vec::with_capacity(calls);
-    let mut ends = Vec::with_capacity(calls);
+    let mut samples = Vec::with_capacity(n);
+    let mut ends = Vec::with_capacity(n);
     let now = mono_ns();
     if start > now {
         std::thread::sleep(Duration::from_nanos(start - now));
@@ -365,15 +359,9 @@ fn run_phase(
     let sw0 = thread_switches();
     let cpu0 = self_cpu();
     let began = mono_ns();
-    for i in 0..calls {
+    for i in 0..n {
         let t = mono_ns();
-        match op {
-            Op::Get => client.get_json(&keys[i % KEYS]).map(drop)?,
-            Op::Put => {
-                let (id, text) = &share[i % share.len()];
-                client.put_json(id, &texts[*text]).map(drop)?;
-            }
-        }
+        calls.call(client, op, &share, i)?;
         let ended = mono_ns();
         samples.push(ended - t);
         ends.push(ended);
