@@ -1121,6 +1121,10 @@ fn bench_transport_runs_each_client_in_a_process_of_its_own_when_asked() {
                 run[op]["client_cpu_secs"].as_f64().is_some_and(|s| s > 0.0),
                 "the client processes' CPU time is counted: {run:#}"
             );
+            assert!(
+                run[op]["switches_per_op"].is_number(),
+                "the client processes' context switches are counted: {run:#}"
+            );
         }
     }
     let text = site.hearth(&args).ok();

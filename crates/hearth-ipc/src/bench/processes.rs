@@ -17,14 +17,17 @@
 //!   calls as client `who` of `of` (its share of the put ids), from
 //!   `<start>`, nanoseconds of `CLOCK_MONOTONIC` (one clock for every
 //!   process of the machine);
-//! - the child answers `DONE <cpu seconds> <context switches or -> <first
-//!   call's start>` as soon as its calls are over (or `ERR <why>`);
+//! - the child answers `DONE <cpu seconds> <first call's start>` as soon
+//!   as its calls are over (or `ERR <why>`);
 //! - once every child has, the parent sends each `send`, and the child
-//!   answers a line of each call's latency and one of each answer's time
-//!   (nanoseconds, space-separated). (Sent as each child finished, a
+//!   answers a line with its calling thread's context switches over the
+//!   phase (or `-`), one of each call's latency and one of each answer's
+//!   time (nanoseconds, space-separated). (Sent as each child finished, a
 //!   100,000-call phase's megabytes went through the pipe 64 KiB at a
 //!   time while the other clients still called, the parent and that
-//!   child waking each other a thousand times a second on their cores.)
+//!   child waking each other a thousand times a second on their cores;
+//!   rendered, or the switches read from `/proc`, as it finished, they
+//!   took the core its successor's turn began on: see [`Figures`].)
 
 use super::{Calls, put_share, thread_switches};
 use super::{Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
@@ -194,10 +197,11 @@ impl Children {
         let watched = watch.stop(heads.iter().map(|h| h.0).sum());
         // ... and only then the figures, every child's calls over.
         let mut spent = Vec::with_capacity(n);
-        for (kid, (_, switched, began)) in self.kids.iter_mut().zip(heads) {
+        for (kid, (_, began)) in self.kids.iter_mut().zip(heads) {
             writeln!(kid.stdin, "{SEND}")
                 .and_then(|()| kid.stdin.flush())
                 .map_err(|e| IpcError::io("writing to a benchmark client process", e))?;
+            let switched = kid.line()?.trim().parse::<u64>().ok();
             let samples = numbers(&kid.line()?)?;
             let ends = numbers(&kid.line()?)?;
             spent.push(Spent {
@@ -220,9 +224,9 @@ impl Drop for Children {
     }
 }
 
-/// A child's `DONE <cpu seconds> <switches or -> <began>` line (or its
-/// `ERR <why>`): its CPU time, switches and first call's start.
-fn done_line(head: &str) -> Result<(f64, Option<u64>, u64), IpcError> {
+/// A child's `DONE <cpu seconds> <began>` line (or its `ERR <why>`): its
+/// CPU time and its first call's start.
+fn done_line(head: &str) -> Result<(f64, u64), IpcError> {
     if let Some(why) = head.strip_prefix("ERR ") {
         return Err(IpcError::Protocol(format!(
             "a benchmark client process failed: {why}"
@@ -232,9 +236,11 @@ fn done_line(head: &str) -> Result<(f64, Option<u64>, u64), IpcError> {
     let mut fields = head.strip_prefix("DONE ").ok_or_else(bad)?.split(' ');
     let mut field = || fields.next().ok_or_else(bad);
     let secs: f64 = field()?.parse().map_err(|_| bad())?;
-    let switched = field()?.parse::<u64>().ok();
     let began: u64 = field()?.parse().map_err(|_| bad())?;
-    Ok((secs, switched, began))
+    if fields.next().is_some() {
+        return Err(bad());
+    }
+    Ok((secs, began))
 }
 
 fn numbers(line: &str) -> Result<Vec<u64>, IpcError> {
@@ -367,29 +373,39 @@ fn run_phase(client: &Client, line: &str, calls: &Calls) -> Result<(String, Figu
         ends.push(ended);
     }
     let cpu = self_cpu() - cpu0;
-    let switched = grown(thread_switches(), sw0).map_or("-".to_string(), |n| n.to_string());
     Ok((
-        format!("DONE {cpu} {switched} {began}\n"),
-        Figures { samples, ends },
+        format!("DONE {cpu} {began}\n"),
+        Figures { sw0, samples, ends },
     ))
 }
 
 /// A client process's figures of a phase, kept as numbers until the
-/// parent asks for them: rendered right after the last call, a
-/// 100,000-call phase's two lines took the client ~1 ms of its core while
-/// the next client's turn began there (each of fifteen finishing client
-/// processes cost its successor 300–600 µs, ~10 % of a 16-process get
-/// phase).
+/// parent asks for them, every client's calls over. Rendered right after
+/// the last call, a 100,000-call phase's lines took the client ~1 ms of
+/// its core while the next client's turn began there (each of fifteen
+/// finishing client processes cost its successor 300–600 µs, ~10 % of a
+/// 16-process get phase); its context switches, a `/proc` read of 20–80
+/// µs, are read then too, as a client thread reads its own once every
+/// thread has finished.
 struct Figures {
+    /// The calling thread's context switches before the phase.
+    sw0: Option<u64>,
     samples: Vec<u64>,
     ends: Vec<u64>,
 }
 
 impl Figures {
-    /// The two lines: each call's latency, each answer's time.
+    /// The three lines: the calling thread's context switches since the
+    /// phase began (or `-`), each call's latency, each answer's time.
     fn lines(&self) -> String {
+        let switched =
+            grown(thread_switches(), self.sw0).map_or("-".to_string(), |n| n.to_string());
         let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
-        format!("{}\n{}\n", join(&self.samples), join(&self.ends))
+        format!(
+            "{switched}\n{}\n{}\n",
+            join(&self.samples),
+            join(&self.ends)
+        )
     }
 }
 
@@ -415,15 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn a_done_line_gives_cpu_switches_and_start_and_an_err_line_the_reason() {
-        assert_eq!(
-            done_line("DONE 0.25 17 12345").unwrap(),
-            (0.25, Some(17), 12345)
-        );
-        assert_eq!(done_line("DONE 0.25 - 12345").unwrap(), (0.25, None, 12345));
+    fn a_done_line_gives_cpu_and_start_and_an_err_line_the_reason() {
+        assert_eq!(done_line("DONE 0.25 12345").unwrap(), (0.25, 12345));
         let err = done_line("ERR the server went away").unwrap_err();
         assert!(err.to_string().contains("the server went away"), "{err}");
-        for bad in ["", "DONE", "DONE x 1 2", "DONE 0.1 1", "READY"] {
+        for bad in [
+            "",
+            "DONE",
+            "DONE x 1",
+            "DONE 0.1",
+            "DONE 0.1 - 5",
+            "DONE 0.1 1 2",
+            "READY",
+        ] {
             assert!(done_line(bad).is_err(), "{bad:?}");
         }
     }
@@ -437,13 +457,19 @@ mod tests {
     }
 
     #[test]
-    fn figures_are_two_lines_the_parent_reads_back_as_they_were() {
+    fn figures_are_lines_the_parent_reads_back_as_they_were() {
         let figures = Figures {
+            sw0: thread_switches(),
             samples: vec![812, 9_031, 77],
             ends: vec![1_000_000_001, 1_000_010_000, 1_000_010_100],
         };
         let text = figures.lines();
         let mut lines = text.lines();
+        let switched = lines.next().unwrap();
+        assert!(
+            switched == "-" || switched.parse::<u64>().is_ok(),
+            "{switched:?}"
+        );
         assert_eq!(numbers(lines.next().unwrap()).unwrap(), figures.samples);
         assert_eq!(numbers(lines.next().unwrap()).unwrap(), figures.ends);
         assert_eq!(lines.next(), None);
