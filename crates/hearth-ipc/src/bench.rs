@@ -250,6 +250,13 @@ pub struct Spread {
     pub changes_pct: f64,
     /// The median of those times, nanoseconds.
     pub change_p50_ns: u64,
+    /// The changes that took [`LONG_CHANGE`] or more: a successor left
+    /// waiting for a core (a finishing client's work on the core the next
+    /// turn began on cost ~10 % of a get phase in 15 such changes while the
+    /// median stayed ~40 µs).
+    pub long_changes: u64,
+    /// Those long changes' time, all together, as a share of the phase, %.
+    pub long_changes_pct: f64,
     /// The mean time from an answer to the next when both went to one
     /// client, nanoseconds: a call plus the client's own time before it,
     /// as the client makes them while it runs on its own (with one client,
@@ -986,14 +993,24 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
         }
     }
     let changed: u128 = changes.iter().map(|&n| u128::from(n)).sum();
+    let long = u64::try_from(LONG_CHANGE.as_nanos()).unwrap_or(u64::MAX);
+    let long: Vec<u64> = changes.iter().copied().filter(|&n| n >= long).collect();
+    let long_ns: u128 = long.iter().map(|&n| u128::from(n)).sum();
     changes.sort_unstable();
     Some(Spread {
         changes: changes.len() as u64,
         changes_pct: changed as f64 * 100.0 / span,
         change_p50_ns: percentile(&changes, 0.5),
+        long_changes: long.len() as u64,
+        long_changes_pct: long_ns as f64 * 100.0 / span,
         run_call_ns: (runs > 0).then(|| run_ns as f64 / runs as f64),
     })
 }
+
+/// A change from one client to another this long or longer counts as
+/// long ([`Spread::long_changes`]): ten times what a change of turn
+/// between two threads takes on the project's machine.
+pub const LONG_CHANGE: Duration = Duration::from_micros(200);
 
 /// What one benchmark client (thread or process) measured in a phase.
 pub(crate) struct Spent {
@@ -1838,16 +1855,19 @@ impl Report {
                     continue;
                 }
                 let mid = |f: fn(&Spread) -> f64| median(spreads.iter().map(|s| f(s)).collect());
-                let (Some(pct), Some(n), Some(each)) = (
+                let (Some(pct), Some(n), Some(each), Some(long), Some(long_pct)) = (
                     mid(|s| s.changes_pct),
                     mid(|s| s.changes as f64),
                     mid(|s| s.change_p50_ns as f64),
+                    mid(|s| s.long_changes as f64),
+                    mid(|s| s.long_changes_pct),
                 ) else {
                     continue;
                 };
                 out.push_str(&format!(
-                    "{transport} {op}, {clients} clients taking turns: {pct:.2} % of the phase went to changes from one client to another ({n:.0} changes, median {} each{of})\n",
+                    "{transport} {op}, {clients} clients taking turns: {pct:.2} % of the phase went to changes from one client to another ({n:.0} changes, median {} each; {long:.0} of {} or more, {long_pct:.2} %{of})\n",
                     us(each as u64),
+                    us(u64::try_from(LONG_CHANGE.as_nanos()).unwrap_or(u64::MAX)),
                 ));
             }
         }
@@ -2096,9 +2116,27 @@ mod tests {
         assert_eq!(s.changes, 2);
         assert!((s.changes_pct - 50.0).abs() < 1e-9, "{s:?}");
         assert_eq!(s.change_p50_ns, 2_000_000);
+        // Both of them long.
+        assert_eq!(s.long_changes, 2);
+        assert!((s.long_changes_pct - 50.0).abs() < 1e-9, "{s:?}");
         // 1 → 2, 2 → 3 and 5 → 6 ms: a millisecond a call within a run.
         let run = s.run_call_ns.expect("answers in a row to one client");
         assert!((run - 1e6).abs() < 1e-3, "{s:?}");
+    }
+
+    #[test]
+    fn only_changes_of_200_us_or_more_count_as_long() {
+        let t = Instant::now();
+        let us = |n: u64| t + Duration::from_micros(n);
+        // Changes 1,000 → 1,199 µs (just short), 1,300 → 1,500 (just
+        // long) and 1,600 → 2,000 (long), in a phase of 2,000 µs.
+        let s = spread(&[
+            (us(0), vec![us(1_000), us(1_300), us(1_600)]),
+            (us(0), vec![us(1_199), us(1_500), us(2_000)]),
+        ])
+        .expect("answers");
+        assert_eq!((s.changes, s.long_changes), (5, 2), "{s:?}");
+        assert!((s.long_changes_pct - 30.0).abs() < 1e-9, "{s:?}");
     }
 
     #[test]
@@ -2106,8 +2144,8 @@ mod tests {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
         let s = spread(&[(ms(0), vec![ms(1), ms(3), ms(5)])]).expect("answers");
-        assert_eq!((s.changes, s.change_p50_ns), (0, 0));
-        assert_eq!(s.changes_pct, 0.0);
+        assert_eq!((s.changes, s.change_p50_ns, s.long_changes), (0, 0, 0));
+        assert_eq!((s.changes_pct, s.long_changes_pct), (0.0, 0.0));
         assert_eq!(s.run_call_ns, Some(2e6));
         let single = spread(&[(ms(0), vec![ms(1)])]).expect("one answer");
         assert_eq!(single.run_call_ns, None, "no two answers in a row");
@@ -2125,6 +2163,8 @@ mod tests {
                 changes,
                 changes_pct: 2.5,
                 change_p50_ns: 20_000,
+                long_changes: 3,
+                long_changes_pct: 0.75,
                 run_call_ns: Some(run_ns),
             }),
             ..stats(1000.0)
@@ -2156,7 +2196,7 @@ mod tests {
         assert!((within.times - 1.25).abs() < 1e-9, "{within:?}");
         let text = report_text(runs.clone(), ratios);
         assert!(
-            text.contains("shm gets, 16 clients taking turns: 2.50 % of the phase went to changes from one client to another (100 changes, median 20.00 µs each)"),
+            text.contains("shm gets, 16 clients taking turns: 2.50 % of the phase went to changes from one client to another (100 changes, median 20.00 µs each; 3 of 200.00 µs or more, 0.75 %)"),
             "{text}"
         );
         // Mixed answers (clients served at once) have no runs to compare.
