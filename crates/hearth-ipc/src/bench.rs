@@ -250,10 +250,10 @@ pub struct Spread {
     pub changes_pct: f64,
     /// The median of those times, nanoseconds.
     pub change_p50_ns: u64,
-    /// The changes that took [`LONG_CHANGE`] or more: a successor left
-    /// waiting for a core (a finishing client's work on the core the next
-    /// turn began on cost ~10 % of a get phase in 15 such changes while the
-    /// median stayed ~40 µs).
+    /// The changes that took [`LONG_CHANGE`] or more: the tail the median
+    /// hides (a finishing client's work on the core the next turn began on
+    /// once cost ~10 % of a get phase in 15 such changes while the median
+    /// stayed ~40 µs).
     pub long_changes: u64,
     /// Those long changes' time, all together, as a share of the phase, %.
     pub long_changes_pct: f64,

@@ -201,7 +201,7 @@ impl Children {
             writeln!(kid.stdin, "{SEND}")
                 .and_then(|()| kid.stdin.flush())
                 .map_err(|e| IpcError::io("writing to a benchmark client process", e))?;
-            let switched = kid.line()?.trim().parse::<u64>().ok();
+            let switched = switches_line(&kid.line()?)?;
             let samples = numbers(&kid.line()?)?;
             let ends = numbers(&kid.line()?)?;
             spent.push(Spent {
@@ -241,6 +241,19 @@ fn done_line(head: &str) -> Result<(f64, u64), IpcError> {
         return Err(bad());
     }
     Ok((secs, began))
+}
+
+/// A child's line of context switches: a count, or `-` where its system
+/// cannot say.
+fn switches_line(line: &str) -> Result<Option<u64>, IpcError> {
+    match line.trim() {
+        "-" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| {
+            IpcError::Protocol(format!(
+                "a benchmark client process sent {line:?} for its context switches"
+            ))
+        }),
+    }
 }
 
 fn numbers(line: &str) -> Result<Vec<u64>, IpcError> {
@@ -449,6 +462,19 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_switches_is_a_count_or_a_dash_and_nothing_else() {
+        assert_eq!(switches_line("17").unwrap(), Some(17));
+        assert_eq!(switches_line("-").unwrap(), None);
+        for bad in ["", "x", "-3", "1 2"] {
+            let err = switches_line(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("context switches"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_line_of_numbers_that_is_not_one_is_an_error() {
         assert_eq!(numbers("1 22 333").unwrap(), [1, 22, 333]);
         assert_eq!(numbers("").unwrap(), Vec::<u64>::new());
@@ -465,11 +491,8 @@ mod tests {
         };
         let text = figures.lines();
         let mut lines = text.lines();
-        let switched = lines.next().unwrap();
-        assert!(
-            switched == "-" || switched.parse::<u64>().is_ok(),
-            "{switched:?}"
-        );
+        // A count where /proc says, else "-": either reads back.
+        switches_line(lines.next().unwrap()).unwrap();
         assert_eq!(numbers(lines.next().unwrap()).unwrap(), figures.samples);
         assert_eq!(numbers(lines.next().unwrap()).unwrap(), figures.ends);
         assert_eq!(lines.next(), None);
