@@ -659,9 +659,13 @@ const SAME_SPEED: f64 = 1.25;
 /// `after` it, nanoseconds: the larger when they agree within
 /// [`SAME_SPEED`], else none (the speed changed while it ran).
 fn phase_floor(before: Option<Duration>, after: Option<Duration>) -> Option<u64> {
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let (a, b) = (nanos(before?), nanos(after?));
     same_speed(Some(a), Some(b)).then(|| a.max(b))
+}
+
+/// `d` in whole nanoseconds (saturating: u64 nanoseconds last 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Whether two phases ran at one speed of the machine: both floors known
@@ -992,17 +996,17 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
             changes.push(u64::try_from(took).unwrap_or(u64::MAX));
         }
     }
-    let changed: u128 = changes.iter().map(|&n| u128::from(n)).sum();
-    let long = u64::try_from(LONG_CHANGE.as_nanos()).unwrap_or(u64::MAX);
-    let long: Vec<u64> = changes.iter().copied().filter(|&n| n >= long).collect();
-    let long_ns: u128 = long.iter().map(|&n| u128::from(n)).sum();
+    // The time `took` all together, as a share of the phase, %.
+    let pct =
+        |took: &[u64]| took.iter().map(|&n| u128::from(n)).sum::<u128>() as f64 * 100.0 / span;
     changes.sort_unstable();
+    let long = &changes[changes.partition_point(|&n| n < nanos(LONG_CHANGE))..];
     Some(Spread {
         changes: changes.len() as u64,
-        changes_pct: changed as f64 * 100.0 / span,
+        changes_pct: pct(&changes),
         change_p50_ns: percentile(&changes, 0.5),
         long_changes: long.len() as u64,
-        long_changes_pct: long_ns as f64 * 100.0 / span,
+        long_changes_pct: pct(long),
         run_call_ns: (runs > 0).then(|| run_ns as f64 / runs as f64),
     })
 }
@@ -1282,15 +1286,24 @@ impl Callers {
     }
 }
 
-/// Checks that `c` uses `transport`, then [`drain`]s.
-fn check_and_drain(c: &Client, transport: Transport) -> Result<(), IpcError> {
-    if c.transport() != Some(transport.kind()) {
-        return Err(IpcError::Protocol(format!(
+/// Checks that `c` uses `transport`: a connection that fell back to
+/// another would measure the wrong thing.
+fn check_transport(c: &Client, transport: Transport) -> Result<(), IpcError> {
+    if c.transport() == Some(transport.kind()) {
+        Ok(())
+    } else {
+        Err(IpcError::Protocol(format!(
             "asked for {} but the connection uses {:?}",
             transport.name(),
             c.transport()
-        )));
+        )))
     }
+}
+
+/// Checks that `c` uses `transport` ([`check_transport`]), then
+/// [`drain`]s.
+fn check_and_drain(c: &Client, transport: Transport) -> Result<(), IpcError> {
+    check_transport(c, transport)?;
     drain(c)
 }
 
@@ -1687,7 +1700,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     ratios.extend(count_ratios(&runs, &counts));
     Ok(Report {
         machine: Machine {
-            core_round_trip_ns: floor.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            core_round_trip_ns: floor.map(nanos),
             ..machine()
         },
         doc_bytes: opts.doc_bytes,
@@ -1867,7 +1880,7 @@ impl Report {
                 out.push_str(&format!(
                     "{transport} {op}, {clients} clients taking turns: {pct:.2} % of the phase went to changes from one client to another ({n:.0} changes, median {} each; {long:.0} of {} or more, {long_pct:.2} %{of})\n",
                     us(each as u64),
-                    us(u64::try_from(LONG_CHANGE.as_nanos()).unwrap_or(u64::MAX)),
+                    us(nanos(LONG_CHANGE)),
                 ));
             }
         }

@@ -29,7 +29,7 @@
 //!   rendered, or the switches read from `/proc`, as it finished, they
 //!   took the core its successor's turn began on: see [`Figures`].)
 
-use super::{Calls, put_share, thread_switches};
+use super::{Calls, check_transport, nanos, put_share, thread_switches};
 use super::{Op, OpStats, Spent, Target, Transport, Watch, grown, self_cpu};
 use crate::error::IpcError;
 use crate::{Client, ConnectOptions};
@@ -180,7 +180,7 @@ impl Children {
         server_pid: Option<u32>,
     ) -> Result<OpStats, IpcError> {
         let n = self.kids.len();
-        let start = mono_ns() + u64::try_from(START_AHEAD.as_nanos()).unwrap_or(u64::MAX);
+        let start = mono_ns() + nanos(START_AHEAD);
         for (who, kid) in self.kids.iter_mut().enumerate() {
             writeln!(kid.stdin, "{} {per_client} {who} {n} {start}", op.name())
                 .and_then(|()| kid.stdin.flush())
@@ -278,17 +278,7 @@ pub(super) fn client_main() {
             .socket_dir(var("HEARTH_BENCH_SOCKET_DIR"))
             .transport(transport.preference()),
     )
-    .and_then(|client| {
-        let kind = client.transport();
-        if kind == Some(transport.kind()) {
-            Ok(client)
-        } else {
-            Err(IpcError::Protocol(format!(
-                "asked for {} but the connection uses {kind:?}",
-                transport.name()
-            )))
-        }
-    });
+    .and_then(|client| check_transport(&client, transport).map(|()| client));
     let client = match connected {
         Ok(client) => client,
         Err(e) => {
