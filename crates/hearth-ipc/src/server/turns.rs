@@ -288,12 +288,12 @@ impl Turns {
     /// The holders whose client's thread is due for a look at `now`
     /// ([`TURN_PEEK`]), each once per silence ([`looked`](Self::looked)),
     /// and only while another client it holds back waits
-    /// (`someone_waits`, given the holder's group): ending a turn early gains nobody anything
-    /// otherwise, and a look costs the poller ~3 µs — sixteen Node
-    /// processes, each a process of one connection and each often silent
-    /// between calls, lost about a sixth of their gets/s to looks. A holder due
-    /// with nobody waiting counts as looked at and running (the old rule:
-    /// [`TURN_IDLE`]).
+    /// (`someone_waits`, given the holder's group): ending a turn early
+    /// gains nobody anything otherwise, and a look costs the poller ~3 µs
+    /// — sixteen Node processes, each a process of one connection and each
+    /// often silent between calls, lost about a sixth of their gets/s to
+    /// looks. A holder due with nobody waiting counts as looked at and
+    /// running (the old rule: [`TURN_IDLE`]).
     pub(super) fn looks_due(
         &mut self,
         now: Instant,
@@ -338,8 +338,9 @@ impl Turns {
     }
 
     /// After a look at every ring at `now`: ends the turns of holders gone
-    /// quiet, and of holders whose slice is over when `someone_waits` that
-    /// their process (else their slice starts again). The turns it ended
+    /// quiet, and of holders whose slice is over while a client they hold
+    /// back waits (`someone_waits`, given the holder's group; else their
+    /// slice starts again). The turns it ended
     /// are [`ended`](Self::ended) until the next call.
     pub(super) fn expire(&mut self, now: Instant, someone_waits: impl Fn(Group) -> bool) {
         let slice = self.slice;
