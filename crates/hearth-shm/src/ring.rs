@@ -180,7 +180,7 @@ struct WaitLine {
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
 /// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
 /// | +140 | `consumer_thread` u32: kernel id of the thread reading for its own calls (0: none or unknown), a hint | consumer |
-/// | +144 | `consumer_turns` u32: 1 = its calls take turns with other processes' clients (0: not said), a hint | consumer |
+/// | +144 | `consumer_turns` u32: 1 = its calls wait for their turn on their own thread (0: not said), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -1317,14 +1317,15 @@ impl<M: RingMemory> Consumer<M> {
         Some(peer.data_wait.thread.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
-    /// Says whether this consumer's calls take turns with the clients of
-    /// other processes (docs/protocol.md, "Turns"): `true` lets the server
-    /// hold them back while clients of *other* processes take their turns,
-    /// as it does for the connections of one process — a call then waits
-    /// for its turn on its own thread, or goes on asynchronously as soon
-    /// as it is told to wait; `false` (the state of a fresh segment) keeps
-    /// them out of other processes' turns. Written only when it changes;
-    /// the server reads it as its poller serves the connection.
+    /// Says whether this consumer's calls wait for their turn on their
+    /// own thread (docs/protocol.md, "Turns"): `true` lets the server hold
+    /// them back while clients of *other* processes take their turns, as
+    /// it does for the connections of one process; `false` (the state of a
+    /// fresh segment) keeps them out of other processes' turns — for a
+    /// reader whose wait for a turn would cost more than the turn is
+    /// worth (an event loop's thread that hands a late answer to another
+    /// thread). Written only when it changes; the server reads it as its
+    /// poller serves the connection.
     ///
     /// ```
     /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
@@ -1332,24 +1333,24 @@ impl<M: RingMemory> Consumer<M> {
     /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
     /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
     /// let client_in = Consumer::new(mem, Direction::ServerToClient);
-    /// assert!(!server_in.peer_takes_turns(), "never said");
-    /// client_in.note_takes_turns(true);
-    /// assert!(server_in.peer_takes_turns());
-    /// client_in.note_takes_turns(false);
-    /// assert!(!server_in.peer_takes_turns());
+    /// assert!(!server_in.peer_waits_turns(), "never said");
+    /// client_in.note_waits_turns(true);
+    /// assert!(server_in.peer_waits_turns());
+    /// client_in.note_waits_turns(false);
+    /// assert!(!server_in.peer_waits_turns());
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
-    pub fn note_takes_turns(&self, takes: bool) {
-        store_hint(&self.ctrl().data_wait.turns, u32::from(takes));
+    pub fn note_waits_turns(&self, waits: bool) {
+        store_hint(&self.ctrl().data_wait.turns, u32::from(waits));
     }
 
-    /// Whether the peer said its calls take turns with other processes'
-    /// clients ([`note_takes_turns`](Self::note_takes_turns)). A hint: any
+    /// Whether the peer said its calls wait for their turn on their own
+    /// thread ([`note_waits_turns`](Self::note_waits_turns)). A hint: any
     /// value but 1 reads as `false`, and a forged 1 only puts the peer's
     /// own calls behind others' turns.
-    pub fn peer_takes_turns(&self) -> bool {
+    pub fn peer_waits_turns(&self) -> bool {
         let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_takes_turns`).
+        // Relaxed: a hint (see `note_waits_turns`).
         peer.data_wait.turns.load(Ordering::Relaxed) == 1
     }
 

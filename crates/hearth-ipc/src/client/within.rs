@@ -148,7 +148,8 @@ impl AsyncClient {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
-        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm));
+        let waits_turns = deadline.waits_out_turns();
+        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm), waits_turns);
         let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
@@ -157,7 +158,7 @@ impl AsyncClient {
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
                     return Some(Within::Ready(
-                        shm.wait_reply(&core, &slot, &|| deadline.call())
+                        shm.wait_reply(&core, &slot, &|| deadline.call(), waits_turns)
                             .map_err(failed)
                             .and_then(final_payload),
                     ));
@@ -208,7 +209,7 @@ impl AsyncClient {
         let ended = || stream.borrow_mut().take_routed();
         let wait = || deadline.wait_on(&shm);
         while !ended() && Instant::now() < wait() {
-            if !shm.read_here(&core, &ended, &wait) {
+            if !shm.read_here(&core, &ended, &wait, deadline.waits_out_turns()) {
                 // Another thread reads the ring: it routes our chunks.
                 break;
             }

@@ -544,14 +544,14 @@ impl RingThread {
 
     /// Whose turns on the poller this connection takes part in: its
     /// [process](Self::client_process)'s, and — when its client said its
-    /// calls take turns with other processes' clients
-    /// (`Consumer::note_takes_turns`) — those of every such connection,
+    /// calls wait for their turn on their own thread
+    /// (`Consumer::note_waits_turns`) — those of every such connection,
     /// whatever its process. Read when the ring is lent and at every look
     /// the poller takes at it.
     pub(super) fn turn_group(&self) -> Group {
         Group {
             process: self.client_process(),
-            shared: self.rx.peer_takes_turns(),
+            shared: self.rx.peer_waits_turns(),
         }
     }
 

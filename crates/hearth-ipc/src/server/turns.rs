@@ -9,9 +9,9 @@
 //! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
 //! a slice ends only when another client it holds back waits. A
 //! connection takes turns with the others of its process and, if its
-//! client said its calls take turns across processes, with every such
-//! connection of any process ([`Group`]); nobody else is ever held back
-//! ([`Turns::free_for`]). And what the poller does about a
+//! client said its calls wait for their turn on their own thread, with
+//! every such connection of any process ([`Group`]); nobody else is ever
+//! held back ([`Turns::free_for`]). And what the poller does about a
 //! holder on its own core ([`holder_here`]).
 //! Must never: hold a turn for a ring that is not being served (the poller
 //! releases it), or pass over a waiting client for ever (the penalty for
@@ -33,8 +33,8 @@ pub(super) struct Group {
     /// platform cannot say): it takes turns with that process's other
     /// connections.
     pub(super) process: u32,
-    /// Its client said its calls take turns with other processes' clients
-    /// (`Consumer::note_takes_turns`): it also takes turns with every such
+    /// Its client said its calls wait for their turn on their own thread
+    /// (`Consumer::note_waits_turns`): it also takes turns with every such
     /// connection, whatever its process.
     pub(super) shared: bool,
 }
@@ -239,10 +239,9 @@ impl Turns {
     /// slots of its process (its threads compete for the same cores and
     /// wake one another cheaply), and — if it shares turns across
     /// processes — fewer than slots among the connections that do (each
-    /// waits for its turn on its own thread, or goes on asynchronously
-    /// once told to wait). Clients that never said so (older ones, and
-    /// those that only ever make asynchronous calls) are served at once,
-    /// as before turns.
+    /// waits for its turn on its own thread). Other processes — several
+    /// Node processes, each with an event loop and helper threads to wake
+    /// at every change of turn — are served at once, as before turns.
     pub(super) fn free_for(&self, group: Group) -> bool {
         let mine = self
             .held
