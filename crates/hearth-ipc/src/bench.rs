@@ -257,6 +257,14 @@ pub struct Spread {
     pub long_changes: u64,
     /// Those long changes' time, all together, as a share of the phase, %.
     pub long_changes_pct: f64,
+    /// Answers that came [`LONG_CHANGE`] or more after the answer before
+    /// them, whichever clients the two went to: the phase's pauses — a
+    /// slow request on the server (the journal's first write into each
+    /// freshly reserved megabyte once took 0.3–1 ms), a thread kept off
+    /// its core — with one client as with many.
+    pub pauses: u64,
+    /// Those pauses' time, all together, as a share of the phase, %.
+    pub pauses_pct: f64,
     /// The mean time from an answer to the next when both went to one
     /// client, nanoseconds: a call plus the client's own time before it,
     /// as the client makes them while it runs on its own (with one client,
@@ -985,10 +993,14 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
     answers.sort_unstable();
     let span = work_span(clients)?.as_nanos().max(1) as f64;
     let mut changes: Vec<u64> = Vec::new();
+    let mut pauses: Vec<u64> = Vec::new();
     let (mut runs, mut run_ns) = (0u64, 0u128);
     for pair in answers.windows(2) {
         let ((before, from), (after, to)) = (pair[0], pair[1]);
         let took = after.duration_since(before).as_nanos();
+        if took >= LONG_CHANGE.as_nanos() {
+            pauses.push(u64::try_from(took).unwrap_or(u64::MAX));
+        }
         if from == to {
             runs += 1;
             run_ns += took;
@@ -1007,6 +1019,8 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
         change_p50_ns: percentile(&changes, 0.5),
         long_changes: long.len() as u64,
         long_changes_pct: pct(long),
+        pauses: pauses.len() as u64,
+        pauses_pct: pct(&pauses),
         run_call_ns: (runs > 0).then(|| run_ns as f64 / runs as f64),
     })
 }
@@ -1712,6 +1726,12 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     })
 }
 
+/// One phase of a run, `None` when not measured.
+type PhaseOf = fn(&Run) -> Option<&OpStats>;
+
+/// The phases a run has, by name: gets, and puts when measured.
+const PHASES: [(&str, PhaseOf); 2] = [("gets", gets), ("puts", puts)];
+
 fn us(ns: u64) -> String {
     if ns >= 10_000_000 {
         format!("{:.1} ms", ns as f64 / 1e6)
@@ -1815,6 +1835,7 @@ impl Report {
             }
         }
         out.push_str(&self.turns_text());
+        out.push_str(&self.pauses_text());
         for idle in &self.idle {
             out.push_str(&format!(
                 "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine (others: {})\nserver RSS: {} with 1 client, {} with {}\n",
@@ -1840,28 +1861,17 @@ impl Report {
     /// the median over rounds.
     fn turns_text(&self) -> String {
         let mut out = String::new();
-        let mut groups: Vec<(&str, usize)> = Vec::new();
-        for r in self.runs.iter().filter(|r| r.clients > 1) {
-            if !groups.contains(&(r.transport.as_str(), r.clients)) {
-                groups.push((r.transport.as_str(), r.clients));
+        for (transport, clients, runs) in self.rounds_by_count() {
+            if clients < 2 {
+                continue;
             }
-        }
-        for (transport, clients) in groups {
-            let runs: Vec<&Run> = self
-                .runs
-                .iter()
-                .filter(|r| r.transport == transport && r.clients == clients)
-                .collect();
             let rounds = runs.len();
             let of = if rounds > 1 {
                 format!("; median of {rounds} rounds")
             } else {
                 String::new()
             };
-            for (op, phase) in [
-                ("gets", gets as fn(&Run) -> Option<&OpStats>),
-                ("puts", puts),
-            ] {
+            for (op, phase) in PHASES {
                 let spreads: Vec<&Spread> =
                     runs.iter().filter_map(|r| phase(r)?.in_runs()).collect();
                 if spreads.is_empty() {
@@ -1888,6 +1898,60 @@ impl Report {
             out.insert(0, '\n');
         }
         out
+    }
+
+    /// Each transport's and client count's phases that had pauses (answers
+    /// [`LONG_CHANGE`] or more after the one before): how many and their
+    /// share of the phase, the median over rounds.
+    fn pauses_text(&self) -> String {
+        let mut out = String::new();
+        for (transport, clients, runs) in self.rounds_by_count() {
+            for (op, phase) in PHASES {
+                let spreads: Vec<&Spread> = runs
+                    .iter()
+                    .filter_map(|r| phase(r)?.spread.as_ref())
+                    .collect();
+                let (Some(n), Some(pct)) = (
+                    median(spreads.iter().map(|s| s.pauses as f64).collect()),
+                    median(spreads.iter().map(|s| s.pauses_pct).collect()),
+                ) else {
+                    continue;
+                };
+                if n == 0.0 {
+                    continue;
+                }
+                let of = match spreads.len() {
+                    1 => String::new(),
+                    rounds => format!(" (median of {rounds} rounds)"),
+                };
+                let who = if clients == 1 { "client" } else { "clients" };
+                let pauses = if n == 1.0 { "pause" } else { "pauses" };
+                out.push_str(&format!(
+                    "{transport} {op}, {clients} {who}: {n:.0} {pauses} of {} or more between two answers, {pct:.2} % of the phase{of}\n",
+                    us(nanos(LONG_CHANGE)),
+                ));
+            }
+        }
+        if !out.is_empty() {
+            out.insert(0, '\n');
+        }
+        out
+    }
+
+    /// The runs of each transport and client count (its rounds), in the
+    /// order they were first measured.
+    fn rounds_by_count(&self) -> Vec<(&str, usize, Vec<&Run>)> {
+        let mut groups: Vec<(&str, usize, Vec<&Run>)> = Vec::new();
+        for r in &self.runs {
+            match groups
+                .iter_mut()
+                .find(|(t, c, _)| *t == r.transport && *c == r.clients)
+            {
+                Some((_, _, runs)) => runs.push(r),
+                None => groups.push((r.transport.as_str(), r.clients, vec![r])),
+            }
+        }
+        groups
     }
 
     /// The report as JSON.
@@ -2153,6 +2217,24 @@ mod tests {
     }
 
     #[test]
+    fn pauses_count_every_answer_200_us_or_more_after_the_one_before() {
+        let t = Instant::now();
+        let us = |n: u64| t + Duration::from_micros(n);
+        // One client waits 1,000 → 1,300 µs for its own next answer (a
+        // pause, not a change), then 1,300 → 1,499 (just short); the
+        // other's answer comes 1,499 → 1,700 (a pause and a long
+        // change); a phase of 1,700 µs.
+        let s = spread(&[
+            (us(0), vec![us(1_000), us(1_300), us(1_499)]),
+            (us(0), vec![us(1_700)]),
+        ])
+        .expect("answers");
+        assert_eq!((s.pauses, s.changes, s.long_changes), (2, 1, 1), "{s:?}");
+        let want = (300.0 + 201.0) * 100.0 / 1_700.0;
+        assert!((s.pauses_pct - want).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
     fn one_client_s_spread_has_no_change_and_its_calls_are_its_run() {
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
@@ -2178,6 +2260,8 @@ mod tests {
                 change_p50_ns: 20_000,
                 long_changes: 3,
                 long_changes_pct: 0.75,
+                pauses: 3,
+                pauses_pct: 0.75,
                 run_call_ns: Some(run_ns),
             }),
             ..stats(1000.0)
@@ -2218,6 +2302,44 @@ mod tests {
         assert!(find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients").is_none());
         let text = report_text(runs, ratios);
         assert!(!text.contains("taking turns"), "{text}");
+    }
+
+    #[test]
+    fn the_text_gives_each_phase_s_pauses_with_one_client_as_with_many() {
+        let mut runs = vec![
+            run("shm", 1, 1000.0, Some(500.0)),
+            run("shm", 16, 950.0, Some(480.0)),
+            run("shm", 1, 1000.0, Some(500.0)),
+            run("shm", 16, 950.0, Some(480.0)),
+        ];
+        for (r, pauses) in runs.iter_mut().zip([26, 0, 28, 0]) {
+            let mut put = spread_stats(1000, 0, 1000.0);
+            if let Some(s) = put.spread.as_mut() {
+                s.pauses = pauses;
+                s.pauses_pct = pauses as f64 / 4.0;
+            }
+            r.put = Some(put);
+        }
+        // Sixteen clients' gets: 3 pauses, 0.75 % (`spread_stats`).
+        runs[1].get = spread_stats(1000, 100, 800.0);
+        runs[3].get = spread_stats(1000, 100, 800.0);
+        let text = report_text(runs, Vec::new());
+        assert!(
+            text.contains("shm puts, 1 client: 27 pauses of 200.00 µs or more between two answers, 6.75 % of the phase (median of 2 rounds)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("shm puts, 16 clients:"),
+            "a phase without pauses is not listed: {text}"
+        );
+        assert!(
+            text.contains("shm gets, 16 clients: 3 pauses of 200.00 µs or more between two answers, 0.75 % of the phase (median of 2 rounds)"),
+            "every count, not only one: {text}"
+        );
+        assert!(
+            !text.contains("shm gets, 1 client:"),
+            "a phase without a spread is not listed: {text}"
+        );
     }
 
     #[test]
