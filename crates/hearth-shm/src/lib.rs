@@ -65,7 +65,7 @@ pub use peer_thread::{ThreadProbe, this_thread_id, thread_state};
 pub use placement::move_off;
 pub use ring::{
     AwayWatch, Consumer, HeapMemory, Producer, RECORD_HEADER, RingCtrl, RingMemory, RoomWaiter,
-    Waker, max_record, record_bytes, this_cpu,
+    TurnHint, Waker, max_record, record_bytes, this_cpu,
 };
 #[cfg(not(loom))]
 pub use segment::{Segment, write_raw};
@@ -86,5 +86,6 @@ mod send_sync {
         assert_send_sync::<crate::AwayWatch<crate::Segment>>();
         assert_send_sync::<crate::ShmError>();
         assert_send_sync::<crate::ThreadProbe>();
+        assert_send_sync::<crate::TurnHint>();
     }
 }

@@ -180,7 +180,7 @@ struct WaitLine {
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
 /// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
 /// | +140 | `consumer_thread` u32: kernel id of the thread reading for its own calls (0: none or unknown), a hint | consumer |
-/// | +144 | `consumer_turns` u32: 1 = its calls wait for their turn on their own thread (0: not said), a hint | consumer |
+/// | +144 | `consumer_turns` u32: how its calls wait for a turn ([`TurnHint`]: 1 on their own thread, 2 they go on asynchronously; 0 not said), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -553,6 +553,44 @@ impl<M: RingMemory> AwayWatch<M> {
     /// hint, one relaxed load.
     pub fn peer_away(&self) -> bool {
         is_away(peer_report(&*self.mem, self.dir))
+    }
+}
+
+/// How a client's calls wait when the server answers them only in their
+/// turn: the ring's `consumer_turns` hint word (docs/protocol.md,
+/// "Turns").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TurnHint {
+    /// Not said (0, or a word this version does not know): the server
+    /// holds the connection back only behind its own process's.
+    Unsaid,
+    /// On the calling thread (1): a blocking call, or one with a turn
+    /// wait. It takes turns with other processes' clients that do too.
+    OnThread,
+    /// It goes on asynchronously as soon as it is told to wait (2): a call
+    /// with a budget and no turn wait, an event loop's. It takes turns
+    /// with other processes' clients only when many of them are busy.
+    Later,
+}
+
+impl TurnHint {
+    /// The hint word.
+    pub fn word(self) -> u32 {
+        match self {
+            TurnHint::Unsaid => 0,
+            TurnHint::OnThread => 1,
+            TurnHint::Later => 2,
+        }
+    }
+
+    /// The hint a word says ([`TurnHint::Unsaid`] for one it does not
+    /// know).
+    pub fn from_word(word: u32) -> TurnHint {
+        match word {
+            1 => TurnHint::OnThread,
+            2 => TurnHint::Later,
+            _ => TurnHint::Unsaid,
+        }
     }
 }
 
@@ -1317,41 +1355,40 @@ impl<M: RingMemory> Consumer<M> {
         Some(peer.data_wait.thread.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
-    /// Says whether this consumer's calls wait for their turn on their
-    /// own thread (docs/protocol.md, "Turns"): `true` lets the server hold
-    /// them back while clients of *other* processes take their turns, as
-    /// it does for the connections of one process; `false` (the state of a
-    /// fresh segment) keeps them out of other processes' turns — for a
-    /// reader whose wait for a turn would cost more than the turn is
-    /// worth (an event loop's thread that hands a late answer to another
-    /// thread). Written only when it changes; the server reads it as its
-    /// poller serves the connection.
+    /// Says how this consumer's calls wait when the server answers them
+    /// only in their turn (docs/protocol.md, "Turns"), so that the server
+    /// may hold them back while clients of *other* processes take their
+    /// turns, as it does for the connections of one process:
+    /// [`TurnHint::OnThread`] always, [`TurnHint::Later`] only when many
+    /// processes are busy; [`TurnHint::Unsaid`] (the state of a fresh
+    /// segment) never. Written only when it changes; the server reads it
+    /// as its poller serves the connection.
     ///
     /// ```
-    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout, TurnHint};
     /// use std::sync::Arc;
     /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
     /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
     /// let client_in = Consumer::new(mem, Direction::ServerToClient);
-    /// assert!(!server_in.peer_waits_turns(), "never said");
-    /// client_in.note_waits_turns(true);
-    /// assert!(server_in.peer_waits_turns());
-    /// client_in.note_waits_turns(false);
-    /// assert!(!server_in.peer_waits_turns());
+    /// assert_eq!(server_in.peer_turns(), TurnHint::Unsaid, "never said");
+    /// client_in.note_turns(TurnHint::OnThread);
+    /// assert_eq!(server_in.peer_turns(), TurnHint::OnThread);
+    /// client_in.note_turns(TurnHint::Later);
+    /// assert_eq!(server_in.peer_turns(), TurnHint::Later);
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
-    pub fn note_waits_turns(&self, waits: bool) {
-        store_hint(&self.ctrl().data_wait.turns, u32::from(waits));
+    pub fn note_turns(&self, hint: TurnHint) {
+        store_hint(&self.ctrl().data_wait.turns, hint.word());
     }
 
-    /// Whether the peer said its calls wait for their turn on their own
-    /// thread ([`note_waits_turns`](Self::note_waits_turns)). A hint: any
-    /// value but 1 reads as `false`, and a forged 1 only puts the peer's
-    /// own calls behind others' turns.
-    pub fn peer_waits_turns(&self) -> bool {
+    /// How the peer said its calls wait for their turn
+    /// ([`note_turns`](Self::note_turns)). A hint: a word it does not know
+    /// reads as [`TurnHint::Unsaid`], and a forged one only puts the
+    /// peer's own calls behind others' turns.
+    pub fn peer_turns(&self) -> TurnHint {
         let peer = self.mem.ctrl(self.dir.reverse());
-        // Relaxed: a hint (see `note_waits_turns`).
-        peer.data_wait.turns.load(Ordering::Relaxed) == 1
+        // Relaxed: a hint (see `note_turns`).
+        TurnHint::from_word(peer.data_wait.turns.load(Ordering::Relaxed))
     }
 
     /// The peer's `consumer_cpu` word: CPU + 1, 0 (unknown) or [`AWAY`].
@@ -1399,6 +1436,16 @@ mod tests {
             Consumer::new(mem.clone(), Direction::ClientToServer),
             mem,
         )
+    }
+
+    #[test]
+    fn a_turn_hint_word_this_version_does_not_know_reads_as_unsaid() {
+        for hint in [TurnHint::Unsaid, TurnHint::OnThread, TurnHint::Later] {
+            assert_eq!(TurnHint::from_word(hint.word()), hint);
+        }
+        for word in [3, 0x8000_0000, u32::MAX] {
+            assert_eq!(TurnHint::from_word(word), TurnHint::Unsaid, "{word:#x}");
+        }
     }
 
     #[test]

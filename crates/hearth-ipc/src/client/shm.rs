@@ -34,7 +34,7 @@ use crate::error::IpcError;
 use crate::message::{self, Reassembler};
 use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
 use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
-use hearth_shm::{AwayWatch, Consumer, Direction, Segment, Spinner, Waker};
+use hearth_shm::{AwayWatch, Consumer, Direction, Segment, Spinner, TurnHint, Waker};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
@@ -220,8 +220,8 @@ pub(crate) struct Deadline {
     turn_wait: Duration,
     start: std::cell::OnceCell<Instant>,
     /// The wait was seen waiting for a turn: its budget is `turn_wait`
-    /// from then on (a turn that begins does not shorten it again just as
-    /// the answer comes).
+    /// from then on — none at all without a turn wait (a turn that begins
+    /// does not shorten it again just as the answer comes).
     for_turn: std::cell::Cell<bool>,
 }
 
@@ -247,11 +247,12 @@ impl Deadline {
     }
 
     /// Notes whether the call now waits for its connection's turn on the
-    /// server (the server answers another connection of this process
-    /// first, and this one within a round of turns): from the first time
-    /// it does, the wait on the calling thread may last `turn_wait`.
+    /// server (the server answers other clients first, and this one within
+    /// a round of turns): from the first time it does, the wait on the
+    /// calling thread may last `turn_wait` — and a call with a budget and
+    /// no turn wait stops waiting there at once ([`wait`](Self::wait)).
     pub(crate) fn waits_turn(&self, waits: bool) -> &Deadline {
-        if waits && !self.turn_wait.is_zero() {
+        if waits {
             self.for_turn.set(true);
         }
         self
@@ -273,27 +274,37 @@ impl Deadline {
     }
 
     /// When the wait on the calling thread ends: the call's deadline, or
-    /// the end of the budget (of `turn_wait`, if longer, once the call was
-    /// seen waiting for its turn) if that comes first.
+    /// the end of the budget if that comes first. Once the call was seen
+    /// waiting for its turn, the budget is `turn_wait` if longer — and
+    /// without a turn wait the wait is over: the answer will come only in
+    /// the connection's turn, up to a round of other clients' slices
+    /// away, and a thread that would rather go on than wait for longer
+    /// than its budget (an event loop's) should not sleep through the
+    /// budget first, to be woken by its timer in the middle of another
+    /// client's turn and hand the call on there.
     pub(crate) fn wait(&self) -> Instant {
         let call = self.call();
         self.budget.map_or(call, |b| {
-            let b = if self.for_turn.get() {
-                b.max(self.turn_wait)
-            } else {
-                b
+            let b = match (self.for_turn.get(), self.turn_wait.is_zero()) {
+                (true, true) => Duration::ZERO,
+                (true, false) => b.max(self.turn_wait),
+                (false, _) => b,
             };
             call.min(crate::types::deadline_after(self.start(), b))
         })
     }
 
-    /// Whether a wait for the connection's turn stays on the calling
-    /// thread: the call has no budget (it waits there until its deadline)
-    /// or a turn wait. What the client tells the server as it reads for
-    /// the call (`Consumer::note_waits_turns`): such a connection may be
-    /// held back while clients of other processes take their turns.
-    pub(crate) fn waits_out_turns(&self) -> bool {
-        self.budget.is_none() || !self.turn_wait.is_zero()
+    /// How a wait for the connection's turn goes: on the calling thread
+    /// when the call has no budget (it waits there until its deadline) or
+    /// a turn wait; else on as soon as the call is told to wait. What the
+    /// client tells the server as it reads for the call
+    /// (`Consumer::note_turns`).
+    pub(crate) fn turn_hint(&self) -> TurnHint {
+        if self.budget.is_none() || !self.turn_wait.is_zero() {
+            TurnHint::OnThread
+        } else {
+            TurnHint::Later
+        }
     }
 
     /// Whether the budget ends the wait before the call's deadline.
@@ -487,14 +498,14 @@ impl ClientShm {
     /// Waits on the calling thread until `slot` holds the final frame:
     /// reading the ring itself when nobody else does. Gives up at
     /// `deadline()` (read only once the wait outlasts a spin).
-    /// `waits_turns`: whether the call waits for its turn here
-    /// ([`Deadline::waits_out_turns`]), told to the server as it reads.
+    /// `turns`: how the call waits for its turn ([`Deadline::turn_hint`]),
+    /// told to the server as it reads.
     pub(crate) fn wait_reply(
         &self,
         core: &ConnCore,
         slot: &SyncSlot,
         deadline: &dyn Fn() -> Instant,
-        waits_turns: bool,
+        turns: TurnHint,
     ) -> Result<Frame, WaitEnd> {
         let mut waiter_spin: Option<Spinner> = None;
         let mut parked = false;
@@ -513,10 +524,9 @@ impl ClientShm {
             if let Some(mut rx) = self.rx.try_lock() {
                 // This thread sends again once it has its answer: the
                 // server may look at its state (`note_thread`), and may hold
-                // it back behind other processes' clients if it waits for
-                // its turn here (`note_waits_turns`).
+                // it back behind other processes' clients (`note_turns`).
                 rx.consumer.note_thread(hearth_shm::this_thread_id());
-                rx.consumer.note_waits_turns(waits_turns);
+                rx.consumer.note_turns(turns);
                 // `hold` returns at the deadline at the latest.
                 self.hold(core, &mut rx, &|| slot.is_ready(), Some(deadline));
                 drop(rx);
@@ -543,19 +553,19 @@ impl ClientShm {
 
     /// Reads the ring on the calling thread, routing every frame, until
     /// `done()` or `deadline()`; false (nothing read) when another thread
-    /// reads it now. `waits_turns` as for [`wait_reply`](Self::wait_reply).
+    /// reads it now. `turns` as for [`wait_reply`](Self::wait_reply).
     pub(crate) fn read_here(
         &self,
         core: &ConnCore,
         done: &dyn Fn() -> bool,
         deadline: &dyn Fn() -> Instant,
-        waits_turns: bool,
+        turns: TurnHint,
     ) -> bool {
         let Some(mut rx) = self.rx.try_lock() else {
             return false;
         };
         rx.consumer.note_thread(hearth_shm::this_thread_id());
-        rx.consumer.note_waits_turns(waits_turns);
+        rx.consumer.note_turns(turns);
         self.hold(core, &mut rx, done, Some(deadline));
         drop(rx);
         self.after_release(core);
@@ -770,7 +780,7 @@ fn background(shm: &Arc<ClientShm>, core: &Weak<ConnCore>) {
             shm.bg_holding.store(true, Ordering::Release);
             // It reads for others' calls: no thread of its own to look at.
             // What the last call on a calling thread said about turns
-            // stands (`note_waits_turns`): a reader for others' calls knows
+            // stands (`note_turns`): a reader for others' calls knows
             // nothing of how they wait, and the server should not see the
             // word change with whichever thread read last.
             rx.consumer.note_thread(None);
@@ -896,10 +906,27 @@ mod tests {
     }
 
     #[test]
-    fn without_a_turn_wait_waiting_for_a_turn_changes_nothing() {
+    fn without_a_turn_wait_a_call_seen_waiting_for_its_turn_stops_waiting_at_once() {
         let deadline = Deadline::new(Duration::from_secs(10), Some(Duration::from_millis(1)));
+        deadline.waits_turn(false);
+        assert_eq!(waits_for(&deadline), Duration::from_millis(1), "not yet");
         deadline.waits_turn(true);
-        assert_eq!(waits_for(&deadline), Duration::from_millis(1));
+        assert_eq!(waits_for(&deadline), Duration::ZERO);
+        assert!(deadline.budget_first(), "it goes on later, not timed out");
+        deadline.waits_turn(false);
+        assert_eq!(
+            waits_for(&deadline),
+            Duration::ZERO,
+            "a turn that begins does not bring the budget back"
+        );
+    }
+
+    #[test]
+    fn a_call_without_a_budget_waits_for_its_turn_until_its_timeout() {
+        let deadline = Deadline::new(Duration::from_secs(10), None);
+        deadline.waits_turn(true);
+        assert_eq!(deadline.wait(), deadline.call());
+        assert!(!deadline.budget_first());
     }
 
     #[test]
@@ -923,21 +950,24 @@ mod tests {
     }
 
     #[test]
-    fn only_a_call_that_would_go_on_later_does_not_wait_out_turns() {
+    fn only_a_call_with_a_budget_and_no_turn_wait_says_it_goes_on_later() {
         let secs = Duration::from_secs(10);
         let ms = Duration::from_millis(1);
-        assert!(
-            Deadline::new(secs, None).waits_out_turns(),
+        assert_eq!(
+            Deadline::new(secs, None).turn_hint(),
+            TurnHint::OnThread,
             "a blocking call waits on its thread until its timeout"
         );
-        assert!(
+        assert_eq!(
             Deadline::new(secs, Some(ms))
                 .with_turn_wait(Duration::from_millis(50))
-                .waits_out_turns(),
+                .turn_hint(),
+            TurnHint::OnThread,
             "a call with a turn wait waits for its turn on its thread"
         );
-        assert!(
-            !Deadline::new(secs, Some(ms)).waits_out_turns(),
+        assert_eq!(
+            Deadline::new(secs, Some(ms)).turn_hint(),
+            TurnHint::Later,
             "a call with a budget and no turn wait goes on later instead"
         );
     }

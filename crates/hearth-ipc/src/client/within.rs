@@ -148,8 +148,8 @@ impl AsyncClient {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
-        let waits_turns = deadline.waits_out_turns();
-        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm), waits_turns);
+        let turns = deadline.turn_hint();
+        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm), turns);
         let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
@@ -158,7 +158,7 @@ impl AsyncClient {
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
                     return Some(Within::Ready(
-                        shm.wait_reply(&core, &slot, &|| deadline.call(), waits_turns)
+                        shm.wait_reply(&core, &slot, &|| deadline.call(), turns)
                             .map_err(failed)
                             .and_then(final_payload),
                     ));
@@ -209,7 +209,7 @@ impl AsyncClient {
         let ended = || stream.borrow_mut().take_routed();
         let wait = || deadline.wait_on(&shm);
         while !ended() && Instant::now() < wait() {
-            if !shm.read_here(&core, &ended, &wait, deadline.waits_out_turns()) {
+            if !shm.read_here(&core, &ended, &wait, deadline.turn_hint()) {
                 // Another thread reads the ring: it routes our chunks.
                 break;
             }

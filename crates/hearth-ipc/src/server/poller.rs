@@ -29,8 +29,10 @@
 //! holds when it unwinds goes back to its thread as it is dropped).
 
 use super::shm::{Polled, RingThread, Then};
-use super::turns::{Group, HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here};
-use hearth_shm::{SpinClaim, ThreadProbe};
+use super::turns::{
+    Group, HolderHere, TURN_SLICE, Turns, Waiting, handing_over, holder_here, many_later,
+};
+use hearth_shm::{SpinClaim, ThreadProbe, TurnHint};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -340,7 +342,9 @@ impl Poller {
     pub(super) fn lend(self: &Arc<Self>, ring: Box<RingThread>) -> (Box<RingThread>, Then) {
         self.lent.fetch_add(1, Ordering::Relaxed);
         ring.shared().bump();
-        let group = ring.turn_group();
+        // Whether many processes' clients go on later is the poller's to
+        // count: until its next look, the ring's hint alone.
+        let group = ring.turn_group(false);
         let back = Arc::new(Handback {
             slot: Mutex::new(None),
             owner: thread::current(),
@@ -466,6 +470,10 @@ impl Serving {
     /// answered nothing ([`Linger`]).
     fn scan(&mut self, now: Instant, cpu: Option<u32>) {
         self.last_scan = now;
+        let many_later = many_later(self.owned.iter().filter_map(|l| {
+            let ring = l.ring.as_ref()?;
+            (ring.turn_hint() == TurnHint::Later).then(|| ring.client_process())
+        }));
         let mut served = false;
         let mut client_elsewhere = false;
         let mut client_here = None;
@@ -484,9 +492,10 @@ impl Serving {
                 continue;
             }
             ring.end_quiet(Some(now));
-            // The client says with each call whether it waits for its turn
-            // on its own thread: the group follows it (from its next turn).
-            lent.group = ring.turn_group();
+            // The client says with each call how it waits for its turn, and
+            // the poller counts the processes whose clients go on later:
+            // the group follows both (from its next turn).
+            lent.group = ring.turn_group(many_later);
             if holder || self.turns.free_for(lent.group) {
                 ring.note_cpu_as(cpu);
                 client_elsewhere |= ring.client_elsewhere(cpu);

@@ -29,7 +29,7 @@
 //! error frame, best effort).
 
 use super::conn::{self, Conn, KeptSending};
-use super::turns::Group;
+use super::turns::{Group, shares_turns};
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
 use crate::ops::Request;
@@ -39,7 +39,7 @@ use crate::transport::{BoxFuture, FrameReader, Link, LinkError};
 use hearth_proto::{
     ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, Operation,
 };
-use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, Waker};
+use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, TurnHint, Waker};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -543,16 +543,22 @@ impl RingThread {
     }
 
     /// Whose turns on the poller this connection takes part in: its
-    /// [process](Self::client_process)'s, and — when its client said its
-    /// calls wait for their turn on their own thread
-    /// (`Consumer::note_waits_turns`) — those of every such connection,
-    /// whatever its process. Read when the ring is lent and at every look
-    /// the poller takes at it.
-    pub(super) fn turn_group(&self) -> Group {
+    /// [process](Self::client_process)'s, and — as its client's hint
+    /// says (`Consumer::note_turns`) and `many_later` (many processes'
+    /// busy clients go on later when told to wait: `turns::many_later`)
+    /// allows, `turns::shares_turns` — those of every connection that
+    /// shares turns, whatever its process. Read when the ring is lent and
+    /// at every look the poller takes at it.
+    pub(super) fn turn_group(&self, many_later: bool) -> Group {
         Group {
             process: self.client_process(),
-            shared: self.rx.peer_waits_turns(),
+            shared: shares_turns(self.turn_hint(), many_later),
         }
+    }
+
+    /// How the client said its calls wait for their turn.
+    pub(super) fn turn_hint(&self) -> TurnHint {
+        self.rx.peer_turns()
     }
 
     /// The client's process: its pid, or (where the platform cannot say) a

@@ -9,7 +9,8 @@
 //! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
 //! a slice ends only when another client it holds back waits. A
 //! connection takes turns with the others of its process and, if its
-//! client said its calls wait for their turn on their own thread, with
+//! client said its calls wait for their turn on their own thread (or go
+//! on later, when many processes' clients do: [`shares_turns`]), with
 //! every such connection of any process ([`Group`]); nobody else is ever
 //! held back ([`Turns::free_for`]). And what the poller does about a
 //! holder on its own core ([`holder_here`]).
@@ -24,6 +25,7 @@
 //! (the poller reports "away" on their rings, so they do not spin), and
 //! each change of turn costs one wake-up instead of one per call.
 
+use hearth_shm::TurnHint;
 use std::time::{Duration, Instant};
 
 /// Whose turns a connection takes part in.
@@ -33,10 +35,50 @@ pub(super) struct Group {
     /// platform cannot say): it takes turns with that process's other
     /// connections.
     pub(super) process: u32,
-    /// Its client said its calls wait for their turn on their own thread
-    /// (`Consumer::note_waits_turns`): it also takes turns with every such
-    /// connection, whatever its process.
+    /// It also takes turns with every connection that shares turns,
+    /// whatever its process ([`shares_turns`]).
     pub(super) shared: bool,
+}
+
+/// How many processes' busy clients that go on later when told to wait
+/// ([`TurnHint::Later`]: Node main threads) there must be before those
+/// take turns across processes too. Served call by call, a few such
+/// processes each find their answer ready when they get a core; in turns,
+/// each turn begins with the answer's trip through the client's own
+/// threads and event loop. On the project's 2-core VM (`node
+/// bench/processes.js`, six to ten alternated runs each, 2026-12-06): in
+/// turns two processes made 0.87× of one's gets instead of 0.94×, four
+/// 0.72× instead of 0.91×, eight 0.78× against 0.77×, and sixteen 0.69×
+/// and 0.71× instead of 0.66× and 0.55× — the slowest of sixteen 15.6k
+/// and 17k gets/s instead of 6.3k and 5.8k.
+pub(super) const LATER_CROWD: usize = 8;
+
+/// Whether the processes of the busy connections whose clients go on
+/// later when told to wait (their pids, repeated as often as they have
+/// such connections) are [`LATER_CROWD`] or more.
+pub(super) fn many_later(processes: impl Iterator<Item = u32>) -> bool {
+    let mut seen: Vec<u32> = Vec::new();
+    for p in processes {
+        if !seen.contains(&p) {
+            seen.push(p);
+            if seen.len() >= LATER_CROWD {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether a connection whose client gave `hint` takes turns across
+/// processes, `many_later` as [`many_later`] counted: one that waits for
+/// its turn on its own thread always, one that goes on later only among
+/// many such, one that never said never.
+pub(super) fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
+    match hint {
+        TurnHint::OnThread => true,
+        TurnHint::Later => many_later,
+        TurnHint::Unsaid => false,
+    }
 }
 
 impl Group {
@@ -239,9 +281,10 @@ impl Turns {
     /// slots of its process (its threads compete for the same cores and
     /// wake one another cheaply), and — if it shares turns across
     /// processes — fewer than slots among the connections that do (each
-    /// waits for its turn on its own thread). Other processes — several
-    /// Node processes, each with an event loop and helper threads to wake
-    /// at every change of turn — are served at once, as before turns.
+    /// waits for its turn on its own thread, or goes on later once told to
+    /// wait). Other processes — a few Node processes, each with an event
+    /// loop and helper threads to wake at every change of turn — are
+    /// served at once, as before turns.
     pub(super) fn free_for(&self, group: Group) -> bool {
         let mine = self
             .held
@@ -417,6 +460,26 @@ mod tests {
 
     fn nobody(_: Group) -> bool {
         false
+    }
+
+    #[test]
+    fn clients_that_go_on_later_take_turns_across_processes_only_among_many() {
+        assert!(shares_turns(TurnHint::OnThread, false));
+        assert!(shares_turns(TurnHint::OnThread, true));
+        assert!(!shares_turns(TurnHint::Later, false));
+        assert!(shares_turns(TurnHint::Later, true));
+        assert!(!shares_turns(TurnHint::Unsaid, true), "never said: never");
+    }
+
+    #[test]
+    fn many_later_counts_processes_not_connections() {
+        let few = (0..LATER_CROWD as u32 - 1).flat_map(|pid| [pid, pid, pid]);
+        assert!(
+            !many_later(few),
+            "three connections each, one process short"
+        );
+        assert!(many_later(0..LATER_CROWD as u32));
+        assert!(!many_later(std::iter::empty()));
     }
 
     fn everybody(_: Group) -> bool {
