@@ -47,6 +47,9 @@ pub fn hostile_ring(cap: u8, warm: u8, garbage: &[u8]) {
     }
     let _ = server_rx.has_data();
     let _ = server_rx.is_closed();
+    // The hints the server reads from the client's side of the segment.
+    let _ = server_rx.peer_thread();
+    let _ = server_rx.peer_turns();
     // Never sleeps: the abort condition holds.
     let _ = server_rx.wait_for_data(None, &|| true);
     for i in 0..64usize {
