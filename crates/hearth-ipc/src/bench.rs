@@ -997,15 +997,15 @@ fn spread(clients: &[(Instant, Vec<Instant>)]) -> Option<Spread> {
     let (mut runs, mut run_ns) = (0u64, 0u128);
     for pair in answers.windows(2) {
         let ((before, from), (after, to)) = (pair[0], pair[1]);
-        let took = after.duration_since(before).as_nanos();
-        if took >= LONG_CHANGE.as_nanos() {
-            pauses.push(u64::try_from(took).unwrap_or(u64::MAX));
+        let took = nanos(after.duration_since(before));
+        if took >= nanos(LONG_CHANGE) {
+            pauses.push(took);
         }
         if from == to {
             runs += 1;
-            run_ns += took;
+            run_ns += u128::from(took);
         } else {
-            changes.push(u64::try_from(took).unwrap_or(u64::MAX));
+            changes.push(took);
         }
     }
     // The time `took` all together, as a share of the phase, %.
