@@ -1271,16 +1271,17 @@ impl Inner {
     /// Back-pressure: waits while the applier is too far behind.
     fn wait_for_space(&self) -> Result<()> {
         let mut q = self.queue.lock();
-        self.waiting(&mut q, 1);
+        q.waiters += 1;
+        self.mirror_waiters(&q);
         let result = self.wait_for_space_locked(&mut q);
-        self.waiting(&mut q, -1);
+        q.waiters -= 1;
+        self.mirror_waiters(&q);
         result
     }
 
-    /// Counts one more (`1`) or one fewer (`-1`) reader or writer waiting
-    /// for the applier, under the queue's lock.
-    fn waiting(&self, q: &mut Queue, change: isize) {
-        q.waiters = q.waiters.saturating_add_signed(change);
+    /// Copies `q.waiters` (just changed, under the queue's lock) to
+    /// `waited_on`, which the applier reads without the lock.
+    fn mirror_waiters(&self, q: &Queue) {
         // Relaxed: a hint for the applier's courtesy; the queue's lock and
         // condition variables order everything else.
         self.waited_on.store(q.waiters, Ordering::Relaxed);
@@ -1308,10 +1309,12 @@ impl Inner {
         if q.applied >= seq {
             return Ok(());
         }
-        self.waiting(&mut q, 1);
+        q.waiters += 1;
+        self.mirror_waiters(&q);
         q.reader_target = q.reader_target.max(seq);
         let result = self.wait_applied_locked(&mut q, seq);
-        self.waiting(&mut q, -1);
+        q.waiters -= 1;
+        self.mirror_waiters(&q);
         result
     }
 
