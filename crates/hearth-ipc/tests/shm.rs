@@ -1159,3 +1159,173 @@ fn a_call_with_a_turn_wait_waits_for_its_turn_on_its_own_thread() {
         later[1]
     );
 }
+
+/// Where the store's `fdatasync`s wait while it is shut: a write in fsync
+/// mode that is surely still waiting for its sync.
+#[derive(Clone, Default)]
+struct SyncGate(Arc<(std::sync::Mutex<GateState>, std::sync::Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    shut: bool,
+    waiting: usize,
+}
+
+impl SyncGate {
+    fn set(&self, shut: bool) {
+        let (state, changed) = &*self.0;
+        state.lock().unwrap().shut = shut;
+        changed.notify_all();
+    }
+
+    /// Called by every sync: waits while the gate is shut.
+    fn pass(&self) {
+        let (state, changed) = &*self.0;
+        let mut s = state.lock().unwrap();
+        s.waiting += 1;
+        changed.notify_all();
+        while s.shut {
+            s = changed.wait(s).unwrap();
+        }
+        s.waiting -= 1;
+    }
+
+    /// Waits until a sync waits at the gate.
+    fn wait_for_a_sync(&self) {
+        let (state, changed) = &*self.0;
+        let s = state.lock().unwrap();
+        let (s, timeout) = changed
+            .wait_timeout_while(s, LONG, |s| s.waiting == 0)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && s.waiting > 0,
+            "no write reached its sync"
+        );
+    }
+}
+
+/// The journal on the real file system, its syncs through a [`SyncGate`].
+struct GatedIo(SyncGate);
+
+struct GatedFile(Box<dyn hearth_store::JournalFile>, SyncGate);
+
+struct GatedSync(Arc<dyn hearth_store::SyncHandle>, SyncGate);
+
+impl hearth_store::JournalIo for GatedIo {
+    fn create(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn hearth_store::JournalFile>> {
+        let file = hearth_store::OsJournalIo.create(path)?;
+        Ok(Box::new(GatedFile(file, self.0.clone())))
+    }
+
+    fn open_append(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn hearth_store::JournalFile>> {
+        let file = hearth_store::OsJournalIo.open_append(path)?;
+        Ok(Box::new(GatedFile(file, self.0.clone())))
+    }
+}
+
+impl hearth_store::JournalFile for GatedFile {
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.append(buf)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.0.truncate(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.1.pass();
+        self.0.sync_data()
+    }
+
+    fn sync_handle(&self) -> std::io::Result<Arc<dyn hearth_store::SyncHandle>> {
+        Ok(Arc::new(GatedSync(self.0.sync_handle()?, self.1.clone())))
+    }
+}
+
+impl hearth_store::SyncHandle for GatedSync {
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.1.pass();
+        self.0.sync_data()
+    }
+}
+
+#[test]
+fn in_fsync_mode_a_write_waiting_for_its_sync_holds_up_no_read_on_its_connection() {
+    // Every write waits for an fdatasync in fsync mode. The connection's
+    // ring thread must not wait for it itself: the connection's other
+    // requests (and, on the shared poller, every busy connection's) would
+    // wait behind each sync, and writers could not share one.
+    let gate = SyncGate::default();
+    let options = hearth_store::Options {
+        durability: hearth_store::Durability::Fsync,
+        journal_io: Arc::new(GatedIo(gate.clone())),
+        ..hearth_store::Options::default()
+    };
+    let fx = shm_server(|b| b.store_options(options));
+    let client = Arc::new(fx.client_with(|o| o.timeout(Duration::from_secs(5))));
+    client.put("synced", json!({"n": 1})).unwrap();
+    assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+
+    gate.set(true);
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, done) = (client.clone(), done.clone());
+        std::thread::spawn(move || {
+            let written = client.put("held", json!({"n": 2}));
+            done.store(true, Ordering::SeqCst);
+            written
+        })
+    };
+    gate.wait_for_a_sync();
+    assert_eq!(
+        client.get("synced").unwrap(),
+        Some(json!({"n": 1})),
+        "a read on the same connection is answered while the write waits for its sync"
+    );
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the write is not acknowledged before its sync"
+    );
+    gate.set(false);
+    writer.join().unwrap().unwrap();
+    assert_eq!(client.get("held").unwrap(), Some(json!({"n": 2})));
+}
+
+#[test]
+fn in_fsync_mode_the_writes_of_many_busy_clients_are_all_acknowledged_and_read_back() {
+    // More busy connections than cores: the shared poller serves them, and
+    // gives each write that waits for a sync back to its connection, which
+    // runs it on the blocking pool.
+    let options = hearth_store::Options {
+        durability: hearth_store::Durability::Fsync,
+        ..hearth_store::Options::default()
+    };
+    let fx = shm_server(|b| b.store_options(options));
+    let clients = 2 * hearth_shm::cores() + 2;
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let client = fx.client();
+            s.spawn(move || {
+                assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+                for i in 0..50 {
+                    let id = format!("c{c}:{}", i % 5);
+                    client.put(&id, json!({"c": c, "i": i})).unwrap();
+                    assert_eq!(client.get(&id).unwrap(), Some(json!({"c": c, "i": i})));
+                }
+            });
+        }
+    });
+    let client = fx.client();
+    for c in 0..clients {
+        assert_eq!(
+            client.get(&format!("c{c}:4")).unwrap(),
+            Some(json!({"c": c, "i": 49}))
+        );
+    }
+}

@@ -483,6 +483,22 @@ impl Store {
         self.inner.acked.load(Ordering::Acquire)
     }
 
+    /// How durable an acknowledged write is ([`Options::durability`]). With
+    /// [`Durability::Fsync`] every write waits for an `fdatasync` (shared
+    /// by the writers waiting at once: group commit), hundreds of
+    /// microseconds on most disks: a caller that answers many clients on
+    /// one thread should run writes elsewhere then, concurrently.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_store::{Durability, Options, Store};
+    /// let store = Store::open(dir.path(), Options::default()).unwrap();
+    /// assert_eq!(store.durability(), Durability::Journal);
+    /// ```
+    pub fn durability(&self) -> Durability {
+        self.inner.opts.durability
+    }
+
     /// Whether a write of about `bytes` would wait for the applier now
     /// (back-pressure: the backlog is at its limit). A snapshot: another
     /// writer may fill the backlog the moment after. For callers that serve

@@ -477,24 +477,43 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
     drop(attached);
 }
 
-/// Whether requests for `op` are answered on a shared-memory connection's
-/// ring thread: operations that finish in microseconds without waiting on
-/// anything but the store's journal.
-pub(crate) fn is_inline_op(op: Operation) -> bool {
-    matches!(
-        op,
-        Operation::Ping
-            | Operation::Get
-            | Operation::GetWithMetadata
-            | Operation::Put
-            | Operation::Patch
-            | Operation::Delete
-    )
+/// Where a shared-memory connection answers a request ([`answered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// On the thread that reads the ring (its own, or the shared poller):
+    /// it finishes in microseconds, waiting on nothing but the store's
+    /// journal.
+    Here,
+    /// On the blocking pool, its answer sent from there: a write that waits
+    /// for an `fdatasync`.
+    OnPool,
+    /// By the connection's async side, as over the socket.
+    AsTask,
 }
 
-/// Answers a request for an [`is_inline_op`] operation on the calling
-/// thread, with the same accounting as [`handle_request`] (counted,
-/// admitted in flight, parsed, rate limited). Returns the final frame to
+/// Where a shared-memory connection answers a request for `op`, `writes_sync`
+/// if every write waits for an `fdatasync` ([`Durability::Fsync`]): reads
+/// where the ring is read; writes there too, unless each waits for a sync —
+/// answered there one after another, a write would hold up the
+/// connection's other requests (on the shared poller, every busy
+/// connection's) for hundreds of microseconds each, milliseconds on a busy
+/// disk, and the store's group commit would find no other writer to share a
+/// sync with — then on the blocking pool; everything else by the async side.
+///
+/// [`Durability::Fsync`]: hearth_store::Durability::Fsync
+pub(crate) fn answered(op: Operation, writes_sync: bool) -> Answered {
+    match op {
+        Operation::Ping | Operation::Get | Operation::GetWithMetadata => Answered::Here,
+        Operation::Put | Operation::Patch | Operation::Delete if writes_sync => Answered::OnPool,
+        Operation::Put | Operation::Patch | Operation::Delete => Answered::Here,
+        _ => Answered::AsTask,
+    }
+}
+
+/// Answers a request that a shared-memory connection answers itself
+/// ([`answered`]: [`Answered::Here`], or [`Answered::OnPool`] on a pool
+/// thread) on the calling thread, with the same accounting as
+/// [`handle_request`] (counted, admitted in flight, parsed, rate limited). Returns the final frame to
 /// send, if any, with the guard to drop once it is sent.
 pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
     let parse = |op| parse_request(op, &frame.payload, &conn.shared.store_limits);
@@ -825,5 +844,39 @@ pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pa
         gate.open();
     } else {
         let _ = conn.unsubscribe(SubKind::Topic, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Answered, answered};
+    use hearth_proto::Operation;
+
+    #[test]
+    fn reads_are_answered_where_the_ring_is_read_whatever_the_durability() {
+        for op in [Operation::Ping, Operation::Get, Operation::GetWithMetadata] {
+            assert_eq!(answered(op, false), Answered::Here, "{op:?}");
+            assert_eq!(answered(op, true), Answered::Here, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn writes_are_answered_where_the_ring_is_read_unless_each_waits_for_a_sync() {
+        for op in [Operation::Put, Operation::Patch, Operation::Delete] {
+            assert_eq!(answered(op, false), Answered::Here, "{op:?}");
+            assert_eq!(
+                answered(op, true),
+                Answered::OnPool,
+                "{op:?} waits for an fdatasync"
+            );
+        }
+    }
+
+    #[test]
+    fn scans_calls_and_batches_are_answered_by_the_async_side() {
+        for op in [Operation::List, Operation::Batch, Operation::Call] {
+            assert_eq!(answered(op, false), Answered::AsTask, "{op:?}");
+            assert_eq!(answered(op, true), Answered::AsTask, "{op:?}");
+        }
     }
 }

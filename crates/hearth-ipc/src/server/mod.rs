@@ -31,7 +31,7 @@ use hearth_proto::{
     DEFAULT_MAX_PAYLOAD_BYTES, HandshakeError, HandshakeStatus, Limits, MIN_FRAME_LIMIT,
     ServerLimits, negotiate,
 };
-use hearth_store::{Event, Options, Store};
+use hearth_store::{Durability, Event, Options, Store};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -164,6 +164,10 @@ impl serde::Serialize for ConnectionInfo {
 /// State shared by the accept loop, every connection and the handle.
 pub(crate) struct Shared {
     pub(crate) store: Store,
+    /// Every write waits for an `fdatasync` ([`Durability::Fsync`]): no
+    /// shared-memory ring thread or poller answers one itself
+    /// (`conn::answered`).
+    pub(crate) writes_sync: bool,
     pub(crate) bus: EventBus,
     pub(crate) hub: ChangeHub,
     /// By name; a running server may gain or replace handlers.
@@ -689,6 +693,7 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             hub: ChangeHub::new(store.last_seq()),
             store_limits: self.store_options.limits,
+            writes_sync: store.durability() == Durability::Fsync,
             store,
             bus,
             handlers: RwLock::new(self.handlers),

@@ -73,7 +73,7 @@ pub(super) fn quick(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody>
     }
 }
 
-/// Answers an inline request (see `conn::is_inline_op`) on the calling
+/// Answers an inline request (see `conn::answered`) on the calling
 /// thread: point reads, and writes that wait only for the journal. A panic
 /// in the store becomes `internal` for this request.
 pub(super) fn inline(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody> {

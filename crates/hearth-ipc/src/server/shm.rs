@@ -13,7 +13,9 @@
 //! it as a frame before anything decodes it; answering `ping`, `get`,
 //! `get_with_metadata`, `put`, `patch` and `delete` on that thread through
 //! the router's synchronous path (no task wake-ups on the hot path) and
-//! writing the answer straight onto the client's ring; forwarding every
+//! writing the answer straight onto the client's ring — except a write
+//! that waits for an `fdatasync` (fsync mode), answered from the blocking
+//! pool so that this thread never waits for a disk; forwarding every
 //! other frame, in order, to the connection loop (`conn.rs`) through a
 //! bounded channel; and the link's reader, which also watches the socket:
 //! its EOF is the client's death.
@@ -28,7 +30,7 @@
 //! another connection (it ends this connection with an `invalid_input`
 //! error frame, best effort).
 
-use super::conn::{self, Conn, KeptSending};
+use super::conn::{self, Answered, Conn, KeptSending};
 use super::turns::{Group, shares_turns};
 use super::{Shared, Ticket};
 use crate::message::Reassembler;
@@ -493,7 +495,7 @@ impl RingThread {
             return None;
         }
         let op = header.operation?;
-        if !conn::is_inline_op(op) {
+        if conn::answered(op, self.conn.shared.writes_sync) != Answered::Here {
             return None;
         }
         let read = matches!(
@@ -680,15 +682,43 @@ impl RingThread {
         if request && let Some(parsed) = conn::streams_inline(&self.conn, &message) {
             return self.stream_here(&message, parsed);
         }
-        let inline = request && message.header.operation.is_some_and(conn::is_inline_op);
-        if !inline {
-            return self.forward(Inbound::Frame(message));
+        let answered = match message.header.operation {
+            Some(op) if request => conn::answered(op, self.conn.shared.writes_sync),
+            _ => Answered::AsTask,
+        };
+        match answered {
+            Answered::Here => {}
+            Answered::OnPool => {
+                self.answer_on_pool(message);
+                return true;
+            }
+            Answered::AsTask => return self.forward(Inbound::Frame(message)),
         }
         match conn::answer_inline(&self.conn, message) {
             // The guard lives until the answer is on the ring or queued.
             Some((reply, _sending)) => self.reply(reply),
             None => true,
         }
+    }
+
+    /// Answers a write that waits for its `fdatasync` (`conn::answered`)
+    /// on the blocking pool, straight onto the client's ring from there if
+    /// the answer fits now (else through the writer task): this thread
+    /// goes on reading the ring meanwhile, and writes of several
+    /// connections (or several of one) share a sync.
+    fn answer_on_pool(&self, message: Frame) {
+        let (conn, out, handle) = (self.conn.clone(), self.out.clone(), self.handle.clone());
+        self.handle.spawn_blocking(move || {
+            // The guard lives until the answer is on the ring or queued.
+            let Some((reply, _sending)) = conn::answer_inline(&conn, message) else {
+                return;
+            };
+            let fits = HEADER_LEN + reply.payload.len() <= out.max_frame();
+            // A ring found damaged here is the writer task's to report.
+            if !(fits && matches!(out.try_send(&reply), Ok(Pushed::Done))) {
+                block_on(&handle, conn.send(reply));
+            }
+        });
     }
 
     /// Answers a small list, query or search here (`conn::streams_inline`):
