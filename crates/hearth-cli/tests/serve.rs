@@ -984,6 +984,37 @@ fn bench_channel_runs_against_its_own_server_and_stops_it() {
 }
 
 #[test]
+fn bench_channel_starts_its_server_at_the_durability_asked_for() {
+    let site = Site::new();
+    let args = [
+        "bench",
+        "channel",
+        "--ops",
+        "100",
+        "--clients",
+        "1",
+        "--pipeline",
+        "1",
+        "--docs",
+        "20",
+        "--no-redis",
+        "--json",
+    ];
+    for (durability, extra) in [
+        ("journal", &[][..]),
+        ("fsync", &["--durability", "fsync"][..]),
+    ] {
+        let r = site.hearth(&[&args[..], extra].concat()).ok();
+        let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+        let server = report["server"].as_str().unwrap_or_default();
+        assert!(
+            server.contains(&format!("{durability} durability")),
+            "{durability}: {report:#}"
+        );
+    }
+}
+
+#[test]
 fn bench_channel_measures_shared_memory_and_the_socket_side_by_side() {
     let site = Site::new();
     let r = site
@@ -1053,6 +1084,21 @@ const SHM_BENCH: [&str; 8] = [
     "0",
     "--no-redis",
 ];
+
+#[test]
+fn bench_transport_keeps_writes_at_the_durability_asked_for() {
+    let site = Site::new();
+    for (durability, extra) in [
+        ("journal", &[][..]),
+        ("fsync", &["--durability", "fsync"][..]),
+    ] {
+        let r = site
+            .hearth(&[&SHM_BENCH[..], extra, &["--json"]].concat())
+            .ok();
+        let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+        assert_eq!(report["durability"], durability, "{report:#}");
+    }
+}
 
 #[test]
 fn bench_transport_counts_context_switches_per_call() {

@@ -35,6 +35,7 @@ use crate::error::IpcError;
 use crate::transport::TransportKind;
 use crate::types::TransportPreference;
 use crate::{Client, ConnectOptions, Server};
+use hearth_store::Durability;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -156,6 +157,9 @@ pub struct Options {
     /// [`CLIENT_ENV`] set: it must call [`serve_if_child`] first thing)
     /// instead of a thread of this one: the clients of several apps.
     pub client_processes: bool,
+    /// How durable the server's acknowledged writes are: with
+    /// [`Durability::Fsync`] every put waits for an `fdatasync`.
+    pub durability: Durability,
 }
 
 impl Default for Options {
@@ -179,6 +183,7 @@ impl Default for Options {
             ring_bytes: None,
             puts: true,
             client_processes: false,
+            durability: Durability::Journal,
         }
     }
 }
@@ -344,6 +349,8 @@ pub struct Report {
     pub doc_bytes: usize,
     /// Whether the server ran in its own process.
     pub server_in_child: bool,
+    /// The server's durability: `journal` or `fsync` ([`Options::durability`]).
+    pub durability: &'static str,
     /// Whether each client was a process of its own (else a thread of the
     /// benchmark's).
     pub client_processes: bool,
@@ -375,6 +382,9 @@ pub fn serve_if_child() -> bool {
     if let Ok(bytes) = var("HEARTH_BENCH_RING_BYTES").parse::<usize>() {
         builder = builder.shm_ring_bytes(bytes);
     }
+    if var(DURABILITY_ENV) == durability_name(Durability::Fsync) {
+        builder = builder.store_options(store_options(Durability::Fsync));
+    }
     let server = match builder.start() {
         Ok(server) => server,
         Err(e) => {
@@ -390,6 +400,26 @@ pub fn serve_if_child() -> bool {
     true
 }
 
+/// The environment variable that tells the benchmark's server process its
+/// durability ([`durability_name`]).
+const DURABILITY_ENV: &str = "HEARTH_BENCH_DURABILITY";
+
+/// `journal` or `fsync`, as `--durability` spells them.
+fn durability_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Journal => "journal",
+        Durability::Fsync => "fsync",
+    }
+}
+
+/// The benchmark server's store options: the defaults, at `durability`.
+fn store_options(durability: Durability) -> hearth_store::Options {
+    hearth_store::Options {
+        durability,
+        ..hearth_store::Options::default()
+    }
+}
+
 /// A running benchmark server (child or in process) and how to reach it.
 struct Target {
     channel: String,
@@ -400,7 +430,11 @@ struct Target {
 }
 
 impl Target {
-    fn start(mode: &mut ServerMode, ring_bytes: Option<usize>) -> Result<Target, IpcError> {
+    fn start(
+        mode: &mut ServerMode,
+        ring_bytes: Option<usize>,
+        durability: Durability,
+    ) -> Result<Target, IpcError> {
         let sock = tempfile_dir::Dir::new("sock")?;
         let data = tempfile_dir::Dir::new("data")?;
         let channel = format!("bench-{}", std::process::id());
@@ -410,7 +444,8 @@ impl Target {
                 let mut builder = Server::builder()
                     .channel(&channel)
                     .socket_dir(&socket_dir)
-                    .data_dir(data.path());
+                    .data_dir(data.path())
+                    .store_options(store_options(durability));
                 if let Some(bytes) = ring_bytes {
                     builder = builder.shm_ring_bytes(bytes);
                 }
@@ -435,6 +470,7 @@ impl Target {
                 if let Some(bytes) = ring_bytes {
                     command.env("HEARTH_BENCH_RING_BYTES", bytes.to_string());
                 }
+                command.env(DURABILITY_ENV, durability_name(durability));
                 let mut child = command
                     .spawn()
                     .map_err(|e| IpcError::io("starting the benchmark server", e))?;
@@ -1660,7 +1696,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
             ServerMode::Child(copy)
         }
     };
-    let target = Target::start(&mut mode, opts.ring_bytes)?;
+    let target = Target::start(&mut mode, opts.ring_bytes, opts.durability)?;
     let server_in_child = target.pid().is_some();
     log("loading documents");
     {
@@ -1719,6 +1755,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
         },
         doc_bytes: opts.doc_bytes,
         server_in_child,
+        durability: durability_name(opts.durability),
         client_processes: opts.client_processes,
         runs,
         ratios,
@@ -1749,7 +1786,7 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "machine: {} cores, {}, Linux {}; server in {}; clients are {}; documents ~{} B; get returns the JSON text (Client::get_json)\n\n",
+            "machine: {} cores, {}, Linux {}; server in {} ({} durability); clients are {}; documents ~{} B; get returns the JSON text (Client::get_json)\n\n",
             self.machine.cores,
             self.machine.cpu,
             self.machine.kernel,
@@ -1758,6 +1795,7 @@ impl Report {
             } else {
                 "this process"
             },
+            self.durability,
             if self.client_processes {
                 "processes"
             } else {
@@ -1990,7 +2028,8 @@ mod tests {
         call: impl Fn(&Client, usize, usize) -> Result<(), IpcError> + Send + Sync + 'static,
     ) -> Option<Result<OpStats, IpcError>> {
         let mut mode = ServerMode::InProcess;
-        let target = Target::start(&mut mode, None).expect("an in-process server starts");
+        let target = Target::start(&mut mode, None, Durability::Journal)
+            .expect("an in-process server starts");
         let clients: Vec<Client> = (0..4)
             .map(|_| {
                 target
@@ -2274,12 +2313,31 @@ mod tests {
             machine: machine(),
             doc_bytes: 200,
             server_in_child: true,
+            durability: "journal",
             client_processes: false,
             runs,
             ratios,
             idle: Vec::new(),
         }
         .to_text()
+    }
+
+    #[test]
+    fn the_report_names_the_servers_durability() {
+        assert!(
+            report_text(Vec::new(), Vec::new())
+                .contains("server in its own process (journal durability)")
+        );
+    }
+
+    #[test]
+    fn the_benchmark_server_keeps_writes_at_the_durability_asked_for() {
+        for durability in [Durability::Journal, Durability::Fsync] {
+            let target = Target::start(&mut ServerMode::InProcess, None, durability)
+                .expect("an in-process server starts");
+            let server = target.in_process.as_ref().expect("in process");
+            assert_eq!(server.store().durability(), durability);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::{
     Measure, Rng, elapsed_ns, fmt_ns, fmt_rate, machine, machine_ticks, make_doc, percentiles,
     process_ticks, progress, round3, vocabulary,
 };
-use crate::args::GlobalArgs;
+use crate::args::{DurabilityArg, GlobalArgs};
 use crate::error::CliError;
 use clap::Args;
 use hearth_ipc::{
@@ -297,6 +297,14 @@ struct Target {
     own: Option<OwnServer>,
 }
 
+/// `journal` or `fsync`, as `--durability` spells them.
+fn durability_name(durability: DurabilityArg) -> &'static str {
+    match durability {
+        DurabilityArg::Journal => "journal",
+        DurabilityArg::Fsync => "fsync",
+    }
+}
+
 /// A `hearth serve` the benchmark started; killed if still running when
 /// dropped.
 struct OwnServer {
@@ -308,7 +316,10 @@ struct OwnServer {
 impl OwnServer {
     /// Starts this executable's `serve` on a fresh channel and data
     /// directory under `dir`; returns once its ready line arrived.
-    fn start(dir: &std::path::Path) -> Result<(OwnServer, String), CliError> {
+    fn start(
+        dir: &std::path::Path,
+        durability: DurabilityArg,
+    ) -> Result<(OwnServer, String), CliError> {
         let exe = std::env::current_exe().map_err(|source| CliError::Io {
             action: "find",
             path: "the hearth executable".into(),
@@ -318,7 +329,9 @@ impl OwnServer {
         let channel = format!("hearth-bench-{}", std::process::id());
         let data = dir.join("data");
         let mut child = Command::new(&exe)
-            .args(["serve", "--channel", &channel, "--data-dir"])
+            .args(["serve", "--channel", &channel, "--durability"])
+            .arg(durability_name(durability))
+            .arg("--data-dir")
             .arg(&data)
             .env("HEARTH_LOG", "warn")
             .env_remove("HEARTH_CHANNEL")
@@ -441,7 +454,7 @@ pub(super) fn run(args: &ChannelArgs, g: &GlobalArgs) -> Result<(), CliError> {
         },
         None => {
             progress("starting a server (hearth serve) on a temporary data directory");
-            let (own, channel) = OwnServer::start(tmp.path())?;
+            let (own, channel) = OwnServer::start(tmp.path(), g.durability)?;
             Target {
                 channel,
                 pid: Some(own.child.id()),
@@ -451,8 +464,9 @@ pub(super) fn run(args: &ChannelArgs, g: &GlobalArgs) -> Result<(), CliError> {
     };
     let server_desc = match &target.own {
         Some(own) => format!(
-            "its own `hearth serve` (pid {}, journal durability) on channel {}, socket {}, data {}",
+            "its own `hearth serve` (pid {}, {} durability) on channel {}, socket {}, data {}",
             own.child.id(),
+            durability_name(g.durability),
             target.channel,
             own.socket.display(),
             own.data.display()

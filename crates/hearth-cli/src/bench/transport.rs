@@ -11,6 +11,7 @@ use super::channel::TransportArg;
 use crate::error::{CliError, Result};
 use clap::Args;
 use hearth_ipc::bench::{Options, ServerMode, Transport, run};
+use hearth_store::Durability;
 
 /// Flags of `hearth bench` without a subcommand.
 #[derive(Debug, Args)]
@@ -63,8 +64,13 @@ pub(crate) struct TransportBenchArgs {
 }
 
 /// Runs the transport benchmark; progress on stderr, the report on stdout
-/// (one JSON object with the global `--json`).
-pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()> {
+/// (one JSON object with the global `--json`); the server it starts keeps
+/// writes at the global `--durability`.
+pub(crate) fn run_transport(
+    args: &TransportBenchArgs,
+    json: bool,
+    durability: Durability,
+) -> Result<()> {
     if !(args.idle_secs.is_finite() && args.idle_secs >= 0.0)
         || std::time::Duration::try_from_secs_f64(args.idle_secs).is_err()
     {
@@ -95,6 +101,7 @@ pub(crate) fn run_transport(args: &TransportBenchArgs, json: bool) -> Result<()>
         ring_bytes: args.ring_bytes,
         puts: !args.no_put,
         client_processes: args.client_processes,
+        durability,
         ..Options::default()
     };
     if args.in_process {
