@@ -983,28 +983,30 @@ fn bench_channel_runs_against_its_own_server_and_stops_it() {
     );
 }
 
+/// `hearth bench channel` at its smallest, one client, JSON out.
+const CHANNEL_BENCH: [&str; 12] = [
+    "bench",
+    "channel",
+    "--ops",
+    "100",
+    "--clients",
+    "1",
+    "--pipeline",
+    "1",
+    "--docs",
+    "20",
+    "--no-redis",
+    "--json",
+];
+
 #[test]
 fn bench_channel_starts_its_server_at_the_durability_asked_for() {
     let site = Site::new();
-    let args = [
-        "bench",
-        "channel",
-        "--ops",
-        "100",
-        "--clients",
-        "1",
-        "--pipeline",
-        "1",
-        "--docs",
-        "20",
-        "--no-redis",
-        "--json",
-    ];
     for (durability, extra) in [
         ("journal", &[][..]),
         ("fsync", &["--durability", "fsync"][..]),
     ] {
-        let r = site.hearth(&[&args[..], extra].concat()).ok();
+        let r = site.hearth(&[&CHANNEL_BENCH[..], extra].concat()).ok();
         let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
         let server = report["server"].as_str().unwrap_or_default();
         assert!(
@@ -1018,22 +1020,7 @@ fn bench_channel_starts_its_server_at_the_durability_asked_for() {
 fn bench_channel_measures_shared_memory_and_the_socket_side_by_side() {
     let site = Site::new();
     let r = site
-        .hearth(&[
-            "bench",
-            "channel",
-            "--transport",
-            "both",
-            "--ops",
-            "100",
-            "--clients",
-            "1",
-            "--pipeline",
-            "1",
-            "--docs",
-            "20",
-            "--no-redis",
-            "--json",
-        ])
+        .hearth(&[&CHANNEL_BENCH[..], &["--transport", "both"]].concat())
         .ok();
     let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
     assert!(report["sections"]["hearth_shm"].is_object(), "{report:#}");
