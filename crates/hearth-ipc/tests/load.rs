@@ -1,5 +1,5 @@
-//! Many clients, stuck clients, killed clients and slow subscribers over
-//! real sockets and real processes.
+//! Many clients, stuck clients, killed clients, slow subscribers and writes
+//! under back-pressure, over real sockets and real processes.
 //!
 //! Owns: the promise that one client never stalls the others and that a
 //! client's resources are freed when it goes. Must never: sleep to wait or
@@ -233,4 +233,49 @@ fn a_subscriber_whose_output_backs_up_gets_lagged_with_the_exact_resume_point() 
     assert_eq!(event["change"]["seq"], resume_from);
     let _: Value = event;
     fx.server.shutdown().unwrap();
+}
+
+/// Writes from `clients` threads of `fx`, 100 each with one read after
+/// each, against a store whose applier backlog holds four writes: every
+/// write is acknowledged and read back whether the server answers it
+/// where it reads the connection (room in the backlog) or elsewhere
+/// (back-pressure).
+fn writes_under_back_pressure(fx: &Fx, clients: usize) {
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let client = fx.client();
+            s.spawn(move || {
+                for i in 0..100 {
+                    let id = format!("w{c}:{}", i % 7);
+                    client.put(&id, json!({"c": c, "i": i})).unwrap();
+                    assert_eq!(client.get(&id).unwrap(), Some(json!({"c": c, "i": i})));
+                }
+            });
+        }
+    });
+    let client = fx.client();
+    for c in 0..clients {
+        assert_eq!(
+            client.get(&format!("w{c}:1")).unwrap(),
+            Some(json!({"c": c, "i": 99}))
+        );
+    }
+}
+
+fn tiny_backlog(builder: hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder {
+    builder.store_options(hearth_store::Options {
+        max_pending_ops: 4,
+        ..hearth_store::Options::default()
+    })
+}
+
+#[test]
+fn writes_over_the_socket_under_back_pressure_are_all_acknowledged() {
+    writes_under_back_pressure(&Fx::socket(tiny_backlog), 6);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn writes_over_shared_memory_under_back_pressure_are_all_acknowledged() {
+    writes_under_back_pressure(&Fx::start(common::Kind::Shm, tiny_backlog), 6);
 }

@@ -1,8 +1,9 @@
 //! The router: each parsed request to its work — a store call, a custom
 //! handler, a subscription — and the JSON of its answer.
 //!
-//! Owns: which operations run inline (point reads, microseconds), which run
-//! on the blocking pool (writes, scans, handlers), streaming of `list`,
+//! Owns: which operations run inline (point reads, microseconds; writes
+//! too while they wait only for the journal, `conn::answered`), which run
+//! on the blocking pool (other writes, scans, handlers), streaming of `list`,
 //! `query` and `search` in chunks, and turning handler failures and panics
 //! into error replies. Must never: run a handler or a scan on the
 //! connection's reading task, or let a handler panic take the server down.
