@@ -512,6 +512,8 @@ pub(crate) enum Answered {
 /// connection's) for hundreds of microseconds each, milliseconds on a busy
 /// disk, and the store's group commit would find no other writer to share a
 /// sync with — then on the blocking pool; everything else by the async side.
+/// The socket's reading loop answers a write itself by the same rule
+/// ([`handle_request`]).
 ///
 /// [`Durability::Fsync`]: hearth_store::Durability::Fsync
 pub(crate) fn answered(op: Operation, writes_sync: bool) -> Answered {
@@ -526,8 +528,9 @@ pub(crate) fn answered(op: Operation, writes_sync: bool) -> Answered {
 /// Answers a request that a shared-memory connection answers itself
 /// ([`answered`]: [`Answered::Here`], or [`Answered::OnPool`] on a pool
 /// thread) on the calling thread, with the same accounting as
-/// [`handle_request`] (counted, admitted in flight, parsed, rate limited). Returns the final frame to
-/// send, if any, with the guard to drop once it is sent.
+/// [`handle_request`] (counted, admitted in flight, parsed, rate
+/// limited). Returns the final frame to send, if any, with the guard to
+/// drop once it is sent.
 pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
     let parse = |op| parse_request(op, &frame.payload, &conn.shared.store_limits);
     answer_here(conn, &frame, parse, FrameKind::Response, |_, _, request| {
