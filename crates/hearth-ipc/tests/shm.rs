@@ -1329,3 +1329,34 @@ fn in_fsync_mode_the_writes_of_many_busy_clients_are_all_acknowledged_and_read_b
         );
     }
 }
+
+#[test]
+fn in_fsync_mode_a_client_gone_while_its_write_waits_for_its_sync_is_freed_and_the_write_kept() {
+    // The write runs on the blocking pool, past the connection's ring
+    // thread: the client's end frees the connection, the write still
+    // completes (the store took it), and nothing waits for the departed
+    // client.
+    let gate = SyncGate::default();
+    let options = hearth_store::Options {
+        durability: hearth_store::Durability::Fsync,
+        journal_io: Arc::new(GatedIo(gate.clone())),
+        ..hearth_store::Options::default()
+    };
+    let fx = shm_server(|b| b.store_options(options));
+    let mut raw = RawShm::connect(&fx.socket_path());
+    gate.set(true);
+    assert!(raw.request(Operation::Put, 1, json!({"id": "orphan", "data": {"n": 1}})));
+    gate.wait_for_a_sync();
+    drop(raw);
+    let freed = fx.server.wait_for(Duration::from_secs(10), |s| {
+        s.connections == 0 && s.shm_connections == 0
+    });
+    gate.set(false);
+    assert!(freed, "the connection was freed while its write waited");
+    assert_eq!(
+        fx.client().get("orphan").unwrap(),
+        Some(json!({"n": 1})),
+        "the write was kept"
+    );
+    fx.server.shutdown().unwrap();
+}
