@@ -1360,3 +1360,77 @@ fn in_fsync_mode_a_client_gone_while_its_write_waits_for_its_sync_is_freed_and_t
     );
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn an_async_client_with_a_fast_path_answers_every_unary_call_over_shared_memory() {
+    let fx = shm_server(|b| b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = hearth_ipc::AsyncClient::connect_with(fx.options())
+            .await
+            .unwrap()
+            .with_fast_path(Duration::from_micros(50));
+        assert_eq!(client.fast_path(), Duration::from_micros(50));
+        assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+        client.put("fast:1", json!({"a": 1})).await.unwrap();
+        client.patch("fast:1", json!({"b": 2})).await.unwrap();
+        assert_eq!(
+            client.get("fast:1").await.unwrap(),
+            Some(json!({"a": 1, "b": 2}))
+        );
+        assert_eq!(client.get("fast:none").await.unwrap(), None);
+        let bad = client.put("", json!({"a": 1})).await.unwrap_err();
+        assert_eq!(bad.code(), ErrorCode::InvalidInput, "{bad}");
+        assert_eq!(
+            client.call("test:echo", json!({"x": 1})).await.unwrap(),
+            json!({"x": 1})
+        );
+        // With a subscription awaited on the connection, calls join the
+        // async side, and are answered as well.
+        let mut changes = client
+            .subscribe(hearth_ipc::Subscription::all())
+            .await
+            .unwrap();
+        client.delete("fast:1").await.unwrap();
+        assert_eq!(client.get("fast:1").await.unwrap(), None);
+        let change = changes.next().await.unwrap();
+        assert_eq!(change.id, "fast:1");
+    });
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() {
+    let (mut child, options, _dirs) = child_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = hearth_ipc::AsyncClient::connect_with(
+            options
+                .transport(TransportPreference::SharedMemory)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap()
+        .with_fast_path(Duration::from_millis(20));
+        client.put("frozen:1", json!({"a": 1})).await.unwrap();
+        freeze(child.id());
+        let get = client.get("frozen:1");
+        tokio::pin!(get);
+        // The runtime's own timer fires: the call held its thread for the
+        // budget, not for its 60 s timeout.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut get).await;
+        assert!(early.is_err(), "a frozen server answered: {early:?}");
+        signal(child.id(), "CONT");
+        assert_eq!(get.await.unwrap(), Some(json!({"a": 1})));
+        client.put("frozen:2", json!({"b": 2})).await.unwrap();
+        assert_eq!(client.get("frozen:2").await.unwrap(), Some(json!({"b": 2})));
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -297,6 +297,10 @@ struct Target {
     own: Option<OwnServer>,
 }
 
+/// The budget of the AsyncClient row with a fast path
+/// (`AsyncClient::with_fast_path`).
+const ASYNC_FAST_PATH: Duration = Duration::from_micros(20);
+
 /// `journal` or `fsync`, as `--durability` spells them.
 fn durability_name(durability: DurabilityArg) -> &'static str {
     match durability {
@@ -605,25 +609,35 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
     }
 
     let rt = crate::signals::runtime()?;
-    let (m, cpu) = rt.block_on(async {
-        let client = AsyncClient::connect_with(options(target, t)).await?;
-        let probe = Probe::start(pid);
-        let start = Instant::now();
-        let mut lat = Vec::with_capacity(work.ops);
-        for _ in 0..work.ops {
-            let id = &work.ids[rng.below(n)];
-            let t0 = Instant::now();
-            black_box(client.get(id).await?);
-            lat.push(elapsed_ns(t0));
-        }
-        Ok::<_, IpcError>(probe.measure(lat, start.elapsed()))
-    })?;
-    sec.push(Row::new(
-        "get_rt_async",
-        "get round trip, 1 client (AsyncClient, current-thread runtime)",
-        m,
-        cpu,
-    ));
+    for (key, label, fast_path) in [
+        (
+            "get_rt_async",
+            "get round trip, 1 client (AsyncClient, current-thread runtime)",
+            Duration::ZERO,
+        ),
+        (
+            "get_rt_async_fast",
+            "get round trip, 1 client (AsyncClient, 20 µs fast path)",
+            ASYNC_FAST_PATH,
+        ),
+    ] {
+        let (m, cpu) = rt.block_on(async {
+            let client = AsyncClient::connect_with(options(target, t))
+                .await?
+                .with_fast_path(fast_path);
+            let probe = Probe::start(pid);
+            let start = Instant::now();
+            let mut lat = Vec::with_capacity(work.ops);
+            for _ in 0..work.ops {
+                let id = &work.ids[rng.below(n)];
+                let t0 = Instant::now();
+                black_box(client.get(id).await?);
+                lat.push(elapsed_ns(t0));
+            }
+            Ok::<_, IpcError>(probe.measure(lat, start.elapsed()))
+        })?;
+        sec.push(Row::new(key, label, m, cpu));
+    }
 
     let probe = Probe::start(pid);
     let start = Instant::now();
