@@ -1255,19 +1255,25 @@ impl hearth_store::SyncHandle for GatedSync {
     }
 }
 
-#[test]
-fn in_fsync_mode_a_write_waiting_for_its_sync_holds_up_no_read_on_its_connection() {
-    // Every write waits for an fdatasync in fsync mode. The connection's
-    // ring thread must not wait for it itself: the connection's other
-    // requests (and, on the shared poller, every busy connection's) would
-    // wait behind each sync, and writers could not share one.
+/// A shared-memory server whose store keeps writes at fsync durability,
+/// its syncs through the returned gate (open).
+fn gated_fsync_server() -> (Fx, SyncGate) {
     let gate = SyncGate::default();
     let options = hearth_store::Options {
         durability: hearth_store::Durability::Fsync,
         journal_io: Arc::new(GatedIo(gate.clone())),
         ..hearth_store::Options::default()
     };
-    let fx = shm_server(|b| b.store_options(options));
+    (shm_server(|b| b.store_options(options)), gate)
+}
+
+#[test]
+fn in_fsync_mode_a_write_waiting_for_its_sync_holds_up_no_read_on_its_connection() {
+    // Every write waits for an fdatasync in fsync mode. The connection's
+    // ring thread must not wait for it itself: the connection's other
+    // requests (and, on the shared poller, every busy connection's) would
+    // wait behind each sync, and writers could not share one.
+    let (fx, gate) = gated_fsync_server();
     let client = Arc::new(fx.client_with(|o| o.timeout(Duration::from_secs(5))));
     client.put("synced", json!({"n": 1})).unwrap();
     assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
@@ -1302,11 +1308,7 @@ fn in_fsync_mode_the_writes_of_many_busy_clients_are_all_acknowledged_and_read_b
     // More busy connections than cores: the shared poller serves them, and
     // gives each write that waits for a sync back to its connection, which
     // runs it on the blocking pool.
-    let options = hearth_store::Options {
-        durability: hearth_store::Durability::Fsync,
-        ..hearth_store::Options::default()
-    };
-    let fx = shm_server(|b| b.store_options(options));
+    let (fx, _open) = gated_fsync_server();
     let clients = 2 * hearth_shm::cores() + 2;
     std::thread::scope(|s| {
         for c in 0..clients {
@@ -1336,13 +1338,7 @@ fn in_fsync_mode_a_client_gone_while_its_write_waits_for_its_sync_is_freed_and_t
     // thread: the client's end frees the connection, the write still
     // completes (the store took it), and nothing waits for the departed
     // client.
-    let gate = SyncGate::default();
-    let options = hearth_store::Options {
-        durability: hearth_store::Durability::Fsync,
-        journal_io: Arc::new(GatedIo(gate.clone())),
-        ..hearth_store::Options::default()
-    };
-    let fx = shm_server(|b| b.store_options(options));
+    let (fx, gate) = gated_fsync_server();
     let mut raw = RawShm::connect(&fx.socket_path());
     gate.set(true);
     assert!(raw.request(Operation::Put, 1, json!({"id": "orphan", "data": {"n": 1}})));
