@@ -1430,3 +1430,39 @@ fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() 
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn many_tasks_sharing_an_async_client_with_a_fast_path_are_all_answered() {
+    // Tasks on two runtime threads share one connection: calls on the
+    // fast path contend for the ring's reading baton, others go async.
+    let fx = shm_server(|b| b);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = hearth_ipc::AsyncClient::connect_with(fx.options())
+            .await
+            .unwrap()
+            .with_fast_path(Duration::from_micros(20));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..8 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                for i in 0..200 {
+                    let id = format!("t{t}:{}", i % 3);
+                    client.put(&id, json!({"t": t, "i": i})).await.unwrap();
+                    assert_eq!(
+                        client.get(&id).await.unwrap(),
+                        Some(json!({"t": t, "i": i}))
+                    );
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+    fx.server.shutdown().unwrap();
+}
