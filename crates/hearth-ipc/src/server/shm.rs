@@ -36,7 +36,7 @@ use super::{Shared, Ticket};
 use crate::message::Reassembler;
 use crate::ops::Request;
 use crate::rt::block_on;
-use crate::transport::shm::{Pushed, ShmOut, ShmSide, ShmWriter};
+use crate::transport::shm::{ShmOut, ShmSide, ShmWriter};
 use crate::transport::{BoxFuture, FrameReader, Link, LinkError};
 use hearth_proto::{
     ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, Operation,
@@ -713,9 +713,8 @@ impl RingThread {
             let Some((reply, _sending)) = conn::answer_inline(&conn, message) else {
                 return;
             };
-            let fits = HEADER_LEN + reply.payload.len() <= out.max_frame();
             // A ring found damaged here is the writer task's to report.
-            if !(fits && matches!(out.try_send(&reply), Ok(Pushed::Done))) {
+            if !matches!(out.try_send_whole(&reply, true), Ok(true)) {
                 block_on(&handle, conn.send(reply));
             }
         });
@@ -772,15 +771,7 @@ impl RingThread {
     /// Writes `frame` straight onto the client's ring if it fits there now
     /// (true); false if it is too big for one record or the ring is full.
     fn onto_ring(&self, frame: &Frame) -> Result<bool, ShmError> {
-        if HEADER_LEN + frame.payload.len() > self.out.max_frame() {
-            return Ok(false);
-        }
-        let pushed = if self.quiet.is_some() {
-            self.out.try_send_quiet(frame)?
-        } else {
-            self.out.try_send(frame)?
-        };
-        Ok(matches!(pushed, Pushed::Done))
+        self.out.try_send_whole(frame, self.quiet.is_none())
     }
 
     /// This connection's segment key if its client hands turns over

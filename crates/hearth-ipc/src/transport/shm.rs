@@ -18,7 +18,7 @@ use super::{BoxFuture, FrameWriter, LinkError, LinkInfo, TransportKind};
 use crate::error::IpcError;
 use hearth_proto::{
     ATTACH_HANDOFF, ATTACH_OK, ATTACH_UNAVAILABLE, AttachConfirm, AttachOffer, AttachProbe,
-    AttachRequest, Frame, FrameHeader, UPGRADE_MESSAGE_LEN, probe_attach,
+    AttachRequest, Frame, FrameHeader, HEADER_LEN, UPGRADE_MESSAGE_LEN, probe_attach,
 };
 use hearth_shm::{
     Direction, Layout, MIN_SEGMENT_CAPACITY, Producer, RoomWaiter, Segment, ShmError, max_record,
@@ -404,11 +404,16 @@ impl ShmOut {
         }
     }
 
-    /// Puts `frame` on the ring as [`try_send`](Self::try_send) does,
-    /// without waking the reader: someone else will (a turn handed over by
-    /// the client itself), or [`notify`](Self::notify) later.
-    pub(crate) fn try_send_quiet(&self, frame: &Frame) -> Result<Pushed, ShmError> {
-        self.push(frame, false)
+    /// Puts `frame` on the ring now, when it fits in one record and the
+    /// ring has room for it: true; false otherwise (the writer task then
+    /// sends it, in pieces if need be, waiting for room). Wakes the reader
+    /// if it sleeps and `wake`; without, someone else will (a turn handed
+    /// over by the client itself), or [`notify`](Self::notify) later.
+    pub(crate) fn try_send_whole(&self, frame: &Frame, wake: bool) -> Result<bool, ShmError> {
+        if HEADER_LEN + frame.payload.len() > self.max_frame {
+            return Ok(false);
+        }
+        Ok(matches!(self.push(frame, wake)?, Pushed::Done))
     }
 
     /// Whether the reader sleeps now (what [`notify`](Self::notify)
