@@ -477,9 +477,7 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
     // wake-ups more, ~130 µs a sequential put over the socket instead of
     // ~70 here. A write that would wait (fsync, back-pressure) runs as a
     // task, so that this loop never waits on a disk or on the applier.
-    if answered(op, shared.writes_sync) == Answered::Here
-        && !shared.store.writes_would_wait(frame.payload.len())
-    {
+    if answered_without_waiting(shared, op, frame.payload.len()) {
         let result = router::inline(conn, request);
         conn.reply(id, op, result).await;
         return;
@@ -518,11 +516,30 @@ pub(crate) enum Answered {
 /// [`Durability::Fsync`]: hearth_store::Durability::Fsync
 pub(crate) fn answered(op: Operation, writes_sync: bool) -> Answered {
     match op {
-        Operation::Ping | Operation::Get | Operation::GetWithMetadata => Answered::Here,
+        _ if is_point_read(op) => Answered::Here,
         Operation::Put | Operation::Patch | Operation::Delete if writes_sync => Answered::OnPool,
         Operation::Put | Operation::Patch | Operation::Delete => Answered::Here,
         _ => Answered::AsTask,
     }
+}
+
+/// `ping`, `get` and `get_with_metadata`: they read, and never wait.
+fn is_point_read(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::Ping | Operation::Get | Operation::GetWithMetadata
+    )
+}
+
+/// Whether a thread that serves others too — the shared poller, the
+/// socket's reading loop — answers a request for `op` of about `bytes`
+/// itself now: one [`answered`] [`Answered::Here`] that will not wait, a
+/// read, or a write while the store takes it at once (its backlog has
+/// room, `Store::writes_would_wait`; a snapshot: another writer may fill
+/// it the moment after).
+pub(crate) fn answered_without_waiting(shared: &Shared, op: Operation, bytes: usize) -> bool {
+    answered(op, shared.writes_sync) == Answered::Here
+        && (is_point_read(op) || !shared.store.writes_would_wait(bytes))
 }
 
 /// Answers a request that a shared-memory connection answers itself

@@ -38,9 +38,7 @@ use crate::ops::Request;
 use crate::rt::block_on;
 use crate::transport::shm::{ShmOut, ShmSide, ShmWriter};
 use crate::transport::{BoxFuture, FrameReader, Link, LinkError};
-use hearth_proto::{
-    ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, Operation,
-};
+use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN};
 use hearth_shm::{Consumer, Direction, Segment, ShmError, Spinner, TurnHint, Waker};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -495,14 +493,7 @@ impl RingThread {
             return None;
         }
         let op = header.operation?;
-        if conn::answered(op, self.conn.shared.writes_sync) != Answered::Here {
-            return None;
-        }
-        let read = matches!(
-            op,
-            Operation::Ping | Operation::Get | Operation::GetWithMetadata
-        );
-        if !read && self.conn.shared.store.writes_would_wait(record.len()) {
+        if !conn::answered_without_waiting(&self.conn.shared, op, record.len()) {
             return None;
         }
         Some(Frame {
