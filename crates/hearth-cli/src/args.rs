@@ -74,6 +74,15 @@ pub(crate) enum DurabilityArg {
     Fsync,
 }
 
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Durability {
+        match arg {
+            DurabilityArg::Journal => Durability::Journal,
+            DurabilityArg::Fsync => Durability::Fsync,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -413,10 +422,7 @@ impl GlobalArgs {
     /// Store options from the flags.
     pub(crate) fn store_options(&self) -> Options {
         Options {
-            durability: match self.durability {
-                DurabilityArg::Journal => Durability::Journal,
-                DurabilityArg::Fsync => Durability::Fsync,
-            },
+            durability: self.durability.into(),
             limits: self.limits(),
             ..Options::default()
         }

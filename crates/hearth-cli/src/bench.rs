@@ -80,7 +80,7 @@ pub(crate) enum BenchWhat {
 /// Runs a benchmark.
 pub(crate) fn run(args: BenchArgs, g: &GlobalArgs) -> Result<(), CliError> {
     match args.what {
-        None => transport::run_transport(&args.transport, g.json, g.store_options().durability),
+        None => transport::run_transport(&args.transport, g.json, g.durability.into()),
         Some(BenchWhat::Channel(args)) => channel::run(&args, g),
         Some(BenchWhat::Store { .. }) => run_store(args).map_err(CliError::from),
     }

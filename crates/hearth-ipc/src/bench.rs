@@ -349,8 +349,9 @@ pub struct Report {
     pub doc_bytes: usize,
     /// Whether the server ran in its own process.
     pub server_in_child: bool,
-    /// The server's durability: `journal` or `fsync` ([`Options::durability`]).
-    pub durability: &'static str,
+    /// The server's durability ([`Options::durability`]; `journal` or
+    /// `fsync` in JSON).
+    pub durability: Durability,
     /// Whether each client was a process of its own (else a thread of the
     /// benchmark's).
     pub client_processes: bool,
@@ -382,7 +383,7 @@ pub fn serve_if_child() -> bool {
     if let Ok(bytes) = var("HEARTH_BENCH_RING_BYTES").parse::<usize>() {
         builder = builder.shm_ring_bytes(bytes);
     }
-    if var(DURABILITY_ENV) == durability_name(Durability::Fsync) {
+    if var(DURABILITY_ENV) == Durability::Fsync.name() {
         builder = builder.store_options(store_options(Durability::Fsync));
     }
     let server = match builder.start() {
@@ -401,16 +402,8 @@ pub fn serve_if_child() -> bool {
 }
 
 /// The environment variable that tells the benchmark's server process its
-/// durability ([`durability_name`]).
+/// durability (`Durability::name`).
 const DURABILITY_ENV: &str = "HEARTH_BENCH_DURABILITY";
-
-/// `journal` or `fsync`, as `--durability` spells them.
-fn durability_name(durability: Durability) -> &'static str {
-    match durability {
-        Durability::Journal => "journal",
-        Durability::Fsync => "fsync",
-    }
-}
 
 /// The benchmark server's store options: the defaults, at `durability`.
 fn store_options(durability: Durability) -> hearth_store::Options {
@@ -470,7 +463,7 @@ impl Target {
                 if let Some(bytes) = ring_bytes {
                     command.env("HEARTH_BENCH_RING_BYTES", bytes.to_string());
                 }
-                command.env(DURABILITY_ENV, durability_name(durability));
+                command.env(DURABILITY_ENV, durability.name());
                 let mut child = command
                     .spawn()
                     .map_err(|e| IpcError::io("starting the benchmark server", e))?;
@@ -1755,7 +1748,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
         },
         doc_bytes: opts.doc_bytes,
         server_in_child,
-        durability: durability_name(opts.durability),
+        durability: opts.durability,
         client_processes: opts.client_processes,
         runs,
         ratios,
@@ -1795,7 +1788,7 @@ impl Report {
             } else {
                 "this process"
             },
-            self.durability,
+            self.durability.name(),
             if self.client_processes {
                 "processes"
             } else {
@@ -2313,7 +2306,7 @@ mod tests {
             machine: machine(),
             doc_bytes: 200,
             server_in_child: true,
-            durability: "journal",
+            durability: Durability::Journal,
             client_processes: false,
             runs,
             ratios,

@@ -26,6 +26,20 @@ pub enum Durability {
     Fsync,
 }
 
+impl Durability {
+    /// `journal` or `fsync`: how `--durability` spells it, and its JSON.
+    ///
+    /// ```
+    /// assert_eq!(hearth_store::Durability::Fsync.name(), "fsync");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Journal => "journal",
+            Durability::Fsync => "fsync",
+        }
+    }
+}
+
 /// Options for [`crate::Store::open`].
 ///
 /// ```

@@ -22,12 +22,13 @@ use super::{
     Measure, Rng, elapsed_ns, fmt_ns, fmt_rate, machine, machine_ticks, make_doc, percentiles,
     process_ticks, progress, round3, vocabulary,
 };
-use crate::args::{DurabilityArg, GlobalArgs};
+use crate::args::GlobalArgs;
 use crate::error::CliError;
 use clap::Args;
 use hearth_ipc::{
     AsyncClient, Client, ConnectOptions, IpcError, ListOptions, TransportPreference, WriteOp,
 };
+use hearth_store::Durability;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::io::BufRead;
@@ -301,14 +302,6 @@ struct Target {
 /// (`AsyncClient::with_fast_path`).
 const ASYNC_FAST_PATH: Duration = Duration::from_micros(20);
 
-/// `journal` or `fsync`, as `--durability` spells them.
-fn durability_name(durability: DurabilityArg) -> &'static str {
-    match durability {
-        DurabilityArg::Journal => "journal",
-        DurabilityArg::Fsync => "fsync",
-    }
-}
-
 /// A `hearth serve` the benchmark started; killed if still running when
 /// dropped.
 struct OwnServer {
@@ -322,7 +315,7 @@ impl OwnServer {
     /// directory under `dir`; returns once its ready line arrived.
     fn start(
         dir: &std::path::Path,
-        durability: DurabilityArg,
+        durability: Durability,
     ) -> Result<(OwnServer, String), CliError> {
         let exe = std::env::current_exe().map_err(|source| CliError::Io {
             action: "find",
@@ -334,7 +327,7 @@ impl OwnServer {
         let data = dir.join("data");
         let mut child = Command::new(&exe)
             .args(["serve", "--channel", &channel, "--durability"])
-            .arg(durability_name(durability))
+            .arg(durability.name())
             .arg("--data-dir")
             .arg(&data)
             .env("HEARTH_LOG", "warn")
@@ -458,7 +451,7 @@ pub(super) fn run(args: &ChannelArgs, g: &GlobalArgs) -> Result<(), CliError> {
         },
         None => {
             progress("starting a server (hearth serve) on a temporary data directory");
-            let (own, channel) = OwnServer::start(tmp.path(), g.durability)?;
+            let (own, channel) = OwnServer::start(tmp.path(), g.durability.into())?;
             Target {
                 channel,
                 pid: Some(own.child.id()),
@@ -470,7 +463,7 @@ pub(super) fn run(args: &ChannelArgs, g: &GlobalArgs) -> Result<(), CliError> {
         Some(own) => format!(
             "its own `hearth serve` (pid {}, {} durability) on channel {}, socket {}, data {}",
             own.child.id(),
-            durability_name(g.durability),
+            Durability::from(g.durability).name(),
             target.channel,
             own.socket.display(),
             own.data.display()
