@@ -1357,6 +1357,15 @@ fn in_fsync_mode_a_client_gone_while_its_write_waits_for_its_sync_is_freed_and_t
     fx.server.shutdown().unwrap();
 }
 
+/// An `AsyncClient` connected with `options`, its unary calls on a fast
+/// path of `budget`.
+async fn fast_path_client(options: ConnectOptions, budget: Duration) -> hearth_ipc::AsyncClient {
+    hearth_ipc::AsyncClient::connect_with(options)
+        .await
+        .unwrap()
+        .with_fast_path(budget)
+}
+
 #[test]
 fn an_async_client_with_a_fast_path_answers_every_unary_call_over_shared_memory() {
     let fx = shm_server(|b| b);
@@ -1365,10 +1374,7 @@ fn an_async_client_with_a_fast_path_answers_every_unary_call_over_shared_memory(
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = hearth_ipc::AsyncClient::connect_with(fx.options())
-            .await
-            .unwrap()
-            .with_fast_path(Duration::from_micros(50));
+        let client = fast_path_client(fx.options(), Duration::from_micros(50)).await;
         assert_eq!(client.fast_path(), Duration::from_micros(50));
         assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
         client.put("fast:1", json!({"a": 1})).await.unwrap();
@@ -1406,14 +1412,13 @@ fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() 
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = hearth_ipc::AsyncClient::connect_with(
+        let client = fast_path_client(
             options
                 .transport(TransportPreference::SharedMemory)
                 .timeout(Duration::from_secs(60)),
+            Duration::from_millis(20),
         )
-        .await
-        .unwrap()
-        .with_fast_path(Duration::from_millis(20));
+        .await;
         client.put("frozen:1", json!({"a": 1})).await.unwrap();
         freeze(child.id());
         let get = client.get("frozen:1");
@@ -1442,10 +1447,7 @@ fn many_tasks_sharing_an_async_client_with_a_fast_path_are_all_answered() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = hearth_ipc::AsyncClient::connect_with(fx.options())
-            .await
-            .unwrap()
-            .with_fast_path(Duration::from_micros(20));
+        let client = fast_path_client(fx.options(), Duration::from_micros(20)).await;
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..8 {
             let client = client.clone();
