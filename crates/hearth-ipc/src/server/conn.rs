@@ -538,7 +538,7 @@ fn is_point_read(op: Operation) -> bool {
 /// room, `Store::writes_would_wait`; a snapshot: another writer may fill
 /// it the moment after).
 pub(crate) fn answered_without_waiting(shared: &Shared, op: Operation, bytes: usize) -> bool {
-    answered(op, shared.writes_sync) == Answered::Here
+    answered(op, shared.writes_sync()) == Answered::Here
         && (is_point_read(op) || !shared.store.writes_would_wait(bytes))
 }
 

@@ -164,10 +164,6 @@ impl serde::Serialize for ConnectionInfo {
 /// State shared by the accept loop, every connection and the handle.
 pub(crate) struct Shared {
     pub(crate) store: Store,
-    /// Every write waits for an `fdatasync` ([`Durability::Fsync`]): no
-    /// shared-memory ring thread or poller answers one itself
-    /// (`conn::answered`).
-    pub(crate) writes_sync: bool,
     pub(crate) bus: EventBus,
     pub(crate) hub: ChangeHub,
     /// By name; a running server may gain or replace handlers.
@@ -223,6 +219,13 @@ impl Drop for Ticket {
 }
 
 impl Shared {
+    /// Every write waits for an `fdatasync` ([`Durability::Fsync`]): no
+    /// shared-memory ring thread or poller answers one itself
+    /// (`conn::answered`).
+    pub(crate) fn writes_sync(&self) -> bool {
+        self.store.durability() == Durability::Fsync
+    }
+
     /// Wakes whoever waits on the counters.
     pub(crate) fn bump(&self) {
         // SeqCst pairs with `wait_for`: either the waiter is counted here, or
@@ -693,7 +696,6 @@ impl ServerBuilder {
         let shared = Arc::new(Shared {
             hub: ChangeHub::new(store.last_seq()),
             store_limits: self.store_options.limits,
-            writes_sync: store.durability() == Durability::Fsync,
             store,
             bus,
             handlers: RwLock::new(self.handlers),

@@ -674,7 +674,7 @@ impl RingThread {
             return self.stream_here(&message, parsed);
         }
         let answered = match message.header.operation {
-            Some(op) if request => conn::answered(op, self.conn.shared.writes_sync),
+            Some(op) if request => conn::answered(op, self.conn.shared.writes_sync()),
             _ => Answered::AsTask,
         };
         match answered {
