@@ -4,11 +4,14 @@
 //! Owns: the byte budget of frames waiting to be written (producers either
 //! wait for room — replies — or are told the queue is full at once —
 //! events), batching, splitting messages to the peer's `max_frame_bytes`,
-//! and ending the connection when the writer fails or stalls. Must never:
+//! a frame written onto a socket by its sender's own thread when nothing
+//! waits in the queue (`try_send_now`: no hop to the writer task), and ending
+//! the connection when the writer fails or stalls. Must never:
 //! let one connection's unread output grow past its budget, or make anyone
 //! but that connection's own tasks wait for it.
 
 use crate::message;
+use crate::transport::socket::{Direct, DirectWrite};
 use crate::transport::{FrameWriter, LinkError};
 use hearth_proto::{Frame, HEADER_LEN};
 use std::sync::Arc;
@@ -20,6 +23,10 @@ const BATCH_FRAMES: usize = 64;
 
 pub(crate) enum Out {
     Frame(Frame, Option<OwnedSemaphorePermit>),
+    /// A direct write left the end of its frame for the writer, which
+    /// writes it before anything else (counted as one queued frame until
+    /// then).
+    Rest,
     /// Write what came before, then close the link.
     Close,
 }
@@ -41,6 +48,9 @@ pub(crate) struct OutQueue {
     max: usize,
     /// Frames queued and not yet handed to the link.
     queued: Arc<AtomicUsize>,
+    /// Writes onto the socket from a sender's thread, and the peer's frame
+    /// limit (a larger frame goes through the queue, to be split).
+    direct: Option<(DirectWrite, usize)>,
 }
 
 impl OutQueue {
@@ -58,6 +68,7 @@ impl OutQueue {
                 budget,
                 max,
                 queued,
+                direct: None,
             },
             rx,
         )
@@ -119,6 +130,48 @@ impl OutQueue {
         self.enqueue(Out::Frame(frame, permit))
     }
 
+    /// The same queue, whose [`try_send_now`](Self::try_send_now) writes
+    /// onto the socket through `direct` when nothing queued waits;
+    /// `max_frame`: the peer's frame limit.
+    pub(crate) fn with_direct(mut self, direct: DirectWrite, max_frame: usize) -> OutQueue {
+        self.direct = Some((direct, max_frame));
+        self
+    }
+
+    /// Whether frames may be written on the sender's thread.
+    pub(crate) fn writes_directly(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Writes `frame` onto the socket from the calling thread when nothing
+    /// queued waits to be written (so it overtakes nothing); gives it back
+    /// otherwise.
+    fn write_now(&self, frame: Frame) -> Option<Frame> {
+        let Some((direct, max_frame)) = &self.direct else {
+            return Some(frame);
+        };
+        let handover = || {
+            // Counted before the write lock is released: a direct write
+            // after this one sees the queue busy until the rest is written.
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            // A closed queue: the writer is gone, and so is the link.
+            let _ = self.tx.send(Out::Rest);
+        };
+        match direct.try_write(&frame, *max_frame, || self.is_drained(), handover) {
+            Direct::Written | Direct::HandedOver => None,
+            Direct::NotNow => Some(frame),
+        }
+    }
+
+    /// [`try_send`](Self::try_send), written on the calling thread when it
+    /// can be (see [`with_direct`](Self::with_direct)).
+    pub(crate) fn try_send_now(&self, frame: Frame) -> Result<(), QueueError> {
+        match self.write_now(frame) {
+            None => Ok(()),
+            Some(frame) => self.try_send(frame),
+        }
+    }
+
     /// Asks the writer to close the link after what is queued.
     pub(crate) fn finish(&self) {
         let _ = self.tx.send(Out::Close);
@@ -156,6 +209,11 @@ pub(crate) async fn run_writer(
                 taken += 1;
                 false
             }
+            Out::Rest => {
+                // `write_frames` writes the rest first, even with no frame.
+                taken += 1;
+                false
+            }
             Out::Close => true,
         };
         closing |= take(first, &mut batch);
@@ -165,7 +223,7 @@ pub(crate) async fn run_writer(
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
+        if taken > 0 {
             let written = writer.write_frames(&batch).await;
             // Release pairs with the Acquire load in `is_drained`.
             queue.queued.fetch_sub(taken, Ordering::Release);
@@ -183,4 +241,74 @@ pub(crate) async fn run_writer(
     rx.close();
     writer.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutQueue, run_writer};
+    use crate::transport::socket::writer_and_direct;
+    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, Operation};
+    use serde_json::json;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream as StdStream;
+
+    fn request(id: u64) -> Frame {
+        Frame::json_request(Operation::Get, id, &json!({"id": format!("doc:{id}")}))
+    }
+
+    /// The ids of the next `n` frames on `peer`.
+    fn ids(peer: &mut StdStream, n: usize) -> Vec<u64> {
+        let mut decoder = FrameDecoder::new();
+        let mut ids = Vec::new();
+        let mut buf = [0u8; 4096];
+        while ids.len() < n {
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                ids.push(frame.header.request_id);
+            }
+            if ids.len() < n {
+                let got = peer.read(&mut buf).unwrap();
+                assert!(got > 0);
+                assert_eq!(decoder.push(&buf[..got]), got);
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn a_frame_sent_now_goes_on_the_socket_without_the_writer_task() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (_writer, direct) = writer_and_direct(ours);
+        let (out, _rx) = OutQueue::new(None);
+        let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
+        // No writer task runs at all.
+        out.try_send_now(request(1)).unwrap();
+        assert_eq!(ids(&mut peer, 1), vec![1]);
+        assert!(out.is_drained());
+    }
+
+    #[test]
+    fn a_frame_sent_now_waits_behind_frames_already_queued() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (writer, direct) = writer_and_direct(ours);
+        let (out, rx) = OutQueue::new(None);
+        let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
+        out.try_send(request(1)).unwrap();
+        out.try_send_now(request(2)).unwrap();
+        assert!(!out.is_drained(), "2 went into the queue, behind 1");
+        out.finish();
+        rt.block_on(run_writer(writer, rx, DEFAULT_MAX_FRAME_BYTES, out.clone()))
+            .unwrap();
+        assert_eq!(ids(&mut peer, 2), vec![1, 2]);
+        assert!(out.is_drained());
+    }
 }

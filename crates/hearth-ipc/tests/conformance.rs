@@ -385,6 +385,35 @@ fn large_documents_round_trip_and_oversized_ones_are_refused(fx: &Fx) {
     client.ping().unwrap();
 }
 
+/// Threads sharing one blocking client (over the socket each writes its
+/// own request when nothing else is being written, a big one cut short by
+/// a full socket and finished by the connection's writer) all get their
+/// own answers, whole.
+fn threads_sharing_a_blocking_client_get_their_own_answers(fx: &Fx) {
+    let client = fx.client();
+    std::thread::scope(|s| {
+        for t in 0..6u32 {
+            let client = client.clone();
+            s.spawn(move || {
+                for i in 0..40u32 {
+                    let id = format!("shared:{t}:{i}");
+                    // Every fourth write of the even threads is ~1 MiB.
+                    let size = if t % 2 == 0 && i % 4 == 0 {
+                        1 << 20
+                    } else {
+                        64
+                    };
+                    let blob = format!("{t}-{i}-").repeat(size / 4);
+                    client.put(&id, json!({"blob": blob})).unwrap();
+                    let got = client.get(&id).unwrap().unwrap();
+                    assert_eq!(got["blob"].as_str(), Some(blob.as_str()), "{id}");
+                }
+            });
+        }
+    });
+    client.ping().unwrap();
+}
+
 fn many_requests_in_flight_on_one_connection(fx: &Fx) {
     let client = fx.client();
     std::thread::scope(|scope| {
@@ -953,6 +982,7 @@ conformance!(
     changes_since_and_stats,
     errors_carry_stable_codes,
     large_documents_round_trip_and_oversized_ones_are_refused,
+    threads_sharing_a_blocking_client_get_their_own_answers,
     many_requests_in_flight_on_one_connection,
     handlers_answer_by_name_with_typed_errors,
     a_handler_added_to_a_running_server_answers_on_open_connections,

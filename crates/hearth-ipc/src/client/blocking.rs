@@ -69,21 +69,24 @@ impl Client {
     }
 
     /// One request and its answer: on shared memory entirely on this
-    /// thread, otherwise through the connection's runtime.
+    /// thread; over a socket written by this thread, the answer routed to
+    /// it by the connection's reader; in process through the connection's
+    /// runtime.
     fn unary(&self, op: Operation, payload: Vec<u8>) -> Result<Vec<u8>, IpcError> {
         let mut payload = Some(payload);
         if let Some(result) = self.inner.unary_blocking(op, &mut payload) {
             return result;
         }
-        // Not on shared memory now (or no free slot): the async path,
-        // which also reconnects a dead connection.
+        // In process, or no free slot, or the connection is down: the
+        // async path, which also reconnects a dead connection.
         let payload = payload.unwrap_or_default();
         self.run(self.inner.unary_payload(op, payload))
     }
 
     /// One request that waits on this thread for at most `budget`: over
-    /// shared memory the thread reads the answer itself; otherwise the call
-    /// runs as a task of the connection's runtime, waited on for the
+    /// shared memory the thread reads the answer itself, over a socket it
+    /// writes the request itself and parks for the answer; otherwise the
+    /// call runs as a task of the connection's runtime, waited on for the
     /// budget. Either way what is left after the budget becomes a
     /// [`Later`](super::Later).
     fn unary_within(&self, op: Operation, payload: Vec<u8>, budget: Duration) -> RawWithin {

@@ -14,6 +14,7 @@ use crate::error::IpcError;
 use crate::message::Reassembler;
 use crate::outq::{OutQueue, run_writer};
 use crate::transport::shm::ShmSide;
+use crate::transport::socket::DirectWrite;
 use crate::transport::{FrameWriter, Link, LinkInfo};
 use hearth_proto::{
     ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
@@ -198,7 +199,9 @@ impl ConnCore {
             }
         };
         match connector.connect(hello).await? {
-            Connected::Link(link) => Ok(ConnCore::start(link, options.event_buffer)),
+            Connected::Link(link, direct) => {
+                Ok(ConnCore::start(link, direct, options.event_buffer))
+            }
             Connected::Shm(side) => ConnCore::start_shm(side, options.event_buffer),
         }
     }
@@ -262,15 +265,19 @@ impl ConnCore {
         Ok(core)
     }
 
-    fn start(link: Link, event_buffer: usize) -> Arc<ConnCore> {
+    fn start(link: Link, direct: Option<DirectWrite>, event_buffer: usize) -> Arc<ConnCore> {
         let Link {
             info,
             mut reader,
             writer,
         } = link;
         let (out, rx) = OutQueue::new(None);
-        let core = Arc::new(ConnCore::new(info, out, event_buffer, None));
         let server_max = info.negotiated.server_max_frame_bytes as usize;
+        let out = match direct {
+            Some(direct) => out.with_direct(direct, server_max),
+            None => out,
+        };
+        let core = Arc::new(ConnCore::new(info, out, event_buffer, None));
         ConnCore::spawn_writer(&core, writer, rx, server_max);
         let reader_core = core.clone();
         tokio::spawn(async move {
@@ -437,6 +444,21 @@ impl ConnCore {
             return Err(self.dead_error());
         }
         self.out.try_send(frame).map_err(|_| self.dead_error())
+    }
+
+    /// Whether [`send_now`](Self::send_now) may write on the calling
+    /// thread (a socket connection).
+    pub(crate) fn writes_directly(&self) -> bool {
+        self.out.writes_directly()
+    }
+
+    /// Sends a frame: written onto the socket by the calling thread when
+    /// nothing queued waits (no hop to the writer task), else queued.
+    pub(crate) fn send_now(&self, frame: Frame) -> Result<(), IpcError> {
+        if self.is_dead() {
+            return Err(self.dead_error());
+        }
+        self.out.try_send_now(frame).map_err(|_| self.dead_error())
     }
 
     /// Gives up on request `id`: forgets it and asks the server to stop.

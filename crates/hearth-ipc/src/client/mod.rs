@@ -18,6 +18,7 @@ pub use within::{Later, Within};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
 use self::shm::ClientShm;
+use self::within::OnThread;
 use crate::channel;
 use crate::error::IpcError;
 use crate::ops;
@@ -38,8 +39,9 @@ use tokio::time::Instant;
 
 /// A connection as the transports hand it over.
 pub(crate) enum Connected {
-    /// Frames over a link (socket, in process).
-    Link(Link),
+    /// Frames over a link (socket, in process), and a socket's direct
+    /// write for blocking calls.
+    Link(Link, Option<socket::DirectWrite>),
     /// Shared memory.
     Shm(ShmSide),
 }
@@ -109,12 +111,16 @@ impl Connector {
                             ),
                         ));
                     }
-                    return Ok(Connected::Link(handshaken.into_link(None)));
+                    let (link, direct) = handshaken.into_link(None);
+                    return Ok(Connected::Link(link, Some(direct)));
                 }
                 let left = options.connect_timeout.saturating_sub(started.elapsed());
                 match tokio::time::timeout(left, client_upgrade(handshaken, required)).await {
                     Ok(Ok(Ok(side))) => Ok(Connected::Shm(side)),
-                    Ok(Ok(Err(handshaken))) => Ok(Connected::Link(handshaken.into_link(None))),
+                    Ok(Ok(Err(handshaken))) => {
+                        let (link, direct) = handshaken.into_link(None);
+                        Ok(Connected::Link(link, Some(direct)))
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(IpcError::Timeout {
                         operation: format!(
@@ -129,7 +135,9 @@ impl Connector {
                 let shared = shared
                     .upgrade()
                     .ok_or_else(|| IpcError::ShutDown("the in-process server is gone".into()))?;
-                shared.connect_in_process(hello).map(Connected::Link)
+                shared
+                    .connect_in_process(hello)
+                    .map(|link| Connected::Link(link, None))
             }
         }
     }
@@ -443,7 +451,7 @@ impl AsyncClient {
     async fn unary_payload(&self, op: Operation, payload: Vec<u8>) -> Result<Vec<u8>, IpcError> {
         let mut payload = Some(payload);
         if !self.fast_path.is_zero()
-            && !self.awaits_async()
+            && !self.fast_path_off()
             && let Some(within) = self.unary_blocking_within(op, &mut payload, Some(self.fast_path))
         {
             return match within {
@@ -471,16 +479,18 @@ impl AsyncClient {
         self.final_reply(&core, id, op, deadline, rx).await
     }
 
-    /// Whether a call, stream or subscription of the current connection
-    /// waits for frames asynchronously now ([`with_fast_path`] calls then
-    /// join them on the async side).
+    /// Whether [`with_fast_path`] calls go the async way now: the current
+    /// connection is not on shared memory (a round trip over the socket
+    /// takes longer than any budget worth holding an executor thread
+    /// for), or a call, stream or subscription of it waits for frames
+    /// asynchronously (the calls join them there).
     ///
     /// [`with_fast_path`]: Self::with_fast_path
-    fn awaits_async(&self) -> bool {
+    fn fast_path_off(&self) -> bool {
         let current = self.inner.current.lock();
         current
             .as_ref()
-            .is_none_or(|core| core.has_async_interest())
+            .is_none_or(|core| core.shm.is_none() || core.has_async_interest())
     }
 
     /// Waits until `deadline` for the final frame of request `id` on `rx`;
@@ -503,10 +513,11 @@ impl AsyncClient {
         }
     }
 
-    /// A unary call made entirely on the calling thread over shared
-    /// memory: the request goes onto the ring and the thread reads the
-    /// answer itself (no runtime, no thread hop). `None` when the current
-    /// connection is not on shared memory, is down, or has no free
+    /// A unary call made on the calling thread: over shared memory the
+    /// request goes onto the ring and the thread reads the answer itself
+    /// (no runtime, no thread hop); over a socket the thread writes the
+    /// request and the connection's reader hands it the answer. `None`
+    /// when the current connection is in process, is down, or has no free
     /// in-flight slot: use the async path then.
     pub(crate) fn unary_blocking(
         &self,
@@ -525,11 +536,25 @@ impl AsyncClient {
     /// permit, when a call can be made on the calling thread now: on
     /// shared memory, alive, with nothing queued ahead and a free slot.
     fn blocking_parts(&self) -> Option<(Arc<ConnCore>, Arc<ClientShm>, OwnedSemaphorePermit)> {
+        match self.on_thread_parts()? {
+            (core, OnThread::Shm(shm), permit) => Some((core, shm, permit)),
+            (_, OnThread::Socket, _) => None,
+        }
+    }
+
+    /// The current connection, how a call reaches it from the calling
+    /// thread, and an in-flight permit: on shared memory or a socket,
+    /// alive, with nothing queued ahead and a free slot.
+    fn on_thread_parts(&self) -> Option<(Arc<ConnCore>, OnThread, OwnedSemaphorePermit)> {
         let core = {
             let current = self.inner.current.lock();
             current.as_ref().filter(|core| !core.is_dead())?.clone()
         };
-        let shm = core.shm.clone()?;
+        let path = match &core.shm {
+            Some(shm) => OnThread::Shm(shm.clone()),
+            None if core.writes_directly() => OnThread::Socket,
+            None => return None,
+        };
         if !core.queue_drained() {
             // Frames wait in the queue (an unsubscribe sent by a drop, a
             // cancel): go behind them, so that this connection's requests
@@ -537,7 +562,7 @@ impl AsyncClient {
             return None;
         }
         let permit = core.try_permit()?;
-        Some((core, shm, permit))
+        Some((core, path, permit))
     }
 
     async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {

@@ -197,6 +197,27 @@ impl SyncSlot {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Waits on the calling thread, parked, until the connection's reader
+    /// routes the final frame here, the connection dies, or `deadline`
+    /// (a socket connection: nothing for this thread to read itself).
+    pub(crate) fn wait_routed(&self, core: &ConnCore, deadline: Instant) -> Result<Frame, WaitEnd> {
+        loop {
+            if let Some(frame) = self.take() {
+                return Ok(frame);
+            }
+            if core.is_dead() {
+                return Err(WaitEnd::Dead);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitEnd::Timeout);
+            }
+            // `fill` and `wake` unpark this thread; a stale token only
+            // makes the loop look again.
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+
     fn take(&self) -> Option<Frame> {
         if self.is_ready() {
             self.frame.lock().take()

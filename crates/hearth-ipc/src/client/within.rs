@@ -7,11 +7,13 @@
 //! Owns: [`Within`] and [`Later`], the calls that return them on
 //! [`Client`](super::Client) (`put_within`, `get_within`, …), and the
 //! hand-over of a call that outlives its budget from the calling thread to
-//! the connection's async machinery (on shared memory: its blocking
-//! pending entry becomes an async one, read by the background reader).
-//! For event-loop hosts (the Node addon): a call answered in microseconds
-//! costs no thread hop, and a stalled server never holds the loop for
-//! longer than the budget.
+//! the connection's async machinery (its blocking pending entry becomes an
+//! async one: on shared memory read by the background reader, over a
+//! socket awaited instead of parked on). For event-loop hosts (the Node
+//! addon): a call answered in microseconds costs no thread hop (over a
+//! socket, the calling thread writes its request itself and only the
+//! answer comes through the connection's reader), and a stalled server
+//! never holds the loop for longer than the budget.
 //!
 //! Must never: lose or duplicate an answer at the hand-over (the pending
 //! table's lock orders it against routing), wait on the calling thread
@@ -20,7 +22,7 @@
 //! wait, or let a [`Later`] outlive the call's own timeout.
 
 use super::core::{ConnCore, Pending, final_payload};
-use super::shm::{Deadline, SyncSlot, WaitEnd};
+use super::shm::{ClientShm, Deadline, SyncSlot, WaitEnd};
 use super::stream::AsyncDocStream;
 use super::{AsyncClient, Collected, calls};
 use crate::error::IpcError;
@@ -29,6 +31,7 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -119,19 +122,21 @@ impl RawWithin {
 }
 
 impl AsyncClient {
-    /// A unary call made on the calling thread over shared memory (the
-    /// request goes onto the ring, the thread reads the answer itself: no
-    /// runtime, no thread hop) that waits there for at most `budget` (the
-    /// whole timeout when `None`), then hands its pending entry to the
-    /// async side. `None`, with `payload` untouched, when the blocking path
-    /// is not available now (see `blocking_parts`).
+    /// A unary call made on the calling thread — over shared memory the
+    /// request goes onto the ring and the thread reads the answer itself
+    /// (no runtime, no thread hop); over a socket the thread writes the
+    /// request itself and the connection's reader hands it the answer —
+    /// that waits there for at most `budget` (the whole timeout when
+    /// `None`), then hands its pending entry to the async side. `None`,
+    /// with `payload` untouched, when the blocking path is not available
+    /// now (see `on_thread_parts`).
     pub(crate) fn unary_blocking_within(
         &self,
         op: Operation,
         payload: &mut Option<Vec<u8>>,
         budget: Option<Duration>,
     ) -> Option<RawWithin> {
-        let (core, shm, permit) = self.blocking_parts()?;
+        let (core, path, permit) = self.on_thread_parts()?;
         let payload = payload.take()?;
         let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
@@ -144,13 +149,11 @@ impl AsyncClient {
             },
         );
         let failed = |end| self.wait_failed(&core, op, end);
-        if let Err(end) = shm.send_blocking(&core, calls::request(op, id, payload), &deadline) {
+        if let Err(end) = path.send(&core, calls::request(op, id, payload), &deadline) {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
-        let turns = deadline.turn_hint();
-        let waited = shm.wait_reply(&core, &slot, &|| deadline.wait_on(&shm), turns);
-        let result = match waited {
+        let result = match path.wait(&core, &slot, &deadline, Until::Budget) {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
             Err(WaitEnd::Timeout) if deadline.budget_first() => {
@@ -158,7 +161,7 @@ impl AsyncClient {
                 // the answer was routed to the slot meanwhile.
                 let Some(rx) = core.to_async(id) else {
                     return Some(Within::Ready(
-                        shm.wait_reply(&core, &slot, &|| deadline.call(), turns)
+                        path.wait(&core, &slot, &deadline, Until::Call)
                             .map_err(failed)
                             .and_then(final_payload),
                     ));
@@ -234,6 +237,53 @@ impl AsyncClient {
         match end {
             WaitEnd::Dead => core.dead_error(),
             WaitEnd::Timeout => self.timed_out(op),
+        }
+    }
+}
+
+/// How a blocking call reaches the server from its calling thread.
+pub(crate) enum OnThread {
+    /// The rings: the thread writes the request and reads the answer.
+    Shm(Arc<ClientShm>),
+    /// The socket: the thread writes the request (`ConnCore::send_now`),
+    /// the connection's reader routes the answer to the call's slot.
+    Socket,
+}
+
+/// Which end a wait on the calling thread keeps to.
+#[derive(Clone, Copy)]
+enum Until {
+    /// The budget's (or the call's, if sooner): [`Deadline::wait`].
+    Budget,
+    /// The call's: [`Deadline::call`].
+    Call,
+}
+
+impl OnThread {
+    fn send(&self, core: &ConnCore, frame: Frame, deadline: &Deadline) -> Result<(), WaitEnd> {
+        match self {
+            OnThread::Shm(shm) => shm.send_blocking(core, frame, deadline),
+            OnThread::Socket => core.send_now(frame).map_err(|_| WaitEnd::Dead),
+        }
+    }
+
+    fn wait(
+        &self,
+        core: &ConnCore,
+        slot: &SyncSlot,
+        deadline: &Deadline,
+        until: Until,
+    ) -> Result<Frame, WaitEnd> {
+        let turns = deadline.turn_hint();
+        match (self, until) {
+            (OnThread::Shm(shm), Until::Budget) => {
+                shm.wait_reply(core, slot, &|| deadline.wait_on(shm), turns)
+            }
+            (OnThread::Shm(shm), Until::Call) => {
+                shm.wait_reply(core, slot, &|| deadline.call(), turns)
+            }
+            (OnThread::Socket, Until::Budget) => slot.wait_routed(core, deadline.wait()),
+            (OnThread::Socket, Until::Call) => slot.wait_routed(core, deadline.call()),
         }
     }
 }

@@ -849,7 +849,7 @@ async fn serve_socket(shared: Arc<Shared>, handshaken: socket::Handshaken, ticke
         .capabilities
         .contains(Capabilities::SHARED_MEMORY);
     if !offered {
-        return conn::serve(shared, handshaken.into_link(stall), ticket).await;
+        return conn::serve(shared, handshaken.into_link(stall).0, ticket).await;
     }
     let mut signal = shared.shutdown_signal();
     let upgrade = shm_transport::server_upgrade(
@@ -862,7 +862,7 @@ async fn serve_socket(shared: Arc<Shared>, handshaken: socket::Handshaken, ticke
     match upgrade {
         shm_transport::ServerUpgrade::Shm(side) => shm::serve(shared, side, ticket).await,
         shm_transport::ServerUpgrade::Socket(handshaken) => {
-            conn::serve(shared, handshaken.into_link(stall), ticket).await;
+            conn::serve(shared, handshaken.into_link(stall).0, ticket).await;
         }
         shm_transport::ServerUpgrade::Gone => drop(ticket),
     }

@@ -2,20 +2,25 @@
 //! the byte stream.
 //!
 //! Owns: connecting and accepting (with the handshake and its deadline),
-//! reading frames through the bounded incremental [`FrameDecoder`], and
-//! writing frames with a stall timeout. Must never: read past the client
-//! hello before answering it, allocate for a length before the decoder
-//! accepted it, or wait on a peer that does not read for longer than the
-//! stall timeout.
+//! reading frames through the bounded incremental [`FrameDecoder`],
+//! writing frames with a stall timeout, and writing a frame from a
+//! caller's own thread when nothing else is being written
+//! ([`DirectWrite`]). Must never: read past the client hello before
+//! answering it, allocate for a length before the decoder accepted it,
+//! wait on a peer that does not read for longer than the stall timeout,
+//! or let the bytes of two frames interleave on the socket.
 
 use super::{BoxFuture, FrameReader, FrameWriter, Link, LinkError, LinkInfo, TransportKind};
 use crate::error::IpcError;
 use crate::policy::PeerCredentials;
 use hearth_proto::{
-    CLIENT_HELLO_LEN, ClientHello, Frame, FrameDecoder, HandshakeError, MAX_REASON_BYTES,
-    SERVER_HELLO_FIXED_LEN, ServerHello, ServerLimits, conclude, encode_frame,
+    CLIENT_HELLO_LEN, ClientHello, Frame, FrameDecoder, FrameHeader, HEADER_LEN, HandshakeError,
+    MAX_REASON_BYTES, SERVER_HELLO_FIXED_LEN, ServerHello, ServerLimits, conclude, encode_frame,
 };
+use parking_lot::Mutex;
+use std::io::IoSlice;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -87,9 +92,28 @@ impl FrameReader for SocketReader {
     }
 }
 
+/// The sending half of a socket, shared by the connection's writer task
+/// and [`DirectWrite`].
+struct WriteSide {
+    half: OwnedWriteHalf,
+    /// Held across every write call on the socket, so that the bytes of
+    /// one writer never land in the middle of another's; holds what a
+    /// direct write could not put on a full socket, which the writer task
+    /// writes before anything else.
+    rest: Mutex<Vec<u8>>,
+}
+
+impl WriteSide {
+    /// One non-blocking write of `parts` (in order), under the lock.
+    fn try_write(&self, parts: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let _turn = self.rest.lock();
+        self.half.try_write_vectored(parts)
+    }
+}
+
 /// Frames to a socket.
 struct SocketWriter {
-    half: OwnedWriteHalf,
+    side: Arc<WriteSide>,
     buf: Vec<u8>,
     stall: Option<Duration>,
 }
@@ -98,17 +122,21 @@ impl SocketWriter {
     async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         let mut off = 0;
         while off < bytes.len() {
-            let write = self.half.write(&bytes[off..]);
-            let n = match self.stall {
-                Some(after) => tokio::time::timeout(after, write)
-                    .await
-                    .map_err(|_| LinkError::Stalled { after })??,
-                None => write.await?,
-            };
-            if n == 0 {
-                return Err(LinkError::Closed);
+            match self.side.try_write(&[IoSlice::new(&bytes[off..])]) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let writable = self.side.half.writable();
+                    match self.stall {
+                        Some(after) => tokio::time::timeout(after, writable)
+                            .await
+                            .map_err(|_| LinkError::Stalled { after })??,
+                        None => writable.await?,
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
             }
-            off += n;
         }
         Ok(())
     }
@@ -128,13 +156,16 @@ impl SocketWriter {
     }
 
     async fn write_all_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError> {
+        // What a direct write left goes first: it is the end of a frame
+        // already begun on the socket.
+        let rest = std::mem::take(&mut *self.side.rest.lock());
+        if !rest.is_empty() {
+            self.write_bytes(&rest).await?;
+        }
         for frame in frames {
             if frame.payload.len() >= DIRECT_WRITE {
                 self.flush_buf().await?;
-                let mut header = frame.header;
-                header.payload_len = u32::try_from(frame.payload.len()).map_err(|_| {
-                    LinkError::Io(std::io::Error::other("a frame payload over 4 GiB"))
-                })?;
+                let header = header_of(frame)?;
                 self.write_bytes(&header.encode()).await?;
                 self.write_bytes(&frame.payload).await?;
             } else {
@@ -152,6 +183,14 @@ impl SocketWriter {
     }
 }
 
+/// `frame`'s header with the length of its payload.
+fn header_of(frame: &Frame) -> Result<FrameHeader, LinkError> {
+    let mut header = frame.header;
+    header.payload_len = u32::try_from(frame.payload.len())
+        .map_err(|_| LinkError::Io(std::io::Error::other("a frame payload over 4 GiB")))?;
+    Ok(header)
+}
+
 impl FrameWriter for SocketWriter {
     fn write_frames<'a>(&'a mut self, frames: &'a [Frame]) -> BoxFuture<'a, Result<(), LinkError>> {
         Box::pin(self.write_all_frames(frames))
@@ -159,9 +198,117 @@ impl FrameWriter for SocketWriter {
 
     fn close(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let _ = self.half.shutdown().await;
+            // The half is shared with `DirectWrite`s, so it cannot be shut
+            // through `&mut`: the socket's sending direction is shut
+            // directly (the peer reads EOF), under the write lock, so that
+            // a direct write is never cut in two.
+            let _turn = self.side.rest.lock();
+            let _ = rustix::net::shutdown(self.side.half.as_ref(), rustix::net::Shutdown::Write);
         })
     }
+}
+
+/// Writes a frame onto a socket from the calling thread, without the
+/// connection's writer task (and the thread hop to it): what a blocking
+/// call does when nothing else is being written.
+#[derive(Clone)]
+pub(crate) struct DirectWrite {
+    side: Arc<WriteSide>,
+}
+
+/// What [`DirectWrite::try_write`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// The whole frame is on the socket.
+    Written,
+    /// Its first bytes are on the socket; the rest waits for the writer
+    /// task, which writes it before anything else (`handover` was called).
+    HandedOver,
+    /// Nothing written: other frames wait to be written, the frame is
+    /// larger than `max_frame`, or the socket failed. Queue it instead.
+    NotNow,
+}
+
+impl DirectWrite {
+    /// Writes `frame` (whole: at most `max_frame` bytes with its header,
+    /// the peer's limit) if `idle()` — asked while no other write can
+    /// begin — says no frame waits for the writer task. When a full socket takes only part of
+    /// it, the rest is left for the writer task and `handover()` (still
+    /// under the lock) must make the writer task run.
+    pub(crate) fn try_write(
+        &self,
+        frame: &Frame,
+        max_frame: usize,
+        idle: impl FnOnce() -> bool,
+        handover: impl FnOnce(),
+    ) -> Direct {
+        if frame.payload.len().saturating_add(HEADER_LEN) > max_frame {
+            // The writer task splits it.
+            return Direct::NotNow;
+        }
+        let Ok(header) = header_of(frame) else {
+            return Direct::NotNow;
+        };
+        let header = header.encode();
+        let mut rest = self.side.rest.lock();
+        if !rest.is_empty() || !idle() {
+            return Direct::NotNow;
+        }
+        let total = header.len() + frame.payload.len();
+        let parts = [IoSlice::new(&header), IoSlice::new(&frame.payload)];
+        let written = loop {
+            // The system call itself, not tokio's `try_write_vectored`,
+            // which declines without trying until the runtime has polled
+            // the socket writable (and again after each full write). A
+            // full socket here leaves tokio's view alone: the writer task
+            // learns it from its own write and waits for room then.
+            match rustix::io::writev(self.side.half.as_ref(), &parts) {
+                Err(rustix::io::Errno::INTR) => {}
+                Ok(n) => break n,
+                // Full, or failing: the writer task meets the same socket
+                // and reports what is wrong with it.
+                Err(_) => break 0,
+            }
+        };
+        if written == total {
+            return Direct::Written;
+        }
+        if written == 0 {
+            return Direct::NotNow;
+        }
+        let (head, tail) = (
+            written.min(header.len()),
+            written.saturating_sub(header.len()),
+        );
+        rest.extend_from_slice(&header[head..]);
+        rest.extend_from_slice(&frame.payload[tail..]);
+        handover();
+        Direct::HandedOver
+    }
+}
+
+/// A link's writer and a [`DirectWrite`] over `stream` (for tests of the
+/// output queue); call it inside a tokio runtime.
+#[cfg(test)]
+pub(crate) fn writer_and_direct(
+    stream: std::os::unix::net::UnixStream,
+) -> (Box<dyn FrameWriter>, DirectWrite) {
+    // Invariant: a fresh socket pair in a runtime can be registered.
+    stream
+        .set_nonblocking(true)
+        .expect("a socket can be made non-blocking");
+    let stream = UnixStream::from_std(stream).expect("registered with the runtime");
+    let (_read, write) = stream.into_split();
+    let side = Arc::new(WriteSide {
+        half: write,
+        rest: Mutex::new(Vec::new()),
+    });
+    let writer = SocketWriter {
+        side: side.clone(),
+        buf: Vec::new(),
+        stall: None,
+    };
+    (Box::new(writer), DirectWrite { side })
 }
 
 /// A socket whose handshake succeeded, before it becomes a [`Link`] (or
@@ -176,19 +323,24 @@ pub(crate) struct Handshaken {
 }
 
 impl Handshaken {
-    /// The socket as a link of frames; `stall`: how long a write may make
-    /// no progress.
-    pub(crate) fn into_link(self, stall: Option<Duration>) -> Link {
+    /// The socket as a link of frames, and a [`DirectWrite`] onto it;
+    /// `stall`: how long a write of the link's writer may make no progress.
+    pub(crate) fn into_link(self, stall: Option<Duration>) -> (Link, DirectWrite) {
         let (read, write) = self.stream.into_split();
-        Link {
+        let side = Arc::new(WriteSide {
+            half: write,
+            rest: Mutex::new(Vec::new()),
+        });
+        let link = Link {
             info: self.info,
             reader: Box::new(SocketReader::new(read, self.own_max_frame, &self.leftover)),
             writer: Box::new(SocketWriter {
-                half: write,
+                side: side.clone(),
                 buf: Vec::new(),
                 stall,
             }),
-        }
+        };
+        (link, DirectWrite { side })
     }
 }
 
@@ -394,6 +546,118 @@ async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeErr
 
 #[cfg(test)]
 mod tests {
+    use super::{Direct, writer_and_direct};
+    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, Operation};
+    use serde_json::json;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream as StdStream;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn request(id: u64, bytes: usize) -> Frame {
+        Frame::json_request(Operation::Put, id, &json!({"blob": "x".repeat(bytes)}))
+    }
+
+    /// Reads `n` frames from `peer` (blocking).
+    fn read_frames(peer: &mut StdStream, n: usize) -> Vec<Frame> {
+        let mut decoder = FrameDecoder::new();
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while frames.len() < n {
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                frames.push(frame);
+            }
+            if frames.len() == n {
+                break;
+            }
+            let got = peer.read(&mut buf).unwrap();
+            assert!(got > 0, "the socket closed after {} frames", frames.len());
+            let mut at = 0;
+            while at < got {
+                at += decoder.push(&buf[at..got]);
+                while let Some(frame) = decoder.next_frame().unwrap() {
+                    frames.push(frame);
+                }
+            }
+        }
+        frames
+    }
+
+    fn nothing_to_read(peer: &mut StdStream) -> bool {
+        peer.set_nonblocking(true).unwrap();
+        let empty = matches!(peer.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        peer.set_nonblocking(false).unwrap();
+        empty
+    }
+
+    #[test]
+    fn a_direct_write_puts_the_whole_frame_on_the_socket_at_once() {
+        let rt = runtime();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (_writer, direct) = writer_and_direct(ours);
+        let frame = request(1, 100);
+        let done = direct.try_write(&frame, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
+        assert_eq!(done, Direct::Written);
+        // No writer task ran: the frame is on the socket already.
+        assert_eq!(read_frames(&mut peer, 1), vec![frame]);
+    }
+
+    #[test]
+    fn a_direct_write_never_goes_ahead_of_frames_waiting_for_the_writer() {
+        let rt = runtime();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (_writer, direct) = writer_and_direct(ours);
+        let done = direct.try_write(
+            &request(1, 10),
+            DEFAULT_MAX_FRAME_BYTES,
+            || false,
+            || panic!(),
+        );
+        assert_eq!(done, Direct::NotNow);
+        assert!(nothing_to_read(&mut peer));
+    }
+
+    #[test]
+    fn a_frame_over_the_peers_limit_is_left_to_the_writer_to_split() {
+        let rt = runtime();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (_writer, direct) = writer_and_direct(ours);
+        let frame = request(1, 4096);
+        let done = direct.try_write(&frame, 1024, || true, || panic!());
+        assert_eq!(done, Direct::NotNow);
+        assert!(nothing_to_read(&mut peer));
+    }
+
+    #[test]
+    fn what_a_full_socket_leaves_of_a_direct_write_goes_out_before_the_next_frame() {
+        let rt = runtime();
+        let _in = rt.enter();
+        let (ours, mut peer) = StdStream::pair().unwrap();
+        let (mut writer, direct) = writer_and_direct(ours);
+        // Far more than a socket buffer holds, so the write is cut short.
+        let big = request(1, 4 << 20);
+        let mut handed = 0;
+        let done = direct.try_write(&big, DEFAULT_MAX_FRAME_BYTES, || true, || handed += 1);
+        assert_eq!(done, Direct::HandedOver);
+        assert_eq!(handed, 1);
+        // While the rest waits, nothing else is written directly.
+        let small = request(2, 10);
+        let again = direct.try_write(&small, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
+        assert_eq!(again, Direct::NotNow);
+        let reader = std::thread::spawn(move || read_frames(&mut peer, 2));
+        rt.block_on(writer.write_frames(std::slice::from_ref(&small)))
+            .unwrap();
+        assert_eq!(reader.join().unwrap(), vec![big, small]);
+    }
+
     use super::connect_failed;
     use crate::IpcError;
     use std::io::{Error, ErrorKind};
