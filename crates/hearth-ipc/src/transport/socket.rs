@@ -5,7 +5,7 @@
 //! reading frames through the bounded incremental [`FrameDecoder`],
 //! writing frames with a stall timeout, and writing a frame from a
 //! caller's own thread when nothing else is being written
-//! ([`DirectWrite`]). Must never: read past the client hello before
+//! (`DirectWrite`). Must never: read past the client hello before
 //! answering it, allocate for a length before the decoder accepted it,
 //! wait on a peer that does not read for longer than the stall timeout,
 //! or let the bytes of two frames interleave on the socket.
