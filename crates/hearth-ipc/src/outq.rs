@@ -246,10 +246,9 @@ pub(crate) async fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::{OutQueue, run_writer};
-    use crate::transport::socket::writer_and_direct;
-    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, Operation};
+    use crate::transport::socket::{on_socket_pair, read_frames};
+    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, Operation};
     use serde_json::json;
-    use std::io::Read;
     use std::os::unix::net::UnixStream as StdStream;
 
     fn request(id: u64) -> Frame {
@@ -258,57 +257,35 @@ mod tests {
 
     /// The ids of the next `n` frames on `peer`.
     fn ids(peer: &mut StdStream, n: usize) -> Vec<u64> {
-        let mut decoder = FrameDecoder::new();
-        let mut ids = Vec::new();
-        let mut buf = [0u8; 4096];
-        while ids.len() < n {
-            while let Some(frame) = decoder.next_frame().unwrap() {
-                ids.push(frame.header.request_id);
-            }
-            if ids.len() < n {
-                let got = peer.read(&mut buf).unwrap();
-                assert!(got > 0);
-                assert_eq!(decoder.push(&buf[..got]), got);
-            }
-        }
-        ids
+        let frames = read_frames(peer, n);
+        frames.iter().map(|f| f.header.request_id).collect()
     }
 
     #[test]
     fn a_frame_sent_now_goes_on_the_socket_without_the_writer_task() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (_writer, direct) = writer_and_direct(ours);
-        let (out, _rx) = OutQueue::new(None);
-        let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
-        // No writer task runs at all.
-        out.try_send_now(request(1)).unwrap();
-        assert_eq!(ids(&mut peer, 1), vec![1]);
-        assert!(out.is_drained());
+        on_socket_pair(|_, _writer, direct, mut peer| {
+            let (out, _rx) = OutQueue::new(None);
+            let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
+            // No writer task runs at all.
+            out.try_send_now(request(1)).unwrap();
+            assert_eq!(ids(&mut peer, 1), vec![1]);
+            assert!(out.is_drained());
+        });
     }
 
     #[test]
     fn a_frame_sent_now_waits_behind_frames_already_queued() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (writer, direct) = writer_and_direct(ours);
-        let (out, rx) = OutQueue::new(None);
-        let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
-        out.try_send(request(1)).unwrap();
-        out.try_send_now(request(2)).unwrap();
-        assert!(!out.is_drained(), "2 went into the queue, behind 1");
-        out.finish();
-        rt.block_on(run_writer(writer, rx, DEFAULT_MAX_FRAME_BYTES, out.clone()))
-            .unwrap();
-        assert_eq!(ids(&mut peer, 2), vec![1, 2]);
-        assert!(out.is_drained());
+        on_socket_pair(|rt, writer, direct, mut peer| {
+            let (out, rx) = OutQueue::new(None);
+            let out = out.with_direct(direct, DEFAULT_MAX_FRAME_BYTES);
+            out.try_send(request(1)).unwrap();
+            out.try_send_now(request(2)).unwrap();
+            assert!(!out.is_drained(), "2 went into the queue, behind 1");
+            out.finish();
+            rt.block_on(run_writer(writer, rx, DEFAULT_MAX_FRAME_BYTES, out.clone()))
+                .unwrap();
+            assert_eq!(ids(&mut peer, 2), vec![1, 2]);
+            assert!(out.is_drained());
+        });
     }
 }

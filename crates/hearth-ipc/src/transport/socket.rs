@@ -287,17 +287,28 @@ impl DirectWrite {
     }
 }
 
-/// A link's writer and a [`DirectWrite`] over `stream` (for tests of the
-/// output queue); call it inside a tokio runtime.
+/// Runs `test` inside a fresh current-thread runtime with one end of a
+/// socket pair as a link's writer and a [`DirectWrite`], the other end
+/// as a plain blocking socket (for tests here and of the output queue).
 #[cfg(test)]
-pub(crate) fn writer_and_direct(
-    stream: std::os::unix::net::UnixStream,
-) -> (Box<dyn FrameWriter>, DirectWrite) {
-    // Invariant: a fresh socket pair in a runtime can be registered.
-    stream
-        .set_nonblocking(true)
-        .expect("a socket can be made non-blocking");
-    let stream = UnixStream::from_std(stream).expect("registered with the runtime");
+pub(crate) fn on_socket_pair<T>(
+    test: impl FnOnce(
+        &tokio::runtime::Runtime,
+        Box<dyn FrameWriter>,
+        DirectWrite,
+        std::os::unix::net::UnixStream,
+    ) -> T,
+) -> T {
+    // Invariants: a test machine can start a runtime and make a socket
+    // pair, which a runtime can register.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _in = rt.enter();
+    let (ours, peer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    ours.set_nonblocking(true).expect("a non-blocking socket");
+    let stream = UnixStream::from_std(ours).expect("registered with the runtime");
     let (_read, write) = stream.into_split();
     let side = Arc::new(WriteSide {
         half: write,
@@ -308,7 +319,35 @@ pub(crate) fn writer_and_direct(
         buf: Vec::new(),
         stall: None,
     };
-    (Box::new(writer), DirectWrite { side })
+    test(&rt, Box::new(writer), DirectWrite { side }, peer)
+}
+
+/// Reads `n` frames (or more, if they came in the same reads) from `peer`,
+/// blocking (for tests).
+#[cfg(test)]
+pub(crate) fn read_frames(peer: &mut std::os::unix::net::UnixStream, n: usize) -> Vec<Frame> {
+    use std::io::Read;
+    let mut decoder = FrameDecoder::new();
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Invariant (a test's): what the socket carries decodes.
+        while let Some(frame) = decoder.next_frame().expect("a valid frame") {
+            frames.push(frame);
+        }
+        if frames.len() >= n {
+            return frames;
+        }
+        let got = peer.read(&mut buf).expect("the socket reads");
+        assert!(got > 0, "the socket closed after {} frames", frames.len());
+        let mut at = 0;
+        while at < got {
+            at += decoder.push(&buf[at..got]);
+            while let Some(frame) = decoder.next_frame().expect("a valid frame") {
+                frames.push(frame);
+            }
+        }
+    }
 }
 
 /// A socket whose handshake succeeded, before it becomes a [`Link`] (or
@@ -546,46 +585,14 @@ async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeErr
 
 #[cfg(test)]
 mod tests {
-    use super::{Direct, writer_and_direct};
-    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, Operation};
+    use super::{Direct, on_socket_pair, read_frames};
+    use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, Operation};
     use serde_json::json;
     use std::io::Read;
     use std::os::unix::net::UnixStream as StdStream;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     fn request(id: u64, bytes: usize) -> Frame {
         Frame::json_request(Operation::Put, id, &json!({"blob": "x".repeat(bytes)}))
-    }
-
-    /// Reads `n` frames from `peer` (blocking).
-    fn read_frames(peer: &mut StdStream, n: usize) -> Vec<Frame> {
-        let mut decoder = FrameDecoder::new();
-        let mut frames = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        while frames.len() < n {
-            while let Some(frame) = decoder.next_frame().unwrap() {
-                frames.push(frame);
-            }
-            if frames.len() == n {
-                break;
-            }
-            let got = peer.read(&mut buf).unwrap();
-            assert!(got > 0, "the socket closed after {} frames", frames.len());
-            let mut at = 0;
-            while at < got {
-                at += decoder.push(&buf[at..got]);
-                while let Some(frame) = decoder.next_frame().unwrap() {
-                    frames.push(frame);
-                }
-            }
-        }
-        frames
     }
 
     fn nothing_to_read(peer: &mut StdStream) -> bool {
@@ -597,65 +604,52 @@ mod tests {
 
     #[test]
     fn a_direct_write_puts_the_whole_frame_on_the_socket_at_once() {
-        let rt = runtime();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (_writer, direct) = writer_and_direct(ours);
-        let frame = request(1, 100);
-        let done = direct.try_write(&frame, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
-        assert_eq!(done, Direct::Written);
-        // No writer task ran: the frame is on the socket already.
-        assert_eq!(read_frames(&mut peer, 1), vec![frame]);
+        on_socket_pair(|_, _writer, direct, mut peer| {
+            let frame = request(1, 100);
+            let done = direct.try_write(&frame, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
+            assert_eq!(done, Direct::Written);
+            // No writer task ran: the frame is on the socket already.
+            assert_eq!(read_frames(&mut peer, 1), vec![frame]);
+        });
     }
 
     #[test]
     fn a_direct_write_never_goes_ahead_of_frames_waiting_for_the_writer() {
-        let rt = runtime();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (_writer, direct) = writer_and_direct(ours);
-        let done = direct.try_write(
-            &request(1, 10),
-            DEFAULT_MAX_FRAME_BYTES,
-            || false,
-            || panic!(),
-        );
-        assert_eq!(done, Direct::NotNow);
-        assert!(nothing_to_read(&mut peer));
+        on_socket_pair(|_, _writer, direct, mut peer| {
+            let frame = request(1, 10);
+            let done = direct.try_write(&frame, DEFAULT_MAX_FRAME_BYTES, || false, || panic!());
+            assert_eq!(done, Direct::NotNow);
+            assert!(nothing_to_read(&mut peer));
+        });
     }
 
     #[test]
     fn a_frame_over_the_peers_limit_is_left_to_the_writer_to_split() {
-        let rt = runtime();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (_writer, direct) = writer_and_direct(ours);
-        let frame = request(1, 4096);
-        let done = direct.try_write(&frame, 1024, || true, || panic!());
-        assert_eq!(done, Direct::NotNow);
-        assert!(nothing_to_read(&mut peer));
+        on_socket_pair(|_, _writer, direct, mut peer| {
+            let done = direct.try_write(&request(1, 4096), 1024, || true, || panic!());
+            assert_eq!(done, Direct::NotNow);
+            assert!(nothing_to_read(&mut peer));
+        });
     }
 
     #[test]
     fn what_a_full_socket_leaves_of_a_direct_write_goes_out_before_the_next_frame() {
-        let rt = runtime();
-        let _in = rt.enter();
-        let (ours, mut peer) = StdStream::pair().unwrap();
-        let (mut writer, direct) = writer_and_direct(ours);
-        // Far more than a socket buffer holds, so the write is cut short.
-        let big = request(1, 4 << 20);
-        let mut handed = 0;
-        let done = direct.try_write(&big, DEFAULT_MAX_FRAME_BYTES, || true, || handed += 1);
-        assert_eq!(done, Direct::HandedOver);
-        assert_eq!(handed, 1);
-        // While the rest waits, nothing else is written directly.
-        let small = request(2, 10);
-        let again = direct.try_write(&small, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
-        assert_eq!(again, Direct::NotNow);
-        let reader = std::thread::spawn(move || read_frames(&mut peer, 2));
-        rt.block_on(writer.write_frames(std::slice::from_ref(&small)))
-            .unwrap();
-        assert_eq!(reader.join().unwrap(), vec![big, small]);
+        on_socket_pair(|rt, mut writer, direct, mut peer| {
+            // Far more than a socket buffer holds, so the write is cut short.
+            let big = request(1, 4 << 20);
+            let mut handed = 0;
+            let done = direct.try_write(&big, DEFAULT_MAX_FRAME_BYTES, || true, || handed += 1);
+            assert_eq!(done, Direct::HandedOver);
+            assert_eq!(handed, 1);
+            // While the rest waits, nothing else is written directly.
+            let small = request(2, 10);
+            let again = direct.try_write(&small, DEFAULT_MAX_FRAME_BYTES, || true, || panic!());
+            assert_eq!(again, Direct::NotNow);
+            let reader = std::thread::spawn(move || read_frames(&mut peer, 2));
+            rt.block_on(writer.write_frames(std::slice::from_ref(&small)))
+                .unwrap();
+            assert_eq!(reader.join().unwrap(), vec![big, small]);
+        });
     }
 
     use super::connect_failed;
