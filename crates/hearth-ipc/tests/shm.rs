@@ -358,6 +358,18 @@ fn random_bytes_over_the_segment_while_requests_are_in_flight_never_hurt_the_ser
 
 #[test]
 fn killing_the_server_mid_call_disconnects_the_client_before_its_timeout() {
+    killing_the_server_mid_call_disconnects(TransportPreference::SharedMemory);
+}
+
+/// The same over the socket, where a blocking call wrote its request
+/// itself and is parked until the connection's reader hands it the
+/// answer: the reader's EOF wakes it.
+#[test]
+fn killing_the_server_mid_call_disconnects_a_socket_client_before_its_timeout() {
+    killing_the_server_mid_call_disconnects(TransportPreference::Socket);
+}
+
+fn killing_the_server_mid_call_disconnects(transport: TransportPreference) {
     let sock = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let dir = sock.path().join("s").display().to_string();
@@ -375,12 +387,7 @@ fn killing_the_server_mid_call_disconnects_the_client_before_its_timeout() {
     let timeout = Duration::from_secs(30);
     let watcher = Client::connect_with(options.clone()).unwrap();
     let mut started = watcher.subscribe_topic("test:started").unwrap();
-    let victim = Client::connect_with(
-        options
-            .transport(TransportPreference::SharedMemory)
-            .timeout(timeout),
-    )
-    .unwrap();
+    let victim = Client::connect_with(options.transport(transport).timeout(timeout)).unwrap();
     let call = std::thread::spawn(move || {
         let result = victim.call("test:announce_and_sleep", json!({"ms": 600_000}));
         (result, Instant::now())
