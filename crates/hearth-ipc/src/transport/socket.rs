@@ -232,9 +232,10 @@ pub(crate) enum Direct {
 impl DirectWrite {
     /// Writes `frame` (whole: at most `max_frame` bytes with its header,
     /// the peer's limit) if `idle()` — asked while no other write can
-    /// begin — says no frame waits for the writer task. When a full socket takes only part of
-    /// it, the rest is left for the writer task and `handover()` (still
-    /// under the lock) must make the writer task run.
+    /// begin — says no frame waits for the writer task. When a full
+    /// socket takes only part of it, the rest is left for the writer task
+    /// and `handover()` (still under the lock) must make the writer task
+    /// run.
     pub(crate) fn try_write(
         &self,
         frame: &Frame,
