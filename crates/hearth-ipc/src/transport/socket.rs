@@ -598,7 +598,8 @@ mod tests {
 
     fn nothing_to_read(peer: &mut StdStream) -> bool {
         peer.set_nonblocking(true).unwrap();
-        let empty = matches!(peer.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        let read = peer.read(&mut [0u8; 1]);
+        let empty = matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
         peer.set_nonblocking(false).unwrap();
         empty
     }
