@@ -241,25 +241,7 @@ fn a_subscriber_whose_output_backs_up_gets_lagged_with_the_exact_resume_point() 
 /// where it reads the connection (room in the backlog) or elsewhere
 /// (back-pressure).
 fn writes_under_back_pressure(fx: &Fx, clients: usize) {
-    std::thread::scope(|s| {
-        for c in 0..clients {
-            let client = fx.client();
-            s.spawn(move || {
-                for i in 0..100 {
-                    let id = format!("w{c}:{}", i % 7);
-                    client.put(&id, json!({"c": c, "i": i})).unwrap();
-                    assert_eq!(client.get(&id).unwrap(), Some(json!({"c": c, "i": i})));
-                }
-            });
-        }
-    });
-    let client = fx.client();
-    for c in 0..clients {
-        assert_eq!(
-            client.get(&format!("w{c}:1")).unwrap(),
-            Some(json!({"c": c, "i": 99}))
-        );
-    }
+    common::clients_write_and_read_back(fx, clients, 100, 7, |_| {});
 }
 
 fn tiny_backlog(builder: hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder {

@@ -1317,26 +1317,9 @@ fn in_fsync_mode_the_writes_of_many_busy_clients_are_all_acknowledged_and_read_b
     // runs it on the blocking pool.
     let (fx, _open) = gated_fsync_server();
     let clients = 2 * hearth_shm::cores() + 2;
-    std::thread::scope(|s| {
-        for c in 0..clients {
-            let client = fx.client();
-            s.spawn(move || {
-                assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
-                for i in 0..50 {
-                    let id = format!("c{c}:{}", i % 5);
-                    client.put(&id, json!({"c": c, "i": i})).unwrap();
-                    assert_eq!(client.get(&id).unwrap(), Some(json!({"c": c, "i": i})));
-                }
-            });
-        }
+    common::clients_write_and_read_back(&fx, clients, 50, 5, |client| {
+        assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
     });
-    let client = fx.client();
-    for c in 0..clients {
-        assert_eq!(
-            client.get(&format!("c{c}:4")).unwrap(),
-            Some(json!({"c": c, "i": 49}))
-        );
-    }
 }
 
 #[test]

@@ -160,6 +160,41 @@ impl Fx {
     }
 }
 
+/// Has `clients` threads, each with its own client of `fx` (`check`ed
+/// first), write `puts` documents over `keys` ids of their own
+/// (`w{c}:{i % keys}`), reading each write back at once; then checks that
+/// every client's last write is what a fresh client reads.
+pub fn clients_write_and_read_back(
+    fx: &Fx,
+    clients: usize,
+    puts: usize,
+    keys: usize,
+    check: impl Fn(&Client) + Sync,
+) {
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let client = fx.client();
+            let check = &check;
+            s.spawn(move || {
+                check(&client);
+                for i in 0..puts {
+                    let id = format!("w{c}:{}", i % keys);
+                    client.put(&id, json!({"c": c, "i": i})).unwrap();
+                    assert_eq!(client.get(&id).unwrap(), Some(json!({"c": c, "i": i})));
+                }
+            });
+        }
+    });
+    let client = fx.client();
+    let last = puts - 1;
+    for c in 0..clients {
+        assert_eq!(
+            client.get(&format!("w{c}:{}", last % keys)).unwrap(),
+            Some(json!({"c": c, "i": last}))
+        );
+    }
+}
+
 /// A client that speaks raw bytes on the socket.
 pub struct Raw {
     pub stream: UnixStream,
