@@ -109,9 +109,13 @@ struct Inner {
     /// Set by reads, cleared by the applier: a read since its last look
     /// means the store is busy, so a burst deferral goes on.
     read_lately: AtomicBool,
-    /// Readers and writers waiting for the applier (`Queue::waiters`,
-    /// readable without the queue's lock): while any does, a background
-    /// applier does not offer its core ([`courteous`]).
+    /// Callers blocked until the applier makes progress (readers waiting for
+    /// their writes to be applied, writers held by back-pressure). While any
+    /// wait, the applier does not linger for a fuller batch, and a
+    /// background applier does not offer its core ([`courteous`]). Changed
+    /// only while the queue's lock is held, so that the applier's waits on
+    /// `work_cv` see it as they would a field of the queue; read without
+    /// the lock by `courteous`.
     waited_on: AtomicUsize,
     _lock: File,
 }
@@ -147,10 +151,6 @@ struct Queue {
     shutdown: bool,
     /// The applier is asleep on `work_cv`: only then does a writer wake it.
     applier_idle: bool,
-    /// Callers blocked until the applier makes progress (readers waiting for
-    /// their writes to be applied, writers held by back-pressure). While any
-    /// wait, the applier does not linger for a fuller batch.
-    waiters: usize,
     /// The highest seq a reader blocked in `wait_applied` has needed; while
     /// it is above `applied`, a reader waits and the applier ends its
     /// transaction there once it holds `READER_BATCH` operations.
@@ -383,7 +383,6 @@ impl Store {
                 error: None,
                 shutdown: false,
                 applier_idle: false,
-                waiters: 0,
                 reader_target: 0,
             }),
             work_cv: Condvar::new(),
@@ -1287,20 +1286,19 @@ impl Inner {
     /// Back-pressure: waits while the applier is too far behind.
     fn wait_for_space(&self) -> Result<()> {
         let mut q = self.queue.lock();
-        q.waiters += 1;
-        self.mirror_waiters(&q);
+        // Under the queue's lock, as every change of `waited_on` (Relaxed:
+        // the lock orders it).
+        self.waited_on.fetch_add(1, Ordering::Relaxed);
         let result = self.wait_for_space_locked(&mut q);
-        q.waiters -= 1;
-        self.mirror_waiters(&q);
+        self.waited_on.fetch_sub(1, Ordering::Relaxed);
         result
     }
 
-    /// Copies `q.waiters` (just changed, under the queue's lock) to
-    /// `waited_on`, which the applier reads without the lock.
-    fn mirror_waiters(&self, q: &Queue) {
-        // Relaxed: a hint for the applier's courtesy; the queue's lock and
-        // condition variables order everything else.
-        self.waited_on.store(q.waiters, Ordering::Relaxed);
+    /// Whether a caller waits for the applier (see [`Inner::waited_on`]).
+    fn waited_on(&self) -> bool {
+        // Relaxed: the queue's lock orders it against the applier's checks;
+        // `courteous`, without the lock, reads it as a hint.
+        self.waited_on.load(Ordering::Relaxed) > 0
     }
 
     fn wait_for_space_locked(&self, q: &mut parking_lot::MutexGuard<'_, Queue>) -> Result<()> {
@@ -1325,12 +1323,12 @@ impl Inner {
         if q.applied >= seq {
             return Ok(());
         }
-        q.waiters += 1;
-        self.mirror_waiters(&q);
+        // Under the queue's lock, as every change of `waited_on` (Relaxed:
+        // the lock orders it).
+        self.waited_on.fetch_add(1, Ordering::Relaxed);
         q.reader_target = q.reader_target.max(seq);
         let result = self.wait_applied_locked(&mut q, seq);
-        q.waiters -= 1;
-        self.mirror_waiters(&q);
+        self.waited_on.fetch_sub(1, Ordering::Relaxed);
         result
     }
 
@@ -1551,7 +1549,7 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             // little for more unless somebody is waiting on the applier.
             let deadline = Instant::now() + APPLY_LINGER;
             while q.items.len() < APPLY_LINGER_OPS
-                && q.waiters == 0
+                && !inner.waited_on()
                 && !q.shutdown
                 && !inner.work_cv.wait_until(&mut q, deadline).timed_out()
             {}
@@ -1718,7 +1716,7 @@ impl Courtesy {
 /// core when [`Courtesy`] says so (`inner`: who waits for the applier).
 fn courteous(courtesy: &mut Option<Courtesy>, inner: &Inner) {
     if let Some(c) = courtesy
-        && c.due(Instant::now(), inner.waited_on.load(Ordering::Relaxed) > 0)
+        && c.due(Instant::now(), inner.waited_on())
     {
         std::thread::yield_now();
     }
@@ -1794,14 +1792,14 @@ fn defer_to_burst(inner: &Inner, q: &mut parking_lot::MutexGuard<'_, Queue>) {
     let start = Instant::now();
     let mut seen = q.items.len();
     inner.read_lately.store(false, Ordering::Relaxed);
-    while q.waiters == 0
+    while !inner.waited_on()
         && !q.shutdown
         && q.items.len() < inner.opts.max_pending_ops / 8
         && q.bytes < inner.opts.max_pending_bytes / 8
         && start.elapsed() < BURST_DEFER_MAX
     {
         let step = Instant::now() + BURST_STEP;
-        while q.waiters == 0 && !q.shutdown && !inner.work_cv.wait_until(q, step).timed_out() {}
+        while !inner.waited_on() && !q.shutdown && !inner.work_cv.wait_until(q, step).timed_out() {}
         let read = inner.read_lately.swap(false, Ordering::Relaxed);
         if q.items.len() == seen && !read {
             break;
