@@ -414,6 +414,51 @@ fn threads_sharing_a_blocking_client_get_their_own_answers(fx: &Fx) {
     client.ping().unwrap();
 }
 
+/// Threads sharing one blocking client, each listing, querying and
+/// searching its own documents between writes and reads (over shared
+/// memory each thread reads the ring for its call, or has its chunks
+/// routed by the thread that does), all get their own streams, whole and
+/// in order.
+fn threads_sharing_a_blocking_client_get_their_own_streams(fx: &Fx) {
+    let client = fx.client();
+    std::thread::scope(|s| {
+        for t in 0..6u32 {
+            let client = client.clone();
+            s.spawn(move || {
+                let mine = format!("streams:{t}:");
+                for i in 0..30u32 {
+                    let id = format!("{mine}{i:02}");
+                    let word = format!("word{t}x{i}");
+                    client
+                        .put(&id, json!({"owner": t, "i": i, "text": word}))
+                        .unwrap();
+                    let listed = client
+                        .list(ListOptions {
+                            prefix: Some(mine.clone()),
+                            limit: Some(100),
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    let order: Vec<u64> = listed
+                        .docs
+                        .iter()
+                        .map(|d| d.data["i"].as_u64().unwrap())
+                        .collect();
+                    assert_eq!(order, (0..=u64::from(i)).collect::<Vec<_>>(), "{id}");
+                    let queried = client.query(json!({"owner": t}), Some(100), None).unwrap();
+                    assert_eq!(queried.docs.len(), i as usize + 1, "{id}");
+                    assert!(queried.docs.iter().all(|d| d.id.starts_with(&mine)));
+                    let hits = client.search(&word, 10).unwrap();
+                    assert_eq!(hits.len(), 1, "{id}");
+                    assert_eq!(hits[0].doc.id, id);
+                    assert_eq!(client.get(&id).unwrap().unwrap()["i"], i);
+                }
+            });
+        }
+    });
+    client.ping().unwrap();
+}
+
 fn many_requests_in_flight_on_one_connection(fx: &Fx) {
     let client = fx.client();
     std::thread::scope(|scope| {
@@ -983,6 +1028,7 @@ conformance!(
     errors_carry_stable_codes,
     large_documents_round_trip_and_oversized_ones_are_refused,
     threads_sharing_a_blocking_client_get_their_own_answers,
+    threads_sharing_a_blocking_client_get_their_own_streams,
     many_requests_in_flight_on_one_connection,
     handlers_answer_by_name_with_typed_errors,
     a_handler_added_to_a_running_server_answers_on_open_connections,

@@ -495,6 +495,65 @@ fn a_call_over_budget_on_a_frozen_server_comes_back_later_over_the_socket() {
     a_call_over_budget_on_a_frozen_server_comes_back_later(TransportPreference::Socket);
 }
 
+/// How many documents a blocking list, query or search (`which`) of the
+/// frozen-server tests finds.
+fn streamed(client: &Client, which: &str) -> Result<usize, IpcError> {
+    match which {
+        "list" => client
+            .list(ListOptions {
+                prefix: Some("frozen:".into()),
+                limit: Some(10),
+                ..ListOptions::default()
+            })
+            .map(|p| p.docs.len()),
+        "query" => client
+            .query(json!({"type": "Frozen"}), Some(10), None)
+            .map(|p| p.docs.len()),
+        _ => client.search("icicle", 10).map(|h| h.len()),
+    }
+}
+
+/// A frozen server: a blocking list, query or search (sent and waited for
+/// on the calling thread) fails with `Timeout` at its call's timeout — not
+/// after a second timeout's worth of waiting for chunks elsewhere — and,
+/// thawed, the server's late chunks never reach the next call.
+fn a_streamed_call_on_a_frozen_server_times_out_once(transport: TransportPreference) {
+    let (mut child, options, _dirs) = child_server();
+    let timeout = Duration::from_secs(1);
+    let client = Client::connect_with(options.transport(transport).timeout(timeout)).unwrap();
+    client
+        .put("frozen:1", json!({"type": "Frozen", "text": "icicle"}))
+        .unwrap();
+    freeze(child.id());
+    for which in ["list", "query", "search"] {
+        let asked = Instant::now();
+        let e = streamed(&client, which).unwrap_err();
+        let took = asked.elapsed();
+        assert!(matches!(e, IpcError::Timeout { .. }), "{which}: {e:?}");
+        // Twice the timeout: what waiting for the chunks once more takes.
+        assert!(took < timeout * 2, "{which} took {took:?}");
+    }
+    signal(child.id(), "CONT");
+    let patient = client.with_timeout(Duration::from_secs(30));
+    for _ in 0..20 {
+        for which in ["list", "query", "search"] {
+            assert_eq!(streamed(&patient, which).unwrap(), 1, "{which}");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_streamed_call_on_a_frozen_server_times_out_once_over_shm() {
+    a_streamed_call_on_a_frozen_server_times_out_once(TransportPreference::SharedMemory);
+}
+
+#[test]
+fn a_streamed_call_on_a_frozen_server_times_out_once_over_the_socket() {
+    a_streamed_call_on_a_frozen_server_times_out_once(TransportPreference::Socket);
+}
+
 /// A shared-memory client whose calls time out after 300 ms.
 fn impatient_shm_client(options: ConnectOptions) -> Client {
     Client::connect_with(

@@ -37,6 +37,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Documents a list row asks for at a time.
+const LIST_PAGE: usize = 10;
+
 /// Arguments of `hearth bench channel` (`--channel` and `--json` are the
 /// global flags).
 #[derive(Debug, Args)]
@@ -599,6 +602,40 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
     if missing > 0 {
         sec.notes
             .push(format!("{missing} gets found no document (expected none)"));
+    }
+
+    // A page of documents (list, as an app's view asks for one), after a
+    // random id: a streamed call, whose chunks come before its end. First
+    // the store's applier catches up with the writes above (a query waits
+    // for that), so that the row measures lists, not the applier beside them.
+    client.query(json!({"bench:drain": true}), Some(1), None)?;
+    let probe = Probe::start(pid);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(work.ops);
+    let mut short = 0usize;
+    for _ in 0..work.ops {
+        let after = work.ids[rng.below(n)].clone();
+        let t0 = Instant::now();
+        let page = client.list(ListOptions {
+            prefix: Some("bench:item:".into()),
+            limit: Some(LIST_PAGE),
+            after: Some(after),
+            ..ListOptions::default()
+        })?;
+        lat.push(elapsed_ns(t0));
+        short += usize::from(page.docs.len() < LIST_PAGE);
+        black_box(page);
+    }
+    let (m, cpu) = probe.measure(lat, start.elapsed());
+    sec.push(Row::new(
+        "list_rt",
+        format!("list of {LIST_PAGE} round trip, 1 client (blocking Client)"),
+        m,
+        cpu,
+    ));
+    if short == work.ops {
+        sec.notes
+            .push("every list came back short of a page (expected a few at the end)".into());
     }
 
     let rt = crate::signals::runtime()?;

@@ -109,10 +109,11 @@ impl Client {
     }
 
     /// A streamed call (list, query, search) that waits on this thread for
-    /// at most `budget`, like [`unary_within`](Self::unary_within): over
-    /// shared memory the thread reads the chunks itself; otherwise the call
-    /// runs as a task of the connection's runtime, waited on for the
-    /// budget. `shape` makes the result of what was collected.
+    /// at most `budget`, like [`unary_within`](Self::unary_within): the
+    /// thread sends the request itself and, over shared memory, reads the
+    /// chunks itself; otherwise the call runs as a task of the
+    /// connection's runtime, waited on for the budget. `shape` makes the
+    /// result of what was collected.
     fn collect_within<T: Send + 'static>(
         &self,
         op: Operation,
@@ -120,7 +121,10 @@ impl Client {
         budget: Duration,
         shape: fn(Collected) -> Result<T, IpcError>,
     ) -> Within<T> {
-        if let Some(within) = self.inner.collect_blocking_within(op, &body, budget) {
+        let on_thread = self
+            .inner
+            .collect_blocking_within(op, &body, Some(budget), &self.handle);
+        if let Some(within) = on_thread {
             return within.and_then(shape);
         }
         let inner = self.inner.clone();
@@ -131,6 +135,27 @@ impl Client {
             Ok(r) => Within::Ready(joined(r).and_then(shape)),
             Err(_) => Within::Later(Later::new(async move { shape(joined(task.await)?) })),
         }
+    }
+
+    /// A streamed call (list, query, search) waited for on this thread:
+    /// sent by it, and over shared memory read by it (no thread hop, as a
+    /// unary call); in process, or with no free slot, through the
+    /// connection's runtime (which also reconnects a dead connection).
+    fn collect<T>(
+        &self,
+        op: Operation,
+        body: Value,
+        shape: fn(Collected) -> Result<T, IpcError>,
+    ) -> Result<T, IpcError> {
+        let collected = match self
+            .inner
+            .collect_blocking_within(op, &body, None, &self.handle)
+        {
+            Some(Within::Ready(r)) => r,
+            Some(Within::Later(rest)) => self.run(rest.wait()),
+            None => self.run(self.inner.collect(op, &body)),
+        };
+        shape(collected?)
     }
 
     /// [`Client::list`] that waits here for at most `budget`; see
@@ -328,7 +353,7 @@ impl Client {
 
     /// See [`AsyncClient::list`].
     pub fn list(&self, options: ListOptions) -> Result<Page, IpcError> {
-        self.run(self.inner.list(options))
+        self.collect(Operation::List, AsyncClient::list_body(&options), page)
     }
 
     /// See [`AsyncClient::list_stream`].
@@ -347,12 +372,14 @@ impl Client {
         limit: Option<usize>,
         after: Option<&str>,
     ) -> Result<Page, IpcError> {
-        self.run(self.inner.query(filter, limit, after))
+        let body = AsyncClient::query_body(filter, limit, after);
+        self.collect(Operation::Query, body, page)
     }
 
     /// See [`AsyncClient::search`].
     pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, IpcError> {
-        self.run(self.inner.search(text, limit))
+        let body = AsyncClient::search_body(text, limit);
+        self.collect(Operation::Search, body, hits)
     }
 
     /// See [`AsyncClient::batch`].

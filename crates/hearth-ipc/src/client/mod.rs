@@ -17,7 +17,6 @@ pub use stream::{AsyncChangeStream, AsyncDocStream, AsyncTopicStream};
 pub use within::{Later, Within};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
-use self::shm::ClientShm;
 use self::within::OnThread;
 use crate::channel;
 use crate::error::IpcError;
@@ -530,16 +529,6 @@ impl AsyncClient {
             // until the call's own deadline, so nothing is left for later.
             Within::Later(_) => Err(self.timed_out(op)),
         })
-    }
-
-    /// The current connection, its shared-memory state and an in-flight
-    /// permit, when a call can be made on the calling thread now: on
-    /// shared memory, alive, with nothing queued ahead and a free slot.
-    fn blocking_parts(&self) -> Option<(Arc<ConnCore>, Arc<ClientShm>, OwnedSemaphorePermit)> {
-        match self.on_thread_parts()? {
-            (core, OnThread::Shm(shm), permit) => Some((core, shm, permit)),
-            (_, OnThread::Socket, _) => None,
-        }
     }
 
     /// The current connection, how a call reaches it from the calling

@@ -26,6 +26,7 @@ use super::shm::{ClientShm, Deadline, SyncSlot, WaitEnd};
 use super::stream::AsyncDocStream;
 use super::{AsyncClient, Collected, calls};
 use crate::error::IpcError;
+use crate::rt::block_on;
 use hearth_proto::{Frame, Operation};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -33,6 +34,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 /// What a call with a budget gives back: its result, or the rest of it.
@@ -181,18 +183,22 @@ impl AsyncClient {
     }
 
     /// A streamed call (list, query, search) collected on the calling
-    /// thread over shared memory: the thread sends the request and reads
-    /// the ring itself, chunk after chunk, for at most `budget`; what is
-    /// left then goes on asynchronously (the background reader reads for
-    /// it). `None` when the blocking path is not available now.
+    /// thread, which sends the request itself: over shared memory it reads
+    /// the ring itself, chunk after chunk; over a socket it waits (on
+    /// `handle`'s timers) for the chunks the connection's reader routes to
+    /// it. It waits there for at most `budget` (the whole timeout when
+    /// `None`); what is left then goes on asynchronously (on shared memory
+    /// the background reader reads for it). `None` when the blocking path
+    /// is not available now (see `on_thread_parts`).
     pub(crate) fn collect_blocking_within(
         &self,
         op: Operation,
         body: &Value,
-        budget: Duration,
+        budget: Option<Duration>,
+        handle: &Handle,
     ) -> Option<Within<Collected>> {
-        let (core, shm, permit) = self.blocking_parts()?;
-        let deadline = Deadline::new(self.timeout, Some(budget)).with_turn_wait(self.turn_wait);
+        let (core, path, permit) = self.on_thread_parts()?;
+        let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
         let (tx, rx) = mpsc::unbounded_channel();
         // Not announced to the background reader: this thread reads for it
@@ -205,9 +211,13 @@ impl AsyncClient {
             },
         );
         let stream = AsyncDocStream::new(core.clone(), id, op, rx, self.timeout);
-        if let Err(end) = shm.send_blocking(&core, Frame::json_request(op, id, body), &deadline) {
+        if let Err(end) = path.send(&core, Frame::json_request(op, id, body), &deadline) {
             return Some(Within::Ready(Err(self.wait_failed(&core, op, end))));
         }
+        let shm = match path {
+            OnThread::Shm(shm) => shm,
+            OnThread::Socket => return Some(self.collect_routed(op, stream, &deadline, handle)),
+        };
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
         let wait = || deadline.wait_on(&shm);
@@ -219,7 +229,7 @@ impl AsyncClient {
         }
         let mut stream = stream.into_inner();
         if stream.take_routed() {
-            if stream.buffered() > READY_ITEMS {
+            if budget.is_some() && stream.buffered() > READY_ITEMS {
                 // Decoding and shaping that many is the runtime's work.
                 return Some(Within::Later(Later::new(
                     async move { stream.collected_now() },
@@ -227,8 +237,37 @@ impl AsyncClient {
             }
             return Some(Within::Ready(stream.collected_now()));
         }
+        if Instant::now() >= deadline.call() {
+            // The call's own time is up, not only the wait's: dropping the
+            // stream cancels it on the server.
+            return Some(Within::Ready(Err(self.timed_out(op))));
+        }
         shm.interest_up();
         Some(Within::Later(Later::new(stream.collect_rest())))
+    }
+
+    /// The rest of [`collect_blocking_within`](Self::collect_blocking_within)
+    /// over a socket: waits on the calling thread, until `deadline`'s wait
+    /// ends, for the chunks the connection's reader routes to `stream`.
+    fn collect_routed(
+        &self,
+        op: Operation,
+        stream: AsyncDocStream,
+        deadline: &Deadline,
+        handle: &Handle,
+    ) -> Within<Collected> {
+        let mut rest = Box::pin(stream.collect_rest());
+        let until = tokio::time::Instant::from_std(deadline.wait());
+        // The timer is made inside `block_on`, which enters the runtime.
+        let waited = block_on(handle, async {
+            tokio::time::timeout_at(until, &mut rest).await
+        });
+        match waited {
+            Ok(collected) => Within::Ready(collected),
+            Err(_) if deadline.budget_first() => Within::Later(Later::new(rest)),
+            // The call's own time is up: dropping the stream cancels it.
+            Err(_) => Within::Ready(Err(self.timed_out(op))),
+        }
     }
 
     /// How a wait on the calling thread for `op` that ended without an
