@@ -5,7 +5,9 @@
 //! there are no more spinners than cores (a spinner on an oversubscribed
 //! machine only steals the time slice the peer needs), yields the core
 //! between polls once it has spun a while, and lets its budget grow when
-//! spinning paid off and shrink when it had to sleep anyway. A spinner that
+//! spinning paid off and shrink when it had to sleep anyway — trying a
+//! shrunk budget at full length again now and then (a probe), since only
+//! a wait that ends within a spin can grow it. A spinner that
 //! finds it was descheduled in the middle of a spin (a gap between two
 //! looks at the clock far longer than the polls take) concludes that other
 //! threads want its core — another process, the store's applier, a JIT
@@ -74,6 +76,15 @@ const COOL_MIN: Duration = Duration::from_millis(1);
 /// cool-down is descheduled again soon (a thread that keeps wanting the
 /// core: another process's busy loop, the store's applier catching up).
 const COOL_MAX: Duration = Duration::from_millis(20);
+
+/// Waits between two full-length spins (probes) of a spinner whose budget
+/// has shrunk, at first and after a probe that paid off.
+const PROBE_EVERY_MIN: u32 = 8;
+
+/// The most waits between two probes: the interval doubles after each
+/// probe that did not pay off, so that a waiter whose peer is truly slow
+/// (or away) spins its whole budget at most once in this many waits.
+const PROBE_EVERY_MAX: u32 = 1024;
 
 /// The number of cores this process may run on.
 ///
@@ -155,8 +166,7 @@ impl Default for SpinClaim {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Spinner {
-    budget: Duration,
-    min: Duration,
+    budget: Budget,
     max: Duration,
     yield_after: Duration,
     /// No spinning before this instant (set when a spin was descheduled).
@@ -170,8 +180,7 @@ impl Spinner {
     /// (starting at `max`).
     pub fn new(max: Duration) -> Spinner {
         Spinner {
-            budget: max,
-            min: max / 16,
+            budget: Budget::new(max),
             max,
             yield_after: max / 4,
             quiet_until: None,
@@ -181,7 +190,7 @@ impl Spinner {
 
     /// The current budget.
     pub fn budget(&self) -> Duration {
-        self.budget
+        self.budget.now
     }
 
     /// Polls `ready` until it holds (true) or the budget is spent (false).
@@ -242,6 +251,7 @@ impl Spinner {
             let end = Instant::now() + self.max;
             return yield_until(SHARED_YIELDS, end, &mut ready, || !shares_core());
         }
+        let budget = self.budget.for_next_spin();
         let start = Instant::now();
         let mut last = start;
         let mut checked = false;
@@ -250,8 +260,7 @@ impl Spinner {
                 if ready() {
                     if checked {
                         // Paid off: keep (or grow) a budget that covers it.
-                        let took = start.elapsed();
-                        self.budget = (self.budget + took).clamp(self.min, self.max);
+                        self.budget.paid(start.elapsed());
                     }
                     // Within the first polls: the budget covers it already,
                     // and the round trip is spared a clock read.
@@ -270,14 +279,14 @@ impl Spinner {
                 let cool = cool_down_after(self.cooled, now);
                 self.quiet_until = Some(now + cool);
                 self.cooled = Some((now + cool, cool));
-                self.budget = (self.budget / 2).max(self.min);
+                self.budget.preempted();
                 return false;
             }
             last = now;
             let spent = now.duration_since(start);
-            if spent >= self.budget {
-                // Had to give up: spin less next time (down to `min`).
-                self.budget = (self.budget / 2).max(self.min);
+            if spent >= budget {
+                // Had to give up: spin less next time (down to a sixteenth).
+                self.budget.gave_up();
                 return false;
             }
             if spent >= self.yield_after && spinning() >= cores() {
@@ -287,6 +296,86 @@ impl Spinner {
                 last = Instant::now();
             }
         }
+    }
+}
+
+/// A spinner's budget and how it adapts: no clock and no spinning, so
+/// that the policy is tested on its own.
+///
+/// A wait the budget covered keeps it (and grows it by what the wait
+/// took); one it did not halves it, down to a sixteenth of the longest.
+/// A shrunk budget is tried at full length again now and then (a
+/// *probe*, every [`PROBE_EVERY_MIN`] waits, the interval doubling after
+/// each probe that did not pay off, up to [`PROBE_EVERY_MAX`]): without
+/// probes, a budget below the usual wait could never grow back, since only
+/// a wait that ends within the budget grows it. Two peers that each do
+/// tens of microseconds of work between their turns (a list and the
+/// JavaScript that handles its page) were caught like that: each side's
+/// budget shrank while the other slept, then every wait ended asleep, and
+/// each call paid two futex wake-ups (docs/performance.md).
+#[derive(Debug, Clone)]
+struct Budget {
+    /// The budget for a spin that is not a probe.
+    now: Duration,
+    min: Duration,
+    max: Duration,
+    /// Waits since the last probe (or since the budget shrank).
+    waits: u32,
+    /// Waits between two probes.
+    probe_every: u32,
+    /// Whether the spin under way is a probe.
+    probing: bool,
+}
+
+impl Budget {
+    fn new(max: Duration) -> Budget {
+        Budget {
+            now: max,
+            min: max / 16,
+            max,
+            waits: 0,
+            probe_every: PROBE_EVERY_MIN,
+            probing: false,
+        }
+    }
+
+    /// How long the next spin may last: the budget, or the longest when a
+    /// probe is due.
+    fn for_next_spin(&mut self) -> Duration {
+        self.probing = false;
+        if self.now >= self.max {
+            self.waits = 0;
+            return self.max;
+        }
+        self.waits += 1;
+        if self.waits < self.probe_every {
+            return self.now;
+        }
+        self.waits = 0;
+        self.probing = true;
+        self.max
+    }
+
+    /// The wait ended within the spin, after `took`.
+    fn paid(&mut self, took: Duration) {
+        self.now = (self.now + took).clamp(self.min, self.max);
+        if self.probing {
+            self.probe_every = PROBE_EVERY_MIN;
+        }
+    }
+
+    /// The spin used up its budget.
+    fn gave_up(&mut self) {
+        self.now = (self.now / 2).max(self.min);
+        if self.probing {
+            self.probe_every = (self.probe_every * 2).min(PROBE_EVERY_MAX);
+        }
+    }
+
+    /// The spin was descheduled: spin less, and try at full length again no
+    /// sooner than planned (a deschedule says nothing of the peer).
+    fn preempted(&mut self) {
+        self.now = (self.now / 2).max(self.min);
     }
 }
 
@@ -558,6 +647,122 @@ mod tests {
             Duration::from_millis(20)
         );
         assert_eq!(cool_down_after(None, t), COOL_MIN);
+    }
+
+    /// Gives up spins until the budget is at its floor; the waits that
+    /// took count from the last of them.
+    fn shrunk(max: Duration) -> Budget {
+        let mut b = Budget::new(max);
+        while b.now > b.min {
+            b.for_next_spin();
+            b.gave_up();
+        }
+        b.waits = 0;
+        b
+    }
+
+    /// The waits until the next probe (counting it), giving up every spin.
+    fn waits_to_probe(b: &mut Budget) -> u32 {
+        for n in 1..=PROBE_EVERY_MAX {
+            let spin = b.for_next_spin();
+            if b.probing {
+                assert_eq!(spin, b.max, "a probe spins the longest budget");
+                return n;
+            }
+            assert_eq!(spin, b.now, "a plain spin keeps to the budget");
+            b.gave_up();
+        }
+        panic!("no probe within {PROBE_EVERY_MAX} waits");
+    }
+
+    #[test]
+    fn a_budget_at_its_longest_is_never_a_probe() {
+        let mut b = Budget::new(Duration::from_micros(100));
+        for _ in 0..100 {
+            assert_eq!(b.for_next_spin(), b.max);
+            assert!(!b.probing);
+            b.paid(Duration::from_micros(3));
+        }
+    }
+
+    #[test]
+    fn a_shrunk_budget_spins_at_full_length_every_eighth_wait() {
+        let mut b = shrunk(Duration::from_micros(100));
+        assert_eq!(b.now, Duration::from_micros(100) / 16);
+        assert_eq!(waits_to_probe(&mut b), PROBE_EVERY_MIN);
+    }
+
+    #[test]
+    fn a_probe_that_pays_grows_the_budget_back_from_its_floor() {
+        let max = Duration::from_micros(100);
+        let mut b = shrunk(max);
+        waits_to_probe(&mut b);
+        // The peer answered 45 µs into the probe: the next spins cover that.
+        b.paid(Duration::from_micros(45));
+        assert_eq!(b.now, max / 16 + Duration::from_micros(45));
+        assert_eq!(b.for_next_spin(), b.now);
+        assert!(!b.probing);
+    }
+
+    #[test]
+    fn probes_that_do_not_pay_come_ever_more_rarely_up_to_one_in_1024_waits() {
+        let mut b = shrunk(Duration::from_micros(100));
+        let mut gaps = Vec::new();
+        for _ in 0..10 {
+            gaps.push(waits_to_probe(&mut b));
+            b.gave_up();
+        }
+        assert_eq!(gaps, [8, 16, 32, 64, 128, 256, 512, 1024, 1024, 1024]);
+    }
+
+    #[test]
+    fn a_probe_that_pays_brings_the_next_back_to_eight_waits() {
+        let mut b = shrunk(Duration::from_micros(100));
+        for _ in 0..4 {
+            waits_to_probe(&mut b);
+            b.gave_up();
+        }
+        waits_to_probe(&mut b);
+        b.paid(Duration::from_micros(1));
+        assert_eq!(waits_to_probe(&mut b), PROBE_EVERY_MIN);
+    }
+
+    #[test]
+    fn a_descheduled_probe_does_not_make_probes_rarer() {
+        let mut b = shrunk(Duration::from_micros(100));
+        waits_to_probe(&mut b);
+        b.preempted();
+        assert_eq!(waits_to_probe(&mut b), PROBE_EVERY_MIN);
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri's clock moves with the instructions run, not with time: its polls look descheduled"
+    )]
+    fn a_shrunk_spinner_waits_out_a_slower_peer_again_within_a_few_waits() {
+        let _turn = one_at_a_time();
+        let max = Duration::from_micros(1600);
+        let mut s = Spinner::new(max);
+        while s.budget() > max / 16 {
+            assert!(!s.spin(|| false));
+        }
+        // The peer now answers 300 µs into each wait: later than the
+        // shrunk budget (100 µs) lasts, sooner than the longest. Only a spin at full
+        // length sees it (a bound on the loop, not a measured time: without
+        // probes no wait would ever end within the spin).
+        let peer = Duration::from_micros(300);
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            let begun = Instant::now();
+            if s.spin(|| begun.elapsed() >= peer) {
+                break;
+            }
+            assert!(Instant::now() < give_up, "no spin waited out the peer");
+        }
+        // Grown by about what the wait took (counted from the spin's start,
+        // a little after the wait's).
+        assert!(s.budget() > max / 16 + peer / 2, "{:?}", s.budget());
     }
 
     #[test]
