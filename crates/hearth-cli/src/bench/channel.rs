@@ -37,6 +37,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The caller's work between two calls of the "work between calls" row.
+const THINK: Duration = Duration::from_micros(60);
+
 /// Documents a list row asks for at a time.
 const LIST_PAGE: usize = 10;
 
@@ -603,6 +606,34 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
         sec.notes
             .push(format!("{missing} gets found no document (expected none)"));
     }
+
+    // The same gets with the caller busy between them, as an app that does
+    // something with each answer: the server's wait for the next request
+    // is then tens of microseconds, not one (a spin budget that could not
+    // grow back once shrunk left every such call to two futex wake-ups).
+    let probe = Probe::start(pid);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(work.ops);
+    for _ in 0..work.ops {
+        let id = &work.ids[rng.below(n)];
+        let t0 = Instant::now();
+        black_box(client.get(id)?);
+        lat.push(elapsed_ns(t0));
+        let busy = Instant::now();
+        while busy.elapsed() < THINK {
+            std::hint::spin_loop();
+        }
+    }
+    let (m, cpu) = probe.measure(lat, start.elapsed());
+    sec.push(Row::new(
+        "get_rt_think",
+        format!(
+            "get round trip, 1 client, {} µs of work between calls",
+            THINK.as_micros()
+        ),
+        m,
+        cpu,
+    ));
 
     // A page of documents (list, as an app's view asks for one), after a
     // random id: a streamed call, whose chunks come before its end. First
