@@ -69,7 +69,7 @@ pub use ring::{
 };
 #[cfg(not(loom))]
 pub use segment::{Segment, write_raw};
-pub use spin::{SpinClaim, Spinner, cores, spinning};
+pub use spin::{SpinClaim, Spinner, SteadySpinner, cores, spinning};
 
 #[cfg(all(test, not(loom)))]
 mod send_sync {

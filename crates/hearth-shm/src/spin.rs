@@ -1,7 +1,9 @@
 //! Spinning before sleeping: how long, and when not to.
 //!
-//! Owns: the adaptive spin budget of one waiter ([`Spinner`]) and the
-//! process-wide count of threads spinning right now. A waiter spins while
+//! Owns: the adaptive spin budget of one waiter ([`Spinner`]), the
+//! fixed spin of a waiter whose answer other threads bring
+//! ([`SteadySpinner`]), and the process-wide count of threads spinning
+//! right now. A waiter spins while
 //! there are no more spinners than cores (a spinner on an oversubscribed
 //! machine only steals the time slice the peer needs), yields the core
 //! between polls once it has spun a while, and lets its budget grow when
@@ -295,6 +297,107 @@ impl Spinner {
                 // too; do not count the yield itself as one.
                 last = Instant::now();
             }
+        }
+    }
+}
+
+/// Consecutive waits that outlast a [`SteadySpinner`]'s spin before it
+/// stops spinning (but for probes). Many: a socket's answers come late in
+/// spells (the threads bringing them waiting for a core), and stopping
+/// after eight in a row left one client's gets at p50 18–26 µs where
+/// spinning on through them kept 17 µs (docs/performance.md).
+const STEADY_MISSES: u32 = 64;
+
+/// The most waits between two probes of a stopped [`SteadySpinner`]: its
+/// peer's slow spells pass (a socket's answers come late for a while when
+/// the threads bringing them wait for a core), and a probe that catches
+/// an answer should come soon after; a spin in 64 waits costs little.
+const STEADY_PROBE_MAX: u32 = 64;
+
+/// A waiter that spins for a fixed time before it sleeps, for an answer
+/// that other threads bring whether or not it spins (a socket's reader
+/// routing it, after a server process answered): an answer that comes
+/// while it spins costs the bringer no wake-up system call and the waiter
+/// no wake-up latency.
+///
+/// Unlike [`Spinner`] it neither shrinks its spin after a miss nor stops
+/// for a cool-down when descheduled: such answers come at two speeds (all
+/// threads on their cores, or one of them waiting for a core), and a
+/// budget halved at each slow answer spent half its time at its floor and
+/// missed the fast ones too. It stops spinning only after
+/// `STEADY_MISSES` (64) waits in a row outlasted the spin (the peer is slow:
+/// a long query, a busy server), then spins again every eighth wait, the
+/// interval doubling up to one in 64 (`STEADY_PROBE_MAX`) while those
+/// miss too. It does not spin while every core already has a
+/// spinner in this process, and counts itself as one while it spins.
+///
+/// ```
+/// use hearth_shm::SteadySpinner;
+/// use std::time::Duration;
+/// let mut spinner = SteadySpinner::new(Duration::from_micros(50));
+/// let mut polls = 0;
+/// assert!(spinner.spin(|| { polls += 1; polls > 10 }));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SteadySpinner {
+    spin: Duration,
+    /// Waits in a row that outlasted the spin (or would have: skipped).
+    misses: u32,
+    /// While stopped: waits since the last probe, and between two probes.
+    skipped: u32,
+    probe_every: u32,
+}
+
+impl SteadySpinner {
+    /// A waiter that spins for up to `spin` before it sleeps.
+    pub fn new(spin: Duration) -> SteadySpinner {
+        SteadySpinner {
+            spin,
+            misses: 0,
+            skipped: 0,
+            probe_every: PROBE_EVERY_MIN,
+        }
+    }
+
+    /// Polls `ready` until it holds (true), or for up to the spin, or not
+    /// at all (false: the caller sleeps) — see the type's rules.
+    pub fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        if !self.spins_next() || spinning() >= cores() {
+            return false;
+        }
+        let (_registered, _) = Registered::enter();
+        let got = poll_until(Instant::now() + self.spin, &mut ready);
+        self.record(got);
+        got
+    }
+
+    /// Whether the next wait spins: unless the waits keep outlasting the
+    /// spin, then only the probes.
+    fn spins_next(&mut self) -> bool {
+        if self.misses < STEADY_MISSES {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped < self.probe_every {
+            return false;
+        }
+        self.skipped = 0;
+        true
+    }
+
+    /// What a spin found: the answer (`got`) or nothing.
+    fn record(&mut self, got: bool) {
+        if got {
+            self.misses = 0;
+            self.probe_every = PROBE_EVERY_MIN;
+        } else if self.misses >= STEADY_MISSES {
+            // A probe that missed: the next one comes later.
+            self.probe_every = (self.probe_every * 2).min(STEADY_PROBE_MAX);
+        } else {
+            self.misses += 1;
         }
     }
 }
@@ -763,6 +866,96 @@ mod tests {
         // Grown by about what the wait took (counted from the spin's start,
         // a little after the wait's).
         assert!(s.budget() > max / 16 + peer / 2, "{:?}", s.budget());
+    }
+
+    /// The waits until a stopped steady spinner spins again (counting it),
+    /// every spin missing.
+    fn steady_waits_to_spin(s: &mut SteadySpinner) -> u32 {
+        for n in 1..=PROBE_EVERY_MAX {
+            if s.spins_next() {
+                return n;
+            }
+        }
+        panic!("no spin within {PROBE_EVERY_MAX} waits");
+    }
+
+    #[test]
+    fn a_steady_spinner_keeps_spinning_through_misses_short_of_many_in_a_row() {
+        let mut s = SteadySpinner::new(Duration::from_micros(50));
+        for _ in 0..100 {
+            // Every other answer outlasts the spin: it spins every time.
+            for got in [false, true] {
+                assert!(s.spins_next());
+                s.record(got);
+            }
+        }
+        for _ in 0..STEADY_MISSES - 1 {
+            assert!(s.spins_next());
+            s.record(false);
+        }
+        assert!(s.spins_next(), "one miss short of stopping: still spinning");
+    }
+
+    #[test]
+    fn misses_in_a_row_stop_a_steady_spinner_but_for_rarer_probes_up_to_one_in_64() {
+        let mut s = SteadySpinner::new(Duration::from_micros(50));
+        for _ in 0..STEADY_MISSES {
+            assert!(s.spins_next());
+            s.record(false);
+        }
+        let mut gaps = Vec::new();
+        for _ in 0..10 {
+            gaps.push(steady_waits_to_spin(&mut s));
+            s.record(false);
+        }
+        assert_eq!(gaps, [8, 16, 32, 64, 64, 64, 64, 64, 64, 64]);
+    }
+
+    #[test]
+    fn a_probe_that_catches_its_answer_starts_a_steady_spinner_again() {
+        let mut s = SteadySpinner::new(Duration::from_micros(50));
+        for _ in 0..STEADY_MISSES {
+            s.spins_next();
+            s.record(false);
+        }
+        for _ in 0..3 {
+            steady_waits_to_spin(&mut s);
+            s.record(false);
+        }
+        steady_waits_to_spin(&mut s);
+        s.record(true);
+        for _ in 0..20 {
+            assert!(s.spins_next(), "spinning at every wait again");
+            s.record(true);
+        }
+    }
+
+    #[test]
+    fn a_steady_spinner_does_not_spin_while_every_core_has_a_spinner() {
+        let _turn = one_at_a_time();
+        let _crowd = crowd();
+        let mut s = SteadySpinner::new(Duration::from_secs(10));
+        let mut polls = 0;
+        assert!(!s.spin(|| {
+            polls += 1;
+            false
+        }));
+        assert_eq!(polls, 1, "one look, then the caller sleeps");
+    }
+
+    #[test]
+    fn a_steady_spinner_spins_until_its_answer_and_counts_as_a_spinner() {
+        let _turn = one_at_a_time();
+        let mut s = SteadySpinner::new(Duration::from_secs(10));
+        let mut polls = 0;
+        let mut seen = 0;
+        assert!(s.spin(|| {
+            polls += 1;
+            seen = seen.max(spinning());
+            polls == 1000
+        }));
+        assert_eq!(seen, 1);
+        assert_eq!(spinning(), 0);
     }
 
     #[test]

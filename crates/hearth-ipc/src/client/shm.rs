@@ -34,7 +34,9 @@ use crate::error::IpcError;
 use crate::message::{self, Reassembler};
 use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
 use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
-use hearth_shm::{AwayWatch, Consumer, Direction, Segment, Spinner, TurnHint, Waker};
+use hearth_shm::{
+    AwayWatch, Consumer, Direction, Segment, Spinner, SteadySpinner, TurnHint, Waker,
+};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
@@ -53,6 +55,12 @@ const HOLDER_SPIN: Duration = Duration::from_micros(100);
 /// Longest a caller whose answer another thread will route spins before
 /// parking.
 const WAITER_SPIN: Duration = Duration::from_micros(20);
+
+/// Longest a caller over a socket spins for the answer the connection's
+/// reader routes to it before parking: an answer that comes while it spins
+/// costs the reader no futex wake-up and the caller no wake-up latency
+/// (~20 µs into a halted vCPU on the project's VM).
+const ROUTED_SPIN: Duration = Duration::from_micros(50);
 
 /// A baton holder that keeps finding frames for other callers looks at
 /// its deadline once per this many rounds.
@@ -137,6 +145,10 @@ thread_local! {
     /// The calling thread's id (asking `std::thread::current` each time
     /// clones and drops a handle).
     static THIS_THREAD: std::thread::ThreadId = std::thread::current().id();
+    /// How long the calling thread spins for a routed answer
+    /// ([`SyncSlot::wait_routed`]), adapted from its earlier waits.
+    static ROUTED_SPINNER: std::cell::RefCell<SteadySpinner> =
+        std::cell::RefCell::new(SteadySpinner::new(ROUTED_SPIN));
 }
 
 impl SyncSlot {
@@ -197,10 +209,23 @@ impl SyncSlot {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Waits on the calling thread, parked, until the connection's reader
-    /// routes the final frame here, the connection dies, or `deadline`
-    /// (a socket connection: nothing for this thread to read itself).
+    /// Waits on the calling thread until the connection's reader routes
+    /// the final frame here, the connection dies, or `deadline` (a socket
+    /// connection: nothing for this thread to read itself): first spinning
+    /// up to `ROUTED_SPIN` when no other thread of the process waits so
+    /// (the thread's `SteadySpinner`: not while every core has a spinner,
+    /// nor while its waits keep outlasting the spin), then parked.
     pub(crate) fn wait_routed(&self, core: &ConnCore, deadline: Instant) -> Result<Frame, WaitEnd> {
+        let waiting = RoutedWaiter::enter();
+        if waiting.alone {
+            // A thread in teardown, or one already spinning further up its
+            // stack, only parks.
+            let _ = ROUTED_SPINNER.try_with(|spinner| {
+                if let Ok(mut spinner) = spinner.try_borrow_mut() {
+                    spinner.spin(|| self.is_ready() || core.is_dead());
+                }
+            });
+        }
         loop {
             if let Some(frame) = self.take() {
                 return Ok(frame);
@@ -224,6 +249,34 @@ impl SyncSlot {
         } else {
             None
         }
+    }
+}
+
+/// Threads of this process in [`SyncSlot::wait_routed`] now.
+static ROUTED_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its holder among the threads waiting for a routed answer for as
+/// long as it lives.
+struct RoutedWaiter {
+    /// No other thread of the process waited so when it began: only then
+    /// does it spin. The answers of several waiting threads need the
+    /// connection's reader and the server as much as the spinners' cores
+    /// (sixteen socket clients of one process, each spinning while alone
+    /// on a core: 86k → 55–61k gets/s on 2 cores).
+    alone: bool,
+}
+
+impl RoutedWaiter {
+    fn enter() -> RoutedWaiter {
+        // Relaxed: a count that only chooses between spinning and parking.
+        let before = ROUTED_WAITERS.fetch_add(1, Ordering::Relaxed);
+        RoutedWaiter { alone: before == 0 }
+    }
+}
+
+impl Drop for RoutedWaiter {
+    fn drop(&mut self) {
+        ROUTED_WAITERS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
