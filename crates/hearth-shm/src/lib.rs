@@ -87,5 +87,8 @@ mod send_sync {
         assert_send_sync::<crate::ShmError>();
         assert_send_sync::<crate::ThreadProbe>();
         assert_send_sync::<crate::TurnHint>();
+        assert_send_sync::<crate::Spinner>();
+        assert_send_sync::<crate::SteadySpinner>();
+        assert_send_sync::<crate::SpinClaim>();
     }
 }

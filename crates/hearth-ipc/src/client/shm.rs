@@ -145,8 +145,9 @@ thread_local! {
     /// The calling thread's id (asking `std::thread::current` each time
     /// clones and drops a handle).
     static THIS_THREAD: std::thread::ThreadId = std::thread::current().id();
-    /// How long the calling thread spins for a routed answer
-    /// ([`SyncSlot::wait_routed`]), adapted from its earlier waits.
+    /// How the calling thread spins for a routed answer
+    /// ([`SyncSlot::wait_routed`]): it stops, but for probes, once its
+    /// waits keep outlasting the spin.
     static ROUTED_SPINNER: std::cell::RefCell<SteadySpinner> =
         std::cell::RefCell::new(SteadySpinner::new(ROUTED_SPIN));
 }
