@@ -584,18 +584,13 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
     progress(&format!("{}: round trips", t.title()));
     let n = work.ids.len();
     let mut rng = Rng(0x6368_616e);
-    let probe = Probe::start(pid);
-    let start = Instant::now();
-    let mut lat = Vec::with_capacity(work.ops);
     let mut missing = 0usize;
-    for _ in 0..work.ops {
-        let id = &work.ids[rng.below(n)];
-        let t0 = Instant::now();
-        let doc = client.get(id)?;
-        lat.push(elapsed_ns(t0));
+    let get = |_| {
+        let doc = client.get(&work.ids[rng.below(n)])?;
         missing += usize::from(doc.is_none());
-    }
-    let (m, cpu) = probe.measure(lat, start.elapsed());
+        Ok(())
+    };
+    let (m, cpu) = one_by_one(pid, work.ops, get, || {})?;
     sec.push(Row::new(
         "get_rt",
         "get round trip, 1 client (blocking Client)",
@@ -611,20 +606,17 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
     // something with each answer: the server's wait for the next request
     // is then tens of microseconds, not one (a spin budget that could not
     // grow back once shrunk left every such call to two futex wake-ups).
-    let probe = Probe::start(pid);
-    let start = Instant::now();
-    let mut lat = Vec::with_capacity(work.ops);
-    for _ in 0..work.ops {
-        let id = &work.ids[rng.below(n)];
-        let t0 = Instant::now();
-        black_box(client.get(id)?);
-        lat.push(elapsed_ns(t0));
+    let get = |_| {
+        black_box(client.get(&work.ids[rng.below(n)])?);
+        Ok(())
+    };
+    let work_between = || {
         let busy = Instant::now();
         while busy.elapsed() < THINK {
             std::hint::spin_loop();
         }
-    }
-    let (m, cpu) = probe.measure(lat, start.elapsed());
+    };
+    let (m, cpu) = one_by_one(pid, work.ops, get, work_between)?;
     sec.push(Row::new(
         "get_rt_think",
         format!(
@@ -640,24 +632,19 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
     // the store's applier catches up with the writes above (a query waits
     // for that), so that the row measures lists, not the applier beside them.
     client.query(json!({"bench:drain": true}), Some(1), None)?;
-    let probe = Probe::start(pid);
-    let start = Instant::now();
-    let mut lat = Vec::with_capacity(work.ops);
     let mut short = 0usize;
-    for _ in 0..work.ops {
-        let after = work.ids[rng.below(n)].clone();
-        let t0 = Instant::now();
+    let list = |_| {
         let page = client.list(ListOptions {
             prefix: Some("bench:item:".into()),
             limit: Some(LIST_PAGE),
-            after: Some(after),
+            after: Some(work.ids[rng.below(n)].clone()),
             ..ListOptions::default()
         })?;
-        lat.push(elapsed_ns(t0));
         short += usize::from(page.docs.len() < LIST_PAGE);
         black_box(page);
-    }
-    let (m, cpu) = probe.measure(lat, start.elapsed());
+        Ok(())
+    };
+    let (m, cpu) = one_by_one(pid, work.ops, list, || {})?;
     sec.push(Row::new(
         "list_rt",
         format!("list of {LIST_PAGE} round trip, 1 client (blocking Client)"),
@@ -700,16 +687,12 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
         sec.push(Row::new(key, label, m, cpu));
     }
 
-    let probe = Probe::start(pid);
-    let start = Instant::now();
-    let mut lat = Vec::with_capacity(work.ops);
-    for i in 0..work.ops {
-        let k = i % n;
-        let t0 = Instant::now();
-        client.put(&work.ids[k], work.docs[k].clone())?;
-        lat.push(elapsed_ns(t0));
-    }
-    let (m, cpu) = probe.measure(lat, start.elapsed());
+    let put = |i: usize| {
+        client
+            .put(&work.ids[i % n], work.docs[i % n].clone())
+            .map(drop)
+    };
+    let (m, cpu) = one_by_one(pid, work.ops, put, || {})?;
     sec.push(Row::new(
         "put_rt",
         "put round trip, 1 client (blocking Client)",
@@ -747,6 +730,27 @@ fn hearth_section(target: &Target, t: Transport, work: &Work) -> Result<Section,
         }
     }
     Ok(sec)
+}
+
+/// Times `ops` calls made one after another by `call` (given each call's
+/// number), each from just before it to its return; `between` runs after
+/// each, untimed. The row's measure and the server's CPU share.
+fn one_by_one(
+    pid: Option<u32>,
+    ops: usize,
+    mut call: impl FnMut(usize) -> Result<(), IpcError>,
+    mut between: impl FnMut(),
+) -> Result<(Measure, Option<f64>), IpcError> {
+    let probe = Probe::start(pid);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(ops);
+    for i in 0..ops {
+        let t0 = Instant::now();
+        call(i)?;
+        lat.push(elapsed_ns(t0));
+        between();
+    }
+    Ok(probe.measure(lat, start.elapsed()))
 }
 
 /// `clients` connections, each with `depth` tasks doing requests one after
