@@ -1439,6 +1439,28 @@ fn an_async_client_with_a_fast_path_answers_every_unary_call_over_shared_memory(
             client.call("test:echo", json!({"x": 1})).await.unwrap(),
             json!({"x": 1})
         );
+        // Lists, queries and searches too.
+        client
+            .put("fast:2", json!({"type": "Fast", "text": "quickly"}))
+            .await
+            .unwrap();
+        let page = client
+            .list(ListOptions {
+                prefix: Some("fast:".into()),
+                limit: Some(10),
+                ..ListOptions::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["fast:1", "fast:2"]);
+        let queried = client
+            .query(json!({"type": "Fast"}), Some(10), None)
+            .await
+            .unwrap();
+        assert_eq!(queried.docs.len(), 1);
+        let hits = client.search("quickly", 10).await.unwrap();
+        assert_eq!(hits.len(), 1);
         // With a subscription awaited on the connection, calls join the
         // async side, and are answered as well.
         let mut changes = client
@@ -1480,6 +1502,41 @@ fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() 
         assert_eq!(get.await.unwrap(), Some(json!({"a": 1})));
         client.put("frozen:2", json!({"b": 2})).await.unwrap();
         assert_eq!(client.get("frozen:2").await.unwrap(), Some(json!({"b": 2})));
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_fast_path_list_on_a_frozen_server_gives_its_thread_back_after_the_budget() {
+    let (mut child, options, _dirs) = child_server();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = fast_path_client(
+            options
+                .transport(TransportPreference::SharedMemory)
+                .timeout(Duration::from_secs(60)),
+            Duration::from_millis(20),
+        )
+        .await;
+        client.put("frozen:1", json!({"a": 1})).await.unwrap();
+        freeze(child.id());
+        let options = ListOptions {
+            prefix: Some("frozen:".into()),
+            limit: Some(10),
+            ..ListOptions::default()
+        };
+        let list = client.list(options);
+        tokio::pin!(list);
+        // The runtime's own timer fires: the list held its thread for the
+        // budget, not for its 60 s timeout.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut list).await;
+        assert!(early.is_err(), "a frozen server answered: {early:?}");
+        signal(child.id(), "CONT");
+        assert_eq!(list.await.unwrap().docs.len(), 1);
     });
     child.kill().unwrap();
     child.wait().unwrap();

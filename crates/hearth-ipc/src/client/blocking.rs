@@ -121,9 +121,9 @@ impl Client {
         budget: Duration,
         shape: fn(Collected) -> Result<T, IpcError>,
     ) -> Within<T> {
-        let on_thread = self
-            .inner
-            .collect_blocking_within(op, &body, Some(budget), &self.handle);
+        let on_thread =
+            self.inner
+                .collect_blocking_within(op, &body, Some(budget), Some(&self.handle));
         if let Some(within) = on_thread {
             return within.and_then(shape);
         }
@@ -147,14 +147,15 @@ impl Client {
         body: Value,
         shape: fn(Collected) -> Result<T, IpcError>,
     ) -> Result<T, IpcError> {
-        let collected = match self
-            .inner
-            .collect_blocking_within(op, &body, None, &self.handle)
-        {
-            Some(Within::Ready(r)) => r,
-            Some(Within::Later(rest)) => self.run(rest.wait()),
-            None => self.run(self.inner.collect(op, &body)),
-        };
+        let collected =
+            match self
+                .inner
+                .collect_blocking_within(op, &body, None, Some(&self.handle))
+            {
+                Some(Within::Ready(r)) => r,
+                Some(Within::Later(rest)) => self.run(rest.wait()),
+                None => self.run(self.inner.collect(op, &body)),
+            };
         shape(collected?)
     }
 

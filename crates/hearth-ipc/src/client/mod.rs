@@ -317,9 +317,10 @@ impl AsyncClient {
     }
 
     /// The same client (same connection) whose unary calls (`get`, `put`,
-    /// `patch`, `delete`, `call`, …) over shared memory first wait for
-    /// their answer on the calling thread, for up to `budget`, as the
-    /// blocking [`Client`](crate::Client) does: a round trip then takes
+    /// `patch`, `delete`, `call`, …) and collected streams (`list`,
+    /// `query`, `search`) over shared memory first wait for their answer
+    /// on the calling thread, for up to `budget`, as the blocking
+    /// [`Client`](crate::Client) does: a round trip then takes
     /// microseconds instead of the several thread wake-ups of the async
     /// path (~40–60 µs a get on the project's 2-core VM against ~3 µs,
     /// docs/performance.md). What is not answered within the budget is
@@ -329,8 +330,9 @@ impl AsyncClient {
     /// budget (keep it to tens of microseconds), and calls made while
     /// others of the connection are already awaited asynchronously take
     /// the async path, so that a connection with many requests in flight
-    /// keeps pipelining them. Streams, subscriptions and the socket
-    /// transport are unchanged.
+    /// keeps pipelining them. Streams handed out as they come
+    /// (`list_stream`), subscriptions and the socket transport are
+    /// unchanged.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), hearth_ipc::IpcError> {
@@ -582,7 +584,20 @@ impl AsyncClient {
         Ok(AsyncDocStream::new(core, id, op, rx, self.timeout))
     }
 
+    /// A streamed call's items and end: with a fast path
+    /// ([`with_fast_path`](Self::with_fast_path)) over shared memory
+    /// collected on the calling thread for up to the budget, as the unary
+    /// calls are; else on the async side.
     async fn collect(&self, op: Operation, body: &Value) -> Result<Collected, IpcError> {
+        if !self.fast_path.is_zero()
+            && !self.fast_path_off()
+            && let Some(within) = self.collect_blocking_within(op, body, Some(self.fast_path), None)
+        {
+            return match within {
+                Within::Ready(result) => result,
+                Within::Later(rest) => rest.wait().await,
+            };
+        }
         self.open_stream(op, body).await?.collect_rest().await
     }
 

@@ -185,19 +185,25 @@ impl AsyncClient {
     /// A streamed call (list, query, search) collected on the calling
     /// thread, which sends the request itself: over shared memory it reads
     /// the ring itself, chunk after chunk; over a socket it waits (on
-    /// `handle`'s timers) for the chunks the connection's reader routes to
+    /// `socket`'s timers) for the chunks the connection's reader routes to
     /// it. It waits there for at most `budget` (the whole timeout when
     /// `None`); what is left then goes on asynchronously (on shared memory
     /// the background reader reads for it). `None` when the blocking path
-    /// is not available now (see `on_thread_parts`).
+    /// is not available now (see `on_thread_parts`), or the connection is
+    /// a socket and `socket` is `None` (a caller on an executor thread,
+    /// which must not wait on a runtime's timers).
     pub(crate) fn collect_blocking_within(
         &self,
         op: Operation,
         body: &Value,
         budget: Option<Duration>,
-        handle: &Handle,
+        socket: Option<&Handle>,
     ) -> Option<Within<Collected>> {
         let (core, path, permit) = self.on_thread_parts()?;
+        let handle = match (&path, socket) {
+            (OnThread::Socket, None) => return None,
+            (_, handle) => handle,
+        };
         let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -214,9 +220,13 @@ impl AsyncClient {
         if let Err(end) = path.send(&core, Frame::json_request(op, id, body), &deadline) {
             return Some(Within::Ready(Err(self.wait_failed(&core, op, end))));
         }
-        let shm = match path {
-            OnThread::Shm(shm) => shm,
-            OnThread::Socket => return Some(self.collect_routed(op, stream, &deadline, handle)),
+        let shm = match (path, handle) {
+            (OnThread::Shm(shm), _) => shm,
+            (OnThread::Socket, Some(handle)) => {
+                return Some(self.collect_routed(op, stream, &deadline, handle));
+            }
+            // Never: a socket without a handle returned above.
+            (OnThread::Socket, None) => return None,
         };
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
