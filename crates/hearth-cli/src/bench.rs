@@ -833,13 +833,6 @@ fn timed_put_json(store: &Store, docs: &[(String, String)]) -> Result<Rec> {
     Ok(rec)
 }
 
-fn mode_name(mode: Durability) -> &'static str {
-    match mode {
-        Durability::Journal => "journal",
-        Durability::Fsync => "fsync",
-    }
-}
-
 fn store_options(mode: Durability) -> Options {
     Options {
         durability: mode,
@@ -856,7 +849,7 @@ fn bench_mode(
     words: &[String],
     device: Option<&str>,
 ) -> Result<ModeReport> {
-    let name = mode_name(mode);
+    let name = mode.name();
     let fsync = mode == Durability::Fsync;
     // Device counters only mean something when each operation waits for
     // the device; in journal mode write-back happens later.
@@ -1555,7 +1548,7 @@ impl Report {
                 results.insert(r.key.clone(), v);
             }
             modes.insert(
-                mode_name(mode.mode).into(),
+                mode.mode.name().into(),
                 json!({
                     "docs": mode.docs,
                     "order": mode.rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
