@@ -153,7 +153,7 @@ impl Client {
                 .collect_blocking_within(op, &body, None, Some(&self.handle))
             {
                 Some(Within::Ready(r)) => r,
-                Some(Within::Later(rest)) => self.run(rest.wait()),
+                Some(later) => self.run(later.finish()),
                 None => self.run(self.inner.collect(op, &body)),
             };
         shape(collected?)

@@ -451,14 +451,10 @@ impl AsyncClient {
     /// response.
     async fn unary_payload(&self, op: Operation, payload: Vec<u8>) -> Result<Vec<u8>, IpcError> {
         let mut payload = Some(payload);
-        if !self.fast_path.is_zero()
-            && !self.fast_path_off()
-            && let Some(within) = self.unary_blocking_within(op, &mut payload, Some(self.fast_path))
+        if let Some(budget) = self.fast_path_now()
+            && let Some(within) = self.unary_blocking_within(op, &mut payload, Some(budget))
         {
-            return match within {
-                Within::Ready(result) => result,
-                Within::Later(rest) => rest.wait().await,
-            };
+            return within.finish().await;
         }
         // Untouched when the blocking path was not taken.
         let payload = payload.unwrap_or_default();
@@ -480,18 +476,23 @@ impl AsyncClient {
         self.final_reply(&core, id, op, deadline, rx).await
     }
 
-    /// Whether [`with_fast_path`] calls go the async way now: the current
-    /// connection is not on shared memory (a round trip over the socket
-    /// takes longer than any budget worth holding an executor thread
-    /// for), or a call, stream or subscription of it waits for frames
-    /// asynchronously (the calls join them there).
+    /// The [`with_fast_path`] budget a call takes now; `None` when it goes
+    /// the async way: no fast path, the current connection not on shared
+    /// memory (a round trip over the socket takes longer than any budget
+    /// worth holding an executor thread for), or a call, stream or
+    /// subscription of it waiting for frames asynchronously (the calls
+    /// join them there).
     ///
     /// [`with_fast_path`]: Self::with_fast_path
-    fn fast_path_off(&self) -> bool {
+    fn fast_path_now(&self) -> Option<Duration> {
+        if self.fast_path.is_zero() {
+            return None;
+        }
         let current = self.inner.current.lock();
-        current
+        let on = current
             .as_ref()
-            .is_none_or(|core| core.shm.is_none() || core.has_async_interest())
+            .is_some_and(|core| core.shm.is_some() && !core.has_async_interest());
+        on.then_some(self.fast_path)
     }
 
     /// Waits until `deadline` for the final frame of request `id` on `rx`;
@@ -589,14 +590,10 @@ impl AsyncClient {
     /// collected on the calling thread for up to the budget, as the unary
     /// calls are; else on the async side.
     async fn collect(&self, op: Operation, body: &Value) -> Result<Collected, IpcError> {
-        if !self.fast_path.is_zero()
-            && !self.fast_path_off()
-            && let Some(within) = self.collect_blocking_within(op, body, Some(self.fast_path), None)
+        if let Some(budget) = self.fast_path_now()
+            && let Some(within) = self.collect_blocking_within(op, body, Some(budget), None)
         {
-            return match within {
-                Within::Ready(result) => result,
-                Within::Later(rest) => rest.wait().await,
-            };
+            return within.finish().await;
         }
         self.open_stream(op, body).await?.collect_rest().await
     }

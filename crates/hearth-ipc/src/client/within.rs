@@ -63,6 +63,16 @@ pub enum Within<T> {
     Later(Later<T>),
 }
 
+impl<T> Within<T> {
+    /// The result, waiting for the rest of the call if it is `Later`.
+    pub(crate) async fn finish(self) -> Result<T, IpcError> {
+        match self {
+            Within::Ready(result) => result,
+            Within::Later(rest) => rest.wait().await,
+        }
+    }
+}
+
 impl<T: Send + 'static> Within<T> {
     /// The result made from this one by `then`, now or later.
     pub(crate) fn and_then<U: Send + 'static>(
@@ -200,9 +210,12 @@ impl AsyncClient {
         socket: Option<&Handle>,
     ) -> Option<Within<Collected>> {
         let (core, path, permit) = self.on_thread_parts()?;
-        let handle = match (&path, socket) {
+        // The ring this thread reads, or none: a socket's reader routes the
+        // chunks, waited for on `socket`'s timers.
+        let ring = match (&path, socket) {
+            (OnThread::Shm(shm), _) => Some(shm.clone()),
+            (OnThread::Socket, Some(_)) => None,
             (OnThread::Socket, None) => return None,
-            (_, handle) => handle,
         };
         let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
@@ -220,13 +233,9 @@ impl AsyncClient {
         if let Err(end) = path.send(&core, Frame::json_request(op, id, body), &deadline) {
             return Some(Within::Ready(Err(self.wait_failed(&core, op, end))));
         }
-        let shm = match (path, handle) {
-            (OnThread::Shm(shm), _) => shm,
-            (OnThread::Socket, Some(handle)) => {
-                return Some(self.collect_routed(op, stream, &deadline, handle));
-            }
-            // Never: a socket without a handle returned above.
-            (OnThread::Socket, None) => return None,
+        let Some(shm) = ring else {
+            // A socket, whose handle is there (checked above).
+            return socket.map(|handle| self.collect_routed(op, stream, &deadline, handle));
         };
         let stream = RefCell::new(stream);
         let ended = || stream.borrow_mut().take_routed();
