@@ -104,6 +104,21 @@ struct WriteSide {
 }
 
 impl WriteSide {
+    /// A link's writer onto `half` (`stall`: how long a write may make no
+    /// progress) and a [`DirectWrite`] sharing it.
+    fn writers(half: OwnedWriteHalf, stall: Option<Duration>) -> (SocketWriter, DirectWrite) {
+        let side = Arc::new(WriteSide {
+            half,
+            rest: Mutex::new(Vec::new()),
+        });
+        let writer = SocketWriter {
+            side: side.clone(),
+            buf: Vec::new(),
+            stall,
+        };
+        (writer, DirectWrite { side })
+    }
+
     /// One non-blocking write of `parts` (in order), under the lock.
     fn try_write(&self, parts: &[IoSlice<'_>]) -> std::io::Result<usize> {
         let _turn = self.rest.lock();
@@ -311,16 +326,8 @@ pub(crate) fn on_socket_pair<T>(
     ours.set_nonblocking(true).expect("a non-blocking socket");
     let stream = UnixStream::from_std(ours).expect("registered with the runtime");
     let (_read, write) = stream.into_split();
-    let side = Arc::new(WriteSide {
-        half: write,
-        rest: Mutex::new(Vec::new()),
-    });
-    let writer = SocketWriter {
-        side: side.clone(),
-        buf: Vec::new(),
-        stall: None,
-    };
-    test(&rt, Box::new(writer), DirectWrite { side }, peer)
+    let (writer, direct) = WriteSide::writers(write, None);
+    test(&rt, Box::new(writer), direct, peer)
 }
 
 /// Reads `n` frames (or more, if they came in the same reads) from `peer`,
@@ -367,20 +374,13 @@ impl Handshaken {
     /// `stall`: how long a write of the link's writer may make no progress.
     pub(crate) fn into_link(self, stall: Option<Duration>) -> (Link, DirectWrite) {
         let (read, write) = self.stream.into_split();
-        let side = Arc::new(WriteSide {
-            half: write,
-            rest: Mutex::new(Vec::new()),
-        });
+        let (writer, direct) = WriteSide::writers(write, stall);
         let link = Link {
             info: self.info,
             reader: Box::new(SocketReader::new(read, self.own_max_frame, &self.leftover)),
-            writer: Box::new(SocketWriter {
-                side: side.clone(),
-                buf: Vec::new(),
-                stall,
-            }),
+            writer: Box::new(writer),
         };
-        (link, DirectWrite { side })
+        (link, direct)
     }
 }
 
@@ -586,10 +586,11 @@ async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeErr
 
 #[cfg(test)]
 mod tests {
-    use super::{Direct, on_socket_pair, read_frames};
+    use super::{Direct, connect_failed, on_socket_pair, read_frames};
+    use crate::IpcError;
     use hearth_proto::{DEFAULT_MAX_FRAME_BYTES, Frame, Operation};
     use serde_json::json;
-    use std::io::Read;
+    use std::io::{Error, ErrorKind, Read};
     use std::os::unix::net::UnixStream as StdStream;
 
     fn request(id: u64, bytes: usize) -> Frame {
@@ -654,9 +655,6 @@ mod tests {
         });
     }
 
-    use super::connect_failed;
-    use crate::IpcError;
-    use std::io::{Error, ErrorKind};
     use std::path::Path;
 
     #[test]
