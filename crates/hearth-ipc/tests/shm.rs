@@ -1475,14 +1475,25 @@ fn an_async_client_with_a_fast_path_answers_every_unary_call_over_shared_memory(
     fx.server.shutdown().unwrap();
 }
 
-#[test]
-fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() {
+/// Makes `call` (given a client) on a fast-path client (20 ms budget, 60 s
+/// timeout) of a server in a child process that holds `frozen:1`, once the
+/// server is frozen: the runtime's own timer fires while the call is
+/// pending — it held its thread for the budget, not for its timeout —
+/// and, thawed, the server answers it (its result is returned) and the
+/// connection goes on.
+fn a_fast_path_call_on_a_frozen_server<F>(
+    call: impl FnOnce(hearth_ipc::AsyncClient) -> F,
+) -> F::Output
+where
+    F: std::future::Future,
+    F::Output: std::fmt::Debug,
+{
     let (mut child, options, _dirs) = child_server();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let answer = rt.block_on(async {
         let client = fast_path_client(
             options
                 .transport(TransportPreference::SharedMemory)
@@ -1492,54 +1503,39 @@ fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() 
         .await;
         client.put("frozen:1", json!({"a": 1})).await.unwrap();
         freeze(child.id());
-        let get = client.get("frozen:1");
-        tokio::pin!(get);
-        // The runtime's own timer fires: the call held its thread for the
-        // budget, not for its 60 s timeout.
-        let early = tokio::time::timeout(Duration::from_millis(300), &mut get).await;
+        let call = call(client.clone());
+        tokio::pin!(call);
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut call).await;
         assert!(early.is_err(), "a frozen server answered: {early:?}");
         signal(child.id(), "CONT");
-        assert_eq!(get.await.unwrap(), Some(json!({"a": 1})));
+        let answer = call.await;
         client.put("frozen:2", json!({"b": 2})).await.unwrap();
         assert_eq!(client.get("frozen:2").await.unwrap(), Some(json!({"b": 2})));
+        answer
     });
     child.kill().unwrap();
     child.wait().unwrap();
+    answer
+}
+
+#[test]
+fn a_fast_path_call_on_a_frozen_server_gives_its_thread_back_after_the_budget() {
+    let got =
+        a_fast_path_call_on_a_frozen_server(|client| async move { client.get("frozen:1").await });
+    assert_eq!(got.unwrap(), Some(json!({"a": 1})));
 }
 
 #[test]
 fn a_fast_path_list_on_a_frozen_server_gives_its_thread_back_after_the_budget() {
-    let (mut child, options, _dirs) = child_server();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = fast_path_client(
-            options
-                .transport(TransportPreference::SharedMemory)
-                .timeout(Duration::from_secs(60)),
-            Duration::from_millis(20),
-        )
-        .await;
-        client.put("frozen:1", json!({"a": 1})).await.unwrap();
-        freeze(child.id());
+    let page = a_fast_path_call_on_a_frozen_server(|client| async move {
         let options = ListOptions {
             prefix: Some("frozen:".into()),
             limit: Some(10),
             ..ListOptions::default()
         };
-        let list = client.list(options);
-        tokio::pin!(list);
-        // The runtime's own timer fires: the list held its thread for the
-        // budget, not for its 60 s timeout.
-        let early = tokio::time::timeout(Duration::from_millis(300), &mut list).await;
-        assert!(early.is_err(), "a frozen server answered: {early:?}");
-        signal(child.id(), "CONT");
-        assert_eq!(list.await.unwrap().docs.len(), 1);
+        client.list(options).await
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert_eq!(page.unwrap().docs.len(), 1);
 }
 
 #[test]
