@@ -343,9 +343,8 @@ pub struct SteadySpinner {
     spin: Duration,
     /// Waits in a row that outlasted the spin (or would have: skipped).
     misses: u32,
-    /// While stopped: waits since the last probe, and between two probes.
-    skipped: u32,
-    probe_every: u32,
+    /// While stopped: when it spins again.
+    probes: Probes,
 }
 
 impl SteadySpinner {
@@ -354,8 +353,7 @@ impl SteadySpinner {
         SteadySpinner {
             spin,
             misses: 0,
-            skipped: 0,
-            probe_every: PROBE_EVERY_MIN,
+            probes: Probes::new(STEADY_PROBE_MAX),
         }
     }
 
@@ -377,28 +375,69 @@ impl SteadySpinner {
     /// Whether the next wait spins: unless the waits keep outlasting the
     /// spin, then only the probes.
     fn spins_next(&mut self) -> bool {
-        if self.misses < STEADY_MISSES {
-            return true;
-        }
-        self.skipped += 1;
-        if self.skipped < self.probe_every {
-            return false;
-        }
-        self.skipped = 0;
-        true
+        self.misses < STEADY_MISSES || self.probes.due()
     }
 
     /// What a spin found: the answer (`got`) or nothing.
     fn record(&mut self, got: bool) {
         if got {
             self.misses = 0;
-            self.probe_every = PROBE_EVERY_MIN;
+            self.probes.paid();
         } else if self.misses >= STEADY_MISSES {
             // A probe that missed: the next one comes later.
-            self.probe_every = (self.probe_every * 2).min(STEADY_PROBE_MAX);
+            self.probes.missed();
         } else {
             self.misses += 1;
         }
+    }
+}
+
+/// When a waiter that no longer spins in full (a [`Spinner`] whose budget
+/// shrank, a stopped [`SteadySpinner`]) spins in full once more: every
+/// [`PROBE_EVERY_MIN`]-th wait, the interval doubling up to `max` after each
+/// such probe that did not pay, and back to the shortest after one that
+/// did.
+#[derive(Debug, Clone)]
+struct Probes {
+    /// Waits since the last probe.
+    waits: u32,
+    /// Waits between two probes.
+    every: u32,
+    max: u32,
+}
+
+impl Probes {
+    fn new(max: u32) -> Probes {
+        Probes {
+            waits: 0,
+            every: PROBE_EVERY_MIN,
+            max,
+        }
+    }
+
+    /// Counts a wait; whether it is a probe.
+    fn due(&mut self) -> bool {
+        self.waits += 1;
+        if self.waits < self.every {
+            return false;
+        }
+        self.waits = 0;
+        true
+    }
+
+    /// Counting starts again (the waiter spins in full anyway).
+    fn restart(&mut self) {
+        self.waits = 0;
+    }
+
+    /// A probe paid off: the next comes soon.
+    fn paid(&mut self) {
+        self.every = PROBE_EVERY_MIN;
+    }
+
+    /// A probe did not pay: the next comes later.
+    fn missed(&mut self) {
+        self.every = (self.every * 2).min(self.max);
     }
 }
 
@@ -422,10 +461,8 @@ struct Budget {
     now: Duration,
     min: Duration,
     max: Duration,
-    /// Waits since the last probe (or since the budget shrank).
-    waits: u32,
-    /// Waits between two probes.
-    probe_every: u32,
+    /// When a shrunk budget is spun at full length.
+    probes: Probes,
     /// Whether the spin under way is a probe.
     probing: bool,
 }
@@ -436,8 +473,7 @@ impl Budget {
             now: max,
             min: max / 16,
             max,
-            waits: 0,
-            probe_every: PROBE_EVERY_MIN,
+            probes: Probes::new(PROBE_EVERY_MAX),
             probing: false,
         }
     }
@@ -445,25 +481,20 @@ impl Budget {
     /// How long the next spin may last: the budget, or the longest when a
     /// probe is due.
     fn for_next_spin(&mut self) -> Duration {
-        self.probing = false;
         if self.now >= self.max {
-            self.waits = 0;
+            self.probing = false;
+            self.probes.restart();
             return self.max;
         }
-        self.waits += 1;
-        if self.waits < self.probe_every {
-            return self.now;
-        }
-        self.waits = 0;
-        self.probing = true;
-        self.max
+        self.probing = self.probes.due();
+        if self.probing { self.max } else { self.now }
     }
 
     /// The wait ended within the spin, after `took`.
     fn paid(&mut self, took: Duration) {
         self.now = (self.now + took).clamp(self.min, self.max);
         if self.probing {
-            self.probe_every = PROBE_EVERY_MIN;
+            self.probes.paid();
         }
     }
 
@@ -471,7 +502,7 @@ impl Budget {
     fn gave_up(&mut self) {
         self.now = (self.now / 2).max(self.min);
         if self.probing {
-            self.probe_every = (self.probe_every * 2).min(PROBE_EVERY_MAX);
+            self.probes.missed();
         }
     }
 
@@ -760,7 +791,7 @@ mod tests {
             b.for_next_spin();
             b.gave_up();
         }
-        b.waits = 0;
+        b.probes.restart();
         b
     }
 
