@@ -396,6 +396,8 @@ impl ShmOut {
             if wake {
                 producer.notify();
             }
+            // After the notify: its fence would wait for these stores.
+            producer.own_ahead();
             Ok(Pushed::Done)
         } else {
             Ok(Pushed::Full {
