@@ -795,6 +795,14 @@ fn document(i: usize, bytes: usize) -> Value {
     })
 }
 
+/// How many documents of ~`doc_bytes` one loading batch carries: 250,
+/// fewer for big documents, so that a batch stays near 4 MiB — well
+/// under the 32 MiB message limit (at least one document a batch).
+fn load_batch(doc_bytes: usize) -> usize {
+    const BATCH_BYTES: usize = 4 << 20;
+    (BATCH_BYTES / doc_bytes.max(1)).clamp(1, 250)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -1699,7 +1707,10 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
                 .copied()
                 .unwrap_or(Transport::Socket),
         )?;
-        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(250) {
+        for chunk in (0..KEYS)
+            .collect::<Vec<_>>()
+            .chunks(load_batch(opts.doc_bytes))
+        {
             let writes = chunk
                 .iter()
                 .map(|&i| hearth_store::WriteOp::Put {
@@ -1995,6 +2006,19 @@ impl Report {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_loading_batch_of_big_documents_stays_far_under_the_message_limit() {
+        assert_eq!(load_batch(200), 250);
+        for doc_bytes in [1, 90, 20_000, 100_000, 1 << 20, 3 << 20, 16 << 20] {
+            let n = load_batch(doc_bytes);
+            assert!(n >= 1, "{doc_bytes}");
+            assert!(
+                n == 1 || n * doc_bytes <= 4 << 20,
+                "{n} documents of {doc_bytes} bytes"
+            );
+        }
+    }
 
     fn stats(ops_per_sec: f64) -> OpStats {
         OpStats::from_samples(vec![1000], 1.0 / ops_per_sec, 0.0, None, None, None)
