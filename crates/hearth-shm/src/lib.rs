@@ -65,7 +65,7 @@ pub use peer_thread::{ThreadProbe, this_thread_id, thread_state};
 pub use placement::move_off;
 pub use ring::{
     AwayWatch, Consumer, HeapMemory, OWN_AHEAD, Producer, RECORD_HEADER, RingCtrl, RingMemory,
-    RoomWaiter, TurnHint, Waker, max_record, record_bytes, this_cpu,
+    RoomWaiter, STREAM_FROM, TurnHint, Waker, max_record, record_bytes, this_cpu,
 };
 #[cfg(not(loom))]
 pub use segment::{Segment, write_raw};

@@ -22,6 +22,54 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use std::time::Duration;
 
+/// Whether [`store_streaming`] bypasses the cache on this build (x86-64,
+/// not under Miri or loom, which model plain atomics only).
+pub(crate) const STREAMING: bool = cfg!(all(target_arch = "x86_64", not(miri), not(loom)));
+
+/// Stores `value` into `word` with a non-temporal store (`movnti`) where
+/// [`STREAMING`], a Relaxed store elsewhere: the line goes towards memory
+/// instead of into this core's cache, so the store does not first wait
+/// for another core to give the line up. For a big record that another
+/// core reads next: stores into lines that core holds commit one after
+/// another, each waiting for its line, and a non-temporal store waits for
+/// none. Unordered with later stores until [`streaming_fence`]: call that
+/// before publishing what was stored.
+#[inline]
+pub(crate) fn store_streaming(word: &AtomicU64, value: u64) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: `word.as_ptr()` points to an 8-byte-aligned u64 that lives
+    // for the borrow; `movnti` writes exactly those 8 bytes, in one piece
+    // (an aligned 8-byte store is single-copy atomic on x86-64, as the
+    // Relaxed store it stands for), touches no stack and no flags. Its only
+    // difference from a Relaxed atomic store is that later stores may
+    // become visible before it; `streaming_fence` (an `sfence`) before the
+    // Release store that publishes it restores the order the ring protocol
+    // relies on, so the pair acts as Relaxed stores followed by that
+    // Release store.
+    unsafe {
+        std::arch::asm!(
+            "movnti [{ptr}], {value}",
+            ptr = in(reg) word.as_ptr(),
+            value = in(reg) value,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    word.store(value, Ordering::Relaxed);
+}
+
+/// Orders every [`store_streaming`] before the stores after it (`sfence`
+/// where [`STREAMING`]; nothing to do elsewhere).
+#[inline]
+pub(crate) fn streaming_fence() {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: `sfence` only orders this thread's earlier stores before its
+    // later ones; it reads and writes no memory, stack or flags.
+    unsafe {
+        std::arch::asm!("sfence", options(nostack, preserves_flags));
+    }
+}
+
 /// A process-local count that no ordering of the ring protocol depends on
 /// (every access Relaxed: a heuristic, nothing is published through it),
 /// such as the number of spinning threads. Always `std`'s atomic, under
