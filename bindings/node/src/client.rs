@@ -314,8 +314,8 @@ impl NativeClient {
                 self.fast_text(
                     env,
                     wait,
-                    |c, budget| c.list_within(a.into(), budget),
-                    page_text,
+                    |c, budget| c.list_json_within(a.into(), budget),
+                    std::convert::identity,
                 )
             }
             "query" => {
@@ -323,8 +323,8 @@ impl NativeClient {
                 self.fast_text(
                     env,
                     wait,
-                    |c, budget| c.query_within(a.filter, a.limit, a.cursor.as_deref(), budget),
-                    page_text,
+                    |c, budget| c.query_json_within(a.filter, a.limit, a.cursor.as_deref(), budget),
+                    std::convert::identity,
                 )
             }
             "search" => {
@@ -575,11 +575,6 @@ fn hits(hits: Vec<hearth_ipc::Hit>) -> Value {
 /// A batch's first and last sequence numbers as JSON text.
 fn seq_range((first, last): (u64, u64)) -> String {
     json::text(&json!({"firstSeq": first, "lastSeq": last}))
-}
-
-/// A page as the JSON text JavaScript parses.
-fn page_text(p: hearth_ipc::Page) -> String {
-    json::text(&page(p))
 }
 
 fn page(page: hearth_ipc::Page) -> Value {

@@ -8,7 +8,9 @@
 mod common;
 
 use common::{Fx, Kind};
-use hearth_ipc::{AsyncClient, ChangeKind, IpcError, ListOptions, Subscription, Within, WriteOp};
+use hearth_ipc::{
+    AsyncClient, ChangeKind, IpcError, ListOptions, Page, Subscription, Within, WriteOp,
+};
 use hearth_proto::ErrorCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -820,6 +822,85 @@ fn streamed_calls_with_a_budget_give_what_their_plain_forms_give(fx: &Fx) {
     assert_eq!(client.list(limited).unwrap().docs, plain_limited.docs);
 }
 
+fn a_page_as_json_text_is_the_page_its_plain_form_gives(fx: &Fx) {
+    let client = fx.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut later = 0;
+    // Several chunks' worth, and ids and data that JSON must escape.
+    let mut writes: Vec<WriteOp> = (0..300)
+        .map(|i| WriteOp::Put {
+            id: format!("text:{i:04}"),
+            data: json!({"type": "Row", "i": i, "f": 0.5 + f64::from(i), "s": "é\"\\\n\u{1F600}"}),
+        })
+        .collect();
+    writes.push(WriteOp::Put {
+        id: "text:\"quoted\\\u{e9}".into(),
+        data: json!({"type": "Odd", "nested": {"a": [1, null, true, {"b": "</script>"}]}}),
+    });
+    client.batch(writes).unwrap();
+    let as_text = |page: &Page| {
+        let docs: Vec<Value> = page
+            .docs
+            .iter()
+            .map(|d| json!({"id": d.id, "data": d.data}))
+            .collect();
+        json!({"docs": docs, "cursor": page.cursor})
+    };
+    let all = ListOptions {
+        prefix: Some("text:".into()),
+        ..ListOptions::default()
+    };
+    let limited = ListOptions {
+        limit: Some(7),
+        ..all.clone()
+    };
+    let plain = as_text(&client.list(all.clone()).unwrap());
+    let plain_limited = as_text(&client.list(limited.clone()).unwrap());
+    let odd = json!({"type": "Odd"});
+    let plain_query = as_text(&client.query(odd.clone(), None, None).unwrap());
+    assert_eq!(plain["docs"].as_array().unwrap().len(), 301);
+    assert_eq!(plain_query["docs"].as_array().unwrap().len(), 1);
+    let parsed = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
+    for budget in [Duration::ZERO, Duration::from_secs(20)] {
+        for _ in 0..10 {
+            let text = settle(
+                client.list_json_within(all.clone(), budget),
+                &rt,
+                &mut later,
+            );
+            assert_eq!(parsed(text), plain);
+        }
+        let text = settle(
+            client.list_json_within(limited.clone(), budget),
+            &rt,
+            &mut later,
+        );
+        assert_eq!(parsed(text), plain_limited);
+        assert!(plain_limited["cursor"].is_string());
+        let text = settle(
+            client.query_json_within(odd.clone(), None, None, budget),
+            &rt,
+            &mut later,
+        );
+        assert_eq!(parsed(text), plain_query);
+    }
+    // Bad input fails as the plain form does.
+    let e = outcome(
+        client.query_json_within(json!("not an object"), None, None, Duration::ZERO),
+        &rt,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert_eq!(
+        parsed(settle(
+            client.list_json_within(limited, Duration::from_secs(20)),
+            &rt,
+            &mut later
+        )),
+        plain_limited
+    );
+}
+
 fn a_call_within_its_budget_is_ready(fx: &Fx) {
     let client = fx.client();
     client.put("ready:1", json!({"a": 1})).unwrap();
@@ -1039,6 +1120,7 @@ conformance!(
     calls_with_a_zero_budget_hand_over_without_losing_an_answer,
     the_other_unary_calls_with_a_budget_give_what_their_plain_forms_give,
     streamed_calls_with_a_budget_give_what_their_plain_forms_give,
+    a_page_as_json_text_is_the_page_its_plain_form_gives,
     a_call_within_its_budget_is_ready,
     subscriptions_deliver_history_then_live_changes_in_order,
     a_subscription_from_now_sees_only_new_changes,

@@ -9,7 +9,7 @@
 use super::within::{Later, RawWithin, Within};
 use super::{
     AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, Collected, calls, hits, page,
-    parse_json,
+    page_json, parse_json,
 };
 use crate::error::IpcError;
 use crate::rt::{block_on, client_runtime};
@@ -113,17 +113,19 @@ impl Client {
     /// thread sends the request itself and, over shared memory, reads the
     /// chunks itself; otherwise the call runs as a task of the
     /// connection's runtime, waited on for the budget. `shape` makes the
-    /// result of what was collected.
+    /// result of what was collected; with `raw`, chunks read on this
+    /// thread are kept unparsed for it (`page_json`).
     fn collect_within<T: Send + 'static>(
         &self,
         op: Operation,
         body: Value,
         budget: Duration,
+        raw: bool,
         shape: fn(Collected) -> Result<T, IpcError>,
     ) -> Within<T> {
         let on_thread =
             self.inner
-                .collect_blocking_within(op, &body, Some(budget), Some(&self.handle));
+                .collect_blocking_within(op, &body, Some(budget), Some(&self.handle), raw);
         if let Some(within) = on_thread {
             return within.and_then(shape);
         }
@@ -150,7 +152,7 @@ impl Client {
         let collected =
             match self
                 .inner
-                .collect_blocking_within(op, &body, None, Some(&self.handle))
+                .collect_blocking_within(op, &body, None, Some(&self.handle), false)
             {
                 Some(Within::Ready(r)) => r,
                 Some(later) => self.run(later.finish()),
@@ -164,7 +166,7 @@ impl Client {
     /// until the budget, then the rest comes as a future.
     pub fn list_within(&self, options: ListOptions, budget: Duration) -> Within<Page> {
         let body = AsyncClient::list_body(&options);
-        self.collect_within(Operation::List, body, budget, page)
+        self.collect_within(Operation::List, body, budget, false, page)
     }
 
     /// [`Client::query`] that waits here for at most `budget`; see
@@ -177,14 +179,51 @@ impl Client {
         budget: Duration,
     ) -> Within<Page> {
         let body = AsyncClient::query_body(filter, limit, after);
-        self.collect_within(Operation::Query, body, budget, page)
+        self.collect_within(Operation::Query, body, budget, false, page)
+    }
+
+    /// [`list_within`](Self::list_within) whose page comes as JSON text,
+    /// `{"docs":[{"id":…,"data":…},…],"cursor":…}` (`cursor` `null` at the
+    /// end), each document's data the text the server sent: for a caller
+    /// that hands the page on as text (a JavaScript binding), it spares
+    /// parsing each document into a `Value` and writing it out again (a
+    /// page of ten 200-byte documents: ~16 µs of the one, ~2 µs of the
+    /// other, on the project's VM).
+    ///
+    /// ```no_run
+    /// use hearth_ipc::{Client, ListOptions, Within};
+    /// use std::time::Duration;
+    /// let client = Client::connect("my-app")?;
+    /// let options = ListOptions { prefix: Some("user:".into()), limit: Some(10), ..Default::default() };
+    /// if let Within::Ready(page) = client.list_json_within(options, Duration::from_micros(50)) {
+    ///     let page: serde_json::Value = serde_json::from_str(&page?).unwrap();
+    ///     assert!(page["docs"].is_array());
+    /// }
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn list_json_within(&self, options: ListOptions, budget: Duration) -> Within<String> {
+        let body = AsyncClient::list_body(&options);
+        self.collect_within(Operation::List, body, budget, true, page_json)
+    }
+
+    /// [`query_within`](Self::query_within) whose page comes as JSON text,
+    /// as [`list_json_within`](Self::list_json_within)'s.
+    pub fn query_json_within(
+        &self,
+        filter: Value,
+        limit: Option<usize>,
+        after: Option<&str>,
+        budget: Duration,
+    ) -> Within<String> {
+        let body = AsyncClient::query_body(filter, limit, after);
+        self.collect_within(Operation::Query, body, budget, true, page_json)
     }
 
     /// [`Client::search`] that waits here for at most `budget`; see
     /// [`Within`].
     pub fn search_within(&self, text: &str, limit: usize, budget: Duration) -> Within<Vec<Hit>> {
         let body = AsyncClient::search_body(text, limit);
-        self.collect_within(Operation::Search, body, budget, hits)
+        self.collect_within(Operation::Search, body, budget, false, hits)
     }
 
     /// [`Client::put`] that waits here for at most `budget`; see

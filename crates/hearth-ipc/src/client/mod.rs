@@ -232,6 +232,8 @@ impl Drop for EventSub {
 /// summary.
 pub(crate) struct Collected {
     items: Vec<Value>,
+    /// Chunks kept unparsed (a stream that `keep_raw`), after `items`.
+    raw: Vec<Vec<u8>>,
     end: Value,
 }
 
@@ -591,7 +593,7 @@ impl AsyncClient {
     /// calls are; else on the async side.
     async fn collect(&self, op: Operation, body: &Value) -> Result<Collected, IpcError> {
         if let Some(budget) = self.fast_path_now()
-            && let Some(within) = self.collect_blocking_within(op, body, Some(budget), None)
+            && let Some(within) = self.collect_blocking_within(op, body, Some(budget), None, false)
         {
             return within.finish().await;
         }
@@ -1068,8 +1070,7 @@ pub(crate) mod calls {
 
 /// A search's matches, best first, from its collected stream.
 fn hits(collected: Collected) -> Result<Vec<Hit>, IpcError> {
-    collected
-        .items
+    all_items(collected)?
         .into_iter()
         .map(|item| {
             let score = item.get("score").and_then(Value::as_f64).unwrap_or(0.0);
@@ -1086,22 +1087,137 @@ fn hits(collected: Collected) -> Result<Vec<Hit>, IpcError> {
 }
 
 fn page(collected: Collected) -> Result<Page, IpcError> {
-    let docs = collected
-        .items
-        .into_iter()
-        .map(ops::decode_doc)
-        .collect::<Result<Vec<_>, _>>()?;
     let cursor = collected
         .end
         .get("cursor")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let docs = all_items(collected)?
+        .into_iter()
+        .map(ops::decode_doc)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page { docs, cursor })
+}
+
+/// A collected stream's items, those of its unparsed chunks after the
+/// others.
+fn all_items(collected: Collected) -> Result<Vec<Value>, IpcError> {
+    let mut items = collected.items;
+    for chunk in &collected.raw {
+        let more: Vec<Value> = serde_json::from_slice(chunk)
+            .map_err(|e| IpcError::Protocol(format!("a chunk is not a JSON array: {e}")))?;
+        items.extend(more);
+    }
+    Ok(items)
+}
+
+/// One document of a list or query chunk, its parts as the server wrote
+/// them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoc<'a> {
+    #[serde(borrow)]
+    id: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+/// A page as JSON text, `{"docs":[{"id":…,"data":…},…],"cursor":…}`,
+/// each document's data the text the server sent (no parse into a
+/// `Value` and back). Checks what it copies: each chunk an array of
+/// objects with a string `id` and a `data`, and nothing else.
+fn page_json(collected: Collected) -> Result<String, IpcError> {
+    let bytes: usize = collected.raw.iter().map(Vec::len).sum();
+    let mut out = String::with_capacity(bytes + 64);
+    out.push_str("{\"docs\":[");
+    let mut first = true;
+    let mut comma = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+    };
+    for item in &collected.items {
+        let doc = ops::decode_doc(item.clone())?;
+        comma(&mut out);
+        out.push_str("{\"id\":");
+        out.push_str(&ops::json_string(&doc.id));
+        out.push_str(",\"data\":");
+        out.push_str(&doc.data.to_string());
+        out.push('}');
+    }
+    for chunk in &collected.raw {
+        let docs: Vec<RawDoc<'_>> = serde_json::from_slice(chunk).map_err(|e| {
+            IpcError::Protocol(format!("a chunk is not an array of documents: {e}"))
+        })?;
+        for doc in docs {
+            if !doc.id.get().starts_with('"') {
+                return Err(IpcError::Protocol(format!(
+                    "a document's id is not a string: {}",
+                    doc.id.get()
+                )));
+            }
+            comma(&mut out);
+            out.push_str("{\"id\":");
+            out.push_str(doc.id.get());
+            out.push_str(",\"data\":");
+            out.push_str(doc.data.get());
+            out.push('}');
+        }
+    }
+    out.push_str("],\"cursor\":");
+    match collected.end.get("cursor").and_then(Value::as_str) {
+        Some(cursor) => out.push_str(&ops::json_string(cursor)),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::calls;
+    use super::{Collected, calls, page_json};
+    use serde_json::{Value, json};
+
+    fn raw(chunks: &[&str], end: Value) -> Collected {
+        Collected {
+            items: Vec::new(),
+            raw: chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            end,
+        }
+    }
+
+    #[test]
+    fn a_page_as_text_copies_each_documents_text_as_the_server_wrote_it() {
+        let page = page_json(raw(
+            &[
+                r#"[{"id":"a\"b","data":{"z":1,"a":1.50}}]"#,
+                r#"[{"data":null,"id":"c"}]"#,
+            ],
+            json!({"cursor": "c"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            page,
+            r#"{"docs":[{"id":"a\"b","data":{"z":1,"a":1.50}},{"id":"c","data":null}],"cursor":"c"}"#
+        );
+        let empty = page_json(raw(&[], json!({}))).unwrap();
+        assert_eq!(empty, r#"{"docs":[],"cursor":null}"#);
+    }
+
+    #[test]
+    fn a_page_as_text_refuses_chunks_that_are_not_arrays_of_documents() {
+        for bad in [
+            "not json",
+            r#"{"id":"a","data":1}"#,
+            r#"[{"id":7,"data":1}]"#,
+            r#"[{"id":"a"}]"#,
+            r#"[{"id":"a","data":1,"score":2}]"#,
+            r#"[{"id":"a","data":1}"#,
+        ] {
+            let e = page_json(raw(&[bad], json!({}))).unwrap_err();
+            assert!(matches!(e, crate::IpcError::Protocol(_)), "{bad}: {e:?}");
+        }
+    }
 
     #[test]
     fn a_seq_reply_is_read_with_or_without_the_quick_path() {

@@ -45,10 +45,20 @@ pub struct AsyncDocStream {
     rx: mpsc::UnboundedReceiver<Frame>,
     timeout: Duration,
     buf: VecDeque<Value>,
+    /// When set ([`keep_raw`](Self::keep_raw)): the chunks' payloads as
+    /// they came, unparsed, instead of items in `buf`.
+    raw: Option<RawChunks>,
     summary: Option<Value>,
     failed: bool,
     /// A failure found by `take_routed`, for the next reader.
     error: Option<IpcError>,
+}
+
+/// A stream's chunks kept as the server sent them (JSON arrays of items).
+#[derive(Default)]
+pub(crate) struct RawChunks {
+    pub(crate) chunks: Vec<Vec<u8>>,
+    pub(crate) bytes: usize,
 }
 
 impl std::fmt::Debug for AsyncDocStream {
@@ -75,10 +85,20 @@ impl AsyncDocStream {
             rx,
             timeout,
             buf: VecDeque::new(),
+            raw: None,
             summary: None,
             failed: false,
             error: None,
         }
+    }
+
+    /// The same stream, keeping its chunks unparsed for
+    /// [`collected_now`](Self::collected_now) and
+    /// [`collect_rest`](Self::collect_rest) (which then hand out no
+    /// items): for a caller that writes the page out as JSON text again.
+    pub(crate) fn keep_raw(mut self) -> AsyncDocStream {
+        self.raw = Some(RawChunks::default());
+        self
     }
 
     /// The next raw item; `Ok(None)` at the end.
@@ -122,6 +142,14 @@ impl AsyncDocStream {
                 return Err(e);
             }
         };
+        if kind == FrameKind::StreamChunk
+            && let Some(raw) = &mut self.raw
+        {
+            // Checked when it is written out (`page_json`).
+            raw.bytes += payload.len();
+            raw.chunks.push(payload);
+            return Ok(());
+        }
         let value: Value = serde_json::from_slice(&payload).map_err(|e| {
             IpcError::Protocol(format!("a {} chunk is not JSON: {e}", self.op.name()))
         })?;
@@ -161,9 +189,11 @@ impl AsyncDocStream {
         true
     }
 
-    /// Items read and not yet handed out.
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
+    /// Whether what was read and not yet handed out is more than a
+    /// calling thread should shape: more than `items` items, or more than
+    /// `raw_bytes` bytes of unparsed chunks.
+    pub(crate) fn buffered_over(&self, items: usize, raw_bytes: usize) -> bool {
+        self.buf.len() > items || self.raw.as_ref().is_some_and(|raw| raw.bytes > raw_bytes)
     }
 
     /// Everything of a stream that is over (see [`take_routed`](Self::take_routed)).
@@ -173,6 +203,7 @@ impl AsyncDocStream {
         }
         Ok(Collected {
             items: std::mem::take(&mut self.buf).into(),
+            raw: self.raw.take().map(|raw| raw.chunks).unwrap_or_default(),
             end: self.summary.clone().unwrap_or(Value::Null),
         })
     }
@@ -185,6 +216,7 @@ impl AsyncDocStream {
         }
         Ok(Collected {
             items,
+            raw: self.raw.take().map(|raw| raw.chunks).unwrap_or_default(),
             end: self.summary.clone().unwrap_or(Value::Null),
         })
     }
