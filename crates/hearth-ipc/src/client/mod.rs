@@ -1127,45 +1127,41 @@ struct RawDoc<'a> {
 /// `Value` and back). Checks what it copies: each chunk an array of
 /// objects with a string `id` and a `data`, and nothing else.
 fn page_json(collected: Collected) -> Result<String, IpcError> {
-    let bytes: usize = collected.raw.iter().map(Vec::len).sum();
+    let Collected { items, raw, end } = collected;
+    let bytes: usize = raw.iter().map(Vec::len).sum();
     let mut out = String::with_capacity(bytes + 64);
     out.push_str("{\"docs\":[");
-    let mut first = true;
-    let mut comma = |out: &mut String| {
-        if !std::mem::take(&mut first) {
+    // Each document's text, given its id's and data's JSON text.
+    let push = |out: &mut String, id: &str, data: &str| {
+        if !out.ends_with('[') {
             out.push(',');
         }
-    };
-    for item in &collected.items {
-        let doc = ops::decode_doc(item.clone())?;
-        comma(&mut out);
         out.push_str("{\"id\":");
-        out.push_str(&ops::json_string(&doc.id));
+        out.push_str(id);
         out.push_str(",\"data\":");
-        out.push_str(&doc.data.to_string());
+        out.push_str(data);
         out.push('}');
+    };
+    for item in items {
+        let doc = ops::decode_doc(item)?;
+        push(&mut out, &ops::json_string(&doc.id), &doc.data.to_string());
     }
-    for chunk in &collected.raw {
+    for chunk in &raw {
         let docs: Vec<RawDoc<'_>> = serde_json::from_slice(chunk).map_err(|e| {
             IpcError::Protocol(format!("a chunk is not an array of documents: {e}"))
         })?;
         for doc in docs {
-            if !doc.id.get().starts_with('"') {
+            let id = doc.id.get();
+            if !id.starts_with('"') {
                 return Err(IpcError::Protocol(format!(
-                    "a document's id is not a string: {}",
-                    doc.id.get()
+                    "a document's id is not a string: {id}"
                 )));
             }
-            comma(&mut out);
-            out.push_str("{\"id\":");
-            out.push_str(doc.id.get());
-            out.push_str(",\"data\":");
-            out.push_str(doc.data.get());
-            out.push('}');
+            push(&mut out, id, doc.data.get());
         }
     }
     out.push_str("],\"cursor\":");
-    match collected.end.get("cursor").and_then(Value::as_str) {
+    match end.get("cursor").and_then(Value::as_str) {
         Some(cursor) => out.push_str(&ops::json_string(cursor)),
         None => out.push_str("null"),
     }

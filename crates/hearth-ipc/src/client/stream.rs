@@ -54,11 +54,12 @@ pub struct AsyncDocStream {
     error: Option<IpcError>,
 }
 
-/// A stream's chunks kept as the server sent them (JSON arrays of items).
+/// A stream's chunks kept as the server sent them (JSON arrays of items),
+/// and their bytes in all.
 #[derive(Default)]
-pub(crate) struct RawChunks {
-    pub(crate) chunks: Vec<Vec<u8>>,
-    pub(crate) bytes: usize,
+struct RawChunks {
+    chunks: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for AsyncDocStream {
