@@ -332,8 +332,10 @@ impl NativeClient {
                 self.fast_text(
                     env,
                     wait,
-                    |c, budget| c.search_within(&a.text, a.limit.unwrap_or(SEARCH_LIMIT), budget),
-                    |h| json::text(&hits(h)),
+                    |c, budget| {
+                        c.search_json_within(&a.text, a.limit.unwrap_or(SEARCH_LIMIT), budget)
+                    },
+                    std::convert::identity,
                 )
             }
             other => sync(Err(NodeError::InvalidInput(format!(

@@ -822,7 +822,7 @@ fn streamed_calls_with_a_budget_give_what_their_plain_forms_give(fx: &Fx) {
     assert_eq!(client.list(limited).unwrap().docs, plain_limited.docs);
 }
 
-fn a_page_as_json_text_is_the_page_its_plain_form_gives(fx: &Fx) {
+fn pages_and_matches_as_json_text_are_what_their_plain_forms_give(fx: &Fx) {
     let client = fx.client();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut later = 0;
@@ -830,7 +830,7 @@ fn a_page_as_json_text_is_the_page_its_plain_form_gives(fx: &Fx) {
     let mut writes: Vec<WriteOp> = (0..300)
         .map(|i| WriteOp::Put {
             id: format!("text:{i:04}"),
-            data: json!({"type": "Row", "i": i, "f": 0.5 + f64::from(i), "s": "é\"\\\n\u{1F600}"}),
+            data: json!({"type": "Row", "i": i, "f": 0.5 + f64::from(i), "s": "é\"\\\n\u{1F600}", "text": format!("text number {i}")}),
         })
         .collect();
     writes.push(WriteOp::Put {
@@ -860,6 +860,13 @@ fn a_page_as_json_text_is_the_page_its_plain_form_gives(fx: &Fx) {
     let plain_query = as_text(&client.query(odd.clone(), None, None).unwrap());
     assert_eq!(plain["docs"].as_array().unwrap().len(), 301);
     assert_eq!(plain_query["docs"].as_array().unwrap().len(), 1);
+    let plain_search: Vec<Value> = client
+        .search("number", 25)
+        .unwrap()
+        .into_iter()
+        .map(|h| json!({"id": h.doc.id, "data": h.doc.data, "score": h.score}))
+        .collect();
+    assert_eq!(plain_search.len(), 25);
     let parsed = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
     for budget in [Duration::ZERO, Duration::from_secs(20)] {
         for _ in 0..10 {
@@ -883,6 +890,12 @@ fn a_page_as_json_text_is_the_page_its_plain_form_gives(fx: &Fx) {
             &mut later,
         );
         assert_eq!(parsed(text), plain_query);
+        let text = settle(
+            client.search_json_within("number", 25, budget),
+            &rt,
+            &mut later,
+        );
+        assert_eq!(parsed(text), Value::Array(plain_search.clone()));
     }
     // Bad input fails as the plain form does.
     let e = outcome(
@@ -1120,7 +1133,7 @@ conformance!(
     calls_with_a_zero_budget_hand_over_without_losing_an_answer,
     the_other_unary_calls_with_a_budget_give_what_their_plain_forms_give,
     streamed_calls_with_a_budget_give_what_their_plain_forms_give,
-    a_page_as_json_text_is_the_page_its_plain_form_gives,
+    pages_and_matches_as_json_text_are_what_their_plain_forms_give,
     a_call_within_its_budget_is_ready,
     subscriptions_deliver_history_then_live_changes_in_order,
     a_subscription_from_now_sees_only_new_changes,

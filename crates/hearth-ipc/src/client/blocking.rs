@@ -8,8 +8,8 @@
 
 use super::within::{Later, RawWithin, Within};
 use super::{
-    AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, Collected, calls, hits, page,
-    page_json, parse_json,
+    AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, Collected, calls, hits,
+    hits_json, page, page_json, parse_json,
 };
 use crate::error::IpcError;
 use crate::rt::{block_on, client_runtime};
@@ -224,6 +224,15 @@ impl Client {
     pub fn search_within(&self, text: &str, limit: usize, budget: Duration) -> Within<Vec<Hit>> {
         let body = AsyncClient::search_body(text, limit);
         self.collect_within(Operation::Search, body, budget, false, hits)
+    }
+
+    /// [`search_within`](Self::search_within) whose matches come as JSON
+    /// text, `[{"id":…,"data":…,"score":…},…]` best first, each document's
+    /// data and score the text the server sent (see
+    /// [`list_json_within`](Self::list_json_within)).
+    pub fn search_json_within(&self, text: &str, limit: usize, budget: Duration) -> Within<String> {
+        let body = AsyncClient::search_body(text, limit);
+        self.collect_within(Operation::Search, body, budget, true, hits_json)
     }
 
     /// [`Client::put`] that waits here for at most `budget`; see

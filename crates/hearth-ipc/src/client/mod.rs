@@ -1122,6 +1122,57 @@ struct RawDoc<'a> {
     data: &'a serde_json::value::RawValue,
 }
 
+/// One match of a search chunk, its parts as the server wrote them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHit<'a> {
+    #[serde(borrow)]
+    id: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    score: &'a serde_json::value::RawValue,
+}
+
+/// Appends one document's JSON text, `{"id":…,"data":…}` (with
+/// `,"score":…` for a search match), given its parts' JSON text, after a
+/// comma unless it opens the array.
+fn push_doc(out: &mut String, id: &str, data: &str, score: Option<&str>) {
+    if !out.ends_with('[') {
+        out.push(',');
+    }
+    out.push_str("{\"id\":");
+    out.push_str(id);
+    out.push_str(",\"data\":");
+    out.push_str(data);
+    if let Some(score) = score {
+        out.push_str(",\"score\":");
+        out.push_str(score);
+    }
+    out.push('}');
+}
+
+/// `text`, the JSON text of `what` (an unparsed chunk item's id), if it
+/// is a JSON string; else the protocol error.
+fn string_text<'a>(text: &'a str, what: &str) -> Result<&'a str, IpcError> {
+    if text.starts_with('"') {
+        Ok(text)
+    } else {
+        Err(IpcError::Protocol(format!(
+            "{what} is not a string: {text}"
+        )))
+    }
+}
+
+/// Parses an unparsed chunk as an array of `T`.
+fn raw_items<'a, T: serde::Deserialize<'a>>(
+    chunk: &'a [u8],
+    what: &str,
+) -> Result<Vec<T>, IpcError> {
+    serde_json::from_slice(chunk)
+        .map_err(|e| IpcError::Protocol(format!("a chunk is not an array of {what}: {e}")))
+}
+
 /// A page as JSON text, `{"docs":[{"id":…,"data":…},…],"cursor":…}`,
 /// each document's data the text the server sent (no parse into a
 /// `Value` and back). Checks what it copies: each chunk an array of
@@ -1131,33 +1182,19 @@ fn page_json(collected: Collected) -> Result<String, IpcError> {
     let bytes: usize = raw.iter().map(Vec::len).sum();
     let mut out = String::with_capacity(bytes + 64);
     out.push_str("{\"docs\":[");
-    // Each document's text, given its id's and data's JSON text.
-    let push = |out: &mut String, id: &str, data: &str| {
-        if !out.ends_with('[') {
-            out.push(',');
-        }
-        out.push_str("{\"id\":");
-        out.push_str(id);
-        out.push_str(",\"data\":");
-        out.push_str(data);
-        out.push('}');
-    };
     for item in items {
         let doc = ops::decode_doc(item)?;
-        push(&mut out, &ops::json_string(&doc.id), &doc.data.to_string());
+        push_doc(
+            &mut out,
+            &ops::json_string(&doc.id),
+            &doc.data.to_string(),
+            None,
+        );
     }
     for chunk in &raw {
-        let docs: Vec<RawDoc<'_>> = serde_json::from_slice(chunk).map_err(|e| {
-            IpcError::Protocol(format!("a chunk is not an array of documents: {e}"))
-        })?;
-        for doc in docs {
-            let id = doc.id.get();
-            if !id.starts_with('"') {
-                return Err(IpcError::Protocol(format!(
-                    "a document's id is not a string: {id}"
-                )));
-            }
-            push(&mut out, id, doc.data.get());
+        for doc in raw_items::<RawDoc<'_>>(chunk, "documents")? {
+            let id = string_text(doc.id.get(), "a document's id")?;
+            push_doc(&mut out, id, doc.data.get(), None);
         }
     }
     out.push_str("],\"cursor\":");
@@ -1169,9 +1206,47 @@ fn page_json(collected: Collected) -> Result<String, IpcError> {
     Ok(out)
 }
 
+/// A search's matches as JSON text, `[{"id":…,"data":…,"score":…},…]`,
+/// best first, each document's data and score the text the server sent;
+/// checked as [`page_json`] checks (a match also has a numeric `score`).
+fn hits_json(collected: Collected) -> Result<String, IpcError> {
+    let Collected { items, raw, end } = collected;
+    let bytes: usize = raw.iter().map(Vec::len).sum();
+    let mut out = String::with_capacity(bytes + 2);
+    out.push('[');
+    let parsed = Collected {
+        items,
+        raw: Vec::new(),
+        end,
+    };
+    for hit in hits(parsed)? {
+        let score = Value::from(hit.score).to_string();
+        push_doc(
+            &mut out,
+            &ops::json_string(&hit.doc.id),
+            &hit.doc.data.to_string(),
+            Some(&score),
+        );
+    }
+    for chunk in &raw {
+        for hit in raw_items::<RawHit<'_>>(chunk, "search matches")? {
+            let id = string_text(hit.id.get(), "a match's id")?;
+            let score = hit.score.get();
+            if !score.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                return Err(IpcError::Protocol(format!(
+                    "a match's score is not a number: {score}"
+                )));
+            }
+            push_doc(&mut out, id, hit.data.get(), Some(score));
+        }
+    }
+    out.push(']');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Collected, calls, page_json};
+    use super::{Collected, calls, hits_json, page_json};
     use serde_json::{Value, json};
 
     fn raw(chunks: &[&str], end: Value) -> Collected {
@@ -1198,6 +1273,28 @@ mod tests {
         );
         let empty = page_json(raw(&[], json!({}))).unwrap();
         assert_eq!(empty, r#"{"docs":[],"cursor":null}"#);
+    }
+
+    #[test]
+    fn search_matches_as_text_keep_the_servers_text_and_refuse_a_match_without_a_number() {
+        let hits = hits_json(raw(
+            &[r#"[{"id":"a","data":{"x":"\u00e9"},"score":-1.25e-3}]"#],
+            json!({}),
+        ))
+        .unwrap();
+        assert_eq!(
+            hits,
+            r#"[{"id":"a","data":{"x":"\u00e9"},"score":-1.25e-3}]"#
+        );
+        for bad in [
+            r#"[{"id":"a","data":1}]"#,
+            r#"[{"id":"a","data":1,"score":"high"}]"#,
+            r#"[{"id":null,"data":1,"score":1}]"#,
+            r#"[{"id":"a","data":1,"score":1,"metadata":{}}]"#,
+        ] {
+            let e = hits_json(raw(&[bad], json!({}))).unwrap_err();
+            assert!(matches!(e, crate::IpcError::Protocol(_)), "{bad}: {e:?}");
+        }
     }
 
     #[test]
