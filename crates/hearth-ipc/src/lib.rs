@@ -55,6 +55,9 @@ mod types;
 pub use channel::{
     MAX_CHANNEL_NAME, MAX_SOCKET_PATH, socket_dir, socket_path, validate_channel_name,
 };
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use client::fuzz_page_text;
 pub use client::{
     AsyncChangeStream, AsyncClient, AsyncDocStream, AsyncTopicStream, ChangeStream, Client,
     DocStream, Later, TopicStream, Within,

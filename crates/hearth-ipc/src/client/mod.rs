@@ -1232,9 +1232,9 @@ fn hits_json(collected: Collected) -> Result<String, IpcError> {
         for hit in raw_items::<RawHit<'_>>(chunk, "search matches")? {
             let id = string_text(hit.id.get(), "a match's id")?;
             let score = hit.score.get();
-            if !score.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            if !score.parse::<f64>().is_ok_and(f64::is_finite) {
                 return Err(IpcError::Protocol(format!(
-                    "a match's score is not a number: {score}"
+                    "a match's score is not a finite number: {score}"
                 )));
             }
             push_doc(&mut out, id, hit.data.get(), Some(score));
@@ -1242,6 +1242,46 @@ fn hits_json(collected: Collected) -> Result<String, IpcError> {
     }
     out.push(']');
     Ok(out)
+}
+
+/// For the page-text fuzz target (feature `fuzzing`, not an API): takes
+/// `chunk` as one unparsed chunk of a list and of a search, and panics
+/// unless: whatever text `page_json` / `hits_json` give is JSON text (as
+/// JavaScript's `JSON.parse` reads it: syntax; a number out of `f64`'s
+/// range in a document's data passes the text forms, which copy it, and
+/// not `Value`'s parse); and wherever the parsed forms (`page` / `hits`)
+/// accept the chunk too, both give the same ids, data and scores.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_page_text(chunk: &[u8]) {
+    let collected = || Collected {
+        items: Vec::new(),
+        raw: vec![chunk.to_vec()],
+        end: Value::Null,
+    };
+    let is_json = |text: &str| serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+    if let Ok(text) = page_json(collected()) {
+        assert!(is_json(&text), "the page's text is JSON: {text}");
+        if let (Ok(page), Ok(value)) = (page(collected()), serde_json::from_str::<Value>(&text)) {
+            let docs = value["docs"].as_array().expect("docs");
+            assert_eq!(docs.len(), page.docs.len());
+            for (text_doc, doc) in docs.iter().zip(&page.docs) {
+                assert_eq!(text_doc["id"], Value::from(doc.id.as_str()));
+                assert_eq!(text_doc["data"], doc.data);
+            }
+        }
+    }
+    if let Ok(text) = hits_json(collected()) {
+        assert!(is_json(&text), "the matches' text is JSON: {text}");
+        if let (Ok(hits), Ok(value)) = (hits(collected()), serde_json::from_str::<Value>(&text)) {
+            let matches = value.as_array().expect("an array");
+            assert_eq!(matches.len(), hits.len());
+            for (text_hit, hit) in matches.iter().zip(&hits) {
+                assert_eq!(text_hit["id"], Value::from(hit.doc.id.as_str()));
+                assert_eq!(text_hit["data"], hit.doc.data);
+                assert_eq!(text_hit["score"].as_f64(), Some(hit.score));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1289,6 +1329,7 @@ mod tests {
         for bad in [
             r#"[{"id":"a","data":1}]"#,
             r#"[{"id":"a","data":1,"score":"high"}]"#,
+            r#"[{"id":"a","data":1,"score":-1.2e553}]"#,
             r#"[{"id":null,"data":1,"score":1}]"#,
             r#"[{"id":"a","data":1,"score":1,"metadata":{}}]"#,
         ] {
