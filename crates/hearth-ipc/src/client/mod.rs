@@ -1112,7 +1112,9 @@ fn all_items(collected: Collected) -> Result<Vec<Value>, IpcError> {
 }
 
 /// One document of a list or query chunk, its parts as the server wrote
-/// them.
+/// them. A field this client does not know (the server's `metadata`, say,
+/// which the parsed form would keep) makes the chunk a protocol error
+/// rather than be dropped from the text unseen.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoc<'a> {
