@@ -1070,7 +1070,12 @@ pub(crate) mod calls {
 
 /// A search's matches, best first, from its collected stream.
 fn hits(collected: Collected) -> Result<Vec<Hit>, IpcError> {
-    all_items(collected)?
+    hits_of(all_items(collected)?)
+}
+
+/// Search matches from their parsed items.
+fn hits_of(items: Vec<Value>) -> Result<Vec<Hit>, IpcError> {
+    items
         .into_iter()
         .map(|item| {
             let score = item.get("score").and_then(Value::as_f64).unwrap_or(0.0);
@@ -1212,16 +1217,11 @@ fn page_json(collected: Collected) -> Result<String, IpcError> {
 /// best first, each document's data and score the text the server sent;
 /// checked as [`page_json`] checks (a match also has a numeric `score`).
 fn hits_json(collected: Collected) -> Result<String, IpcError> {
-    let Collected { items, raw, end } = collected;
+    let Collected { items, raw, .. } = collected;
     let bytes: usize = raw.iter().map(Vec::len).sum();
     let mut out = String::with_capacity(bytes + 2);
     out.push('[');
-    let parsed = Collected {
-        items,
-        raw: Vec::new(),
-        end,
-    };
-    for hit in hits(parsed)? {
+    for hit in hits_of(items)? {
         let score = Value::from(hit.score).to_string();
         push_doc(
             &mut out,

@@ -202,11 +202,8 @@ impl AsyncDocStream {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        Ok(Collected {
-            items: std::mem::take(&mut self.buf).into(),
-            raw: self.raw.take().map(|raw| raw.chunks).unwrap_or_default(),
-            end: self.summary.clone().unwrap_or(Value::Null),
-        })
+        let items = std::mem::take(&mut self.buf).into();
+        Ok(self.collected(items))
     }
 
     /// Reads the stream to its end: every item, then the end's summary.
@@ -215,11 +212,17 @@ impl AsyncDocStream {
         while let Some(item) = self.next_raw().await? {
             items.push(item);
         }
-        Ok(Collected {
+        Ok(self.collected(items))
+    }
+
+    /// `items` with what else the stream holds: its unparsed chunks and
+    /// the end's summary.
+    fn collected(&mut self, items: Vec<Value>) -> Collected {
+        Collected {
             items,
             raw: self.raw.take().map(|raw| raw.chunks).unwrap_or_default(),
             end: self.summary.clone().unwrap_or(Value::Null),
-        })
+        }
     }
 
     /// The next document; `None` at the end of the stream.
