@@ -594,6 +594,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     assert!(v["server"]["shm_handoffs_missed"].is_u64(), "{v}");
     assert!(v["server"]["shm_holders_asleep"].is_u64(), "{v}");
     assert!(v["server"]["shm_turn_waits"].is_u64(), "{v}");
+    assert!(v["server"]["shm_answers_queued"].is_u64(), "{v}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use hearth_ipc::{
 };
 use hearth_proto::{ErrorCode, FrameKind, Operation, decode_error_payload};
 use hearth_shm::{C2S_CTRL_OFFSET, HEADER_BYTES, S2C_CTRL_OFFSET};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -709,6 +709,55 @@ fn a_sixteen_mib_document_round_trips_through_small_rings() {
     client.put("huge", json!({"blob": blob})).unwrap();
     let back = client.get("huge").unwrap().unwrap();
     assert_eq!(back["blob"].as_str().map(str::len), Some(blob.len()));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn an_answer_of_a_few_records_goes_onto_an_empty_ring_without_the_writer_task() {
+    // 64 KiB rings carry records of up to 32 KiB: the answer with a
+    // 48 KiB document is two pieces, which the connection's thread writes
+    // onto the client's empty ring at once.
+    let fx = shm_server(|b| b.shm_ring_bytes(64 * 1024));
+    let client = fx.client();
+    let blob = "q".repeat(48 * 1024);
+    client.put("two-pieces", json!({"blob": blob})).unwrap();
+    for _ in 0..20 {
+        let back = client.get("two-pieces").unwrap().unwrap();
+        assert_eq!(back["blob"].as_str(), Some(blob.as_str()));
+    }
+    assert_eq!(fx.server.stats().shm_answers_queued, 0);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_stops_reading_mid_answer_holds_up_no_one_and_gets_the_rest_later() {
+    let fx = shm_server(|b| b.shm_ring_bytes(64 * 1024));
+    let blob = "r".repeat(1024 * 1024);
+    fx.client().put("big", json!({"blob": blob})).unwrap();
+    let mut raw = RawShm::connect(&fx.socket_path());
+    assert!(raw.request(Operation::Get, 7, json!({"id": "big"})));
+    // Its ring full and nobody reading, the connection's thread leaves
+    // the rest of the answer to the writer task.
+    let deadline = Instant::now() + LONG;
+    while fx.server.stats().shm_answers_queued == 0 {
+        assert!(Instant::now() < deadline, "nothing was queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    others_carry_on(&fx);
+    let mut payload = Vec::new();
+    loop {
+        let frame = raw.read_frame().expect("the rest of the answer");
+        assert_eq!(
+            (frame.header.kind, frame.header.request_id),
+            (FrameKind::Response, 7)
+        );
+        payload.extend_from_slice(&frame.payload);
+        if !frame.header.flags.has_more() {
+            break;
+        }
+    }
+    let answer: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(answer["data"]["blob"].as_str(), Some(blob.as_str()));
     fx.server.shutdown().unwrap();
 }
 

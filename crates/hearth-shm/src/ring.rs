@@ -660,6 +660,31 @@ impl<M: RingMemory> std::fmt::Debug for RoomWaiter<M> {
 }
 
 impl<M: RingMemory> RoomWaiter<M> {
+    /// Whether the consumer's `head` has moved from `head_seen` (the head
+    /// the producer saw when it found no room): worth another push. Only a
+    /// hint, never trusted — the push re-reads and checks `head` itself.
+    /// For a writer that spins for room instead of sleeping.
+    ///
+    /// ```
+    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout, Producer};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(64, 64)?));
+    /// let mut tx = Producer::new(mem.clone(), Direction::ClientToServer);
+    /// let mut rx = Consumer::new(mem, Direction::ClientToServer);
+    /// while tx.try_push(&[&[0; 24]])? {}
+    /// let room = tx.room_waiter();
+    /// assert!(!room.moved(tx.head_seen()));
+    /// let mut record = Vec::new();
+    /// assert!(rx.try_pop(&mut record)?);
+    /// assert!(room.moved(tx.head_seen()));
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn moved(&self, head_seen: u64) -> bool {
+        // Acquire pairs with the Release store of `head` in
+        // `Consumer::try_pop` (only compared here, as in `wait`).
+        self.mem.ctrl(self.dir).head.head.load(Ordering::Acquire) != head_seen
+    }
+
     /// One round of the sleep protocol on the space futex: counts itself
     /// in `producer_sleeping`, fences, and sleeps for at most `timeout`
     /// unless the consumer's `head` has moved from `head_seen` (the head

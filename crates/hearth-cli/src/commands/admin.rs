@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 13] = [
+const SERVER_ROWS: [(&str, &str); 14] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -41,6 +41,7 @@ const SERVER_ROWS: [(&str, &str); 13] = [
     ("shm handoffs missed", "shm_handoffs_missed"),
     ("shm turns ended asleep", "shm_holders_asleep"),
     ("shm waits for a turn", "shm_turn_waits"),
+    ("shm answers queued for room", "shm_answers_queued"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),

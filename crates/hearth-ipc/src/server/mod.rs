@@ -127,6 +127,12 @@ pub struct ServerStats {
     /// Shared-memory connections the shared poller serves now (their own
     /// threads wait meanwhile).
     pub shm_lent: usize,
+    /// Answers (or pieces of a big one) that a shared-memory connection's
+    /// thread found no room for on the client's ring, even after waiting
+    /// briefly, and queued for the connection's writer task, which waits
+    /// for room off that thread. A steady rise means rings small for the
+    /// documents (`--shm-ring-bytes`) or clients slow to read.
+    pub shm_answers_queued: u64,
     /// Bytes of each of a new shared-memory connection's two rings; 0 when
     /// the server offers no shared memory (turned off, or not Linux).
     pub shm_ring_bytes: usize,
@@ -181,6 +187,8 @@ pub(crate) struct Shared {
     pub(crate) topic_subs: AtomicUsize,
     pub(crate) requests: AtomicU64,
     pub(crate) stalled: AtomicU64,
+    /// `ServerStats::shm_answers_queued`.
+    pub(crate) shm_queued: AtomicU64,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -257,6 +265,8 @@ impl Shared {
             shm_holders_asleep: self.poller.holders_asleep(),
             shm_turn_waits: self.poller.turn_waits(),
             shm_lent: self.poller.lent(),
+            // Relaxed: a statistic.
+            shm_answers_queued: self.shm_queued.load(Ordering::Relaxed),
             shm_ring_bytes: if self
                 .proto_limits
                 .capabilities
@@ -712,6 +722,7 @@ impl ServerBuilder {
             topic_subs: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
+            shm_queued: AtomicU64::new(0),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             listed: Mutex::new(HashMap::new()),

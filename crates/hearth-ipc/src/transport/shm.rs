@@ -385,7 +385,9 @@ impl ShmOut {
         self.push(frame, true)
     }
 
-    fn push(&self, frame: &Frame, wake: bool) -> Result<Pushed, ShmError> {
+    /// [`try_send`](Self::try_send), waking the reader only if `wake`
+    /// (see [`try_send_whole`](Self::try_send_whole)).
+    pub(crate) fn push(&self, frame: &Frame, wake: bool) -> Result<Pushed, ShmError> {
         let header = FrameHeader {
             payload_len: u32::try_from(frame.payload.len()).unwrap_or(u32::MAX),
             ..frame.header
@@ -427,6 +429,12 @@ impl ShmOut {
     /// Wakes the reader if it sleeps.
     pub(crate) fn notify(&self) {
         self.producer.lock().notify();
+    }
+
+    /// Whether the reader has moved past `head_seen` (a push may find room
+    /// now); never blocks: for a writer that spins for room.
+    pub(crate) fn room_since(&self, head_seen: u64) -> bool {
+        self.room.moved(head_seen)
     }
 
     /// Sleeps (at most `timeout`) until the reader moves past `head_seen`
