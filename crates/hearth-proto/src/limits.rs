@@ -303,23 +303,33 @@ mod compact {
 
     /// True when no JSON whitespace byte appears outside a string. Assumes
     /// nothing about validity: an unbalanced quote only makes the answer
-    /// meaningless for text the parser then refuses anyway.
+    /// meaningless for text the parser then refuses anyway. Inside a
+    /// string it jumps from one quote or backslash to the next (`memchr2`,
+    /// many bytes at a time): a byte-by-byte walk cost a 256 KiB string
+    /// ~250 µs, six times what parsing it does.
     pub(super) fn no_space_outside_strings(text: &[u8]) -> bool {
-        let mut in_string = false;
-        let mut escaped = false;
-        for &b in text {
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
-                }
-            } else if b == b'"' {
-                in_string = true;
-            } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-                return false;
+        let mut i = 0;
+        while let Some(&b) = text.get(i) {
+            i += 1;
+            match b {
+                b'"' => loop {
+                    let Some(k) = text
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        // An unterminated string (or an escape at the very end).
+                        return true;
+                    };
+                    i += k + 1;
+                    // `memchr2` found a quote or backslash at `i - 1`.
+                    if text[i - 1] == b'"' {
+                        break;
+                    }
+                    // A backslash: the byte after it is escaped, whatever it is.
+                    i += 1;
+                },
+                b' ' | b'\t' | b'\n' | b'\r' => return false,
+                _ => {}
             }
         }
         true
@@ -636,6 +646,19 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_inside_strings_is_compact_whatever_they_escape() {
+        for text in [
+            r#"{"a":"x y"}"#,
+            r#"{"a":"\" y"}"#,
+            r#"{"a":"\\","b":"\" \\"}"#,
+            r#"{"a \"":"\u0022 "}"#,
+        ] {
+            assert!(compact(text), "{text:?}");
+        }
+        assert!(!compact(r#"{"a":"\\" ,"b":1}"#));
+    }
+
+    #[test]
     fn whitespace_outside_strings_needs_normalising() {
         for text in [
             r#"{"a": 1}"#,
@@ -722,6 +745,27 @@ mod tests {
             })
         }
 
+        /// The whitespace scan's reference: one byte at a time.
+        fn walk_every_byte(text: &[u8]) -> bool {
+            let (mut in_string, mut escaped) = (false, false);
+            for &b in text {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                } else if b == b'"' {
+                    in_string = true;
+                } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                    return false;
+                }
+            }
+            true
+        }
+
         fn document() -> impl Strategy<Value = Map<String, Value>> {
             prop::collection::btree_map(".{0,6}", json_value(), 0..8)
                 .prop_map(|m| m.into_iter().collect())
@@ -733,6 +777,22 @@ mod tests {
             fn every_compactly_printed_object_is_compact(doc in document()) {
                 let text = serde_json::to_string(&doc).unwrap();
                 prop_assert!(is_compact_document(&text, &Limits::default()), "{}", text);
+            }
+
+            /// The whitespace scan says what a byte-by-byte walk says, for
+            /// any bytes (quotes and backslashes made common).
+            #[test]
+            fn the_whitespace_scan_agrees_with_a_walk_of_every_byte(
+                bytes in prop::collection::vec(
+                    prop_oneof![4 => Just(b'"'), 4 => Just(b'\\'), 1 => Just(b' '), 1 => Just(b'\n'), 4 => any::<u8>()],
+                    0..200,
+                ),
+            ) {
+                prop_assert_eq!(
+                    compact::no_space_outside_strings(&bytes),
+                    walk_every_byte(&bytes),
+                    "{:?}", String::from_utf8_lossy(&bytes)
+                );
             }
 
             /// The check never accepts text the full validator refuses, and
