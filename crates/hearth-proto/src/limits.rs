@@ -279,6 +279,18 @@ impl CompactDocument {
         compact::check(text).then(|| CompactDocument(text.to_string()))
     }
 
+    /// Whether `text` passes [`is_compact_document`]'s checks, size aside
+    /// (what [`new`](Self::new) would accept), without copying it.
+    ///
+    /// ```
+    /// use hearth_proto::CompactDocument;
+    /// assert!(CompactDocument::accepts(r#"{"name":"Alice"}"#));
+    /// assert!(!CompactDocument::accepts(r#"{"name": "Alice"}"#));
+    /// ```
+    pub fn accepts(text: &str) -> bool {
+        compact::check(text)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0

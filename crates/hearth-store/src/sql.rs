@@ -8,9 +8,11 @@
 use crate::crdt::{ChangeKind, DocState, StoredMeta};
 use crate::error::{Result, StoreError};
 use crate::hlc::Stamp;
+use crate::types::Entry;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::sync::Arc;
 
 /// 'HRTH' — marks a SQLite file as hearth's.
 pub(crate) const APPLICATION_ID: i32 = 0x4852_5448;
@@ -197,49 +199,48 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
-/// A document row as read from SQLite.
-pub(crate) struct Row {
-    pub(crate) state: DocState,
-    pub(crate) json: Option<String>,
-    pub(crate) stamp: Stamp,
-    pub(crate) seq: u64,
-}
-
-pub(crate) fn parse_row(
-    id: &str,
-    data: Option<String>,
+/// The entry of a document row as read from SQLite. Its text is kept as
+/// read and its JSON tree built only if something asks (docs/design.md,
+/// "Lazy state") when the text passes the compact-document check, as every
+/// text the store writes does; other text (a row from an older version, a
+/// damaged one) is parsed at once, so that a row that does not parse is an
+/// error here and never later.
+pub(crate) fn row_entry(
+    id: String,
+    data: Option<Arc<str>>,
     state: &str,
     hlc: i64,
     replica: i64,
     seq: i64,
-) -> Result<Row> {
+) -> Result<Entry> {
     let meta: StoredMeta = serde_json::from_str(state)
         .map_err(|e| StoreError::Internal(format!("stored state of {id:?} does not parse: {e}")))?;
-    let values: Map<String, Value> = match &data {
-        Some(text) => serde_json::from_str(text).map_err(|e| {
-            StoreError::Internal(format!("stored document {id:?} does not parse: {e}"))
-        })?,
-        None => Map::new(),
+    let stamp = Stamp {
+        hlc: hlc as u64,
+        replica: replica as u64,
     };
-    Ok(Row {
-        state: DocState::from_stored(meta, values),
-        json: data,
-        stamp: Stamp {
-            hlc: hlc as u64,
-            replica: replica as u64,
-        },
-        seq: seq as u64,
-    })
+    let seq = seq as u64;
+    match data {
+        Some(text) if !hearth_proto::CompactDocument::accepts(&text) => {
+            let values: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+                StoreError::Internal(format!("stored document {id:?} does not parse: {e}"))
+            })?;
+            let state = DocState::from_stored(meta, values);
+            Ok(Entry::from_state(id, state, Some(text), stamp, seq))
+        }
+        // Compact text (or a tombstone, whose state has no fields).
+        data => Ok(Entry::from_text(id, meta, data, stamp, seq)),
+    }
 }
 
 /// Reads one document row (tombstones included).
-pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<Row>> {
+pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<Entry>> {
     let mut stmt =
         conn.prepare_cached("SELECT data, state, hlc, replica, seq FROM docs WHERE id = ?1")?;
     let raw = stmt
         .query_row([id], |r| {
             Ok((
-                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<Arc<str>>>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
@@ -250,7 +251,7 @@ pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<Row>> {
     match raw {
         None => Ok(None),
         Some((data, state, hlc, replica, seq)) => {
-            parse_row(id, data, &state, hlc, replica, seq).map(Some)
+            row_entry(id.to_string(), data, &state, hlc, replica, seq).map(Some)
         }
     }
 }

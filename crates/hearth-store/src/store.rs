@@ -934,7 +934,7 @@ impl Store {
     }
 }
 
-type RowFields = (String, Option<String>, String, i64, i64, i64);
+type RowFields = (String, Option<Arc<str>>, String, i64, i64, i64);
 
 fn row_fields(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowFields> {
     Ok((
@@ -948,14 +948,7 @@ fn row_fields(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowFields> {
 }
 
 fn entry_from_fields((id, data, state, hlc, replica, seq): RowFields) -> Result<Arc<Entry>> {
-    let row = sql::parse_row(&id, data, &state, hlc, replica, seq)?;
-    Ok(Arc::new(Entry::from_state(
-        id,
-        row.state,
-        row.json.map(Arc::from),
-        row.stamp,
-        row.seq,
-    )))
+    sql::row_entry(id, data, &state, hlc, replica, seq).map(Arc::new)
 }
 
 fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
@@ -1042,15 +1035,10 @@ impl Inner {
             }
             c.generation
         };
-        let row = self.with_reader(|conn| sql::read_doc(conn, id))?;
-        let Some(row) = row else { return Ok(None) };
-        let entry = Arc::new(Entry::from_state(
-            id.to_string(),
-            row.state,
-            row.json.map(Arc::from),
-            row.stamp,
-            row.seq,
-        ));
+        let entry = self.with_reader(|conn| sql::read_doc(conn, id))?;
+        let Some(entry) = entry.map(Arc::new) else {
+            return Ok(None);
+        };
         let mut c = self.cache.lock();
         if c.generation == generation {
             c.insert(entry.clone());

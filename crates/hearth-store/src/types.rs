@@ -211,8 +211,9 @@ impl Entry {
     fn build_state(&self) -> DocState {
         let values = match self.json.as_deref() {
             // Invariant: `from_text` is only given text that passed the
-            // compact-document check (`Store::put_json`/`put_compact`), so
-            // it parses as an object.
+            // compact-document check (`Store::put_json`/`put_compact`, and
+            // rows read from SQLite: `sql::row_entry`), so it parses as an
+            // object.
             Some(text) => serde_json::from_str(text)
                 .expect("an entry's JSON text was validated as an object before it was stored"),
             None => Map::new(),

@@ -157,3 +157,69 @@ fn a_checked_compact_document_over_the_size_limit_is_refused_and_nothing_is_writ
     assert_eq!(store.last_seq(), seq);
     assert!(store.get("doc:2").unwrap().is_none());
 }
+
+/// Closes `store`, changes one stored row's text behind its back with
+/// SQLite (as an older version, or a damaged disk, might have left it),
+/// and opens the store again, its cache empty.
+fn reopen_with_stored_text(store: Store, dir: &std::path::Path, id: &str, text: &str) -> Store {
+    store.close().unwrap();
+    let db = rusqlite::Connection::open(dir.join("hearth.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE docs SET data = ?2 WHERE id = ?1",
+            rusqlite::params![id, text],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    open(dir)
+}
+
+#[test]
+fn documents_read_back_from_sqlite_read_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let text = r#"{"type":"User","name":"Alice","tags":["a b"],"n":{"k":1}}"#;
+    store.put_json("user:1", text).unwrap();
+    store.close().unwrap();
+    let store = open(dir.path());
+    let doc = store.get("user:1").unwrap().unwrap();
+    assert_eq!(doc.json(), text);
+    assert_eq!(doc.data()["tags"], json!(["a b"]));
+    let listed = store
+        .query(&filters(json!({"type": "User"})), 10, None)
+        .unwrap();
+    assert_eq!(listed[0].data()["n"], json!({"k": 1}));
+    store.patch("user:1", json!({"age": 30})).unwrap();
+    let doc = store.get("user:1").unwrap().unwrap();
+    assert_eq!(
+        doc.to_value(),
+        json!({"type": "User", "name": "Alice", "tags": ["a b"], "n": {"k": 1}, "age": 30})
+    );
+}
+
+#[test]
+fn a_stored_row_that_is_not_compact_still_reads_as_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_json("doc:1", r#"{"a":1}"#).unwrap();
+    let store = reopen_with_stored_text(store, dir.path(), "doc:1", r#"{"a": 1, "b": [2]}"#);
+    let doc = store.get("doc:1").unwrap().unwrap();
+    assert_eq!(doc.data()["b"], json!([2]));
+    assert_eq!(doc.to_value(), json!({"a": 1, "b": [2]}));
+}
+
+#[test]
+fn a_damaged_stored_row_is_an_internal_error_and_the_others_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_json("doc:1", r#"{"a":1}"#).unwrap();
+    store.put_json("doc:2", r#"{"b":2}"#).unwrap();
+    let store = reopen_with_stored_text(store, dir.path(), "doc:1", r#"{"a":"#);
+    let err = store.get("doc:1").unwrap_err();
+    assert!(
+        matches!(err, hearth_store::StoreError::Internal(_)),
+        "{err:?}"
+    );
+    assert_eq!(store.get("doc:2").unwrap().unwrap().data()["b"], 2);
+}
