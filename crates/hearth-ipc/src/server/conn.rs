@@ -166,6 +166,18 @@ impl Conn {
         }
     }
 
+    /// Sends the end of stream `id` (its summary, or the error that ended
+    /// it) unless it was cancelled meanwhile.
+    pub(crate) async fn reply_end(&self, id: u64, op: Operation, end: Result<Vec<u8>, ErrorBody>) {
+        if let Some(_sending) = self.finish(id) {
+            let frame = match end {
+                Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
+                Err(body) => Frame::error(id, Some(op), &body),
+            };
+            self.send(frame).await;
+        }
+    }
+
     async fn error(&self, id: u64, op: Option<Operation>, body: ErrorBody) {
         self.send(Frame::error(id, op, &body)).await;
     }
@@ -480,6 +492,16 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
     if answered_without_waiting(shared, op, frame.payload.len()) {
         let result = router::inline(conn, request);
         conn.reply(id, op, result).await;
+        return;
+    }
+    if let Some((chunks, end)) = router::small_list(&shared.store, &request) {
+        for chunk in chunks {
+            let frame = json_frame(FrameKind::StreamChunk, Some(op), id, chunk);
+            if !conn.in_flight(id) || !conn.send(frame).await {
+                break;
+            }
+        }
+        conn.reply_end(id, op, end).await;
         return;
     }
     let task = tokio::spawn(router::run(conn.clone(), op, id, request));
