@@ -1547,8 +1547,11 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             }
             let target = (q.reader_target > q.applied).then_some(q.reader_target);
             let len = batch_len(
-                q.items.iter().map(|i| (i.change.seq, i.record_end)),
+                q.items
+                    .iter()
+                    .map(|i| (i.change.seq, i.record_end, i.entry.weight())),
                 inner.opts.apply_batch,
+                apply_batch_bytes(&inner.opts),
                 target,
             );
             q.items
@@ -1715,26 +1718,39 @@ fn courteous(courtesy: &mut Option<Courtesy>, inner: &Inner) {
 /// grew to `Options::apply_batch`).
 const READER_BATCH: usize = 4096;
 
-/// How many of the queued operations (`(seq, last of its record)`, in
-/// order) the applier's next transaction takes (docs/design.md, "Batch
-/// size"): whole records only, up to `max` operations — or, while a reader
-/// waits for the applier to reach `reader_target`, ending at the first
-/// record boundary at or past that seq once it holds `READER_BATCH`
-/// operations (or `max`, if smaller), so that the reader does not wait for
-/// a whole large transaction of writes made after its own.
+/// The most bytes (of queued entries' weight, as the back-pressure counts
+/// them) the applier's transaction takes before it ends at a record
+/// boundary: a quarter of `Options::max_pending_bytes`, at most 16 MiB.
+fn apply_batch_bytes(opts: &Options) -> usize {
+    (opts.max_pending_bytes / 4).clamp(1, 16 << 20)
+}
+
+/// How many of the queued operations (`(seq, last of its record, weight)`,
+/// in order) the applier's next transaction takes (docs/design.md, "Batch
+/// size"): whole records only, up to `max` operations or until it holds
+/// `max_bytes` — or, while a reader waits for the applier to reach
+/// `reader_target`, ending at the first record boundary at or past that seq
+/// once it holds `READER_BATCH` operations (or `max`, if smaller), so that
+/// the reader does not wait for a whole large transaction of writes made
+/// after its own.
 fn batch_len(
-    items: impl Iterator<Item = (u64, bool)>,
+    items: impl Iterator<Item = (u64, bool, usize)>,
     max: usize,
+    max_bytes: usize,
     reader_target: Option<u64>,
 ) -> usize {
     let floor = READER_BATCH.min(max);
-    let mut len = 0;
-    for (seq, record_end) in items {
+    let (mut len, mut bytes) = (0, 0usize);
+    for (seq, record_end, weight) in items {
         len += 1;
+        bytes = bytes.saturating_add(weight);
         if !record_end {
             continue;
         }
-        if len >= max || (len >= floor && reader_target.is_some_and(|t| seq >= t)) {
+        if len >= max
+            || bytes >= max_bytes
+            || (len >= floor && reader_target.is_some_and(|t| seq >= t))
+        {
             break;
         }
     }
@@ -2169,28 +2185,37 @@ impl Iterator for Subscription {
 mod tests {
     use super::*;
 
-    /// `n` queued single-operation records, seqs from 1.
-    fn records(n: u64) -> impl Iterator<Item = (u64, bool)> {
-        (1..=n).map(|seq| (seq, true))
+    /// No byte bound.
+    const ANY: usize = usize::MAX;
+
+    /// `n` queued single-operation records of 100 bytes, seqs from 1.
+    fn records(n: u64) -> impl Iterator<Item = (u64, bool, usize)> + Clone {
+        (1..=n).map(|seq| (seq, true, 100))
     }
 
     #[test]
     fn without_a_waiting_reader_a_batch_takes_up_to_the_maximum() {
-        assert_eq!(batch_len(records(100_000), 32_768, None), 32_768);
-        assert_eq!(batch_len(records(10), 32_768, None), 10);
+        assert_eq!(batch_len(records(100_000), 32_768, ANY, None), 32_768);
+        assert_eq!(batch_len(records(10), 32_768, ANY, None), 10);
     }
 
     #[test]
     fn a_batch_ends_at_a_waiting_readers_write_once_it_holds_the_reader_floor() {
-        assert_eq!(batch_len(records(100_000), 32_768, Some(5_000)), 5_000);
-        assert_eq!(batch_len(records(100_000), 32_768, Some(10)), READER_BATCH);
-        assert_eq!(batch_len(records(100_000), 32_768, Some(90_000)), 32_768);
+        assert_eq!(batch_len(records(100_000), 32_768, ANY, Some(5_000)), 5_000);
+        assert_eq!(
+            batch_len(records(100_000), 32_768, ANY, Some(10)),
+            READER_BATCH
+        );
+        assert_eq!(
+            batch_len(records(100_000), 32_768, ANY, Some(90_000)),
+            32_768
+        );
     }
 
     #[test]
     fn a_maximum_below_the_reader_floor_still_bounds_the_batch() {
-        assert_eq!(batch_len(records(100), 16, Some(50)), 16);
-        assert_eq!(batch_len(records(100), 16, Some(5)), 16);
+        assert_eq!(batch_len(records(100), 16, ANY, Some(50)), 16);
+        assert_eq!(batch_len(records(100), 16, ANY, Some(5)), 16);
     }
 
     #[test]
@@ -2222,9 +2247,31 @@ mod tests {
     #[test]
     fn a_batch_never_splits_a_record() {
         // Records of three operations: seqs 1-3, 4-6, …
-        let ops = (1..=30u64).map(|seq| (seq, seq % 3 == 0));
-        assert_eq!(batch_len(ops.clone(), 4, None), 6);
-        assert_eq!(batch_len(ops.clone(), 3, Some(1)), 3);
-        assert_eq!(batch_len(ops, 100, None), 30);
+        let ops = (1..=30u64).map(|seq| (seq, seq % 3 == 0, 100));
+        assert_eq!(batch_len(ops.clone(), 4, ANY, None), 6);
+        assert_eq!(batch_len(ops.clone(), 3, ANY, Some(1)), 3);
+        assert_eq!(batch_len(ops.clone(), 100, 250, None), 3);
+        assert_eq!(batch_len(ops, 100, ANY, None), 30);
+    }
+
+    #[test]
+    fn a_batch_of_big_documents_ends_once_it_holds_the_byte_bound() {
+        // 256 KiB documents: a transaction of 16 MiB takes 64 of them, and
+        // writers held by back-pressure get room after each.
+        let big = (1..=1000u64).map(|seq| (seq, true, 256 << 10));
+        assert_eq!(batch_len(big.clone(), 32_768, 16 << 20, None), 64);
+        assert_eq!(batch_len(big.clone(), 10, 16 << 20, None), 10);
+        // One document over the bound is a batch of its own.
+        assert_eq!(batch_len(big, 32_768, 100, None), 1);
+        // Small documents reach the operation bound first.
+        assert_eq!(batch_len(records(100_000), 32_768, 16 << 20, None), 32_768);
+    }
+
+    #[test]
+    fn the_byte_bound_is_a_quarter_of_the_back_pressure_limit_up_to_16_mib() {
+        let mut opts = Options::default();
+        assert_eq!(apply_batch_bytes(&opts), 16 << 20);
+        opts.max_pending_bytes = 8 << 20;
+        assert_eq!(apply_batch_bytes(&opts), 2 << 20);
     }
 }
