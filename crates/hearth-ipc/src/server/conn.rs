@@ -157,21 +157,27 @@ impl Conn {
 
     /// Sends the final answer to `id` unless it was cancelled meanwhile.
     pub(crate) async fn reply(&self, id: u64, op: Operation, result: Result<Vec<u8>, ErrorBody>) {
-        if let Some(_sending) = self.finish(id) {
-            let frame = match result {
-                Ok(payload) => json_frame(FrameKind::Response, Some(op), id, payload),
-                Err(body) => Frame::error(id, Some(op), &body),
-            };
-            self.send(frame).await;
-        }
+        self.last_frame(id, op, FrameKind::Response, result).await;
     }
 
     /// Sends the end of stream `id` (its summary, or the error that ended
     /// it) unless it was cancelled meanwhile.
     pub(crate) async fn reply_end(&self, id: u64, op: Operation, end: Result<Vec<u8>, ErrorBody>) {
+        self.last_frame(id, op, FrameKind::StreamEnd, end).await;
+    }
+
+    /// Ends request `id` with a `kind` frame of `result`'s payload, or an
+    /// error frame, unless it was cancelled meanwhile.
+    async fn last_frame(
+        &self,
+        id: u64,
+        op: Operation,
+        kind: FrameKind,
+        result: Result<Vec<u8>, ErrorBody>,
+    ) {
         if let Some(_sending) = self.finish(id) {
-            let frame = match end {
-                Ok(summary) => json_frame(FrameKind::StreamEnd, Some(op), id, summary),
+            let frame = match result {
+                Ok(payload) => json_frame(kind, Some(op), id, payload),
                 Err(body) => Frame::error(id, Some(op), &body),
             };
             self.send(frame).await;
