@@ -69,6 +69,8 @@ pub struct MappedAppend {
     /// writer, or with content), so that a copy into them faults in a page
     /// the page cache already holds: never past `reserved`.
     filled: u64,
+    /// Whether zeros are written ahead at all ([`set_fill_ahead`](Self::set_fill_ahead)).
+    fill: bool,
     /// The logical length: where the next append goes.
     len: u64,
     /// The mapping's pages below this were dropped from the process (they
@@ -162,9 +164,27 @@ impl MappedAppend {
             // (free space, or a hole) is reserved again before a copy.
             reserved: len,
             filled: len,
+            fill: true,
             len,
             released: 0,
         })
+    }
+
+    /// Whether to write zeros over the reserved blocks a step ahead of
+    /// the copies (on by default). A writer that syncs after every append
+    /// turns it off: each sync would write those zero pages back too (one
+    /// client's puts in fsync mode were ~5 % slower with it).
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// let file = std::fs::File::options().read(true).write(true).create(true).open("segment")?;
+    /// let mut w = hearth_shm::MappedAppend::new(file, 0, 1 << 20)?;
+    /// w.set_fill_ahead(false);
+    /// w.append(b"record")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_fill_ahead(&mut self, on: bool) {
+        self.fill = on;
     }
 
     /// The logical length: bytes appended (and found) so far.
@@ -289,6 +309,9 @@ impl MappedAppend {
     /// a `write()` costs less, and a step of them costs ~tens of µs. Best
     /// effort: a failed write leaves the copies to fault as before.
     fn fill_ahead(&mut self, end: u64) {
+        if !self.fill {
+            return;
+        }
         // Never below the content: `len` is where the coming copy starts
         // (a fill that failed earlier may have left `filled` behind it).
         let from = self.filled.max(self.len);
@@ -426,6 +449,17 @@ mod tests {
         assert!(live[want.len()..w.filled as usize].iter().all(|&b| b == 0));
         drop(w);
         assert_eq!(contents(&path), want);
+    }
+
+    #[test]
+    fn a_writer_told_not_to_fill_writes_nothing_ahead() {
+        let (_dir, path, file) = scratch();
+        let mut w = MappedAppend::new(file, 0, 4 << 20).unwrap();
+        w.set_fill_ahead(false);
+        w.append(b"only").unwrap();
+        assert_eq!(w.filled, 0);
+        drop(w);
+        assert_eq!(contents(&path), b"only");
     }
 
     #[test]

@@ -189,6 +189,10 @@ pub trait JournalFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// A handle that can `fdatasync` this file from another thread.
     fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>>;
+    /// Told once, before any record, when every write will be followed by
+    /// an `fdatasync` (fsync durability): a file may skip work whose cost
+    /// each sync would then pay. Does nothing by default.
+    fn syncs_every_write(&mut self) {}
 }
 
 /// Something that can make a file's data durable.
@@ -268,6 +272,10 @@ impl JournalFile for MappedSegment {
     }
     fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>> {
         Ok(Arc::new(self.0.file().try_clone()?))
+    }
+    fn syncs_every_write(&mut self) {
+        // The zeros written ahead would be written back by every sync.
+        self.0.set_fill_ahead(false);
     }
 }
 
@@ -444,7 +452,10 @@ impl Journal {
                 let len = std::fs::metadata(path)
                     .map_err(|e| StoreError::io(path, e))?
                     .len();
-                let f = io.open_append(path).map_err(|e| StoreError::io(path, e))?;
+                let mut f = io.open_append(path).map_err(|e| StoreError::io(path, e))?;
+                if sync_dir {
+                    f.syncs_every_write();
+                }
                 (f, path.clone(), len)
             }
             None => {
@@ -550,6 +561,9 @@ fn create_segment(
 ) -> Result<(Box<dyn JournalFile>, PathBuf)> {
     let path = dir.join(segment_name(first_seq));
     let mut f = io.create(&path).map_err(|e| StoreError::io(&path, e))?;
+    if sync_dir {
+        f.syncs_every_write();
+    }
     let header = segment_header();
     match f.append(&header) {
         Ok(n) if n == header.len() => {}
@@ -586,6 +600,63 @@ mod tests {
             },
             id: id.into(),
             data: Arc::from(data),
+        }
+    }
+
+    /// The real file system, counting the segments told that every write
+    /// will be synced.
+    #[derive(Default)]
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    struct CountingFile(Box<dyn JournalFile>, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl JournalFile for CountingFile {
+        fn append(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.append(buf)
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.0.truncate(len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.0.sync_data()
+        }
+        fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>> {
+            self.0.sync_handle()
+        }
+        fn syncs_every_write(&mut self) {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl JournalIo for Counting {
+        fn create(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
+            Ok(Box::new(CountingFile(
+                OsJournalIo.create(path)?,
+                self.0.clone(),
+            )))
+        }
+        fn open_append(&self, path: &Path) -> io::Result<Box<dyn JournalFile>> {
+            Ok(Box::new(CountingFile(
+                OsJournalIo.open_append(path)?,
+                self.0.clone(),
+            )))
+        }
+    }
+
+    #[test]
+    fn segments_of_a_syncing_journal_are_told_every_write_is_synced() {
+        for sync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let io = Arc::new(Counting::default());
+            let told = io.0.clone();
+            let mut journal = Journal::open(dir.path(), io.clone(), Vec::new(), 1, sync).unwrap();
+            journal.rotate(2).unwrap();
+            let segments = journal.segments.clone();
+            drop(journal);
+            // Reopened: the last segment is continued.
+            let _journal = Journal::open(dir.path(), io, segments, 3, sync).unwrap();
+            let count = told.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(count, if sync { 3 } else { 0 }, "sync {sync}");
         }
     }
 
