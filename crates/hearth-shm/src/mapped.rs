@@ -300,8 +300,9 @@ impl MappedAppend {
         }
     }
 
-    /// Writes zeros (`pwrite`) over the reserved blocks up to
-    /// [`FILL_STEP`] past `end`, a step at a time, so that the copies that
+    /// Once a copy up to `end` would pass what is filled: writes zeros
+    /// (`pwrite`) over the next [`FILL_STEP`] of reserved blocks (a copy is
+    /// under `PWRITE_FROM`, less than a step), so that the copies that
     /// follow land on pages the page cache already holds. A page first
     /// touched through the mapping is faulted in and zeroed by the kernel,
     /// and the first such fault after a reservation also reads ahead to its
@@ -318,12 +319,11 @@ impl MappedAppend {
         if end <= from {
             return;
         }
-        let want = (from + FILL_STEP).max(end).min(self.reserved);
-        if want > from {
-            let n = ((want - from) as usize).min(ZEROS.len());
-            if write_all_at(&self.file, &ZEROS[..n], from).is_ok() {
-                self.filled = from + n as u64;
-            }
+        // `reserve(end)` succeeded, so `reserved >= end > from`.
+        let want = (from + FILL_STEP).min(self.reserved);
+        let n = ((want - from) as usize).min(ZEROS.len());
+        if write_all_at(&self.file, &ZEROS[..n], from).is_ok() {
+            self.filled = from + n as u64;
         }
     }
 

@@ -1109,9 +1109,7 @@ fn page(collected: Collected) -> Result<Page, IpcError> {
 fn all_items(collected: Collected) -> Result<Vec<Value>, IpcError> {
     let mut items = collected.items;
     for chunk in &collected.raw {
-        let more: Vec<Value> = serde_json::from_slice(chunk)
-            .map_err(|e| IpcError::Protocol(format!("a chunk is not a JSON array: {e}")))?;
-        items.extend(more);
+        items.extend(raw_items::<Value>(chunk, "JSON values")?);
     }
     Ok(items)
 }
