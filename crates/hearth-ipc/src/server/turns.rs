@@ -98,8 +98,13 @@ impl Group {
 /// runs ≥ 1), with 2 ms 1.020× (14 of 26); the slowest 0.1 % of their
 /// calls fell from ~3.9 ms to ~0.07 ms (fewer calls wait for a turn at
 /// all) while the slowest call grew from ~30 to ~40 ms (a round of
-/// fifteen others' slices).
-pub(super) const TURN_SLICE: Duration = Duration::from_millis(2);
+/// fifteen others' slices). From 2 to 4 ms, fifty alternated pairs
+/// (2026-12-06): gets 0.950/0.965× → 0.975/0.995×, puts 0.965/0.965× →
+/// 0.995/1.010× (medians of two sets), the puts' slowest 0.1 % 18 →
+/// 2.2 ms, the slowest call ~45 → ~52–65 ms. 8 ms gained nothing more:
+/// the changes left are mostly not the slices' (holders gone quiet or
+/// found on the poller's core).
+pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 
 /// A holder that sends nothing for this long loses its turn (a Node
 /// client works ~3 µs between two calls; one that stops for this long is
@@ -128,7 +133,7 @@ pub(super) const TURN_WAKE: Duration = Duration::from_micros(500);
 /// answered there, it would take turns with the poller for the core (the
 /// poller then moves away, which costs a migration), so the clients
 /// elsewhere go first unless it has waited this much longer — a round of
-/// sixteen slices when it was chosen (1 ms slices then; ten of today's),
+/// sixteen slices when it was chosen (1 ms slices then; five of today's),
 /// so that the poller moves a few times a round rather than once a turn.
 /// With 1 ms, 16 client threads got 0.57–0.78× of one client's gets
 /// (median 0.67×); with 20 ms, 0.74–1.18× (0.85×).
