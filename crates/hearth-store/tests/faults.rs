@@ -552,6 +552,74 @@ const CHILD_DIR: &str = "HEARTH_FAULT_CHILD_DIR";
 const CHILD_DOCS: &str = "HEARTH_FAULT_CHILD_DOCS";
 const CHILD_SEGMENT: &str = "HEARTH_FAULT_CHILD_SEGMENT";
 
+#[test]
+fn a_transaction_sqlite_refuses_is_tried_again_from_its_first_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_pending_ops: 290,
+        ..Options::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    put_docs(&store, 0..10);
+    store.flush().unwrap();
+    // Another connection holds SQLite's write lock (the applier waits for
+    // it) and adds a trigger that refuses every change row, as a database
+    // that cannot be written would, once that transaction commits.
+    let other = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
+    other
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    other
+        .execute_batch(
+            "BEGIN IMMEDIATE; CREATE TRIGGER refuse BEFORE INSERT ON changes \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    put_docs(&store, 10..300);
+    // Time for the applier to take them off the queue (it lingers at most
+    // 2 ms, and 290 operations are past an eighth of the limit, where it
+    // stops deferring) and wait for SQLite's lock: taken, they are still
+    // pending, and back-pressure counts them.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(store.writes_would_wait(0));
+    other.execute_batch("COMMIT").unwrap();
+    let refused = store.flush().unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused:?}");
+    // The operations it could not apply stay readable; new writes are
+    // refused rather than queued.
+    assert_docs(&store, 0..300, 300..301);
+    let write = store.put(&doc_id(300), doc(300)).unwrap_err();
+    assert_eq!(write.code(), ErrorCode::Unavailable, "{write:?}");
+
+    other.execute_batch("DROP TRIGGER refuse").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Err(e) = store.flush() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the applier never caught up: {e:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.writes_would_wait(0));
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.applied_seq, stats.pending_ops), (300, 0));
+    // Every operation reached SQLite once, in order.
+    let seqs: Vec<i64> = other
+        .prepare("SELECT seq FROM changes ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(seqs, (1..=300).collect::<Vec<i64>>());
+    let docs: i64 = other
+        .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(docs, 300);
+    drop(store);
+    assert_docs(&reopen_whole(dir.path()), 0..300, 300..301);
+}
+
 /// Not a test of its own: the child process of the damaged-journal tests.
 /// Does nothing unless `HEARTH_FAULT_CHILD_DIR` is set.
 #[test]
