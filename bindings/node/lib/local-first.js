@@ -117,7 +117,7 @@ const FAST_PATH_BUDGET_MS = 1;
 /**
  * How long (ms) a fast-path call may go on waiting on its thread, past the
  * budget, while the server answers it only in its turn (other connections
- * of this process are busy: the server takes them by turns of ~2 ms and
+ * of this process are busy: the server takes them by turns of ~4 ms and
  * says so). In a worker thread, 50: a wait for a turn handed to the event
  * loop costs several thread wake-ups; on the main thread, 0 (its event
  * loop is never held past the budget).
