@@ -160,6 +160,16 @@ impl Conn {
         self.last_frame(id, op, FrameKind::Response, result).await;
     }
 
+    /// Sends one chunk of stream `id` unless it was cancelled meanwhile;
+    /// false when the stream should stop (cancelled, or the connection is
+    /// gone).
+    pub(crate) async fn chunk(&self, id: u64, op: Operation, chunk: Vec<u8>) -> bool {
+        self.in_flight(id)
+            && self
+                .send(json_frame(FrameKind::StreamChunk, Some(op), id, chunk))
+                .await
+    }
+
     /// Sends the end of stream `id` (its summary, or the error that ended
     /// it) unless it was cancelled meanwhile.
     pub(crate) async fn reply_end(&self, id: u64, op: Operation, end: Result<Vec<u8>, ErrorBody>) {
@@ -502,8 +512,7 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
     }
     if let Some((chunks, end)) = router::small_list(&shared.store, &request) {
         for chunk in chunks {
-            let frame = json_frame(FrameKind::StreamChunk, Some(op), id, chunk);
-            if !conn.in_flight(id) || !conn.send(frame).await {
+            if !conn.chunk(id, op, chunk).await {
                 break;
             }
         }
@@ -630,15 +639,7 @@ pub(crate) fn answer_stream_inline<'c>(
         |op, id, request| {
             let store = conn.shared.store.clone();
             let send = |chunk| emit(json_frame(FrameKind::StreamChunk, Some(op), id, chunk));
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                router::produce(store, request, send)
-            }))
-            .unwrap_or_else(|_| {
-                Err(ErrorBody::new(
-                    ErrorCode::Internal,
-                    format!("the {} stream failed unexpectedly", op.name()),
-                ))
-            })
+            router::produce_caught(store, request, op, send)
         },
     )
 }

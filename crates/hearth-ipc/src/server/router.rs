@@ -8,10 +8,10 @@
 //! into error replies. Must never: run a handler or a scan on the
 //! connection's reading task, or let a handler panic take the server down.
 
-use super::conn::{self, Conn, SubKind, json_frame};
+use super::conn::{self, Conn, SubKind};
 use crate::handler::{Handler, HandlerError};
 use crate::ops::{self, Request};
-use hearth_proto::{ErrorBody, ErrorCode, FrameKind, Operation};
+use hearth_proto::{ErrorBody, ErrorCode, Operation};
 use hearth_store::{ListOptions, Store, StoreError};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -378,16 +378,28 @@ pub(super) fn small_list(store: &Store, request: &Request) -> Option<Gathered> {
         chunks.push(chunk);
         true
     };
-    let end = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        produce(store.clone(), request.clone(), gather)
+    let end = produce_caught(store.clone(), request.clone(), Operation::List, gather);
+    (!too_big).then_some((chunks, end))
+}
+
+/// [`produce`] on the calling thread, a panic in it an `internal` error
+/// of the `op` stream rather than the end of the thread that answers.
+pub(super) fn produce_caught(
+    store: Store,
+    request: Request,
+    op: Operation,
+    send: impl FnMut(Vec<u8>) -> bool,
+) -> Result<Vec<u8>, ErrorBody> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        produce(store, request, send)
     }))
     .unwrap_or_else(|panic| {
         Err(internal(format!(
-            "the list failed unexpectedly: {}",
+            "the {} stream failed unexpectedly: {}",
+            op.name(),
             panic_message(panic)
         )))
-    });
-    (!too_big).then_some((chunks, end))
+    })
 }
 
 /// Streams a list, query or search: stream-chunk frames, then stream-end.
@@ -398,11 +410,7 @@ async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
         produce(store, request, move |c| tx.blocking_send(c).is_ok())
     });
     while let Some(chunk) = rx.recv().await {
-        if !conn.in_flight(id)
-            || !conn
-                .send(json_frame(FrameKind::StreamChunk, Some(op), id, chunk))
-                .await
-        {
+        if !conn.chunk(id, op, chunk).await {
             break;
         }
     }
