@@ -18,7 +18,7 @@ use crate::types::{
 use hearth_proto::{CompactDocument, DocumentError, Limits, validate_id};
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -896,16 +896,13 @@ impl Store {
         self.flush()
     }
 
-    /// Counters and sizes.
+    /// Counters and sizes. Never waits for the applier: the counts of
+    /// documents and tombstones are SQLite's, corrected by the writes not
+    /// applied yet (docs/design.md, "Reads", invariant S), so stats answer
+    /// at once during a large import — `pending_ops` shows its backlog —
+    /// and while the store cannot apply writes at all.
     pub fn stats(&self) -> Result<Stats> {
-        self.flush()?;
-        let (documents, tombstones) = self.inner.with_reader(|conn| {
-            Ok(conn.query_row(
-                "SELECT count(data), count(*) - count(data) FROM docs",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )?)
-        })?;
+        let (documents, tombstones) = self.inner.counts()?;
         let (segments, journal_bytes) = {
             let w = self.inner.writer.lock();
             let segments = &w.journal.segments;
@@ -1013,6 +1010,52 @@ impl Inner {
             pool.push(conn);
         }
         out
+    }
+
+    /// Visible documents and tombstones, as [`Store::stats`] counts them:
+    /// SQLite's rows, each unapplied write (the overlay's latest entry for
+    /// its id) moving its id from the state SQLite has to its own.
+    ///
+    /// The overlay is read first, then SQLite in one read transaction, so
+    /// each id counts once: at its overlay entry's state if it has one,
+    /// else at SQLite's — which holds every entry the applier removed from
+    /// the overlay before it was read (it removes them after committing).
+    fn counts(&self) -> Result<(u64, u64)> {
+        let mut unapplied: Vec<Arc<Entry>> = {
+            let overlay = self.overlay.lock();
+            overlay.iter().map(|Keyed(e)| e.clone()).collect()
+        };
+        // In id order, the lookups walk SQLite's index from page to page.
+        unapplied.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.with_reader(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (mut documents, mut tombstones) = tx.query_row(
+                "SELECT count(data), count(*) - count(data) FROM docs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )?;
+            let mut stmt = tx.prepare_cached("SELECT data IS NULL FROM docs WHERE id = ?1")?;
+            for e in &unapplied {
+                match stmt
+                    .query_row([e.id.as_str()], |r| r.get::<_, bool>(0))
+                    .optional()?
+                {
+                    Some(true) => tombstones -= 1,
+                    Some(false) => documents -= 1,
+                    None => {}
+                }
+                match e.json {
+                    Some(_) => documents += 1,
+                    None => tombstones += 1,
+                }
+            }
+            drop(stmt);
+            // Only read: ending it either way releases the snapshot.
+            tx.rollback()?;
+            // Each count is SQLite's, moved by entries whose ids it holds
+            // as counted: it cannot fall below zero.
+            Ok((documents.max(0) as u64, tombstones.max(0) as u64))
+        })
     }
 
     /// The unapplied writes (overlay entries, tombstones included) whose id

@@ -585,6 +585,10 @@ fn a_transaction_sqlite_refuses_is_tried_again_from_its_first_operation() {
     other.execute_batch("COMMIT").unwrap();
     let refused = store.flush().unwrap_err();
     assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused:?}");
+    // Stats still answer, and show what waits to be applied.
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.documents, stats.applied_seq), (300, 10));
+    assert_eq!(stats.pending_ops, 290);
     // The operations it could not apply stay readable; new writes are
     // refused rather than queued.
     assert_docs(&store, 0..300, 300..301);
