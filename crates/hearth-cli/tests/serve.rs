@@ -1125,13 +1125,19 @@ fn bench_transport_reports_the_machines_core_to_core_floor() {
             floor.as_u64().is_some_and(|ns| ns > 0),
             "two cores: a round trip in nanoseconds: {report:#}"
         );
-        let text = site.hearth(&args).ok();
-        assert!(
-            text.stdout
-                .contains("floor: a cache line's round trip between two cores")
-                && text.stdout.contains("shm get p50 ="),
-            "{text:#?}"
-        );
+        // The text run may find the cores busy too (three runs as well).
+        let shows_floor = |stdout: &str| {
+            stdout.contains("floor: a cache line's round trip between two cores")
+                && stdout.contains("shm get p50 =")
+        };
+        let mut text = site.hearth(&args).ok();
+        for _ in 1..3 {
+            if shows_floor(&text.stdout) {
+                break;
+            }
+            text = site.hearth(&args).ok();
+        }
+        assert!(shows_floor(&text.stdout), "{text:#?}");
     } else {
         assert!(floor.is_null(), "one core: no floor: {report:#}");
     }
