@@ -321,6 +321,11 @@ pub struct Ratio {
     /// `slower / faster` (for latency) or `faster / slower` (throughput):
     /// how many times better the first is.
     pub times: f64,
+    /// For a median of several rounds' ratios: the lowest and the highest
+    /// of them (`None` for a single measurement), so that a reader sees how
+    /// far one run's rounds disagree before trusting the median.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds_range: Option<[f64; 2]>,
 }
 
 /// The machine the numbers come from.
@@ -1556,19 +1561,23 @@ fn ratios(runs: &[Run]) -> Vec<Ratio> {
         out.push(Ratio {
             what: format!("get p50: {other} / shm"),
             times: o.get.p50_ns as f64 / shm.get.p50_ns.max(1) as f64,
+            rounds_range: None,
         });
         out.push(Ratio {
             what: format!("get ops/s: shm / {other}"),
             times: shm.get.ops_per_sec / o.get.ops_per_sec.max(1e-9),
+            rounds_range: None,
         });
         if let (Some(sp), Some(op)) = (&shm.put, &o.put) {
             out.push(Ratio {
                 what: format!("put p50: {other} / shm"),
                 times: op.p50_ns as f64 / sp.p50_ns.max(1) as f64,
+                rounds_range: None,
             });
             out.push(Ratio {
                 what: format!("put ops/s: shm / {other}"),
                 times: sp.ops_per_sec / op.ops_per_sec.max(1e-9),
+                rounds_range: None,
             });
         }
     }
@@ -1641,15 +1650,18 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
                 ("puts/s within a client's run", pick(puts, in_runs)),
             ];
             for (op, ratios) in measures {
-                let all = ratios.iter().map(|r| r.0).collect();
+                let all: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+                let rounds_range = range(&all);
                 if let Some(times) = median(all) {
                     out.push(Ratio {
                         what: format!("{transport} {op}: {count} ÷ {base} clients{of}"),
                         times,
+                        rounds_range,
                     });
                 }
                 let alike: Vec<f64> = ratios.iter().filter(|r| r.1).map(|r| r.0).collect();
                 let kept = alike.len();
+                let rounds_range = range(&alike);
                 if kept < ratios.len()
                     && let Some(times) = median(alike)
                 {
@@ -1659,12 +1671,23 @@ fn count_ratios(runs: &[Run], counts: &[usize]) -> Vec<Ratio> {
                             ratios.len()
                         ),
                         times,
+                        rounds_range,
                     });
                 }
             }
         }
     }
     out
+}
+
+/// The lowest and highest of `values` when there are two or more (a
+/// median of one value has no range to show).
+fn range(values: &[f64]) -> Option<[f64; 2]> {
+    (values.len() > 1).then(|| {
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        [low, high]
+    })
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -1867,13 +1890,18 @@ impl Report {
         }
         if !self.ratios.is_empty() {
             out.push('\n');
-            for r in &self.ratios {
-                let times = if r.times < 10.0 {
-                    format!("{:.2}", r.times)
+            let fmt = |t: f64| {
+                if t < 10.0 {
+                    format!("{t:.2}")
                 } else {
-                    format!("{:.1}", r.times)
-                };
-                out.push_str(&format!("{:<28} {:>7}×\n", r.what, times));
+                    format!("{t:.1}")
+                }
+            };
+            for r in &self.ratios {
+                let range = r.rounds_range.map_or(String::new(), |[low, high]| {
+                    format!("   (rounds {}–{}×)", fmt(low), fmt(high))
+                });
+                out.push_str(&format!("{:<28} {:>7}×{range}\n", r.what, fmt(r.times)));
             }
         }
         out.push_str(&self.turns_text());
@@ -2155,6 +2183,42 @@ mod tests {
         )
         .expect("the median of the rounds at one speed");
         assert!((alike.times - 0.96).abs() < 1e-9, "{}", alike.times);
+    }
+
+    #[test]
+    fn a_median_of_rounds_shows_their_lowest_and_highest_ratio() {
+        let runs = vec![
+            run("shm", 1, 1000.0, None),
+            run("shm", 16, 950.0, None),
+            run("shm", 1, 500.0, None),
+            run("shm", 16, 1000.0, None),
+            run("shm", 1, 1000.0, None),
+            run("shm", 16, 970.0, None),
+        ];
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let gets = find(&ratios, "shm gets/s: 16 ÷ 1 clients (median of 3 rounds)")
+            .expect("the median of every round");
+        let [low, high] = gets.rounds_range.expect("three rounds: a range");
+        assert!(
+            (low - 0.95).abs() < 1e-9 && (high - 2.0).abs() < 1e-9,
+            "{gets:?}"
+        );
+        let text = report_text(runs, ratios);
+        assert!(
+            text.contains("0.97×   (rounds 0.95–2.00×)"),
+            "the text shows the range beside the median: {text}"
+        );
+    }
+
+    #[test]
+    fn a_single_round_has_no_range_to_show() {
+        let runs = vec![run("shm", 1, 1000.0, None), run("shm", 16, 950.0, None)];
+        let ratios = count_ratios(&runs, &[1, 16]);
+        let gets = find(&ratios, "shm gets/s: 16 ÷ 1 clients").expect("one round's ratio");
+        assert_eq!(gets.rounds_range, None);
+        let json = serde_json::to_value(gets).expect("a ratio serializes");
+        assert!(json.get("rounds_range").is_none(), "{json}");
+        assert!(!report_text(runs, ratios).contains("(rounds"));
     }
 
     #[test]
