@@ -4,7 +4,9 @@
 //! field), deletes, atomic batches and reopens over a small set of ids and
 //! fields, and applies each to one store and to a
 //! `BTreeMap<String, serde_json::Map>`. After every step `get` of every id
-//! agrees with the model; at the end `list` (every prefix, the `type` filter,
+//! agrees with the model, and so do `stats`' counts of documents and
+//! tombstones (before the applier has applied the writes, mostly); at the
+//! end `list` (every prefix, the `type` filter,
 //! paging with a cursor), `query` (every field against every value), `search`
 //! and `stats` agree, and again after a reopen.
 //!
@@ -126,6 +128,25 @@ fn apply_model(model: &mut Model, op: &Op) -> bool {
             true
         }
         Op::Reopen => true,
+    }
+}
+
+/// Adds the ids `op` gives a row to `written`: each has one from then on,
+/// a tombstone while the model has no document for it. Puts and patches
+/// write one, and so does a delete inside a batch, even of a missing
+/// document (a single `delete` of one writes nothing).
+fn note_written(op: &Op, written: &mut BTreeSet<String>) {
+    match op {
+        Op::Put(id, _) | Op::Patch(id, _) => {
+            written.insert(id.clone());
+        }
+        Op::Batch(ops) => ops.iter().for_each(|o| match o {
+            Op::Delete(id) => {
+                written.insert(id.clone());
+            }
+            other => note_written(other, written),
+        }),
+        Op::Delete(_) | Op::Reopen => {}
     }
 }
 
@@ -343,8 +364,10 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path(), opts.clone()).unwrap();
         let mut model = Model::new();
+        let mut written = BTreeSet::new();
         for op in &ops {
             let deleted = apply_model(&mut model, op);
+            note_written(op, &mut written);
             if let Op::Reopen = op {
                 drop(store);
                 store = Store::open(dir.path(), opts.clone()).unwrap();
@@ -352,6 +375,16 @@ proptest! {
                 apply_store(&store, op, deleted);
             }
             prop_assert_eq!(&get_all(&store), &model, "after {:?}", op);
+            // Stats count the writes the applier has not applied yet too
+            // (it defers a burst like this one): every document, and a
+            // tombstone for every id written once and deleted since.
+            let stats = store.stats().unwrap();
+            let tombstones = written.iter().filter(|id| !model.contains_key(*id)).count();
+            prop_assert_eq!(
+                (stats.documents, stats.tombstones),
+                (model.len() as u64, tombstones as u64),
+                "stats after {:?} ({} pending)", op, stats.pending_ops
+            );
         }
         assert_agrees(&store, &model);
         drop(store);
