@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Stats on another thread; fails the test if they do not come within a
-/// minute (a stats call that waits for a held-back applier never comes).
+/// minute (a stats call that waited for the held-back applier would come,
+/// if at all, only as an error once SQLite's busy timeout ran out).
 fn stats_without_waiting(store: &Store) -> Stats {
     let (tx, rx) = mpsc::channel();
     let s = store.clone();
