@@ -612,7 +612,9 @@ impl Store {
     }
 
     /// Applies all `ops` atomically: after a crash either all or none are
-    /// there. Returns the first and last sequence numbers.
+    /// there. Returns the first and last sequence numbers: every operation
+    /// gets one, so a delete here leaves a tombstone even for an id with no
+    /// document (where [`Store::delete`] writes nothing).
     pub fn batch(&self, ops: Vec<WriteOp>) -> Result<(u64, u64)> {
         let limits = &self.inner.opts.limits;
         if ops.is_empty() {

@@ -686,3 +686,27 @@ fn concurrent_writers_always_read_their_own_latest_write() {
         }
     }
 }
+
+#[test]
+fn a_delete_in_a_batch_leaves_a_tombstone_even_without_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let (first, last) = store
+        .batch(vec![
+            WriteOp::Put {
+                id: "t:1".into(),
+                data: json!({}),
+            },
+            WriteOp::Delete { id: "t:2".into() },
+        ])
+        .unwrap();
+    assert_eq!((first, last), (1, 2), "every operation has its seq");
+    assert!(store.get("t:2").unwrap().is_none());
+    let t2 = store
+        .get_with_metadata("t:2")
+        .unwrap()
+        .expect("a tombstone");
+    assert!(t2.metadata().deleted);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.documents, stats.tombstones), (1, 1));
+}
