@@ -484,12 +484,38 @@ impl ConnCore {
         let mut pending = self.table();
         match kind {
             FrameKind::Response | FrameKind::Error | FrameKind::StreamEnd => {
-                match pending.remove(&id) {
+                let entry = pending.remove(&id);
+                match entry {
+                    // Filled under the lock: a caller whose budget ran out
+                    // turns its entry into an async one under it, and an
+                    // entry it finds gone means the slot holds the answer
+                    // (`to_async`).
                     Some(Pending::Sync { slot, .. }) => slot.fill(frame),
-                    Some(Pending::Unary { tx, .. }) => {
+                    // Over shared memory an async waiter is woken once the
+                    // table's lock is released: the router is a thread of
+                    // its own, whose wake-up of a runtime worker parked in
+                    // epoll (an eventfd write) costs it tens of microseconds
+                    // on a VM, and the woken task's next call takes this
+                    // lock to begin — held, it would wait for it, and be
+                    // woken once more (docs/performance.md: one async
+                    // client's sequential gets over shared memory went from
+                    // 25–30k to 30–43k a second in five alternated sets).
+                    // The entry is out of the table already,
+                    // and the holder of the ring's reading side routes
+                    // alone, so a stream's chunks still come before its end.
+                    // On the socket the router is a task of the waiter's
+                    // runtime, and releasing first measured no better: as
+                    // it was.
+                    Some(Pending::Unary { tx, _permit }) => {
+                        if self.shm.is_some() {
+                            drop(pending);
+                        }
                         let _ = tx.send(frame);
                     }
-                    Some(Pending::Stream { tx, .. }) => {
+                    Some(Pending::Stream { tx, _permit }) => {
+                        if self.shm.is_some() {
+                            drop(pending);
+                        }
                         let _ = tx.send(frame);
                     }
                     Some(Pending::Events {
