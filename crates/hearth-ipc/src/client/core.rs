@@ -500,12 +500,11 @@ impl ConnCore {
                     // woken once more (docs/performance.md: one async
                     // client's sequential gets over shared memory went from
                     // 25–30k to 30–43k a second in five alternated sets).
-                    // The entry is out of the table already,
-                    // and the holder of the ring's reading side routes
-                    // alone, so a stream's chunks still come before its end.
-                    // On the socket the router is a task of the waiter's
-                    // runtime, and releasing first measured no better: as
-                    // it was.
+                    // The entry is out of the table already, and the holder
+                    // of the ring's reading side routes alone, so a stream's
+                    // chunks still come before its end. On the socket the
+                    // router is a task of the waiter's runtime, and
+                    // releasing first measured no better: as it was.
                     Some(Pending::Unary { tx, _permit }) => {
                         if self.shm.is_some() {
                             drop(pending);
