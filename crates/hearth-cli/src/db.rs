@@ -231,7 +231,9 @@ impl Db {
     }
 
     /// The store's counters as JSON (the fields of `hearth_store::Stats`)
-    /// and, over a channel, the server's.
+    /// and, over a channel, the rest of the server's reply: its counters
+    /// (`server`), its connections (`connections`) and this one's id
+    /// (`connection`).
     pub(crate) fn stats(&self) -> Result<(Value, Option<Value>)> {
         match self {
             Db::Local(s) => {
@@ -248,8 +250,10 @@ impl Db {
                         "the stats reply has no \"store\" object: {reply}"
                     ))
                 })?;
-                let server = reply.get_mut("server").map(Value::take);
-                Ok((store, server))
+                // The rest: `server` (its counters), `connections` (each
+                // connection's id, transport and pid) and `connection` (this
+                // command's own).
+                Ok((store, Some(reply)))
             }
         }
     }

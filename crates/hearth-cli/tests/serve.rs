@@ -317,6 +317,95 @@ fn shm_ring_bytes_sizes_the_rings_and_a_document_larger_than_a_ring_still_round_
     server.terminate();
 }
 
+/// Over a channel, `stats` lists every connection with its transport and
+/// its client's pid, and marks its own, in text and in JSON.
+#[cfg(target_os = "linux")]
+#[test]
+fn stats_over_a_channel_lists_each_connection_with_its_transport() {
+    let site = Site::new();
+    let server = site.serve("app", &site.data("d"));
+    site.client("app", &["put", "a", r#"{"n":1}"#]).ok();
+    let mut watch = site.follow_with(
+        "app",
+        &["watch", "--from-seq", "0"],
+        &[("HEARTH_TRANSPORT", "socket")],
+    );
+    // Its first line: it is connected.
+    assert_eq!(watch.line(), r#"1 put a  {"n":1}"#);
+    let watcher = format!("socket, pid {}", watch.child.id());
+
+    let text = site.client("app", &["stats"]).ok().stdout;
+    let own: Vec<&str> = text.lines().filter(|l| l.contains("(this one)")).collect();
+    assert_eq!(own.len(), 1, "{text}");
+    assert!(
+        own[0].starts_with("connection ") && own[0].contains("  shm, pid "),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("connection ") && l.ends_with(&watcher)),
+        "{text}"
+    );
+
+    let r = site.client("app", &["--json", "stats"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).expect("stats prints JSON");
+    let listed = v["connections"].as_array().expect("a list of connections");
+    assert_eq!(listed.len(), 2, "{v}");
+    let mine = listed
+        .iter()
+        .find(|c| c["id"] == v["connection"])
+        .expect("its own connection is listed");
+    assert_eq!(mine["transport"], "shm", "{v}");
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["transport"] == "socket" && c["peer_pid"] == u64::from(watch.child.id())),
+        "{v}"
+    );
+    server.terminate();
+}
+
+/// The child side of `Site::serve_without_memfd`; a no-op in a normal run.
+#[cfg(target_os = "linux")]
+#[test]
+fn sandbox_exec_entry() {
+    support::server::sandbox_exec_entry();
+}
+
+/// A server whose sandbox forbids memfd serves every client over the
+/// socket, as `--no-shm` would, and says why once in its log, not once a
+/// connection.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_in_a_sandbox_without_memfd_keeps_clients_on_the_socket_and_says_so_once() {
+    let site = Site::new();
+    let data = site.data("d");
+    let data = data.to_str().expect("a UTF-8 path");
+    let server = site.serve_without_memfd(&["serve", "--channel", "app", "--data-dir", data]);
+    site.client("app", &["put", "user:1", r#"{"name":"Alice"}"#])
+        .ok();
+    let got = site.client("app", &["get", "user:1"]).ok();
+    let got: Value = serde_json::from_str(&got.stdout).expect("get prints the document");
+    assert_eq!(got, json!({"name": "Alice"}));
+    let r = site.client("app", &["--json", "stats"]).ok();
+    let stats: Value = serde_json::from_str(&r.stdout).expect("stats prints JSON");
+    assert_eq!(stats["server"]["shm_connections"], 0, "{stats}");
+    let connections = stats["connections"].as_array().expect("a list");
+    assert_eq!(connections.len(), 1, "{stats}");
+    assert_eq!(connections[0]["transport"], "socket", "{stats}");
+    let (status, err) = server.stop(Signal::SIGTERM);
+    assert!(status.success(), "server exit {status:?}: {err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("shared memory cannot be made here"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("Operation not permitted"),
+        "{err}"
+    );
+}
+
 #[test]
 fn no_shm_keeps_every_connection_on_the_socket() {
     let site = Site::new();

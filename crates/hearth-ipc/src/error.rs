@@ -138,6 +138,9 @@ impl IpcError {
             IpcError::Protocol(_) => ErrorCode::Internal,
             IpcError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+                // A transport this process or its server cannot have
+                // (shared memory required where it is not offered).
+                std::io::ErrorKind::Unsupported => ErrorCode::Unavailable,
                 _ => ErrorCode::Internal,
             },
         }

@@ -12,7 +12,10 @@
 
 mod common;
 
-use common::{Fx, Kind, RawShm, child_ready, park_forever, spawn_child, with_test_handlers};
+use common::{
+    Fx, Kind, RawShm, Sandbox, child_ready, enter_sandbox, park_forever, spawn_child,
+    with_test_handlers,
+};
 use hearth_ipc::transport::TransportKind;
 use hearth_ipc::{
     Client, ConnectOptions, IpcError, ListOptions, Server, ServerStats, TransportPreference,
@@ -35,6 +38,9 @@ fn child_process_entry() {
     };
     let channel = std::env::var("CHANNEL").unwrap();
     let dir = std::env::var("SOCK_DIR").unwrap();
+    if let Ok(name) = std::env::var("SANDBOX") {
+        enter_sandbox(Sandbox::named(&name));
+    }
     match mode.as_str() {
         "serve" => {
             let data = std::env::var("DATA_DIR").unwrap();
@@ -66,6 +72,27 @@ fn child_process_entry() {
                 Client::connect_with(ConnectOptions::new(channel).socket_dir(dir)).unwrap();
             client.ping().unwrap();
             child_ready(client.transport().unwrap().name());
+            park_forever();
+        }
+        "sandboxed-client" => {
+            // Connects as a default client would, works, and reports its
+            // transport; then what a client requiring shared memory is told.
+            let options = ConnectOptions::new(channel).socket_dir(dir);
+            let client = Client::connect_with(options.clone()).unwrap();
+            client.put("sandboxed", json!({"from": "sandbox"})).unwrap();
+            assert_eq!(
+                client.get("sandboxed").unwrap(),
+                Some(json!({"from": "sandbox"}))
+            );
+            let required =
+                Client::connect_with(options.transport(TransportPreference::SharedMemory))
+                    .err()
+                    .map(|e| format!("{}\t{}", e.code().as_str(), e))
+                    .unwrap_or_else(|| "connected".into());
+            child_ready(&format!(
+                "{}\t{required}",
+                client.transport().unwrap().name()
+            ));
             park_forever();
         }
         "busy" | "busy-within" => {
@@ -434,19 +461,27 @@ fn freeze(pid: u32) {
 /// A server in a child process (which `SIGSTOP` can freeze) and the
 /// options to reach it.
 fn child_server() -> (std::process::Child, ConnectOptions, Vec<tempfile::TempDir>) {
+    child_server_in(None)
+}
+
+/// [`child_server`] confined by the seccomp sandbox `sandbox` names.
+fn child_server_in(
+    sandbox: Option<&str>,
+) -> (std::process::Child, ConnectOptions, Vec<tempfile::TempDir>) {
     let sock = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let dir = sock.path().join("s").display().to_string();
     let channel = common::unique_channel("stop");
-    let (child, _) = spawn_child(
-        "serve",
-        &[
-            ("SOCK_DIR", dir.as_str()),
-            ("CHANNEL", channel.as_str()),
-            ("DATA_DIR", &data.path().display().to_string()),
-        ],
-        &[],
-    );
+    let data_dir = data.path().display().to_string();
+    let mut envs = vec![
+        ("SOCK_DIR", dir.as_str()),
+        ("CHANNEL", channel.as_str()),
+        ("DATA_DIR", data_dir.as_str()),
+    ];
+    if let Some(sandbox) = sandbox {
+        envs.push(("SANDBOX", sandbox));
+    }
+    let (child, _) = spawn_child("serve", &envs, &[]);
     (
         child,
         ConnectOptions::new(&channel).socket_dir(&dir),
@@ -668,8 +703,10 @@ fn a_server_without_shared_memory_keeps_auto_clients_on_the_socket() {
     assert_eq!(client.transport(), Some(TransportKind::Socket));
     let e = Client::connect_with(fx.options().transport(TransportPreference::SharedMemory))
         .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     assert!(
-        e.to_string().contains("does not offer shared memory"),
+        e.to_string().contains("does not offer shared memory")
+            && e.to_string().contains("TransportPreference::Auto"),
         "{e}"
     );
     fx.server.shutdown().unwrap();
@@ -698,6 +735,107 @@ fn stats_report_each_connections_transport() {
     assert!(
         listed.contains(&TransportKind::SharedMemory) && listed.contains(&TransportKind::Socket)
     );
+    fx.server.shutdown().unwrap();
+}
+
+/// The transport of the connection a client's `stats` call came on, as
+/// the server lists it, and how many shared-memory connections it has.
+fn transport_seen_by_server(client: &Client) -> (String, u64) {
+    let stats = client.stats().unwrap();
+    let me = stats["connection"].clone();
+    let mine = stats["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == me)
+        .expect("the server lists the asking connection")
+        .clone();
+    (
+        mine["transport"].as_str().unwrap().to_string(),
+        stats["server"]["shm_connections"].as_u64().unwrap(),
+    )
+}
+
+/// A server in a sandbox that forbids memfd cannot make a segment: a
+/// default client stays on the socket and everything works as over shared
+/// memory; a client that requires shared memory is refused with
+/// `unavailable` and told to use the socket; the server is unhurt.
+#[test]
+fn a_server_whose_sandbox_forbids_memfd_serves_every_client_over_the_socket() {
+    let (mut child, options, _dirs) = child_server_in(Some("no-memfd"));
+    let client =
+        Client::connect_with(options.clone().transport(TransportPreference::Auto)).unwrap();
+    assert_eq!(client.transport(), Some(TransportKind::Socket));
+    client.put("a", json!({"n": 1})).unwrap();
+    assert_eq!(client.get("a").unwrap(), Some(json!({"n": 1})));
+    assert_eq!(
+        client.call("test:echo", json!({"x": [1, 2]})).unwrap(),
+        json!({"x": [1, 2]})
+    );
+    let listed = client.list(ListOptions::default()).unwrap();
+    assert_eq!(listed.docs.len(), 1);
+    assert_eq!(transport_seen_by_server(&client), ("socket".into(), 0));
+
+    let e = Client::connect_with(options.clone().transport(TransportPreference::SharedMemory))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("could not make a shared-memory segment")
+            && text.contains("TransportPreference::Auto"),
+        "{text}"
+    );
+
+    let another = Client::connect_with(options).unwrap();
+    assert_eq!(another.get("a").unwrap(), Some(json!({"n": 1})));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A client in a sandbox that forbids shared mappings cannot map the
+/// segment it is sent: it tells the server so and both go on over the
+/// socket, its writes kept; required, it is refused with `unavailable`
+/// and told to use the socket. The server keeps no segment for it.
+#[test]
+fn a_client_whose_sandbox_forbids_shared_mappings_stays_on_the_socket() {
+    let fx = shm_server(|b| b);
+    let dir = fx.sock_dir.display().to_string();
+    let (mut child, report) = spawn_child(
+        "sandboxed-client",
+        &[
+            ("SOCK_DIR", dir.as_str()),
+            ("CHANNEL", fx.channel.as_str()),
+            ("SANDBOX", "no-shared-mappings"),
+        ],
+        &["HEARTH_TRANSPORT"],
+    );
+    let fields: Vec<&str> = report.split('\t').collect();
+    assert_eq!(fields[0], "socket", "{report}");
+    assert_eq!(fields[1], "unavailable", "{report}");
+    assert!(
+        fields[2].contains("cannot be used in this process")
+            && fields[2].contains("TransportPreference::Auto"),
+        "{report}"
+    );
+    let client = fx.client();
+    assert_eq!(
+        client.get("sandboxed").unwrap(),
+        Some(json!({"from": "sandbox"}))
+    );
+    let stats = client.stats().unwrap();
+    assert_eq!(
+        stats["server"]["shm_connections"], 1,
+        "only this test's own"
+    );
+    let transports: Vec<&str> = stats["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["transport"].as_str().unwrap())
+        .collect();
+    assert!(transports.contains(&"socket"), "{transports:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
     fx.server.shutdown().unwrap();
 }
 

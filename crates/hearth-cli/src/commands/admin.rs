@@ -49,25 +49,60 @@ const SERVER_ROWS: [(&str, &str); 14] = [
 ];
 
 /// `hearth stats`: the store's counters, from the data directory or from
-/// the server; over a channel the server's own counters follow (a `server`
-/// object in `--json` mode).
+/// the server; over a channel the server's own counters follow, then each
+/// connection with its transport and pid (in `--json` mode a `server`
+/// object, a `connections` list and `connection`, this command's own id).
 pub(crate) fn stats(g: &GlobalArgs, out: &mut Output) -> Result<()> {
-    let (mut value, server) = db::open(g)?.stats()?;
-    let mut rows: Vec<(&str, String)> = STORE_ROWS
+    let (mut value, reply) = db::open(g)?.stats()?;
+    let mut rows: Vec<(String, String)> = STORE_ROWS
         .iter()
-        .map(|(label, field)| (*label, cell(&value, field)))
+        .map(|(label, field)| (label.to_string(), cell(&value, field)))
         .collect();
-    if let Some(server) = server {
+    if let Some(Value::Object(mut reply)) = reply {
+        let server = reply.remove("server").unwrap_or(Value::Null);
+        let connections = reply.remove("connections").unwrap_or(Value::Null);
+        let me = reply.remove("connection").unwrap_or(Value::Null);
         rows.extend(
             SERVER_ROWS
                 .iter()
-                .map(|(label, field)| (*label, cell(&server, field))),
+                .map(|(label, field)| (label.to_string(), cell(&server, field))),
         );
+        rows.extend(connection_rows(&connections, &me, &server["connections"]));
         if let Value::Object(m) = &mut value {
             m.insert("server".into(), server);
+            m.insert("connections".into(), connections);
+            m.insert("connection".into(), me);
         }
     }
     out.result(&value, table(&rows))
+}
+
+/// One row a connection the server listed: `connection 7 (this one)  shm,
+/// pid 4242`; then how many it did not list, if any (it lists up to 1024).
+fn connection_rows(listed: &Value, me: &Value, total: &Value) -> Vec<(String, String)> {
+    let listed = listed.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut rows: Vec<(String, String)> = listed
+        .iter()
+        .map(|c| {
+            let mut label = format!("connection {}", cell(c, "id"));
+            if c["id"] == *me {
+                label.push_str(" (this one)");
+            }
+            let mut what = cell(c, "transport");
+            if let Some(pid) = c["peer_pid"].as_i64() {
+                let _ = write!(what, ", pid {pid}");
+            }
+            (label, what)
+        })
+        .collect();
+    let unlisted = total
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(listed.len() as u64);
+    if unlisted > 0 {
+        rows.push(("connections not listed".into(), unlisted.to_string()));
+    }
+    rows
 }
 
 /// One field as printed: strings bare, the replica id in hex, numbers as
@@ -130,10 +165,14 @@ pub(crate) fn repair(g: &GlobalArgs, out: &mut Output) -> Result<()> {
 }
 
 /// Two columns, the first padded to its widest entry.
-fn table(rows: &[(&str, String)]) -> String {
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+fn table(rows: &[(impl AsRef<str>, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.as_ref().len())
+        .max()
+        .unwrap_or(0);
     rows.iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}"))
+        .map(|(k, v)| format!("{:<width$}  {v}", k.as_ref()))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -117,6 +117,55 @@ impl Site {
         }
     }
 
+    /// Starts `hearth ARGS…` (a `serve` command line) in a seccomp sandbox
+    /// where `memfd_create` fails with `EPERM`, as some desktop sandboxes
+    /// make it: the test binary runs its `sandbox_exec_entry`, which enters
+    /// the sandbox and becomes `hearth` (`exec`; a filter outlives it).
+    /// Returns once the server printed its ready line.
+    #[cfg(target_os = "linux")]
+    pub fn serve_without_memfd(&self, args: &[&str]) -> Served {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
+        clean_env(&mut cmd);
+        cmd.env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env(SANDBOX_EXEC, env!("CARGO_BIN_EXE_hearth"))
+            .env(SANDBOX_ARGS, args.join("\u{1f}"))
+            .args([
+                "sandbox_exec_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the test binary starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        // The test harness prints its own lines before the `exec`.
+        let ready = loop {
+            let mut line = String::new();
+            let n = stdout.read_line(&mut line).expect("reading stdout");
+            if let Some(rest) = line.trim_end().strip_prefix("ready ") {
+                break Some(format!("ready {rest}"));
+            }
+            if n == 0 {
+                break None;
+            }
+        };
+        let Some(ready) = ready else {
+            let status = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the sandboxed server exited before it was ready ({status:?}): {err}");
+        };
+        Served {
+            child,
+            ready,
+            _stdout: stdout,
+        }
+    }
+
     /// Spawns `hearth ARGS…` with stdout and stderr piped.
     pub fn spawn(&self, args: &[&str]) -> Child {
         let mut cmd = self.command();
@@ -283,4 +332,51 @@ impl Drop for Follower {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The binary [`Site::serve_without_memfd`] runs in its sandbox.
+#[cfg(target_os = "linux")]
+const SANDBOX_EXEC: &str = "HEARTH_TEST_SANDBOX_EXEC";
+/// Its arguments, separated by U+001F.
+#[cfg(target_os = "linux")]
+const SANDBOX_ARGS: &str = "HEARTH_TEST_SANDBOX_ARGS";
+
+/// The child side of [`Site::serve_without_memfd`], called from a test
+/// named `sandbox_exec_entry`: a no-op in a normal run. Makes
+/// `memfd_create` fail with `EPERM` in this process and whatever it
+/// executes (a seccomp filter, with `no_new_privs`), then becomes the
+/// binary it was given.
+#[cfg(target_os = "linux")]
+pub fn sandbox_exec_entry() {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::var(SANDBOX_EXEC) else {
+        return;
+    };
+    let args = std::env::var(SANDBOX_ARGS).expect("the arguments come with the binary");
+    let filter = SeccompFilter::new(
+        // No condition: every call of memfd_create matches.
+        [(libc::SYS_memfd_create, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH
+            .try_into()
+            .expect("seccompiler knows this architecture"),
+    )
+    .expect("a one-rule filter");
+    let program: BpfProgram = filter.try_into().expect("a one-rule filter compiles");
+    seccompiler::apply_filter_all_threads(&program).expect("an unprivileged filter applies");
+    // End the harness's `test NAME ... ` line: the server's ready line
+    // must start a line of its own.
+    let mut out = std::io::stdout().lock();
+    writeln!(out).expect("stdout is a pipe the parent reads");
+    out.flush().expect("stdout is a pipe the parent reads");
+    drop(out);
+    let err = Command::new(exe)
+        .args(args.split('\u{1f}'))
+        .env_remove(SANDBOX_EXEC)
+        .env_remove(SANDBOX_ARGS)
+        .exec();
+    panic!("exec failed: {err}");
 }

@@ -103,11 +103,11 @@ impl Connector {
                 let required = preference == TransportPreference::SharedMemory;
                 if !agreed || !preference.allows_shared_memory() {
                     if required {
-                        return Err(IpcError::io(
-                            "moving the connection to shared memory",
-                            std::io::Error::other(
-                                "the server does not offer shared memory (not Linux, turned off, or HEARTH_TRANSPORT=socket on its side)",
-                            ),
+                        return Err(crate::transport::shm::shm_unavailable(
+                            "the server does not offer shared memory",
+                            "it is not on Linux, has it turned off, or runs with \
+                             HEARTH_TRANSPORT=socket; connect with TransportPreference::Auto \
+                             or Socket to use the socket",
                         ));
                     }
                     let (link, direct) = handshaken.into_link(None);

@@ -86,10 +86,12 @@ fn shm_info(info: LinkInfo, layout: Layout) -> LinkInfo {
     }
 }
 
-fn upgrade_io(what: &str, e: impl std::fmt::Display) -> IpcError {
+/// A client that requires shared memory and cannot have it: the
+/// `Unsupported` kind gives the stable code `unavailable`.
+pub(crate) fn shm_unavailable(what: &str, e: impl std::fmt::Display) -> IpcError {
     IpcError::io(
         "moving the connection to shared memory",
-        std::io::Error::other(format!("{what}: {e}")),
+        std::io::Error::new(std::io::ErrorKind::Unsupported, format!("{what}: {e}")),
     )
 }
 
@@ -149,9 +151,14 @@ pub(crate) async fn client_upgrade(
     let offer = AttachOffer::decode(&bytes).map_err(|e| IpcError::Protocol(e.to_string()))?;
     if offer.status != ATTACH_OK {
         if required {
-            return Err(upgrade_io(
-                "the server declined",
-                format!("offer status {}", offer.status),
+            return Err(shm_unavailable(
+                "the server could not make a shared-memory segment for this connection",
+                format!(
+                    "offer status {}; its system or sandbox refuses memfd or shared mappings \
+                     (the server's log says which), so use the socket: connect with \
+                     TransportPreference::Auto or Socket, or HEARTH_TRANSPORT=socket",
+                    offer.status
+                ),
             ));
         }
         return Ok(Err(hs));
@@ -193,7 +200,13 @@ pub(crate) async fn client_upgrade(
                 hands_off: true,
             }))
         }
-        Err(e) if required => Err(upgrade_io("the segment cannot be used", e)),
+        Err(e) if required => Err(shm_unavailable(
+            "the server's segment cannot be used in this process",
+            format!(
+                "{e}; use the socket: connect with TransportPreference::Auto or Socket, \
+                 or HEARTH_TRANSPORT=socket"
+            ),
+        )),
         Err(e) => {
             tracing::debug!(error = %e, "shared memory unusable; staying on the socket");
             Ok(Err(hs))
@@ -211,6 +224,10 @@ pub(crate) enum ServerUpgrade {
     /// The client went away, stalled, or the server is shutting down.
     Gone,
 }
+
+/// Whether this process has failed to make a segment before (the first
+/// failure is logged as a warning, later ones quietly).
+static SEGMENTS_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// The server's side: waits for the client's first bytes; an attach
 /// request gets a segment of `ring` bytes each way (when one can be made),
@@ -291,7 +308,19 @@ where
                 hs.stream.write_all(&offer[sent..]).await
             }
             Err(e) => {
-                tracing::debug!(error = %e, "no shared memory for this connection; staying on the socket");
+                if matches!(e, ShmError::BadConfig { .. })
+                    || SEGMENTS_REFUSED.swap(true, Ordering::Relaxed)
+                {
+                    tracing::debug!(error = %e, "no shared memory for this connection; staying on the socket");
+                } else {
+                    // Said once a process: the cause (a sandbox, a system
+                    // without memfd) is the machine's, not the client's.
+                    tracing::warn!(
+                        error = %e,
+                        "shared memory cannot be made here; clients stay on the socket \
+                         (slower, otherwise the same)"
+                    );
+                }
                 let offer = AttachOffer {
                     status: ATTACH_UNAVAILABLE,
                     segment_bytes: 0,

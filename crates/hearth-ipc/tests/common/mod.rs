@@ -551,3 +551,75 @@ pub fn stat_fields(stat_path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// What a sandboxed child process may not do ([`enter_sandbox`]).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    /// `memfd_create` fails with `EPERM`, as in sandboxes that forbid
+    /// anonymous files: such a server cannot make a segment.
+    NoMemfd,
+    /// `mmap` of a shared mapping fails with `EPERM` (private mappings,
+    /// which the allocator and thread stacks use, still work): such a
+    /// client cannot map the segment it is sent.
+    NoSharedMappings,
+}
+
+#[cfg(target_os = "linux")]
+impl Sandbox {
+    /// The sandbox named by `name` (`no-memfd`, `no-shared-mappings`).
+    pub fn named(name: &str) -> Sandbox {
+        match name {
+            "no-memfd" => Sandbox::NoMemfd,
+            "no-shared-mappings" => Sandbox::NoSharedMappings,
+            other => panic!("unknown sandbox {other}"),
+        }
+    }
+}
+
+/// Confines this whole process, every thread and every thread it starts
+/// later, with a seccomp filter that makes the calls `sandbox` forbids fail
+/// with `EPERM` (and sets `no_new_privs`, which an unprivileged filter
+/// needs). There is no way back: call it only in a child process.
+#[cfg(target_os = "linux")]
+pub fn enter_sandbox(sandbox: Sandbox) {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    use std::collections::BTreeMap;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    match sandbox {
+        Sandbox::NoMemfd => {
+            // No condition: every call matches.
+            rules.insert(libc::SYS_memfd_create, vec![]);
+        }
+        Sandbox::NoSharedMappings => {
+            // mmap(addr, len, prot, flags, fd, off): flags is argument 3;
+            // MAP_SHARED's bit is also set in MAP_SHARED_VALIDATE.
+            let shared = libc::MAP_SHARED as u64;
+            let condition = SeccompCondition::new(
+                3,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(shared),
+                shared,
+            )
+            .unwrap();
+            rules.insert(
+                libc::SYS_mmap,
+                vec![SeccompRule::new(vec![condition]).unwrap()],
+            );
+        }
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH
+            .try_into()
+            .expect("seccompiler knows this architecture"),
+    )
+    .unwrap();
+    let program: BpfProgram = filter.try_into().unwrap();
+    seccompiler::apply_filter_all_threads(&program).unwrap();
+}
