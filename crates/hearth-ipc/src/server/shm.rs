@@ -5,8 +5,8 @@
 //! Owns: one OS thread per shared-memory connection that spins briefly
 //! (not at all while the client's thread last ran on this core, which it
 //! leaves for another core when it finds the client there, nor while a
-//! write of its connection waits on the blocking pool for its sync), then sleeps
-//! on the ring's futex; lending its ring to the server's shared
+//! write of its connection waits on the blocking pool for its sync), then
+//! sleeps on the ring's futex; lending its ring to the server's shared
 //! poller (`poller.rs`) instead of spinning once busy connections fill the
 //! cores, and the poller's look at a lent ring (`RingThread::poll_once`:
 //! small whole requests that cannot block, everything else back to this
@@ -782,9 +782,9 @@ impl RingThread {
         let (conn, out, handle) = (self.conn.clone(), self.out.clone(), self.handle.clone());
         let on_pool = OnPool::new(&self.on_pool);
         self.handle.spawn_blocking(move || {
-            // Counted until the answer is on the ring or queued.
+            // Both guards live until the answer is on the ring or queued:
+            // the count of writes on the pool, and the in-flight entry.
             let _on_pool = on_pool;
-            // The guard lives until the answer is on the ring or queued.
             let Some((reply, _sending)) = conn::answer_inline(&conn, message) else {
                 return;
             };
