@@ -103,12 +103,7 @@ impl Site {
             .read_line(&mut ready)
             .expect("reading the ready line");
         if ready.is_empty() {
-            let status = child.wait();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the server exited before it was ready ({status:?}): {err}");
+            exited_before_ready(child, "the server");
         }
         Served {
             child,
@@ -152,12 +147,7 @@ impl Site {
             }
         };
         let Some(ready) = ready else {
-            let status = child.wait();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("the sandboxed server exited before it was ready ({status:?}): {err}");
+            exited_before_ready(child, "the sandboxed server");
         };
         Served {
             child,
@@ -217,6 +207,17 @@ impl Site {
             stderr,
         }
     }
+}
+
+/// Waits for `child`, which closed its stdout before its ready line, and
+/// panics with its exit status and stderr.
+fn exited_before_ready(mut child: Child, what: &str) -> ! {
+    let status = child.wait();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    panic!("{what} exited before it was ready ({status:?}): {err}");
 }
 
 /// Sends `signal` to a child.
