@@ -1972,11 +1972,22 @@ impl Report {
 
     /// Each transport's and client count's phases that had pauses (answers
     /// [`LONG_CHANGE`] or more after the one before): how many and their
-    /// share of the phase, the median over rounds.
+    /// share of the phase, the median over rounds. Not a phase whose median
+    /// call takes that long itself (fsync-mode puts, each waiting for a
+    /// disk's sync): nearly every answer is such a "pause" there, and the
+    /// line would only repeat its latency.
     fn pauses_text(&self) -> String {
         let mut out = String::new();
         for (transport, clients, runs) in self.rounds_by_count() {
             for (op, phase) in PHASES {
+                let p50 = median(
+                    runs.iter()
+                        .filter_map(|r| Some(phase(r)?.p50_ns as f64))
+                        .collect(),
+                );
+                if p50.is_some_and(|p50| p50 >= nanos(LONG_CHANGE) as f64) {
+                    continue;
+                }
                 let spreads: Vec<&Spread> = runs
                     .iter()
                     .filter_map(|r| phase(r)?.spread.as_ref())
@@ -2441,6 +2452,34 @@ mod tests {
         assert!(find(&ratios, "shm gets/s within a client's run: 16 ÷ 1 clients").is_none());
         let text = report_text(runs, ratios);
         assert!(!text.contains("taking turns"), "{text}");
+    }
+
+    #[test]
+    fn a_phase_whose_calls_take_a_pause_s_length_themselves_lists_no_pauses() {
+        // fsync-mode puts: every call ~230 µs, so nearly every answer comes
+        // 200 µs or more after the one before.
+        let mut slow = run("shm", 1, 1000.0, Some(4000.0));
+        let mut put = spread_stats(3000, 0, 230_000.0);
+        put.p50_ns = 230_000;
+        if let Some(s) = put.spread.as_mut() {
+            s.pauses = 2261;
+            s.pauses_pct = 82.33;
+        }
+        slow.put = Some(put);
+        let text = report_text(vec![slow], Vec::new());
+        assert!(!text.contains("shm puts, 1 client:"), "{text}");
+
+        // The same pauses among calls of 199 µs are listed.
+        let mut fast = run("shm", 1, 1000.0, Some(5000.0));
+        let mut put = spread_stats(3000, 0, 199_000.0);
+        put.p50_ns = 199_000;
+        if let Some(s) = put.spread.as_mut() {
+            s.pauses = 2261;
+            s.pauses_pct = 82.33;
+        }
+        fast.put = Some(put);
+        let text = report_text(vec![fast], Vec::new());
+        assert!(text.contains("shm puts, 1 client: 2261 pauses"), "{text}");
     }
 
     #[test]
