@@ -190,6 +190,34 @@ mod tests {
     }
 
     #[test]
+    fn each_listed_connection_is_a_row_with_its_transport_and_pid_and_the_own_one_marked() {
+        let listed = json!([
+            {"id": 3, "transport": "socket", "peer_pid": 1001},
+            {"id": 7, "transport": "shm", "peer_pid": 4242},
+            {"id": 9, "transport": "in-process", "peer_pid": null},
+        ]);
+        let rows = connection_rows(&listed, &json!(7), &json!(3));
+        assert_eq!(
+            rows,
+            vec![
+                ("connection 3".to_string(), "socket, pid 1001".to_string()),
+                ("connection 7 (this one)".into(), "shm, pid 4242".into()),
+                ("connection 9".into(), "in-process".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn connections_past_the_servers_list_are_counted_in_one_row() {
+        let listed = json!([{"id": 1, "transport": "shm", "peer_pid": 5}]);
+        let rows = connection_rows(&listed, &json!(1), &json!(1500));
+        assert_eq!(
+            rows.last(),
+            Some(&("connections not listed".to_string(), "1499".to_string()))
+        );
+    }
+
+    #[test]
     fn the_table_aligns_the_second_column() {
         let t = table(&[("a", "1".into()), ("long key", "2".into())]);
         assert_eq!(t, "a         1\nlong key  2");
