@@ -281,16 +281,10 @@ enum WhenEmpty {
     /// ~6 a put, puts a second 3,129–3,745 → 3,666–4,528; `bench channel`'s
     /// fsync rows the same or better, but for sixteen clients with 32
     /// writes in flight each within the noise (16,649 → 15,465 a second,
-    /// medians of 8 runs, higher in 4 of 8). With one write on the pool
-    /// it reports "answering elsewhere" in its core hint first, so that
-    /// the client sleeps too: the client's CPU 43 → 27 µs a put, the
-    /// whole 116 → 98 µs (medians of 16 alternated runs), puts a second
-    /// the same.
-    Sleep {
-        /// Whether to report "answering elsewhere" (one write on the pool:
-        /// its client waits for that answer alone).
-        answering_elsewhere: bool,
-    },
+    /// medians of 8 runs, higher in 4 of 8). It reports "answering
+    /// elsewhere" in its core hint first, so that the client sleeps too:
+    /// the client's CPU 43 → 27 µs a put, the whole 138–170 → 120–149.
+    Sleep,
     /// Spin a while for the next request (the spinner's budget), then
     /// sleep.
     Spin,
@@ -303,9 +297,7 @@ fn when_empty(crowded: bool, on_pool: usize) -> WhenEmpty {
     if crowded {
         WhenEmpty::Lend
     } else if on_pool > 0 {
-        WhenEmpty::Sleep {
-            answering_elsewhere: on_pool == 1,
-        }
+        WhenEmpty::Sleep
     } else {
         WhenEmpty::Spin
     }
@@ -468,21 +460,10 @@ impl RingThread {
                         // other spinners: the poller serves this ring with
                         // the others instead.
                         WhenEmpty::Lend => return Served::Crowded,
-                        WhenEmpty::Sleep {
-                            answering_elsewhere,
-                        } => {
-                            if answering_elsewhere {
-                                // The client's one answer to wait for comes
-                                // from the pool's thread: it had better
-                                // sleep than spin too. Not with several on
-                                // the pool: a pipelining client's reader
-                                // takes their answers as they come, and
-                                // sleeping between them cost it a wake-up
-                                // each (one client's 32 writes in flight:
-                                // 25,833 → 23,375 a second, lower in 6 of
-                                // 6 runs).
-                                self.rx.note_answering_elsewhere();
-                            }
+                        WhenEmpty::Sleep => {
+                            // The client's answer comes from the pool's
+                            // thread: it had better sleep than spin too.
+                            self.rx.note_answering_elsewhere();
                             if !self.sleep() {
                                 return Served::Exit;
                             }
@@ -966,30 +947,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ring_found_empty_while_its_one_write_waits_for_its_sync_sleeps_and_says_so() {
-        assert_eq!(
-            when_empty(false, 1),
-            WhenEmpty::Sleep {
-                answering_elsewhere: true
-            }
-        );
-    }
-
-    #[test]
-    fn a_ring_found_empty_while_several_writes_wait_sleeps_without_a_word() {
-        // A pipelining client's reader takes their answers as they come.
-        assert_eq!(
-            when_empty(false, 2),
-            WhenEmpty::Sleep {
-                answering_elsewhere: false
-            }
-        );
-        assert_eq!(
-            when_empty(false, 32),
-            WhenEmpty::Sleep {
-                answering_elsewhere: false
-            }
-        );
+    fn a_ring_found_empty_while_a_write_waits_for_its_sync_sleeps_at_once() {
+        assert_eq!(when_empty(false, 1), WhenEmpty::Sleep);
+        assert_eq!(when_empty(false, 32), WhenEmpty::Sleep);
     }
 
     #[test]
