@@ -1556,35 +1556,6 @@ fn in_fsync_mode_a_write_waiting_for_its_sync_holds_up_no_read_on_its_connection
     assert_eq!(client.get("held").unwrap(), Some(json!({"n": 2})));
 }
 
-/// In fsync mode, while a write waits on the blocking pool for its sync,
-/// the connection's ring thread reports "answering elsewhere" in its core
-/// hint: the client waiting for the answer sleeps instead of spinning
-/// (docs/protocol.md, "Core hint"). The answer still comes with the sync.
-#[test]
-fn in_fsync_mode_a_write_waiting_for_its_sync_tells_its_client_to_sleep() {
-    let (fx, gate) = gated_fsync_server();
-    let mut raw = RawShm::connect(&fx.socket_path());
-    assert!(!raw.rx.peer_answers_elsewhere(), "nothing waits yet");
-    gate.set(true);
-    assert!(raw.request(Operation::Put, 1, json!({"id": "held", "data": {"n": 1}})));
-    gate.wait_for_a_sync();
-    // Written as the ring thread goes to sleep, after handing the write on.
-    let deadline = Instant::now() + LONG;
-    while !raw.rx.peer_answers_elsewhere() {
-        assert!(
-            Instant::now() < deadline,
-            "the server never said its answer comes from elsewhere"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(!raw.rx.peer_away(), "not a turn");
-    gate.set(false);
-    let answer = raw.read_frame().expect("the write's answer");
-    assert_eq!(answer.header.kind, FrameKind::Response, "{answer:?}");
-    assert_eq!(answer.header.request_id, 1);
-    fx.server.shutdown().unwrap();
-}
-
 #[test]
 fn in_fsync_mode_the_writes_of_many_busy_clients_are_all_acknowledged_and_read_back() {
     // More busy connections than cores: the shared poller serves them, and

@@ -117,12 +117,6 @@ const AWAY: u32 = u32::MAX;
 /// at 0x7FFF_FFFE).
 const HANDOFF: u32 = 1 << 31;
 
-/// The `consumer_cpu` report of a consumer whose peer's answer comes from
-/// another thread of its side, not soon ([`Consumer::note_answering_elsewhere`]):
-/// the peer had better sleep than spin. Not "away" (the top bit is clear:
-/// turns are not involved) and no CPU's report (CPU + 1 stays far below).
-const ELSEWHERE: u32 = 0x7FFF_FFFF;
-
 /// Whether `report` says "away": plain, or with a handoff ([`HANDOFF`]).
 fn is_away(report: u32) -> bool {
     report & HANDOFF != 0
@@ -1331,37 +1325,6 @@ impl<M: RingMemory> Consumer<M> {
         self.report(AWAY);
     }
 
-    /// Reports that the answer the producer waits for comes from another
-    /// thread of this side, and not soon (the server's answer to a write
-    /// that waits for a disk's sync): the producer had better sleep than
-    /// spin. Unlike [`note_away`](Self::note_away) it says nothing of turns.
-    /// The next [`note_cpu_as`](Self::note_cpu_as) ends it.
-    ///
-    /// ```
-    /// use hearth_shm::{Consumer, Direction, HeapMemory, Layout};
-    /// use std::sync::Arc;
-    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
-    /// let server_in = Consumer::new(mem.clone(), Direction::ClientToServer);
-    /// let client_in = Consumer::new(mem, Direction::ServerToClient);
-    /// server_in.note_answering_elsewhere();
-    /// assert!(client_in.peer_answers_elsewhere());
-    /// assert!(!client_in.peer_away(), "not a turn");
-    /// server_in.note_cpu_as(Some(0));
-    /// assert!(!client_in.peer_answers_elsewhere());
-    /// # Ok::<(), hearth_shm::ShmError>(())
-    /// ```
-    pub fn note_answering_elsewhere(&self) {
-        self.report(ELSEWHERE);
-    }
-
-    /// Whether the peer reports that its answer comes from another thread
-    /// of its side, not soon ([`note_answering_elsewhere`](Self::note_answering_elsewhere)):
-    /// a waiter should sleep rather than spin. A hint, as
-    /// [`peer_on`](Self::peer_on).
-    pub fn peer_answers_elsewhere(&self) -> bool {
-        self.peer_report() == ELSEWHERE
-    }
-
     /// Reports "away", as [`note_away`](Self::note_away), and asks the
     /// producer (the client whose turn just ended) to wake, on its way to
     /// sleep, its process's connection whose segment key is `key` — the
@@ -1908,26 +1871,6 @@ mod tests {
         }
         server_in.note_cpu_as(None);
         assert!(!client_in.spinning_futile(3), "the peer cannot say");
-    }
-
-    #[test]
-    fn a_peer_answering_elsewhere_is_neither_away_nor_on_any_core() {
-        let (_, server_in, mem) = pair(256);
-        let client_in = Consumer::new(mem, Direction::ServerToClient);
-        server_in.note_answering_elsewhere();
-        assert!(client_in.peer_answers_elsewhere());
-        assert!(!client_in.peer_away(), "turns are not involved");
-        assert!(!client_in.away_watch().peer_away());
-        for cpu in [0, 3, 1 << 20, UNKNOWN_CPU] {
-            assert!(!client_in.peer_on(cpu), "no core's report: {cpu}");
-        }
-        assert_eq!(client_in.peer_handoff(), None);
-        // Its next report of a core ends it; so does "away".
-        server_in.note_cpu_as(Some(3));
-        assert!(!client_in.peer_answers_elsewhere());
-        server_in.note_answering_elsewhere();
-        server_in.note_away();
-        assert!(!client_in.peer_answers_elsewhere());
     }
 
     #[test]

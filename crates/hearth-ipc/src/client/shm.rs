@@ -769,16 +769,13 @@ impl ClientShm {
             // Spinning while the server's ring thread shares this core
             // only keeps it from answering, and a server that serves
             // other clients first (its poller's turns) answers in
-            // milliseconds, one whose answer comes from another thread
-            // (a write waiting for its sync) in hundreds of microseconds:
-            // sleep at once then — also when any comes up mid-spin (this
-            // thread's turn ended: the client whose turn began needs the
-            // core this one spins on).
+            // milliseconds: sleep at once then — also when either comes
+            // up mid-spin (this thread's turn ended: the client whose turn
+            // began needs the core this one spins on).
             let here = consumer.note_cpu();
             if !consumer.peer_away()
-                && !consumer.peer_answers_elsewhere()
                 && spinner.spin_unless_shared(
-                    || consumer.spinning_futile(here) || consumer.peer_answers_elsewhere(),
+                    || consumer.spinning_futile(here),
                     || consumer.has_data().unwrap_or(true) || done(),
                 )
             {

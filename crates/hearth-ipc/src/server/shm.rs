@@ -281,9 +281,7 @@ enum WhenEmpty {
     /// ~6 a put, puts a second 3,129–3,745 → 3,666–4,528; `bench channel`'s
     /// fsync rows the same or better, but for sixteen clients with 32
     /// writes in flight each within the noise (16,649 → 15,465 a second,
-    /// medians of 8 runs, higher in 4 of 8). It reports "answering
-    /// elsewhere" in its core hint first, so that the client sleeps too:
-    /// the client's CPU 43 → 27 µs a put, the whole 138–170 → 120–149.
+    /// medians of 8 runs, higher in 4 of 8).
     Sleep,
     /// Spin a while for the next request (the spinner's budget), then
     /// sleep.
@@ -461,9 +459,6 @@ impl RingThread {
                         // the others instead.
                         WhenEmpty::Lend => return Served::Crowded,
                         WhenEmpty::Sleep => {
-                            // The client's answer comes from the pool's
-                            // thread: it had better sleep than spin too.
-                            self.rx.note_answering_elsewhere();
                             if !self.sleep() {
                                 return Served::Exit;
                             }
