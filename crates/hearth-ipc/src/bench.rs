@@ -2456,29 +2456,24 @@ mod tests {
 
     #[test]
     fn a_phase_whose_calls_take_a_pause_s_length_themselves_lists_no_pauses() {
-        // fsync-mode puts: every call ~230 µs, so nearly every answer comes
-        // 200 µs or more after the one before.
-        let mut slow = run("shm", 1, 1000.0, Some(4000.0));
-        let mut put = spread_stats(3000, 0, 230_000.0);
-        put.p50_ns = 230_000;
-        if let Some(s) = put.spread.as_mut() {
-            s.pauses = 2261;
-            s.pauses_pct = 82.33;
-        }
-        slow.put = Some(put);
-        let text = report_text(vec![slow], Vec::new());
+        // One client's put phase with 2,261 pauses, its calls' p50 `p50_ns`.
+        let text_with_p50 = |p50_ns: u64| {
+            let mut r = run("shm", 1, 1000.0, Some(4000.0));
+            let mut put = spread_stats(3000, 0, p50_ns as f64);
+            put.p50_ns = p50_ns;
+            if let Some(s) = put.spread.as_mut() {
+                s.pauses = 2261;
+                s.pauses_pct = 82.33;
+            }
+            r.put = Some(put);
+            report_text(vec![r], Vec::new())
+        };
+        // fsync-mode puts: every call ~230 µs, so nearly every answer
+        // comes 200 µs or more after the one before.
+        let text = text_with_p50(230_000);
         assert!(!text.contains("shm puts, 1 client:"), "{text}");
-
         // The same pauses among calls of 199 µs are listed.
-        let mut fast = run("shm", 1, 1000.0, Some(5000.0));
-        let mut put = spread_stats(3000, 0, 199_000.0);
-        put.p50_ns = 199_000;
-        if let Some(s) = put.spread.as_mut() {
-            s.pauses = 2261;
-            s.pauses_pct = 82.33;
-        }
-        fast.put = Some(put);
-        let text = report_text(vec![fast], Vec::new());
+        let text = text_with_p50(199_000);
         assert!(text.contains("shm puts, 1 client: 2261 pauses"), "{text}");
     }
 
