@@ -38,4 +38,17 @@ function runtimeDir() {
   return runtime;
 }
 
-module.exports = { machine, median, runtimeDir };
+/**
+ * The ids client `who` of `count` rewrites in a put phase of
+ * bench/processes.js: the same `total` ids whatever the count, each client
+ * its own share (as hearth_ipc::bench's put_share), so that the store does
+ * the same work per put with 1 or 16 clients. With more clients than ids,
+ * each client gets one id of its own.
+ */
+function putShare(who, count, total = 1000) {
+  const ids = [];
+  for (let j = 0; j < Math.max(total, count); j++) if (j % count === who) ids.push(`put:${j}`);
+  return ids;
+}
+
+module.exports = { machine, median, putShare, runtimeDir };

@@ -7,8 +7,14 @@
 // or, with --threads, by as many worker threads of one process (each its
 // own connection), as an app's worker pool would. Every client connects,
 // warms up, and starts at the same instant; gets run for --secs seconds,
-// then puts (each client its own ids). Prints the total per phase, each
-// count's ratio to one client, and the slowest and fastest client's rate.
+// then puts. As in `hearth bench` (hearth_ipc::bench), the puts rewrite
+// the same 1000 ids whatever the number of clients, split among them, and
+// every count starts with the store's applier caught up (a query waits for
+// it), so that the store does the same work per put with 1 or 16 clients
+// and no count materialises the backlog of the one before: the ratios
+// compare the clients and the transport, not the store's applier. Prints
+// the total per phase, each count's ratio to one client, and the slowest
+// and fastest client's rate.
 // --budget MS gives every client that fastPathBudget (default: the
 // client's own, 1 ms): how long a call waits on the client's thread before
 // its answer comes through the event loop instead; --turn-wait MS that
@@ -24,7 +30,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { machine, runtimeDir } = require('./common');
+const { machine, putShare, runtimeDir } = require('./common');
 
 const args = process.argv.slice(2);
 function option(name, dflt) {
@@ -59,7 +65,7 @@ function msOption(name, what) {
  * parent it is warm) resolves with the instant every client starts at —
  * gets and puts for SECS each.
  */
-async function child(channel, who, ready) {
+async function child(channel, who, count, ready) {
   const { LocalFirst } = require('..');
   const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET, fastPathTurnWait: TURN_WAIT });
   await db.connect();
@@ -78,13 +84,32 @@ async function child(channel, who, ready) {
   // little after the get phase.
   const putAt = startAt + SECS * 1000 + 200;
   while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
-  const puts = await phase(putAt + SECS * 1000, (n) => db.put(`p${who}:${n}`, { value: n }));
+  const ids = putShare(who, count);
+  const puts = await phase(putAt + SECS * 1000, (n) => db.put(ids[n % ids.length], { value: n }));
   const transport = db.transport;
   // What the client took (LocalFirst's own fields: what it applies).
   const budget = db._budgetMs;
   const turnWait = db._connect.turnWaitMs;
   await db.close();
   return { gets, puts, transport, budget, turnWait };
+}
+
+/**
+ * Waits until the server's applier has materialised every earlier write
+ * (a query waits for that; a list or get would not), on a connection of
+ * its own, closed before the clients start. Resolves with the operations
+ * still pending then (the store's `pending_ops`: 0 unless something else
+ * writes).
+ */
+async function drain(LocalFirst, channel) {
+  const db = new LocalFirst({ mode: 'ipc', channelName: channel });
+  await db.connect();
+  try {
+    await db.query({ 'bench:drain': true }, { limit: 1 });
+    return (await db.stats()).store.pending_ops;
+  } finally {
+    await db.close();
+  }
 }
 
 /**
@@ -95,7 +120,7 @@ async function child(channel, who, ready) {
  */
 function runClients(channel, n) {
   const childArgs = (who) => {
-    const a = ['--child', channel, String(who), '--secs', String(SECS)];
+    const a = ['--child', channel, String(who), '--count', String(n), '--secs', String(SECS)];
     if (BUDGET !== undefined) a.push('--budget', String(BUDGET));
     if (TURN_WAIT !== undefined) a.push('--turn-wait', String(TURN_WAIT));
     return a;
@@ -138,9 +163,11 @@ async function main() {
     for (let i = 0; i < DOCS; i++) await db.put(`doc:${i}`, { type: 'Doc', name: `document ${i}`, value: i });
     await db.close();
     for (const n of PROCS) {
+      const pendingOpsAtStart = await drain(LocalFirst, channel);
       const results = await runClients(channel, n);
       rows.push({
         clients: n,
+        pendingOpsAtStart,
         transport: results[0].transport,
         budgets: [...new Set(results.map((r) => r.budget))],
         turnWaits: [...new Set(results.map((r) => r.turnWait))],
@@ -194,7 +221,7 @@ if (args[0] === '--child') {
       if (isMainThread) process.send({ ready: true });
       else parentPort.postMessage({ ready: true });
     });
-  child(args[1], Number(args[2]), ready).then(
+  child(args[1], Number(args[2]), Number(option('--count', 1)), ready).then(
     (r) => reply(r, 0),
     (e) => reply({ error: e.stack || String(e) }, 1),
   );

@@ -82,6 +82,29 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
   });
 }
 
+test('the put phases of every count rewrite the same 1000 ids, split among the clients', () => {
+  const { putShare } = require('../bench/common');
+  const all = putShare(0, 1);
+  assert.equal(all.length, 1000);
+  assert.equal(new Set(all).size, 1000);
+  for (const count of [3, 16]) {
+    const shares = Array.from({ length: count }, (_, who) => putShare(who, count));
+    assert.deepEqual(shares.flat().sort(), [...all].sort(), `${count} clients' shares are the one client's ids`);
+    assert.equal(new Set(shares.flat()).size, 1000, `no id is in two of ${count} clients' shares`);
+    assert.ok(Math.max(...shares.map((s) => s.length)) - Math.min(...shares.map((s) => s.length)) <= 1, 'the shares are even');
+  }
+  const many = Array.from({ length: 1200 }, (_, who) => putShare(who, 1200));
+  assert.ok(many.every((s) => s.length === 1), 'with more clients than ids, each client has one id of its own');
+  assert.equal(new Set(many.flat()).size, 1200);
+});
+
+test('every count of the processes benchmark starts with the store applier caught up', needsServe, async () => {
+  const out = await bench(['--procs', '1,2', '--secs', '0.3'], PROCESSES);
+  for (const r of out.rows) {
+    assert.equal(r.pendingOpsAtStart, 0, `${r.clients} clients started with ${r.pendingOpsAtStart} operations still to apply`);
+  }
+});
+
 test('--budget and --turn-wait give every client of the processes benchmark that fast-path budget and turn wait', needsServe, async () => {
   const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20', '--turn-wait', '0'], PROCESSES);
   assert.equal(out.budget, 20);
