@@ -627,9 +627,11 @@ impl RingThread {
     /// shares turns, whatever its process. Read when the ring is lent and
     /// at every look the poller takes at it.
     pub(super) fn turn_group(&self, many_later: bool) -> Group {
+        let hint = self.turn_hint();
         Group {
             process: self.client_process(),
-            shared: shares_turns(self.turn_hint(), many_later),
+            shared: shares_turns(hint, many_later),
+            later: hint == TurnHint::Later,
         }
     }
 

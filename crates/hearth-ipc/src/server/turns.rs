@@ -6,7 +6,8 @@
 //! cores), each for a time slice, the others waiting in the order they
 //! began to wait (a client on the poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
-//! [`TURN_IDLE`], or for [`TURN_PEEK`] with its thread found asleep), and
+//! [`TURN_IDLE`] — [`TURN_IDLE_LATER`] for a Node main thread — or for
+//! [`TURN_PEEK`] with its thread found asleep), and
 //! a slice ends only when another client it holds back waits. A
 //! connection takes turns with the others of its process and, if its
 //! client said its calls wait for their turn on their own thread (or go
@@ -28,7 +29,7 @@
 use hearth_shm::TurnHint;
 use std::time::{Duration, Instant};
 
-/// Whose turns a connection takes part in.
+/// Whose turns a connection takes part in, and how its client takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Group {
     /// Its client's process (a value of the connection alone where the
@@ -38,6 +39,10 @@ pub(super) struct Group {
     /// It also takes turns with every connection that shares turns,
     /// whatever its process ([`shares_turns`]).
     pub(super) shared: bool,
+    /// Its client goes on later when told to wait ([`TurnHint::Later`]: a
+    /// Node main thread), and holding a turn it may be silent for
+    /// [`TURN_IDLE_LATER`] rather than [`TURN_IDLE`].
+    pub(super) later: bool,
 }
 
 /// How many processes' busy clients that go on later when told to wait
@@ -82,6 +87,16 @@ pub(super) fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
 }
 
 impl Group {
+    /// How long a settled holder of this group may send nothing, its
+    /// thread running, before its turn ends.
+    pub(super) fn idle(self) -> Duration {
+        if self.later {
+            TURN_IDLE_LATER
+        } else {
+            TURN_IDLE
+        }
+    }
+
     /// Whether a holder of this group holds back a client of `other`: one
     /// of the same process, or both sharing turns across processes.
     pub(super) fn holds_back(self, other: Group) -> bool {
@@ -110,6 +125,27 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// client works ~3 µs between two calls; one that stops for this long is
 /// doing something else).
 pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
+
+/// [`TURN_IDLE`] for a holder whose client goes on later when told to wait
+/// ([`TurnHint::Later`]: a Node process's main thread). Its JavaScript
+/// gives the event loop a turn every 2 ms of back-to-back calls (`maxSyncMs`
+/// in bindings/node/lib/local-first.js), and V8 runs its pending tasks
+/// there: silences with the thread running, mostly of 25–60 µs (p10–p50
+/// of those of 20 µs or more), a tenth over 120–570 µs, after which it
+/// calls again. With [`TURN_IDLE`] those ended 85 % of sixteen
+/// Node processes' turns after ~1.5 ms instead of the slice's 4 ms, and
+/// each change of turn cost ~240 µs (p50, from the grant to the new
+/// holder's next request: the answer's trip through the client's reader
+/// thread, its runtime and its event loop) — ~600 changes and ~18 % of a
+/// second. With 300 µs, fourteen alternated pairs of `node
+/// bench/processes.js --procs 1,16 --secs 2` (2026-12-07): sixteen
+/// processes' gets 354k → 410k a second (higher in 13 of 14), 16 ÷ 1
+/// 0.75× → 0.88×; puts 231k → 248k (9 of 14), 16 ÷ 1 0.855× either way
+/// (docs/performance.md; 150 µs and 600–1,000 µs measured in between). A
+/// longer silence (a garbage collection, ~0.8 ms) still ends the turn:
+/// the poller would only wait through it. Rust clients keep
+/// [`TURN_IDLE`].
+pub(super) const TURN_IDLE_LATER: Duration = Duration::from_micros(300);
 
 /// How long a holder has been silent before the poller looks at the
 /// thread its client says calls (`Consumer::peer_thread`): asleep outside
@@ -237,11 +273,11 @@ struct Held {
 
 impl Held {
     /// Whether the holder has gone quiet at `now`: its thread was found
-    /// asleep, or nothing for [`TURN_IDLE`], or for [`TURN_WAKE`] after the
-    /// answer that began its turn.
+    /// asleep, or nothing for its group's [idle limit](Group::idle), or
+    /// for [`TURN_WAKE`] after the answer that began its turn.
     fn quiet(&self, now: Instant) -> bool {
         let idle = if self.served >= 2 {
-            TURN_IDLE
+            self.group.idle()
         } else {
             TURN_WAKE
         };
@@ -448,6 +484,7 @@ mod tests {
         Group {
             process: pid,
             shared: false,
+            later: false,
         }
     }
 
@@ -456,6 +493,17 @@ mod tests {
         Group {
             process: pid,
             shared: true,
+            later: false,
+        }
+    }
+
+    /// A connection of process `pid` whose client goes on later when told
+    /// to wait (a Node main thread), sharing turns across processes.
+    const fn node(pid: u32) -> Group {
+        Group {
+            process: pid,
+            shared: true,
+            later: true,
         }
     }
 
@@ -743,6 +791,49 @@ mod tests {
         assert!(turns.holds(1), "preempted or working: it calls again soon");
         turns.expire(at(t, 10 + 50), everybody);
         assert!(!turns.holds(1));
+    }
+
+    #[test]
+    fn a_holder_that_goes_on_later_keeps_its_turn_through_its_event_loop_s_turn() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, node(10), t);
+        turns.served(1, at(t, 5), 1);
+        turns.served(1, at(t, 10), 1);
+        turns.looked(1, true);
+        let idle = TURN_IDLE_LATER.as_micros() as u64;
+        assert!(idle > TURN_IDLE.as_micros() as u64);
+        turns.expire(at(t, 10 + idle - 1), everybody);
+        assert!(turns.holds(1), "running: its JavaScript calls again soon");
+        turns.served(1, at(t, 10 + idle - 1), 1);
+        turns.expire(at(t, 10 + 2 * idle - 2), everybody);
+        assert!(turns.holds(1), "each request starts a new silence");
+        turns.expire(at(t, 10 + 2 * idle - 1), everybody);
+        assert!(!turns.holds(1));
+        assert!(
+            turns.ended()[0].quiet,
+            "gone quiet: it hands over to nobody"
+        );
+    }
+
+    #[test]
+    fn a_holder_that_goes_on_later_whose_thread_sleeps_still_loses_its_turn_at_once() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, node(10), t);
+        turns.served(1, at(t, 5), 1);
+        turns.served(1, at(t, 10), 1);
+        let looked_at = at(t, 10 + TURN_PEEK.as_micros() as u64);
+        turns.looked(1, false);
+        turns.expire(looked_at, everybody);
+        assert!(!turns.holds(1), "asleep outside hearth: not about to call");
+    }
+
+    #[test]
+    fn only_clients_that_go_on_later_have_the_longer_silence() {
+        assert_eq!(process(1).idle(), TURN_IDLE);
+        assert_eq!(sharing(1).idle(), TURN_IDLE);
+        assert_eq!(node(1).idle(), TURN_IDLE_LATER);
     }
 
     #[test]
