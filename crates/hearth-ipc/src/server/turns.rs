@@ -143,8 +143,8 @@ pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
 /// 0.75× → 0.88×; puts 231k → 248k (9 of 14), 16 ÷ 1 0.855× either way
 /// (docs/performance.md; 150 µs and 600–1,000 µs measured in between). A
 /// longer silence (a garbage collection, ~0.8 ms) still ends the turn:
-/// the poller would only wait through it. Rust clients keep
-/// [`TURN_IDLE`].
+/// the poller would only wait through it. Blocking calls and calls with
+/// a turn wait (Rust's, a Node worker thread's) keep [`TURN_IDLE`].
 pub(super) const TURN_IDLE_LATER: Duration = Duration::from_micros(300);
 
 /// How long a holder has been silent before the poller looks at the
