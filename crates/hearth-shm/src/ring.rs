@@ -209,7 +209,7 @@ struct WaitLine {
 /// | +132 | `consumer_sleeping` u32: consumers asleep (0 or 1) | consumer |
 /// | +136 | `consumer_cpu` u32: CPU + 1 the consumer last ran on (0: unknown; `u32::MAX`: not reading for now), a hint | consumer |
 /// | +140 | `consumer_thread` u32: kernel id of the thread reading for its own calls (0: none or unknown), a hint | consumer |
-/// | +144 | `consumer_turns` u32: how its calls wait for a turn ([`TurnHint`]: 1 on their own thread, 2 they go on asynchronously; 0 not said), a hint | consumer |
+/// | +144 | `consumer_turns` u32: how its calls wait for a turn ([`TurnHint`]: 1 on their own thread, 2 they go on asynchronously, 3 on their own thread with a budget; 0 not said), a hint | consumer |
 /// | +192 | `space_wake` u32: futex the producer sleeps on | consumer (bumps) |
 /// | +196 | `producer_sleeping` u32: writers asleep waiting for room | producer |
 ///
@@ -593,13 +593,20 @@ pub enum TurnHint {
     /// Not said (0, or a word this version does not know): the server
     /// holds the connection back only behind its own process's.
     Unsaid,
-    /// On the calling thread (1): a blocking call, or one with a turn
-    /// wait. It takes turns with other processes' clients that do too.
+    /// On the calling thread (1): a blocking call. It takes turns with
+    /// other processes' clients that wait on their thread too.
     OnThread,
     /// It goes on asynchronously as soon as it is told to wait (2): a call
     /// with a budget and no turn wait, an event loop's. It takes turns
     /// with other processes' clients only when many of them are busy.
     Later,
+    /// On the calling thread, with a budget (3): a call with a budget and
+    /// a turn wait, a worker thread's event loop's. It takes turns as
+    /// [`OnThread`](TurnHint::OnThread) does; its thread does other work
+    /// between two calls (its event loop's turn), so the server lets it
+    /// keep a turn through a longer silence, as it does for
+    /// [`Later`](TurnHint::Later).
+    Budgeted,
 }
 
 impl TurnHint {
@@ -609,6 +616,7 @@ impl TurnHint {
             TurnHint::Unsaid => 0,
             TurnHint::OnThread => 1,
             TurnHint::Later => 2,
+            TurnHint::Budgeted => 3,
         }
     }
 
@@ -618,6 +626,7 @@ impl TurnHint {
         match word {
             1 => TurnHint::OnThread,
             2 => TurnHint::Later,
+            3 => TurnHint::Budgeted,
             _ => TurnHint::Unsaid,
         }
     }
@@ -1472,8 +1481,9 @@ impl<M: RingMemory> Consumer<M> {
     /// only in their turn (docs/protocol.md, "Turns"), so that the server
     /// may hold them back while clients of *other* processes take their
     /// turns, as it does for the connections of one process:
-    /// [`TurnHint::OnThread`] always, [`TurnHint::Later`] only when many
-    /// processes are busy; [`TurnHint::Unsaid`] (the state of a fresh
+    /// [`TurnHint::OnThread`] and [`TurnHint::Budgeted`] always,
+    /// [`TurnHint::Later`] only when many processes are busy;
+    /// [`TurnHint::Unsaid`] (the state of a fresh
     /// segment) never. Written only when it changes; the server reads it
     /// as its poller serves the connection.
     ///
@@ -1488,6 +1498,8 @@ impl<M: RingMemory> Consumer<M> {
     /// assert_eq!(server_in.peer_turns(), TurnHint::OnThread);
     /// client_in.note_turns(TurnHint::Later);
     /// assert_eq!(server_in.peer_turns(), TurnHint::Later);
+    /// client_in.note_turns(TurnHint::Budgeted);
+    /// assert_eq!(server_in.peer_turns(), TurnHint::Budgeted);
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
     pub fn note_turns(&self, hint: TurnHint) {

@@ -377,14 +377,15 @@ impl Deadline {
 
     /// How a wait for the connection's turn goes: on the calling thread
     /// when the call has no budget (it waits there until its deadline) or
-    /// a turn wait; else on as soon as the call is told to wait. What the
-    /// client tells the server as it reads for the call
+    /// a turn wait (with a budget: its thread does other work between
+    /// calls, an event loop's); else on as soon as the call is told to
+    /// wait. What the client tells the server as it reads for the call
     /// (`Consumer::note_turns`).
     pub(crate) fn turn_hint(&self) -> TurnHint {
-        if self.budget.is_none() || !self.turn_wait.is_zero() {
-            TurnHint::OnThread
-        } else {
-            TurnHint::Later
+        match (self.budget, self.turn_wait.is_zero()) {
+            (None, _) => TurnHint::OnThread,
+            (Some(_), false) => TurnHint::Budgeted,
+            (Some(_), true) => TurnHint::Later,
         }
     }
 
@@ -1036,7 +1037,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_call_with_a_budget_and_no_turn_wait_says_it_goes_on_later() {
+    fn a_call_says_how_it_waits_for_its_turn_and_whether_it_has_a_budget() {
         let secs = Duration::from_secs(10);
         let ms = Duration::from_millis(1);
         assert_eq!(
@@ -1048,8 +1049,9 @@ mod tests {
             Deadline::new(secs, Some(ms))
                 .with_turn_wait(Duration::from_millis(50))
                 .turn_hint(),
-            TurnHint::OnThread,
-            "a call with a turn wait waits for its turn on its thread"
+            TurnHint::Budgeted,
+            "a call with a budget and a turn wait waits for its turn on its thread, \
+             and its thread has other work between calls"
         );
         assert_eq!(
             Deadline::new(secs, Some(ms)).turn_hint(),

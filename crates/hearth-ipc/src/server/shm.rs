@@ -631,7 +631,7 @@ impl RingThread {
         Group {
             process: self.client_process(),
             shared: shares_turns(hint, many_later),
-            later: hint == TurnHint::Later,
+            budgeted: matches!(hint, TurnHint::Later | TurnHint::Budgeted),
         }
     }
 

@@ -6,7 +6,8 @@
 //! cores), each for a time slice, the others waiting in the order they
 //! began to wait (a client on the poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
-//! [`TURN_IDLE`] — [`TURN_IDLE_LATER`] for a Node main thread — or for
+//! [`TURN_IDLE`] — [`TURN_IDLE_BUDGETED`] for a call with a budget, an
+//! event loop's — or for
 //! [`TURN_PEEK`] with its thread found asleep), and
 //! a slice ends only when another client it holds back waits. A
 //! connection takes turns with the others of its process and, if its
@@ -39,10 +40,12 @@ pub(super) struct Group {
     /// It also takes turns with every connection that shares turns,
     /// whatever its process ([`shares_turns`]).
     pub(super) shared: bool,
-    /// Its client goes on later when told to wait ([`TurnHint::Later`]: a
-    /// Node main thread), and holding a turn it may be silent for
-    /// [`TURN_IDLE_LATER`] rather than [`TURN_IDLE`].
-    pub(super) later: bool,
+    /// Its client's calls have a budget ([`TurnHint::Later`]: a Node main
+    /// thread; [`TurnHint::Budgeted`]: a Node worker thread): its thread
+    /// does other work between calls (its event loop's turn), and holding
+    /// a turn it may be silent for [`TURN_IDLE_BUDGETED`] rather than
+    /// [`TURN_IDLE`].
+    pub(super) budgeted: bool,
 }
 
 /// How many processes' busy clients that go on later when told to wait
@@ -80,7 +83,7 @@ pub(super) fn many_later(processes: impl Iterator<Item = u32>) -> bool {
 /// many such, one that never said never.
 pub(super) fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
     match hint {
-        TurnHint::OnThread => true,
+        TurnHint::OnThread | TurnHint::Budgeted => true,
         TurnHint::Later => many_later,
         TurnHint::Unsaid => false,
     }
@@ -90,8 +93,8 @@ impl Group {
     /// How long a settled holder of this group may send nothing, its
     /// thread running, before its turn ends.
     pub(super) fn idle(self) -> Duration {
-        if self.later {
-            TURN_IDLE_LATER
+        if self.budgeted {
+            TURN_IDLE_BUDGETED
         } else {
             TURN_IDLE
         }
@@ -126,8 +129,9 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// doing something else).
 pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
 
-/// [`TURN_IDLE`] for a holder whose client goes on later when told to wait
-/// ([`TurnHint::Later`]: a Node process's main thread). Its JavaScript
+/// [`TURN_IDLE`] for a holder whose calls have a budget ([`TurnHint::Later`]:
+/// a Node process's main thread; [`TurnHint::Budgeted`]: a Node worker
+/// thread, which waits for its turn on its thread). Its JavaScript
 /// gives the event loop a turn every 2 ms of back-to-back calls (`maxSyncMs`
 /// in bindings/node/lib/local-first.js), and V8 runs its pending tasks
 /// there: silences with the thread running, mostly of 25–60 µs (p10–p50
@@ -141,11 +145,16 @@ pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
 /// bench/processes.js --procs 1,16 --secs 2` (2026-12-07): sixteen
 /// processes' gets 354k → 410k a second (higher in 13 of 14), 16 ÷ 1
 /// 0.75× → 0.88×; puts 231k → 248k (9 of 14), 16 ÷ 1 0.855× either way
-/// (docs/performance.md; 150 µs and 600–1,000 µs measured in between). A
+/// (docs/performance.md; 150 µs and 600–1,000 µs measured in between).
+/// Sixteen Node worker threads of one process (`--threads`), five
+/// alternated pairs of a scratch server: gets 325k → 378k a second (5 of
+/// 5), 16 ÷ 1 0.71× → 0.93×; puts higher in 5 of 5. A
 /// longer silence (a garbage collection, ~0.8 ms) still ends the turn:
-/// the poller would only wait through it. Blocking calls and calls with
-/// a turn wait (Rust's, a Node worker thread's) keep [`TURN_IDLE`].
-pub(super) const TURN_IDLE_LATER: Duration = Duration::from_micros(300);
+/// the poller would only wait through it. Blocking calls keep
+/// [`TURN_IDLE`]: the same 300 µs for sixteen Rust threads' blocking
+/// calls, sixteen alternated pairs, took their gets 16 ÷ 1 from 0.97× to
+/// 0.915× and their puts from 1.045× to 0.995×.
+pub(super) const TURN_IDLE_BUDGETED: Duration = Duration::from_micros(300);
 
 /// How long a holder has been silent before the poller looks at the
 /// thread its client says calls (`Consumer::peer_thread`): asleep outside
@@ -484,7 +493,7 @@ mod tests {
         Group {
             process: pid,
             shared: false,
-            later: false,
+            budgeted: false,
         }
     }
 
@@ -493,17 +502,17 @@ mod tests {
         Group {
             process: pid,
             shared: true,
-            later: false,
+            budgeted: false,
         }
     }
 
-    /// A connection of process `pid` whose client goes on later when told
-    /// to wait (a Node main thread), sharing turns across processes.
+    /// A connection of process `pid` whose calls have a budget (a Node
+    /// thread's event loop's), sharing turns across processes.
     const fn node(pid: u32) -> Group {
         Group {
             process: pid,
             shared: true,
-            later: true,
+            budgeted: true,
         }
     }
 
@@ -519,6 +528,10 @@ mod tests {
     fn clients_that_go_on_later_take_turns_across_processes_only_among_many() {
         assert!(shares_turns(TurnHint::OnThread, false));
         assert!(shares_turns(TurnHint::OnThread, true));
+        assert!(
+            shares_turns(TurnHint::Budgeted, false),
+            "a call with a budget and a turn wait waits on its thread too"
+        );
         assert!(!shares_turns(TurnHint::Later, false));
         assert!(shares_turns(TurnHint::Later, true));
         assert!(!shares_turns(TurnHint::Unsaid, true), "never said: never");
@@ -794,14 +807,14 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_that_goes_on_later_keeps_its_turn_through_its_event_loop_s_turn() {
+    fn a_holder_whose_calls_have_a_budget_keeps_its_turn_through_its_event_loop_s_turn() {
         let t = Instant::now();
         let mut turns = Turns::new(1, SLICE);
         turns.grant(1, node(10), t);
         turns.served(1, at(t, 5), 1);
         turns.served(1, at(t, 10), 1);
         turns.looked(1, true);
-        let idle = TURN_IDLE_LATER.as_micros() as u64;
+        let idle = TURN_IDLE_BUDGETED.as_micros() as u64;
         assert!(idle > TURN_IDLE.as_micros() as u64);
         turns.expire(at(t, 10 + idle - 1), everybody);
         assert!(turns.holds(1), "running: its JavaScript calls again soon");
@@ -817,7 +830,7 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_that_goes_on_later_whose_thread_sleeps_still_loses_its_turn_at_once() {
+    fn a_holder_whose_calls_have_a_budget_and_whose_thread_sleeps_still_loses_its_turn_at_once() {
         let t = Instant::now();
         let mut turns = Turns::new(1, SLICE);
         turns.grant(1, node(10), t);
@@ -830,10 +843,10 @@ mod tests {
     }
 
     #[test]
-    fn only_clients_that_go_on_later_have_the_longer_silence() {
+    fn only_calls_with_a_budget_have_the_longer_silence() {
         assert_eq!(process(1).idle(), TURN_IDLE);
-        assert_eq!(sharing(1).idle(), TURN_IDLE);
-        assert_eq!(node(1).idle(), TURN_IDLE_LATER);
+        assert_eq!(sharing(1).idle(), TURN_IDLE, "a blocking call's");
+        assert_eq!(node(1).idle(), TURN_IDLE_BUDGETED);
     }
 
     #[test]
