@@ -727,8 +727,13 @@ mod tests {
     /// A holder granted at `t` that has sent a request in its turn, the
     /// last answered at `t` + 10 µs.
     fn settled_at(t: Instant) -> Turns {
+        settled_in(APP, t)
+    }
+
+    /// [`settled_at`] for a holder of `group`.
+    fn settled_in(group: Group, t: Instant) -> Turns {
         let mut turns = Turns::new(1, SLICE);
-        turns.grant(1, APP, t);
+        turns.grant(1, group, t);
         turns.served(1, at(t, 5), 1);
         turns.served(1, at(t, 10), 1);
         turns
@@ -809,10 +814,7 @@ mod tests {
     #[test]
     fn a_holder_whose_calls_have_a_budget_keeps_its_turn_through_its_event_loop_s_turn() {
         let t = Instant::now();
-        let mut turns = Turns::new(1, SLICE);
-        turns.grant(1, node(10), t);
-        turns.served(1, at(t, 5), 1);
-        turns.served(1, at(t, 10), 1);
+        let mut turns = settled_in(node(10), t);
         turns.looked(1, true);
         let idle = TURN_IDLE_BUDGETED.as_micros() as u64;
         assert!(idle > TURN_IDLE.as_micros() as u64);
@@ -832,10 +834,7 @@ mod tests {
     #[test]
     fn a_holder_whose_calls_have_a_budget_and_whose_thread_sleeps_still_loses_its_turn_at_once() {
         let t = Instant::now();
-        let mut turns = Turns::new(1, SLICE);
-        turns.grant(1, node(10), t);
-        turns.served(1, at(t, 5), 1);
-        turns.served(1, at(t, 10), 1);
+        let mut turns = settled_in(node(10), t);
         let looked_at = at(t, 10 + TURN_PEEK.as_micros() as u64);
         turns.looked(1, false);
         turns.expire(looked_at, everybody);
