@@ -1628,10 +1628,15 @@ mod tests {
 
     #[test]
     fn a_turn_hint_word_this_version_does_not_know_reads_as_unsaid() {
-        for hint in [TurnHint::Unsaid, TurnHint::OnThread, TurnHint::Later] {
+        for hint in [
+            TurnHint::Unsaid,
+            TurnHint::OnThread,
+            TurnHint::Later,
+            TurnHint::Budgeted,
+        ] {
             assert_eq!(TurnHint::from_word(hint.word()), hint);
         }
-        for word in [3, 0x8000_0000, u32::MAX] {
+        for word in [4, 0x8000_0000, u32::MAX] {
             assert_eq!(TurnHint::from_word(word), TurnHint::Unsaid, "{word:#x}");
         }
     }
