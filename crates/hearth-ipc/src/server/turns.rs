@@ -7,8 +7,7 @@
 //! began to wait (a client on the poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
 //! [`TURN_IDLE`] — [`TURN_IDLE_BUDGETED`] for a call with a budget, an
-//! event loop's — or for
-//! [`TURN_PEEK`] with its thread found asleep), and
+//! event loop's — or for [`TURN_PEEK`] with its thread found asleep), and
 //! a slice ends only when another client it holds back waits. A
 //! connection takes turns with the others of its process and, if its
 //! client said its calls wait for their turn on their own thread (or go
@@ -146,9 +145,9 @@ pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
 /// processes' gets 354k → 410k a second (higher in 13 of 14), 16 ÷ 1
 /// 0.75× → 0.88×; puts 231k → 248k (9 of 14), 16 ÷ 1 0.855× either way
 /// (docs/performance.md; 150 µs and 600–1,000 µs measured in between).
-/// Sixteen Node worker threads of one process (`--threads`), five
-/// alternated pairs of a scratch server: gets 325k → 378k a second (5 of
-/// 5), 16 ÷ 1 0.71× → 0.93×; puts higher in 5 of 5. A
+/// Sixteen Node worker threads of one process (`--threads`, their calls
+/// [`TurnHint::Budgeted`]), twelve alternated pairs: puts 208k → 229k a
+/// second (9 of 12), 16 ÷ 1 0.825× → 0.955×; gets the same. A
 /// longer silence (a garbage collection, ~0.8 ms) still ends the turn:
 /// the poller would only wait through it. Blocking calls keep
 /// [`TURN_IDLE`]: the same 300 µs for sixteen Rust threads' blocking
