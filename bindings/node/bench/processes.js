@@ -22,7 +22,14 @@
 // main thread): how long past the budget it goes on waiting there while
 // the server answers it only in its turn.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--threads] [--budget MS] [--turn-wait MS] [--json]
+// --rounds R runs the whole list of counts R times over (1, 16, 1, 16, …)
+// and gives each count's medians, its ratio to one client as the median of
+// the rounds' own ratios (each against the one-client row of its round, a
+// few seconds apart) and their range: on a shared machine one run's rates
+// move by a sixth from run to run, and a ratio whose two sides ran seconds
+// apart is steadier than two rows minutes apart.
+//
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -30,7 +37,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { machine, putShare, runtimeDir } = require('./common');
+const { machine, median, putShare, runtimeDir } = require('./common');
 
 const args = process.argv.slice(2);
 function option(name, dflt) {
@@ -47,7 +54,19 @@ const THREADS = args.includes('--threads');
 const KIND = THREADS ? 'threads' : 'processes';
 const BUDGET = args.includes('--budget') ? msOption('--budget', 'fastPathBudget') : undefined;
 const TURN_WAIT = args.includes('--turn-wait') ? msOption('--turn-wait', 'fastPathTurnWait') : undefined;
+const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
 const DOCS = 100;
+
+/** --rounds: a whole number of rounds, 1 or more, else exit 2. */
+function roundsOption() {
+  const v = option('--rounds');
+  const n = Number(v);
+  if (v === undefined || v.trim() === '' || !Number.isInteger(n) || n < 1) {
+    console.error(`--rounds must be a whole number of rounds, 1 or more (each runs every count of --procs once), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
+}
 
 /** An option's value: a non-negative number of milliseconds, else exit 2. */
 function msOption(name, what) {
@@ -162,27 +181,33 @@ async function main() {
     await db.connect();
     for (let i = 0; i < DOCS; i++) await db.put(`doc:${i}`, { type: 'Doc', name: `document ${i}`, value: i });
     await db.close();
-    for (const n of PROCS) {
-      const pendingOpsAtStart = await drain(LocalFirst, channel);
-      const results = await runClients(channel, n);
-      rows.push({
-        clients: n,
-        pendingOpsAtStart,
-        transport: results[0].transport,
-        budgets: [...new Set(results.map((r) => r.budget))],
-        turnWaits: [...new Set(results.map((r) => r.turnWait))],
-        gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
-        puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
-        getsEach: results.map((r) => r.gets / SECS),
-        putsEach: results.map((r) => r.puts / SECS),
-      });
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const n of PROCS) {
+        const pendingOpsAtStart = await drain(LocalFirst, channel);
+        const results = await runClients(channel, n);
+        rows.push({
+          round,
+          clients: n,
+          pendingOpsAtStart,
+          transport: results[0].transport,
+          budgets: [...new Set(results.map((r) => r.budget))],
+          turnWaits: [...new Set(results.map((r) => r.turnWait))],
+          gets: results.reduce((a, r) => a + r.gets, 0) / SECS,
+          puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
+          getsEach: results.map((r) => r.gets / SECS),
+          putsEach: results.map((r) => r.puts / SECS),
+        });
+      }
     }
   } finally {
     await server.stop();
     fs.rmSync(runtime, { recursive: true, force: true });
   }
+  const summary = summarise(rows);
   if (JSON_OUT) {
-    process.stdout.write(`${JSON.stringify({ machine: m, secs: SECS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, rows }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, rows, summary }, null, 2)}\n`,
+    );
     return;
   }
   const f = (x) => Math.round(x).toLocaleString('en-US').padStart(9);
@@ -190,18 +215,61 @@ async function main() {
   const who = THREADS ? 'worker threads of one process' : 'client processes';
   const budget =
     (BUDGET === undefined ? '' : `, fastPathBudget ${BUDGET} ms`) + (TURN_WAIT === undefined ? '' : `, fastPathTurnWait ${TURN_WAIT} ms`);
-  console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once${budget}`);
+  const rounds = ROUNDS > 1 ? `; ${ROUNDS} rounds, medians` : '';
+  console.log(`${who} against one server: sequential await get, then await put, ${SECS} s each, all clients at once${budget}${rounds}`);
   console.log(`machine: ${m.cpu} · nproc ${m.nproc} · Linux ${m.kernel} · Node ${m.node} · load ${m.load}`);
   console.log('');
   const each = THREADS ? 'per thread' : 'per process';
   console.log(`${KIND.padStart(9)} ${'transport'.padEnd(9)} ${'gets/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}  ${'puts/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}`);
-  const one = rows.find((r) => r.clients === 1);
-  const ratio = (x, base) => (base ? `${(x / base).toFixed(2)}×`.padStart(8) : '       ?');
-  for (const r of rows) {
+  const ratio = (x) => (x === null ? '       ?' : `${x.toFixed(2)}×`.padStart(8));
+  const spread = (xs) => (xs === null ? '' : ` (rounds ${xs[0].toFixed(2)}–${xs[1].toFixed(2)}×)`);
+  for (const c of summary) {
     console.log(
-      `${String(r.clients).padStart(9)} ${String(r.transport).padEnd(9)} ${f(r.gets)} ${ratio(r.gets, one && one.gets)} ${range(r.getsEach).padStart(17)}  ${f(r.puts)} ${ratio(r.puts, one && one.puts)} ${range(r.putsEach).padStart(17)}`,
+      `${String(c.clients).padStart(9)} ${String(c.transport).padEnd(9)} ${f(c.gets)} ${ratio(c.getsRatio)} ${range(c.getsEach).padStart(17)}  ${f(c.puts)} ${ratio(c.putsRatio)} ${range(c.putsEach).padStart(17)}`,
     );
   }
+  if (ROUNDS > 1) {
+    console.log('');
+    for (const c of summary.filter((c) => c.clients !== 1 && c.getsRatio !== null)) {
+      console.log(`${c.clients} ÷ 1: gets ${ratio(c.getsRatio).trim()}${spread(c.getsRatioRange)}, puts ${ratio(c.putsRatio).trim()}${spread(c.putsRatioRange)}`);
+    }
+  }
+}
+
+/**
+ * Each count's figures over the rounds: the medians of its rates, every
+ * client's rate of every round (for the slowest and fastest), and its
+ * ratio to one client — the median of each round's own ratio, against
+ * that round's one-client row, with the rounds' lowest and highest (null
+ * without a one-client count).
+ */
+function summarise(rows) {
+  const counts = [...new Set(rows.map((r) => r.clients))];
+  return counts.map((clients) => {
+    const mine = rows.filter((r) => r.clients === clients);
+    const ratios = (key) => {
+      const each = mine
+        .map((r) => [r, rows.find((o) => o.round === r.round && o.clients === 1)])
+        .filter(([, one]) => one && one[key] > 0)
+        .map(([r, one]) => r[key] / one[key]);
+      return each.length === 0 ? [null, null] : [median(each), [Math.min(...each), Math.max(...each)]];
+    };
+    const [getsRatio, getsRatioRange] = ratios('gets');
+    const [putsRatio, putsRatioRange] = ratios('puts');
+    return {
+      clients,
+      rounds: mine.length,
+      transport: mine[0].transport,
+      gets: median(mine.map((r) => r.gets)),
+      puts: median(mine.map((r) => r.puts)),
+      getsEach: mine.flatMap((r) => r.getsEach),
+      putsEach: mine.flatMap((r) => r.putsEach),
+      getsRatio,
+      getsRatioRange,
+      putsRatio,
+      putsRatioRange,
+    };
+  });
 }
 
 if (args[0] === '--child') {

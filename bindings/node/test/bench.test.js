@@ -105,6 +105,42 @@ test('every count of the processes benchmark starts with the store applier caugh
   }
 });
 
+test('--rounds runs every count once a round and gives its ratio to one client as the median of the rounds\' own', needsServe, async () => {
+  const out = await bench(['--procs', '1,2', '--secs', '0.2', '--rounds', '2'], PROCESSES);
+  assert.equal(out.rounds, 2);
+  assert.deepEqual(
+    out.rows.map((r) => [r.round, r.clients]),
+    [[0, 1], [0, 2], [1, 1], [1, 2]],
+    'the whole list of counts, once a round',
+  );
+  assert.deepEqual(out.summary.map((c) => [c.clients, c.rounds]), [[1, 2], [2, 2]]);
+  const [one, two] = out.summary;
+  assert.equal(one.getsRatio, 1);
+  for (const key of ['gets', 'puts']) {
+    const own = [0, 1].map((round) => {
+      const at = (n) => out.rows.find((r) => r.round === round && r.clients === n)[key];
+      return at(2) / at(1);
+    });
+    assert.ok(Math.abs(two[`${key}Ratio`] - (own[0] + own[1]) / 2) < 1e-9, `${key}: the median of the rounds' ratios`);
+    assert.deepEqual(two[`${key}RatioRange`], [Math.min(...own), Math.max(...own)]);
+  }
+  assert.equal(two.getsEach.length, 4, 'every client of every round');
+});
+
+test('--rounds refuses what is not a whole number of rounds, before any client starts', async () => {
+  for (const [args, said] of [
+    [['--rounds', '0'], '"0"'],
+    [['--rounds', '1.5'], '"1.5"'],
+    [['--rounds', 'many'], '"many"'],
+    [['--rounds'], 'nothing'],
+  ]) {
+    const { code, stderr } = await benchFails(args, PROCESSES);
+    assert.equal(code, 2, `exit code for ${args.join(' ')}`);
+    assert.match(stderr, /--rounds must be a whole number of rounds, 1 or more/);
+    assert.ok(stderr.includes(`not ${said}`), stderr);
+  }
+});
+
 test('--budget and --turn-wait give every client of the processes benchmark that fast-path budget and turn wait', needsServe, async () => {
   const out = await bench(['--procs', '2', '--secs', '0.2', '--threads', '--budget', '20', '--turn-wait', '0'], PROCESSES);
   assert.equal(out.budget, 20);
