@@ -106,8 +106,7 @@ impl Connector {
                         return Err(crate::transport::shm::shm_unavailable(
                             "the server does not offer shared memory",
                             "it is not on Linux, has it turned off, or runs with \
-                             HEARTH_TRANSPORT=socket; connect with TransportPreference::Auto \
-                             or Socket to use the socket",
+                             HEARTH_TRANSPORT=socket",
                         ));
                     }
                     let (link, direct) = handshaken.into_link(None);

@@ -86,12 +86,19 @@ fn shm_info(info: LinkInfo, layout: Layout) -> LinkInfo {
     }
 }
 
-/// A client that requires shared memory and cannot have it: the
-/// `Unsupported` kind gives the stable code `unavailable`.
-pub(crate) fn shm_unavailable(what: &str, e: impl std::fmt::Display) -> IpcError {
+/// A client that requires shared memory and cannot have it: `what` went
+/// wrong, `why`, and the advice every such case shares (use the socket).
+/// The `Unsupported` kind gives the stable code `unavailable`.
+pub(crate) fn shm_unavailable(what: &str, why: impl std::fmt::Display) -> IpcError {
     IpcError::io(
         "moving the connection to shared memory",
-        std::io::Error::new(std::io::ErrorKind::Unsupported, format!("{what}: {e}")),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "{what}: {why}; to use the socket, connect with \
+                 TransportPreference::Auto or Socket, or set HEARTH_TRANSPORT=socket"
+            ),
+        ),
     )
 }
 
@@ -155,8 +162,7 @@ pub(crate) async fn client_upgrade(
                 "the server could not make a shared-memory segment for this connection",
                 format!(
                     "offer status {}; its system or sandbox refuses memfd or shared mappings \
-                     (the server's log says which), so use the socket: connect with \
-                     TransportPreference::Auto or Socket, or HEARTH_TRANSPORT=socket",
+                     (the server's log says which)",
                     offer.status
                 ),
             ));
@@ -202,10 +208,7 @@ pub(crate) async fn client_upgrade(
         }
         Err(e) if required => Err(shm_unavailable(
             "the server's segment cannot be used in this process",
-            format!(
-                "{e}; use the socket: connect with TransportPreference::Auto or Socket, \
-                 or HEARTH_TRANSPORT=socket"
-            ),
+            e,
         )),
         Err(e) => {
             tracing::debug!(error = %e, "shared memory unusable; staying on the socket");
