@@ -32,7 +32,7 @@
 //! error frame, best effort).
 
 use super::conn::{self, Answered, Conn, KeptSending};
-use super::turns::{Group, shares_turns};
+use super::turns::Group;
 use super::{Shared, Ticket};
 use crate::message::{self, Reassembler};
 use crate::ops::Request;
@@ -627,12 +627,7 @@ impl RingThread {
     /// shares turns, whatever its process. Read when the ring is lent and
     /// at every look the poller takes at it.
     pub(super) fn turn_group(&self, many_later: bool) -> Group {
-        let hint = self.turn_hint();
-        Group {
-            process: self.client_process(),
-            shared: shares_turns(hint, many_later),
-            budgeted: matches!(hint, TurnHint::Later | TurnHint::Budgeted),
-        }
+        Group::new(self.client_process(), self.turn_hint(), many_later)
     }
 
     /// How the client said its calls wait for their turn.

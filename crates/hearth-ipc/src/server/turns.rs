@@ -80,7 +80,7 @@ pub(super) fn many_later(processes: impl Iterator<Item = u32>) -> bool {
 /// processes, `many_later` as [`many_later`] counted: one that waits for
 /// its turn on its own thread always, one that goes on later only among
 /// many such, one that never said never.
-pub(super) fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
+fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
     match hint {
         TurnHint::OnThread | TurnHint::Budgeted => true,
         TurnHint::Later => many_later,
@@ -89,6 +89,19 @@ pub(super) fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
 }
 
 impl Group {
+    /// The group of a connection whose client's process is `process` and
+    /// whose client last said `hint`, `many_later` as [`many_later`]
+    /// counted: it shares turns as [`shares_turns`] says, and its calls
+    /// have a budget when they go on later or wait on their thread with a
+    /// budget.
+    pub(super) fn new(process: u32, hint: TurnHint, many_later: bool) -> Group {
+        Group {
+            process,
+            shared: shares_turns(hint, many_later),
+            budgeted: matches!(hint, TurnHint::Later | TurnHint::Budgeted),
+        }
+    }
+
     /// How long a settled holder of this group may send nothing, its
     /// thread running, before its turn ends.
     pub(super) fn idle(self) -> Duration {
@@ -845,6 +858,11 @@ mod tests {
         assert_eq!(process(1).idle(), TURN_IDLE);
         assert_eq!(sharing(1).idle(), TURN_IDLE, "a blocking call's");
         assert_eq!(node(1).idle(), TURN_IDLE_BUDGETED);
+        let said = |hint| Group::new(1, hint, true).idle();
+        assert_eq!(said(TurnHint::OnThread), TURN_IDLE);
+        assert_eq!(said(TurnHint::Unsaid), TURN_IDLE);
+        assert_eq!(said(TurnHint::Later), TURN_IDLE_BUDGETED);
+        assert_eq!(said(TurnHint::Budgeted), TURN_IDLE_BUDGETED);
     }
 
     #[test]
