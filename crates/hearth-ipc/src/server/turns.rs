@@ -3,7 +3,8 @@
 //!
 //! Owns: the rule that, of one group's busy connections on the poller,
 //! only as many are answered at a time as there are other cores (one on 2
-//! cores), each for a time slice, the others waiting in the order they
+//! cores), each for a time slice (a Node thread's calls for two:
+//! [`BUDGETED_SLICES`]), the others waiting in the order they
 //! began to wait (a client on the poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
 //! [`TURN_IDLE`] — [`TURN_IDLE_BUDGETED`] for a call with a budget, an
@@ -112,6 +113,17 @@ impl Group {
         }
     }
 
+    /// How long a holder of this group keeps its turn while another
+    /// waits, turns being `base` long: [`BUDGETED_SLICES`] of them for
+    /// calls with a budget, one for the rest.
+    pub(super) fn slice(self, base: Duration) -> Duration {
+        if self.budgeted {
+            base * BUDGETED_SLICES
+        } else {
+            base
+        }
+    }
+
     /// Whether a holder of this group holds back a client of `other`: one
     /// of the same process, or both sharing turns across processes.
     pub(super) fn holds_back(self, other: Group) -> bool {
@@ -135,6 +147,24 @@ impl Group {
 /// the changes left are mostly not the slices' (holders gone quiet or
 /// found on the poller's core).
 pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
+
+/// How many slices a holder whose calls have a budget ([`TurnHint::Later`],
+/// [`TurnHint::Budgeted`]: Node threads) keeps its turn for while another
+/// waits. Each of its changes of turn costs far more than a blocking
+/// client's wake-up — ~240 µs from the grant to the new holder's next
+/// request, the answer's trip through the client's reader thread, its
+/// runtime and its event loop — and since [`TURN_IDLE_BUDGETED`] nearly all
+/// sixteen Node processes' turns end with their slice, ~250 a second. Two
+/// slices (8 ms) halve those changes; the longest wait for a turn grows
+/// from a round of fifteen others' 4 ms to their 8 ms (~120 ms).
+/// Six alternated pairs of `node bench/processes.js --procs 1,16 --secs 2
+/// --rounds 3` against one slice (2026-12-07, docs/performance.md):
+/// sixteen processes' gets 247k → 316k a second and puts 173k → 203k
+/// (medians; higher in 6 of 6 pairs each), 16 ÷ 1 0.77× → 0.95× and
+/// 0.84× → 0.93×. Sixteen worker threads of one process did the same
+/// either way (four pairs); three slices were no better for puts in a
+/// scratch build, for another 60 ms of longest wait.
+pub(super) const BUDGETED_SLICES: u32 = 2;
 
 /// A holder that sends nothing for this long loses its turn (a Node
 /// client works ~3 µs between two calls; one that stops for this long is
@@ -305,6 +335,12 @@ impl Held {
         self.asleep || now.duration_since(self.last_busy) >= idle
     }
 
+    /// Whether its slice — its group's share of turns `base` long — is
+    /// over at `now`.
+    fn slice_over(&self, now: Instant, base: Duration) -> bool {
+        now.duration_since(self.since) >= self.group.slice(base)
+    }
+
     /// Whether a look at its client's thread is due at `now`: silent for
     /// [`TURN_PEEK`] since a request it sent in this turn (before that its
     /// thread was woken and may not have run yet), not looked at yet.
@@ -439,7 +475,7 @@ impl Turns {
     pub(super) fn due(&self, now: Instant) -> bool {
         self.held
             .iter()
-            .any(|h| now.duration_since(h.since) >= self.slice || h.quiet(now) || h.look_due(now))
+            .any(|h| h.slice_over(now, self.slice) || h.quiet(now) || h.look_due(now))
     }
 
     /// After a look at every ring at `now`: ends the turns of holders gone
@@ -461,7 +497,7 @@ impl Turns {
                 ended.push(end(true));
                 return false;
             }
-            if now.duration_since(h.since) >= slice {
+            if h.slice_over(now, slice) {
                 if someone_waits(h.group) {
                     ended.push(end(false));
                     return false;
@@ -719,6 +755,32 @@ mod tests {
         turns.expire(at(t, 2000), everybody);
         assert!(!turns.holds(1), "another waits: the turn ends");
         assert!(turns.free_for(APP));
+    }
+
+    #[test]
+    fn a_holder_whose_calls_have_a_budget_keeps_its_turn_for_more_slices() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, node(10), t);
+        let whole = SLICE.as_micros() as u64 * u64::from(BUDGETED_SLICES);
+        assert!(whole > SLICE.as_micros() as u64);
+        for micros in (100..whole).step_by(100) {
+            turns.served(1, at(t, micros), 1);
+            turns.expire(at(t, micros), everybody);
+            assert!(turns.holds(1), "another waits, {micros} µs in");
+        }
+        turns.served(1, at(t, whole), 1);
+        assert!(turns.due(at(t, whole)));
+        turns.expire(at(t, whole), everybody);
+        assert!(!turns.holds(1), "its slices are over");
+        assert!(!turns.ended()[0].quiet);
+    }
+
+    #[test]
+    fn only_calls_with_a_budget_have_the_longer_slice() {
+        assert_eq!(process(1).slice(SLICE), SLICE);
+        assert_eq!(sharing(1).slice(SLICE), SLICE, "a blocking call's");
+        assert_eq!(node(1).slice(SLICE), SLICE * BUDGETED_SLICES);
     }
 
     #[test]
