@@ -161,7 +161,8 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// --rounds 3` against one slice (2026-12-07, docs/performance.md):
 /// sixteen processes' gets 247k → 316k a second and puts 173k → 203k
 /// (medians; higher in 6 of 6 pairs each), 16 ÷ 1 0.77× → 0.95× and
-/// 0.84× → 0.93×. Sixteen worker threads of one process did the same
+/// 0.84× → 0.93×; four more with `--rounds 5`: 0.85× → 0.91× and 0.87×
+/// → 0.90×. Sixteen worker threads of one process did the same
 /// either way (four pairs); three slices were no better for puts in a
 /// scratch build, for another 60 ms of longest wait.
 pub(super) const BUDGETED_SLICES: u32 = 2;
