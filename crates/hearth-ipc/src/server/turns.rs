@@ -153,9 +153,9 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// waits. Each of its changes of turn costs far more than a blocking
 /// client's wake-up — ~240 µs from the grant to the new holder's next
 /// request, the answer's trip through the client's reader thread, its
-/// runtime and its event loop — and since [`TURN_IDLE_BUDGETED`] nearly all
-/// sixteen Node processes' turns end with their slice, ~250 a second. Two
-/// slices (8 ms) halve those changes; the longest wait for a turn grows
+/// runtime and its event loop — and since [`TURN_IDLE_BUDGETED`] most of
+/// sixteen Node processes' turns end with their slice, ~200 a second. Two
+/// slices (8 ms) halve those; the longest wait for a turn grows
 /// from a round of fifteen others' 4 ms to their 8 ms (~120 ms).
 /// Six alternated pairs of `node bench/processes.js --procs 1,16 --secs 2
 /// --rounds 3` against one slice (2026-12-07, docs/performance.md):
@@ -163,7 +163,7 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// (medians; higher in 6 of 6 pairs each), 16 ÷ 1 0.77× → 0.95× and
 /// 0.84× → 0.93×; four more with `--rounds 5`: 0.85× → 0.91× and 0.87×
 /// → 0.90×. Sixteen worker threads of one process did the same
-/// either way (four pairs); three slices were no better for puts in a
+/// either way (three pairs); three slices were no better for puts in a
 /// scratch build, for another 60 ms of longest wait.
 pub(super) const BUDGETED_SLICES: u32 = 2;
 
