@@ -29,7 +29,12 @@
 // move by a sixth from run to run, and a ratio whose two sides ran seconds
 // apart is steadier than two rows minutes apart.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--json]
+// --latency also times every call and prints, per count, the median
+// client's p50, p99 and p99.9 and the slowest call of any client: what
+// waiting for a turn among many busy clients costs a call (timing each
+// call costs the clients a little throughput, so compare rates without it).
+//
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -55,6 +60,7 @@ const KIND = THREADS ? 'threads' : 'processes';
 const BUDGET = args.includes('--budget') ? msOption('--budget', 'fastPathBudget') : undefined;
 const TURN_WAIT = args.includes('--turn-wait') ? msOption('--turn-wait', 'fastPathTurnWait') : undefined;
 const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
+const LATENCY = args.includes('--latency');
 const DOCS = 100;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
@@ -92,25 +98,59 @@ async function child(channel, who, count, ready) {
   const startAt = await ready();
   const phase = async (until, call) => {
     let n = 0;
-    while (Date.now() < until) {
-      for (let j = 0; j < 256; j++) await call(n++);
+    if (!LATENCY) {
+      while (Date.now() < until) {
+        for (let j = 0; j < 256; j++) await call(n++);
+      }
+      return { n, latency: null };
     }
-    return n;
+    const took = new Float64Array(Math.ceil(SECS * 2e6));
+    while (Date.now() < until) {
+      for (let j = 0; j < 256; j++) {
+        const t = performance.now();
+        await call(n);
+        if (n < took.length) took[n] = (performance.now() - t) * 1000;
+        n += 1;
+      }
+    }
+    return { n, latency: latencyOf(took.subarray(0, Math.min(n, took.length))) };
   };
   while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 1));
-  const gets = await phase(startAt + SECS * 1000, (n) => db.get(`doc:${n % DOCS}`));
+  const got = await phase(startAt + SECS * 1000, (n) => db.get(`doc:${n % DOCS}`));
   // Puts start together too: the slowest child's last get batch ends a
   // little after the get phase.
   const putAt = startAt + SECS * 1000 + 200;
   while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
   const ids = putShare(who, count);
-  const puts = await phase(putAt + SECS * 1000, (n) => db.put(ids[n % ids.length], { value: n }));
+  const put = await phase(putAt + SECS * 1000, (n) => db.put(ids[n % ids.length], { value: n }));
   const transport = db.transport;
   // What the client took (LocalFirst's own fields: what it applies).
   const budget = db._budgetMs;
   const turnWait = db._connect.turnWaitMs;
   await db.close();
-  return { gets, puts, transport, budget, turnWait };
+  return { gets: got.n, puts: put.n, getLatency: got.latency, putLatency: put.latency, transport, budget, turnWait };
+}
+
+/**
+ * One client's call times (µs; sorted in place): p50, p99, p99.9 and the
+ * slowest, or null without any.
+ */
+function latencyOf(took) {
+  if (took.length === 0) return null;
+  took.sort();
+  const at = (q) => took[Math.min(took.length - 1, Math.floor(q * took.length))];
+  return { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: took[took.length - 1] };
+}
+
+/**
+ * Many clients' (or rounds') call times as one figure: the median one's
+ * p50, p99 and p99.9, and the slowest call of any (null without any).
+ */
+function latencyOfMany(each) {
+  const known = each.filter((l) => l !== null);
+  if (known.length === 0) return null;
+  const mid = (k) => median(known.map((l) => l[k]));
+  return { p50: mid('p50'), p99: mid('p99'), p999: mid('p999'), max: Math.max(...known.map((l) => l.max)) };
 }
 
 /**
@@ -142,6 +182,7 @@ function runClients(channel, n) {
     const a = ['--child', channel, String(who), '--count', String(n), '--secs', String(SECS)];
     if (BUDGET !== undefined) a.push('--budget', String(BUDGET));
     if (TURN_WAIT !== undefined) a.push('--turn-wait', String(TURN_WAIT));
+    if (LATENCY) a.push('--latency');
     return a;
   };
   const clients = [];
@@ -196,6 +237,10 @@ async function main() {
           puts: results.reduce((a, r) => a + r.puts, 0) / SECS,
           getsEach: results.map((r) => r.gets / SECS),
           putsEach: results.map((r) => r.puts / SECS),
+          ...(LATENCY && {
+            getLatency: latencyOfMany(results.map((r) => r.getLatency)),
+            putLatency: latencyOfMany(results.map((r) => r.putLatency)),
+          }),
         });
       }
     }
@@ -206,7 +251,7 @@ async function main() {
   const summary = summarise(rows);
   if (JSON_OUT) {
     process.stdout.write(
-      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, rows, summary }, null, 2)}\n`,
+      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, latency: LATENCY, rows, summary }, null, 2)}\n`,
     );
     return;
   }
@@ -227,6 +272,16 @@ async function main() {
     console.log(
       `${String(c.clients).padStart(9)} ${String(c.transport).padEnd(9)} ${f(c.gets)} ${ratio(c.getsRatio)} ${range(c.getsEach).padStart(17)}  ${f(c.puts)} ${ratio(c.putsRatio)} ${range(c.putsEach).padStart(17)}`,
     );
+  }
+  if (LATENCY) {
+    const us = (x) => (x >= 1000 ? `${(x / 1000).toFixed(1)} ms` : `${x.toFixed(1)} µs`).padStart(9);
+    const cells = (l) => (l == null ? '-'.padStart(39) : `${us(l.p50)} ${us(l.p99)} ${us(l.p999)} ${us(l.max)}`);
+    console.log('');
+    console.log(`call times: the median ${each.replace('per ', '')}'s p50, p99 and p99.9, and the slowest call of any${ROUNDS > 1 ? ' (medians of the rounds; the slowest of all)' : ''}`);
+    console.log(`${KIND.padStart(9)}  ${'get p50'.padStart(9)} ${'p99'.padStart(9)} ${'p99.9'.padStart(9)} ${'slowest'.padStart(9)}  ${'put p50'.padStart(9)} ${'p99'.padStart(9)} ${'p99.9'.padStart(9)} ${'slowest'.padStart(9)}`);
+    for (const c of summary) {
+      console.log(`${String(c.clients).padStart(9)}  ${cells(c.getLatency)}  ${cells(c.putLatency)}`);
+    }
   }
   if (ROUNDS > 1) {
     console.log('');
@@ -268,6 +323,10 @@ function summarise(rows) {
       getsRatioRange,
       putsRatio,
       putsRatioRange,
+      ...(LATENCY && {
+        getLatency: latencyOfMany(mine.map((r) => r.getLatency)),
+        putLatency: latencyOfMany(mine.map((r) => r.putLatency)),
+      }),
     };
   });
 }

@@ -127,6 +127,50 @@ test('--rounds runs every count once a round and gives its ratio to one client a
   assert.equal(two.getsEach.length, 4, 'every client of every round');
 });
 
+test('--latency gives each count its median client\'s p50, p99 and p99.9 and the slowest call of any', needsServe, async () => {
+  const out = await bench(['--procs', '1,2', '--secs', '0.2', '--rounds', '2', '--latency'], PROCESSES);
+  assert.equal(out.latency, true);
+  const ordered = (l, what) => {
+    assert.ok(l && [l.p50, l.p99, l.p999, l.max].every(rate), `${what}: ${JSON.stringify(l)}`);
+    assert.ok(l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, `${what} in order: ${JSON.stringify(l)}`);
+  };
+  for (const r of out.rows) {
+    ordered(r.getLatency, `round ${r.round}, ${r.clients} clients' gets`);
+    ordered(r.putLatency, `round ${r.round}, ${r.clients} clients' puts`);
+  }
+  for (const c of out.summary) {
+    for (const key of ['getLatency', 'putLatency']) {
+      const mine = out.rows.filter((r) => r.clients === c.clients).map((r) => r[key]);
+      ordered(c[key], `${c.clients} clients' ${key}`);
+      assert.equal(c[key].max, Math.max(...mine.map((l) => l.max)), 'the slowest call of all the rounds');
+      assert.equal(c[key].p99, (mine[0].p99 + mine[1].p99) / 2, 'the median of the rounds\' p99');
+    }
+  }
+});
+
+test('--latency prints a table of call times, one line a count', needsServe, async () => {
+  const stdout = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [PROCESSES, '--procs', '1,2', '--secs', '0.2', '--latency'], { timeout: 120_000 }, (err, out, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stderr}`));
+      else resolve(out);
+    });
+  });
+  const lines = stdout.split('\n');
+  const head = lines.findIndex((l) => l.startsWith('call times:'));
+  assert.ok(head > 0, stdout);
+  assert.match(lines[head + 1], /get p50 +p99 +p99\.9 +slowest +put p50/);
+  for (const [i, n] of [[2, 1], [3, 2]]) {
+    assert.match(lines[head + i], new RegExp(`^ +${n}(  +[0-9.]+ (µs|ms)){8}$`), lines[head + i]);
+  }
+});
+
+test('without --latency no call is timed', needsServe, async () => {
+  const out = await bench(['--procs', '1', '--secs', '0.2'], PROCESSES);
+  assert.equal(out.latency, false);
+  assert.ok(out.rows.every((r) => !('getLatency' in r) && !('putLatency' in r)));
+  assert.ok(out.summary.every((c) => !('getLatency' in c)));
+});
+
 test('--rounds refuses what is not a whole number of rounds, before any client starts', async () => {
   for (const [args, said] of [
     [['--rounds', '0'], '"0"'],
