@@ -42,7 +42,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { machine, median, putShare, runtimeDir } = require('./common');
+const { Times, machine, median, putShare, runtimeDir } = require('./common');
 
 const args = process.argv.slice(2);
 function option(name, dflt) {
@@ -104,16 +104,15 @@ async function child(channel, who, count, ready) {
       }
       return { n, latency: null };
     }
-    const took = new Float64Array(Math.ceil(SECS * 2e6));
+    const took = new Times();
     while (Date.now() < until) {
       for (let j = 0; j < 256; j++) {
         const t = performance.now();
-        await call(n);
-        if (n < took.length) took[n] = (performance.now() - t) * 1000;
-        n += 1;
+        await call(n++);
+        took.add((performance.now() - t) * 1000);
       }
     }
-    return { n, latency: latencyOf(took.subarray(0, Math.min(n, took.length))) };
+    return { n, latency: took.latency() };
   };
   while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 1));
   const got = await phase(startAt + SECS * 1000, (n) => db.get(`doc:${n % DOCS}`));
@@ -129,17 +128,6 @@ async function child(channel, who, count, ready) {
   const turnWait = db._connect.turnWaitMs;
   await db.close();
   return { gets: got.n, puts: put.n, getLatency: got.latency, putLatency: put.latency, transport, budget, turnWait };
-}
-
-/**
- * One client's call times (µs; sorted in place): p50, p99, p99.9 and the
- * slowest, or null without any.
- */
-function latencyOf(took) {
-  if (took.length === 0) return null;
-  took.sort();
-  const at = (q) => took[Math.min(took.length - 1, Math.floor(q * took.length))];
-  return { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: took[took.length - 1] };
 }
 
 /**

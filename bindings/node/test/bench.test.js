@@ -82,6 +82,22 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
   });
 }
 
+test('call times come back within 2 % at every quantile, the slowest exactly', () => {
+  const { Times } = require('../bench/common');
+  const times = new Times();
+  assert.equal(times.latency(), null, 'no call, no figures');
+  const all = Array.from({ length: 10_000 }, (_, i) => 0.5 + i * 1.37);
+  for (const us of all) times.add(us);
+  times.add(123_456.7);
+  all.push(123_456.7);
+  const exact = (q) => all[Math.ceil(q * all.length) - 1];
+  const l = times.latency();
+  for (const [q, got] of [[0.5, l.p50], [0.99, l.p99], [0.999, l.p999]]) {
+    assert.ok(got >= exact(q) && got <= exact(q) * 1.02, `p${q * 100}: ${got} for ${exact(q)}`);
+  }
+  assert.equal(l.max, 123_456.7);
+});
+
 test('the put phases of every count rewrite the same 1000 ids, split among the clients', () => {
   const { putShare } = require('../bench/common');
   const all = putShare(0, 1);
