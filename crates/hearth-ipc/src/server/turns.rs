@@ -162,7 +162,9 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// sixteen processes' gets 247k → 316k a second and puts 173k → 203k
 /// (medians; higher in 6 of 6 pairs each), 16 ÷ 1 0.77× → 0.95× and
 /// 0.84× → 0.93×; four more with `--rounds 5`: 0.85× → 0.91× and 0.87×
-/// → 0.90×. Sixteen worker threads of one process did the same
+/// → 0.90×; seven with every call timed (`--latency`): 0.81× → 0.84× and
+/// 0.85× → 0.87×, the slowest get ~77 → ~135 ms, the gets' p99.9 4–27 →
+/// 0.2–2.6 ms. Sixteen worker threads of one process did the same
 /// either way (three pairs); three slices were no better for puts in a
 /// scratch build, for another 60 ms of longest wait.
 pub(super) const BUDGETED_SLICES: u32 = 2;
