@@ -156,7 +156,7 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// runtime and its event loop — and since [`TURN_IDLE_BUDGETED`] most of
 /// sixteen Node processes' turns end with their slice, ~200 a second. Two
 /// slices (8 ms) halve those; the longest wait for a turn grows
-/// from a round of fifteen others' 4 ms to their 8 ms (~120 ms).
+/// from a round of fifteen others' 4 ms to their 8 ms (~120 ms, ~135 measured).
 /// Six alternated pairs of `node bench/processes.js --procs 1,16 --secs 2
 /// --rounds 3` against one slice (2026-12-07, docs/performance.md):
 /// sixteen processes' gets 247k → 316k a second and puts 173k → 203k
