@@ -176,7 +176,7 @@ test('--latency prints a table of call times, one line a count', needsServe, asy
   assert.ok(head > 0, stdout);
   assert.match(lines[head + 1], /get p50 +p99 +p99\.9 +slowest +put p50/);
   for (const [i, n] of [[2, 1], [3, 2]]) {
-    assert.match(lines[head + i], new RegExp(`^ +${n}(  +[0-9.]+ (µs|ms)){8}$`), lines[head + i]);
+    assert.match(lines[head + i], new RegExp(`^ +${n}( +[0-9.]+ (µs|ms)){8}$`), lines[head + i]);
   }
 });
 
