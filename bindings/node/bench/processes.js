@@ -65,24 +65,23 @@ const DOCS = 100;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
 function roundsOption() {
-  const v = option('--rounds');
-  const n = Number(v);
-  if (v === undefined || v.trim() === '' || !Number.isInteger(n) || n < 1) {
-    console.error(`--rounds must be a whole number of rounds, 1 or more (each runs every count of --procs once), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
-    process.exit(2);
-  }
-  return n;
+  return numberOption('--rounds', (n) => Number.isInteger(n) && n >= 1, 'a whole number of rounds, 1 or more (each runs every count of --procs once)');
 }
 
 /** An option's value: a non-negative number of milliseconds, else exit 2. */
 function msOption(name, what) {
+  return numberOption(name, (ms) => Number.isFinite(ms) && ms >= 0, `a non-negative number of milliseconds (the clients' ${what})`);
+}
+
+/** Option `name`'s value as a number that passes `ok`; else says it `must` be, and exits 2. */
+function numberOption(name, ok, must) {
   const v = option(name);
-  const ms = Number(v);
-  if (v === undefined || v.trim() === '' || !Number.isFinite(ms) || ms < 0) {
-    console.error(`${name} must be a non-negative number of milliseconds (the clients' ${what}), not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  const n = Number(v);
+  if (v === undefined || v.trim() === '' || !ok(n)) {
+    console.error(`${name} must be ${must}, not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
     process.exit(2);
   }
-  return ms;
+  return n;
 }
 
 /**
