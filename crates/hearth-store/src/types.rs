@@ -66,9 +66,14 @@ pub struct Options {
     /// reader's write once it holds 4,096 operations (or this many, if
     /// fewer).
     pub apply_batch: usize,
-    /// Writers wait when this many operations are not yet applied.
+    /// Writers wait when this many operations are not yet written to
+    /// SQLite by the applier; the transaction it is writing counts as
+    /// written in proportion as it goes, so memory holds at most this many
+    /// plus one transaction (`apply_batch`).
     pub max_pending_ops: usize,
-    /// Writers wait when this many bytes are not yet applied.
+    /// Writers wait when this many bytes are not yet written to SQLite, as
+    /// `max_pending_ops`: memory holds at most this plus one transaction
+    /// (at most 16 MiB).
     pub max_pending_bytes: usize,
     /// Recent changes kept in memory for subscribers.
     pub ring_capacity: usize,
