@@ -11,8 +11,10 @@ use crate::hlc::Stamp;
 use crate::types::Entry;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
+use std::ffi::c_int;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// 'HRTH' — marks a SQLite file as hearth's.
 pub(crate) const APPLICATION_ID: i32 = 0x4852_5448;
@@ -128,6 +130,31 @@ fn probe(conn: &Connection, path: &Path) -> Result<()> {
         let mut rows = stmt.query([]).map_err(|e| classify(path, e))?;
         while rows.next().map_err(|e| classify(path, e))?.is_some() {}
     }
+    Ok(())
+}
+
+/// The applier's checkpoints (docs/design.md, "Checkpoints"): installs on
+/// `conn` a WAL hook that records the WAL's size in pages after each commit
+/// into the returned counter. The hook replaces SQLite's automatic
+/// checkpoint on this connection, which ran inside `COMMIT`; the caller
+/// checkpoints with [`checkpoint_passive`] instead.
+pub(crate) fn hold_checkpoints(conn: &mut Connection) -> Result<Arc<AtomicUsize>> {
+    let pages = Arc::new(AtomicUsize::new(0));
+    let seen = pages.clone();
+    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n: c_int| {
+        // Relaxed: read by the same thread (the applier), after the commit
+        // that ran this hook returned.
+        seen.store(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
+        Ok(())
+    }))?;
+    Ok(pages)
+}
+
+/// Copies what the WAL holds into the database without waiting for
+/// readers (`PRAGMA wal_checkpoint(PASSIVE)`); the next write starts the
+/// WAL over once a checkpoint has copied all of it.
+pub(crate) fn checkpoint_passive(conn: &Connection) -> Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
     Ok(())
 }
 

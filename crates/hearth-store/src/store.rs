@@ -1617,6 +1617,11 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
     if inner.opts.background_applier {
         lower_priority();
     }
+    // Without it SQLite checkpoints inside the commit, as before: slower
+    // for held writers, not wrong.
+    let wal_pages = sql::hold_checkpoints(&mut conn)
+        .map_err(|e| tracing::warn!("cannot take over SQLite's checkpoints: {e}"))
+        .ok();
     let mut backoff = Duration::from_millis(50);
     // What the applier has taken out of the queue and not yet applied, in
     // order (`Queue::taken` counts it), and an empty deque of the queue's
@@ -1739,6 +1744,14 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                         tracing::warn!(path = %p.display(), "cannot delete an applied journal segment: {e}");
                     }
                 }
+                // Relaxed: stored by this thread's commit (the WAL hook).
+                if wal_pages
+                    .as_ref()
+                    .is_some_and(|p| p.load(Ordering::Relaxed) >= CHECKPOINT_PAGES)
+                    && let Err(e) = sql::checkpoint_passive(&conn)
+                {
+                    tracing::warn!("checkpointing SQLite's WAL failed: {e}");
+                }
             }
             Err(e) => {
                 tracing::error!("applying journal records to SQLite failed: {e}");
@@ -1768,6 +1781,10 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
         }
     }
 }
+
+/// The WAL's size, in pages, at which the applier checkpoints it after a
+/// commit (docs/design.md, "Checkpoints"): SQLite's own default.
+const CHECKPOINT_PAGES: usize = 1000;
 
 /// Entries the applier moves into the cache and out of the overlay per
 /// lock hold after a commit.
