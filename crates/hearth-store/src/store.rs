@@ -1999,16 +1999,22 @@ fn apply_batch(conn: &mut Connection, inner: &Inner, batch: &[Queued]) -> Result
     Ok(applied)
 }
 
-/// Rows a transaction writes between two updates of its written share
-/// ([`Progress`]): ~680 operations of a transaction of small documents
-/// (three rows each). With 512, a held writer waited four times as often,
-/// for less each time, and a fast writer's p99.9 put was ten times as slow
-/// (400 µs against 40–60 µs; docs/performance.md).
-const PROGRESS_ROWS: usize = 2048;
+/// How many times a transaction publishes its written share ([`Progress`]):
+/// every sixth of the rows it expects, 16,384 rows (~5,500 operations) of
+/// a transaction of 32,768 small documents. Each publication wakes every
+/// writer held by back-pressure, and a shared-memory client's write that
+/// meets a full backlog goes to the blocking pool: every 2,048 rows (48
+/// times) cost sixteen Node clients 7 % of their puts a second, every
+/// 16,384 nothing measurable; one client's slowest put was 16–18 ms and
+/// 25–27 ms (docs/performance.md).
+const PROGRESS_STEPS: usize = 6;
+
+/// The fewest rows between two publications, for small transactions.
+const PROGRESS_MIN_ROWS: usize = 64;
 
 /// How far the applier's transaction has gone, published for back-pressure
-/// (docs/design.md, "Back-pressure"): every [`PROGRESS_ROWS`] rows, the
-/// share of the transaction's operations and weight that its rows so far
+/// (docs/design.md, "Back-pressure"): [`PROGRESS_STEPS`] times a
+/// transaction, the share of its operations and weight that its rows so far
 /// stand for ([`written_share`]) goes into the queue, and a writer held by
 /// back-pressure is woken.
 struct Progress {
@@ -2020,6 +2026,8 @@ struct Progress {
     /// many documents there are.
     rows: usize,
     done: usize,
+    /// Rows between two publications.
+    step: usize,
 }
 
 impl Progress {
@@ -2029,6 +2037,7 @@ impl Progress {
             weight: batch.iter().map(|i| i.entry.weight()).sum(),
             rows: 3 * batch.len(),
             done: 0,
+            step: progress_step(batch.len()),
         }
     }
 
@@ -2040,7 +2049,7 @@ impl Progress {
 
     /// Before each row.
     fn row(&mut self, inner: &Inner) {
-        if self.done > 0 && self.done.is_multiple_of(PROGRESS_ROWS) {
+        if self.done > 0 && self.done.is_multiple_of(self.step) {
             let (ops, bytes) = written_share(self.ops, self.weight, self.done, self.rows);
             let mut q = inner.queue.lock();
             q.written_ops = ops;
@@ -2053,6 +2062,13 @@ impl Progress {
         }
         self.done += 1;
     }
+}
+
+/// Rows between two publications of the written share of a transaction of
+/// `ops` operations: [`PROGRESS_STEPS`] in the rows it expects (three per
+/// operation), at least [`PROGRESS_MIN_ROWS`] apart.
+fn progress_step(ops: usize) -> usize {
+    (3 * ops).div_ceil(PROGRESS_STEPS).max(PROGRESS_MIN_ROWS)
 }
 
 /// The share of a transaction of `ops` operations and `weight` that `done`
@@ -2491,6 +2507,15 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_publishes_its_share_six_times_at_least_64_rows_apart() {
+        // 32,768 operations: 98,304 rows expected.
+        assert_eq!(progress_step(32_768), 16_384);
+        assert_eq!(progress_step(1_000), 500);
+        assert_eq!(progress_step(10), PROGRESS_MIN_ROWS);
+        assert_eq!(progress_step(0), PROGRESS_MIN_ROWS);
+    }
+
+    #[test]
     fn a_transactions_share_only_grows_once_its_documents_are_counted() {
         // 4 operations on 2 documents: 12 rows assumed, then 4 + 2 × 2.
         let mut p = Progress {
@@ -2498,6 +2523,7 @@ mod tests {
             weight: 400,
             rows: 12,
             done: 4,
+            step: PROGRESS_MIN_ROWS,
         };
         let before = written_share(p.ops, p.weight, p.done, p.rows);
         p.documents(2);
