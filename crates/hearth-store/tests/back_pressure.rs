@@ -2,7 +2,8 @@
 //! held while the backlog is at `max_pending_ops`, and goes on in small
 //! steps as the applier's transaction is written, not only once it commits
 //! (docs/design.md, "Back-pressure"); the backlog stays within the limit
-//! plus one transaction.
+//! plus one transaction; a transaction SQLite refuses after part of it
+//! was written counts as unwritten again.
 
 use hearth_store::{Options, Store};
 use serde_json::json;
@@ -87,4 +88,51 @@ fn the_backlog_stays_within_the_limit_plus_one_transaction() {
     store.flush().unwrap();
     let stats = store.stats().unwrap();
     assert_eq!((stats.documents, stats.pending_ops), (20_000, 0));
+}
+
+#[test]
+fn a_transaction_sqlite_refuses_after_part_of_it_was_written_counts_as_unwritten_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    // Another connection holds SQLite's write lock while it adds a trigger
+    // that refuses every new document row: the applier's transaction of
+    // LIMIT operations writes their change rows and looks their documents
+    // up (publishing its written share on the way), then fails at its
+    // first document row.
+    let other = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
+    other
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    other
+        .execute_batch(
+            "BEGIN IMMEDIATE; CREATE TRIGGER refuse BEFORE INSERT ON docs \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    for n in 0..LIMIT {
+        store.put(&format!("d:{n}"), json!({ "n": n })).unwrap();
+    }
+    assert!(store.writes_would_wait(0), "at the limit");
+    other.execute_batch("COMMIT").unwrap();
+    let refused = store.flush().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        hearth_proto::ErrorCode::Unavailable,
+        "{refused:?}"
+    );
+    // Rolled back: none of it is written, and the backlog is at the limit.
+    assert!(store.writes_would_wait(0), "the written share was kept");
+    assert_eq!(store.stats().unwrap().pending_ops, LIMIT as u64);
+
+    other.execute_batch("DROP TRIGGER refuse").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Err(e) = store.flush() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the applier never caught up: {e:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.writes_would_wait(0));
+    assert_eq!(store.stats().unwrap().documents, LIMIT as u64);
 }
