@@ -138,7 +138,7 @@ fn probe(conn: &Connection, path: &Path) -> Result<()> {
 /// into the returned counter. The hook replaces SQLite's automatic
 /// checkpoint on this connection, which ran inside `COMMIT`; the caller
 /// checkpoints with [`checkpoint_passive`] instead.
-pub(crate) fn hold_checkpoints(conn: &mut Connection) -> Result<Arc<AtomicUsize>> {
+pub(crate) fn take_over_checkpoints(conn: &mut Connection) -> Result<Arc<AtomicUsize>> {
     let pages = Arc::new(AtomicUsize::new(0));
     let seen = pages.clone();
     conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n: c_int| {

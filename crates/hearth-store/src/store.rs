@@ -1619,7 +1619,7 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
     }
     // Without it SQLite checkpoints inside the commit, as before: slower
     // for held writers, not wrong.
-    let wal_pages = sql::hold_checkpoints(&mut conn)
+    let wal_pages = sql::take_over_checkpoints(&mut conn)
         .map_err(|e| tracing::warn!("cannot take over SQLite's checkpoints: {e}"))
         .ok();
     let mut backoff = Duration::from_millis(50);
@@ -2004,9 +2004,9 @@ fn apply_batch(conn: &mut Connection, inner: &Inner, batch: &[Queued]) -> Result
 /// a transaction of 32,768 small documents. Each publication wakes every
 /// writer held by back-pressure, and a shared-memory client's write that
 /// meets a full backlog goes to the blocking pool: every 2,048 rows (48
-/// times) cost sixteen Node clients 7 % of their puts a second, every
-/// 16,384 nothing measurable; one client's slowest put was 16–18 ms and
-/// 25–27 ms (docs/performance.md).
+/// times) cost sixteen Node clients 7 % of their puts a second, six times
+/// nothing measurable; one client's slowest put was 16–21 ms with the
+/// one and 28–36 ms with the other (docs/performance.md).
 const PROGRESS_STEPS: usize = 6;
 
 /// The fewest rows between two publications, for small transactions.
