@@ -920,7 +920,7 @@ fn bench_mode(
             Measure::plain(n, applied, cpu),
         );
         rep.note(format!(
-            "sustained puts run at this rate: writers wait once {} operations are unapplied",
+            "sustained puts run at this rate: writers wait once {} operations are not yet written to SQLite",
             fmt_rate(Options::default().max_pending_ops as f64)
         ));
     }
