@@ -5,7 +5,11 @@
 //! plus one transaction; a transaction SQLite refuses after part of it
 //! was written counts as unwritten again.
 
+#[path = "common/refuse.rs"]
+mod refuse;
+
 use hearth_store::{Options, Store};
+use refuse::{flush_until_caught_up, refusing_inserts_into};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -99,16 +103,7 @@ fn a_transaction_sqlite_refuses_after_part_of_it_was_written_counts_as_unwritten
     // LIMIT operations writes their change rows and looks their documents
     // up (publishing its written share on the way), then fails at its
     // first document row.
-    let other = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
-    other
-        .busy_timeout(std::time::Duration::from_secs(30))
-        .unwrap();
-    other
-        .execute_batch(
-            "BEGIN IMMEDIATE; CREATE TRIGGER refuse BEFORE INSERT ON docs \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-        )
-        .unwrap();
+    let other = refusing_inserts_into(dir.path(), "docs");
     for n in 0..LIMIT {
         store.put(&format!("d:{n}"), json!({ "n": n })).unwrap();
     }
@@ -125,14 +120,7 @@ fn a_transaction_sqlite_refuses_after_part_of_it_was_written_counts_as_unwritten
     assert_eq!(store.stats().unwrap().pending_ops, LIMIT as u64);
 
     other.execute_batch("DROP TRIGGER refuse").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while let Err(e) = store.flush() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the applier never caught up: {e:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    flush_until_caught_up(&store);
     assert!(!store.writes_would_wait(0));
     assert_eq!(store.stats().unwrap().documents, LIMIT as u64);
 }

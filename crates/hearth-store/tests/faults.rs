@@ -25,6 +25,8 @@
 //! bytes following the documented segment format and reopens.
 
 mod common;
+#[path = "common/refuse.rs"]
+mod refuse;
 
 use common::Guarded;
 use hearth_proto::ErrorCode;
@@ -32,6 +34,7 @@ use hearth_store::{
     Durability, JournalFile, JournalIo, Options, OsJournalIo, Store, StoreError, SyncHandle,
     WriteOp,
 };
+use refuse::{flush_until_caught_up, refusing_inserts_into};
 use serde_json::{Value, json};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -565,16 +568,7 @@ fn a_transaction_sqlite_refuses_is_tried_again_from_its_first_operation() {
     // Another connection holds SQLite's write lock (the applier waits for
     // it) and adds a trigger that refuses every change row, as a database
     // that cannot be written would, once that transaction commits.
-    let other = rusqlite::Connection::open(dir.path().join("hearth.db")).unwrap();
-    other
-        .busy_timeout(std::time::Duration::from_secs(30))
-        .unwrap();
-    other
-        .execute_batch(
-            "BEGIN IMMEDIATE; CREATE TRIGGER refuse BEFORE INSERT ON changes \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-        )
-        .unwrap();
+    let other = refusing_inserts_into(dir.path(), "changes");
     put_docs(&store, 10..300);
     // Time for the applier to take them off the queue (it lingers at most
     // 2 ms, and 290 operations are past an eighth of the limit, where it
@@ -596,14 +590,7 @@ fn a_transaction_sqlite_refuses_is_tried_again_from_its_first_operation() {
     assert_eq!(write.code(), ErrorCode::Unavailable, "{write:?}");
 
     other.execute_batch("DROP TRIGGER refuse").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while let Err(e) = store.flush() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the applier never caught up: {e:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    flush_until_caught_up(&store);
     assert!(!store.writes_would_wait(0));
     let stats = store.stats().unwrap();
     assert_eq!((stats.applied_seq, stats.pending_ops), (300, 0));
