@@ -1669,7 +1669,10 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
             target,
         );
         let batch: Vec<Queued> = mine.drain(..len).collect();
-        let result = apply_batch(&mut conn, &inner, &batch);
+        // As back-pressure counts it: the transaction's written share is a
+        // share of it, and the commit takes all of it off the queue.
+        let weight: usize = batch.iter().map(|i| i.entry.weight()).sum();
+        let result = apply_batch(&mut conn, &inner, &batch, weight);
         match result {
             Ok(applied) => {
                 backoff = Duration::from_millis(50);
@@ -1707,7 +1710,6 @@ fn applier_loop(inner: Arc<Inner>, mut conn: Connection) {
                         overlay.shrink_to(usual);
                     }
                 }
-                let weight: usize = batch.iter().map(|i| i.entry.weight()).sum();
                 {
                     let mut q = inner.queue.lock();
                     q.taken -= batch.len();
@@ -1940,13 +1942,20 @@ fn defer_to_burst(inner: &Inner, q: &mut parking_lot::MutexGuard<'_, Queue>) {
     }
 }
 
-fn apply_batch(conn: &mut Connection, inner: &Inner, batch: &[Queued]) -> Result<u64> {
+/// Applies `batch` (of `weight` in all) in one transaction; returns the
+/// last seq it applied.
+fn apply_batch(
+    conn: &mut Connection,
+    inner: &Inner,
+    batch: &[Queued],
+    weight: usize,
+) -> Result<u64> {
     let tx = conn.transaction()?;
     let mut courtesy = inner
         .opts
         .background_applier
         .then(|| Courtesy::new(Instant::now()));
-    let mut progress = Progress::new(batch);
+    let mut progress = Progress::new(batch.len(), weight);
     let mut last_for_id: HashMap<&str, &Arc<Entry>> = HashMap::with_capacity(batch.len());
     let mut max_hlc = 0;
     for Queued {
@@ -2031,13 +2040,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(batch: &[Queued]) -> Progress {
+    /// A transaction of `ops` operations of `weight` in all.
+    fn new(ops: usize, weight: usize) -> Progress {
         Progress {
-            ops: batch.len(),
-            weight: batch.iter().map(|i| i.entry.weight()).sum(),
-            rows: 3 * batch.len(),
+            ops,
+            weight,
+            rows: 3 * ops,
             done: 0,
-            step: progress_step(batch.len()),
+            step: progress_step(ops),
         }
     }
 
