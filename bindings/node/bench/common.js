@@ -91,4 +91,81 @@ class Times {
   }
 }
 
-module.exports = { Times, machine, median, putShare, runtimeDir };
+/** A turn: at least this many answers in a row to one client. */
+const TURN_ANSWERS = 50;
+/** A gap between two answers in a turn this long or longer is a pause (ms). */
+const PAUSE_MS = 0.05;
+
+/**
+ * One phase's clients, taken together: how their answers came in turns.
+ * `ends` holds each client's answer times (ms, one clock for all, in
+ * order). Over the window in which every client was calling (from the
+ * latest first answer to the earliest last one), the answers of all the
+ * clients in the order they came fall into *turns* — runs of
+ * `TURN_ANSWERS` or more in a row to one client — and the time between
+ * turns (the answers in between, fewer in a row, with it). Within a turn
+ * a gap of `PAUSE_MS` or more from one answer to the next is a *pause*
+ * (the client's event loop, a garbage collection, a core taken away);
+ * the rest are calls. Gives the turns a second and their median length
+ * (ms), the share of the window between turns and the median change
+ * (µs), the share in pauses and the pauses a second, and the mean time
+ * of a call within a turn (µs); null when the window is empty. With one
+ * client the window is one turn. Pure: no clock, no I/O.
+ */
+function turnSpread(ends) {
+  const from = Math.max(...ends.map((e) => e[0]));
+  const to = Math.min(...ends.map((e) => e[e.length - 1]));
+  if (!(to > from)) return null;
+  const at = [];
+  const who = [];
+  ends.forEach((e, c) => {
+    for (const t of e) {
+      if (t >= from && t <= to) {
+        at.push(t);
+        who.push(c);
+      }
+    }
+  });
+  const order = at.map((_, i) => i).sort((a, b) => at[a] - at[b]);
+  const t = order.map((i) => at[i]);
+  const w = order.map((i) => who[i]);
+  const turns = [];
+  for (let i = 0; i < t.length; ) {
+    let j = i + 1;
+    while (j < t.length && w[j] === w[i]) j++;
+    if (j - i >= TURN_ANSWERS) turns.push([i, j - 1]);
+    i = j;
+  }
+  if (turns.length === 0) return null;
+  const window = to - from;
+  const changes = [];
+  for (let k = 1; k < turns.length; k++) changes.push(t[turns[k][0]] - t[turns[k - 1][1]]);
+  let pauses = 0;
+  let paused = 0;
+  let calls = 0;
+  let calling = 0;
+  for (const [a, b] of turns) {
+    for (let i = a + 1; i <= b; i++) {
+      const gap = t[i] - t[i - 1];
+      if (gap >= PAUSE_MS) {
+        pauses += 1;
+        paused += gap;
+      } else {
+        calls += 1;
+        calling += gap;
+      }
+    }
+  }
+  const secs = window / 1000;
+  return {
+    turnsPerSec: turns.length / secs,
+    turnP50Ms: median(turns.map(([a, b]) => t[b] - t[a])),
+    betweenPct: (changes.reduce((x, y) => x + y, 0) / window) * 100,
+    changeP50Us: changes.length === 0 ? null : median(changes) * 1000,
+    pausePct: (paused / window) * 100,
+    pausesPerSec: pauses / secs,
+    callUs: calls === 0 ? null : (calling / calls) * 1000,
+  };
+}
+
+module.exports = { PAUSE_MS, TURN_ANSWERS, Times, machine, median, putShare, runtimeDir, turnSpread };

@@ -34,7 +34,16 @@
 // waiting for a turn among many busy clients costs a call (timing each
 // call costs the clients a little throughput, so compare rates without it).
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--json]
+// --turns records when each answer came (one clock for all the clients)
+// and prints, per count and phase, how the answers came in turns (a turn:
+// 50 or more answers in a row to one client): the turns a second and
+// their median length, the share of the phase between turns and the
+// median change, the share in pauses of 50 µs or more within turns, and a
+// call's mean time within a turn — the parts a 16 ÷ 1 below 1 is made of
+// (bench/common.js, turnSpread). Recording costs the clients a little
+// throughput, as --latency does.
+//
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--turns] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -42,7 +51,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Times, machine, median, putShare, runtimeDir } = require('./common');
+const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, putShare, runtimeDir, turnSpread } = require('./common');
 
 const args = process.argv.slice(2);
 function option(name, dflt) {
@@ -61,6 +70,7 @@ const BUDGET = args.includes('--budget') ? msOption('--budget', 'fastPathBudget'
 const TURN_WAIT = args.includes('--turn-wait') ? msOption('--turn-wait', 'fastPathTurnWait') : undefined;
 const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
 const LATENCY = args.includes('--latency');
+const TURNS = args.includes('--turns');
 const DOCS = 100;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
@@ -97,6 +107,21 @@ async function child(channel, who, count, ready) {
   const startAt = await ready();
   const phase = async (until, call) => {
     let n = 0;
+    if (TURNS) {
+      let ends = new Float64Array(1 << 16);
+      while (Date.now() < until) {
+        for (let j = 0; j < 256; j++) {
+          await call(n);
+          if (n === ends.length) {
+            const more = new Float64Array(ends.length * 2);
+            more.set(ends);
+            ends = more;
+          }
+          ends[n++] = performance.now();
+        }
+      }
+      return { n, latency: null, ends: ends.slice(0, n) };
+    }
     if (!LATENCY) {
       while (Date.now() < until) {
         for (let j = 0; j < 256; j++) await call(n++);
@@ -126,7 +151,32 @@ async function child(channel, who, count, ready) {
   const budget = db._budgetMs;
   const turnWait = db._connect.turnWaitMs;
   await db.close();
-  return { gets: got.n, puts: put.n, getLatency: got.latency, putLatency: put.latency, transport, budget, turnWait };
+  const ends = TURNS ? { origin: performance.timeOrigin, gets: got.ends, puts: put.ends } : undefined;
+  return { gets: got.n, puts: put.n, getLatency: got.latency, putLatency: put.latency, transport, budget, turnWait, ends };
+}
+
+/**
+ * How one phase's answers came in turns (turnSpread), from each client's
+ * answer times on its own clock (`performance.now()` from its
+ * `timeOrigin`) brought onto one.
+ */
+function turnsOf(results, key) {
+  const base = Math.min(...results.map((r) => r.ends.origin));
+  return turnSpread(results.map((r) => r.ends[key].map((t) => t + (r.ends.origin - base))));
+}
+
+/**
+ * Many rounds' turn spreads as one: each figure the median of the rounds'
+ * (null where no round had one).
+ */
+function turnsOfMany(each) {
+  const known = each.filter((s) => s !== null);
+  if (known.length === 0) return null;
+  const mid = (k) => {
+    const xs = known.map((s) => s[k]).filter((x) => x !== null);
+    return xs.length === 0 ? null : median(xs);
+  };
+  return Object.fromEntries(Object.keys(known[0]).map((k) => [k, mid(k)]));
 }
 
 /**
@@ -170,6 +220,7 @@ function runClients(channel, n) {
     if (BUDGET !== undefined) a.push('--budget', String(BUDGET));
     if (TURN_WAIT !== undefined) a.push('--turn-wait', String(TURN_WAIT));
     if (LATENCY) a.push('--latency');
+    if (TURNS) a.push('--turns');
     return a;
   };
   const clients = [];
@@ -177,7 +228,7 @@ function runClients(channel, n) {
   const results = Array.from({ length: n }, (_, who) => new Promise((resolve, reject) => {
     const c = THREADS
       ? new Worker(__filename, { argv: childArgs(who) })
-      : fork(__filename, childArgs(who), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      : fork(__filename, childArgs(who), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...(TURNS && { serialization: 'advanced' }) });
     clients.push(c);
     c.on('message', (m) => {
       if (m.error) reject(new Error(m.error));
@@ -228,6 +279,7 @@ async function main() {
             getLatency: latencyOfMany(results.map((r) => r.getLatency)),
             putLatency: latencyOfMany(results.map((r) => r.putLatency)),
           }),
+          ...(TURNS && { getTurns: turnsOf(results, 'gets'), putTurns: turnsOf(results, 'puts') }),
         });
       }
     }
@@ -238,7 +290,7 @@ async function main() {
   const summary = summarise(rows);
   if (JSON_OUT) {
     process.stdout.write(
-      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, latency: LATENCY, rows, summary }, null, 2)}\n`,
+      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, latency: LATENCY, turns: TURNS, rows, summary }, null, 2)}\n`,
     );
     return;
   }
@@ -268,6 +320,22 @@ async function main() {
     console.log(`${KIND.padStart(9)}  ${'get p50'.padStart(9)} ${'p99'.padStart(9)} ${'p99.9'.padStart(9)} ${'slowest'.padStart(9)}  ${'put p50'.padStart(9)} ${'p99'.padStart(9)} ${'p99.9'.padStart(9)} ${'slowest'.padStart(9)}`);
     for (const c of summary) {
       console.log(`${String(c.clients).padStart(9)}  ${cells(c.getLatency)}  ${cells(c.putLatency)}`);
+    }
+  }
+  if (TURNS) {
+    const cell = (x, digits, unit, width) => (x === null ? '-' : `${x.toFixed(digits)}${unit}`).padStart(width);
+    console.log('');
+    console.log(
+      `how the answers came in turns (a turn: ${TURN_ANSWERS} or more in a row to one client; a pause: ${PAUSE_MS * 1000} µs or more between two of them)${ROUNDS > 1 ? ', medians of the rounds' : ''}`,
+    );
+    console.log(`${KIND.padStart(9)} phase  ${'turns/s'.padStart(8)} ${'turn p50'.padStart(9)}  ${'between turns'.padStart(13)} ${'change p50'.padStart(10)}  ${'pauses'.padStart(7)} ${'pauses/s'.padStart(8)}  ${'call in a turn'.padStart(14)}`);
+    for (const c of summary) {
+      for (const [phase, s] of [['gets', c.getTurns], ['puts', c.putTurns]]) {
+        const row = s === null
+          ? '-'.padStart(8)
+          : `${cell(s.turnsPerSec, 0, '', 8)} ${cell(s.turnP50Ms, 1, ' ms', 9)}  ${cell(s.betweenPct, 1, ' %', 13)} ${cell(s.changeP50Us, 0, ' µs', 10)}  ${cell(s.pausePct, 1, ' %', 7)} ${cell(s.pausesPerSec, 0, '', 8)}  ${cell(s.callUs, 2, ' µs', 14)}`;
+        console.log(`${String(c.clients).padStart(9)} ${phase.padEnd(5)}  ${row}`);
+      }
     }
   }
   if (ROUNDS > 1) {
@@ -313,6 +381,10 @@ function summarise(rows) {
       ...(LATENCY && {
         getLatency: latencyOfMany(mine.map((r) => r.getLatency)),
         putLatency: latencyOfMany(mine.map((r) => r.putLatency)),
+      }),
+      ...(TURNS && {
+        getTurns: turnsOfMany(mine.map((r) => r.getTurns)),
+        putTurns: turnsOfMany(mine.map((r) => r.putTurns)),
       }),
     };
   });

@@ -98,6 +98,99 @@ test('call times come back within 2 % at every quantile, the slowest exactly', (
   assert.equal(l.max, 123_456.7);
 });
 
+/**
+ * A client's answer times (ms): `runs` of [count, at] — `count` answers
+ * 2 µs apart from `at` — with `pauses` of [after the nth answer, ms] added.
+ */
+function answers(runs, pauses = []) {
+  const out = [];
+  for (const [count, at] of runs) {
+    let t = at;
+    for (let i = 0; i < count; i++) {
+      out.push(t);
+      const pause = pauses.find(([n]) => n === out.length);
+      t += pause ? pause[1] : 0.002;
+    }
+  }
+  return out;
+}
+
+test('answers in turns: the time between turns, the pauses within them and a call\'s time are told apart', () => {
+  const { turnSpread } = require('../bench/common');
+  // A, then B from 0.4 ms (with a 0.1 ms pause after its 50th answer:
+  // its turn ends at 0.696), A again from 0.896 ms, B again from 1.3 ms.
+  const a = answers([[100, 0], [100, 0.896]]);
+  const b = answers([[100, 0.4], [100, 1.3]], [[50, 0.1]]);
+  const s = turnSpread([a, b]);
+  // The window runs from B's first answer (0.4) to A's last (0.896 +
+  // 0.198): B's first turn, a change of 0.2 ms, A's second turn.
+  const window = 0.896 + 0.198 - 0.4;
+  const close = (got, want, what) => assert.ok(Math.abs(got - want) < 1e-6, `${what}: ${got}, not ${want}`);
+  close(s.turnsPerSec, 2 / (window / 1000), 'turns a second');
+  close(s.turnP50Ms, (0.296 + 0.198) / 2, 'the median turn');
+  close(s.betweenPct, (0.2 / window) * 100, 'between turns');
+  close(s.changeP50Us, 200, 'a change');
+  close(s.pausePct, (0.1 / window) * 100, 'pauses');
+  close(s.pausesPerSec, 1 / (window / 1000), 'pauses a second');
+  close(s.callUs, 2, 'a call within a turn');
+});
+
+test('a few answers in a row to one client are no turn: they count as time between turns', () => {
+  const { turnSpread } = require('../bench/common');
+  // A's turn, then (0.1 ms later) three stray answers to B, then A's next
+  // turn 0.1 ms after those; B's own turn comes at the end.
+  const a = answers([[100, 0], [100, 0.404]]);
+  const b = answers([[3, 0.298], [100, 0.8]]);
+  const s = turnSpread([a, b]);
+  // Window: B's first answer (0.298) to A's last (0.404 + 0.198): only A's
+  // second turn is a turn in it, and no change of turn is.
+  assert.equal(s.changeP50Us, null);
+  assert.ok(Math.abs(s.betweenPct) < 1e-9, `${s.betweenPct}`);
+  assert.ok(Math.abs(s.turnsPerSec - 1 / ((0.404 + 0.198 - 0.298) / 1000)) < 1e-6);
+  const c = turnSpread([answers([[100, 0], [100, 0.404]]), answers([[3, 0.298], [100, 0.8]]), answers([[100, 0.01]])]);
+  assert.equal(c, null, 'no window in which every client was answered: nothing to tell');
+});
+
+test('one client\'s answers are one turn, with no time between turns', () => {
+  const { turnSpread } = require('../bench/common');
+  const s = turnSpread([answers([[1000, 0]], [[500, 0.3]])]);
+  assert.equal(s.changeP50Us, null);
+  assert.equal(s.betweenPct, 0);
+  assert.ok(Math.abs(s.pausePct - (0.3 / (0.3 + 998 * 0.002)) * 100) < 1e-6, `${s.pausePct}`);
+});
+
+for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
+  test(`--turns tells, for each count of client ${kind} and each phase, how the answers came in turns`, needsServe, async () => {
+    const out = await bench(['--procs', '1,2', '--secs', '0.3', '--rounds', '2', '--turns', ...extra], PROCESSES);
+    assert.equal(out.turns, true);
+    const part = (x) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+    for (const r of [...out.rows, ...out.summary]) {
+      for (const key of ['getTurns', 'putTurns']) {
+        const s = r[key];
+        assert.ok(s && [s.turnsPerSec, s.turnP50Ms, s.betweenPct, s.pausePct, s.pausesPerSec, s.callUs].every(part), `${r.clients} clients' ${key}: ${JSON.stringify(s)}`);
+        assert.ok(s.betweenPct + s.pausePct <= 100, JSON.stringify(s));
+        if (r.clients === 1) assert.equal(s.betweenPct, 0, 'one client: no time between turns');
+      }
+    }
+  });
+}
+
+test('--turns prints a line a count and phase', needsServe, async () => {
+  const stdout = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [PROCESSES, '--procs', '1,2', '--secs', '0.2', '--turns'], { timeout: 120_000 }, (err, out, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stderr}`));
+      else resolve(out);
+    });
+  });
+  const lines = stdout.split('\n');
+  const head = lines.findIndex((l) => l.startsWith('how the answers came in turns'));
+  assert.ok(head > 0, stdout);
+  assert.match(lines[head + 1], /turns\/s +turn p50 +between turns +change p50 +pauses +pauses\/s +call in a turn/);
+  for (const [i, n, phase] of [[2, 1, 'gets'], [3, 1, 'puts'], [4, 2, 'gets'], [5, 2, 'puts']]) {
+    assert.match(lines[head + i], new RegExp(`^ +${n} ${phase} `), lines[head + i]);
+  }
+});
+
 test('the put phases of every count rewrite the same 1000 ids, split among the clients', () => {
   const { putShare } = require('../bench/common');
   const all = putShare(0, 1);
@@ -180,11 +273,13 @@ test('--latency prints a table of call times, one line a count', needsServe, asy
   }
 });
 
-test('without --latency no call is timed', needsServe, async () => {
+test('without --latency no call is timed, and without --turns no answer time is kept', needsServe, async () => {
   const out = await bench(['--procs', '1', '--secs', '0.2'], PROCESSES);
   assert.equal(out.latency, false);
   assert.ok(out.rows.every((r) => !('getLatency' in r) && !('putLatency' in r)));
   assert.ok(out.summary.every((c) => !('getLatency' in c)));
+  assert.equal(out.turns, false);
+  assert.ok([...out.rows, ...out.summary].every((r) => !('getTurns' in r) && !('putTurns' in r)));
 });
 
 test('--rounds refuses what is not a whole number of rounds, before any client starts', async () => {
