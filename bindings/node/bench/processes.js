@@ -333,7 +333,7 @@ async function main() {
       for (const [phase, s] of [['gets', c.getTurns], ['puts', c.putTurns]]) {
         const row = s === null
           ? '-'.padStart(8)
-          : `${cell(s.turnsPerSec, 0, '', 8)} ${cell(s.turnP50Ms, 1, ' ms', 9)}  ${cell(s.betweenPct, 1, ' %', 13)} ${cell(s.changeP50Us, 0, ' µs', 10)}  ${cell(s.pausePct, 1, ' %', 7)} ${cell(s.pausesPerSec, 0, '', 8)}  ${cell(s.callUs, 2, ' µs', 14)}`;
+          : `${cell(s.turnsPerSec, s.turnsPerSec < 10 ? 1 : 0, '', 8)} ${cell(s.turnP50Ms, 1, ' ms', 9)}  ${cell(s.betweenPct, 1, ' %', 13)} ${cell(s.changeP50Us, 0, ' µs', 10)}  ${cell(s.pausePct, 1, ' %', 7)} ${cell(s.pausesPerSec, 0, '', 8)}  ${cell(s.callUs, 2, ' µs', 14)}`;
         console.log(`${String(c.clients).padStart(9)} ${phase.padEnd(5)}  ${row}`);
       }
     }
