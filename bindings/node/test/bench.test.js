@@ -22,6 +22,16 @@ function bench(args, script = SCRIPT) {
   });
 }
 
+/** Runs `script` with `args` for its text (not --json): stdout. */
+function benchText(args, script) {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
 /** Runs `script` with `args`, for the exit code and stderr of a refusal. */
 function benchFails(args, script) {
   return new Promise((resolve) => {
@@ -176,12 +186,7 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
 }
 
 test('--turns prints a line a count and phase', needsServe, async () => {
-  const stdout = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [PROCESSES, '--procs', '1,2', '--secs', '0.2', '--turns'], { timeout: 120_000 }, (err, out, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(out);
-    });
-  });
+  const stdout = await benchText(['--procs', '1,2', '--secs', '0.2', '--turns'], PROCESSES);
   const lines = stdout.split('\n');
   const head = lines.findIndex((l) => l.startsWith('how the answers came in turns'));
   assert.ok(head > 0, stdout);
@@ -258,12 +263,7 @@ test('--latency gives each count its median client\'s p50, p99 and p99.9 and the
 });
 
 test('--latency prints a table of call times, one line a count', needsServe, async () => {
-  const stdout = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [PROCESSES, '--procs', '1,2', '--secs', '0.2', '--latency'], { timeout: 120_000 }, (err, out, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(out);
-    });
-  });
+  const stdout = await benchText(['--procs', '1,2', '--secs', '0.2', '--latency'], PROCESSES);
   const lines = stdout.split('\n');
   const head = lines.findIndex((l) => l.startsWith('call times:'));
   assert.ok(head > 0, stdout);
