@@ -164,10 +164,17 @@ mod tests {
         }
         go_tx.send(()).unwrap();
         sleeper.join().unwrap();
-        assert!(
-            !probe.running().unwrap(),
-            "an exited thread is not running (its stat is gone)"
-        );
+        // `join` returns once the kernel clears the thread's id word, on
+        // its way out: for a moment after, its stat still reads `R` (it
+        // runs its own exit). Then the stat is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe.running().unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "an exited thread is not running (its stat is gone)"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let me = ThreadProbe::open(std::process::id(), this_thread_id().unwrap()).unwrap();
         for _ in 0..3 {
             assert!(me.running().unwrap(), "each look reads the state anew");
