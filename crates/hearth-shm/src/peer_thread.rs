@@ -145,6 +145,16 @@ mod tests {
         assert_eq!(thread_state(b"1 (x) 7"), None);
     }
 
+    /// Looks at `probe`'s thread until it is not running; fails with
+    /// `never` after 10 s.
+    fn until_not_running(probe: &ThreadProbe, never: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe.running().unwrap() {
+            assert!(Instant::now() < deadline, "{never}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn a_thread_blocked_on_a_channel_is_not_running_and_a_busy_one_is() {
         let (tid_tx, tid_rx) = mpsc::channel();
@@ -157,24 +167,13 @@ mod tests {
         let probe = ThreadProbe::open(std::process::id(), tid).unwrap();
         assert_eq!(probe.thread(), tid);
         // It blocks on the channel within moments of sending its id.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while probe.running().unwrap() {
-            assert!(Instant::now() < deadline, "the thread never went to sleep");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        until_not_running(&probe, "the thread never went to sleep");
         go_tx.send(()).unwrap();
         sleeper.join().unwrap();
         // `join` returns once the kernel clears the thread's id word, on
         // its way out: for a moment after, its stat still reads `R` (it
         // runs its own exit). Then the stat is gone.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while probe.running().unwrap() {
-            assert!(
-                Instant::now() < deadline,
-                "an exited thread is not running (its stat is gone)"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        until_not_running(&probe, "an exited thread is not running (its stat is gone)");
         let me = ThreadProbe::open(std::process::id(), this_thread_id().unwrap()).unwrap();
         for _ in 0..3 {
             assert!(me.running().unwrap(), "each look reads the state anew");
