@@ -13,7 +13,7 @@ use hearth_ipc::{
 };
 use hearth_proto::ErrorCode;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn remote_code(e: &IpcError) -> ErrorCode {
     match e {
@@ -1031,6 +1031,17 @@ fn a_slow_subscriber_resumes_and_sees_every_change_once(fx: &Fx) {
     for i in 0..300 {
         expected.push(writer.put(&format!("slow:{i}"), json!({"i": i})).unwrap());
     }
+    // Read only once the buffer has overflowed: a reader that starts while
+    // the changes are still on their way can keep pace with them (on a busy
+    // machine the two threads take turns) and never fall behind.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !changes.overflowed() {
+        assert!(
+            Instant::now() < deadline,
+            "300 changes never overflowed a buffer of 2"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let got: Vec<u64> = (0..300)
         .map(|_| changes.next().unwrap().unwrap().seq)
         .collect();
@@ -1042,6 +1053,10 @@ fn a_slow_subscriber_resumes_and_sees_every_change_once(fx: &Fx) {
     assert_eq!(
         changes.next_timeout(Duration::from_millis(1)).unwrap(),
         None
+    );
+    assert!(
+        !changes.overflowed(),
+        "the resumed subscription has kept up"
     );
 }
 

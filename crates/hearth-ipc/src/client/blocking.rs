@@ -524,6 +524,12 @@ impl ChangeStream {
     pub fn resumes(&self) -> u64 {
         self.inner.resumes()
     }
+
+    /// Whether changes came faster than this stream was read and overflowed
+    /// its buffer; see [`AsyncChangeStream::overflowed`].
+    pub fn overflowed(&self) -> bool {
+        self.inner.overflowed()
+    }
 }
 
 impl Iterator for ChangeStream {

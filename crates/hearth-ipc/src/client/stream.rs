@@ -353,6 +353,16 @@ impl AsyncChangeStream {
         self.resumes
     }
 
+    /// Whether changes came faster than this stream was read and overflowed
+    /// its buffer ([`ConnectOptions::event_buffer`](crate::ConnectOptions::event_buffer)).
+    /// The stream still hands out what the buffer holds, then subscribes
+    /// again from the last change it handed out: nothing is lost or repeated.
+    pub fn overflowed(&self) -> bool {
+        self.sub
+            .as_ref()
+            .is_some_and(|sub| sub.overflow.load(Ordering::Acquire) > 0)
+    }
+
     /// The next change, waiting as long as it takes.
     pub async fn next(&mut self) -> Result<Change, IpcError> {
         loop {
