@@ -299,6 +299,16 @@ fn a_data_dir_held_by_another_process_exits_3_naming_its_pid() {
     let err: Value = serde_json::from_str(r.stderr.trim()).expect("JSON error");
     assert_eq!(err["error"]["code"], "locked");
     drop(held);
+    // A child another test spawns at this moment holds a copy of the lock's
+    // descriptor until it execs (close-on-exec), and the lock with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while env.hearth(&["get", "keep:1"]).code == 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never let go"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     env.assert_seed_kept();
 }
 

@@ -24,7 +24,7 @@ use hearth_proto::ErrorCode;
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -206,11 +206,14 @@ fn a_killed_servers_stale_socket_is_detected_and_replaced() {
     client.put("before", json!({"n": 1})).unwrap();
 
     // A request in flight when the server dies ends with an error, not a hang.
+    let mut started = client.subscribe_topic("test:started").unwrap();
     let slow = {
         let client = client.clone();
-        std::thread::spawn(move || client.call("test:sleep", json!({"ms": 600_000})))
+        std::thread::spawn(move || client.call("test:announce_and_sleep", json!({"ms": 600_000})))
     };
-    client.ping().unwrap();
+    // The handler runs: the call is in flight on the server (a thread that
+    // called only after the kill would find no server, not lose its call).
+    started.next().unwrap().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let e = slow.join().unwrap().unwrap_err();
@@ -428,6 +431,17 @@ fn a_change_stream_resumes_across_a_server_restart_with_every_change_once() {
         got.push(changes.next().unwrap().unwrap().seq);
     }
     server.shutdown().unwrap();
+    // The writer sees its connection end on its own time; a put sent on it
+    // before then would fail as disconnected (a sent request is never
+    // tried again), not reach the next server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.transport().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the writer never saw the server go"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 
     let server = start();
     for i in 50..100 {

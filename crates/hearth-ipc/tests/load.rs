@@ -14,7 +14,7 @@ use hearth_proto::{FrameKind, Operation};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -83,8 +83,10 @@ fn two_hundred_fifty_six_clients_at_once() {
 
 #[test]
 fn a_client_that_never_reads_is_disconnected_while_another_keeps_getting_answers() {
+    // Long enough that the other client, which reads its big answers,
+    // is never cut off for being slow to be scheduled on a busy machine.
     let fx = Fx::socket(|b| {
-        b.stall_timeout(Duration::from_millis(300))
+        b.stall_timeout(Duration::from_secs(2))
             .output_queue_bytes(1 << 20)
     });
     let client = fx.client();
@@ -135,9 +137,16 @@ fn a_client_that_never_reads_is_disconnected_while_another_keeps_getting_answers
         })
     };
     assert!(fx.server.wait_for(LONG, |s| s.stalled_disconnects == 1));
+    // The other client was answered meanwhile (and was not cut off: each
+    // of its gets unwraps).
+    let deadline = Instant::now() + LONG;
+    while answered.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the other client got no answer");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     done.store(true, Ordering::Release);
     other.join().unwrap();
-    assert!(answered.load(Ordering::Relaxed) > 0);
+    assert_eq!(fx.server.stats().stalled_disconnects, 1);
     writer.join().unwrap();
     // What the stuck client can still read ends in EOF: it was disconnected.
     let frames = stuck.read_to_eof();
