@@ -280,6 +280,7 @@ fn an_invalid_channel_name_exits_2_saying_what_names_may_hold() {
 
 /// The server's counters, from `hearth --json stats` over `channel` (whose
 /// own connection is one of them).
+#[cfg(target_os = "linux")]
 fn server_stats(site: &Site, channel: &str) -> Value {
     let r = site.client(channel, &["--json", "stats"]).ok();
     let v: Value = serde_json::from_str(&r.stdout).expect("stats prints JSON");
