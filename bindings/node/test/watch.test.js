@@ -103,6 +103,27 @@ test('on("change") delivers changes; removing the last listener stops the feed',
   assert.equal(change.id, 'ev:4');
 });
 
+test('each change reaches on("change") as it comes, after idle gaps', needsServe, async (t) => {
+  // After an idle gap a put's answer takes long enough that the JavaScript
+  // thread sleeps for it; the reader that stepped aside for it must get
+  // the ring back, or the change waits for the reader's 5 s safety net.
+  const s = await server(t);
+  const db = client(t, s.channel);
+  let seen = null;
+  db.on('change', (c) => seen && seen(c));
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    const arrived = new Promise((resolve) => (seen = resolve));
+    await db.put(`gap:${i}`, { i });
+    let timer;
+    const late = new Promise((resolve) => (timer = setTimeout(() => resolve(null), 4000)));
+    const c = await Promise.race([arrived, late]);
+    clearTimeout(timer);
+    assert.ok(c, `change ${i} did not arrive within 4 s`);
+    assert.equal(c.id, `gap:${i}`);
+  }
+});
+
 test('watch resumes after the server restarts, without gaps', needsServe, async (t) => {
   const s = await server(t, { backoff: { initial: 10 } });
   const db = client(t, s.channel);

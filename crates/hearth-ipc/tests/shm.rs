@@ -1775,3 +1775,30 @@ fn many_tasks_sharing_an_async_client_with_a_fast_path_are_all_answered() {
     });
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn an_event_after_a_call_answered_while_its_thread_slept_is_read_at_once() {
+    // A topic subscription keeps the background reader on the ring. A
+    // blocking call whose answer does not come within the caller's spin
+    // parks its thread; the reader steps aside for it, and may route the
+    // answer before it goes. The caller, woken with its answer already
+    // there, must hand the ring back: the next event is read when it
+    // comes, not when the reader's safety net (5 s) wakes it. Idle gaps
+    // let the server's ring thread fall asleep, so that answers take long
+    // enough for the caller to park.
+    let fx = shm_server(|b| b);
+    let client = fx.client();
+    let publisher = fx.client();
+    let mut events = client.subscribe_topic("nap:*").unwrap();
+    for i in 0..60 {
+        std::thread::sleep(Duration::from_millis(20));
+        client.put("nap", json!({"i": i})).unwrap();
+        publisher.publish("nap:after", json!({"i": i})).unwrap();
+        let event = events
+            .next_timeout(Duration::from_secs(4))
+            .unwrap()
+            .unwrap_or_else(|| panic!("event {i} was not read within 4 s"));
+        assert_eq!(event.payload, json!({"i": i}));
+    }
+    fx.server.shutdown().unwrap();
+}

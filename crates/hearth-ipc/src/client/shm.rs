@@ -600,8 +600,9 @@ impl ClientShm {
             if let Some(frame) = slot.take() {
                 if parked {
                     // Woken to take the baton, but the answer was already
-                    // routed: hand the wake-up on to another parked caller.
-                    self.pass_on();
+                    // routed: hand the wake-up on to another parked caller,
+                    // or to the background reader.
+                    self.pass_on(core);
                 }
                 return Ok(frame);
             }
@@ -659,15 +660,24 @@ impl ClientShm {
         true
     }
 
-    /// Wakes a parked caller if the baton is free (nobody reads for it).
-    fn pass_on(&self) {
+    /// Wakes a parked caller if the baton is free (nobody reads for it),
+    /// else the background reader if async requests, streams or
+    /// subscriptions wait: the reader that stepped aside for this caller
+    /// went to sleep counting it parked, and nothing else wakes it.
+    fn pass_on(&self, core: &ConnCore) {
         // SeqCst fence pairs with the one in `park`, as in `after_release`.
         fence(Ordering::SeqCst);
-        if self.n_parked.load(Ordering::Relaxed) > 0
-            && !self.rx.is_locked()
-            && let Some(t) = self.parked.lock().first()
+        if self.rx.is_locked() {
+            return;
+        }
+        if self.n_parked.load(Ordering::Relaxed) > 0 {
+            if let Some(t) = self.parked.lock().first() {
+                t.unpark();
+            }
+        } else if core.has_async_interest()
+            && let Some(bg) = self.bg.get()
         {
-            t.unpark();
+            bg.unpark();
         }
     }
 
