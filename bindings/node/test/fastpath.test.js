@@ -27,7 +27,14 @@ async function freeze(t, pid) {
   t.after(() => thaw(pid));
   const stopped = () =>
     fs.readdirSync(`/proc/${pid}/task`).every((tid) => {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      let stat;
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      } catch (e) {
+        // A thread that ended since the listing runs no more.
+        if (e.code === 'ENOENT' || e.code === 'ESRCH') return true;
+        throw e;
+      }
       return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
     });
   while (!stopped()) await tick(1);
@@ -142,12 +149,14 @@ test('the other calls that outlive their budget give their usual results', LINUX
 
 test('a call to a frozen server still ends at its timeout, with code timeout', LINUX, async (t) => {
   const s = await server(t);
-  const db = client(t, s.channel, { timeout: 300 });
+  // Only the call under test is impatient: a loaded machine may keep a
+  // fresh server from answering the setup within 300 ms.
+  const db = client(t, s.channel, { timeout: 20_000 });
   await db.put('a', { a: 1 });
   await freeze(t, s.pid);
-  await assert.rejects(db.get('a'), (e) => e instanceof hearth.HearthError && e.protocolCode === 'timeout');
+  await assert.rejects(db.get('a', { timeout: 300 }), (e) => e instanceof hearth.HearthError && e.protocolCode === 'timeout');
   thaw(s.pid);
-  assert.deepEqual(await db.get('a', { timeout: 20_000 }), { a: 1 });
+  assert.deepEqual(await db.get('a'), { a: 1 });
 });
 
 test('closing the client ends a call that is waiting on a frozen server with ECLOSED', LINUX, async (t) => {

@@ -130,7 +130,9 @@ test('a host without dataDir serves handlers; closing it ends pending calls', as
       'svc:undefined': () => undefined,
       'svc:bigint': () => ({ n: 1n }),
     },
-    shutdownTimeout: 200,
+    // Long enough that the call in flight is answered before the host
+    // gives up on it, however busy the machine.
+    shutdownTimeout: 5000,
   });
   const db = client(t, ch);
   assert.equal(await db.call('svc:add', { a: 2, b: 3 }), 5);
