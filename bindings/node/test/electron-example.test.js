@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const Module = require('node:module');
-const { channel, tempDir, once, needsServe } = require('./helpers');
+const { channel, tempDir, once, afterReconnect, needsServe } = require('./helpers');
 
 const example = path.join(__dirname, '..', '..', '..', 'examples', 'electron-app');
 const { createAppCore, IPC } = require(path.join(example, 'app-core.js'));
@@ -69,7 +69,8 @@ test('app core: a crashed hearth is restarted and the data is still there', need
   const back = once(core.server, 'restart');
   process.kill(core.server.pid, 'SIGKILL');
   await back;
-  assert.deepEqual((await core.api.listUsers()).map((u) => u.id), ['user:carol']);
+  const users = await afterReconnect(() => core.api.listUsers());
+  assert.deepEqual(users.map((u) => u.id), ['user:carol']);
 });
 
 test('main.js: a safe window, the three handlers, hearth stopped before quitting', needsServe, async (t) => {

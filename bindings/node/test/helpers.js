@@ -63,4 +63,22 @@ function once(emitter, event) {
   return new Promise((resolve) => emitter.once(event, (...args) => resolve(args)));
 }
 
-module.exports = { hearth, runtime, channel, tempDir, server, client, once, needsServe, SERVE };
+/**
+ * Calls `fn` until it does not fail with EDISCONNECTED (at most 10 s): after
+ * a server restart, a client learns that its old connection is gone on its
+ * own time, and a call sent on it before then fails once (a call is never
+ * sent twice); the next one connects to the new server.
+ */
+async function afterReconnect(fn) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e.code !== 'EDISCONNECTED' || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+module.exports = { hearth, runtime, channel, tempDir, server, client, once, afterReconnect, needsServe, SERVE };

@@ -5,7 +5,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { hearth, server, client, once, needsServe } = require('./helpers');
+const { hearth, server, client, once, afterReconnect, needsServe } = require('./helpers');
 
 test('watch yields every change after the call, in order', needsServe, async (t) => {
   const s = await server(t);
@@ -134,6 +134,7 @@ test('watch resumes after the server restarts, without gaps', needsServe, async 
   const restarted = once(s, 'restart');
   process.kill(s.pid, 'SIGKILL');
   await restarted;
+  await afterReconnect(() => db.get('res:none'));
   await db.put('res:2', { n: 2 });
   assert.equal((await it.next()).value.id, 'res:2');
 });
