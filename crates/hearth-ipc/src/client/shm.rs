@@ -667,9 +667,15 @@ impl ClientShm {
     fn pass_on(&self, core: &ConnCore) {
         // SeqCst fence pairs with the one in `park`, as in `after_release`.
         fence(Ordering::SeqCst);
-        if self.rx.is_locked() {
-            return;
+        if !self.rx.is_locked() {
+            self.wake_next_reader(core);
         }
+    }
+
+    /// Wakes whoever should read next: the first parked caller, else the
+    /// background reader if async requests, streams or subscriptions wait.
+    /// Called after the SeqCst fence that pairs with the one in `park`.
+    fn wake_next_reader(&self, core: &ConnCore) {
         if self.n_parked.load(Ordering::Relaxed) > 0 {
             if let Some(t) = self.parked.lock().first() {
                 t.unpark();
@@ -708,15 +714,7 @@ impl ClientShm {
     fn after_release(&self, core: &ConnCore) {
         // SeqCst fence pairs with the one in `park`.
         fence(Ordering::SeqCst);
-        if self.n_parked.load(Ordering::Relaxed) > 0 {
-            if let Some(t) = self.parked.lock().first() {
-                t.unpark();
-            }
-        } else if core.has_async_interest()
-            && let Some(bg) = self.bg.get()
-        {
-            bg.unpark();
-        }
+        self.wake_next_reader(core);
         if self.gone.load(Ordering::Acquire)
             && !core.is_dead()
             && let Some(mut rx) = self.rx.try_lock()
