@@ -675,12 +675,18 @@ impl ClientShm {
     /// Wakes whoever should read next: the first parked caller, else the
     /// background reader if async requests, streams or subscriptions wait.
     /// Called after the SeqCst fence that pairs with the one in `park`.
+    /// A caller counted in `n_parked` but no longer listed has left `park`
+    /// and may leave without the baton (its deadline passed): the
+    /// background reader is woken then too (if it has nothing to read for,
+    /// it sleeps again).
     fn wake_next_reader(&self, core: &ConnCore) {
-        if self.n_parked.load(Ordering::Relaxed) > 0 {
-            if let Some(t) = self.parked.lock().first() {
-                t.unpark();
-            }
-        } else if core.has_async_interest()
+        if self.n_parked.load(Ordering::Relaxed) > 0
+            && let Some(t) = self.parked.lock().first()
+        {
+            t.unpark();
+            return;
+        }
+        if core.has_async_interest()
             && let Some(bg) = self.bg.get()
         {
             bg.unpark();
