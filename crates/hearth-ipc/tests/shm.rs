@@ -1802,3 +1802,76 @@ fn an_event_after_a_call_answered_while_its_thread_slept_is_read_at_once() {
     }
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
+    // Shutdown lets calls in flight finish and writes what is queued. A
+    // client that is behind on reading as shutdown begins (its ring full,
+    // the rest of a big answer queued for the writer) still gets every
+    // answer once it reads: the writer waits for room, as it would without
+    // the shutdown, within the stall timeout.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let entered_tx = Arc::new(std::sync::Mutex::new(entered_tx));
+    let gate = release.clone();
+    let fx = Fx::start(Kind::Shm, move |b| {
+        b.shm_ring_bytes(64 * 1024)
+            .async_handler("test:gate", move |_, _| {
+                let gate = gate.clone();
+                let entered_tx = entered_tx.clone();
+                async move {
+                    let _ = entered_tx.lock().unwrap().send(());
+                    gate.notified().await;
+                    Ok(json!({"released": true}))
+                }
+            })
+    });
+    let blob = "s".repeat(1024 * 1024);
+    fx.client().put("big", json!({"blob": blob})).unwrap();
+    let mut raw = RawShm::connect(&fx.socket_path());
+    assert!(raw.request(
+        Operation::Call,
+        1,
+        json!({"name": "test:gate", "payload": {}})
+    ));
+    entered.recv_timeout(LONG).unwrap();
+    assert!(raw.request(Operation::Get, 2, json!({"id": "big"})));
+    let deadline = Instant::now() + LONG;
+    while fx.server.stats().shm_answers_queued == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the big answer never filled the ring"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let path = fx.socket_path();
+    let Fx { server, .. } = fx;
+    let stopping = std::thread::spawn(move || server.shutdown());
+    // Shutdown has begun once the server takes no new connections.
+    while std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        assert!(Instant::now() < deadline, "shutdown never began");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Time for a writer that gives up at shutdown to do so (it looks at
+    // least every 50 ms while it waits for room).
+    std::thread::sleep(Duration::from_millis(200));
+    release.notify_one();
+    let (mut big, mut big_done, mut gated) = (Vec::new(), false, None);
+    while gated.is_none() || !big_done {
+        let frame = raw
+            .read_frame()
+            .expect("every answer before the server closes the connection");
+        match frame.header.request_id {
+            1 => gated = Some(serde_json::from_slice::<Value>(&frame.payload).unwrap()),
+            2 => {
+                big.extend_from_slice(&frame.payload);
+                big_done = !frame.header.flags.has_more();
+            }
+            other => panic!("an answer to request {other}"),
+        }
+    }
+    assert_eq!(gated, Some(json!({"released": true})));
+    let big: Value = serde_json::from_slice(&big).unwrap();
+    assert_eq!(big["data"]["blob"].as_str().map(str::len), Some(blob.len()));
+    stopping.join().unwrap().unwrap();
+}

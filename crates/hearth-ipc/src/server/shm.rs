@@ -100,12 +100,22 @@ struct ShmReader {
     stream: UnixStream,
     stop: Arc<AtomicBool>,
     waker: Waker<Segment>,
+    /// The writer's abort flag: raised when the client is gone (the
+    /// socket's EOF) or the connection is over (this reader dropped), never
+    /// by shutdown, which lets the writer deliver what is queued.
+    writer_abort: Arc<AtomicBool>,
 }
 
 impl ShmReader {
     fn stop_ring(&self) {
         self.stop.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// The client is gone, or the connection over: nobody will read what
+    /// the writer waits to write.
+    fn stop_writer(&self) {
+        self.writer_abort.store(true, Ordering::Release);
     }
 
     async fn next(&mut self) -> Result<Option<Frame>, LinkError> {
@@ -124,6 +134,7 @@ impl ShmReader {
                 // EOF (or any byte: nothing may come on the socket after
                 // the upgrade) means the client is gone.
                 self.stop_ring();
+                self.stop_writer();
                 match read {
                     Ok(0) => Err(LinkError::Closed),
                     Ok(_) => Err(LinkError::Io(std::io::Error::new(
@@ -146,6 +157,7 @@ impl FrameReader for ShmReader {
 impl Drop for ShmReader {
     fn drop(&mut self) {
         self.stop_ring();
+        self.stop_writer();
     }
 }
 
@@ -165,16 +177,21 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
     let waker = consumer.waker();
     let (fwd, rx) = mpsc::channel(FORWARD_BUFFER);
     let (done_tx, done_rx) = oneshot::channel::<()>();
+    // Shutdown stops the ring thread (`stop`), not the writer: what is
+    // queued for a client still reading reaches it, within the stall
+    // timeout.
+    let writer_abort = Arc::new(AtomicBool::new(false));
     let reader = ShmReader {
         rx,
         stream,
         stop: stop.clone(),
         waker: waker.clone(),
+        writer_abort: writer_abort.clone(),
     };
     let writer = ShmWriter {
         out: out.clone(),
         stall: Some(shared.config.stall_timeout),
-        abort: stop.clone(),
+        abort: writer_abort,
     };
     let link = Link {
         info,
