@@ -23,7 +23,6 @@ use hearth_ipc::{Client, ConnectOptions, IpcError, Server, Subscription, Transpo
 use hearth_proto::ErrorCode;
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -330,31 +329,18 @@ fn an_answer_that_finishes_as_shutdown_begins_is_still_delivered() {
     // reach the connection before the shutdown signal does. Either way the
     // caller must get its answer, in every round.
     for round in 0..40u64 {
-        let release = Arc::new(tokio::sync::Notify::new());
-        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
-        let entered_tx = Arc::new(Mutex::new(entered_tx));
-        let gate = release.clone();
-        let fx = Fx::start(common::Kind::Shm, move |b| {
-            b.async_handler("test:gate", move |_, _| {
-                let gate = gate.clone();
-                let entered_tx = entered_tx.clone();
-                async move {
-                    let _ = entered_tx.lock().unwrap().send(());
-                    gate.notified().await;
-                    Ok(json!({"released": true}))
-                }
-            })
-        });
+        let gate = common::Gate::new();
+        let fx = Fx::start(common::Kind::Shm, |b| gate.register(b));
         let client = fx.client();
         let call = {
             let client = client.clone();
             std::thread::spawn(move || client.call("test:gate", json!({})))
         };
-        entered.recv_timeout(LONG).unwrap();
+        gate.entered();
         let Fx { server, .. } = fx;
         let stopping = std::thread::spawn(move || server.shutdown());
         std::thread::sleep(Duration::from_micros(100 * (round % 5)));
-        release.notify_one();
+        gate.release();
         stopping.join().unwrap().unwrap();
         let answer = call.join().unwrap();
         assert_eq!(answer.unwrap(), json!({"released": true}), "round {round}");

@@ -1810,22 +1810,8 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
     // the rest of a big answer queued for the writer) still gets every
     // answer once it reads: the writer waits for room, as it would without
     // the shutdown, within the stall timeout.
-    let release = Arc::new(tokio::sync::Notify::new());
-    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
-    let entered_tx = Arc::new(std::sync::Mutex::new(entered_tx));
-    let gate = release.clone();
-    let fx = Fx::start(Kind::Shm, move |b| {
-        b.shm_ring_bytes(64 * 1024)
-            .async_handler("test:gate", move |_, _| {
-                let gate = gate.clone();
-                let entered_tx = entered_tx.clone();
-                async move {
-                    let _ = entered_tx.lock().unwrap().send(());
-                    gate.notified().await;
-                    Ok(json!({"released": true}))
-                }
-            })
-    });
+    let gate = common::Gate::new();
+    let fx = Fx::start(Kind::Shm, |b| gate.register(b.shm_ring_bytes(64 * 1024)));
     let blob = "s".repeat(1024 * 1024);
     fx.client().put("big", json!({"blob": blob})).unwrap();
     let mut raw = RawShm::connect(&fx.socket_path());
@@ -1834,7 +1820,7 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
         1,
         json!({"name": "test:gate", "payload": {}})
     ));
-    entered.recv_timeout(LONG).unwrap();
+    gate.entered();
     assert!(raw.request(Operation::Get, 2, json!({"id": "big"})));
     let deadline = Instant::now() + LONG;
     while fx.server.stats().shm_answers_queued == 0 {
@@ -1855,7 +1841,7 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
     // Time for a writer that gives up at shutdown to do so (it looks at
     // least every 50 ms while it waits for room).
     std::thread::sleep(Duration::from_millis(200));
-    release.notify_one();
+    gate.release();
     let (mut big, mut big_done, mut gated) = (Vec::new(), false, None);
     while gated.is_none() || !big_done {
         let frame = raw

@@ -39,6 +39,50 @@ pub enum Kind {
     InProcess,
 }
 
+/// A handler, `test:gate`, that answers `{"released": true}` only once
+/// the test releases it: a call surely in flight on the server.
+pub struct Gate {
+    release: std::sync::Arc<tokio::sync::Notify>,
+    entered_tx: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Sender<()>>>,
+    entered: std::sync::mpsc::Receiver<()>,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        Gate {
+            release: Default::default(),
+            entered_tx: std::sync::Arc::new(std::sync::Mutex::new(entered_tx)),
+            entered,
+        }
+    }
+
+    /// Registers `test:gate` on `builder`.
+    pub fn register(&self, builder: ServerBuilder) -> ServerBuilder {
+        let (release, entered_tx) = (self.release.clone(), self.entered_tx.clone());
+        builder.async_handler("test:gate", move |_, _| {
+            let (release, entered_tx) = (release.clone(), entered_tx.clone());
+            async move {
+                let _ = entered_tx.lock().unwrap().send(());
+                release.notified().await;
+                Ok(json!({"released": true}))
+            }
+        })
+    }
+
+    /// Waits (at most 60 s) until a call has entered the handler.
+    pub fn entered(&self) {
+        self.entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a call entered the gate");
+    }
+
+    /// Lets the call in the handler answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
 /// Registers the handlers the tests call.
 pub fn with_test_handlers(builder: ServerBuilder) -> ServerBuilder {
     builder
