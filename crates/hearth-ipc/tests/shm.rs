@@ -872,6 +872,17 @@ fn an_answer_of_a_few_records_goes_onto_an_empty_ring_without_the_writer_task() 
     fx.server.shutdown().unwrap();
 }
 
+/// Waits (at most LONG) until the server has queued part of an answer for
+/// its writer task: a client's ring is full. (A counter `wait_for` is not
+/// told of: looked at every millisecond.)
+fn until_answers_are_queued(fx: &Fx) {
+    let deadline = Instant::now() + LONG;
+    while fx.server.stats().shm_answers_queued == 0 {
+        assert!(Instant::now() < deadline, "no answer was queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_client_that_stops_reading_mid_answer_holds_up_no_one_and_gets_the_rest_later() {
     let fx = shm_server(|b| b.shm_ring_bytes(64 * 1024));
@@ -881,11 +892,7 @@ fn a_client_that_stops_reading_mid_answer_holds_up_no_one_and_gets_the_rest_late
     assert!(raw.request(Operation::Get, 7, json!({"id": "big"})));
     // Its ring full and nobody reading, the connection's thread leaves
     // the rest of the answer to the writer task.
-    let deadline = Instant::now() + LONG;
-    while fx.server.stats().shm_answers_queued == 0 {
-        assert!(Instant::now() < deadline, "nothing was queued");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    until_answers_are_queued(&fx);
     others_carry_on(&fx);
     let mut payload = Vec::new();
     loop {
@@ -1822,14 +1829,8 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
     ));
     gate.entered();
     assert!(raw.request(Operation::Get, 2, json!({"id": "big"})));
+    until_answers_are_queued(&fx);
     let deadline = Instant::now() + LONG;
-    while fx.server.stats().shm_answers_queued == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the big answer never filled the ring"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
     let path = fx.socket_path();
     let Fx { server, .. } = fx;
     let stopping = std::thread::spawn(move || server.shutdown());
@@ -1860,4 +1861,32 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
     let big: Value = serde_json::from_slice(&big).unwrap();
     assert_eq!(big["data"]["blob"].as_str().map(str::len), Some(blob.len()));
     stopping.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_client_that_breaks_its_ring_while_answers_wait_for_room_is_closed_at_once() {
+    // Its ring full and the rest of a big answer queued, the client
+    // scribbles a tail past its ring: the connection ends then, without
+    // waiting out the stall timeout (ten minutes here) for room that the
+    // broken client will never make.
+    let fx = shm_server(|b| {
+        b.shm_ring_bytes(64 * 1024)
+            .stall_timeout(Duration::from_secs(600))
+    });
+    fx.client()
+        .put("big", json!({"blob": "t".repeat(1024 * 1024)}))
+        .unwrap();
+    assert!(fx.server.wait_for(LONG, |s| s.shm_connections == 0));
+    let mut raw = RawShm::connect(&fx.socket_path());
+    assert!(raw.request(Operation::Get, 1, json!({"id": "big"})));
+    until_answers_are_queued(&fx);
+    raw.scribble(C2S_CTRL_OFFSET as u64, &(1u64 << 40).to_le_bytes());
+    raw.wake_server();
+    assert!(
+        fx.server.wait_for(LONG, |s| s.shm_connections == 0),
+        "{:?}",
+        fx.server.stats()
+    );
+    others_carry_on(&fx);
+    fx.server.shutdown().unwrap();
 }

@@ -101,8 +101,9 @@ struct ShmReader {
     stop: Arc<AtomicBool>,
     waker: Waker<Segment>,
     /// The writer's abort flag: raised when the client is gone (the
-    /// socket's EOF) or the connection is over (this reader dropped), never
-    /// by shutdown, which lets the writer deliver what is queued.
+    /// socket's EOF), closed or broke its ring, or the connection is over
+    /// (this reader dropped); never by shutdown, which lets the writer
+    /// deliver what is queued.
     writer_abort: Arc<AtomicBool>,
 }
 
@@ -125,7 +126,18 @@ impl ShmReader {
             inbound = self.rx.recv() => match inbound {
                 Some(Inbound::Frame(frame)) => Ok(Some(frame)),
                 Some(Inbound::Error(e)) => Err(LinkError::Frame(e)),
-                Some(Inbound::End) | None => {
+                // The ring thread ended the connection: the client closed
+                // its ring (it is leaving) or broke it. Nobody will make
+                // room for what the writer waits to write.
+                Some(Inbound::End) => {
+                    self.stop_ring();
+                    self.stop_writer();
+                    Err(LinkError::Closed)
+                }
+                // The ring thread is gone without a word: stopped (the
+                // socket's EOF, already seen; or shutdown, which lets the
+                // writer deliver what is queued), or it never started.
+                None => {
                     self.stop_ring();
                     Err(LinkError::Closed)
                 }
