@@ -105,6 +105,8 @@ struct ShmReader {
     /// (this reader dropped); never by shutdown, which lets the writer
     /// deliver what is queued.
     writer_abort: Arc<AtomicBool>,
+    /// Wakes the writer if it waits for room, to see `writer_abort`.
+    writer_waker: Waker<Segment>,
 }
 
 impl ShmReader {
@@ -117,6 +119,9 @@ impl ShmReader {
     /// the writer waits to write.
     fn stop_writer(&self) {
         self.writer_abort.store(true, Ordering::Release);
+        // The writer looks at the flag after counting itself asleep: the
+        // wake-up reaches it, or it sees the flag (ring.rs, L1).
+        self.writer_waker.wake();
     }
 
     async fn next(&mut self) -> Result<Option<Frame>, LinkError> {
@@ -199,6 +204,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
         stop: stop.clone(),
         waker: waker.clone(),
         writer_abort: writer_abort.clone(),
+        writer_waker: out.room_waker(),
     };
     let writer = ShmWriter {
         out: out.clone(),

@@ -21,7 +21,8 @@ use hearth_proto::{
     AttachRequest, Frame, FrameHeader, HEADER_LEN, UPGRADE_MESSAGE_LEN, probe_attach,
 };
 use hearth_shm::{
-    Direction, Layout, MIN_SEGMENT_CAPACITY, Producer, RoomWaiter, Segment, ShmError, max_record,
+    Direction, Layout, MIN_SEGMENT_CAPACITY, Producer, RoomWaiter, Segment, ShmError, Waker,
+    max_record,
 };
 use parking_lot::Mutex;
 use std::os::fd::AsFd;
@@ -409,6 +410,13 @@ impl ShmOut {
     /// The largest frame (header included) the ring carries.
     pub(crate) fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// A handle that wakes a writer waiting for room
+    /// ([`wait_room`](Self::wait_room)): to make it look at its abort
+    /// condition at once.
+    pub(crate) fn room_waker(&self) -> Waker<Segment> {
+        self.producer.lock().waker()
     }
 
     /// Puts `frame` (at most [`max_frame`](Self::max_frame) bytes) on the
