@@ -282,9 +282,7 @@ fn an_invalid_channel_name_exits_2_saying_what_names_may_hold() {
 /// own connection is one of them).
 #[cfg(target_os = "linux")]
 fn server_stats(site: &Site, channel: &str) -> Value {
-    let r = site.client(channel, &["--json", "stats"]).ok();
-    let v: Value = serde_json::from_str(&r.stdout).expect("stats prints JSON");
-    v["server"].clone()
+    stats_when(site, channel, |_| true)["server"].clone()
 }
 
 /// `hearth --json stats` over `channel`, asked again until `settled` holds

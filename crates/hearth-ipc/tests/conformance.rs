@@ -13,7 +13,7 @@ use hearth_ipc::{
 };
 use hearth_proto::ErrorCode;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn remote_code(e: &IpcError) -> ErrorCode {
     match e {
@@ -1034,14 +1034,11 @@ fn a_slow_subscriber_resumes_and_sees_every_change_once(fx: &Fx) {
     // Read only once the buffer has overflowed: a reader that starts while
     // the changes are still on their way can keep pace with them (on a busy
     // machine the two threads take turns) and never fall behind.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !changes.overflowed() {
-        assert!(
-            Instant::now() < deadline,
-            "300 changes never overflowed a buffer of 2"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::until(
+        Duration::from_secs(10),
+        "300 changes never overflowed a buffer of 2",
+        || changes.overflowed(),
+    );
     let got: Vec<u64> = (0..300)
         .map(|_| changes.next().unwrap().unwrap().seq)
         .collect();

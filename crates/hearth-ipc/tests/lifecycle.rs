@@ -23,7 +23,7 @@ use hearth_ipc::{Client, ConnectOptions, IpcError, Server, Subscription, Transpo
 use hearth_proto::ErrorCode;
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -420,14 +420,11 @@ fn a_change_stream_resumes_across_a_server_restart_with_every_change_once() {
     // The writer sees its connection end on its own time; a put sent on it
     // before then would fail as disconnected (a sent request is never
     // tried again), not reach the next server.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while writer.transport().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the writer never saw the server go"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::until(
+        Duration::from_secs(10),
+        "the writer never saw the server go",
+        || writer.transport().is_none(),
+    );
 
     let server = start();
     for i in 50..100 {

@@ -874,13 +874,11 @@ fn an_answer_of_a_few_records_goes_onto_an_empty_ring_without_the_writer_task() 
 
 /// Waits (at most LONG) until the server has queued part of an answer for
 /// its writer task: a client's ring is full. (A counter `wait_for` is not
-/// told of: looked at every millisecond.)
+/// told of.)
 fn until_answers_are_queued(fx: &Fx) {
-    let deadline = Instant::now() + LONG;
-    while fx.server.stats().shm_answers_queued == 0 {
-        assert!(Instant::now() < deadline, "no answer was queued");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::until(LONG, "no answer was queued", || {
+        fx.server.stats().shm_answers_queued > 0
+    });
 }
 
 #[test]
@@ -1830,15 +1828,13 @@ fn shutdown_delivers_what_was_queued_to_a_client_whose_ring_is_full() {
     gate.entered();
     assert!(raw.request(Operation::Get, 2, json!({"id": "big"})));
     until_answers_are_queued(&fx);
-    let deadline = Instant::now() + LONG;
     let path = fx.socket_path();
     let Fx { server, .. } = fx;
     let stopping = std::thread::spawn(move || server.shutdown());
     // Shutdown has begun once the server takes no new connections.
-    while std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        assert!(Instant::now() < deadline, "shutdown never began");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::until(LONG, "shutdown never began", || {
+        std::os::unix::net::UnixStream::connect(&path).is_err()
+    });
     // Time for a writer that gives up at shutdown to do so (it looks at
     // least every 50 ms while it waits for room).
     std::thread::sleep(Duration::from_millis(200));

@@ -39,6 +39,17 @@ pub enum Kind {
     InProcess,
 }
 
+/// Waits until `done()` holds, looking every millisecond; fails with
+/// `what` if it does not within `within`. For a state no counter of
+/// `Server::wait_for` signals.
+pub fn until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A handler, `test:gate`, that answers `{"released": true}` only once
 /// the test releases it: a call surely in flight on the server.
 pub struct Gate {
