@@ -524,7 +524,7 @@ class LocalFirst extends EventEmitter {
   // and then again inlined into its caller: in the first 10,000 puts of a
   // fresh process its compiler threads took about a third less CPU this
   // way, time they take from the server's thread on a two-core machine
-  // (docs/performance.md, "Node").
+  // (docs/performance-log.md, "Node").
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
   put(id, data, options) {

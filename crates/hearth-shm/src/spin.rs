@@ -52,7 +52,7 @@ const CROWDED_YIELDS: u32 = 32;
 /// then runs a whole time slice of calls instead of switching to another
 /// client after each (16 client threads of one process on 2 cores: gets
 /// p50 30–38 µs → 0.9–1.0 µs, 400–427k → 633–693k gets/s, with the
-/// poller's linger, docs/performance.md).
+/// poller's linger, docs/performance-log.md).
 const CROWDED_SPIN: Duration = Duration::from_micros(10);
 
 /// Yields a waiter makes to a peer that last ran on its own core before
@@ -305,7 +305,7 @@ impl Spinner {
 /// stops spinning (but for probes). Many: a socket's answers come late in
 /// spells (the threads bringing them waiting for a core), and stopping
 /// after eight in a row left one client's gets at p50 18–26 µs where
-/// spinning on through them kept 17 µs (docs/performance.md).
+/// spinning on through them kept 17 µs (docs/performance-log.md).
 const STEADY_MISSES: u32 = 64;
 
 /// The most waits between two probes of a stopped [`SteadySpinner`]: its
@@ -454,7 +454,7 @@ impl Probes {
 /// tens of microseconds of work between their turns (a list and the
 /// JavaScript that handles its page) were caught like that: each side's
 /// budget shrank while the other slept, then every wait ended asleep, and
-/// each call paid two futex wake-ups (docs/performance.md).
+/// each call paid two futex wake-ups (docs/performance-log.md).
 #[derive(Debug, Clone)]
 struct Budget {
     /// The budget for a spin that is not a probe.

@@ -1823,7 +1823,7 @@ impl Courtesy {
     /// by a slice scaled to its weight), and under two busy loops a query
     /// waiting for 1,000 documents to be applied timed out after 30 s
     /// where without the offers it took 3 s (a debug build,
-    /// docs/performance.md). Its nice value still gives others the cores.
+    /// docs/performance-log.md). Its nice value still gives others the cores.
     fn due(&mut self, now: Instant, waited_on: bool) -> bool {
         if waited_on || now.duration_since(self.since) < APPLIER_TURN {
             return false;
@@ -2015,7 +2015,7 @@ fn apply_batch(
 /// meets a full backlog goes to the blocking pool: every 2,048 rows (48
 /// times) cost sixteen Node clients 7 % of their puts a second, six times
 /// nothing measurable; one client's slowest put was 16–21 ms with the
-/// one and 28–36 ms with the other (docs/performance.md).
+/// one and 28–36 ms with the other (docs/performance-log.md).
 const PROGRESS_STEPS: usize = 6;
 
 /// The fewest rows between two publications, for small transactions.

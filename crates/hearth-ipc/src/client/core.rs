@@ -497,7 +497,7 @@ impl ConnCore {
                     // epoll (an eventfd write) costs it tens of microseconds
                     // on a VM, and the woken task's next call takes this
                     // lock to begin — held, it would wait for it, and be
-                    // woken once more (docs/performance.md: one async
+                    // woken once more (docs/performance-log.md: one async
                     // client's sequential gets over shared memory went from
                     // 25–30k to 30–43k a second in five alternated sets).
                     // The entry is out of the table already, and the holder

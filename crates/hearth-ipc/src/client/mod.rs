@@ -324,7 +324,7 @@ impl AsyncClient {
     /// [`Client`](crate::Client) does: a round trip then takes
     /// microseconds instead of the several thread wake-ups of the async
     /// path (~40–60 µs a get on the project's 2-core VM against ~3 µs,
-    /// docs/performance.md). What is not answered within the budget is
+    /// docs/performance-log.md). What is not answered within the budget is
     /// awaited as usual. Zero (the default) turns it off.
     ///
     /// The price: each such call holds its executor thread for up to the

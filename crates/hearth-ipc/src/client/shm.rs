@@ -72,7 +72,7 @@ const DEADLINE_EVERY: u32 = 16;
 /// and that one's reader, about to sleep, wakes the other's here — on the
 /// core it runs on, where the new turn's thread will run, instead of the
 /// server waking it from its own core (an interrupt between cores, ~20 µs
-/// on a virtual machine; docs/performance.md).
+/// on a virtual machine; docs/performance-log.md).
 struct Handoffs {
     /// (segment key, entry id, the connection's reader waker).
     by_key: Mutex<Vec<(u32, u64, Waker<Segment>)>>,

@@ -47,7 +47,7 @@ const RETURN_IDLE: Duration = Duration::from_millis(1);
 /// successor itself: a handoff takes 5–15 µs here (the predecessor sees
 /// the name within a microsecond of its next look, wakes its successor on
 /// its own core and sleeps); the poller's own wake-up from its core costs
-/// ~20–35 µs on this VM (docs/performance.md).
+/// ~20–35 µs on this VM (docs/performance-log.md).
 const HANDOFF_WAIT: Duration = Duration::from_micros(30);
 
 /// A ring's client that reports a thread the poller has no probe for

@@ -77,7 +77,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(5);
 /// passed: the two then take turns on one core, ~3 µs a turn, while the
 /// other idles. With 10 ms a lone client process spent 10–20 ms stretches
 /// that way (0.05–0.19 context switches a call, 0.70–1.09M gets/s); with
-/// 1 ms 0.02–0.05 and 0.83–1.13M (docs/performance.md, "client
+/// 1 ms 0.02–0.05 and 0.83–1.13M (docs/performance-log.md, "client
 /// processes"), and no worse with another process busy on one core. A
 /// move costs two `sched_setaffinity` calls: at most a thousand a second.
 const MOVE_EVERY: Duration = Duration::from_millis(1);
@@ -311,7 +311,7 @@ enum WhenEmpty {
     /// tens of times a write. A pipelining client's next request wakes
     /// the thread. Measured (`hearth bench --durability fsync --transport
     /// shm --ops 3000`, one blocking client, six alternated runs;
-    /// docs/performance.md, "a ring thread that sleeps while its write
+    /// docs/performance-log.md, "a ring thread that sleeps while its write
     /// syncs"): CPU 198–220 → 142–166 µs a put, context switches 18–27 →
     /// ~6 a put, puts a second 3,129–3,745 → 3,666–4,528; `bench channel`'s
     /// fsync rows the same or better, but for sixteen clients with 32

@@ -135,7 +135,7 @@ impl Group {
 ///
 /// Each change of turn costs a wake-up (~20–40 µs here), so the slice
 /// sets how much of a busy phase goes to them. Twenty-six alternated pairs
-/// of `hearth bench --clients 1,16` (docs/performance.md): with 1 ms,
+/// of `hearth bench --clients 1,16` (docs/performance-log.md): with 1 ms,
 /// sixteen threads made 0.935× of one client's gets (median; 8 of 26
 /// runs ≥ 1), with 2 ms 1.020× (14 of 26); the slowest 0.1 % of their
 /// calls fell from ~3.9 ms to ~0.07 ms (fewer calls wait for a turn at
@@ -158,7 +158,7 @@ pub(super) const TURN_SLICE: Duration = Duration::from_millis(4);
 /// slices (8 ms) halve those; the longest wait for a turn grows
 /// from a round of fifteen others' 4 ms to their 8 ms (~120 ms, ~135 measured).
 /// Six alternated pairs of `node bench/processes.js --procs 1,16 --secs 2
-/// --rounds 3` against one slice (2026-12-07, docs/performance.md):
+/// --rounds 3` against one slice (2026-12-07, docs/performance-log.md):
 /// sixteen processes' gets 247k → 316k a second and puts 173k → 203k
 /// (medians; higher in 6 of 6 pairs each), 16 ÷ 1 0.77× → 0.95× and
 /// 0.84× → 0.93×; four more with `--rounds 5`: 0.85× → 0.91× and 0.87×
@@ -190,7 +190,7 @@ pub(super) const TURN_IDLE: Duration = Duration::from_micros(50);
 /// bench/processes.js --procs 1,16 --secs 2` (2026-12-07): sixteen
 /// processes' gets 354k → 410k a second (higher in 13 of 14), 16 ÷ 1
 /// 0.75× → 0.88×; puts 231k → 248k (9 of 14), 16 ÷ 1 0.855× either way
-/// (docs/performance.md; 150 µs and 600–1,000 µs measured in between).
+/// (docs/performance-log.md; 150 µs and 600–1,000 µs measured in between).
 /// Sixteen Node worker threads of one process (`--threads`, their calls
 /// [`TurnHint::Budgeted`]), twelve alternated pairs: puts 208k → 229k a
 /// second (9 of 12), 16 ÷ 1 0.825× → 0.955×; gets the same. A
