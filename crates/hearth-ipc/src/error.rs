@@ -75,7 +75,7 @@ pub enum IpcError {
     },
     /// No answer within the deadline.
     #[error(
-        "{operation} got no answer within {timeout:?}; the server may be overloaded or stuck (raise the timeout with ConnectOptions::timeout)"
+        "{operation} got no answer within {timeout:?}; the server may be overloaded or stuck (raise the client's timeout: ConnectOptions::timeout, or the timeout option in Node)"
     )]
     Timeout {
         /// What was waiting.
@@ -95,6 +95,22 @@ pub enum IpcError {
     /// An argument was refused before anything was sent.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A request longer than one message may be
+    /// ([`DEFAULT_MAX_PAYLOAD_BYTES`](hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
+    /// 32 MiB), refused before anything was sent: a server closes the
+    /// connection of a client that sends one, and with it every call and
+    /// subscription of that connection.
+    #[error(
+        "{operation}: the request is {bytes} bytes, over the {max} bytes one message may hold; nothing was sent: split it into smaller documents or calls"
+    )]
+    TooLarge {
+        /// The operation refused.
+        operation: String,
+        /// The request's length (its JSON arguments).
+        bytes: usize,
+        /// The most a request may be.
+        max: usize,
+    },
     /// The peer broke the protocol (a reply that does not parse…).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -126,6 +142,7 @@ impl IpcError {
             IpcError::InvalidChannelName { .. } | IpcError::InvalidInput(_) => {
                 ErrorCode::InvalidInput
             }
+            IpcError::TooLarge { .. } => ErrorCode::TooLarge,
             IpcError::ChannelNotFound { .. }
             | IpcError::Disconnected { .. }
             | IpcError::ShutDown(_) => ErrorCode::Unavailable,
@@ -231,6 +248,14 @@ mod tests {
                     timeout: Duration::from_secs(1),
                 },
                 ErrorCode::Timeout,
+            ),
+            (
+                IpcError::TooLarge {
+                    operation: "call".into(),
+                    bytes: 40 << 20,
+                    max: 32 << 20,
+                },
+                ErrorCode::TooLarge,
             ),
             (
                 IpcError::Handshake(HandshakeError::Refused {

@@ -431,6 +431,60 @@ fn large_documents_round_trip_and_oversized_ones_are_refused(fx: &Fx) {
     client.ping().unwrap();
 }
 
+/// A request over the 32 MiB one message may hold is refused by the client
+/// before anything is sent (a server closes the connection that sends
+/// one): unary calls, with a budget or without, and streamed ones. The
+/// connection, and a subscription on it, go on.
+fn a_request_over_the_message_limit_is_refused_before_it_is_sent(fx: &Fx) {
+    let client = fx.client();
+    let mut events = client.subscribe_topic("big:*").unwrap();
+    let blob = "x".repeat(hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES + 1);
+    let too_large = |what: &str, e: IpcError| {
+        assert!(
+            matches!(&e, IpcError::TooLarge { max, .. } if *max == hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
+            "{what}: {e:?}"
+        );
+        assert_eq!(e.code(), ErrorCode::TooLarge, "{what}");
+        assert!(e.to_string().contains("nothing was sent"), "{what}: {e}");
+    };
+    too_large(
+        "publish",
+        client
+            .publish("big:one", json!({"blob": blob}))
+            .unwrap_err(),
+    );
+    too_large(
+        "call",
+        client.call("test:echo", json!({"blob": blob})).unwrap_err(),
+    );
+    too_large("get", client.get(&blob).unwrap_err());
+    let Within::Ready(Err(e)) = client.get_within(&blob, Duration::from_secs(10)) else {
+        panic!("a get with a budget was not refused at once");
+    };
+    too_large("get_within", e);
+    too_large(
+        "batch",
+        client
+            .batch(vec![WriteOp::Put {
+                id: "big:doc".into(),
+                data: json!({"blob": blob}),
+            }])
+            .unwrap_err(),
+    );
+    too_large(
+        "query",
+        client.query(json!({"blob": blob}), None, None).unwrap_err(),
+    );
+    assert_eq!(client.publish("big:small", json!({"n": 1})).unwrap(), 1);
+    let event = events.next().unwrap().unwrap();
+    assert_eq!(
+        (event.topic.as_str(), event.payload),
+        ("big:small", json!({"n": 1}))
+    );
+    assert_eq!(client.get("big:doc").unwrap(), None);
+    client.ping().unwrap();
+}
+
 /// Threads sharing one blocking client (over the socket each writes its
 /// own request when nothing else is being written, a big one cut short by
 /// a full socket and finished by the connection's writer) all get their
@@ -1178,6 +1232,7 @@ conformance!(
     changes_since_and_stats,
     errors_carry_stable_codes,
     large_documents_round_trip_and_oversized_ones_are_refused,
+    a_request_over_the_message_limit_is_refused_before_it_is_sent,
     threads_sharing_a_blocking_client_get_their_own_answers,
     threads_sharing_a_blocking_client_get_their_own_streams,
     many_requests_in_flight_on_one_connection,

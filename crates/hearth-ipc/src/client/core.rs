@@ -29,6 +29,29 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// The largest message (joined from `MORE` frames) a client accepts.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// The longest request a client sends: one message's limit
+/// (docs/protocol.md, "Limits"). A server closes the connection of a
+/// client that sends a longer one.
+const MAX_REQUEST_BYTES: usize = hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES;
+
+/// Refuses a request longer than one message may be, before any of it is
+/// sent ([`IpcError::TooLarge`]); the connection, its other calls and its
+/// subscriptions go on.
+pub(crate) fn within_limit(frame: &Frame) -> Result<(), IpcError> {
+    if frame.payload.len() <= MAX_REQUEST_BYTES {
+        return Ok(());
+    }
+    Err(IpcError::TooLarge {
+        operation: frame
+            .header
+            .operation
+            .map_or("request", |op| op.name())
+            .to_string(),
+        bytes: frame.payload.len(),
+        max: MAX_REQUEST_BYTES,
+    })
+}
+
 /// How a subscription's buffer overflow is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventMode {
@@ -438,8 +461,10 @@ impl ConnCore {
         drop(removed);
     }
 
-    /// Queues a frame for the server.
+    /// Queues a frame for the server; one too long for a message is
+    /// refused ([`within_limit`]).
     pub(crate) fn send(&self, frame: Frame) -> Result<(), IpcError> {
+        within_limit(&frame)?;
         if self.is_dead() {
             return Err(self.dead_error());
         }
@@ -455,6 +480,7 @@ impl ConnCore {
     /// Sends a frame: written onto the socket by the calling thread when
     /// nothing queued waits (no hop to the writer task), else queued.
     pub(crate) fn send_now(&self, frame: Frame) -> Result<(), IpcError> {
+        within_limit(&frame)?;
         if self.is_dead() {
             return Err(self.dead_error());
         }

@@ -21,7 +21,7 @@
 //! server said the call waits for its turn, and then not past the turn
 //! wait, or let a [`Later`] outlive the call's own timeout.
 
-use super::core::{ConnCore, Pending, final_payload};
+use super::core::{ConnCore, Pending, final_payload, within_limit};
 use super::shm::{ClientShm, Deadline, SyncSlot, WaitEnd};
 use super::stream::AsyncDocStream;
 use super::{AsyncClient, Collected, calls};
@@ -161,7 +161,12 @@ impl AsyncClient {
             },
         );
         let failed = |end| self.wait_failed(&core, op, end);
-        if let Err(end) = path.send(&core, calls::request(op, id, payload), &deadline) {
+        let request = calls::request(op, id, payload);
+        if let Err(e) = within_limit(&request) {
+            core.unregister(id);
+            return Some(Within::Ready(Err(e)));
+        }
+        if let Err(end) = path.send(&core, request, &deadline) {
             core.unregister(id);
             return Some(Within::Ready(Err(failed(end))));
         }
@@ -236,7 +241,11 @@ impl AsyncClient {
         if raw {
             stream = stream.keep_raw();
         }
-        if let Err(end) = path.send(&core, Frame::json_request(op, id, body), &deadline) {
+        let request = Frame::json_request(op, id, body);
+        if let Err(e) = within_limit(&request) {
+            return Some(Within::Ready(Err(e)));
+        }
+        if let Err(end) = path.send(&core, request, &deadline) {
             return Some(Within::Ready(Err(self.wait_failed(&core, op, end))));
         }
         let Some(shm) = ring else {
