@@ -114,6 +114,10 @@ function settle(promise, signal) {
  */
 const FAST_PATH_BUDGET_MS = 1;
 
+/** The first and the longest wait before on("change")'s failed watch is started again. */
+const FEED_RETRY_MIN_MS = 250;
+const FEED_RETRY_MAX_MS = 30_000;
+
 /**
  * How long (ms) a fast-path call may go on waiting on its thread, past the
  * budget, while the server answers it only in its turn (other connections
@@ -133,9 +137,44 @@ function millisOption(name, v, dflt) {
   return v;
 }
 
+/**
+ * A client-wide timeout option `name` (ms) as the addon reads it from
+ * JSON: undefined when absent; Infinity, like anything past 100 years,
+ * the longest (JSON has no Infinity); refused unless a non-negative number.
+ */
+function timeoutOption(name, v) {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
+    throw new HearthError('invalid_input', `${name} must be a non-negative number of milliseconds, not ${describe(v)}`);
+  }
+  return v === Infinity ? Number.MAX_VALUE : v;
+}
+
+/** A count option `name`: undefined when absent, else a non-negative integer. */
+function countOption(name, v) {
+  if (v === undefined) return undefined;
+  if (!Number.isSafeInteger(v) || v < 0) throw new HearthError('invalid_input', `${name} must be a non-negative integer, not ${describe(v)}`);
+  return v;
+}
+
 function checkId(id, op) {
   if (typeof id !== 'string') {
     throw new HearthError('invalid_input', `${op}: the id must be a string, not ${describe(id)}`);
+  }
+  wellFormed(id, op);
+}
+
+/**
+ * Refuses an id with half a UTF-16 surrogate pair: UTF-8 cannot hold it,
+ * and the conversion would make it U+FFFD, so two such ids would name one
+ * document.
+ */
+function wellFormed(id, op) {
+  if (!id.isWellFormed()) {
+    throw new HearthError(
+      'invalid_input',
+      `${op}(${JSON.stringify(id)}): the id holds a lone UTF-16 surrogate (half of a character), which UTF-8 cannot store; ids are text of whole characters`,
+    );
   }
 }
 
@@ -301,7 +340,17 @@ class Pull {
 }
 
 /** `for await (const change of db.watch({prefix}))`. */
-class ChangeStream extends Pull {}
+class ChangeStream extends Pull {
+  /** Whether the watch could not be put in place (its error comes with the first next()). */
+  get failed() {
+    return this._error !== null;
+  }
+
+  /** The sequence number of the next change it hands out; null while a next() pulls. */
+  _position() {
+    return this._stream === null ? null : this._stream.position();
+  }
+}
 
 /** `for await (const doc of db.iterate({prefix}))`; `cursor` is set at the end. */
 class DocStream extends Pull {
@@ -412,7 +461,9 @@ class LocalFirst extends EventEmitter {
     if (!MODES.includes(mode)) {
       throw new HearthError('invalid_input', `mode must be one of ${MODES.map((m) => `"${m}"`).join(', ')}, not ${JSON.stringify(mode)}`);
     }
-    const channel = options.channelName || options.channel || process.env.HEARTH_CHANNEL || 'hearth';
+    // An empty name is refused (EINVALID_CHANNEL), not taken for the default.
+    const given = options.channelName !== undefined ? options.channelName : options.channel;
+    const channel = given !== undefined ? given : process.env.HEARTH_CHANNEL || 'hearth';
     if (typeof channel !== 'string') throw new HearthError('EINVALID_CHANNEL', `channelName must be a string, not ${describe(channel)}`);
     this.mode = mode;
     this.channelName = channel;
@@ -420,10 +471,10 @@ class LocalFirst extends EventEmitter {
       channel,
       socketDir: options.socketDir,
       socketPath: options.socketPath,
-      timeoutMs: options.timeout,
-      connectTimeoutMs: options.connectTimeout,
-      resumeTimeoutMs: options.resumeTimeout,
-      eventBuffer: options.eventBuffer,
+      timeoutMs: timeoutOption('timeout', options.timeout),
+      connectTimeoutMs: timeoutOption('connectTimeout', options.connectTimeout),
+      resumeTimeoutMs: timeoutOption('resumeTimeout', options.resumeTimeout),
+      eventBuffer: countOption('eventBuffer', options.eventBuffer),
       turnWaitMs: millisOption('fastPathTurnWait', options.fastPathTurnWait, FAST_PATH_TURN_WAIT_MS),
     };
     this._fastPath = options.fastPath !== false;
@@ -431,11 +482,12 @@ class LocalFirst extends EventEmitter {
     this._native = null;
     this._closed = false;
     this._feed = null;
+    this._feedRetry = null;
     this._topics = new Set();
     this._streams = new Set();
     this._untrack = (stream) => this._streams.delete(stream);
     this.on('newListener', (event) => {
-      if (event === 'change' && this._feed === null) this._startFeed();
+      if (event === 'change' && this._feed === null && this._feedRetry === null) this._startFeed();
     });
     this.on('removeListener', (event) => {
       if (event === 'change' && this.listenerCount('change') === 0) this._stopFeed();
@@ -528,7 +580,7 @@ class LocalFirst extends EventEmitter {
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
   put(id, data, options) {
-    if (options === undefined && typeof id === 'string' && typeof data === 'object' && data !== null && this._native !== null && this._fastPath) {
+    if (options === undefined && typeof id === 'string' && typeof data === 'object' && data !== null && this._native !== null && this._fastPath && id.isWellFormed()) {
       if (mustYield()) return this._afterTurn('put', id, data);
       let json, r;
       try {
@@ -608,7 +660,7 @@ class LocalFirst extends EventEmitter {
 
   /** The document, or null when absent or deleted. */
   get(id, options) {
-    if (options === undefined && typeof id === 'string' && this._native !== null && this._fastPath) {
+    if (options === undefined && typeof id === 'string' && this._native !== null && this._fastPath && id.isWellFormed()) {
       if (mustYield()) return this._afterTurn('get', id);
       let r;
       try {
@@ -724,7 +776,7 @@ class LocalFirst extends EventEmitter {
     if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
       throw new HearthError('invalid_input', `query: the filter must be an object of top-level fields, not ${describe(filter)}`);
     }
-    const args = JSON.stringify({ filter, limit: o.limit, cursor: o.cursor });
+    const args = anyJson({ filter, limit: o.limit, cursor: o.cursor }, 'query: the filter');
     return withCursor(await this._unary('query', args, o));
   }
 
@@ -835,12 +887,23 @@ class LocalFirst extends EventEmitter {
     else process.emitWarning(e instanceof Error ? e : new Error(String(e)), { code: e && e.code });
   }
 
-  _startFeed() {
-    const feed = this.watch();
+  /**
+   * The watch behind on("change"), from now or from `fromSeq`. A watch
+   * that fails (no server for longer than the resume timeout) is reported
+   * ("error"), and, while listeners remain, started again from the change
+   * after the last one delivered — after 250 ms, then twice as long each
+   * time it cannot be put in place, up to 30 s — so that no change is
+   * missed or repeated.
+   */
+  _startFeed(fromSeq, delay = FEED_RETRY_MIN_MS) {
+    const feed = this.watch(fromSeq === undefined ? undefined : { fromSeq });
     this._feed = feed;
+    const opened = !feed.failed;
+    let resume = opened ? feed._position() : fromSeq;
     (async () => {
       try {
         for await (const change of feed) {
+          resume = change.seq + 1;
           try {
             this.emit('change', change);
           } catch (e) {
@@ -848,14 +911,31 @@ class LocalFirst extends EventEmitter {
           }
         }
       } catch (e) {
-        if (this._feed === feed && !this._closed) this._report(e);
+        if (this._feed !== feed || this._closed) return;
+        // A feed that ran is reported; retries that fail again are not.
+        if (opened) this._report(e);
+        this._feed = null;
+        this._retryFeed(resume === null ? fromSeq : resume, opened ? FEED_RETRY_MIN_MS : delay);
       } finally {
         if (this._feed === feed) this._feed = null;
       }
     })();
   }
 
+  _retryFeed(fromSeq, delay) {
+    if (this.listenerCount('change') === 0) return;
+    this._feedRetry = setTimeout(() => {
+      this._feedRetry = null;
+      if (this._closed || this._feed !== null || this.listenerCount('change') === 0) return;
+      this._startFeed(fromSeq, Math.min(delay * 2, FEED_RETRY_MAX_MS));
+    }, delay);
+  }
+
   _stopFeed() {
+    if (this._feedRetry !== null) {
+      clearTimeout(this._feedRetry);
+      this._feedRetry = null;
+    }
     if (this._feed !== null) {
       const feed = this._feed;
       this._feed = null;

@@ -30,11 +30,12 @@ where
 }
 
 /// A per-call timeout from JavaScript (milliseconds); `None` when absent,
-/// refused when negative or not a number.
+/// refused when negative or not a number. `Infinity`, like anything
+/// longer than 100 years, is 100 years ([`millis`]).
 pub fn timeout(ms: Option<f64>) -> Result<Option<Duration>, NodeError> {
     match ms {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Some(millis(ms))),
+        Some(ms) if !ms.is_nan() && ms >= 0.0 => Ok(Some(millis(ms))),
         Some(ms) => Err(NodeError::InvalidInput(format!(
             "timeout must be a non-negative number of milliseconds, not {ms}"
         ))),

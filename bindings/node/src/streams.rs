@@ -173,6 +173,16 @@ impl NativeChangeStream {
     pub fn close(&self) {
         self.state.close();
     }
+
+    /// The sequence number of the next change the stream will hand out —
+    /// where a new watch picks up after this one ends — or `null` while a
+    /// `next` is pulling (or once closed).
+    #[napi]
+    pub fn position(&self) -> Option<f64> {
+        let guard = self.state.stream.try_lock().ok()?;
+        // Sequence numbers stay far below 2^53, where f64 is exact.
+        guard.as_ref().map(|stream| stream.position() as f64)
+    }
 }
 
 /// Events of a topic subscription, pulled in batches. Made by

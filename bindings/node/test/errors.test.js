@@ -66,6 +66,76 @@ test('documents over the limit are too_large, never truncated', needsServe, asyn
   assert.deepEqual(await db.get('small'), { ok: 1 });
 });
 
+test('arguments over the 32 MiB a message holds are too_large before anything is sent; the connection goes on', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const events = [];
+  const sub = await db.subscribe('big:*', (payload) => events.push(payload));
+  const lost = [];
+  sub.on('lost', (e) => lost.push(e.code));
+  const blob = 'z'.repeat(33 * 1024 * 1024);
+  await assert.rejects(db.call('no:handler', { blob }), hasCode('too_large', /nothing was sent/));
+  await assert.rejects(db.publish('big:one', { blob }), hasCode('too_large'));
+  await assert.rejects(db.query({ blob }), hasCode('too_large'));
+  await assert.rejects(db.search(blob), hasCode('too_large'));
+  await assert.rejects(db.get(blob), hasCode('too_large'));
+  await assert.rejects(db.get(blob, { timeout: 10_000 }), hasCode('too_large'));
+  await assert.rejects(db.delete(blob), hasCode('too_large'));
+  assert.equal(await db.publish('big:small', { n: 1 }), 1);
+  for (let i = 0; events.length === 0 && i < 1000; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(events, [{ n: 1 }], 'the subscription lived through the refusals');
+  assert.deepEqual(lost, []);
+});
+
+test('an id with half a surrogate pair is refused, not stored under U+FFFD', needsServe, async (t) => {
+  const s = await server(t);
+  for (const fastPath of [true, false]) {
+    const db = client(t, s.channel, { fastPath });
+    for (const id of ['u:\ud800', 'u:\udfff', '\udbff']) {
+      await assert.rejects(db.put(id, { v: 1 }), hasCode('invalid_input', /lone UTF-16 surrogate/));
+      await assert.rejects(db.get(id), hasCode('invalid_input', /lone UTF-16 surrogate/));
+      await assert.rejects(db.patch(id, { v: 1 }), hasCode('invalid_input', /lone UTF-16 surrogate/));
+      await assert.rejects(db.delete(id), hasCode('invalid_input', /lone UTF-16 surrogate/));
+      await assert.rejects(db.getWithMetadata(id), hasCode('invalid_input', /lone UTF-16 surrogate/));
+    }
+    // A whole pair is one character, and fine.
+    await db.put('u:\ud83d\ude00', { fastPath });
+    assert.deepEqual(await db.get('u:\ud83d\ude00'), { fastPath });
+  }
+  const db = client(t, s.channel);
+  assert.deepEqual((await db.list({ prefix: 'u:' })).map((d) => d.id), ['u:\ud83d\ude00']);
+});
+
+test('a query filter that is not JSON is invalid_input', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const circular = { a: 1 };
+  circular.self = circular;
+  await assert.rejects(db.query({ a: circular }), hasCode('invalid_input', /filter cannot be serialised/));
+  await assert.rejects(db.query({ a: 1n }), hasCode('invalid_input', /BigInt/));
+});
+
+test('an empty channel name is refused, not taken for the default channel', () => {
+  for (const options of [{ channelName: '' }, { channel: '' }]) {
+    const db = new hearth.LocalFirst({ mode: 'ipc', ...options });
+    assert.throws(() => db._client(), hasCode('EINVALID_CHANNEL'));
+  }
+});
+
+test('client timeouts: Infinity is the longest; what is not a non-negative number is refused', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: Infinity, connectTimeout: Infinity, resumeTimeout: Infinity });
+  await db.put('inf:1', { v: 1 }, { timeout: Infinity });
+  assert.deepEqual(await db.get('inf:1', { timeout: Infinity }), { v: 1 });
+  assert.deepEqual(await db.get('inf:1'), { v: 1 });
+  for (const name of ['timeout', 'connectTimeout', 'resumeTimeout']) {
+    for (const bad of ['10', -1, NaN, null]) {
+      assert.throws(() => new hearth.LocalFirst({ mode: 'ipc', channelName: s.channel, [name]: bad }), hasCode('invalid_input', new RegExp(name)));
+    }
+  }
+  assert.throws(() => new hearth.LocalFirst({ mode: 'ipc', channelName: s.channel, eventBuffer: 1.5 }), hasCode('invalid_input', /eventBuffer/));
+});
+
 test('a key the JSON parser of the server reserves is refused in puts, patches and batches; nothing else is hurt', needsServe, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel);

@@ -103,6 +103,41 @@ test('on("change") delivers changes; removing the last listener stops the feed',
   assert.equal(change.id, 'ev:4');
 });
 
+test('on("change") outlives an outage longer than its resume timeout: reported once, then every later change, none twice', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { resumeTimeout: 200 });
+  const seen = [];
+  let wake = null;
+  db.on('change', (c) => {
+    seen.push(c.id);
+    if (wake) wake();
+  });
+  const errors = [];
+  const failed = once(db, 'error');
+  db.on('error', (e) => errors.push(e.code));
+  const arrived = (n) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${n} changes did not arrive within 20 s: ${seen}`)), 20_000);
+      wake = () => seen.length >= n && (clearTimeout(timer), resolve());
+      wake();
+    });
+  await db.put('out:1', { n: 1 });
+  await arrived(1);
+  await s.stop();
+  await failed;
+  // Down for a while longer, through a few failed restarts of the feed.
+  await new Promise((r) => setTimeout(r, 1000));
+  const again = await hearth.startServer({ channel: s.channel, dataDir: s.dataDir, logs: 'events' });
+  t.after(() => again.stop());
+  const writer = client(t, s.channel);
+  await writer.put('out:2', { n: 2 });
+  await writer.put('out:3', { n: 3 });
+  await arrived(3);
+  assert.deepEqual(seen, ['out:1', 'out:2', 'out:3']);
+  assert.equal(errors.length, 1, `reported once: ${errors}`);
+  assert.equal(db.listenerCount('change'), 1);
+});
+
 test('each change reaches on("change") as it comes, after idle gaps', needsServe, async (t) => {
   // After an idle gap a put's answer takes long enough that the JavaScript
   // thread sleeps for it; the reader that stepped aside for it must get
