@@ -131,6 +131,17 @@ test('delay options that are not non-negative numbers are invalid_input', async 
   }
 });
 
+test('HEARTH_SOCKET_DIR places the socket for the server it starts and for clients alike', needsServe, async (t) => {
+  const dir = path.join(tempDir('sockets'), 's');
+  process.env.HEARTH_SOCKET_DIR = dir;
+  t.after(() => delete process.env.HEARTH_SOCKET_DIR);
+  const s = await server(t);
+  assert.ok(fs.existsSync(path.join(dir, `${s.channel}.sock`)), 'the socket is in HEARTH_SOCKET_DIR');
+  const db = client(t, s.channel);
+  await db.put('here', { ok: true });
+  assert.deepEqual(await db.get('here'), { ok: true });
+});
+
 test('sharedMemory: false keeps clients on the socket', needsServe, async (t) => {
   const s = await server(t, { sharedMemory: false });
   const db = client(t, s.channel);

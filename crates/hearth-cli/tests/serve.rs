@@ -228,6 +228,11 @@ fn socket_dir_puts_the_socket_where_the_server_and_its_clients_agree() {
         .args(["--channel", "app", "get", "a"]);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{out:?}");
+    let waited = site
+        .hearth(&["--socket-dir", dir, "--json", "wait", "--channel", "app"])
+        .ok();
+    let waited: Value = serde_json::from_str(&waited.stdout).unwrap();
+    assert_eq!(waited["socket"], format!("{dir}/app.sock"), "{waited}");
     // Without it, a client looks in the default place and finds nothing.
     site.client("app", &["get", "a"]).fails_with(UNAVAILABLE);
     server.terminate();
@@ -329,6 +334,26 @@ fn shm_ring_bytes_sizes_the_rings_and_a_document_larger_than_a_ring_still_round_
     let got = site.client("app", &["get", "doc:big"]).ok();
     let got: Value = serde_json::from_str(&got.stdout).expect("get prints the document");
     assert_eq!(got["text"], text);
+    server.terminate();
+}
+
+/// A `HEARTH_TRANSPORT` that names no transport is refused as bad input
+/// before connecting, naming the values it takes, instead of being
+/// ignored (a typo of `socket` kept shared memory without a word).
+#[test]
+fn a_hearth_transport_that_names_no_transport_is_refused() {
+    let site = Site::new();
+    let server = site.serve("app", &site.data("d"));
+    let mut cmd = site.command();
+    cmd.env("HEARTH_TRANSPORT", "sockets")
+        .args(["--channel", "app", "get", "a"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HEARTH_TRANSPORT=\"sockets\"") && stderr.contains("auto, socket or shm"),
+        "{stderr}"
+    );
     server.terminate();
 }
 

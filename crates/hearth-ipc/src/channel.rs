@@ -82,18 +82,34 @@ pub(crate) fn current_uid() -> Result<u32, IpcError> {
 }
 
 /// The directory holding channel sockets for this user:
-/// `$XDG_RUNTIME_DIR/hearth` when `XDG_RUNTIME_DIR` is set and non-empty,
-/// else `/tmp/hearth-$UID`.
+/// `$HEARTH_SOCKET_DIR` when set and non-empty (as `hearth --socket-dir`
+/// would take it), else `$XDG_RUNTIME_DIR/hearth` when `XDG_RUNTIME_DIR`
+/// is set and non-empty, else `/tmp/hearth-$UID`. Servers and clients of
+/// every kind (the CLI, Rust, Node) read the same variables, so that a
+/// server started with `HEARTH_SOCKET_DIR` is found by clients that have
+/// it too.
 ///
 /// ```
 /// let dir = hearth_ipc::socket_dir().unwrap();
 /// assert!(dir.to_string_lossy().contains("hearth"));
 /// ```
 pub fn socket_dir() -> Result<PathBuf, IpcError> {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("hearth")),
-        _ => Ok(PathBuf::from(format!("/tmp/hearth-{}", current_uid()?))),
+    let given = |name| std::env::var_os(name).filter(|v: &std::ffi::OsString| !v.is_empty());
+    match default_dir(given("HEARTH_SOCKET_DIR"), given("XDG_RUNTIME_DIR")) {
+        Some(dir) => Ok(dir),
+        None => Ok(PathBuf::from(format!("/tmp/hearth-{}", current_uid()?))),
     }
+}
+
+/// [`socket_dir`]'s choice from its variables (each `None` when unset or
+/// empty); `None` for `/tmp/hearth-$UID`.
+fn default_dir(
+    hearth_socket_dir: Option<std::ffi::OsString>,
+    xdg_runtime_dir: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    hearth_socket_dir
+        .map(PathBuf::from)
+        .or_else(|| xdg_runtime_dir.map(|dir| PathBuf::from(dir).join("hearth")))
 }
 
 /// The socket path of a channel: `socket_dir()/NAME.sock`.
@@ -139,12 +155,12 @@ pub(crate) struct DirFacts {
 pub(crate) fn check_dir_policy(facts: DirFacts, uid: u32) -> Result<(), String> {
     if facts.is_symlink {
         return Err(
-            "it is a symbolic link; remove it so hearth can create a private directory".into(),
+            "it is a symbolic link; choose another socket directory (--socket-dir, HEARTH_SOCKET_DIR or XDG_RUNTIME_DIR), or, if it is a stale link hearth's directory should replace, remove it".into(),
         );
     }
     if !facts.is_dir {
         return Err(
-            "it is not a directory; remove it so hearth can create a private directory".into(),
+            "it is not a directory; choose another socket directory (--socket-dir, HEARTH_SOCKET_DIR or XDG_RUNTIME_DIR), or, if it is a stale file hearth's directory should replace, remove it".into(),
         );
     }
     if facts.owner != uid {
@@ -300,6 +316,23 @@ mod tests {
             owner,
             mode,
         }
+    }
+
+    #[test]
+    fn hearth_socket_dir_comes_before_xdg_runtime_dir() {
+        let both = default_dir(Some("/run/app".into()), Some("/run/user/1000".into()));
+        assert_eq!(both, Some(PathBuf::from("/run/app")));
+        let xdg = default_dir(None, Some("/run/user/1000".into()));
+        assert_eq!(xdg, Some(PathBuf::from("/run/user/1000/hearth")));
+        assert_eq!(default_dir(None, None), None);
+    }
+
+    #[test]
+    fn a_file_where_the_directory_should_be_is_refused_without_telling_to_delete_it_first() {
+        let e = check_dir_policy(facts(false, false, 1000, 0o100644), 1000).unwrap_err();
+        assert!(e.contains("choose another socket directory"), "{e}");
+        let e = check_dir_policy(facts(false, true, 1000, 0o120777), 1000).unwrap_err();
+        assert!(e.contains("choose another socket directory"), "{e}");
     }
 
     #[test]

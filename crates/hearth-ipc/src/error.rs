@@ -68,7 +68,9 @@ pub enum IpcError {
     },
     /// The connection ended (the server went away, or closed this
     /// connection) before the answer arrived.
-    #[error("disconnected from the hearth server: {reason}")]
+    #[error(
+        "disconnected from the hearth server: {reason}; the next call connects again (to a restarted server, once one is back), and a write that was in flight may or may not have been applied: read it back to know"
+    )]
     Disconnected {
         /// Why, as far as this side knows.
         reason: String,

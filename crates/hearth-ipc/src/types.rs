@@ -262,6 +262,16 @@ impl TransportPreference {
             .and_then(|v| TransportPreference::parse(&v))
     }
 
+    /// `HEARTH_TRANSPORT`'s value when it is set but names no
+    /// preference (a typo would otherwise go unnoticed).
+    pub(crate) fn invalid_env() -> Option<String> {
+        let value = std::env::var_os("HEARTH_TRANSPORT")?;
+        let text = value.to_string_lossy();
+        TransportPreference::parse(&text)
+            .is_none()
+            .then(|| text.into_owned())
+    }
+
     /// What to do: an explicit choice stands; `Auto` defers to
     /// `HEARTH_TRANSPORT`.
     pub fn resolve(self) -> TransportPreference {

@@ -222,7 +222,10 @@ pub(crate) fn wait(g: &GlobalArgs, out: &mut Output) -> Result<()> {
     let channel = g.require_channel("wait")?;
     let waited = g.timeout.unwrap_or(DEFAULT_WAIT);
     let deadline = Instant::now() + waited;
-    let socket = hearth_ipc::socket_path(&channel)?;
+    let socket = match g.resolve_socket_dir() {
+        Some(dir) => dir.join(format!("{channel}.sock")),
+        None => hearth_ipc::socket_path(&channel)?,
+    };
     let mut backoff = WAIT_BACKOFF.0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -66,6 +66,13 @@ impl Connector {
     pub(crate) async fn connect(&self, hello: ClientHello) -> Result<Connected, IpcError> {
         match self {
             Connector::Socket { options } => {
+                if options.transport == TransportPreference::Auto
+                    && let Some(value) = TransportPreference::invalid_env()
+                {
+                    return Err(IpcError::InvalidInput(format!(
+                        "HEARTH_TRANSPORT={value:?} names no transport: set it to auto, socket or shm, or unset it"
+                    )));
+                }
                 let path = match &options.socket_path {
                     Some(path) => path.clone(),
                     None => {
@@ -105,8 +112,9 @@ impl Connector {
                     if required {
                         return Err(crate::transport::shm::shm_unavailable(
                             "the server does not offer shared memory",
-                            "it is not on Linux, has it turned off, or runs with \
-                             HEARTH_TRANSPORT=socket",
+                            "it is not on Linux, was started with --no-shm (or \
+                             shared memory turned off), or cannot create shared memory \
+                             where it runs (its log says why)",
                         ));
                     }
                     let (link, direct) = handshaken.into_link(None);

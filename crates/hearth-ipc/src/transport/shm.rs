@@ -96,8 +96,8 @@ pub(crate) fn shm_unavailable(what: &str, why: impl std::fmt::Display) -> IpcErr
         std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             format!(
-                "{what}: {why}; to use the socket, connect with \
-                 TransportPreference::Auto or Socket, or set HEARTH_TRANSPORT=socket"
+                "{what}: {why}; to use the socket instead, set HEARTH_TRANSPORT to \
+                 auto or socket (TransportPreference::Auto or Socket in Rust)"
             ),
         ),
     )
