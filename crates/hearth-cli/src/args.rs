@@ -256,8 +256,9 @@ pub(crate) struct ServeArgs {
     pub(crate) no_shm: bool,
 }
 
-/// Parses `--shm-ring-bytes`: a power of two within the rings' range.
-fn parse_ring_bytes(s: &str) -> std::result::Result<usize, String> {
+/// Parses `--shm-ring-bytes` (and `hearth bench --ring-bytes`): a power of
+/// two within the rings' range.
+pub(crate) fn parse_ring_bytes(s: &str) -> std::result::Result<usize, String> {
     use hearth_ipc::transport::shm::{DEFAULT_RING_BYTES, MAX_RING_BYTES, ring_bytes};
     let min = ring_bytes(0);
     let advice = format!(

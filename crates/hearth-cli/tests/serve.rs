@@ -1401,6 +1401,21 @@ fn bench_transport_refuses_an_unknown_transport() {
 }
 
 #[test]
+fn bench_transport_refuses_a_ring_size_serve_would_refuse() {
+    let site = Site::new();
+    for bad in ["0", "5000", "134217728"] {
+        let flag = format!("--ring-bytes={bad}");
+        let r = site
+            .hearth(&[&SHM_BENCH[..], &[flag.as_str()]].concat())
+            .fails_with(2);
+        assert!(
+            r.stderr.contains("power of two from 4096 to 67108864"),
+            "{bad}: {r:#?}"
+        );
+    }
+}
+
+#[test]
 fn bench_transport_refuses_idle_seconds_it_cannot_wait() {
     let site = Site::new();
     for bad in ["-1", "1e300", "NaN"] {

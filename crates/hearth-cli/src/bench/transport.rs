@@ -42,8 +42,10 @@ pub(crate) struct TransportBenchArgs {
     /// Seconds the idle clients are watched.
     #[arg(long, default_value_t = 10.0)]
     idle_secs: f64,
-    /// Bytes of each shared-memory ring [default: the server's].
-    #[arg(long, value_name = "BYTES")]
+    /// Bytes of each shared-memory ring, as `hearth serve
+    /// --shm-ring-bytes` takes them: a power of two from 4096 to 67108864
+    /// [default: the server's, 262144].
+    #[arg(long, value_name = "BYTES", alias = "shm-ring-bytes", value_parser = crate::args::parse_ring_bytes)]
     ring_bytes: Option<usize>,
     /// Measure gets only.
     #[arg(long)]
