@@ -554,9 +554,17 @@ impl Serving {
             let waiting = self.owned.iter().enumerate().filter_map(|(k, l)| {
                 let since = l.waiting_since.filter(|_| turns.free_for(l.group))?;
                 let here = l.ring.as_ref().is_some_and(|r| r.client_on(cpu));
-                Some((k, Waiting { since, here }))
+                let process = l.group.process;
+                Some((
+                    k,
+                    Waiting {
+                        since,
+                        here,
+                        process,
+                    },
+                ))
             });
-            let Some(k) = Turns::pick(waiting) else {
+            let Some(k) = turns.pick(waiting) else {
                 break;
             };
             let lent = &mut self.owned[k];

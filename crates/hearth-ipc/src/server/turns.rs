@@ -5,7 +5,9 @@
 //! only as many are answered at a time as there are other cores (one on 2
 //! cores), each for a time slice (a Node thread's calls for two:
 //! [`BUDGETED_SLICES`]), the others waiting in the order they
-//! began to wait (a client on the poller's own core a round later); a
+//! began to wait, process by process (a process's connections count
+//! as waiting from its last turn: [`Turns::pick`]; a client on the
+//! poller's own core a round later); a
 //! holder that goes quiet loses its turn at once (silent for
 //! [`TURN_IDLE`] — [`TURN_IDLE_BUDGETED`] for a call with a budget, an
 //! event loop's — or for [`TURN_PEEK`] with its thread found asleep), and
@@ -281,7 +283,15 @@ pub(super) struct Turns {
     held: Vec<Held>,
     /// The turns the last [`expire`](Turns::expire) ended.
     ended: Vec<Ended>,
+    /// When each process's connection last got a turn (recent ones only:
+    /// [`FAIR_MEMORY`]), so that [`pick`](Turns::pick) takes processes in
+    /// turn rather than connections.
+    last_turn: Vec<(u32, Instant)>,
 }
+
+/// How long [`Turns`] remembers a process's last turn. Any ring that waits
+/// began to wait after it unless it waited longer than this.
+const FAIR_MEMORY: Duration = Duration::from_secs(10);
 
 /// A turn that ended, as [`Turns::expire`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +369,8 @@ pub(super) struct Waiting {
     pub(super) since: Instant,
     /// Its client last reported the poller's core.
     pub(super) here: bool,
+    /// Its client's process ([`Group::process`]).
+    pub(super) process: u32,
 }
 
 impl Turns {
@@ -370,6 +382,7 @@ impl Turns {
             slice,
             held: Vec::new(),
             ended: Vec::new(),
+            last_turn: Vec::new(),
         }
     }
 
@@ -403,6 +416,9 @@ impl Turns {
     /// Gives `id`, a client of `group`, a turn from `now` (the caller
     /// checked [`free_for`](Self::free_for)).
     pub(super) fn grant(&mut self, id: u64, group: Group, now: Instant) {
+        self.last_turn
+            .retain(|&(p, at)| p != group.process && now.duration_since(at) < FAIR_MEMORY);
+        self.last_turn.push((group.process, now));
         self.held.push(Held {
             id,
             group,
@@ -518,15 +534,26 @@ impl Turns {
 
     /// Which of the `waiting` rings gets the next turn: the one that began
     /// to wait first, counting one on the poller's core as having begun
-    /// [`HERE_PENALTY`] later.
-    pub(super) fn pick<K>(waiting: impl Iterator<Item = (K, Waiting)>) -> Option<K> {
+    /// [`HERE_PENALTY`] later — and one whose process had a turn since it
+    /// began to wait as having begun then. So processes take turns, not
+    /// connections: a process with thirty connections waiting, and
+    /// another with one, get a turn each in turn (its thirty among
+    /// themselves in the order they began to wait), instead of the one
+    /// waiting thirty turns; a process's own connections keep their order.
+    pub(super) fn pick<K>(&self, waiting: impl Iterator<Item = (K, Waiting)>) -> Option<K> {
         waiting
             .min_by_key(|(_, w)| {
-                if w.here {
+                let since = if w.here {
                     w.since + HERE_PENALTY
                 } else {
                     w.since
-                }
+                };
+                let turn = self
+                    .last_turn
+                    .iter()
+                    .find(|(p, _)| *p == w.process)
+                    .map_or(since, |&(_, at)| at.max(since));
+                (turn, since)
             })
             .map(|(k, _)| k)
     }
@@ -1022,26 +1049,82 @@ mod tests {
             ("a", at(t, 10), false),
             ("c", at(t, 30), false),
         ];
-        let next = Turns::pick(
-            waiting
-                .iter()
-                .map(|&(k, since, here)| (k, Waiting { since, here })),
-        );
+        let turns = Turns::new(1, SLICE);
+        let next = turns.pick(waiting.iter().map(|&(k, since, here)| {
+            (
+                k,
+                Waiting {
+                    since,
+                    here,
+                    process: 10,
+                },
+            )
+        }));
         assert_eq!(next, Some("a"));
-        assert_eq!(Turns::pick(std::iter::empty::<((), Waiting)>()), None);
+        assert_eq!(turns.pick(std::iter::empty::<((), Waiting)>()), None);
+    }
+
+    /// Thirty connections of one process wait, and one of another: after
+    /// one of the thirty's turns, the other process goes next, though it
+    /// began to wait after all thirty; then one of the thirty again, in
+    /// the order they began to wait.
+    #[test]
+    fn processes_take_turns_not_connections() {
+        let t = Instant::now();
+        let mut turns = Turns::new(1, SLICE);
+        let many = sharing(10);
+        let one = sharing(20);
+        let mut waiting: Vec<(u64, Waiting)> = (0..30)
+            .map(|i| {
+                let since = at(t, i);
+                (
+                    i,
+                    Waiting {
+                        since,
+                        here: false,
+                        process: 10,
+                    },
+                )
+            })
+            .collect();
+        waiting.push((
+            99,
+            Waiting {
+                since: at(t, 100),
+                here: false,
+                process: 20,
+            },
+        ));
+        let mut order = Vec::new();
+        let mut now = at(t, 200);
+        for _ in 0..5 {
+            let next = turns.pick(waiting.iter().copied()).unwrap();
+            order.push(next);
+            let w = waiting.iter().position(|&(k, _)| k == next).unwrap();
+            let (_, w) = waiting.remove(w);
+            turns.grant(next, if w.process == 10 { many } else { one }, now);
+            turns.release(next);
+            now += SLICE;
+            // It waits again, from the end of its turn.
+            waiting.push((next, Waiting { since: now, ..w }));
+            now += Duration::from_micros(1);
+        }
+        assert_eq!(order, vec![0, 99, 1, 99, 2]);
     }
 
     #[test]
     fn a_client_on_the_pollers_core_goes_after_others_unless_it_waited_much_longer() {
         let t = Instant::now();
+        let turns = Turns::new(1, SLICE);
         let pick = |here_since: Instant| {
-            Turns::pick(
+            turns.pick(
                 [
                     (
                         "here",
                         Waiting {
                             since: here_since,
                             here: true,
+                            process: 10,
                         },
                     ),
                     (
@@ -1049,6 +1132,7 @@ mod tests {
                         Waiting {
                             since: at(t, 1_000),
                             here: false,
+                            process: 11,
                         },
                     ),
                 ]
