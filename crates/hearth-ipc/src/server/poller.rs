@@ -42,6 +42,17 @@ use std::time::{Duration, Instant};
 /// A ring idle this long goes back to its thread, which sleeps on it.
 const RETURN_IDLE: Duration = Duration::from_millis(1);
 
+/// Once no ring has had a request (answered or waiting for a turn) for
+/// this long, every ring goes back to its thread, idle for
+/// [`RETURN_IDLE`] or not: the clients are calling now and then, not
+/// busy, and a poller kept by a ring that is never idle for a whole
+/// [`RETURN_IDLE`] would spin a core for them. Two connections each
+/// sending a ping every 800 µs kept the poller at 99 % of a core (the
+/// hostile-client audit); a lone connection's thread spins 100 µs after a
+/// request (`SPIN`). The longest silence of a busy Node client holding a
+/// turn (`turns::TURN_IDLE_BUDGETED`) is 300 µs.
+const RETURN_QUIET: Duration = Duration::from_micros(300);
+
 /// How long a turn handed over by the client whose turn ended may take
 /// to begin (its successor's next request) before the poller wakes the
 /// successor itself: a handoff takes 5–15 µs here (the predecessor sees
@@ -427,6 +438,16 @@ impl Poller {
     }
 }
 
+/// How long a ring found empty at `now` may have been idle and stay with
+/// the poller, given every ring's last request (`last_busy`): [`RETURN_IDLE`],
+/// or none at all once every ring has been quiet for [`RETURN_QUIET`].
+fn return_idle(last_busy: impl Iterator<Item = Instant>, now: Instant) -> Duration {
+    match last_busy.max() {
+        Some(last) if now.duration_since(last) >= RETURN_QUIET => Duration::ZERO,
+        _ => RETURN_IDLE,
+    }
+}
+
 /// Whether a ring among `owned` that a holder of `group` holds back waits
 /// for a turn (as the last look at it found).
 fn waits_in(owned: &[Lent], group: Group) -> bool {
@@ -477,6 +498,7 @@ impl Serving {
         let mut served = false;
         let mut client_elsewhere = false;
         let mut client_here = None;
+        let return_idle = return_idle(self.owned.iter().map(|l| l.last_busy), now);
         let mut i = 0;
         while i < self.owned.len() {
             let lent = &mut self.owned[i];
@@ -522,7 +544,7 @@ impl Serving {
                     self.turns.served(lent.id, now, 1);
                     i += 1;
                 }
-                Polled::Empty if now.duration_since(lent.last_busy) < RETURN_IDLE => i += 1,
+                Polled::Empty if now.duration_since(lent.last_busy) < return_idle => i += 1,
                 Polled::Empty => {
                     self.turns.release(lent.id);
                     self.owned.swap_remove(i).give_back(Then::Sleep);
@@ -782,6 +804,21 @@ impl Serving {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_stay_while_any_had_a_request_lately() {
+        let t = Instant::now();
+        let busy = [t, t + RETURN_QUIET / 2];
+        assert_eq!(return_idle(busy.into_iter(), t + RETURN_QUIET), RETURN_IDLE);
+    }
+
+    #[test]
+    fn every_ring_goes_back_once_all_were_quiet_for_a_while() {
+        let t = Instant::now();
+        let quiet = [t, t + Duration::from_micros(10)];
+        let now = t + Duration::from_micros(10) + RETURN_QUIET;
+        assert_eq!(return_idle(quiet.into_iter(), now), Duration::ZERO);
+    }
 
     #[test]
     fn an_empty_pass_yields_at_once_when_no_client_runs_elsewhere() {
