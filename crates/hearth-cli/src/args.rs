@@ -233,6 +233,11 @@ pub(crate) struct ServeArgs {
     /// Most open connections [default: 1024].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_connections: Option<u64>,
+    /// Most open connections of one client process (by the pid the socket
+    /// reports), so that one process cannot take them all [default: 256].
+    /// More are refused with `unavailable` (`process_limit: …`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_connections_per_process: Option<u64>,
     /// Limit calls of a handler or operation: `NAME=PER_SEC[/BURST]`, e.g.
     /// `one-core:login=5/10` or `put=1000`; repeatable. BURST defaults to
     /// PER_SEC rounded up.

@@ -69,7 +69,10 @@ pub use hearth_store::{ChangeKind, ListOptions, WriteOp};
 #[doc(hidden)]
 pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
-pub use server::{ConnectionInfo, Server, ServerBuilder, ServerStats};
+pub use server::{
+    ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, PROCESS_LIMIT_PREFIX, Server,
+    ServerBuilder, ServerStats,
+};
 pub use types::{
     Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, MAX_TIMEOUT, Metadata, Page,
     Subscription, TopicEvent, TransportPreference,

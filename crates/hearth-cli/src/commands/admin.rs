@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 14] = [
+const SERVER_ROWS: [(&str, &str); 16] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -46,6 +46,8 @@ const SERVER_ROWS: [(&str, &str); 14] = [
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),
     ("stalled disconnects", "stalled_disconnects"),
+    ("refused: server full", "refused_server_full"),
+    ("refused: process limit", "refused_process_limit"),
 ];
 
 /// `hearth stats`: the store's counters, from the data directory or from

@@ -64,6 +64,9 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if let Some(n) = args.max_connections {
         builder = builder.max_connections(usize::try_from(n).unwrap_or(usize::MAX));
     }
+    if let Some(n) = args.max_connections_per_process {
+        builder = builder.max_connections_per_process(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     for limit in &args.rate_limit {
         builder = builder.rate_limit(&limit.name, limit.per_second, limit.burst);
     }

@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) max_message_bytes: usize,
     pub(crate) max_in_flight: u32,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_process: usize,
     pub(crate) max_subscriptions: usize,
     pub(crate) output_queue_bytes: usize,
     pub(crate) stall_timeout: Duration,
@@ -69,6 +70,7 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: 1024,
+            max_connections_per_process: DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
             max_subscriptions: 1024,
             output_queue_bytes: 8 << 20,
             stall_timeout: Duration::from_secs(10),
@@ -81,6 +83,26 @@ impl Default for Config {
         }
     }
 }
+
+/// The default of [`ServerBuilder::max_connections_per_process`]: a quarter
+/// of the default `max_connections`, so that one client process can never
+/// take more than a quarter of the server, and far above what an app
+/// needs (a worker pool of a few dozen threads with a client each, plus
+/// subscriptions).
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_CONNECTIONS_PER_PROCESS, 256);
+/// ```
+pub const DEFAULT_MAX_CONNECTIONS_PER_PROCESS: usize = 256;
+
+/// The stable start of the reason of a handshake refused (status 4,
+/// `unavailable`) because the client's process already has
+/// [`ServerBuilder::max_connections_per_process`] connections.
+///
+/// ```
+/// assert_eq!(hearth_ipc::PROCESS_LIMIT_PREFIX, "process_limit:");
+/// ```
+pub const PROCESS_LIMIT_PREFIX: &str = "process_limit:";
 
 /// Counters of a running server.
 ///
@@ -101,6 +123,11 @@ pub struct ServerStats {
     pub requests: u64,
     /// Connections closed because their client stopped reading.
     pub stalled_disconnects: u64,
+    /// Handshakes refused because the server had `max_connections` open.
+    pub refused_server_full: u64,
+    /// Handshakes refused because the client's process had
+    /// `max_connections_per_process` open (reason `process_limit:`).
+    pub refused_process_limit: u64,
     /// Open connections that moved to shared memory (included in
     /// `connections`).
     pub shm_connections: usize,
@@ -183,6 +210,13 @@ pub(crate) struct Shared {
     pub(crate) handle: Handle,
     next_conn: AtomicU64,
     connections: AtomicUsize,
+    /// What each client process holds, by the pid its socket reported
+    /// (SO_PEERCRED); an entry lives while it holds anything.
+    processes: Mutex<HashMap<i32, ProcessSlots>>,
+    /// `ServerStats::refused_server_full`.
+    refused_full: AtomicU64,
+    /// `ServerStats::refused_process_limit`.
+    refused_process: AtomicU64,
     pub(crate) change_subs: AtomicUsize,
     pub(crate) topic_subs: AtomicUsize,
     pub(crate) requests: AtomicU64,
@@ -213,17 +247,45 @@ impl Drop for Listed {
     }
 }
 
-/// A counted, admitted connection; dropping it uncounts it.
+/// What one client process holds on the server.
+#[derive(Debug, Default)]
+struct ProcessSlots {
+    /// Admitted connections.
+    connections: usize,
+    /// Whether its refusal at the per-process limit was logged (once
+    /// while the entry lives, not once a connection).
+    warned_connections: bool,
+}
+
+impl ProcessSlots {
+    fn is_empty(&self) -> bool {
+        self.connections == 0
+    }
+}
+
+/// A counted, admitted connection; dropping it uncounts it (and from its
+/// process's count, when the peer's pid is known).
 pub(crate) struct Ticket {
     shared: Arc<Shared>,
     pub(crate) id: u64,
+    pid: Option<i32>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared
+                .release_process(pid, |slots| slots.connections -= 1);
+        }
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         self.shared.bump();
     }
+}
+
+/// The pid a process limit applies to: known and not 0 (0 is what
+/// SO_PEERCRED reports for a peer outside the server's pid namespace).
+fn countable_pid(pid: Option<i32>) -> Option<i32> {
+    pid.filter(|&p| p > 0)
 }
 
 impl Shared {
@@ -258,6 +320,9 @@ impl Shared {
             topic_subscriptions: self.topic_subs.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::SeqCst),
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
+            // Relaxed: statistics.
+            refused_server_full: self.refused_full.load(Ordering::Relaxed),
+            refused_process_limit: self.refused_process.load(Ordering::Relaxed),
             shm_connections: self.shm_connections.load(Ordering::SeqCst),
             shm_polled: self.poller.polled(),
             shm_handoffs: self.poller.handoffs().0,
@@ -320,18 +385,64 @@ impl Shared {
         self.shutdown_tx.subscribe()
     }
 
-    /// Admits one more connection, or refuses (shutting down, full).
-    fn admit(self: &Arc<Self>) -> Result<Ticket, HandshakeError> {
+    /// Changes `pid`'s entry with `change` and forgets the entry once it
+    /// holds nothing.
+    fn release_process(&self, pid: i32, change: impl FnOnce(&mut ProcessSlots)) {
+        let mut processes = self.processes.lock();
+        if let Some(slots) = processes.get_mut(&pid) {
+            change(slots);
+            if slots.is_empty() {
+                processes.remove(&pid);
+            }
+        }
+    }
+
+    /// Admits one more connection, or refuses (shutting down, full, or
+    /// its process — `pid`, when known — has its most connections).
+    fn admit(self: &Arc<Self>, pid: Option<i32>) -> Result<Ticket, HandshakeError> {
         if self.is_shutting_down() {
             return Err(HandshakeError::Refused {
                 status: HandshakeStatus::Unavailable,
                 reason: "the server is shutting down".into(),
             });
         }
+        let pid = countable_pid(pid);
+        if let Some(pid) = pid {
+            let max = self.config.max_connections_per_process;
+            let mut processes = self.processes.lock();
+            let slots = processes.entry(pid).or_default();
+            if slots.connections >= max {
+                self.refused_process.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut slots.warned_connections, true) {
+                    tracing::warn!(
+                        pid,
+                        limit = max,
+                        "a client process has as many connections as one process may have; \
+                         refusing its further connections until it closes some (logged once)"
+                    );
+                }
+                return Err(HandshakeError::Refused {
+                    status: HandshakeStatus::Unavailable,
+                    reason: format!(
+                        "{PROCESS_LIMIT_PREFIX} process {pid} has {max} connections open, the \
+                         most one process may have; close connections it no longer uses (one \
+                         client can be shared by many threads), or raise the server's \
+                         max_connections_per_process (hearth serve \
+                         --max-connections-per-process)"
+                    ),
+                });
+            }
+            slots.connections += 1;
+        }
+        // From here the process's count is held: a refusal gives it back.
         let max = self.config.max_connections;
         let prev = self.connections.fetch_add(1, Ordering::SeqCst);
         if prev >= max {
             self.connections.fetch_sub(1, Ordering::SeqCst);
+            if let Some(pid) = pid {
+                self.release_process(pid, |slots| slots.connections -= 1);
+            }
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(HandshakeError::Refused {
                 status: HandshakeStatus::Unavailable,
                 reason: format!(
@@ -343,6 +454,7 @@ impl Shared {
         Ok(Ticket {
             shared: self.clone(),
             id: self.next_conn.fetch_add(1, Ordering::Relaxed) + 1,
+            pid,
         })
     }
 
@@ -352,7 +464,7 @@ impl Shared {
         self: &Arc<Self>,
         hello: ClientHello,
     ) -> Result<Link, IpcError> {
-        let ticket = self.admit().map_err(IpcError::Handshake)?;
+        let ticket = self.admit(None).map_err(IpcError::Handshake)?;
         let negotiated = negotiate(&hello, &self.proto_limits)?;
         let (client, server) = memory::pair(negotiated, self.config.stall_timeout);
         self.handle.spawn(conn::serve(self.clone(), server, ticket));
@@ -552,6 +664,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Most open connections of one client process (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_PROCESS`], 256; at least 1), so that
+    /// one process — leaking clients, or hostile — cannot take every one
+    /// of [`max_connections`](Self::max_connections) and lock the other
+    /// apps out. More are refused in the handshake with status
+    /// `unavailable` and a reason that starts with
+    /// [`PROCESS_LIMIT_PREFIX`] (`process_limit:`); the process's other
+    /// connections, and every other process, are unaffected.
+    ///
+    /// The process is the one the socket's peer credentials
+    /// (`SO_PEERCRED`) name: the process that connected. Connections
+    /// whose peer has no pid (in-process clients, [`Server::serve_link`],
+    /// a peer in another pid namespace) count only against
+    /// `max_connections`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// // A server for an app that runs one pool of up to 64 workers, each
+    /// // with a client and a subscription.
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .max_connections_per_process(128)
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn max_connections_per_process(mut self, n: usize) -> Self {
+        self.config.max_connections_per_process = n.max(1);
+        self
+    }
+
     /// Most subscriptions (change and topic) per connection (default 1024).
     pub fn max_subscriptions(mut self, n: usize) -> Self {
         self.config.max_subscriptions = n.max(1);
@@ -718,6 +862,9 @@ impl ServerBuilder {
             handle: handle.clone(),
             next_conn: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
+            processes: Mutex::new(HashMap::new()),
+            refused_full: AtomicU64::new(0),
+            refused_process: AtomicU64::new(0),
             change_subs: AtomicUsize::new(0),
             topic_subs: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -820,7 +967,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                     let admit_shared = shared.clone();
                     let admit = move |peer: Option<&PeerCredentials>| {
                         check_peer(admit_shared.uid, &admit_shared.allowed_uids, peer)?;
-                        admit_shared.admit()
+                        admit_shared.admit(peer.and_then(|p| p.pid))
                     };
                     match socket::accept(
                         stream,
@@ -1083,7 +1230,7 @@ impl Server {
     /// Serves a link established by another transport (for example a
     /// network bridge that did its own handshake and authentication).
     pub fn serve_link(&self, link: Link) -> Result<(), IpcError> {
-        let ticket = self.shared.admit().map_err(IpcError::Handshake)?;
+        let ticket = self.shared.admit(None).map_err(IpcError::Handshake)?;
         self.handle
             .spawn(conn::serve(self.shared.clone(), link, ticket));
         Ok(())
