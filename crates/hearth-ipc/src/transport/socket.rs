@@ -396,9 +396,20 @@ pub(crate) async fn connect(
         path: path.to_path_buf(),
         detail,
     };
+    let client_hello = hello;
     let attempt = async {
-        let mut stream = match UnixStream::connect(path).await {
-            Ok(s) => s,
+        // The hello goes out in the same breath as the connect: a server
+        // counts a socket without its hello against the process's few
+        // sockets allowed in the handshake, and a burst of connects from
+        // one process must not look like sockets that never speak. So the
+        // socket is made and connected by the system calls themselves
+        // (tokio's connect waits a turn of the runtime for the socket to
+        // be reported writable, and so would its first write), and a
+        // fresh socket's buffer takes the 24 bytes at once; whatever it
+        // does not take is written the ordinary way below.
+        let hello = hello.encode();
+        let (mut stream, sent) = match connect_and_send(path, &hello) {
+            Ok(done) => done,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(not_found("there is no socket file".into()));
             }
@@ -411,7 +422,7 @@ pub(crate) async fn connect(
         };
         let peer = peer_of(&stream);
         stream
-            .write_all(&hello.encode())
+            .write_all(&hello[sent..])
             .await
             .map_err(|e| disconnected_in_handshake(&e))?;
         let mut got = Vec::with_capacity(SERVER_HELLO_FIXED_LEN);
@@ -438,7 +449,7 @@ pub(crate) async fn connect(
                 ));
             }
         };
-        let negotiated = conclude(&hello, &reply)?;
+        let negotiated = conclude(&client_hello, &reply)?;
         let info = LinkInfo {
             kind: TransportKind::Socket,
             negotiated,
@@ -448,7 +459,7 @@ pub(crate) async fn connect(
             stream,
             info,
             leftover: got[used..].to_vec(),
-            own_max_frame: hello.max_frame_bytes as usize,
+            own_max_frame: client_hello.max_frame_bytes as usize,
         })
     };
     match tokio::time::timeout(deadline, attempt).await {
@@ -458,6 +469,40 @@ pub(crate) async fn connect(
             timeout: deadline,
         }),
     }
+}
+
+/// A non-blocking socket connected to `path` (a Unix socket connects at
+/// once, or fails with `WouldBlock` when the server's accept queue is
+/// full) with as much of `first` sent as its buffer took at once.
+fn connect_and_send(path: &Path, first: &[u8]) -> std::io::Result<(UnixStream, usize)> {
+    use rustix::net::{
+        AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType, connect, send,
+        socket_with,
+    };
+    let fd = socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    loop {
+        match connect(&fd, &addr) {
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+            Ok(()) => break,
+        }
+    }
+    let sent = loop {
+        match send(&fd, first, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Err(rustix::io::Errno::INTR) => {}
+            Ok(n) => break n,
+            // The ordinary write reports what is wrong with the socket.
+            Err(_) => break 0,
+        }
+    };
+    let stream = UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))?;
+    Ok((stream, sent))
 }
 
 /// Classifies a failed `connect` other than "no socket" and "nobody
