@@ -238,6 +238,16 @@ pub(crate) struct ServeArgs {
     /// More are refused with `unavailable` (`process_limit: …`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_connections_per_process: Option<u64>,
+    /// Most connections of one client process that may be in the
+    /// handshake at once (accepted, hello not complete) [default: 16]; a
+    /// further one is closed at once, so that sockets that never speak
+    /// cannot use up the server's file descriptors.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_handshakes_per_process: Option<u64>,
+    /// Most connections of all processes that may be in the handshake at
+    /// once [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_handshakes: Option<u64>,
     /// Limit calls of a handler or operation: `NAME=PER_SEC[/BURST]`, e.g.
     /// `one-core:login=5/10` or `put=1000`; repeatable. BURST defaults to
     /// PER_SEC rounded up.

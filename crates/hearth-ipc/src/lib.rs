@@ -70,7 +70,8 @@ pub use hearth_store::{ChangeKind, ListOptions, WriteOp};
 pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
 pub use server::{
-    ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, PROCESS_LIMIT_PREFIX, Server,
+    ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_PROCESS, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX, Server,
     ServerBuilder, ServerStats,
 };
 pub use types::{

@@ -10,11 +10,16 @@
 mod common;
 
 use common::{Fx, Raw, child_ready, spawn_child};
-use hearth_ipc::{Client, ConnectOptions, PROCESS_LIMIT_PREFIX};
+use hearth_ipc::{Client, ConnectOptions, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX};
 use hearth_proto::{ClientHello, ErrorCode, HandshakeStatus};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
+/// A handshake timeout no test outlives: a silent socket the server does
+/// not close at once stays open.
+const FOREVER: Duration = Duration::from_secs(24 * 3600);
 
 /// The child side of the process tests; a no-op in a normal run.
 #[test]
@@ -22,8 +27,33 @@ fn child_process_entry() {
     let Ok(mode) = std::env::var("HEARTH_IPC_TEST_CHILD") else {
         return;
     };
-    assert_eq!(mode, "connect");
-    connect_and_report();
+    match mode.as_str() {
+        "connect" => connect_and_report(),
+        "serve" => serve_with_few_descriptors(),
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+/// The child side of the descriptor test: a server on `CHANNEL` in
+/// `SOCK_DIR` whose process may open only `NOFILE` descriptors, with a
+/// handshake timeout no test outlives.
+fn serve_with_few_descriptors() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let nofile: u64 = std::env::var("NOFILE").unwrap().parse().unwrap();
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = Some(nofile);
+    setrlimit(Resource::Nofile, limit).unwrap();
+    let server = common::with_test_handlers(
+        hearth_ipc::Server::builder()
+            .channel(std::env::var("CHANNEL").unwrap())
+            .socket_dir(std::env::var("SOCK_DIR").unwrap())
+            .data_dir(std::env::var("DATA_DIR").unwrap()),
+    )
+    .handshake_timeout(FOREVER)
+    .start()
+    .unwrap();
+    child_ready(&server.socket_path().unwrap().display().to_string());
+    common::park_forever();
 }
 
 /// Connects to `CHANNEL` in `SOCK_DIR`, pings, and reports `ok` or the
@@ -41,10 +71,15 @@ fn connect_and_report() {
 /// What a client in another process of `fx` reports: `ok`, or the code
 /// and message of its error.
 fn connect_from_another_process(fx: &Fx) -> String {
-    let sock_dir = fx.sock_dir.display().to_string();
+    connect_from_a_child(&fx.channel, &fx.sock_dir)
+}
+
+/// What a client in a child process reports for `channel` in `sock_dir`.
+fn connect_from_a_child(channel: &str, sock_dir: &Path) -> String {
+    let sock_dir = sock_dir.display().to_string();
     let (mut child, outcome) = spawn_child(
         "connect",
-        &[("CHANNEL", &fx.channel), ("SOCK_DIR", &sock_dir)],
+        &[("CHANNEL", channel), ("SOCK_DIR", &sock_dir)],
         &[],
     );
     let _ = child.kill();
@@ -98,4 +133,153 @@ fn a_connection_a_process_closes_gives_its_place_back() {
     ours.pop();
     assert!(fx.server.wait_for(LONG, |s| s.connections == 1));
     fx.client().ping().unwrap();
+}
+
+/// A socket that connects and never says a word.
+fn silent(path: &Path) -> UnixStream {
+    let stream = UnixStream::connect(path).unwrap();
+    // A failsafe: a socket the server keeps open fails the test instead of
+    // hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Whether the server has closed `stream` (non-blocking; bytes it sent
+/// first, such as a refusing hello, are left unread).
+fn closed_by_server(stream: &UnixStream) -> bool {
+    use rustix::net::{RecvFlags, recv};
+    let mut buf = [0u8; 4096];
+    loop {
+        match recv(stream, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return true,
+            Ok(_) => {}
+            Err(e) => return e == rustix::io::Errno::CONNRESET,
+        }
+    }
+}
+
+/// Reads the refusing hello a silent socket closed at once was sent.
+fn refusal_of(stream: UnixStream) -> hearth_proto::ServerHello {
+    Raw::from_stream(stream).read_server_hello()
+}
+
+#[test]
+fn silent_sockets_over_a_process_limit_are_closed_at_once() {
+    let fx = Fx::socket(|b| b.max_handshakes_per_process(4).handshake_timeout(FOREVER));
+    let held: Vec<UnixStream> = (0..4).map(|_| silent(&fx.socket_path())).collect();
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 4));
+    for _ in 0..20 {
+        // Blocks (30 s failsafe) until the server sends its refusal.
+        let hello = refusal_of(silent(&fx.socket_path()));
+        assert_eq!(hello.status, HandshakeStatus::Unavailable);
+        assert!(
+            hello.reason.starts_with(HANDSHAKE_LIMIT_PREFIX),
+            "{}",
+            hello.reason
+        );
+    }
+    let stats = fx.server.stats();
+    assert_eq!(stats.refused_process_handshakes, 20);
+    assert_eq!(stats.handshakes, 4);
+    // The first four are still waiting for their hellos.
+    assert!(held.iter().all(|s| !closed_by_server(s)));
+    // Another process connects and is served meanwhile.
+    assert_eq!(connect_from_another_process(&fx), "ok");
+}
+
+#[test]
+fn a_socket_over_the_servers_handshake_limit_is_closed_at_once() {
+    let fx = Fx::socket(|b| {
+        b.max_handshakes(3)
+            .max_handshakes_per_process(100)
+            .handshake_timeout(FOREVER)
+    });
+    let _held: Vec<UnixStream> = (0..3).map(|_| silent(&fx.socket_path())).collect();
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 3));
+    let hello = refusal_of(silent(&fx.socket_path()));
+    assert_eq!(hello.status, HandshakeStatus::Unavailable);
+    assert!(
+        hello.reason.starts_with(HANDSHAKE_LIMIT_PREFIX),
+        "{}",
+        hello.reason
+    );
+    assert_eq!(fx.server.stats().refused_server_handshakes, 1);
+}
+
+#[test]
+fn a_socket_whose_hello_has_arrived_is_served_over_the_handshake_limit() {
+    let fx = Fx::socket(|b| b.max_handshakes_per_process(2).handshake_timeout(FOREVER));
+    let _held: Vec<UnixStream> = (0..2).map(|_| silent(&fx.socket_path())).collect();
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 2));
+    // A client whose hello is on the socket before the server accepts it
+    // is served. The server may accept between our connect and our hello
+    // (then it rightly closes the socket): retry, and count.
+    let mut refused = 0;
+    while !hello_answered_ok(&fx.socket_path()) {
+        refused += 1;
+        assert!(
+            refused < 100,
+            "every client with its hello sent was refused"
+        );
+    }
+    assert_eq!(fx.server.stats().refused_process_handshakes, refused);
+}
+
+/// Connects, sends a hello at once and reads the answer: whether the
+/// server accepted (false if it refused, or closed the socket first).
+fn hello_answered_ok(path: &Path) -> bool {
+    use hearth_proto::ServerHello;
+    use std::io::{Read, Write};
+    let mut stream = silent(path);
+    if stream.write_all(&ClientHello::default().encode()).is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match ServerHello::decode(&got) {
+            Ok((hello, _)) => return hello.status.is_ok(),
+            Err(e) if e.is_incomplete() => {}
+            Err(e) => panic!("bad server hello: {e}"),
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return false,
+            Err(e) => panic!("reading the server hello: {e}"),
+        }
+    }
+}
+
+/// The audit's attack: with a descriptor limit, one process's silent
+/// sockets made every other client wait for the handshake timeout. Here
+/// the server (a child process) may open 128 descriptors and never times
+/// a handshake out; 150 silent sockets from this process must not keep
+/// another process from connecting and pinging.
+#[test]
+fn silent_sockets_of_one_process_cannot_use_up_the_servers_descriptors() {
+    let sock = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let channel = common::unique_channel("fds");
+    let sock_dir = sock.path().join("s");
+    let (mut server, path) = spawn_child(
+        "serve",
+        &[
+            ("CHANNEL", &channel),
+            ("SOCK_DIR", &sock_dir.display().to_string()),
+            ("DATA_DIR", &data.path().display().to_string()),
+            ("NOFILE", "128"),
+        ],
+        &[],
+    );
+    // Fewer than the listen backlog holds, so that connecting never blocks
+    // even when the server cannot accept.
+    let silent: Vec<UnixStream> = (0..150).map(|_| silent(Path::new(&path))).collect();
+    let outcome = connect_from_a_child(&channel, &sock_dir);
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(silent);
+    assert_eq!(outcome, "ok");
 }

@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 16] = [
+const SERVER_ROWS: [(&str, &str); 19] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -48,6 +48,9 @@ const SERVER_ROWS: [(&str, &str); 16] = [
     ("stalled disconnects", "stalled_disconnects"),
     ("refused: server full", "refused_server_full"),
     ("refused: process limit", "refused_process_limit"),
+    ("in the handshake", "handshakes"),
+    ("closed: process handshakes", "refused_process_handshakes"),
+    ("closed: server handshakes", "refused_server_handshakes"),
 ];
 
 /// `hearth stats`: the store's counters, from the data directory or from

@@ -67,6 +67,12 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if let Some(n) = args.max_connections_per_process {
         builder = builder.max_connections_per_process(usize::try_from(n).unwrap_or(usize::MAX));
     }
+    if let Some(n) = args.max_handshakes_per_process {
+        builder = builder.max_handshakes_per_process(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(n) = args.max_handshakes {
+        builder = builder.max_handshakes(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     for limit in &args.rate_limit {
         builder = builder.rate_limit(&limit.name, limit.per_second, limit.burst);
     }

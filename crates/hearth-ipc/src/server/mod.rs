@@ -3,11 +3,15 @@
 //!
 //! Owns: the server's lifetime — locking the channel, opening (or adopting)
 //! the store, binding the socket (mode 0600 in the private directory),
-//! accepting connections with the peer check, counting them, following the
+//! accepting connections with the peer check, counting them — in all and
+//! per client process, from the moment a socket is accepted (sockets still
+//! in the handshake have limits of their own, so that one process's
+//! silent sockets cannot use up the descriptors) — following the
 //! store's change log into the [`ChangeHub`], and shutting down in order:
 //! stop accepting, finish in-flight requests, flush the store, remove the
 //! socket. Must never: let one connection stall another or the accept
-//! loop, remove a socket it does not own (the channel lock decides), or
+//! loop, let one client process take every connection or descriptor,
+//! remove a socket it does not own (the channel lock decides), or
 //! return from `shutdown` while a connection task still runs.
 
 mod conn;
@@ -52,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) max_in_flight: u32,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_process: usize,
+    pub(crate) max_handshakes: usize,
+    pub(crate) max_handshakes_per_process: usize,
     pub(crate) max_subscriptions: usize,
     pub(crate) output_queue_bytes: usize,
     pub(crate) stall_timeout: Duration,
@@ -71,6 +77,8 @@ impl Default for Config {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: 1024,
             max_connections_per_process: DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_process: DEFAULT_MAX_HANDSHAKES_PER_PROCESS,
             max_subscriptions: 1024,
             output_queue_bytes: 8 << 20,
             stall_timeout: Duration::from_secs(10),
@@ -104,6 +112,37 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_PROCESS: usize = 256;
 /// ```
 pub const PROCESS_LIMIT_PREFIX: &str = "process_limit:";
 
+/// The default of [`ServerBuilder::max_handshakes_per_process`]. A client
+/// sends its hello right after connecting, so its socket is in the
+/// handshake for microseconds; sixteen at once from one process is a
+/// burst of connects from many threads, or sockets that will never speak.
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_HANDSHAKES_PER_PROCESS, 16);
+/// ```
+pub const DEFAULT_MAX_HANDSHAKES_PER_PROCESS: usize = 16;
+
+/// The default of [`ServerBuilder::max_handshakes`]: as many as the
+/// default `max_connections`, so that at the defaults the server's sockets
+/// stay below 2048 descriptors (`hearth serve` raises its descriptor
+/// limit to the hard limit at start).
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_HANDSHAKES, 1024);
+/// ```
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+
+/// The stable start of the reason in the refusing hello a socket gets when
+/// it is closed at once because its process, or the server, has as many
+/// sockets in the handshake as it may
+/// ([`ServerBuilder::max_handshakes_per_process`],
+/// [`ServerBuilder::max_handshakes`]).
+///
+/// ```
+/// assert_eq!(hearth_ipc::HANDSHAKE_LIMIT_PREFIX, "handshake_limit:");
+/// ```
+pub const HANDSHAKE_LIMIT_PREFIX: &str = "handshake_limit:";
+
 /// Counters of a running server.
 ///
 /// ```
@@ -128,6 +167,16 @@ pub struct ServerStats {
     /// Handshakes refused because the client's process had
     /// `max_connections_per_process` open (reason `process_limit:`).
     pub refused_process_limit: u64,
+    /// Accepted sockets that have not finished their handshake yet.
+    pub handshakes: usize,
+    /// Sockets closed as soon as they were accepted, without a complete
+    /// hello, because their process had `max_handshakes_per_process`
+    /// sockets in the handshake.
+    pub refused_process_handshakes: u64,
+    /// Sockets closed as soon as they were accepted, without a complete
+    /// hello, because the server had `max_handshakes` sockets in the
+    /// handshake.
+    pub refused_server_handshakes: u64,
     /// Open connections that moved to shared memory (included in
     /// `connections`).
     pub shm_connections: usize,
@@ -217,6 +266,15 @@ pub(crate) struct Shared {
     refused_full: AtomicU64,
     /// `ServerStats::refused_process_limit`.
     refused_process: AtomicU64,
+    /// Accepted sockets in the handshake (`ServerStats::handshakes`).
+    handshakes: AtomicUsize,
+    /// `ServerStats::refused_process_handshakes`.
+    refused_process_hs: AtomicU64,
+    /// `ServerStats::refused_server_handshakes`.
+    refused_server_hs: AtomicU64,
+    /// Whether closing sockets at `max_handshakes` was logged since the
+    /// server last had none in the handshake.
+    warned_handshakes: AtomicBool,
     pub(crate) change_subs: AtomicUsize,
     pub(crate) topic_subs: AtomicUsize,
     pub(crate) requests: AtomicU64,
@@ -255,11 +313,37 @@ struct ProcessSlots {
     /// Whether its refusal at the per-process limit was logged (once
     /// while the entry lives, not once a connection).
     warned_connections: bool,
+    /// Accepted sockets still in the handshake.
+    handshakes: usize,
+    /// Whether closing its sockets at the handshake limit was logged.
+    warned_handshakes: bool,
 }
 
 impl ProcessSlots {
     fn is_empty(&self) -> bool {
-        self.connections == 0
+        self.connections == 0 && self.handshakes == 0
+    }
+}
+
+/// A counted socket in the handshake (of its process, when the pid is
+/// known); dropping it uncounts it.
+pub(crate) struct Handshaking {
+    shared: Arc<Shared>,
+    pid: Option<i32>,
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared
+                .release_process(pid, |slots| slots.handshakes -= 1);
+        }
+        if self.shared.handshakes.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared
+                .warned_handshakes
+                .store(false, Ordering::Relaxed);
+        }
+        self.shared.bump();
     }
 }
 
@@ -323,6 +407,9 @@ impl Shared {
             // Relaxed: statistics.
             refused_server_full: self.refused_full.load(Ordering::Relaxed),
             refused_process_limit: self.refused_process.load(Ordering::Relaxed),
+            handshakes: self.handshakes.load(Ordering::SeqCst),
+            refused_process_handshakes: self.refused_process_hs.load(Ordering::Relaxed),
+            refused_server_handshakes: self.refused_server_hs.load(Ordering::Relaxed),
             shm_connections: self.shm_connections.load(Ordering::SeqCst),
             shm_polled: self.poller.polled(),
             shm_handoffs: self.poller.handoffs().0,
@@ -395,6 +482,84 @@ impl Shared {
                 processes.remove(&pid);
             }
         }
+    }
+
+    /// Counts a socket just accepted from `pid` as in the handshake, or,
+    /// when its process or the server has its most sockets in the
+    /// handshake and the socket's whole hello has not arrived yet, closes
+    /// it at once (with a refusing hello if the socket takes it without
+    /// waiting) and returns `None`. A socket whose hello already waits is
+    /// counted whatever the limits: it does not wait for its peer, and a
+    /// burst of connects from one process's threads is not refused.
+    fn begin_handshake(
+        self: &Arc<Self>,
+        stream: &tokio::net::UnixStream,
+        pid: Option<i32>,
+    ) -> Option<Handshaking> {
+        let pid = countable_pid(pid);
+        let mut processes = self.processes.lock();
+        let per_process = self.config.max_handshakes_per_process;
+        let process_full = pid.is_some_and(|pid| {
+            processes
+                .get(&pid)
+                .is_some_and(|slots| slots.handshakes >= per_process)
+        });
+        let max = self.config.max_handshakes;
+        let server_full = self.handshakes.load(Ordering::SeqCst) >= max;
+        if (process_full || server_full) && !socket::hello_waiting(stream) {
+            let reason = if let (true, Some(pid)) = (process_full, pid) {
+                self.refused_process_hs.fetch_add(1, Ordering::Relaxed);
+                if let Some(slots) = processes.get_mut(&pid)
+                    && !std::mem::replace(&mut slots.warned_handshakes, true)
+                {
+                    tracing::warn!(
+                        pid,
+                        limit = per_process,
+                        "a client process has as many connections in the handshake (no hello \
+                         yet) as one process may have; closing its further ones at once \
+                         (logged once)"
+                    );
+                }
+                format!(
+                    "{HANDSHAKE_LIMIT_PREFIX} process {pid} has {per_process} connections that \
+                     have not sent their hello, the most one process may have; send the hello \
+                     as soon as a connection is made, or raise the server's \
+                     max_handshakes_per_process (hearth serve --max-handshakes-per-process)"
+                )
+            } else {
+                self.refused_server_hs.fetch_add(1, Ordering::Relaxed);
+                if !self.warned_handshakes.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        limit = max,
+                        "the server has as many connections in the handshake as it may; \
+                         closing further ones at once until some finish (logged once)"
+                    );
+                }
+                format!(
+                    "{HANDSHAKE_LIMIT_PREFIX} the server has {max} connections that have not \
+                     sent their hello, its limit; retry shortly, or raise the server's \
+                     max_handshakes (hearth serve --max-handshakes)"
+                )
+            };
+            drop(processes);
+            let refusal = HandshakeError::Refused {
+                status: HandshakeStatus::Unavailable,
+                reason,
+            };
+            socket::refuse_now(stream, &self.proto_limits, &refusal);
+            self.bump();
+            return None;
+        }
+        if let Some(pid) = pid {
+            processes.entry(pid).or_default().handshakes += 1;
+        }
+        drop(processes);
+        self.handshakes.fetch_add(1, Ordering::SeqCst);
+        self.bump();
+        Some(Handshaking {
+            shared: self.clone(),
+            pid,
+        })
     }
 
     /// Admits one more connection, or refuses (shutting down, full, or
@@ -696,6 +861,49 @@ impl ServerBuilder {
         self
     }
 
+    /// Most sockets of one client process that may be in the handshake at
+    /// once — accepted, their client hello not yet complete (default
+    /// [`DEFAULT_MAX_HANDSHAKES_PER_PROCESS`], 16; at least 1). A socket
+    /// accepted beyond it whose hello has not arrived is closed at once,
+    /// after a refusing hello (status `unavailable`, reason starting with
+    /// [`HANDSHAKE_LIMIT_PREFIX`]) when the socket takes it without
+    /// waiting; the first of a process is logged at warn. So one
+    /// process's silent sockets, which would otherwise each hold a
+    /// descriptor until the [handshake timeout](Self::handshake_timeout),
+    /// cannot use up the server's descriptors and lock the other
+    /// processes out. A socket whose whole hello has already arrived
+    /// when it is accepted is never closed for this. Sockets whose peer
+    /// has no pid count only against [`max_handshakes`](Self::max_handshakes).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .max_handshakes_per_process(64)
+    ///     .max_handshakes(4096)
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn max_handshakes_per_process(mut self, n: usize) -> Self {
+        self.config.max_handshakes_per_process = n.max(1);
+        self
+    }
+
+    /// Most sockets of all processes that may be in the handshake at once
+    /// (default [`DEFAULT_MAX_HANDSHAKES`], 1024; at least 1); beyond it a
+    /// socket is closed as
+    /// [`max_handshakes_per_process`](Self::max_handshakes_per_process)
+    /// describes. With [`max_connections`](Self::max_connections) it
+    /// bounds the descriptors the server's sockets can take, so that many
+    /// processes' silent sockets cannot take the descriptors the store
+    /// and shared memory need.
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.config.max_handshakes = n.max(1);
+        self
+    }
+
     /// Most subscriptions (change and topic) per connection (default 1024).
     pub fn max_subscriptions(mut self, n: usize) -> Self {
         self.config.max_subscriptions = n.max(1);
@@ -865,6 +1073,10 @@ impl ServerBuilder {
             processes: Mutex::new(HashMap::new()),
             refused_full: AtomicU64::new(0),
             refused_process: AtomicU64::new(0),
+            handshakes: AtomicUsize::new(0),
+            refused_process_hs: AtomicU64::new(0),
+            refused_server_hs: AtomicU64::new(0),
+            warned_handshakes: AtomicBool::new(false),
             change_subs: AtomicUsize::new(0),
             topic_subs: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -955,6 +1167,9 @@ pub(crate) async fn until_down(signal: &mut watch::Receiver<bool>) {
 
 async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
     let mut shutdown = shared.shutdown_signal();
+    // Whether the last accept failed (logged at warn once a run of
+    // failures, not every 20 ms).
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             () = until_down(&mut shutdown) => break,
@@ -962,6 +1177,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
         };
         match accepted {
             Ok((stream, _)) => {
+                failing = false;
+                let peer = socket::peer_of(&stream);
+                // Counted from the moment it is accepted: its descriptor
+                // is held from now on.
+                let Some(handshaking) = shared.begin_handshake(&stream, peer.and_then(|p| p.pid))
+                else {
+                    continue;
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let admit_shared = shared.clone();
@@ -969,14 +1192,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                         check_peer(admit_shared.uid, &admit_shared.allowed_uids, peer)?;
                         admit_shared.admit(peer.and_then(|p| p.pid))
                     };
-                    match socket::accept(
+                    let accepted = socket::accept(
                         stream,
+                        peer,
                         shared.proto_limits,
                         admit,
                         shared.config.handshake_timeout,
                     )
-                    .await
-                    {
+                    .await;
+                    drop(handshaking);
+                    match accepted {
                         Ok((handshaken, ticket)) => serve_socket(shared, handshaken, ticket).await,
                         Err(socket::AcceptError::Refused(e)) => {
                             tracing::debug!(reason = %e, "connection refused in the handshake");
@@ -990,7 +1215,15 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
             Err(e) => {
                 // Out of file descriptors or similar: log and keep serving
                 // the connections we have; try again shortly.
-                tracing::warn!(error = %e, "accepting a connection failed");
+                if std::mem::replace(&mut failing, true) {
+                    tracing::debug!(error = %e, "accepting a connection failed again");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        "accepting a connection failed; retrying every 20 ms (logged once until \
+                         one succeeds)"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

@@ -31,7 +31,8 @@ const READ_BUF: usize = 64 * 1024;
 /// instead of being copied into the write buffer.
 const DIRECT_WRITE: usize = 64 * 1024;
 
-fn peer_of(stream: &UnixStream) -> Option<PeerCredentials> {
+/// The peer's credentials (`SO_PEERCRED`: the process that connected).
+pub(crate) fn peer_of(stream: &UnixStream) -> Option<PeerCredentials> {
     stream.peer_cred().ok().map(|c| PeerCredentials {
         uid: c.uid(),
         gid: c.gid(),
@@ -545,16 +546,17 @@ pub(crate) enum AcceptError {
     Io(String),
 }
 
-/// Performs the server side of the handshake on an accepted socket:
-/// reads the client hello (refusing bad magic as soon as it arrives), asks
-/// `admit` about the peer, answers, and returns the handshaken socket.
+/// Performs the server side of the handshake on an accepted socket whose
+/// peer is `peer` ([`peer_of`]): reads the client hello (refusing bad
+/// magic as soon as it arrives), asks `admit` about the peer, answers, and
+/// returns the handshaken socket.
 pub(crate) async fn accept<T>(
     mut stream: UnixStream,
+    peer: Option<PeerCredentials>,
     limits: ServerLimits,
     admit: impl FnOnce(Option<&PeerCredentials>) -> Result<T, HandshakeError>,
     deadline: Duration,
 ) -> Result<(Handshaken, T), AcceptError> {
-    let peer = peer_of(&stream);
     let mut got = [0u8; CLIENT_HELLO_LEN];
     let mut n = 0;
     let read_hello = async {
@@ -619,6 +621,27 @@ pub(crate) async fn accept<T>(
             "the client does not read its server hello".into(),
         )),
     }
+}
+
+/// Whether a whole client hello already waits on `stream` (a look that
+/// neither blocks nor consumes it): such a socket finishes its handshake
+/// without waiting for its peer.
+pub(crate) fn hello_waiting(stream: &UnixStream) -> bool {
+    use rustix::net::{RecvFlags, recv};
+    let mut hello = [0u8; CLIENT_HELLO_LEN];
+    matches!(
+        recv(stream, &mut hello, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Ok((n, _)) if n == CLIENT_HELLO_LEN
+    )
+}
+
+/// Writes a refusing server hello for `e` on a socket about to be closed
+/// without reading its hello, if the socket takes it at once: one
+/// non-blocking write, so a peer that never reads cannot hold the caller.
+pub(crate) fn refuse_now(stream: &UnixStream, limits: &ServerLimits, e: &HandshakeError) {
+    use rustix::net::{SendFlags, send};
+    let bytes = ServerHello::refuse(limits, e).encode();
+    let _ = send(stream, &bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
 }
 
 async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeError) {

@@ -266,6 +266,11 @@ impl Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        Raw::from_stream(stream)
+    }
+
+    /// A raw client on a socket already connected.
+    pub fn from_stream(stream: UnixStream) -> Raw {
         Raw {
             stream,
             decoder: FrameDecoder::new(),
