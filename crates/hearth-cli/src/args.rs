@@ -262,7 +262,7 @@ pub(crate) struct ServeArgs {
     /// Bytes of each of a shared-memory connection's two rings: a power of
     /// two from 4096 to 67108864 [default: 262144]. Larger rings take more
     /// pipelined requests and larger messages in one piece; each connection
-    /// maps two (resident once used).
+    /// maps two (resident once used). Also the most a client may ask for.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_bytes)]
     pub(crate) shm_ring_bytes: Option<usize>,
     /// Offer no shared memory: every connection stays on the Unix socket

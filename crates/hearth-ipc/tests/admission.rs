@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Fx, Raw, child_ready, spawn_child};
+use common::{Fx, Raw, RawShm, child_ready, spawn_child};
 use hearth_ipc::{Client, ConnectOptions, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX};
 use hearth_proto::{ClientHello, ErrorCode, HandshakeStatus};
 use std::os::unix::net::UnixStream;
@@ -282,4 +282,39 @@ fn silent_sockets_of_one_process_cannot_use_up_the_servers_descriptors() {
     let _ = server.wait();
     drop(silent);
     assert_eq!(outcome, "ok");
+}
+
+/// A client may not make the server keep more shared memory for its
+/// connection than the server's own ring size: asked for 64 MiB rings, a
+/// server configured with 64 KiB gives 64 KiB, and the connection works.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_client_asking_for_bigger_rings_gets_the_servers_size() {
+    use hearth_proto::{FrameKind, Operation};
+    use hearth_shm::Direction;
+    let fx = Fx::socket(|b| b.shm_ring_bytes(64 << 10));
+    let mut shm = RawShm::connect_asking(&fx.socket_path(), 64 << 20);
+    let layout = shm.segment.layout();
+    assert_eq!(layout.capacity(Direction::ClientToServer), 64 << 10);
+    assert_eq!(layout.capacity(Direction::ServerToClient), 64 << 10);
+    assert_eq!(shm.segment.len(), 4096 + 2 * (64 << 10));
+    assert_eq!(fx.server.stats().shm_rings_capped, 1);
+    assert!(shm.request(Operation::Ping, 1, serde_json::json!({})));
+    shm.wake_server();
+    let frame = shm.read_frame().expect("an answer");
+    assert_eq!(frame.header.kind, FrameKind::Response);
+    assert_eq!(frame.header.request_id, 1);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_client_may_ask_for_smaller_rings() {
+    use hearth_shm::Direction;
+    let fx = Fx::socket(|b| b.shm_ring_bytes(64 << 10));
+    let shm = RawShm::connect_asking(&fx.socket_path(), 8 << 10);
+    assert_eq!(
+        shm.segment.layout().capacity(Direction::ClientToServer),
+        8 << 10
+    );
+    assert_eq!(fx.server.stats().shm_rings_capped, 0);
 }

@@ -31,10 +31,11 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 19] = [
+const SERVER_ROWS: [(&str, &str); 20] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
+    ("shm rings capped", "shm_rings_capped"),
     ("shm served by the poller", "shm_lent"),
     ("shm requests polled", "shm_polled"),
     ("shm turns handed over", "shm_handoffs"),

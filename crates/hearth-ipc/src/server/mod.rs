@@ -212,6 +212,9 @@ pub struct ServerStats {
     /// Bytes of each of a new shared-memory connection's two rings; 0 when
     /// the server offers no shared memory (turned off, or not Linux).
     pub shm_ring_bytes: usize,
+    /// Attach requests that asked for rings larger than `shm_ring_bytes`
+    /// and got `shm_ring_bytes` (a client may ask for less, never more).
+    pub shm_rings_capped: u64,
 }
 
 /// One open connection, as [`Server::connections`] lists it.
@@ -281,6 +284,8 @@ pub(crate) struct Shared {
     pub(crate) stalled: AtomicU64,
     /// `ServerStats::shm_answers_queued`.
     pub(crate) shm_queued: AtomicU64,
+    /// `ServerStats::shm_rings_capped`.
+    shm_rings_capped: AtomicU64,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -419,6 +424,7 @@ impl Shared {
             shm_lent: self.poller.lent(),
             // Relaxed: a statistic.
             shm_answers_queued: self.shm_queued.load(Ordering::Relaxed),
+            shm_rings_capped: self.shm_rings_capped.load(Ordering::Relaxed),
             shm_ring_bytes: if self
                 .proto_limits
                 .capabilities
@@ -965,6 +971,26 @@ impl ServerBuilder {
     /// Bytes of each of a shared-memory connection's two rings (default
     /// 256 KiB; rounded to a power of two from 4 KiB to 64 MiB). Messages
     /// larger than half a ring travel in several frames.
+    ///
+    /// It is also the most a client gets: an attach request for larger
+    /// rings gets rings of this size (the offer says the segment's size,
+    /// which the client checks and uses), so that the shared memory the
+    /// server keeps alive is at most `2 × bytes` (plus a 4 KiB header) a
+    /// connection, times [`max_connections`](Self::max_connections). A
+    /// client may ask for smaller rings.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// // Rings of 1 MiB for large documents: at most 2 MiB of shared
+    /// // memory a connection, whatever a client asks for.
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .shm_ring_bytes(1 << 20)
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
     pub fn shm_ring_bytes(mut self, bytes: usize) -> Self {
         self.config.shm_ring_bytes = shm_transport::ring_bytes(bytes);
         self
@@ -1082,6 +1108,7 @@ impl ServerBuilder {
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             shm_queued: AtomicU64::new(0),
+            shm_rings_capped: AtomicU64::new(0),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             listed: Mutex::new(HashMap::new()),
@@ -1246,6 +1273,7 @@ async fn serve_socket(shared: Arc<Shared>, handshaken: socket::Handshaken, ticke
     let upgrade = shm_transport::server_upgrade(
         handshaken,
         shared.config.shm_ring_bytes,
+        &shared.shm_rings_capped,
         shared.config.handshake_timeout,
         async move { until_down(&mut signal).await },
     )

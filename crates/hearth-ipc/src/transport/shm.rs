@@ -27,7 +27,7 @@ use hearth_shm::{
 use parking_lot::Mutex;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
@@ -234,13 +234,17 @@ pub(crate) enum ServerUpgrade {
 static SEGMENTS_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// The server's side: waits for the client's first bytes; an attach
-/// request gets a segment of `ring` bytes each way (when one can be made),
-/// anything else goes on as frames on the socket. `until_down` ends the
-/// wait when the server shuts down; `deadline` bounds each step after the
-/// request.
+/// request gets a segment of `ring` bytes each way, or of the smaller size
+/// the client asked for (when one can be made) — never more: a client's
+/// request above `ring` is capped to it and counted in `capped`, so that
+/// no client can make the server keep 128 MiB of shared memory a
+/// connection alive. Anything else goes on as frames on the socket.
+/// `until_down` ends the wait when the server shuts down; `deadline`
+/// bounds each step after the request.
 pub(crate) async fn server_upgrade<F>(
     mut hs: Handshaken,
     ring: usize,
+    capped: &AtomicU64,
     deadline: Duration,
     until_down: F,
 ) -> ServerUpgrade
@@ -276,11 +280,17 @@ where
     };
     let extra = buf.split_off(UPGRADE_MESSAGE_LEN);
     let segment = if extra.is_empty() {
-        let wanted = match request.ring_bytes {
+        let size = match request.ring_bytes {
             0 => ring,
-            n => n as usize,
+            n => ring_bytes(n as usize),
         };
-        let size = ring_bytes(wanted);
+        let size = if size > ring {
+            // Relaxed: a statistic.
+            capped.fetch_add(1, Ordering::Relaxed);
+            ring
+        } else {
+            size
+        };
         Layout::new(size, size).and_then(Segment::create)
     } else {
         Err(ShmError::BadConfig {

@@ -382,11 +382,23 @@ pub struct RawShm {
 impl RawShm {
     /// Handshake, attach request, offer (with the descriptor), confirm.
     pub fn connect(path: &Path) -> RawShm {
+        RawShm::connect_asking(path, 0)
+    }
+
+    /// [`RawShm::connect`] asking for rings of `ring_bytes` each (0: the
+    /// server's size).
+    pub fn connect_asking(path: &Path, ring_bytes: u32) -> RawShm {
         use hearth_proto::{ATTACH_OK, AttachConfirm, AttachOffer, AttachRequest};
         use hearth_shm::{Consumer, Direction, Producer, Segment, recv_with_fd};
         use std::os::fd::AsFd;
         let mut raw = Raw::connect(path);
-        raw.send_bytes(&AttachRequest::default().encode());
+        raw.send_bytes(
+            &AttachRequest {
+                ring_bytes,
+                flags: 0,
+            }
+            .encode(),
+        );
         let mut got = Vec::new();
         let mut fd = None;
         while got.len() < 16 {
