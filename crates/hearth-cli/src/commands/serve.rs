@@ -34,6 +34,7 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         )
     })?;
     note_ipc_mode(args.ipc);
+    raise_descriptor_limit();
     // Absolute, so that clients (stats) and logs name it wherever they run.
     let data_dir = g.resolve_data_dir();
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
@@ -115,6 +116,39 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     server.shutdown()?;
     tracing::info!("stopped: the store is flushed and the socket removed");
     Ok(())
+}
+
+/// Raises this process's soft limit of open file descriptors
+/// (`RLIMIT_NOFILE`) to its hard limit. Each connection holds a socket
+/// (and, over shared memory, a segment's memfd until it is mapped), the
+/// store holds its files, and sockets still in the handshake hold theirs:
+/// at the defaults (1024 connections, 1024 in the handshake) that is over
+/// 2048, while the usual soft limit is 1024 and the hard one far higher.
+/// Done by the `hearth serve` binary, not the library: an embedding app
+/// owns its process's limits. Failing (a hard limit of "unlimited" that
+/// the kernel will not take as a soft one) keeps the limit as it is.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        tracing::debug!(limit = soft, "open file descriptor limit");
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::debug!(
+            from = soft,
+            to = hard,
+            "raised the open file descriptor limit"
+        ),
+        Err(e) => tracing::debug!(
+            limit = soft,
+            hard,
+            error = %e,
+            "could not raise the open file descriptor limit; keeping it"
+        ),
+    }
 }
 
 /// `--exit-with-parent`: asks the kernel to send SIGTERM when the parent
