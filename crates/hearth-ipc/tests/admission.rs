@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{Fx, Raw, RawShm, child_ready, spawn_child};
+#[cfg(target_os = "linux")]
+use common::RawShm;
+use common::{Fx, Raw, child_ready, spawn_child};
 use hearth_ipc::{Client, ConnectOptions, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX};
 use hearth_proto::{ClientHello, ErrorCode, HandshakeStatus};
 use std::os::unix::net::UnixStream;

@@ -476,16 +476,8 @@ pub(crate) async fn connect(
 /// once, or fails with `WouldBlock` when the server's accept queue is
 /// full) with as much of `first` sent as its buffer took at once.
 fn connect_and_send(path: &Path, first: &[u8]) -> std::io::Result<(UnixStream, usize)> {
-    use rustix::net::{
-        AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType, connect, send,
-        socket_with,
-    };
-    let fd = socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )?;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, connect, send};
+    let fd = new_socket(AddressFamily::UNIX, SocketType::STREAM)?;
     let addr = SocketAddrUnix::new(path)?;
     loop {
         match connect(&fd, &addr) {
@@ -495,7 +487,7 @@ fn connect_and_send(path: &Path, first: &[u8]) -> std::io::Result<(UnixStream, u
         }
     }
     let sent = loop {
-        match send(&fd, first, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+        match send(&fd, first, SEND_NOW) {
             Err(rustix::io::Errno::INTR) => {}
             Ok(n) => break n,
             // The ordinary write reports what is wrong with the socket.
@@ -504,6 +496,42 @@ fn connect_and_send(path: &Path, first: &[u8]) -> std::io::Result<(UnixStream, u
     };
     let stream = UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))?;
     Ok((stream, sent))
+}
+
+/// A send that never blocks and never raises SIGPIPE (where the platform
+/// has the flag: elsewhere Rust programs and Node ignore SIGPIPE anyway).
+#[cfg(not(target_vendor = "apple"))]
+const SEND_NOW: rustix::net::SendFlags =
+    rustix::net::SendFlags::DONTWAIT.union(rustix::net::SendFlags::NOSIGNAL);
+#[cfg(target_vendor = "apple")]
+const SEND_NOW: rustix::net::SendFlags = rustix::net::SendFlags::DONTWAIT;
+
+/// A non-blocking, close-on-exec socket.
+#[cfg(not(target_vendor = "apple"))]
+fn new_socket(
+    family: rustix::net::AddressFamily,
+    kind: rustix::net::SocketType,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::SocketFlags;
+    Ok(rustix::net::socket_with(
+        family,
+        kind,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?)
+}
+
+/// A non-blocking, close-on-exec socket (two more calls where `socket`
+/// takes no flags).
+#[cfg(target_vendor = "apple")]
+fn new_socket(
+    family: rustix::net::AddressFamily,
+    kind: rustix::net::SocketType,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    let fd = rustix::net::socket(family, kind, None)?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    rustix::io::ioctl_fionbio(&fd, true)?;
+    Ok(fd)
 }
 
 /// Classifies a failed `connect` other than "no socket" and "nobody
@@ -639,9 +667,9 @@ pub(crate) fn hello_waiting(stream: &UnixStream) -> bool {
 /// without reading its hello, if the socket takes it at once: one
 /// non-blocking write, so a peer that never reads cannot hold the caller.
 pub(crate) fn refuse_now(stream: &UnixStream, limits: &ServerLimits, e: &HandshakeError) {
-    use rustix::net::{SendFlags, send};
+    use rustix::net::send;
     let bytes = ServerHello::refuse(limits, e).encode();
-    let _ = send(stream, &bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+    let _ = send(stream, &bytes, SEND_NOW);
 }
 
 async fn refuse(stream: &mut UnixStream, limits: &ServerLimits, e: &HandshakeError) {
