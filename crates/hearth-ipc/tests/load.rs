@@ -268,3 +268,133 @@ fn writes_over_the_socket_under_back_pressure_are_all_acknowledged() {
 fn writes_over_shared_memory_under_back_pressure_are_all_acknowledged() {
     writes_under_back_pressure(&Fx::start(common::Kind::Shm, tiny_backlog), 6);
 }
+
+/// Documents in `lists_fixture`: each `list {}` of them is five chunks
+/// (256 documents a chunk), more than a stream's producer can hand off
+/// before it has to wait for the client to read.
+const LISTED_DOCS: usize = 1100;
+
+/// A socket server whose stall timeout outlasts every wait of the tests
+/// below (so that no stuck client is cut off while they wait), with a
+/// small output queue, holding [`LISTED_DOCS`] small documents of type `T`.
+fn lists_fixture() -> Fx {
+    let fx = Fx::socket(|b| {
+        b.stall_timeout(Duration::from_secs(300))
+            .shutdown_timeout(Duration::from_secs(5))
+            .output_queue_bytes(256 * 1024)
+    });
+    let writes: Vec<hearth_ipc::WriteOp> = (0..LISTED_DOCS)
+        .map(|i| hearth_ipc::WriteOp::Put {
+            id: format!("d:{i:04}"),
+            data: json!({"type": "T", "i": i}),
+        })
+        .collect();
+    fx.client().batch(writes).unwrap();
+    fx
+}
+
+/// `n` `list {}` requests, ids 1..=n, in one buffer.
+fn pipelined_lists(n: u64) -> Vec<u8> {
+    let mut requests = Vec::new();
+    for id in 1..=n {
+        hearth_proto::encode_frame(
+            &mut requests,
+            FrameKind::Request,
+            hearth_proto::FrameFlags::JSON,
+            Some(Operation::List),
+            id,
+            b"{}",
+        )
+        .unwrap();
+    }
+    requests
+}
+
+/// Reads `n` whole `list {}` streams of [`LISTED_DOCS`] documents from
+/// `raw`: every stream's documents arrive complete and in id order, and
+/// each ends with its summary. Returns the request ids in the order their
+/// streams ended.
+fn read_whole_lists(raw: &mut common::Raw, n: u64) -> Vec<u64> {
+    let mut next = vec![0usize; n as usize + 1];
+    let mut ended = Vec::new();
+    while ended.len() < n as usize {
+        let frame = raw.read_frame().expect("a frame, not EOF");
+        let id = frame.header.request_id;
+        assert!((1..=n).contains(&id), "an answer to request {id}");
+        let value: Value = serde_json::from_slice(&frame.payload).unwrap();
+        match frame.header.kind {
+            FrameKind::StreamChunk => {
+                for doc in value.as_array().unwrap() {
+                    let i = next[id as usize];
+                    assert_eq!(doc["id"], format!("d:{i:04}"), "stream {id}");
+                    next[id as usize] += 1;
+                }
+            }
+            FrameKind::StreamEnd => {
+                assert_eq!(next[id as usize], LISTED_DOCS, "stream {id} complete");
+                assert_eq!(value, json!({"count": LISTED_DOCS, "cursor": null}));
+                ended.push(id);
+            }
+            kind => panic!("stream {id}: a {kind:?} frame: {value}"),
+        }
+    }
+    ended
+}
+
+#[test]
+fn a_connection_that_never_reads_its_lists_does_not_starve_another_clients_query() {
+    const LISTS: u64 = 1024;
+    let fx = lists_fixture();
+    // A normal client, which gives up on a call after 30 s.
+    let client = fx.client_with(|o| o.timeout(Duration::from_secs(30)));
+    let before = fx.server.stats().requests;
+
+    // One connection pipelines as many unlimited lists as it may have in
+    // flight and reads none of their answers: its socket and output queue
+    // fill, and every list it asked for waits for it to read.
+    let mut stuck = fx.raw();
+    stuck.send_bytes(&pipelined_lists(LISTS));
+    assert!(fx.server.wait_for(LONG, |s| s.requests >= before + LISTS));
+
+    // The other client's queries are answered meanwhile (each within its
+    // 30 s timeout; not a measure of speed, only that they are answered at
+    // all while the stuck connection holds its streams).
+    for _ in 0..3 {
+        let page = client.query(json!({"type": "T"}), Some(5), None).unwrap();
+        assert_eq!(page.docs.len(), 5);
+    }
+    client.ping().unwrap();
+    // All but the stuck connection's first few lists waited for a slot.
+    assert!(fx.server.stats().streams_waited >= LISTS - 8);
+
+    // Once it reads, every one of its streams completes, each in order.
+    let ended = read_whole_lists(&mut stuck, LISTS);
+    assert_eq!(ended.len() as u64, LISTS);
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 2));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn lists_pipelined_and_read_late_end_in_the_order_they_were_sent() {
+    // Streams of one connection run four at a time, taking their turns in
+    // the order they were sent, and a stream gives its turn up only once
+    // its end is queued: so at least `id - 4` streams end before stream
+    // `id`. (Without turns, all of them produce at once and end in
+    // whatever order their producers happen to be woken in.)
+    const LISTS: u64 = 64;
+    const RUNNING: usize = 4;
+    let fx = lists_fixture();
+    let before = fx.server.stats().requests;
+    let mut late = fx.raw();
+    late.send_bytes(&pipelined_lists(LISTS));
+    assert!(fx.server.wait_for(LONG, |s| s.requests >= before + LISTS));
+    let ended = read_whole_lists(&mut late, LISTS);
+    for (position, &id) in ended.iter().enumerate() {
+        assert!(
+            id as usize <= position + RUNNING,
+            "stream {id} ended {}th, before streams it was sent after: {ended:?}",
+            position + 1
+        );
+    }
+    fx.server.shutdown().unwrap();
+}

@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 20] = [
+const SERVER_ROWS: [(&str, &str); 21] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -52,6 +52,7 @@ const SERVER_ROWS: [(&str, &str); 20] = [
     ("in the handshake", "handshakes"),
     ("closed: process handshakes", "refused_process_handshakes"),
     ("closed: server handshakes", "refused_server_handshakes"),
+    ("streams waited for a slot", "streams_waited"),
 ];
 
 /// `hearth stats`: the store's counters, from the data directory or from

@@ -9,6 +9,7 @@
 //! slowness block the accept loop, the change pump or other connections,
 //! or answer a request twice.
 
+use super::slots::{Admission, StreamSlots};
 use super::{Shared, Ticket, router};
 use crate::message::Reassembler;
 use crate::ops::{self, Request, parse_request};
@@ -91,6 +92,8 @@ pub(crate) struct Conn {
     idle: Notify,
     subs: Mutex<HashMap<u64, SubHandle>>,
     next_sub: AtomicU64,
+    /// Slots for this connection's streams on the blocking pool.
+    streams: StreamSlots,
 }
 
 /// A finished request whose final frame is on its way to the output queue.
@@ -196,6 +199,19 @@ impl Conn {
 
     async fn error(&self, id: u64, op: Option<Operation>, body: ErrorBody) {
         self.send(Frame::error(id, op, &body)).await;
+    }
+
+    /// A place for a new stream among this connection's slots on the
+    /// blocking pool (`slots.rs`), counted in `streams_waited` if it has to
+    /// wait. Taken by the reading loop, so that streams get their slots in
+    /// the order the client sent them.
+    fn admit_stream(&self) -> Admission {
+        let admission = self.streams.admit();
+        if admission.waits() {
+            // Relaxed: a statistic.
+            self.shared.streams_waited.fetch_add(1, Ordering::Relaxed);
+        }
+        admission
     }
 
     /// A number for a new subscription, if this connection may have one more.
@@ -325,6 +341,7 @@ pub(crate) async fn serve_with(
         idle: Notify::new(),
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
+        streams: StreamSlots::new(shared.config.max_running_streams),
     });
     if let Some(start) = on_start {
         start(conn.clone());
@@ -519,7 +536,10 @@ async fn handle_request(conn: &Arc<Conn>, frame: Frame) {
         conn.reply_end(id, op, end).await;
         return;
     }
-    let task = tokio::spawn(router::run(conn.clone(), op, id, request));
+    // Its place among the connection's stream slots is taken here, in the
+    // order the requests came, not when its task first runs.
+    let slot = router::is_streamed(&request).then(|| conn.admit_stream());
+    let task = tokio::spawn(router::run(conn.clone(), op, id, request, slot));
     let attached = conn.inflight.lock().attach(id, task.abort_handle());
     // Err: the request already finished (or was cancelled); nothing to keep.
     drop(attached);

@@ -18,6 +18,7 @@ mod conn;
 mod poller;
 mod router;
 mod shm;
+mod slots;
 mod turns;
 
 use crate::channel::{self, ChannelLock};
@@ -48,6 +49,18 @@ use tokio::net::UnixListener;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::watch;
 
+/// Threads of the blocking pool of the runtime [`ServerBuilder::start`]
+/// creates, at most. Tokio's own default, chosen here on purpose: the pool
+/// runs what may wait — writes waiting for an `fdatasync` (many share one
+/// sync, so the more wait together the fewer syncs), blocking handlers
+/// (user code, which may wait on anything), scans — and a smaller pool
+/// would queue well-behaved work behind slow handlers sooner. One client
+/// cannot take much of it by not reading: its streams hold at most
+/// `max_running_streams` threads (4) meanwhile (`slots.rs`). Threads start
+/// on demand and end after 10 s idle, so the number costs nothing until
+/// used.
+const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
 /// Tunable limits of a server. Every field has a builder method.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -65,6 +78,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) subscription_buffer: usize,
     pub(crate) worker_threads: usize,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) max_running_streams: usize,
     pub(crate) shared_memory: bool,
     pub(crate) shm_ring_bytes: usize,
 }
@@ -86,6 +101,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             subscription_buffer: 1024,
             worker_threads: 2,
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            max_running_streams: slots::DEFAULT_RUNNING_STREAMS,
             shared_memory: true,
             shm_ring_bytes: shm_transport::DEFAULT_RING_BYTES,
         }
@@ -215,6 +232,13 @@ pub struct ServerStats {
     /// Attach requests that asked for rings larger than `shm_ring_bytes`
     /// and got `shm_ring_bytes` (a client may ask for less, never more).
     pub shm_rings_capped: u64,
+    /// Streamed calls (`list`, `query`, `search` not answered on a fast
+    /// path) that found every one of their connection's stream slots taken
+    /// (`ServerBuilder::max_running_streams`) and waited their turn,
+    /// without a thread, until one of that connection's streams ended. A
+    /// steady rise means clients that pipeline many streams, or read them
+    /// slowly.
+    pub streams_waited: u64,
 }
 
 /// One open connection, as [`Server::connections`] lists it.
@@ -286,6 +310,8 @@ pub(crate) struct Shared {
     pub(crate) shm_queued: AtomicU64,
     /// `ServerStats::shm_rings_capped`.
     shm_rings_capped: AtomicU64,
+    /// `ServerStats::streams_waited`.
+    pub(crate) streams_waited: AtomicU64,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -434,6 +460,8 @@ impl Shared {
             } else {
                 0
             },
+            // Relaxed: a statistic.
+            streams_waited: self.streams_waited.load(Ordering::Relaxed),
         }
     }
 
@@ -958,6 +986,29 @@ impl ServerBuilder {
         self
     }
 
+    /// Most threads of the blocking pool of the runtime
+    /// [`start`](Self::start) creates (default 512, tokio's own): writes
+    /// that wait for a sync or for the applier, blocking handlers, scans.
+    /// [`start_async`](Self::start_async) runs on the caller's runtime,
+    /// whose pool its builder sets.
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.config.max_blocking_threads = n.max(1);
+        self
+    }
+
+    /// Most `list`, `query` and `search` streams of one connection that
+    /// produce on the blocking pool at once (default 4). The connection's
+    /// other streams wait their turn, in the order the client sent them,
+    /// holding no thread: a producer keeps its thread while the client does
+    /// not read its chunks, so without this one client that pipelines
+    /// streams and reads none could hold every thread of the pool. Small
+    /// lists and small streams over shared memory, answered without the
+    /// pool, do not count.
+    pub fn max_running_streams(mut self, n: usize) -> Self {
+        self.config.max_running_streams = n.max(1);
+        self
+    }
+
     /// Whether clients may move their connection to shared memory after
     /// the handshake (default true; shared memory exists on Linux only).
     /// Clients choose for themselves with
@@ -1010,6 +1061,7 @@ impl ServerBuilder {
     pub fn start(self) -> Result<Server, IpcError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.config.worker_threads)
+            .max_blocking_threads(self.config.max_blocking_threads)
             .thread_name("hearth-server")
             .enable_all()
             .build()
@@ -1109,6 +1161,7 @@ impl ServerBuilder {
             stalled: AtomicU64::new(0),
             shm_queued: AtomicU64::new(0),
             shm_rings_capped: AtomicU64::new(0),
+            streams_waited: AtomicU64::new(0),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             listed: Mutex::new(HashMap::new()),

@@ -9,6 +9,7 @@
 //! connection's reading task, or let a handler panic take the server down.
 
 use super::conn::{self, Conn, SubKind};
+use super::slots::Admission;
 use crate::handler::{Handler, HandlerError};
 use crate::ops::{self, Request};
 use hearth_proto::{ErrorBody, ErrorCode, Operation};
@@ -94,11 +95,27 @@ pub(super) fn inline(conn: &Conn, request: Request) -> Result<Vec<u8>, ErrorBody
     }
 }
 
-/// Runs a request as its own task and sends its final frame.
-pub(super) async fn run(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
+/// Whether the request is answered as a stream (`list`, `query`,
+/// `search`).
+pub(super) fn is_streamed(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::List { .. } | Request::Query { .. } | Request::Search { .. }
+    )
+}
+
+/// Runs a request as its own task and sends its final frame; `slot`, for a
+/// streamed request, is its place among the connection's stream slots.
+pub(super) async fn run(
+    conn: Arc<Conn>,
+    op: Operation,
+    id: u64,
+    request: Request,
+    slot: Option<Admission>,
+) {
     match request {
         Request::List { .. } | Request::Query { .. } | Request::Search { .. } => {
-            stream(conn, op, id, request).await;
+            stream(conn, op, id, request, slot).await;
         }
         Request::Subscribe { prefix, from_seq } => {
             conn::subscribe_changes(&conn, op, id, prefix, from_seq).await;
@@ -403,7 +420,27 @@ pub(super) fn produce_caught(
 }
 
 /// Streams a list, query or search: stream-chunk frames, then stream-end.
-async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
+/// The producer runs on the blocking pool once the stream has one of its
+/// connection's slots (`admission`, `slots.rs`), and keeps its thread while
+/// the client does not read (`blocking_send`); so one connection's streams
+/// hold at most that many threads, and the rest wait here, holding none.
+async fn stream(
+    conn: Arc<Conn>,
+    op: Operation,
+    id: u64,
+    request: Request,
+    admission: Option<Admission>,
+) {
+    let slot = match admission {
+        Some(admission) => match admission.slot().await {
+            Some(slot) => Some(slot),
+            None => {
+                let gone = ErrorBody::new(ErrorCode::Cancelled, "the connection is closing");
+                return conn.reply_end(id, op, Err(gone)).await;
+            }
+        },
+        None => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let store = conn.shared.store.clone();
     let producer = tokio::task::spawn_blocking(move || {
@@ -423,6 +460,9 @@ async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request) {
         ))),
     };
     conn.reply_end(id, op, end).await;
+    // Only now, so that the connection's streams end in the order they got
+    // their slots, give or take the slots' number.
+    drop(slot);
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
