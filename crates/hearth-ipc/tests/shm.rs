@@ -1886,3 +1886,88 @@ fn a_client_that_breaks_its_ring_while_answers_wait_for_room_is_closed_at_once()
     others_carry_on(&fx);
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn in_fsync_mode_a_client_that_reads_no_answers_to_its_writes_holds_no_pool_thread() {
+    // A write that waits for its sync runs on the blocking pool; its
+    // answer, finding the client's ring and output queue full, must wait
+    // for room off that thread, or 1024 pipelined writes of a client that
+    // reads nothing hold every thread of the pool (512) and nobody else's
+    // blocking work runs until the stall timeout.
+    const WRITES: u64 = 1024;
+    const ECHOES: u64 = 80;
+    let options = hearth_store::Options {
+        durability: hearth_store::Durability::Fsync,
+        ..hearth_store::Options::default()
+    };
+    let fx = shm_server(|b| {
+        b.store_options(options)
+            .stall_timeout(Duration::from_secs(300))
+            .shutdown_timeout(Duration::from_secs(5))
+            .output_queue_bytes(64 * 1024)
+            .shm_ring_bytes(4096)
+    });
+    // Another client, which gives up on a call after 30 s.
+    let client = fx.client_with(|o| o.timeout(Duration::from_secs(30)));
+    assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+    let before = fx.server.stats().requests;
+
+    // Fill the stuck client's ring (4 KiB) and output queue (64 KiB) with
+    // answers of 1 KiB it never reads, then pipeline writes.
+    let mut stuck = RawShm::connect(&fx.socket_path());
+    let pad = "e".repeat(1024);
+    let mut push = |op: Operation, id: u64, payload: Value| {
+        common::until(LONG, "room on the client's ring", || {
+            stuck.request(op, id, payload.clone())
+        });
+    };
+    for id in 1..=ECHOES {
+        push(
+            Operation::Call,
+            id,
+            json!({"name": "test:echo", "payload": {"pad": pad}}),
+        );
+    }
+    for id in ECHOES + 1..=ECHOES + WRITES {
+        push(
+            Operation::Put,
+            id,
+            json!({"id": format!("w:{id}"), "data": {"n": id}}),
+        );
+    }
+    // At least as many writes answered as the pool has threads (512): a
+    // write is counted on its pool thread, so without room for them there
+    // the rest would never be.
+    assert!(
+        fx.server
+            .wait_for(LONG, |s| s.requests >= before + ECHOES + 512)
+    );
+
+    // The other client's blocking work is done meanwhile: a blocking
+    // handler, and a write (fsync mode: on the pool too).
+    assert_eq!(
+        client.call("test:echo", json!({"n": 1})).unwrap(),
+        json!({"n": 1})
+    );
+    client.put("other", json!({"n": 2})).unwrap();
+
+    // Once the stuck client reads, every write of its was answered.
+    let (mut echoed, mut written) = (0, 0);
+    while echoed + written < ECHOES + WRITES {
+        let frame = stuck.read_frame().expect("a frame, not the close");
+        assert_eq!(frame.header.kind, FrameKind::Response, "{frame:?}");
+        let value: Value = serde_json::from_slice(&frame.payload).unwrap();
+        if frame.header.request_id <= ECHOES {
+            assert_eq!(value["pad"].as_str().map(str::len), Some(pad.len()));
+            echoed += 1;
+        } else {
+            assert!(value["seq"].is_u64(), "{value}");
+            written += 1;
+        }
+    }
+    assert_eq!(
+        client.get(&format!("w:{}", ECHOES + WRITES)).unwrap(),
+        Some(json!({"n": ECHOES + WRITES}))
+    );
+    fx.server.shutdown().unwrap();
+}

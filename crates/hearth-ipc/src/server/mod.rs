@@ -56,7 +56,9 @@ use tokio::sync::watch;
 /// (user code, which may wait on anything), scans — and a smaller pool
 /// would queue well-behaved work behind slow handlers sooner. One client
 /// cannot take much of it by not reading: its streams hold at most
-/// `max_running_streams` threads (4) meanwhile (`slots.rs`). Threads start
+/// `max_running_streams` threads (4) meanwhile (`slots.rs`), and every
+/// other use of the pool hands its answer to a task rather than wait for
+/// the client's room (docs/design.md L8). Threads start
 /// on demand and end after 10 s idle, so the number costs nothing until
 /// used.
 const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;

@@ -812,21 +812,30 @@ impl RingThread {
     /// on the blocking pool, straight onto the client's ring from there if
     /// the answer fits now (else through the writer task): this thread
     /// goes on reading the ring meanwhile, and writes of several
-    /// connections (or several of one) share a sync.
+    /// connections (or several of one) share a sync. The pool thread never
+    /// waits for the client: an answer that finds the ring full is queued
+    /// by a task, which waits for room in the output queue holding no
+    /// thread (waiting there, a client that stopped reading held one pool
+    /// thread per write it sent, every thread of the pool for 512 writes).
     fn answer_on_pool(&self, message: Frame) {
         let (conn, out, handle) = (self.conn.clone(), self.out.clone(), self.handle.clone());
         let on_pool = OnPool::new(&self.on_pool);
         self.handle.spawn_blocking(move || {
-            // Both guards live until the answer is on the ring or queued:
-            // the count of writes on the pool, and the in-flight entry.
             let _on_pool = on_pool;
-            let Some((reply, _sending)) = conn::answer_inline(&conn, message) else {
+            let Some((reply, sending)) = conn::answer_inline(&conn, message) else {
                 return;
             };
             // A ring found damaged here is the writer task's to report.
-            if !matches!(out.try_send_whole(&reply, true), Ok(true)) {
-                block_on(&handle, conn.send(reply));
+            if matches!(out.try_send_whole(&reply, true), Ok(true)) {
+                return;
             }
+            // The in-flight guard goes with the answer until it is queued.
+            let sending = sending.map(|s| s.keep(&conn));
+            let queuing = conn.clone();
+            handle.spawn(async move {
+                let _sending = sending;
+                queuing.send(reply).await;
+            });
         });
     }
 
