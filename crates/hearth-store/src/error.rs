@@ -64,7 +64,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// An I/O error on a file.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {source}{}", io_advice(.source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -73,7 +73,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A SQLite error.
-    #[error("database error: {0}")]
+    #[error("database error: {source}{advice}", source = .0, advice = sqlite_advice(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// The store cannot accept writes now.
     #[error("{0}")]
@@ -104,6 +104,11 @@ impl StoreError {
                 if f.code == rusqlite::ErrorCode::DiskFull =>
             {
                 ErrorCode::StorageFull
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ReadOnly =>
+            {
+                ErrorCode::PermissionDenied
             }
             StoreError::InvalidDocument(DocumentError::TooLarge { .. }) => ErrorCode::TooLarge,
             StoreError::InvalidDocument(_) => ErrorCode::InvalidInput,
@@ -139,6 +144,31 @@ impl StoreError {
     }
 }
 
+/// What to do about an I/O error, when the error says: appended to its
+/// message.
+fn io_advice(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; this user may not write there: check the data directory's owner and \
+             permissions (`ls -l`; hearth needs to read and write every file in it), or \
+             choose another --data-dir (nothing stored was changed)"
+        }
+        _ => "",
+    }
+}
+
+/// What to do about a SQLite error, when it says: appended to its message.
+fn sqlite_advice(e: &rusqlite::Error) -> &'static str {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
+            "; the database file or its directory is read-only to this user: check the data \
+             directory's owner and permissions (`ls -l`; SQLite also writes files beside \
+             the database), or choose another --data-dir (nothing stored was changed)"
+        }
+        _ => "",
+    }
+}
+
 /// Whether an I/O error means the disk or quota is full.
 pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(
@@ -149,3 +179,32 @@ pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
 
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_this_user_may_not_write_says_what_to_check() {
+        let e = StoreError::io(
+            "/data/journal/1.log",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(e.code(), ErrorCode::PermissionDenied);
+        assert!(e.to_string().contains("owner and permissions"), "{e}");
+    }
+
+    #[test]
+    fn a_read_only_database_is_permission_denied_and_says_what_to_check() {
+        let failure = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY);
+        let e = StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, None));
+        assert_eq!(e.code(), ErrorCode::PermissionDenied);
+        assert!(e.to_string().contains("read-only to this user"), "{e}");
+    }
+
+    #[test]
+    fn other_io_errors_keep_their_message_as_it_is() {
+        let e = StoreError::io("/data/x", std::io::Error::other("boom"));
+        assert_eq!(e.to_string(), "I/O error on /data/x: boom");
+    }
+}
