@@ -227,6 +227,12 @@ pub(crate) struct ServeArgs {
     /// 32 MiB + 24; at least 64 KiB].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_frame_bytes: Option<u32>,
+    /// Most bytes all connections together may hold in messages split into
+    /// frames flagged MORE whose last frame has not come [default: 256 MiB];
+    /// a frame past it ends its connection (`unavailable`). A split message
+    /// must also be completed within the stall timeout (10 s).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_partial_bytes: Option<u64>,
     /// Most requests one connection may have in flight [default: 1024].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_in_flight: Option<u32>,

@@ -714,6 +714,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
         "shm turns handed over",
         "shm handoffs missed",
         "shm turns ended asleep",
+        "closed: half-sent messages",
     ] {
         assert!(r[l.len()..].iter().any(|x| x == row), "{row}: {r:?}");
     }
@@ -723,6 +724,7 @@ fn stats_over_a_channel_prints_the_store_rows_then_the_servers() {
     assert!(v["server"]["connections"].as_u64() >= Some(1), "{v}");
     assert!(v["server"]["shm_handoffs"].is_u64(), "{v}");
     assert!(v["server"]["shm_handoffs_missed"].is_u64(), "{v}");
+    assert_eq!(v["server"]["partial_disconnects"], 0, "{v}");
     assert!(v["server"]["shm_holders_asleep"].is_u64(), "{v}");
     assert!(v["server"]["shm_turn_waits"].is_u64(), "{v}");
     assert!(v["server"]["shm_answers_queued"].is_u64(), "{v}");

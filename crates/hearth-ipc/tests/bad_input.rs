@@ -12,6 +12,7 @@ use hearth_proto::{
     ClientHello, ErrorCode, FrameKind, HEADER_LEN, HandshakeStatus, Operation, decode_error_payload,
 };
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn server() -> Fx {
     Fx::socket(|b| b.max_frame_bytes(64 * 1024).max_in_flight(4))
@@ -318,5 +319,82 @@ fn a_huge_flood_of_pipelined_requests_is_answered_in_full() {
         assert_eq!(raw.read_json(), (FrameKind::Response, id, Value::Null));
     }
     writer.join().unwrap();
+    others_carry_on(&fx);
+}
+
+/// A failsafe for waits on the server's counters (never reached when the
+/// server works).
+const LONG: Duration = Duration::from_secs(30);
+
+/// What became of a connection that left a put split into `MORE` frames
+/// half sent, then pinged.
+enum HalfSent {
+    /// The server holds its message and answered the ping.
+    Held(Raw),
+    /// The server refused it: an error frame for request 0 with this
+    /// code and message, then the close.
+    Refused(ErrorCode, String),
+}
+
+/// Opens a raw connection that sends `frames` frames of 1 MiB of request
+/// 1's put, all flagged `MORE`, never the last, then a ping.
+fn leave_half_sent(fx: &Fx, frames: usize) -> HalfSent {
+    let mut raw = fx.raw();
+    let part = vec![b' '; 1 << 20];
+    for _ in 0..frames {
+        // Fails once the server has closed the socket.
+        if !raw.send_part(Operation::Put, 1, &part, true) {
+            break;
+        }
+    }
+    raw.send_part(Operation::Ping, 2, b"{}", false);
+    let (kind, id, body) = raw.read_json();
+    if (kind, id) == (FrameKind::Response, 2) {
+        return HalfSent::Held(raw);
+    }
+    assert_eq!((kind, id), (FrameKind::Error, 0), "{body}");
+    assert!(
+        raw.read_frame().is_none(),
+        "the connection should be closed"
+    );
+    let message = body["message"].as_str().unwrap().to_string();
+    HalfSent::Refused(error_code(&body), message)
+}
+
+#[test]
+fn half_sent_messages_of_many_connections_are_cut_off_at_the_server_budget() {
+    // 8 MiB for all; each connection's own limit (32 MiB) is far off.
+    let fx = Fx::socket(|b| b.max_partial_bytes(8 << 20));
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() < 8, "no connection was refused");
+        match leave_half_sent(&fx, 2) {
+            HalfSent::Held(raw) => held.push(raw),
+            HalfSent::Refused(code, message) => break (code, message),
+        }
+    };
+    assert_eq!(refused.0, ErrorCode::Unavailable, "{}", refused.1);
+    assert!(refused.1.contains("max_partial_bytes"), "{}", refused.1);
+    assert!(held.len() >= 2, "only {} held", held.len());
+    assert_eq!(fx.server.stats().partial_disconnects, 1);
+    // The connections that hold their messages go on.
+    for (i, raw) in held.iter_mut().enumerate() {
+        expect_pong(raw, 10 + i as u64);
+    }
+    // Another client's whole 2 MiB put takes nothing from the budget.
+    let client = fx.client();
+    let doc = json!({"text": "x".repeat(2 << 20)});
+    client.put("big", doc.clone()).unwrap();
+    assert_eq!(client.get("big").unwrap(), Some(doc));
+}
+
+#[test]
+fn a_split_message_left_half_sent_is_ended_after_the_stall_timeout() {
+    let fx = Fx::socket(|b| b.stall_timeout(Duration::from_millis(300)));
+    let mut raw = fx.raw();
+    assert!(raw.send_part(Operation::Put, 1, br#"{"id":"a","da"#, true));
+    assert!(fx.server.wait_for(LONG, |s| s.partial_disconnects == 1));
+    let message = expect_fatal(&mut raw, ErrorCode::Timeout);
+    assert!(message.contains("request id 1"), "{message}");
     others_carry_on(&fx);
 }

@@ -1971,3 +1971,91 @@ fn in_fsync_mode_a_client_that_reads_no_answers_to_its_writes_holds_no_pool_thre
     );
     fx.server.shutdown().unwrap();
 }
+
+/// A raw shared-memory connection that sends `frames` frames of 100 kB of
+/// request 1's put, all flagged `MORE`, never the last, then a ping: the
+/// connection if the server holds its message and answered the ping,
+/// `None` if the server refused it (an `unavailable` error frame for
+/// request 0, then the close).
+fn shm_half_sent(fx: &Fx, frames: usize) -> Option<RawShm> {
+    let mut raw = RawShm::connect(&fx.socket_path());
+    let part = vec![b' '; 100_000];
+    'sending: for _ in 0..frames {
+        // The ring holds two such frames: wait for the server's thread to
+        // take them, unless it has closed the connection.
+        while !raw.send_part(Operation::Put, 1, &part, true) {
+            if raw.socket_closed() {
+                break 'sending;
+            }
+            let _ = raw
+                .tx
+                .wait_for_room(part.len() + 64, Some(Duration::from_millis(20)), &|| false);
+        }
+    }
+    raw.request(Operation::Ping, 2, json!({}));
+    let frame = raw.read_frame().expect("a pong or an error frame");
+    if (frame.header.kind, frame.header.request_id) == (FrameKind::Response, 2) {
+        return Some(raw);
+    }
+    assert_eq!(
+        (frame.header.kind, frame.header.request_id),
+        (FrameKind::Error, 0)
+    );
+    let body = decode_error_payload(&frame.payload).unwrap();
+    assert_eq!(body.code, ErrorCode::Unavailable, "{}", body.message);
+    raw.wait_closed();
+    None
+}
+
+#[test]
+fn half_sent_messages_over_shared_memory_are_cut_off_at_the_server_budget_then_given_back() {
+    let fx = shm_server(|b| b.max_partial_bytes(8 << 20));
+    let mut held = Vec::new();
+    loop {
+        assert!(held.len() < 10, "no connection was refused");
+        match shm_half_sent(&fx, 16) {
+            Some(raw) => held.push(raw),
+            None => break,
+        }
+    }
+    assert!(held.len() >= 2, "only {} held", held.len());
+    assert_eq!(fx.server.stats().partial_disconnects, 1);
+    for (i, raw) in held.iter_mut().enumerate() {
+        let id = 10 + i as u64;
+        assert!(raw.request(Operation::Ping, id, json!({})));
+        let frame = raw.read_frame().unwrap();
+        assert_eq!(
+            (frame.header.kind, frame.header.request_id),
+            (FrameKind::Response, id)
+        );
+    }
+    // Their connections end: what they held goes back to the budget, so
+    // that a 2 MiB put, which travels split in ring records of 128 KiB,
+    // is joined.
+    drop(held);
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 0));
+    let client = fx.client();
+    let doc = json!({"text": "x".repeat(2 << 20)});
+    client.put("big", doc.clone()).unwrap();
+    assert_eq!(client.get("big").unwrap(), Some(doc));
+    assert_eq!(client.transport(), Some(TransportKind::SharedMemory));
+    drop(client);
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_split_message_left_half_sent_over_shared_memory_is_ended_after_the_stall_timeout() {
+    let fx = shm_server(|b| b.stall_timeout(Duration::from_millis(300)));
+    let mut raw = RawShm::connect(&fx.socket_path());
+    assert!(raw.send_part(Operation::Put, 1, br#"{"id":"a","da"#, true));
+    // Well before the ring thread's 5 s safety-net wake-up (`IDLE_WAKE`):
+    // its sleep ends when the message falls due.
+    assert!(
+        fx.server
+            .wait_for(Duration::from_secs(4), |s| s.partial_disconnects == 1)
+    );
+    assert_eq!(fatal_code(&mut raw), ErrorCode::Timeout);
+    raw.wait_closed();
+    others_carry_on(&fx);
+    fx.server.shutdown().unwrap();
+}

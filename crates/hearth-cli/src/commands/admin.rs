@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 21] = [
+const SERVER_ROWS: [(&str, &str); 22] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -47,6 +47,7 @@ const SERVER_ROWS: [(&str, &str); 21] = [
     ("topic subscriptions", "topic_subscriptions"),
     ("server requests", "requests"),
     ("stalled disconnects", "stalled_disconnects"),
+    ("closed: half-sent messages", "partial_disconnects"),
     ("refused: server full", "refused_server_full"),
     ("refused: process limit", "refused_process_limit"),
     ("in the handshake", "handshakes"),

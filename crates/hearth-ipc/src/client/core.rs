@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// The largest message (joined from `MORE` frames) a client accepts.
@@ -307,7 +308,7 @@ impl ConnCore {
             let mut reassembler = Reassembler::new(MAX_MESSAGE_BYTES);
             let reason = loop {
                 match reader.read_frame().await {
-                    Ok(Some(frame)) => match reassembler.push(frame) {
+                    Ok(Some(frame)) => match reassembler.push(frame, Instant::now) {
                         Ok(Some(message)) => reader_core.route(message),
                         Ok(None) => {}
                         Err(body) => break body.message,

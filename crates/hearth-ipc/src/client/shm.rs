@@ -853,7 +853,7 @@ fn deliver(core: &ConnCore, record: &[u8], reassembler: &mut Reassembler) -> Res
         header,
         payload: record[HEADER_LEN..].to_vec(),
     };
-    match reassembler.push(frame) {
+    match reassembler.push(frame, Instant::now) {
         Ok(Some(message)) => {
             core.route(message);
             Ok(())

@@ -2,7 +2,10 @@
 //! subscriptions, and closing.
 //!
 //! Owns: turning frames from one client into work (through the in-flight
-//! table, the parser and the rate limiter), making sure every request gets
+//! table, the parser and the rate limiter; split messages are joined
+//! within the server's bounds, and a connection that leaves one half sent
+//! past them, or past the stall timeout, is ended — the loop keeps a
+//! timer only while one is half joined), making sure every request gets
 //! exactly one final frame, forwarding change and topic events to this
 //! client, and freeing everything (subscriptions, in-flight work, the
 //! connection count) when the client goes. Must never: let this client's
@@ -11,7 +14,6 @@
 
 use super::slots::{Admission, StreamSlots};
 use super::{Shared, Ticket, router};
-use crate::message::Reassembler;
 use crate::ops::{self, Request, parse_request};
 use crate::outq::{OutQueue, QueueError, run_writer};
 use crate::policy::InFlight;
@@ -347,8 +349,20 @@ pub(crate) async fn serve_with(
         start(conn.clone());
     }
     let mut shutdown = shared.shutdown_signal();
-    let mut reassembler = Reassembler::new(shared.config.max_message_bytes);
+    // Over shared memory the ring thread joins split messages; this one
+    // then only ever sees whole ones.
+    let mut reassembler = shared.reassembler();
     let end = loop {
+        // A timer only while a split message is half joined: when its
+        // time is up (the stall timeout after its first frame), the
+        // connection ends even if the client sends nothing more.
+        let due = reassembler.deadline();
+        let overdue = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             // Shutdown first: over shared memory it also stops the ring
             // thread, which ends the reader; seen as a broken link, that
@@ -356,11 +370,19 @@ pub(crate) async fn serve_with(
             biased;
             () = super::until_down(&mut shutdown) => break End::Shutdown,
             result = &mut writer_task => break End::Writer(result),
+            () = overdue => {
+                if let Some(body) = reassembler.overdue(Instant::now()) {
+                    shared.count_partial_disconnect();
+                    conn.error(0, None, body).await;
+                    break End::Fatal;
+                }
+            }
             frame = reader.read_frame() => match frame {
-                Ok(Some(frame)) => match reassembler.push(frame) {
+                Ok(Some(frame)) => match reassembler.push(frame, Instant::now) {
                     Ok(Some(message)) => on_frame(&conn, message).await,
                     Ok(None) => {}
                     Err(body) => {
+                        shared.count_partial_disconnect();
                         conn.error(0, None, body).await;
                         break End::Fatal;
                     }
@@ -392,6 +414,9 @@ pub(crate) async fn serve_with(
             },
         }
     };
+    // What its half-joined messages held goes back to the server's budget
+    // now, not once the writer is done.
+    drop(reassembler);
     let config = &shared.config;
     let writer_result = match end {
         End::Shutdown => {

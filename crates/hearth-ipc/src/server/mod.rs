@@ -7,7 +7,10 @@
 //! per client process, from the moment a socket is accepted (sockets still
 //! in the handshake have limits of their own, so that one process's
 //! silent sockets cannot use up the descriptors) — following the
-//! store's change log into the [`ChangeHub`], and shutting down in order:
+//! store's change log into the [`ChangeHub`], the budget for half-joined
+//! split messages that every connection shares (`max_partial_bytes`; a
+//! connection never holds more than its share past the stall timeout),
+//! and shutting down in order:
 //! stop accepting, finish in-flight requests, flush the store, remove the
 //! socket. Must never: let one connection stall another or the accept
 //! loop, let one client process take every connection or descriptor,
@@ -25,6 +28,7 @@ use crate::channel::{self, ChannelLock};
 use crate::client::{AsyncClient, Client, Connector};
 use crate::error::IpcError;
 use crate::handler::{Handler, HandlerContext, HandlerError};
+use crate::message::{PartialBudget, Reassembler};
 use crate::policy::{PeerCredentials, RateLimiter, check_peer};
 use crate::rt::block_on;
 use crate::subs::ChangeHub;
@@ -68,6 +72,7 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 pub(crate) struct Config {
     pub(crate) max_frame_bytes: u32,
     pub(crate) max_message_bytes: usize,
+    pub(crate) max_partial_bytes: usize,
     pub(crate) max_in_flight: u32,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_process: usize,
@@ -91,6 +96,7 @@ impl Default for Config {
         Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES as u32,
             max_message_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: 1024,
             max_connections_per_process: DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
@@ -121,6 +127,20 @@ impl Default for Config {
 /// assert_eq!(hearth_ipc::DEFAULT_MAX_CONNECTIONS_PER_PROCESS, 256);
 /// ```
 pub const DEFAULT_MAX_CONNECTIONS_PER_PROCESS: usize = 256;
+
+/// The default of [`ServerBuilder::max_partial_bytes`]: 256 MiB, enough
+/// for 8 clients each sending a 16 MiB document (the default document
+/// limit) split into `MORE` frames at the same time, twice over (a
+/// joining buffer grows by doubling, so it may hold up to twice its
+/// payload while it grows). Without it, 16 sockets each holding 31 MiB of
+/// a message they never finished took a server from 13 MB to 634 MB of
+/// memory (hostile-client audit); at 1024 connections that would be tens
+/// of GiB.
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_PARTIAL_BYTES, 256 << 20);
+/// ```
+pub const DEFAULT_MAX_PARTIAL_BYTES: usize = 256 << 20;
 
 /// The stable start of the reason of a handshake refused (status 4,
 /// `unavailable`) because the client's process already has
@@ -181,6 +201,14 @@ pub struct ServerStats {
     pub requests: u64,
     /// Connections closed because their client stopped reading.
     pub stalled_disconnects: u64,
+    /// Connections closed because of a message they split into `MORE`
+    /// frames and left half sent: not completed within the stall timeout
+    /// of its first frame (`timeout`), past the server's budget for
+    /// half-joined messages of all connections
+    /// ([`ServerBuilder::max_partial_bytes`], `unavailable`), or over the
+    /// message limit or the 1024 half-joined messages of one connection
+    /// (`too_large`).
+    pub partial_disconnects: u64,
     /// Handshakes refused because the server had `max_connections` open.
     pub refused_server_full: u64,
     /// Handshakes refused because the client's process had
@@ -308,6 +336,11 @@ pub(crate) struct Shared {
     pub(crate) topic_subs: AtomicUsize,
     pub(crate) requests: AtomicU64,
     pub(crate) stalled: AtomicU64,
+    /// `ServerStats::partial_disconnects`.
+    partial_disconnects: AtomicU64,
+    /// Bytes of half-joined messages, shared by every connection's
+    /// `Reassembler` ([`ServerBuilder::max_partial_bytes`]).
+    pub(crate) partial_budget: Arc<PartialBudget>,
     /// `ServerStats::shm_answers_queued`.
     pub(crate) shm_queued: AtomicU64,
     /// `ServerStats::shm_rings_capped`.
@@ -424,6 +457,24 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// A reassembler for a new connection: within the server's budget for
+    /// half-joined messages, and refusing one not completed within the
+    /// stall timeout.
+    pub(crate) fn reassembler(&self) -> Reassembler {
+        Reassembler::bounded(
+            self.config.max_message_bytes,
+            self.partial_budget.clone(),
+            self.config.stall_timeout,
+        )
+    }
+
+    /// Counts a connection ended because of a half-sent split message
+    /// (`ServerStats::partial_disconnects`).
+    pub(crate) fn count_partial_disconnect(&self) {
+        self.partial_disconnects.fetch_add(1, Ordering::SeqCst);
+        self.bump();
+    }
+
     /// Counts a request (signalled only while someone waits on counters).
     pub(crate) fn count_request(&self) {
         self.requests.fetch_add(1, Ordering::SeqCst);
@@ -437,6 +488,7 @@ impl Shared {
             topic_subscriptions: self.topic_subs.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::SeqCst),
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
+            partial_disconnects: self.partial_disconnects.load(Ordering::SeqCst),
             // Relaxed: statistics.
             refused_server_full: self.refused_full.load(Ordering::Relaxed),
             refused_process_limit: self.refused_process.load(Ordering::Relaxed),
@@ -851,6 +903,44 @@ impl ServerBuilder {
         self
     }
 
+    /// Most bytes that all connections together may hold in messages they
+    /// split into `MORE` frames whose last frame has not come yet (default
+    /// [`DEFAULT_MAX_PARTIAL_BYTES`], 256 MiB). Each connection's share is
+    /// also bounded by [`max_message_bytes`](Self::max_message_bytes); this
+    /// bounds their sum, so that many connections each leaving a message
+    /// just under that limit half sent cannot take the server's memory. A
+    /// message's joining buffer counts with its capacity (up to twice its
+    /// payload while it grows) plus 128 bytes; it stops counting once the
+    /// message is whole, or its connection ends. A frame that would take
+    /// the total past the limit ends its connection with an error frame
+    /// (request id 0, `unavailable`: the server's state refuses it, not the
+    /// message, which may be within every limit) saying to send it again
+    /// later. A value below `max_message_bytes` means a message that large
+    /// can never be joined.
+    ///
+    /// A split message must also be completed within the
+    /// [stall timeout](Self::stall_timeout) of its first frame, or its
+    /// connection is ended (`timeout`). `ServerStats::partial_disconnects`
+    /// counts the connections ended either way.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// // Documents of up to 64 MiB from a few clients at once: room for
+    /// // four being joined together, twice over.
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .max_message_bytes(64 << 20)
+    ///     .max_partial_bytes(512 << 20)
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn max_partial_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_partial_bytes = bytes;
+        self
+    }
+
     /// Most requests one connection may have in flight (default 1024);
     /// more get `rate_limited`.
     pub fn max_in_flight(mut self, n: u32) -> Self {
@@ -954,7 +1044,10 @@ impl ServerBuilder {
     }
 
     /// A client whose socket accepts no bytes for this long is disconnected
-    /// (default 10 s; at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
+    /// (default 10 s; at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)); so is
+    /// one that has not completed a message split into `MORE` frames this
+    /// long after its first frame
+    /// ([`max_partial_bytes`](Self::max_partial_bytes)).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.config.stall_timeout = crate::types::clamp_timeout(timeout);
         self
@@ -1135,6 +1228,7 @@ impl ServerBuilder {
                 warn_on_max_listeners: false,
             })
         });
+        let partial_budget = Arc::new(PartialBudget::new(config.max_partial_bytes));
         let shared = Arc::new(Shared {
             hub: ChangeHub::new(store.last_seq()),
             store_limits: self.store_options.limits,
@@ -1161,6 +1255,8 @@ impl ServerBuilder {
             topic_subs: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
+            partial_disconnects: AtomicU64::new(0),
+            partial_budget,
             shm_queued: AtomicU64::new(0),
             shm_rings_capped: AtomicU64::new(0),
             streams_waited: AtomicU64::new(0),

@@ -24,7 +24,8 @@
 //! Must never: read the segment except through hearth-shm's checked
 //! consumer, sleep without a waker (the socket's EOF, shutdown and the end
 //! of the connection all wake it; a lent ring's thread is woken by the
-//! poller, which returns rings of ended connections), keep running after
+//! poller, which returns rings of ended connections), sleep past the time
+//! a half-joined split message falls due (the connection then ends), keep running after
 //! the connection ends (the connection's ticket is released only once the
 //! thread has exited), let two threads read one ring at once (the ring
 //! moves with its `RingThread`), or let one client's ring corruption reach
@@ -67,7 +68,9 @@ const SPIN: Duration = Duration::from_micros(100);
 const PIECE_SPIN: Duration = Duration::from_micros(200);
 
 /// Safety net on the ring thread's futex sleep; every real wake-up (a
-/// request, the socket's EOF, shutdown) comes through the futex.
+/// request, the socket's EOF, shutdown) comes through the futex. While a
+/// split message is half joined the thread also wakes when it falls due
+/// (`Reassembler::deadline`), if that comes sooner.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
 /// Least time between two moves of the ring thread off the client's core.
@@ -230,7 +233,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
     let handle = shared.handle.clone();
     let ring_stop = stop.clone();
     let start = move |conn: Arc<Conn>| {
-        let max_message = conn.shared.config.max_message_bytes;
+        let reassembler = conn.shared.reassembler();
         let ring = Box::new(RingThread {
             conn,
             rx: consumer,
@@ -239,7 +242,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, side: ShmSide, ticket: Ticket) {
             stop: ring_stop,
             handle,
             record: Vec::with_capacity(4096),
-            reassembler: Reassembler::new(max_message),
+            reassembler,
             spinner: Spinner::new(SPIN),
             room: RefCell::new(SteadySpinner::new(PIECE_SPIN)),
             moved_at: None,
@@ -337,6 +340,14 @@ fn when_empty(crowded: bool, on_pool: usize) -> WhenEmpty {
     } else {
         WhenEmpty::Spin
     }
+}
+
+/// How long the ring thread's futex sleep lasts at `now` while a
+/// half-joined split message falls due at `deadline`: until then, so that
+/// it is ended on time without a timer of its own, but no longer than
+/// [`IDLE_WAKE`].
+fn sleep_for(deadline: Instant, now: Instant) -> Duration {
+    deadline.saturating_duration_since(now).min(IDLE_WAKE)
 }
 
 /// Counts a write of the connection on the blocking pool until dropped.
@@ -456,19 +467,42 @@ impl RingThread {
         let poller = &self.conn.shared.poller;
         poller.asleep();
         let slept = loop {
-            if let Err(e) = self.rx.wait_for_data(Some(IDLE_WAKE), &abort) {
+            // The clock is read only while a split message is half joined.
+            let wait = self
+                .reassembler
+                .deadline()
+                .map_or(IDLE_WAKE, |at| sleep_for(at, Instant::now()));
+            if let Err(e) = self.rx.wait_for_data(Some(wait), &abort) {
                 break Err(e);
             }
             if abort() || self.waiting() {
-                break Ok(());
+                break Ok(None);
+            }
+            if !self.reassembler.is_idle()
+                && let Some(body) = self.reassembler.overdue(Instant::now())
+            {
+                break Ok(Some(body));
             }
         };
         poller.awake();
-        if let Err(e) = slept {
-            self.corrupt(&e);
-            return false;
+        match slept {
+            Ok(None) => true,
+            Ok(Some(body)) => {
+                self.partial_refused(body);
+                false
+            }
+            Err(e) => {
+                self.corrupt(&e);
+                false
+            }
         }
-        true
+    }
+
+    /// Ends the connection because of a split message it left half sent
+    /// (over a limit, or overdue).
+    fn partial_refused(&self, body: ErrorBody) {
+        self.conn.shared.count_partial_disconnect();
+        self.fatal(body);
     }
 
     /// Reads and answers requests until the connection ends or the ring is
@@ -773,11 +807,11 @@ impl RingThread {
             header,
             payload: record[HEADER_LEN..].to_vec(),
         };
-        match self.reassembler.push(frame) {
+        match self.reassembler.push(frame, Instant::now) {
             Ok(Some(message)) => self.dispatch(message),
             Ok(None) => true,
             Err(body) => {
-                self.fatal(body);
+                self.partial_refused(body);
                 false
             }
         }
@@ -984,6 +1018,20 @@ impl RingThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ring_thread_wakes_when_a_half_joined_message_falls_due() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(300);
+        assert_eq!(sleep_for(soon, now), Duration::from_millis(300));
+        assert_eq!(sleep_for(now, soon), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_ring_thread_sleeps_no_longer_than_the_safety_net_for_a_message_due_later() {
+        let now = Instant::now();
+        assert_eq!(sleep_for(now + 2 * IDLE_WAKE, now), IDLE_WAKE);
+    }
 
     #[test]
     fn a_ring_found_empty_while_a_write_waits_for_its_sync_sleeps_at_once() {

@@ -250,6 +250,15 @@ pub fn clients_write_and_read_back(
     }
 }
 
+/// The flags of a frame of a split message: `MORE` on all but the last.
+fn part_flags(more: bool) -> FrameFlags {
+    if more {
+        FrameFlags::JSON | FrameFlags::MORE
+    } else {
+        FrameFlags::JSON
+    }
+}
+
 /// A client that speaks raw bytes on the socket.
 pub struct Raw {
     pub stream: UnixStream,
@@ -315,6 +324,22 @@ impl Raw {
         let mut out = Vec::new();
         encode_frame(&mut out, kind, FrameFlags::JSON, op, id, payload).unwrap();
         self.send_bytes(&out);
+    }
+
+    /// Sends one frame of a request split into `MORE` frames (`more`: not
+    /// its last); false if the server had closed the socket.
+    pub fn send_part(&mut self, op: Operation, id: u64, payload: &[u8], more: bool) -> bool {
+        let mut out = Vec::new();
+        encode_frame(
+            &mut out,
+            FrameKind::Request,
+            part_flags(more),
+            Some(op),
+            id,
+            payload,
+        )
+        .unwrap();
+        self.stream.write_all(&out).is_ok()
     }
 
     pub fn request(&mut self, op: Operation, id: u64, payload: Value) {
@@ -434,6 +459,22 @@ impl RawShm {
     ) -> bool {
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, kind, FrameFlags::JSON, op, id, payload).unwrap();
+        self.tx.push(&[&bytes]).unwrap_or(false)
+    }
+
+    /// Puts one frame of a request split into `MORE` frames on the ring
+    /// (`more`: not its last); true if it fit.
+    pub fn send_part(&mut self, op: Operation, id: u64, payload: &[u8], more: bool) -> bool {
+        let mut bytes = Vec::new();
+        encode_frame(
+            &mut bytes,
+            FrameKind::Request,
+            part_flags(more),
+            Some(op),
+            id,
+            payload,
+        )
+        .unwrap();
         self.tx.push(&[&bytes]).unwrap_or(false)
     }
 
