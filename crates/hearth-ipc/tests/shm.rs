@@ -2048,11 +2048,12 @@ fn a_split_message_left_half_sent_over_shared_memory_is_ended_after_the_stall_ti
     let fx = shm_server(|b| b.stall_timeout(Duration::from_millis(300)));
     let mut raw = RawShm::connect(&fx.socket_path());
     assert!(raw.send_part(Operation::Put, 1, br#"{"id":"a","da"#, true));
-    // Well before the ring thread's 5 s safety-net wake-up (`IDLE_WAKE`):
-    // its sleep ends when the message falls due.
+    // The ring thread's sleep ends when the message falls due (its length
+    // is unit-tested: `sleep_for`); the bound here is generous, for loaded
+    // machines, and only says that it does end.
     assert!(
         fx.server
-            .wait_for(Duration::from_secs(4), |s| s.partial_disconnects == 1)
+            .wait_for(Duration::from_secs(60), |s| s.partial_disconnects == 1)
     );
     assert_eq!(fatal_code(&mut raw), ErrorCode::Timeout);
     raw.wait_closed();
