@@ -396,7 +396,38 @@ impl ProcessSlots {
 pub(crate) struct Handshaking {
     shared: Arc<Shared>,
     pid: Option<i32>,
+    /// Over its process's limit: the refusal it gets unless its hello
+    /// comes within [`OVER_LIMIT_HELLO_WAIT`].
+    over_process: Option<HandshakeError>,
 }
+
+impl Handshaking {
+    /// How long its hello may take, and the refusal if it does not come
+    /// in time (`None`: the handshake timeout, then a plain close).
+    fn hello_wait(&self, timeout: Duration) -> (Duration, Option<HandshakeError>) {
+        match &self.over_process {
+            Some(refusal) => (timeout.min(OVER_LIMIT_HELLO_WAIT), Some(refusal.clone())),
+            None => (timeout, None),
+        }
+    }
+
+    /// Counts a socket over its process's limit that was refused.
+    fn refused(&self) {
+        if self.over_process.is_some() {
+            self.shared
+                .refused_process_hs
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long a socket accepted over its process's limit of sockets in the
+/// handshake ([`ServerBuilder::max_handshakes_per_process`]) may take to
+/// send its hello before it is refused and closed. A client sends it with
+/// its connect; one preempted in between on a loaded machine gets its
+/// hello there within this, while one process's silent sockets each hold
+/// a descriptor for no longer (the server-wide limit bounds them all).
+const OVER_LIMIT_HELLO_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for Handshaking {
     fn drop(&mut self) {
@@ -573,12 +604,14 @@ impl Shared {
     }
 
     /// Counts a socket just accepted from `pid` as in the handshake, or,
-    /// when its process or the server has its most sockets in the
-    /// handshake and the socket's whole hello has not arrived yet, closes
-    /// it at once (with a refusing hello if the socket takes it without
-    /// waiting) and returns `None`. A socket whose hello already waits is
-    /// counted whatever the limits: it does not wait for its peer, and a
-    /// burst of connects from one process's threads is not refused.
+    /// when the server has its most sockets in the handshake and the
+    /// socket's whole hello has not arrived yet, closes it at once (with a
+    /// refusing hello if the socket takes it without waiting) and returns
+    /// `None`. Over its process's limit, such a socket is counted but has
+    /// [`OVER_LIMIT_HELLO_WAIT`] for its hello, then is refused. A socket
+    /// whose hello already waits is counted whatever the limits: it does
+    /// not wait for its peer, and a burst of connects from one process's
+    /// threads is not refused.
     fn begin_handshake(
         self: &Arc<Self>,
         stream: &tokio::net::UnixStream,
@@ -594,9 +627,13 @@ impl Shared {
         });
         let max = self.config.max_handshakes;
         let server_full = self.handshakes.load(Ordering::SeqCst) >= max;
-        if (process_full || server_full) && !socket::hello_waiting(stream) {
-            let reason = if let (true, Some(pid)) = (process_full, pid) {
-                self.refused_process_hs.fetch_add(1, Ordering::Relaxed);
+        let waiting = (process_full || server_full) && socket::hello_waiting(stream);
+        // Over its process's limit (not the server's) a socket without its
+        // hello yet gets a short grace rather than being closed at once: a
+        // client thread preempted between its connect and its hello (a
+        // loaded machine, a burst of connects) is not refused for it.
+        let over_process = match pid {
+            Some(pid) if process_full && !server_full && !waiting => {
                 if let Some(slots) = processes.get_mut(&pid)
                     && !std::mem::replace(&mut slots.warned_handshakes, true)
                 {
@@ -604,17 +641,24 @@ impl Shared {
                         pid,
                         limit = per_process,
                         "a client process has as many connections in the handshake (no hello \
-                         yet) as one process may have; closing its further ones at once \
-                         (logged once)"
+                         yet) as one process may have; its further ones are closed unless \
+                         their hello comes within {OVER_LIMIT_HELLO_WAIT:?} (logged once)"
                     );
                 }
-                format!(
-                    "{HANDSHAKE_LIMIT_PREFIX} process {pid} has {per_process} connections that \
-                     have not sent their hello, the most one process may have; send the hello \
-                     as soon as a connection is made, or raise the server's \
-                     max_handshakes_per_process (hearth serve --max-handshakes-per-process)"
-                )
-            } else {
+                Some(HandshakeError::Refused {
+                    status: HandshakeStatus::Unavailable,
+                    reason: format!(
+                        "{HANDSHAKE_LIMIT_PREFIX} process {pid} has {per_process} connections \
+                         that have not sent their hello, the most one process may have; send \
+                         the hello as soon as a connection is made, or raise the server's \
+                         max_handshakes_per_process (hearth serve --max-handshakes-per-process)"
+                    ),
+                })
+            }
+            _ => None,
+        };
+        if server_full && !waiting {
+            let reason = {
                 self.refused_server_hs.fetch_add(1, Ordering::Relaxed);
                 if !self.warned_handshakes.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -647,6 +691,7 @@ impl Shared {
         Some(Handshaking {
             shared: self.clone(),
             pid,
+            over_process,
         })
     }
 
@@ -1370,14 +1415,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                         check_peer(admit_shared.uid, &admit_shared.allowed_uids, peer)?;
                         admit_shared.admit(peer.and_then(|p| p.pid))
                     };
-                    let accepted = socket::accept(
-                        stream,
-                        peer,
-                        shared.proto_limits,
-                        admit,
-                        shared.config.handshake_timeout,
-                    )
-                    .await;
+                    let (wait, late) = handshaking.hello_wait(shared.config.handshake_timeout);
+                    let accepted =
+                        socket::accept(stream, peer, shared.proto_limits, admit, wait, late).await;
+                    if matches!(accepted, Err(socket::AcceptError::Refused(_))) {
+                        handshaking.refused();
+                    }
                     drop(handshaking);
                     match accepted {
                         Ok((handshaken, ticket)) => serve_socket(shared, handshaken, ticket).await,

@@ -584,6 +584,7 @@ pub(crate) async fn accept<T>(
     limits: ServerLimits,
     admit: impl FnOnce(Option<&PeerCredentials>) -> Result<T, HandshakeError>,
     deadline: Duration,
+    late: Option<HandshakeError>,
 ) -> Result<(Handshaken, T), AcceptError> {
     let mut got = [0u8; CLIENT_HELLO_LEN];
     let mut n = 0;
@@ -602,6 +603,10 @@ pub(crate) async fn accept<T>(
     };
     let hello = match tokio::time::timeout(deadline, read_hello).await {
         Err(_) => {
+            if let Some(e) = late {
+                refuse_now(&stream, &limits, &e);
+                return Err(AcceptError::Refused(e));
+            }
             return Err(AcceptError::Io(format!(
                 "no client hello within {deadline:?}"
             )));
