@@ -1,8 +1,9 @@
 //! The event bus: listeners, subscriptions and synchronous delivery.
 //!
 //! Owns: the listener registry (exact patterns indexed by name, wildcard
-//! patterns in a list), delivery order, once-semantics, panic isolation and
-//! the max-listener warning. Must never: hold a lock while a handler runs
+//! patterns in a list), delivery order, once-semantics, panic isolation,
+//! the max-listener warning, and an emit's payload serialized to JSON at
+//! most once however many listeners ask for it ([`Emitted::payload_json`]). Must never: hold a lock while a handler runs
 //! (handlers may call back into the bus), let one handler's panic stop the
 //! others or poison the bus, or do I/O other than `tracing` logs.
 
@@ -15,11 +16,89 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
-/// The signature every handler has: the topic that was emitted, and its
+/// A handler of [`EventBus::on`]: the topic that was emitted, and its
 /// payload.
 type Handler = dyn Fn(&str, &Value) + Send + Sync + 'static;
+
+/// A handler of [`EventBus::on_emitted`]: the whole emit.
+type EmittedHandler = dyn Fn(&Emitted<'_>) + Send + Sync + 'static;
+
+/// What a listener calls.
+enum Callback {
+    Plain(Box<Handler>),
+    Emitted(Box<EmittedHandler>),
+}
+
+/// One emit, as a listener added with [`EventBus::on_emitted`] sees it:
+/// the topic, the payload, and the payload as JSON text, serialized at most
+/// once for the whole emit and shared by every listener that asks for it.
+/// A listener that forwards events to many peers (one per subscriber of a
+/// server) pays for one serialization per emit, not one per listener.
+///
+/// ```
+/// use hearth_bus::EventBus;
+/// use serde_json::json;
+/// use std::sync::{Arc, Mutex};
+///
+/// let bus = EventBus::new();
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// for _ in 0..3 {
+///     let seen = Arc::clone(&seen);
+///     bus.on_emitted("user:*", move |e| seen.lock().unwrap().push(e.payload_json()))
+///         .unwrap();
+/// }
+/// assert_eq!(bus.emit("user:login", &json!({"userId": "123"})), 3);
+/// let seen = seen.lock().unwrap();
+/// assert_eq!(&*seen[0], r#"{"userId":"123"}"#);
+/// // The same bytes, shared: serialized once.
+/// assert!(Arc::ptr_eq(&seen[0], &seen[2]));
+/// ```
+pub struct Emitted<'a> {
+    topic: &'a str,
+    payload: &'a Value,
+    json: OnceLock<Arc<str>>,
+}
+
+impl<'a> Emitted<'a> {
+    fn new(topic: &'a str, payload: &'a Value) -> Self {
+        Emitted {
+            topic,
+            payload,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The topic emitted.
+    pub fn topic(&self) -> &'a str {
+        self.topic
+    }
+
+    /// The payload emitted.
+    pub fn payload(&self) -> &'a Value {
+        self.payload
+    }
+
+    /// The payload as compact JSON text (as `Value`'s `Display` writes it),
+    /// serialized on the first call of this emit; later calls, from any
+    /// listener of the same emit, share it.
+    pub fn payload_json(&self) -> Arc<str> {
+        Arc::clone(
+            self.json
+                .get_or_init(|| Arc::from(self.payload.to_string())),
+        )
+    }
+}
+
+impl fmt::Debug for Emitted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitted")
+            .field("topic", &self.topic)
+            .field("payload", self.payload)
+            .finish()
+    }
+}
 
 /// Listener ids are unique in the whole process, so an id from one bus
 /// never removes a listener of another.
@@ -89,7 +168,7 @@ impl fmt::Display for ListenerId {
 struct Listener {
     id: u64,
     pattern: Arc<str>,
-    handler: Box<Handler>,
+    handler: Callback,
     once: bool,
     /// For `once` listeners: set by the one emit that gets to call it.
     fired: AtomicBool,
@@ -324,7 +403,29 @@ impl EventBus {
     where
         F: Fn(&str, &Value) + Send + Sync + 'static,
     {
-        self.add(pattern, Box::new(handler), false)
+        self.add(pattern, Callback::Plain(Box::new(handler)), false)
+    }
+
+    /// Like [`on`](EventBus::on), but the handler gets the whole
+    /// [`Emitted`] event, whose [`payload_json`](Emitted::payload_json) is
+    /// serialized once per emit and shared by every listener that asks:
+    /// for listeners that pass the payload on as JSON.
+    ///
+    /// ```
+    /// use hearth_bus::EventBus;
+    /// use serde_json::json;
+    /// let bus = EventBus::new();
+    /// let sub = bus
+    ///     .on_emitted("one-core:event:*", |e| println!("{} {}", e.topic(), e.payload_json()))
+    ///     .unwrap();
+    /// assert_eq!(bus.emit("one-core:event:objectCreated", &json!({"id": 1})), 1);
+    /// sub.off();
+    /// ```
+    pub fn on_emitted<F>(&self, pattern: &str, handler: F) -> Result<Subscription, BusError>
+    where
+        F: Fn(&Emitted<'_>) + Send + Sync + 'static,
+    {
+        self.add(pattern, Callback::Emitted(Box::new(handler)), false)
     }
 
     /// Like [`on`](EventBus::on), but the handler is called at most once:
@@ -343,15 +444,10 @@ impl EventBus {
     where
         F: Fn(&str, &Value) + Send + Sync + 'static,
     {
-        self.add(pattern, Box::new(handler), true)
+        self.add(pattern, Callback::Plain(Box::new(handler)), true)
     }
 
-    fn add(
-        &self,
-        pattern: &str,
-        handler: Box<Handler>,
-        once: bool,
-    ) -> Result<Subscription, BusError> {
+    fn add(&self, pattern: &str, handler: Callback, once: bool) -> Result<Subscription, BusError> {
         validate_pattern(pattern)?;
         let id = NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed);
         let BusOptions {
@@ -478,8 +574,12 @@ impl EventBus {
         // Exact and wildcard listeners were gathered separately; deliver in
         // registration order.
         snapshot.sort_unstable_by_key(|l| l.id);
+        let emitted = Emitted::new(topic, payload);
         for listener in &snapshot {
-            let outcome = catch_unwind(AssertUnwindSafe(|| (listener.handler)(topic, payload)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| match &listener.handler {
+                Callback::Plain(handler) => handler(topic, payload),
+                Callback::Emitted(handler) => handler(&emitted),
+            }));
             if let Err(panic) = outcome {
                 tracing::warn!(
                     topic,
@@ -752,6 +852,23 @@ mod tests {
         drop(bus);
         assert!(!sub.is_active());
         assert!(!sub.off());
+    }
+
+    #[test]
+    fn each_emit_serializes_its_own_payload_once_for_all_its_listeners() {
+        let bus = EventBus::new();
+        let seen: Arc<parking_lot::Mutex<Vec<Arc<str>>>> = Arc::default();
+        for _ in 0..2 {
+            let seen = Arc::clone(&seen);
+            bus.on_emitted("a:*", move |e| seen.lock().push(e.payload_json()))
+                .unwrap();
+        }
+        bus.emit("a:b", &serde_json::json!({"n": 1}));
+        bus.emit("a:b", &serde_json::json!({"n": 2}));
+        let seen = seen.lock();
+        assert!(Arc::ptr_eq(&seen[0], &seen[1]));
+        assert!(Arc::ptr_eq(&seen[2], &seen[3]));
+        assert_eq!((&*seen[1], &*seen[2]), (r#"{"n":1}"#, r#"{"n":2}"#));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! hearth-bus: an in-process event bus with wildcard topics.
 //!
 //! Owns: topic/pattern syntax and matching ([`matches()`]), the [`EventBus`]
-//! (on/once/off/emit, synchronous delivery, panic isolation) and the
+//! (on/once/off/emit, synchronous delivery, panic isolation, a payload
+//! serialized once per emit for every listener that forwards it) and the
 //! process-global bus ([`global`]). It is shared by hearth's pub/sub and its
 //! plugins. Must never: do I/O other than `tracing` logs, spawn threads,
 //! hold a lock while a handler runs, or let a handler's panic escape `emit`.
@@ -27,7 +28,7 @@ mod bus;
 mod error;
 mod pattern;
 
-pub use bus::{BusOptions, EventBus, ListenerId, Subscription, SubscriptionGuard};
+pub use bus::{BusOptions, Emitted, EventBus, ListenerId, Subscription, SubscriptionGuard};
 pub use error::{BusError, NameKind};
 pub use pattern::{MAX_NAME_BYTES, is_wildcard, matches, validate_pattern, validate_topic};
 
@@ -58,6 +59,7 @@ mod send_sync {
     fn public_types_are_send_and_sync() {
         assert_send_sync::<crate::EventBus>();
         assert_send_sync::<crate::BusOptions>();
+        assert_send_sync::<crate::Emitted<'static>>();
         assert_send_sync::<crate::ListenerId>();
         assert_send_sync::<crate::Subscription>();
         assert_send_sync::<crate::SubscriptionGuard>();

@@ -254,6 +254,16 @@ pub(crate) struct ServeArgs {
     /// once [default: 1024].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_handshakes: Option<u64>,
+    /// Most subscriptions (change and topic) of all the connections of one
+    /// client process [default: 4096]; more are refused with
+    /// `rate_limited`. Every change and published event costs the server
+    /// work for each subscription.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_subscriptions_per_process: Option<u64>,
+    /// Most subscriptions (change and topic) of all connections [default:
+    /// 16384]; more are refused with `unavailable`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_server_subscriptions: Option<u64>,
     /// Limit calls of a handler or operation: `NAME=PER_SEC[/BURST]`, e.g.
     /// `one-core:login=5/10` or `put=1000`; repeatable. BURST defaults to
     /// PER_SEC rounded up.

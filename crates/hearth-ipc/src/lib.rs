@@ -71,8 +71,9 @@ pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
 pub use server::{
     ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, DEFAULT_MAX_HANDSHAKES,
-    DEFAULT_MAX_HANDSHAKES_PER_PROCESS, DEFAULT_MAX_PARTIAL_BYTES, HANDSHAKE_LIMIT_PREFIX,
-    PROCESS_LIMIT_PREFIX, Server, ServerBuilder, ServerStats,
+    DEFAULT_MAX_HANDSHAKES_PER_PROCESS, DEFAULT_MAX_PARTIAL_BYTES,
+    DEFAULT_MAX_SERVER_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS,
+    HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX, Server, ServerBuilder, ServerStats,
 };
 pub use types::{
     Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, MAX_TIMEOUT, Metadata, Page,

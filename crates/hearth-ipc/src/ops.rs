@@ -10,6 +10,7 @@
 use hearth_proto::{CompactDocument, ErrorBody, ErrorCode, Limits, Operation, validate_id};
 use hearth_store::{ChangeKind, WriteOp};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The default number of hits `search` returns.
 pub(crate) const DEFAULT_SEARCH_LIMIT: usize = 20;
@@ -654,15 +655,51 @@ pub(crate) fn encode_change(out: &mut String, c: &hearth_store::Change) {
     out.push('}');
 }
 
+/// The `change` object of a change event ([`encode_change`]), encoded once
+/// for every subscription it goes to ([`change_event_json`]).
+pub(crate) fn change_json(c: &hearth_store::Change) -> Arc<str> {
+    let mut out = String::with_capacity(80 + c.id.len() + c.data.as_deref().map_or(4, str::len));
+    encode_change(&mut out, c);
+    Arc::from(out)
+}
+
 /// `{"subscription":n,"change":{…}}`.
 pub(crate) fn change_event(subscription: u64, c: &hearth_store::Change) -> Vec<u8> {
-    let mut out = String::with_capacity(96 + c.id.len() + c.data.as_deref().map_or(4, str::len));
-    out.push_str("{\"subscription\":");
-    out.push_str(&subscription.to_string());
-    out.push_str(",\"change\":");
-    encode_change(&mut out, c);
-    out.push('}');
-    out.into_bytes()
+    change_event_json(subscription, &change_json(c))
+}
+
+/// `{"subscription":n,"change":…}` around a change already encoded by
+/// [`change_json`]: a copy of its bytes, no encoding.
+pub(crate) fn change_event_json(subscription: u64, change: &str) -> Vec<u8> {
+    event_around(subscription, &[",\"change\":", change, "}"])
+}
+
+/// `{"subscription":n` followed by `parts`, in one allocation of the exact
+/// size: what an event frame costs per subscription once the shared part
+/// is encoded.
+fn event_around(subscription: u64, parts: &[&str]) -> Vec<u8> {
+    const HEAD: &[u8] = b"{\"subscription\":";
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = subscription;
+    loop {
+        at -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let number = &digits[at..];
+    let len = HEAD.len() + number.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(number);
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
 }
 
 /// `{"subscription":n,"lagged":{"resume_from":s}}`.
@@ -671,13 +708,16 @@ pub(crate) fn lagged_event(subscription: u64, resume_from: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-/// `{"subscription":n,"topic":…,"payload":…}`.
-pub(crate) fn topic_event(subscription: u64, topic: &str, payload: &Value) -> Vec<u8> {
-    format!(
-        "{{\"subscription\":{subscription},\"topic\":{},\"payload\":{payload}}}",
-        json_string(topic)
+/// `{"subscription":n,"topic":…,"payload":…}`, `payload` the payload's
+/// JSON text, encoded once for every subscription the event goes to
+/// (`hearth_bus::Emitted::payload_json`).
+pub(crate) fn topic_event(subscription: u64, topic: &str, payload: &str) -> Vec<u8> {
+    let mut quoted = String::with_capacity(topic.len() + 2);
+    push_json_str(&mut quoted, topic);
+    event_around(
+        subscription,
+        &[",\"topic\":", &quoted, ",\"payload\":", payload, "}"],
     )
-    .into_bytes()
 }
 
 /// `{"subscription":n,"dropped":k}`: `k` topic events did not fit in the
@@ -1192,13 +1232,28 @@ mod tests {
     fn event_payloads_are_valid_json() {
         let v: Value = serde_json::from_slice(&lagged_event(1, 40)).unwrap();
         assert_eq!(v, json!({"subscription": 1, "lagged": {"resume_from": 40}}));
-        let v: Value = serde_json::from_slice(&topic_event(2, "a:b", &json!({"x": [1]}))).unwrap();
+        let v: Value =
+            serde_json::from_slice(&topic_event(2, "a:b", &json!({"x": [1]}).to_string())).unwrap();
         assert_eq!(
             v,
             json!({"subscription": 2, "topic": "a:b", "payload": {"x": [1]}})
         );
         let v: Value = serde_json::from_slice(&dropped_event(2, 5)).unwrap();
         assert_eq!(v, json!({"subscription": 2, "dropped": 5}));
+    }
+
+    #[test]
+    fn events_around_shared_json_carry_any_subscription_number_and_topic() {
+        for n in [0, 7, 10, 1234, u64::MAX] {
+            let v: Value =
+                serde_json::from_slice(&topic_event(n, "a:\"b\\", r#"{"x":[1]}"#)).unwrap();
+            assert_eq!(
+                v,
+                json!({"subscription": n, "topic": "a:\"b\\", "payload": {"x": [1]}})
+            );
+            let v: Value = serde_json::from_slice(&change_event_json(n, r#"{"seq":1}"#)).unwrap();
+            assert_eq!(v, json!({"subscription": n, "change": {"seq": 1}}));
+        }
     }
 
     #[test]

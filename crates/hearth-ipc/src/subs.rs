@@ -3,8 +3,9 @@
 //! ever waiting on one.
 //!
 //! Owns: the filter (sequence start + id prefix), the catch-up boundary
-//! between "read from the change log" and "delivered live", and the lag
-//! decision: a subscription whose buffer is full is cut off with the exact
+//! between "read from the change log" and "delivered live", each change's
+//! JSON encoded once for every subscription that wants it ([`LiveChange`];
+//! a forwarder only copies it into its event), and the lag decision: a subscription whose buffer is full is cut off with the exact
 //! sequence number to resume from. Must never: block the dispatching thread
 //! on a subscriber, skip a change without recording where the subscriber
 //! must resume, or do I/O.
@@ -53,9 +54,18 @@ pub(crate) fn verdict(seq: u64, sent: Result<(), mpsc::error::TrySendError<()>>)
     }
 }
 
+/// A committed change as live subscriptions get it: its sequence number
+/// and its `change` object, encoded once by [`ChangeHub::dispatch`] and
+/// shared by every subscription it goes to.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveChange {
+    pub(crate) seq: u64,
+    pub(crate) json: Arc<str>,
+}
+
 struct Live {
     filter: Filter,
-    tx: mpsc::Sender<Arc<Change>>,
+    tx: mpsc::Sender<LiveChange>,
     lagged_at: Arc<AtomicU64>,
 }
 
@@ -78,7 +88,7 @@ pub(crate) struct Registration {
     /// must be read from the change log first.
     pub(crate) live_from: u64,
     /// Live changes, in order.
-    pub(crate) rx: mpsc::Receiver<Arc<Change>>,
+    pub(crate) rx: mpsc::Receiver<LiveChange>,
     /// Non-zero once the subscription was cut off: the sequence number to
     /// resume from (read after `rx` is drained and closed).
     pub(crate) lagged_at: Arc<AtomicU64>,
@@ -146,19 +156,27 @@ impl ChangeHub {
         })
     }
 
-    /// Hands `change` to every subscription that wants it, never waiting.
-    /// Changes must be dispatched in sequence order.
-    pub(crate) fn dispatch(&self, change: &Arc<Change>) {
+    /// Hands `change` to every subscription that wants it, never waiting,
+    /// encoded once for all of them. Changes must be dispatched in sequence
+    /// order.
+    pub(crate) fn dispatch(&self, change: &Change) {
         let mut inner = self.inner.lock();
         if change.seq <= inner.delivered {
             return;
         }
         inner.delivered = change.seq;
+        let mut encoded: Option<LiveChange> = None;
         inner.subs.retain(|_, live| {
             if !live.filter.wants(change.seq, &change.id) {
                 return !live.tx.is_closed();
             }
-            let sent = live.tx.try_send(change.clone()).map_err(|e| match e {
+            let item = encoded
+                .get_or_insert_with(|| LiveChange {
+                    seq: change.seq,
+                    json: crate::ops::change_json(change),
+                })
+                .clone();
+            let sent = live.tx.try_send(item).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
                 mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
             });
@@ -242,7 +260,7 @@ mod tests {
         })
     }
 
-    fn drain(rx: &mut mpsc::Receiver<Arc<Change>>) -> Vec<u64> {
+    fn drain(rx: &mut mpsc::Receiver<LiveChange>) -> Vec<u64> {
         let mut out = Vec::new();
         while let Ok(c) = rx.try_recv() {
             out.push(c.seq);
@@ -346,6 +364,17 @@ mod tests {
         assert!(slow.rx.try_recv().is_err(), "closed after the lag");
         assert_eq!(drain(&mut fast.rx), vec![1, 2, 3, 4, 5]);
         assert_eq!(hub.len(), 1);
+    }
+
+    #[test]
+    fn every_subscription_gets_the_same_encoding_of_a_change() {
+        let hub = ChangeHub::new(0);
+        let mut a = hub.register(None, None, 0, 8).unwrap();
+        let mut b = hub.register(Some("us".into()), None, 0, 8).unwrap();
+        hub.dispatch(&change(1, "user:1"));
+        let (a, b) = (a.rx.try_recv().unwrap(), b.rx.try_recv().unwrap());
+        assert!(Arc::ptr_eq(&a.json, &b.json), "encoded once");
+        assert_eq!(&*a.json, &*crate::ops::change_json(&change(1, "user:1")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who gets in: the limits that keep one client process from taking the
 //! whole server — its connections, its sockets still in the handshake,
-//! and the shared memory its connections may ask for.
+//! the shared memory its connections may ask for, and its subscriptions
+//! (and those of all processes together).
 //!
 //! Owns: the promise that a process over its own limits is refused or
 //! closed while other processes still connect and are served. Must never:
@@ -12,8 +13,11 @@ mod common;
 #[cfg(target_os = "linux")]
 use common::RawShm;
 use common::{Fx, Raw, child_ready, spawn_child};
-use hearth_ipc::{Client, ConnectOptions, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX};
-use hearth_proto::{ClientHello, ErrorCode, HandshakeStatus};
+use hearth_ipc::{
+    Client, ConnectOptions, HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX, Subscription,
+};
+use hearth_proto::{ClientHello, ErrorCode, FrameKind, HandshakeStatus, Operation};
+use serde_json::{Value, json};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +35,7 @@ fn child_process_entry() {
     };
     match mode.as_str() {
         "connect" => connect_and_report(),
+        "subscribe" => subscribe_and_report(),
         "serve" => serve_with_few_descriptors(),
         other => panic!("unknown child mode {other}"),
     }
@@ -67,6 +72,55 @@ fn connect_and_report() {
     match Client::connect_with(options).and_then(|client| client.ping()) {
         Ok(_) => child_ready("ok"),
         Err(e) => child_ready(&format!("{}|{e}", e.code().as_str())),
+    }
+}
+
+/// Connects to `CHANNEL` in `SOCK_DIR`, subscribes to every topic and to
+/// every change, and reports `ok` or the first error's code and message on
+/// its READY line.
+fn subscribe_and_report() {
+    let options = ConnectOptions::new(std::env::var("CHANNEL").unwrap())
+        .socket_dir(std::env::var("SOCK_DIR").unwrap())
+        .connect_timeout(Duration::from_secs(30));
+    let subscribed = Client::connect_with(options).and_then(|client| {
+        let topics = client.subscribe_topic("*")?;
+        let changes = client.subscribe(Subscription::all())?;
+        Ok((client, topics, changes))
+    });
+    match subscribed {
+        Ok(_) => child_ready("ok"),
+        Err(e) => child_ready(&format!("{}|{e}", e.code().as_str())),
+    }
+}
+
+/// What a client in another process of `fx` reports after subscribing to
+/// a topic and to changes: `ok`, or the code and message of its error.
+fn subscribe_from_another_process(fx: &Fx) -> String {
+    let sock_dir = fx.sock_dir.display().to_string();
+    let (mut child, outcome) = spawn_child(
+        "subscribe",
+        &[("CHANNEL", fx.channel.as_str()), ("SOCK_DIR", &sock_dir)],
+        &[],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+/// Sends a `subscribe_topic` (odd `id`) or a `subscribe` (even `id`) on
+/// `raw` and returns its answer: the response's payload, or the error's.
+fn subscribe_raw(raw: &mut Raw, id: u64) -> Result<Value, Value> {
+    if id % 2 == 1 {
+        raw.request(Operation::SubscribeTopic, id, json!({"pattern": "*"}));
+    } else {
+        raw.request(Operation::Subscribe, id, json!({}));
+    }
+    let (kind, got, value) = raw.read_json();
+    assert_eq!(got, id, "{value}");
+    match kind {
+        FrameKind::Response => Ok(value),
+        FrameKind::Error => Err(value),
+        other => panic!("a response or an error, not {other:?}: {value}"),
     }
 }
 
@@ -329,4 +383,86 @@ fn a_client_may_ask_for_smaller_rings() {
         8 << 10
     );
     assert_eq!(fx.server.stats().shm_rings_capped, 0);
+}
+
+#[test]
+fn a_process_at_its_subscription_limit_is_refused_while_another_process_subscribes() {
+    let fx = Fx::socket(|b| b.max_subscriptions_per_process(4));
+    // Four subscriptions, topic and change, over two connections of this
+    // process: the limit is the process's, not a connection's.
+    let mut a = fx.raw();
+    let mut b = fx.raw();
+    for id in 1..=2 {
+        subscribe_raw(&mut a, id).unwrap();
+        subscribe_raw(&mut b, id).unwrap();
+    }
+    // A fifth, of either kind, on either connection: refused, saying why.
+    for (raw, id) in [(&mut a, 3), (&mut b, 4)] {
+        let refused = subscribe_raw(raw, id).unwrap_err();
+        assert_eq!(refused["code"], "rate_limited", "{refused}");
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains("max_subscriptions_per_process"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
+    }
+
+    // Another process subscribes to topics and changes as usual.
+    assert_eq!(subscribe_from_another_process(&fx), "ok");
+    let stats = fx.server.stats();
+    assert_eq!(stats.refused_process_subscriptions, 2);
+    assert_eq!(stats.refused_server_subscriptions, 0);
+}
+
+#[test]
+fn beyond_the_servers_subscription_limit_every_process_is_refused_with_unavailable() {
+    let fx = Fx::socket(|b| b.max_server_subscriptions(3));
+    let mut a = fx.raw();
+    let mut b = fx.raw();
+    subscribe_raw(&mut a, 1).unwrap();
+    subscribe_raw(&mut a, 2).unwrap();
+    subscribe_raw(&mut b, 1).unwrap();
+    let refused = subscribe_raw(&mut b, 2).unwrap_err();
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("max_server_subscriptions"), "{message}");
+
+    // Not a limit of this process: another one is refused too.
+    let outcome = subscribe_from_another_process(&fx);
+    assert!(outcome.starts_with("unavailable|"), "{outcome}");
+    assert_eq!(fx.server.stats().refused_server_subscriptions, 2);
+    assert_eq!(fx.server.stats().refused_process_subscriptions, 0);
+}
+
+#[test]
+fn subscriptions_that_end_give_their_places_back() {
+    let fx = Fx::socket(|b| {
+        b.max_subscriptions_per_process(2)
+            .max_server_subscriptions(2)
+    });
+    let mut a = fx.raw();
+    let topic = subscribe_raw(&mut a, 1).unwrap()["subscription"].clone();
+    subscribe_raw(&mut a, 2).unwrap();
+    assert!(subscribe_raw(&mut a, 3).is_err());
+
+    // Unsubscribing frees one place.
+    a.request(
+        Operation::UnsubscribeTopic,
+        4,
+        json!({"subscription": topic}),
+    );
+    assert_eq!(a.read_json().0, FrameKind::Response);
+    subscribe_raw(&mut a, 5).unwrap();
+
+    // Closing the connection frees all of its places.
+    drop(a);
+    assert!(fx.server.wait_for(LONG, |s| s.connections == 0
+        && s.topic_subscriptions + s.change_subscriptions == 0));
+    let mut b = fx.raw();
+    subscribe_raw(&mut b, 1).unwrap();
+    subscribe_raw(&mut b, 2).unwrap();
 }

@@ -1158,6 +1158,34 @@ fn topics_are_delivered_by_pattern(fx: &Fx) {
     assert!(client.subscribe_topic("bad*").is_err());
 }
 
+/// One event, many subscriptions on several connections: each gets it
+/// once, with the payload as published.
+fn an_event_to_many_subscriptions_reaches_each_once(fx: &Fx) {
+    let clients: Vec<_> = (0..3).map(|_| fx.client()).collect();
+    let mut streams = Vec::new();
+    for client in &clients {
+        for pattern in ["*", "many:*", "many:event"] {
+            streams.push(client.subscribe_topic(pattern).unwrap());
+        }
+    }
+    let payloads = [json!({"big": "z".repeat(3000), "q": "\"\\"}), json!("end")];
+    let publisher = fx.client();
+    for payload in &payloads {
+        assert_eq!(publisher.publish("many:event", payload.clone()).unwrap(), 9);
+    }
+    for events in &mut streams {
+        // The last is "end": a duplicate of the first would come before it.
+        for payload in &payloads {
+            let event = events.next().unwrap().unwrap();
+            assert_eq!(
+                (event.topic.as_str(), &event.payload),
+                ("many:event", payload)
+            );
+        }
+        assert_eq!(events.dropped(), 0);
+    }
+}
+
 fn dropping_a_topic_stream_unsubscribes(fx: &Fx) {
     let client = fx.client();
     let events = client.subscribe_topic("drop:*").unwrap();
@@ -1251,6 +1279,7 @@ conformance!(
     a_subscription_from_now_sees_only_new_changes,
     a_slow_subscriber_resumes_and_sees_every_change_once,
     topics_are_delivered_by_pattern,
+    an_event_to_many_subscriptions_reaches_each_once,
     dropping_a_topic_stream_unsubscribes,
     clients_see_each_others_writes,
 );

@@ -398,3 +398,131 @@ fn lists_pipelined_and_read_late_end_in_the_order_they_were_sent() {
     }
     fx.server.shutdown().unwrap();
 }
+
+/// Subscribes `raw` `n` times with requests 1..=n of `op` (payload
+/// `body(id)`), and reads the `n` responses.
+fn subscribe_many(raw: &mut common::Raw, n: u64, op: Operation, body: impl Fn(u64) -> Value) {
+    for id in 1..=n {
+        raw.request(op, id, body(id));
+    }
+    for _ in 1..=n {
+        let (kind, id, value) = raw.read_json();
+        assert_eq!(kind, FrameKind::Response, "request {id}: {value}");
+    }
+}
+
+/// The events `raw`'s subscriptions 1..=n get, by request id, in arrival
+/// order, until each has had one that `is_last`.
+fn events_until(
+    raw: &mut common::Raw,
+    n: u64,
+    is_last: impl Fn(&Value) -> bool,
+) -> std::collections::BTreeMap<u64, Vec<Value>> {
+    let mut got: std::collections::BTreeMap<u64, Vec<Value>> = Default::default();
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < n as usize {
+        let (kind, id, value) = raw.read_json();
+        assert_eq!(kind, FrameKind::Event, "{value}");
+        assert!((1..=n).contains(&id), "an event for request {id}");
+        assert!(!ended.contains(&id), "an event after the last: {value}");
+        if is_last(&value) {
+            ended.insert(id);
+        }
+        got.entry(id).or_default().push(value);
+    }
+    got
+}
+
+#[test]
+fn an_event_published_to_many_subscriptions_reaches_each_once_with_its_payload() {
+    let fx = Fx::socket(|b| b);
+    let patterns = ["*", "fan:*", "fan:out:*", "fan:out:event"];
+    let mut raws: Vec<_> = (0..4).map(|_| fx.raw()).collect();
+    for raw in &mut raws {
+        subscribe_many(
+            raw,
+            8,
+            Operation::SubscribeTopic,
+            |id| json!({"pattern": patterns[id as usize % patterns.len()]}),
+        );
+    }
+    let payloads = [
+        json!({"blob": "x".repeat(4096), "quoted": "a\"b\\c\n", "n": 1}),
+        json!([1, 2.5, null, "é", {"deep": [[]]}]),
+        json!("plain"),
+        json!(null),
+    ];
+    let publisher = fx.client();
+    for payload in &payloads {
+        assert_eq!(
+            publisher.publish("fan:out:event", payload.clone()).unwrap(),
+            32
+        );
+    }
+    assert_eq!(
+        fx.server.publish("fan:out:event", &json!("end")).unwrap(),
+        32
+    );
+
+    for raw in &mut raws {
+        let got = events_until(raw, 8, |v| v["payload"] == "end");
+        assert_eq!(got.len(), 8);
+        for events in got.values() {
+            let subscription = &events[0]["subscription"];
+            let seen: Vec<&Value> = events.iter().map(|e| &e["payload"]).collect();
+            let end = json!("end");
+            let expected: Vec<&Value> = payloads.iter().chain([&end]).collect();
+            assert_eq!(seen, expected, "each event once, in order, as published");
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e["subscription"] == *subscription && e["topic"] == "fan:out:event")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_change_to_many_subscriptions_reaches_each_once_in_order() {
+    let fx = Fx::socket(|b| b);
+    let mut raws: Vec<_> = (0..4).map(|_| fx.raw()).collect();
+    for raw in &mut raws {
+        subscribe_many(raw, 8, Operation::Subscribe, |id| {
+            if id % 2 == 0 {
+                json!({})
+            } else {
+                json!({"prefix": "fan:"})
+            }
+        });
+    }
+    let writer = fx.client();
+    writer
+        .put("fan:1", json!({"text": "y".repeat(4096)}))
+        .unwrap();
+    writer.patch("fan:1", json!({"quoted": "a\"b"})).unwrap();
+    writer.delete("fan:1").unwrap();
+    writer.put("fan:end", json!({})).unwrap();
+
+    let mut first: Option<Vec<Value>> = None;
+    for raw in &mut raws {
+        let got = events_until(raw, 8, |v| v["change"]["id"] == "fan:end");
+        for events in got.values() {
+            let changes: Vec<Value> = events.iter().map(|e| e["change"].clone()).collect();
+            let kinds: Vec<&str> = changes
+                .iter()
+                .map(|c| c["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds, ["put", "patch", "delete", "put"]);
+            assert!(
+                changes
+                    .windows(2)
+                    .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+            );
+            // Every subscription got the same changes.
+            match &first {
+                None => first = Some(changes),
+                Some(first) => assert_eq!(first, &changes),
+            }
+        }
+    }
+}

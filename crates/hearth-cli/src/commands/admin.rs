@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 22] = [
+const SERVER_ROWS: [(&str, &str); 24] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -45,6 +45,14 @@ const SERVER_ROWS: [(&str, &str); 22] = [
     ("shm answers queued for room", "shm_answers_queued"),
     ("change subscriptions", "change_subscriptions"),
     ("topic subscriptions", "topic_subscriptions"),
+    (
+        "refused: process subscriptions",
+        "refused_process_subscriptions",
+    ),
+    (
+        "refused: server subscriptions",
+        "refused_server_subscriptions",
+    ),
     ("server requests", "requests"),
     ("stalled disconnects", "stalled_disconnects"),
     ("closed: half-sent messages", "partial_disconnects"),

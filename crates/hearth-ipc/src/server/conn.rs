@@ -7,13 +7,16 @@
 //! past them, or past the stall timeout, is ended — the loop keeps a
 //! timer only while one is half joined), making sure every request gets
 //! exactly one final frame, forwarding change and topic events to this
-//! client, and freeing everything (subscriptions, in-flight work, the
+//! client (each built around JSON encoded once per change or event for
+//! every subscription, so that a subscription costs a copy, not an
+//! encoding), counting its subscriptions against the connection's, its
+//! process's and the server's limits, and freeing everything (subscriptions, in-flight work, the
 //! connection count) when the client goes. Must never: let this client's
 //! slowness block the accept loop, the change pump or other connections,
 //! or answer a request twice.
 
 use super::slots::{Admission, StreamSlots};
-use super::{Shared, Ticket, router};
+use super::{Shared, SubSlot, Ticket, router};
 use crate::ops::{self, Request, parse_request};
 use crate::outq::{OutQueue, QueueError, run_writer};
 use crate::policy::InFlight;
@@ -21,7 +24,6 @@ use crate::subs::Registration;
 use crate::transport::{Link, LinkError, LinkInfo};
 use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameFlags, FrameHeader, FrameKind, Operation};
 use parking_lot::Mutex;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -64,6 +66,8 @@ pub(crate) struct SubHandle {
     hub_key: Option<u64>,
     task: Option<AbortHandle>,
     _guard: Option<hearth_bus::SubscriptionGuard>,
+    /// Its place under the process's and the server's limits.
+    _slot: SubSlot,
 }
 
 impl Drop for SubHandle {
@@ -216,8 +220,9 @@ impl Conn {
         admission
     }
 
-    /// A number for a new subscription, if this connection may have one more.
-    pub(crate) fn reserve_sub(&self) -> Result<u64, ErrorBody> {
+    /// A number for a new subscription and its place under the process's
+    /// and the server's limits, if this connection may have one more.
+    pub(crate) fn reserve_sub(&self) -> Result<(u64, SubSlot), ErrorBody> {
         let max = self.shared.config.max_subscriptions;
         if self.subs.lock().len() >= max {
             return Err(ErrorBody::new(
@@ -227,7 +232,10 @@ impl Conn {
                 ),
             ));
         }
-        Ok(self.next_sub.fetch_add(1, Ordering::Relaxed) + 1)
+        let slot = self
+            .shared
+            .reserve_subscription(self.info.peer.and_then(|p| p.pid))?;
+        Ok((self.next_sub.fetch_add(1, Ordering::Relaxed) + 1, slot))
     }
 
     fn add_sub(&self, n: u64, handle: SubHandle) {
@@ -732,8 +740,8 @@ pub(crate) async fn subscribe_changes(
     prefix: Option<String>,
     from_seq: Option<u64>,
 ) {
-    let n = match conn.reserve_sub() {
-        Ok(n) => n,
+    let (n, slot) = match conn.reserve_sub() {
+        Ok(reserved) => reserved,
         Err(body) => return conn.reply(id, op, Err(body)).await,
     };
     let shared = &conn.shared;
@@ -760,6 +768,7 @@ pub(crate) async fn subscribe_changes(
             hub_key: Some(key),
             task: Some(task.abort_handle()),
             _guard: None,
+            _slot: slot,
         },
     );
     if let Some(_sending) = conn.finish(id) {
@@ -824,7 +833,14 @@ async fn forward_changes(
         }
     }
     while let Some(change) = reg.rx.recv().await {
-        if !conn.send(event(ops::change_event(n, &change))).await {
+        debug_assert!(
+            change.seq >= reg.live_from,
+            "live changes start at live_from"
+        );
+        if !conn
+            .send(event(ops::change_event_json(n, &change.json)))
+            .await
+        {
             return;
         }
     }
@@ -864,8 +880,14 @@ impl TopicGate {
         )
     }
 
-    fn deliver(&self, topic: &str, payload: &Value) {
-        let frame = self.frame(ops::topic_event(self.n, topic, payload));
+    /// Queues `event` for this subscription: its payload's JSON is the
+    /// emit's, encoded once for every subscription, and only copied here.
+    fn deliver(&self, event: &hearth_bus::Emitted<'_>) {
+        let frame = self.frame(ops::topic_event(
+            self.n,
+            event.topic(),
+            &event.payload_json(),
+        ));
         let mut state = self.state.lock();
         if !state.open {
             if state.pending.len() < MAX_GATE_PENDING {
@@ -908,8 +930,8 @@ impl TopicGate {
 
 /// Subscribes this connection to topics matching `pattern`.
 pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pattern: String) {
-    let n = match conn.reserve_sub() {
-        Ok(n) => n,
+    let (n, slot) = match conn.reserve_sub() {
+        Ok(reserved) => reserved,
         Err(body) => return conn.reply(id, op, Err(body)).await,
     };
     let gate = Arc::new(TopicGate {
@@ -920,9 +942,9 @@ pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pa
     });
     let listener = {
         let gate = gate.clone();
-        move |topic: &str, payload: &Value| gate.deliver(topic, payload)
+        move |event: &hearth_bus::Emitted<'_>| gate.deliver(event)
     };
-    let guard = match conn.shared.bus.on(&pattern, listener) {
+    let guard = match conn.shared.bus.on_emitted(&pattern, listener) {
         Ok(sub) => sub.into_guard(),
         Err(e) => {
             return conn
@@ -942,6 +964,7 @@ pub(crate) async fn subscribe_topic(conn: &Arc<Conn>, op: Operation, id: u64, pa
             hub_key: None,
             task: None,
             _guard: Some(guard),
+            _slot: slot,
         },
     );
     if let Some(_sending) = conn.finish(id) {

@@ -10,10 +10,13 @@
 //! store's change log into the [`ChangeHub`], the budget for half-joined
 //! split messages that every connection shares (`max_partial_bytes`; a
 //! connection never holds more than its share past the stall timeout),
-//! and shutting down in order:
+//! counting subscriptions — in all and per client process, since every
+//! change and every topic event costs the server work for each one — and
+//! shutting down in order:
 //! stop accepting, finish in-flight requests, flush the store, remove the
 //! socket. Must never: let one connection stall another or the accept
-//! loop, let one client process take every connection or descriptor,
+//! loop, let one client process take every connection, descriptor or
+//! subscription,
 //! remove a socket it does not own (the channel lock decides), or
 //! return from `shutdown` while a connection task still runs.
 
@@ -37,8 +40,8 @@ use crate::types::ConnectOptions;
 use hearth_bus::{BusOptions, EventBus};
 use hearth_proto::{
     Capabilities, ClientHello, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_PAYLOAD_BYTES, HandshakeError, HandshakeStatus, Limits, MIN_FRAME_LIMIT,
-    ServerLimits, negotiate,
+    DEFAULT_MAX_PAYLOAD_BYTES, ErrorBody, ErrorCode, HandshakeError, HandshakeStatus, Limits,
+    MIN_FRAME_LIMIT, ServerLimits, negotiate,
 };
 use hearth_store::{Durability, Event, Options, Store};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -79,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) max_handshakes: usize,
     pub(crate) max_handshakes_per_process: usize,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_subscriptions_per_process: usize,
+    pub(crate) max_server_subscriptions: usize,
     pub(crate) output_queue_bytes: usize,
     pub(crate) stall_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
@@ -103,6 +108,8 @@ impl Default for Config {
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_process: DEFAULT_MAX_HANDSHAKES_PER_PROCESS,
             max_subscriptions: 1024,
+            max_subscriptions_per_process: DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS,
+            max_server_subscriptions: DEFAULT_MAX_SERVER_SUBSCRIPTIONS,
             output_queue_bytes: 8 << 20,
             stall_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -182,6 +189,33 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 /// ```
 pub const HANDSHAKE_LIMIT_PREFIX: &str = "handshake_limit:";
 
+/// The default of [`ServerBuilder::max_server_subscriptions`]: change and
+/// topic subscriptions of all connections together. Every committed change
+/// and every published event costs the server work for each live
+/// subscription that wants it (an event frame built and queued; for a
+/// change, a forwarder woken), on the thread that commits or publishes and
+/// on the two runtime workers. Measured with a 1 KiB event to 16 384
+/// subscriptions, a publish costs a few milliseconds; at the old
+/// unbounded 131 072 it cost hundreds, and every client waited with it.
+/// Sixteen times the per-connection limit, and hundreds of times what a
+/// desktop app's windows and workers subscribe.
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_SERVER_SUBSCRIPTIONS, 16384);
+/// ```
+pub const DEFAULT_MAX_SERVER_SUBSCRIPTIONS: usize = 16384;
+
+/// The default of [`ServerBuilder::max_subscriptions_per_process`]: a
+/// quarter of [`DEFAULT_MAX_SERVER_SUBSCRIPTIONS`], as one process may have
+/// a quarter of the connections, so that one client process — leaking
+/// subscriptions, or hostile — can neither take them all nor make every
+/// change and event cost more than a quarter of the most the server allows.
+///
+/// ```
+/// assert_eq!(hearth_ipc::DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS, 4096);
+/// ```
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS: usize = 4096;
+
 /// Counters of a running server.
 ///
 /// ```
@@ -197,6 +231,13 @@ pub struct ServerStats {
     pub change_subscriptions: usize,
     /// Live topic subscriptions.
     pub topic_subscriptions: usize,
+    /// `subscribe` and `subscribe_topic` requests refused (`rate_limited`)
+    /// because the client's process had `max_subscriptions_per_process`
+    /// subscriptions.
+    pub refused_process_subscriptions: u64,
+    /// `subscribe` and `subscribe_topic` requests refused (`unavailable`)
+    /// because the server had `max_server_subscriptions` subscriptions.
+    pub refused_server_subscriptions: u64,
     /// Requests received since start.
     pub requests: u64,
     /// Connections closed because their client stopped reading.
@@ -334,6 +375,16 @@ pub(crate) struct Shared {
     warned_handshakes: AtomicBool,
     pub(crate) change_subs: AtomicUsize,
     pub(crate) topic_subs: AtomicUsize,
+    /// Subscriptions held (reserved or live), of every connection: what
+    /// `max_server_subscriptions` bounds.
+    subscriptions: AtomicUsize,
+    /// `ServerStats::refused_process_subscriptions`.
+    refused_process_subs: AtomicU64,
+    /// `ServerStats::refused_server_subscriptions`.
+    refused_server_subs: AtomicU64,
+    /// Whether refusing subscriptions at `max_server_subscriptions` was
+    /// logged since the server last had none.
+    warned_subscriptions: AtomicBool,
     pub(crate) requests: AtomicU64,
     pub(crate) stalled: AtomicU64,
     /// `ServerStats::partial_disconnects`.
@@ -383,11 +434,37 @@ struct ProcessSlots {
     handshakes: usize,
     /// Whether closing its sockets at the handshake limit was logged.
     warned_handshakes: bool,
+    /// Subscriptions of all its connections.
+    subscriptions: usize,
+    /// Whether refusing its subscriptions at the per-process limit was
+    /// logged.
+    warned_subscriptions: bool,
 }
 
 impl ProcessSlots {
     fn is_empty(&self) -> bool {
-        self.connections == 0 && self.handshakes == 0
+        self.connections == 0 && self.handshakes == 0 && self.subscriptions == 0
+    }
+}
+
+/// One subscription counted against the server's and its process's limits
+/// ([`Shared::reserve_subscription`]); dropping it uncounts it.
+pub(crate) struct SubSlot {
+    shared: Arc<Shared>,
+    pid: Option<i32>,
+}
+
+impl Drop for SubSlot {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared
+                .release_process(pid, |slots| slots.subscriptions -= 1);
+        }
+        if self.shared.subscriptions.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared
+                .warned_subscriptions
+                .store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -517,6 +594,9 @@ impl Shared {
             connections: self.connections.load(Ordering::SeqCst),
             change_subscriptions: self.change_subs.load(Ordering::SeqCst),
             topic_subscriptions: self.topic_subs.load(Ordering::SeqCst),
+            // Relaxed: statistics.
+            refused_process_subscriptions: self.refused_process_subs.load(Ordering::Relaxed),
+            refused_server_subscriptions: self.refused_server_subs.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::SeqCst),
             stalled_disconnects: self.stalled.load(Ordering::SeqCst),
             partial_disconnects: self.partial_disconnects.load(Ordering::SeqCst),
@@ -692,6 +772,78 @@ impl Shared {
             shared: self.clone(),
             pid,
             over_process,
+        })
+    }
+
+    /// Counts one more subscription of a connection whose peer is `pid`
+    /// (when known), or refuses it: `rate_limited` when that process has
+    /// `max_subscriptions_per_process`, `unavailable` when the server has
+    /// `max_server_subscriptions` — each with what to do about it.
+    pub(crate) fn reserve_subscription(
+        self: &Arc<Self>,
+        pid: Option<i32>,
+    ) -> Result<SubSlot, ErrorBody> {
+        let pid = countable_pid(pid);
+        let mut processes = self.processes.lock();
+        if let Some(pid) = pid {
+            let max = self.config.max_subscriptions_per_process;
+            // An entry is made only when a subscription is counted, so that
+            // a refusal leaves no empty one behind.
+            if let Some(slots) = processes.get_mut(&pid)
+                && slots.subscriptions >= max
+            {
+                self.refused_process_subs.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut slots.warned_subscriptions, true) {
+                    tracing::warn!(
+                        pid,
+                        limit = max,
+                        "a client process has as many subscriptions as one process may have; \
+                         refusing its further ones until it ends some (logged once)"
+                    );
+                }
+                return Err(ErrorBody::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "process {pid} has {max} subscriptions, the most one client process may \
+                         have; unsubscribe those it no longer needs (one subscription with a \
+                         broader prefix or pattern can replace many), or raise the server's \
+                         max_subscriptions_per_process (hearth serve \
+                         --max-subscriptions-per-process)"
+                    ),
+                ));
+            }
+        }
+        let max = self.config.max_server_subscriptions;
+        let taken = self
+            .subscriptions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            drop(processes);
+            self.refused_server_subs.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_subscriptions.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = max,
+                    "the server has as many subscriptions as it may; refusing further ones \
+                     until some end (logged once)"
+                );
+            }
+            return Err(ErrorBody::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the server has {max} subscriptions, its limit; retry after others end, \
+                     or raise the server's max_server_subscriptions (hearth serve \
+                     --max-server-subscriptions)"
+                ),
+            ));
+        }
+        if let Some(pid) = pid {
+            processes.entry(pid).or_default().subscriptions += 1;
+        }
+        Ok(SubSlot {
+            shared: self.clone(),
+            pid,
         })
     }
 
@@ -1076,8 +1228,65 @@ impl ServerBuilder {
     }
 
     /// Most subscriptions (change and topic) per connection (default 1024).
+    /// More are refused with `rate_limited`. See also
+    /// [`max_subscriptions_per_process`](Self::max_subscriptions_per_process)
+    /// and [`max_server_subscriptions`](Self::max_server_subscriptions).
     pub fn max_subscriptions(mut self, n: usize) -> Self {
         self.config.max_subscriptions = n.max(1);
+        self
+    }
+
+    /// Most subscriptions (change and topic together) of all the
+    /// connections of one client process (default
+    /// [`DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS`], 4096; at least 1), so
+    /// that one process cannot make every change and every published event
+    /// cost the server, and every other client, work for thousands of its
+    /// subscriptions. One more is refused with `rate_limited` and a
+    /// message saying so; that process's existing subscriptions, and every
+    /// other process's, go on. The process is the one the socket's peer
+    /// credentials name, as for
+    /// [`max_connections_per_process`](Self::max_connections_per_process);
+    /// connections whose peer has no pid (in-process clients) count only
+    /// against [`max_server_subscriptions`](Self::max_server_subscriptions).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// // An app whose 200 workers each watch a few prefixes.
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .max_subscriptions_per_process(8192)
+    ///     .max_server_subscriptions(32768)
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn max_subscriptions_per_process(mut self, n: usize) -> Self {
+        self.config.max_subscriptions_per_process = n.max(1);
+        self
+    }
+
+    /// Most subscriptions (change and topic together) of all connections
+    /// (default [`DEFAULT_MAX_SERVER_SUBSCRIPTIONS`], 16384; at least 1).
+    /// One more is refused with `unavailable` (the server has no room now;
+    /// the Rust client's change stream retries resuming on it) and a
+    /// message saying so. Every change and published event costs work for
+    /// each subscription, so this bounds what one commit or one publish
+    /// can cost.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hearth_ipc::Server;
+    /// let server = Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .max_server_subscriptions(4096)
+    ///     .start()?;
+    /// assert_eq!(server.stats().refused_server_subscriptions, 0);
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn max_server_subscriptions(mut self, n: usize) -> Self {
+        self.config.max_server_subscriptions = n.max(1);
         self
     }
 
@@ -1298,6 +1507,10 @@ impl ServerBuilder {
             warned_handshakes: AtomicBool::new(false),
             change_subs: AtomicUsize::new(0),
             topic_subs: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
+            refused_process_subs: AtomicU64::new(0),
+            refused_server_subs: AtomicU64::new(0),
+            warned_subscriptions: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             partial_disconnects: AtomicU64::new(0),
