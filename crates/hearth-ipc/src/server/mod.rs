@@ -456,15 +456,13 @@ pub(crate) struct SubSlot {
 
 impl Drop for SubSlot {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            self.shared
-                .release_process(pid, |slots| slots.subscriptions -= 1);
-        }
-        if self.shared.subscriptions.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.shared
-                .warned_subscriptions
-                .store(false, Ordering::Relaxed);
-        }
+        let shared = &self.shared;
+        shared.give_back(
+            self.pid,
+            |slots| slots.subscriptions -= 1,
+            &shared.subscriptions,
+            &shared.warned_subscriptions,
+        );
     }
 }
 
@@ -508,15 +506,13 @@ const OVER_LIMIT_HELLO_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for Handshaking {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            self.shared
-                .release_process(pid, |slots| slots.handshakes -= 1);
-        }
-        if self.shared.handshakes.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.shared
-                .warned_handshakes
-                .store(false, Ordering::Relaxed);
-        }
+        let shared = &self.shared;
+        shared.give_back(
+            self.pid,
+            |slots| slots.handshakes -= 1,
+            &shared.handshakes,
+            &shared.warned_handshakes,
+        );
         self.shared.bump();
     }
 }
@@ -669,6 +665,26 @@ impl Shared {
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()
+    }
+
+    /// Gives back one place counted in `total` and, when the pid is known,
+    /// in its process's entry (`mine`); once nothing holds a place, a
+    /// limit reached again is logged again (`warned`).
+    fn give_back(
+        &self,
+        pid: Option<i32>,
+        mine: impl FnOnce(&mut ProcessSlots),
+        total: &AtomicUsize,
+        warned: &AtomicBool,
+    ) {
+        if let Some(pid) = pid {
+            self.release_process(pid, mine);
+        }
+        if total.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Relaxed: whether a warning was logged; nothing else is
+            // published through it.
+            warned.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Changes `pid`'s entry with `change` and forgets the entry once it

@@ -250,6 +250,22 @@ pub fn clients_write_and_read_back(
     }
 }
 
+/// One frame of a request split into `MORE` frames, encoded (`more`: not
+/// its last).
+fn part_frame(op: Operation, id: u64, payload: &[u8], more: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(
+        &mut out,
+        FrameKind::Request,
+        part_flags(more),
+        Some(op),
+        id,
+        payload,
+    )
+    .unwrap();
+    out
+}
+
 /// The flags of a frame of a split message: `MORE` on all but the last.
 fn part_flags(more: bool) -> FrameFlags {
     if more {
@@ -329,17 +345,9 @@ impl Raw {
     /// Sends one frame of a request split into `MORE` frames (`more`: not
     /// its last); false if the server had closed the socket.
     pub fn send_part(&mut self, op: Operation, id: u64, payload: &[u8], more: bool) -> bool {
-        let mut out = Vec::new();
-        encode_frame(
-            &mut out,
-            FrameKind::Request,
-            part_flags(more),
-            Some(op),
-            id,
-            payload,
-        )
-        .unwrap();
-        self.stream.write_all(&out).is_ok()
+        self.stream
+            .write_all(&part_frame(op, id, payload, more))
+            .is_ok()
     }
 
     pub fn request(&mut self, op: Operation, id: u64, payload: Value) {
@@ -465,16 +473,7 @@ impl RawShm {
     /// Puts one frame of a request split into `MORE` frames on the ring
     /// (`more`: not its last); true if it fit.
     pub fn send_part(&mut self, op: Operation, id: u64, payload: &[u8], more: bool) -> bool {
-        let mut bytes = Vec::new();
-        encode_frame(
-            &mut bytes,
-            FrameKind::Request,
-            part_flags(more),
-            Some(op),
-            id,
-            payload,
-        )
-        .unwrap();
+        let bytes = part_frame(op, id, payload, more);
         self.tx.push(&[&bytes]).unwrap_or(false)
     }
 
