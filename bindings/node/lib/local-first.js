@@ -339,6 +339,11 @@ class Pull {
   }
 }
 
+/** Whether an asynchronous addon call gave a native stream (else an `{code, message}`). */
+function isStream(r) {
+  return r !== null && typeof r === 'object' && typeof r.next === 'function';
+}
+
 /** `for await (const change of db.watch({prefix}))`. */
 class ChangeStream extends Pull {
   /** Whether the watch could not be put in place (its error comes with the first next()). */
@@ -422,14 +427,24 @@ class TopicSubscription extends EventEmitter {
         this._wake = null;
         backoff = Math.min(backoff * 2, 2000);
         if (this._closed) return;
+        let stream;
         try {
-          this._stream = this._db._client().topics(this.pattern);
-          this.emit('resubscribed');
-          break;
+          stream = await this._db._client().topicsAsync(this.pattern);
         } catch (e) {
-          const err = fromNative(e);
-          if (err.code === 'ECLOSED') return;
+          if (fromNative(e).code === 'ECLOSED') return;
+          continue;
         }
+        if (!isStream(stream)) {
+          if (stream.code === 'ECLOSED') return;
+          continue;
+        }
+        if (this._closed) {
+          stream.close();
+          return;
+        }
+        this._stream = stream;
+        this.emit('resubscribed');
+        break;
       }
     }
   }
@@ -823,9 +838,16 @@ class LocalFirst extends EventEmitter {
     if (typeof fn !== 'function') throw new HearthError('invalid_input', 'subscribe: the listener must be a function');
     let stream;
     try {
-      stream = this._client().topics(pattern);
+      // Put in place off the JavaScript thread: a slow or frozen server
+      // does not hold the event loop meanwhile.
+      stream = await this._client().topicsAsync(pattern);
     } catch (e) {
       throw fromNative(e);
+    }
+    if (!isStream(stream)) throw fromInfo(stream);
+    if (this._closed) {
+      stream.close();
+      throw new HearthError('ECLOSED', 'this LocalFirst was closed while subscribe() was putting its subscription in place');
     }
     const sub = new TopicSubscription(this, pattern, fn, stream);
     this._topics.add(sub);

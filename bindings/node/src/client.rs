@@ -10,7 +10,7 @@
 //! of unbounded length on the JavaScript thread, or keep using a client
 //! after [`close`](NativeClient::close).
 
-use crate::error::{NodeError, Outcome, outcome};
+use crate::error::{ErrorInfo, NodeError, Outcome, outcome};
 use crate::json;
 use crate::rt::{CancelToken, cancellable, run_sync, timeout};
 use crate::streams::{NativeChangeStream, NativeDocStream, NativeTopicStream, StreamState};
@@ -450,6 +450,30 @@ impl NativeClient {
                 self.shared.closed(),
             )))
         })())
+    }
+
+    /// [`topics`](Self::topics) off the JavaScript thread: the promise
+    /// resolves with the stream once the subscription is in place, or with
+    /// an error description (see [`Outcome`]) — so that a frozen or slow
+    /// server never holds the event loop while it is set up.
+    #[napi(ts_return_type = "Promise<NativeTopicStream | ErrorInfo>")]
+    pub fn topics_async<'env>(
+        &self,
+        env: &'env Env,
+        pattern: String,
+    ) -> napi::Result<PromiseRaw<'env, Either<NativeTopicStream, ErrorInfo>>> {
+        let client = self.shared.async_client(None);
+        let closed = self.shared.closed();
+        env.spawn_future(async move {
+            let opened = async move {
+                let stream = client?.subscribe_topic(&pattern).await?;
+                Ok::<_, NodeError>(NativeTopicStream::new(StreamState::new(stream, closed)))
+            };
+            Ok(match opened.await {
+                Ok(stream) => Either::A(stream),
+                Err(e) => Either::B(e.info()),
+            })
+        })
     }
 
     /// Streams a `list` (`{prefix?, type?, limit?, cursor?}`) in chunks as

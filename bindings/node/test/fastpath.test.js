@@ -89,6 +89,24 @@ test('a call to a frozen server leaves the event loop turning and settles once i
   assert.deepEqual(await get.promise, { a: 1 });
 });
 
+test('subscribe() to a frozen server leaves the event loop turning while it waits, and settles once it thaws', LINUX, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel, { timeout: 20_000 });
+  await db.ping();
+  await freeze(t, s.pid);
+  const got = [];
+  const pending = track(db.subscribe('frozen:*', (payload) => got.push(payload)));
+  // The subscription is set up off the JavaScript thread: timers run.
+  await tick(0);
+  assert.equal(pending.settled, false, 'subscribe() waits for the frozen server');
+  thaw(s.pid);
+  const sub = await pending.promise;
+  assert.equal(await db.publish('frozen:one', 1), 1);
+  for (let i = 0; got.length === 0 && i < 2000; i++) await tick(5);
+  assert.deepEqual(got, [1]);
+  await sub.unsubscribe();
+});
+
 test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
