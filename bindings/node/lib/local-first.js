@@ -498,6 +498,7 @@ class LocalFirst extends EventEmitter {
     this._closed = false;
     this._feed = null;
     this._feedRetry = null;
+    this._connecting = null;
     this._topics = new Set();
     this._streams = new Set();
     this._untrack = (stream) => this._streams.delete(stream);
@@ -509,9 +510,20 @@ class LocalFirst extends EventEmitter {
     });
   }
 
-  /** The connection, opened on first use. */
+  /** The connection, opened on first use (on this thread: see connect()). */
   _client() {
     if (this._native !== null) return this._native;
+    this._connectable();
+    try {
+      this._native = native.NativeClient.connect(JSON.stringify(this._connect));
+    } catch (e) {
+      throw this._connectError(fromNative(e));
+    }
+    return this._native;
+  }
+
+  /** Throws if this client cannot connect: closed, or the network mode. */
+  _connectable() {
     if (this._closed) throw new HearthError('ECLOSED', 'this LocalFirst is closed; create a new one to reconnect');
     if (this.mode === 'network') {
       throw new HearthError(
@@ -521,23 +533,38 @@ class LocalFirst extends EventEmitter {
           `startServer({ channel: "${this.channelName}", dataDir }) or \`hearth serve --channel ${this.channelName} --data-dir DIR\`.`,
       );
     }
-    try {
-      this._native = native.NativeClient.connect(JSON.stringify(this._connect));
-    } catch (e) {
-      const err = fromNative(e);
-      if (this.mode === 'auto' && !ipcForcedByEnv() && err.code === 'ECHANNEL_NOT_FOUND') {
-        err.message =
-          `mode "auto": no hearth server answered on channel "${this.channelName}", and the network fallback ` +
-          `(hearth-http) is not available yet. ${err.message}`;
-      }
-      throw err;
+  }
+
+  /** A connection's failure, worded for this client's mode. */
+  _connectError(err) {
+    if (this.mode === 'auto' && !ipcForcedByEnv() && err.code === 'ECHANNEL_NOT_FOUND') {
+      err.message =
+        `mode "auto": no hearth server answered on channel "${this.channelName}", and the network fallback ` +
+        `(hearth-http) is not available yet. ${err.message}`;
     }
-    return this._native;
+    return err;
   }
 
   /** Connects now (instead of on the first call); resolves once connected. */
   async connect() {
-    this._client();
+    if (this._native !== null) return;
+    this._connectable();
+    if (this._connecting === null) {
+      // Off the JavaScript thread: a slow or frozen server does not hold
+      // the event loop while the connection opens.
+      this._connecting = native.NativeClient.connectAsync(JSON.stringify(this._connect)).then((r) => {
+        this._connecting = null;
+        if (r === null || typeof r !== 'object' || typeof r.transport !== 'function') throw this._connectError(fromInfo(r));
+        if (this._closed) {
+          r.close();
+          throw new HearthError('ECLOSED', 'this LocalFirst was closed while connect() was connecting');
+        }
+        // A call made meanwhile may have connected on its own.
+        if (this._native === null) this._native = r;
+        else r.close();
+      });
+    }
+    await this._connecting;
   }
 
   /** The transport in use ("shm", "socket"…), or null when not connected. */

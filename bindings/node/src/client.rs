@@ -119,6 +119,24 @@ pub struct NativeClient {
     shared: Arc<ClientShared>,
 }
 
+impl NativeClient {
+    /// Connects with the options in `options_json` (see
+    /// [`connect`](NativeClient::connect)), blocking.
+    fn open(options_json: &str) -> Result<NativeClient, NodeError> {
+        let args: ConnectArgs = json::args(options_json, "connect")?;
+        let mut client = Client::connect_with(args.options()?)?;
+        if let Some(wait) = timeout(args.turn_wait_ms)? {
+            client = client.with_turn_wait(wait);
+        }
+        Ok(NativeClient {
+            shared: Arc::new(ClientShared {
+                client: RwLock::new(Some(client)),
+                closed: watch::channel(false).0,
+            }),
+        })
+    }
+}
+
 fn sync<T>(r: Result<T, NodeError>) -> napi::Result<T, String> {
     r.map_err(NodeError::into_napi)
 }
@@ -130,19 +148,42 @@ impl NativeClient {
     /// `{channel, socketDir?, socketPath?, timeoutMs?, connectTimeoutMs?, resumeTimeoutMs?, eventBuffer?}`.
     #[napi(factory)]
     pub fn connect(options_json: String) -> napi::Result<NativeClient, String> {
-        sync((|| {
-            let args: ConnectArgs = json::args(&options_json, "connect")?;
-            let mut client = Client::connect_with(args.options()?)?;
-            if let Some(wait) = timeout(args.turn_wait_ms)? {
-                client = client.with_turn_wait(wait);
-            }
-            Ok(NativeClient {
-                shared: Arc::new(ClientShared {
-                    client: RwLock::new(Some(client)),
-                    closed: watch::channel(false).0,
+        sync(NativeClient::open(&options_json))
+    }
+
+    /// [`connect`](Self::connect) off the JavaScript thread: the promise
+    /// resolves with the client once connected, or with an error
+    /// description (see [`Outcome`]), so that a slow or frozen server never
+    /// holds the event loop while the connection opens.
+    #[napi(ts_return_type = "Promise<NativeClient | ErrorInfo>")]
+    pub fn connect_async<'env>(
+        env: &'env Env,
+        options_json: String,
+    ) -> napi::Result<PromiseRaw<'env, Either<NativeClient, ErrorInfo>>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A thread of its own: connecting blocks (on hearth-ipc's runtime),
+        // which a task of the addon's runtime must not.
+        let spawned = std::thread::Builder::new()
+            .name("hearth-connect".into())
+            .spawn(move || {
+                let _ = tx.send(NativeClient::open(&options_json));
+            });
+        env.spawn_future(async move {
+            let opened = match spawned {
+                Ok(_) => rx.await.unwrap_or_else(|_| {
+                    Err(NodeError::Internal(
+                        "the connecting thread ended without an answer".into(),
+                    ))
                 }),
+                Err(e) => Err(NodeError::Internal(format!(
+                    "starting a connecting thread: {e}"
+                ))),
+            };
+            Ok(match opened {
+                Ok(client) => Either::A(client),
+                Err(e) => Either::B(e.info()),
             })
-        })())
+        })
     }
 
     /// Replaces document `id` with the JSON object `data_json`; the

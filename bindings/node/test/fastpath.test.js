@@ -107,6 +107,20 @@ test('subscribe() to a frozen server leaves the event loop turning while it wait
   await sub.unsubscribe();
 });
 
+test('connect() to a frozen server leaves the event loop turning while it waits, and resolves once it thaws', LINUX, async (t) => {
+  const s = await server(t);
+  await freeze(t, s.pid);
+  const db = client(t, s.channel, { connectTimeout: 20_000 });
+  const connecting = track(db.connect());
+  await tick(0);
+  assert.equal(connecting.settled, false, 'connect() waits for the frozen server');
+  thaw(s.pid);
+  await connecting.promise;
+  assert.notEqual(db.transport, null);
+  await db.put('thawed', { ok: true });
+  assert.deepEqual(await db.get('thawed'), { ok: true });
+});
+
 test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
