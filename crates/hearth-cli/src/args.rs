@@ -246,8 +246,9 @@ pub(crate) struct ServeArgs {
     pub(crate) max_connections_per_process: Option<u64>,
     /// Most connections of one client process that may be in the
     /// handshake at once (accepted, hello not complete) [default: 16]; a
-    /// further one is closed at once, so that sockets that never speak
-    /// cannot use up the server's file descriptors.
+    /// further one has 1 s for its hello, then is closed (at once beyond
+    /// twice the limit), so that sockets that never speak cannot use up
+    /// the server's file descriptors.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_handshakes_per_process: Option<u64>,
     /// Most connections of all processes that may be in the handshake at

@@ -249,6 +249,53 @@ fn silent_sockets_over_a_process_limit_are_refused_after_a_short_grace() {
     assert_eq!(connect_from_another_process(&fx), "ok");
 }
 
+/// The grace over a process's limit has a limit of its own: as many again.
+/// Beyond it a silent socket is closed at once, so that one process
+/// cannot fill the server's places with sockets in their grace.
+#[test]
+fn silent_sockets_beyond_twice_a_process_limit_are_closed_at_once() {
+    let fx = Fx::socket(|b| {
+        b.max_handshakes_per_process(2)
+            .handshake_timeout(FOREVER)
+            .handshake_grace(FOREVER)
+    });
+    let held: Vec<UnixStream> = (0..4).map(|_| silent(&fx.socket_path())).collect();
+    // Two within the limit, two in their (here endless) grace.
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 4));
+    // Blocks (30 s failsafe) until the server sends its refusal.
+    let hello = refusal_of(silent(&fx.socket_path()));
+    assert!(
+        hello.reason.starts_with(HANDSHAKE_LIMIT_PREFIX),
+        "{}",
+        hello.reason
+    );
+    let stats = fx.server.stats();
+    assert_eq!(stats.refused_process_handshakes, 1);
+    assert_eq!(stats.handshakes, 4);
+    assert!(held.iter().all(|s| !closed_by_server(s)));
+}
+
+/// A socket over its process's limit that sends its hello in its grace
+/// and is then refused for another reason (here: its process has its
+/// most connections) is counted as that refusal only.
+#[test]
+fn a_socket_in_its_grace_refused_for_another_reason_is_not_counted_as_a_handshake_refusal() {
+    let fx = Fx::socket(|b| {
+        b.max_handshakes_per_process(1)
+            .max_connections_per_process(1)
+            .handshake_timeout(FOREVER)
+    });
+    let _admitted = Client::connect_with(fx.options()).unwrap();
+    let _silent = silent(&fx.socket_path());
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 1));
+    let late = silent(&fx.socket_path());
+    assert!(fx.server.wait_for(LONG, |s| s.handshakes == 2));
+    assert!(!hello_answered_ok_on(late));
+    let stats = fx.server.stats();
+    assert_eq!(stats.refused_process_limit, 1);
+    assert_eq!(stats.refused_process_handshakes, 0);
+}
+
 #[test]
 fn a_socket_over_the_servers_handshake_limit_is_closed_at_once() {
     let fx = Fx::socket(|b| {

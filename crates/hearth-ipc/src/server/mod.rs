@@ -87,6 +87,7 @@ pub(crate) struct Config {
     pub(crate) output_queue_bytes: usize,
     pub(crate) stall_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) handshake_grace: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) subscription_buffer: usize,
     pub(crate) worker_threads: usize,
@@ -113,6 +114,7 @@ impl Default for Config {
             output_queue_bytes: 8 << 20,
             stall_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            handshake_grace: OVER_LIMIT_HELLO_WAIT,
             shutdown_timeout: Duration::from_secs(30),
             subscription_buffer: 1024,
             worker_threads: 2,
@@ -479,9 +481,10 @@ pub(crate) struct Handshaking {
 impl Handshaking {
     /// How long its hello may take, and the refusal if it does not come
     /// in time (`None`: the handshake timeout, then a plain close).
-    fn hello_wait(&self, timeout: Duration) -> (Duration, Option<HandshakeError>) {
+    fn hello_wait(&self, config: &Config) -> (Duration, Option<HandshakeError>) {
+        let timeout = config.handshake_timeout;
         match &self.over_process {
-            Some(refusal) => (timeout.min(OVER_LIMIT_HELLO_WAIT), Some(refusal.clone())),
+            Some(refusal) => (timeout.min(config.handshake_grace), Some(refusal.clone())),
             None => (timeout, None),
         }
     }
@@ -498,7 +501,8 @@ impl Handshaking {
 
 /// How long a socket accepted over its process's limit of sockets in the
 /// handshake ([`ServerBuilder::max_handshakes_per_process`]) may take to
-/// send its hello before it is refused and closed. A client sends it with
+/// send its hello before it is refused and closed, by default
+/// ([`ServerBuilder::handshake_grace`]). A client sends it with
 /// its connect; one preempted in between on a loaded machine gets its
 /// hello there within this, while one process's silent sockets each hold
 /// a descriptor for no longer (the server-wide limit bounds them all).
@@ -721,6 +725,13 @@ impl Shared {
                 .get(&pid)
                 .is_some_and(|slots| slots.handshakes >= per_process)
         });
+        // As many again in their grace: past that, even they are closed at
+        // once, so that one process cannot fill the server's places.
+        let process_flooding = pid.is_some_and(|pid| {
+            processes
+                .get(&pid)
+                .is_some_and(|slots| slots.handshakes >= per_process.saturating_mul(2))
+        });
         let max = self.config.max_handshakes;
         let server_full = self.handshakes.load(Ordering::SeqCst) >= max;
         let waiting = (process_full || server_full) && socket::hello_waiting(stream);
@@ -729,16 +740,17 @@ impl Shared {
         // client thread preempted between its connect and its hello (a
         // loaded machine, a burst of connects) is not refused for it.
         let over_process = match pid {
-            Some(pid) if process_full && !server_full && !waiting => {
+            Some(pid) if process_full && !waiting => {
                 if let Some(slots) = processes.get_mut(&pid)
                     && !std::mem::replace(&mut slots.warned_handshakes, true)
                 {
                     tracing::warn!(
                         pid,
                         limit = per_process,
+                        grace = ?self.config.handshake_grace,
                         "a client process has as many connections in the handshake (no hello \
                          yet) as one process may have; its further ones are closed unless \
-                         their hello comes within {OVER_LIMIT_HELLO_WAIT:?} (logged once)"
+                         their hello comes within the grace (logged once)"
                     );
                 }
                 Some(HandshakeError::Refused {
@@ -753,6 +765,16 @@ impl Shared {
             }
             _ => None,
         };
+        if process_flooding
+            && !waiting
+            && let Some(refusal) = over_process
+        {
+            self.refused_process_hs.fetch_add(1, Ordering::Relaxed);
+            drop(processes);
+            socket::refuse_now(stream, &self.proto_limits, &refusal);
+            self.bump();
+            return None;
+        }
         if server_full && !waiting {
             let reason = {
                 self.refused_server_hs.fetch_add(1, Ordering::Relaxed);
@@ -1110,7 +1132,9 @@ impl ServerBuilder {
     }
 
     /// Largest message (a request joined from `MORE` frames) accepted
-    /// (default 32 MiB).
+    /// (default 32 MiB). hearth's own clients (Rust and Node) refuse to
+    /// send a request over 32 MiB whatever this is (`IpcError::TooLarge`):
+    /// a larger value serves only other clients.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.config.max_message_bytes = bytes;
         self
@@ -1139,11 +1163,10 @@ impl ServerBuilder {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// use hearth_ipc::Server;
-    /// // Documents of up to 64 MiB from a few clients at once: room for
-    /// // four being joined together, twice over.
+    /// // Many clients sending messages of up to 32 MiB at once: room for
+    /// // eight being joined together, twice over.
     /// let server = Server::builder()
     ///     .data_dir(dir.path())
-    ///     .max_message_bytes(64 << 20)
     ///     .max_partial_bytes(512 << 20)
     ///     .start()?;
     /// # server.shutdown()?;
@@ -1203,10 +1226,13 @@ impl ServerBuilder {
     /// Most sockets of one client process that may be in the handshake at
     /// once — accepted, their client hello not yet complete (default
     /// [`DEFAULT_MAX_HANDSHAKES_PER_PROCESS`], 16; at least 1). A socket
-    /// accepted beyond it whose hello has not arrived is closed at once,
-    /// after a refusing hello (status `unavailable`, reason starting with
+    /// accepted beyond it whose hello has not arrived has the
+    /// [grace](Self::handshake_grace) (1 s) for it — a client thread
+    /// preempted between its connect and its hello — then is closed, after
+    /// a refusing hello (status `unavailable`, reason starting with
     /// [`HANDSHAKE_LIMIT_PREFIX`]) when the socket takes it without
-    /// waiting; the first of a process is logged at warn. So one
+    /// waiting; beyond twice the limit it is closed so at once. The first
+    /// of a process is logged at warn. So one
     /// process's silent sockets, which would otherwise each hold a
     /// descriptor until the [handshake timeout](Self::handshake_timeout),
     /// cannot use up the server's descriptors and lock the other
@@ -1227,6 +1253,26 @@ impl ServerBuilder {
     /// ```
     pub fn max_handshakes_per_process(mut self, n: usize) -> Self {
         self.config.max_handshakes_per_process = n.max(1);
+        self
+    }
+
+    /// How long a socket accepted over its process's
+    /// [`max_handshakes_per_process`](Self::max_handshakes_per_process)
+    /// may take to send its hello before it is refused (default 1 s, and
+    /// never longer than the [handshake timeout](Self::handshake_timeout)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// let server = hearth_ipc::Server::builder()
+    ///     .data_dir(dir.path())
+    ///     .handshake_grace(Duration::from_millis(250))
+    ///     .start()?;
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// ```
+    pub fn handshake_grace(mut self, grace: Duration) -> Self {
+        self.config.handshake_grace = crate::types::clamp_timeout(grace);
         self
     }
 
@@ -1644,10 +1690,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                         check_peer(admit_shared.uid, &admit_shared.allowed_uids, peer)?;
                         admit_shared.admit(peer.and_then(|p| p.pid))
                     };
-                    let (wait, late) = handshaking.hello_wait(shared.config.handshake_timeout);
+                    let (wait, late) = handshaking.hello_wait(&shared.config);
                     let accepted =
                         socket::accept(stream, peer, shared.proto_limits, admit, wait, late).await;
-                    if matches!(accepted, Err(socket::AcceptError::Refused(_))) {
+                    if let Err(socket::AcceptError::Refused(HandshakeError::Refused {
+                        reason, ..
+                    })) = &accepted
+                        && reason.starts_with(HANDSHAKE_LIMIT_PREFIX)
+                    {
                         handshaking.refused();
                     }
                     drop(handshaking);

@@ -544,7 +544,14 @@ impl Serving {
                     self.turns.served(lent.id, now, 1);
                     i += 1;
                 }
-                Polled::Empty if now.duration_since(lent.last_busy) < return_idle => i += 1,
+                // A ring waiting for a turn stays, whatever the others do:
+                // it is to be answered in its turn, not sent back to sleep.
+                Polled::Empty
+                    if lent.waiting_since.is_some()
+                        || now.duration_since(lent.last_busy) < return_idle =>
+                {
+                    i += 1
+                }
                 Polled::Empty => {
                     self.turns.release(lent.id);
                     self.owned.swap_remove(i).give_back(Then::Sleep);

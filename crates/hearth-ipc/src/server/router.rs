@@ -443,8 +443,15 @@ async fn stream(
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let store = conn.shared.store.clone();
+    // The slot goes with the producer and comes back with its result: a
+    // stream cancelled (its task aborted) while its producer still runs —
+    // a query scans the whole table before its first chunk — keeps the
+    // slot until that thread is done, so that a connection cancelling
+    // streams one after another still holds no more pool threads than its
+    // slots.
     let producer = tokio::task::spawn_blocking(move || {
-        produce(store, request, move |c| tx.blocking_send(c).is_ok())
+        let end = produce(store, request, move |c| tx.blocking_send(c).is_ok());
+        (end, slot)
     });
     while let Some(chunk) = rx.recv().await {
         if !conn.chunk(id, op, chunk).await {
@@ -452,12 +459,15 @@ async fn stream(
         }
     }
     drop(rx);
-    let end = match producer.await {
-        Ok(result) => result,
-        Err(e) => Err(internal(format!(
-            "the {} stream failed unexpectedly: {e}",
-            op.name()
-        ))),
+    let (end, slot) = match producer.await {
+        Ok(done) => done,
+        Err(e) => (
+            Err(internal(format!(
+                "the {} stream failed unexpectedly: {e}",
+                op.name()
+            ))),
+            None,
+        ),
     };
     conn.reply_end(id, op, end).await;
     // Only now, so that the connection's streams end in the order they got

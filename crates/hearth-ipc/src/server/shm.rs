@@ -704,10 +704,12 @@ impl RingThread {
         self.rx.peer_turns()
     }
 
-    /// The client's process: its pid, or (where the platform cannot say) a
-    /// value of this connection alone (above any pid).
+    /// The client's process: its pid, or (where the platform cannot say,
+    /// or says 0: a peer outside the server's pid namespace) a value of
+    /// this connection alone (above any pid), so that such clients are
+    /// never taken for one process.
     pub(super) fn client_process(&self) -> u32 {
-        match self.client_pid() {
+        match self.client_pid().filter(|&pid| pid > 0) {
             Some(pid) => pid,
             None => 1 << 31 | (self.conn.id as u32 & !(1 << 31)),
         }
