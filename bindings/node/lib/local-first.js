@@ -944,7 +944,7 @@ class LocalFirst extends EventEmitter {
    * time it cannot be put in place, up to 30 s — so that no change is
    * missed or repeated.
    */
-  _startFeed(fromSeq, delay = FEED_RETRY_MIN_MS) {
+  _startFeed(fromSeq, delay = FEED_RETRY_MIN_MS, retrying = false) {
     const feed = this.watch(fromSeq === undefined ? undefined : { fromSeq });
     this._feed = feed;
     const opened = !feed.failed;
@@ -961,8 +961,9 @@ class LocalFirst extends EventEmitter {
         }
       } catch (e) {
         if (this._feed !== feed || this._closed) return;
-        // A feed that ran is reported; retries that fail again are not.
-        if (opened) this._report(e);
+        // The first failure is reported (a feed that ran, or one that
+        // could not start); retries that fail again are not.
+        if (opened || !retrying) this._report(e);
         this._feed = null;
         this._retryFeed(resume === null ? fromSeq : resume, opened ? FEED_RETRY_MIN_MS : delay);
       } finally {
@@ -976,7 +977,7 @@ class LocalFirst extends EventEmitter {
     this._feedRetry = setTimeout(() => {
       this._feedRetry = null;
       if (this._closed || this._feed !== null || this.listenerCount('change') === 0) return;
-      this._startFeed(fromSeq, Math.min(delay * 2, FEED_RETRY_MAX_MS));
+      this._startFeed(fromSeq, Math.min(delay * 2, FEED_RETRY_MAX_MS), true);
     }, delay);
   }
 

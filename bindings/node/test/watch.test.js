@@ -5,7 +5,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { hearth, server, client, once, afterReconnect, needsServe } = require('./helpers');
+const { hearth, server, client, channel, once, afterReconnect, needsServe } = require('./helpers');
 
 test('watch yields every change after the call, in order', needsServe, async (t) => {
   const s = await server(t);
@@ -136,6 +136,39 @@ test('on("change") outlives an outage longer than its resume timeout: reported o
   assert.deepEqual(seen, ['out:1', 'out:2', 'out:3']);
   assert.equal(errors.length, 1, `reported once: ${errors}`);
   assert.equal(db.listenerCount('change'), 1);
+});
+
+test('on("change") added before any server runs reports that once, then follows the server when it comes', needsServe, async (t) => {
+  const ch = channel('early');
+  const db = client(t, ch);
+  const errors = [];
+  const failed = once(db, 'error');
+  db.on('error', (e) => errors.push(e.code));
+  const seen = [];
+  const arrived = new Promise((resolve) =>
+    db.on('change', (c) => {
+      seen.push(c.id);
+      resolve();
+    }),
+  );
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no "error" event within 20 s')), 20_000);
+  });
+  await Promise.race([failed, late]);
+  clearTimeout(timer);
+  assert.deepEqual(errors, ['ECHANNEL_NOT_FOUND']);
+  const s = await server(t, { channel: ch });
+  // The feed starts again on its own (250 ms, then longer); a write made
+  // after it is in place reaches it.
+  const writer = client(t, ch);
+  for (let i = 0; seen.length === 0 && i < 400; i++) {
+    await writer.put(`early:${i}`, { i });
+    await Promise.race([arrived, new Promise((r) => setTimeout(r, 50))]);
+  }
+  assert.ok(seen.length > 0, 'a change arrived');
+  assert.equal(errors.length, 1, `reported once: ${errors}`);
+  assert.equal(s.channel, ch);
 });
 
 test('each change reaches on("change") as it comes, after idle gaps', needsServe, async (t) => {
