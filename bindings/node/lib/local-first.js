@@ -562,6 +562,9 @@ class LocalFirst extends EventEmitter {
         // A call made meanwhile may have connected on its own.
         if (this._native === null) this._native = r;
         else r.close();
+      }, (e) => {
+        this._connecting = null;
+        throw fromNative(e);
       });
     }
     await this._connecting;
