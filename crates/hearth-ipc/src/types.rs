@@ -214,6 +214,7 @@ pub struct ConnectOptions {
     pub(crate) resume_timeout: Duration,
     pub(crate) max_frame_bytes: u32,
     pub(crate) max_in_flight: u32,
+    pub(crate) max_request_bytes: usize,
     pub(crate) event_buffer: usize,
     pub(crate) transport: TransportPreference,
 }
@@ -305,6 +306,7 @@ impl ConnectOptions {
             resume_timeout: DEFAULT_TIMEOUT,
             max_frame_bytes: hearth_proto::DEFAULT_MAX_FRAME_BYTES as u32,
             max_in_flight: hearth_proto::DEFAULT_MAX_IN_FLIGHT,
+            max_request_bytes: hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES,
             event_buffer: 4096,
             transport: TransportPreference::Auto,
         }
@@ -351,6 +353,24 @@ impl ConnectOptions {
     /// arrive split).
     pub fn max_frame_bytes(mut self, bytes: u32) -> ConnectOptions {
         self.max_frame_bytes = bytes.max(hearth_proto::MIN_FRAME_LIMIT);
+        self
+    }
+
+    /// Longest request this client sends (default 32 MiB, what a server
+    /// joins by default: `ServerBuilder::max_message_bytes`). A longer one
+    /// is refused before anything is sent ([`IpcError::TooLarge`]), since
+    /// a server closes the connection of a client that sends one; raise it
+    /// only for a server whose own limit was raised as far.
+    ///
+    /// ```
+    /// use hearth_ipc::ConnectOptions;
+    /// let opts = ConnectOptions::new("my-app").max_request_bytes(64 << 20);
+    /// # let _ = opts;
+    /// ```
+    ///
+    /// [`IpcError::TooLarge`]: crate::IpcError::TooLarge
+    pub fn max_request_bytes(mut self, bytes: usize) -> ConnectOptions {
+        self.max_request_bytes = bytes;
         self
     }
 

@@ -398,3 +398,23 @@ fn a_split_message_left_half_sent_is_ended_after_the_stall_timeout() {
     assert!(message.contains("request id 1"), "{message}");
     others_carry_on(&fx);
 }
+
+/// A server whose message limit was raised takes a request that long from
+/// a client whose own limit was raised as far (`max_request_bytes`); a
+/// client left at the default refuses to send it, before anything goes.
+#[test]
+fn a_request_past_32_mib_goes_only_where_both_limits_were_raised() {
+    let fx = Fx::socket(|b| b.max_message_bytes(40 << 20));
+    let blob = "b".repeat(33 << 20);
+    let raised = fx.client_with(|o| o.max_request_bytes(40 << 20));
+    let echoed = raised
+        .call("test:echo", json!({"blob": blob}))
+        .expect("a 33 MiB call within both raised limits");
+    assert_eq!(echoed["blob"].as_str().map(str::len), Some(33 << 20));
+    let default = fx.client();
+    let e = default
+        .call("test:echo", json!({"blob": blob}))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    default.ping().unwrap();
+}

@@ -30,16 +30,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// The largest message (joined from `MORE` frames) a client accepts.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// The longest request a client sends: one message's limit
-/// (docs/protocol.md, "Limits"). A server closes the connection of a
-/// client that sends a longer one.
-const MAX_REQUEST_BYTES: usize = hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES;
-
-/// Refuses a request longer than one message may be, before any of it is
-/// sent ([`IpcError::TooLarge`]); the connection, its other calls and its
-/// subscriptions go on.
-pub(crate) fn within_limit(frame: &Frame) -> Result<(), IpcError> {
-    if frame.payload.len() <= MAX_REQUEST_BYTES {
+/// Refuses a request longer than one message may be (`max`: the
+/// client's `ConnectOptions::max_request_bytes`, by default a server's
+/// message limit, docs/protocol.md "Limits"), before any of it is sent
+/// ([`IpcError::TooLarge`]): a server closes the connection of a client
+/// that sends a longer one, while a refusal here lets the connection, its
+/// other calls and its subscriptions go on.
+fn within_limit(frame: &Frame, max: usize) -> Result<(), IpcError> {
+    if frame.payload.len() <= max {
         return Ok(());
     }
     Err(IpcError::TooLarge {
@@ -49,7 +47,7 @@ pub(crate) fn within_limit(frame: &Frame) -> Result<(), IpcError> {
             .map_or("request", |op| op.name())
             .to_string(),
         bytes: frame.payload.len(),
-        max: MAX_REQUEST_BYTES,
+        max,
     })
 }
 
@@ -200,6 +198,9 @@ pub(crate) struct ConnCore {
     next_id: AtomicU64,
     pub(crate) info: LinkInfo,
     pub(crate) event_buffer: usize,
+    /// `ConnectOptions::max_request_bytes`, set once by `open` before the
+    /// connection is handed out (Relaxed: it never changes after).
+    max_request: AtomicUsize,
 }
 
 impl ConnCore {
@@ -222,12 +223,21 @@ impl ConnCore {
                 ..hello
             }
         };
-        match connector.connect(hello).await? {
-            Connected::Link(link, direct) => {
-                Ok(ConnCore::start(link, direct, options.event_buffer))
-            }
-            Connected::Shm(side) => ConnCore::start_shm(side, options.event_buffer),
-        }
+        let core = match connector.connect(hello).await? {
+            Connected::Link(link, direct) => ConnCore::start(link, direct, options.event_buffer),
+            Connected::Shm(side) => ConnCore::start_shm(side, options.event_buffer)?,
+        };
+        // Relaxed: set before the connection is handed out (see the field).
+        core.max_request
+            .store(options.max_request_bytes, Ordering::Relaxed);
+        Ok(core)
+    }
+
+    /// Refuses a request longer than this client sends
+    /// (`ConnectOptions::max_request_bytes`), before any of it is sent.
+    pub(crate) fn within_limit(&self, frame: &Frame) -> Result<(), IpcError> {
+        // Relaxed: set once by `open` (see the field).
+        within_limit(frame, self.max_request.load(Ordering::Relaxed))
     }
 
     fn new(
@@ -248,6 +258,7 @@ impl ConnCore {
             next_id: AtomicU64::new(1),
             info,
             event_buffer,
+            max_request: AtomicUsize::new(hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
         }
     }
 
@@ -465,7 +476,7 @@ impl ConnCore {
     /// Queues a frame for the server; one too long for a message is
     /// refused ([`within_limit`]).
     pub(crate) fn send(&self, frame: Frame) -> Result<(), IpcError> {
-        within_limit(&frame)?;
+        self.within_limit(&frame)?;
         if self.is_dead() {
             return Err(self.dead_error());
         }
@@ -481,7 +492,7 @@ impl ConnCore {
     /// Sends a frame: written onto the socket by the calling thread when
     /// nothing queued waits (no hop to the writer task), else queued.
     pub(crate) fn send_now(&self, frame: Frame) -> Result<(), IpcError> {
-        within_limit(&frame)?;
+        self.within_limit(&frame)?;
         if self.is_dead() {
             return Err(self.dead_error());
         }

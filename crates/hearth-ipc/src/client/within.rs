@@ -21,7 +21,7 @@
 //! server said the call waits for its turn, and then not past the turn
 //! wait, or let a [`Later`] outlive the call's own timeout.
 
-use super::core::{ConnCore, Pending, final_payload, within_limit};
+use super::core::{ConnCore, Pending, final_payload};
 use super::shm::{ClientShm, Deadline, SyncSlot, WaitEnd};
 use super::stream::AsyncDocStream;
 use super::{AsyncClient, Collected, calls};
@@ -162,7 +162,7 @@ impl AsyncClient {
         );
         let failed = |end| self.wait_failed(&core, op, end);
         let request = calls::request(op, id, payload);
-        if let Err(e) = within_limit(&request) {
+        if let Err(e) = core.within_limit(&request) {
             core.unregister(id);
             return Some(Within::Ready(Err(e)));
         }
@@ -242,7 +242,7 @@ impl AsyncClient {
             stream = stream.keep_raw();
         }
         let request = Frame::json_request(op, id, body);
-        if let Err(e) = within_limit(&request) {
+        if let Err(e) = core.within_limit(&request) {
             return Some(Within::Ready(Err(e)));
         }
         if let Err(end) = path.send(&core, request, &deadline) {

@@ -1132,9 +1132,9 @@ impl ServerBuilder {
     }
 
     /// Largest message (a request joined from `MORE` frames) accepted
-    /// (default 32 MiB). hearth's own clients (Rust and Node) refuse to
-    /// send a request over 32 MiB whatever this is (`IpcError::TooLarge`):
-    /// a larger value serves only other clients.
+    /// (default 32 MiB). hearth's clients refuse to send a request over
+    /// 32 MiB (`IpcError::TooLarge`) unless theirs is raised as far
+    /// (`ConnectOptions::max_request_bytes`; Node's is 32 MiB).
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.config.max_message_bytes = bytes;
         self
