@@ -18,17 +18,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-/// A handler of [`EventBus::on`]: the topic that was emitted, and its
-/// payload.
-type Handler = dyn Fn(&str, &Value) + Send + Sync + 'static;
+/// What a listener calls: the whole emit (a handler of [`EventBus::on`],
+/// which takes the topic and the payload, is wrapped in one).
+type Handler = dyn Fn(&Emitted<'_>) + Send + Sync + 'static;
 
-/// A handler of [`EventBus::on_emitted`]: the whole emit.
-type EmittedHandler = dyn Fn(&Emitted<'_>) + Send + Sync + 'static;
-
-/// What a listener calls.
-enum Callback {
-    Plain(Box<Handler>),
-    Emitted(Box<EmittedHandler>),
+/// A handler of [`EventBus::on`] (the topic and the payload) as a listener.
+fn plain<F>(handler: F) -> Box<Handler>
+where
+    F: Fn(&str, &Value) + Send + Sync + 'static,
+{
+    Box::new(move |e: &Emitted<'_>| handler(e.topic(), e.payload()))
 }
 
 /// One emit, as a listener added with [`EventBus::on_emitted`] sees it:
@@ -168,7 +167,7 @@ impl fmt::Display for ListenerId {
 struct Listener {
     id: u64,
     pattern: Arc<str>,
-    handler: Callback,
+    handler: Box<Handler>,
     once: bool,
     /// For `once` listeners: set by the one emit that gets to call it.
     fired: AtomicBool,
@@ -403,7 +402,7 @@ impl EventBus {
     where
         F: Fn(&str, &Value) + Send + Sync + 'static,
     {
-        self.add(pattern, Callback::Plain(Box::new(handler)), false)
+        self.add(pattern, plain(handler), false)
     }
 
     /// Like [`on`](EventBus::on), but the handler gets the whole
@@ -425,7 +424,7 @@ impl EventBus {
     where
         F: Fn(&Emitted<'_>) + Send + Sync + 'static,
     {
-        self.add(pattern, Callback::Emitted(Box::new(handler)), false)
+        self.add(pattern, Box::new(handler), false)
     }
 
     /// Like [`on`](EventBus::on), but the handler is called at most once:
@@ -444,10 +443,15 @@ impl EventBus {
     where
         F: Fn(&str, &Value) + Send + Sync + 'static,
     {
-        self.add(pattern, Callback::Plain(Box::new(handler)), true)
+        self.add(pattern, plain(handler), true)
     }
 
-    fn add(&self, pattern: &str, handler: Callback, once: bool) -> Result<Subscription, BusError> {
+    fn add(
+        &self,
+        pattern: &str,
+        handler: Box<Handler>,
+        once: bool,
+    ) -> Result<Subscription, BusError> {
         validate_pattern(pattern)?;
         let id = NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed);
         let BusOptions {
@@ -576,10 +580,7 @@ impl EventBus {
         snapshot.sort_unstable_by_key(|l| l.id);
         let emitted = Emitted::new(topic, payload);
         for listener in &snapshot {
-            let outcome = catch_unwind(AssertUnwindSafe(|| match &listener.handler {
-                Callback::Plain(handler) => handler(topic, payload),
-                Callback::Emitted(handler) => handler(&emitted),
-            }));
+            let outcome = catch_unwind(AssertUnwindSafe(|| (listener.handler)(&emitted)));
             if let Err(panic) = outcome {
                 tracing::warn!(
                     topic,
