@@ -181,8 +181,8 @@ pub const DEFAULT_MAX_HANDSHAKES_PER_PROCESS: usize = 16;
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 
 /// The stable start of the reason in the refusing hello a socket gets when
-/// it is closed at once because its process, or the server, has as many
-/// sockets in the handshake as it may
+/// it is closed without its hello because its process, or the server, has
+/// as many sockets in the handshake as it may
 /// ([`ServerBuilder::max_handshakes_per_process`],
 /// [`ServerBuilder::max_handshakes`]).
 ///
@@ -259,9 +259,10 @@ pub struct ServerStats {
     pub refused_process_limit: u64,
     /// Accepted sockets that have not finished their handshake yet.
     pub handshakes: usize,
-    /// Sockets closed as soon as they were accepted, without a complete
-    /// hello, because their process had `max_handshakes_per_process`
-    /// sockets in the handshake.
+    /// Sockets closed without a complete hello because their process had
+    /// `max_handshakes_per_process` sockets in the handshake: once their
+    /// grace (`ServerBuilder::handshake_grace`) was over, or at once
+    /// beyond twice that many.
     pub refused_process_handshakes: u64,
     /// Sockets closed as soon as they were accepted, without a complete
     /// hello, because the server had `max_handshakes` sockets in the
@@ -720,18 +721,13 @@ impl Shared {
         let pid = countable_pid(pid);
         let mut processes = self.processes.lock();
         let per_process = self.config.max_handshakes_per_process;
-        let process_full = pid.is_some_and(|pid| {
-            processes
-                .get(&pid)
-                .is_some_and(|slots| slots.handshakes >= per_process)
-        });
+        let mine = pid
+            .and_then(|pid| processes.get(&pid))
+            .map_or(0, |slots| slots.handshakes);
+        let process_full = mine >= per_process;
         // As many again in their grace: past that, even they are closed at
         // once, so that one process cannot fill the server's places.
-        let process_flooding = pid.is_some_and(|pid| {
-            processes
-                .get(&pid)
-                .is_some_and(|slots| slots.handshakes >= per_process.saturating_mul(2))
-        });
+        let process_flooding = mine >= per_process.saturating_mul(2);
         let max = self.config.max_handshakes;
         let server_full = self.handshakes.load(Ordering::SeqCst) >= max;
         let waiting = (process_full || server_full) && socket::hello_waiting(stream);
@@ -739,7 +735,7 @@ impl Shared {
         // hello yet gets a short grace rather than being closed at once: a
         // client thread preempted between its connect and its hello (a
         // loaded machine, a burst of connects) is not refused for it.
-        let over_process = match pid {
+        let mut over_process = match pid {
             Some(pid) if process_full && !waiting => {
                 if let Some(slots) = processes.get_mut(&pid)
                     && !std::mem::replace(&mut slots.warned_handshakes, true)
@@ -765,37 +761,35 @@ impl Shared {
             }
             _ => None,
         };
-        if process_flooding
-            && !waiting
-            && let Some(refusal) = over_process
-        {
+        // Closed at once: beyond twice its process's limit (`over_process`
+        // is then set), or beyond the server's.
+        let closed_now = if waiting {
+            None
+        } else if process_flooding && over_process.is_some() {
             self.refused_process_hs.fetch_add(1, Ordering::Relaxed);
-            drop(processes);
-            socket::refuse_now(stream, &self.proto_limits, &refusal);
-            self.bump();
-            return None;
-        }
-        if server_full && !waiting {
-            let reason = {
-                self.refused_server_hs.fetch_add(1, Ordering::Relaxed);
-                if !self.warned_handshakes.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        limit = max,
-                        "the server has as many connections in the handshake as it may; \
-                         closing further ones at once until some finish (logged once)"
-                    );
-                }
-                format!(
+            over_process.take()
+        } else if server_full {
+            self.refused_server_hs.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_handshakes.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = max,
+                    "the server has as many connections in the handshake as it may; \
+                     closing further ones at once until some finish (logged once)"
+                );
+            }
+            Some(HandshakeError::Refused {
+                status: HandshakeStatus::Unavailable,
+                reason: format!(
                     "{HANDSHAKE_LIMIT_PREFIX} the server has {max} connections that have not \
                      sent their hello, its limit; retry shortly, or raise the server's \
                      max_handshakes (hearth serve --max-handshakes)"
-                )
-            };
+                ),
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = closed_now {
             drop(processes);
-            let refusal = HandshakeError::Refused {
-                status: HandshakeStatus::Unavailable,
-                reason,
-            };
             socket::refuse_now(stream, &self.proto_limits, &refusal);
             self.bump();
             return None;
@@ -1278,9 +1272,10 @@ impl ServerBuilder {
 
     /// Most sockets of all processes that may be in the handshake at once
     /// (default [`DEFAULT_MAX_HANDSHAKES`], 1024; at least 1); beyond it a
-    /// socket is closed as
+    /// socket whose hello has not arrived is closed at once, after a
+    /// refusing hello as
     /// [`max_handshakes_per_process`](Self::max_handshakes_per_process)
-    /// describes. With [`max_connections`](Self::max_connections) it
+    /// describes (no grace). With [`max_connections`](Self::max_connections) it
     /// bounds the descriptors the server's sockets can take, so that many
     /// processes' silent sockets cannot take the descriptors the store
     /// and shared memory need.
