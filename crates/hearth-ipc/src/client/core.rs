@@ -16,6 +16,7 @@ use crate::outq::{OutQueue, run_writer};
 use crate::transport::shm::ShmSide;
 use crate::transport::socket::DirectWrite;
 use crate::transport::{FrameWriter, Link, LinkInfo};
+use crate::types::ConnectOptions;
 use hearth_proto::{
     ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
 };
@@ -198,9 +199,8 @@ pub(crate) struct ConnCore {
     next_id: AtomicU64,
     pub(crate) info: LinkInfo,
     pub(crate) event_buffer: usize,
-    /// `ConnectOptions::max_request_bytes`, set once by `open` before the
-    /// connection is handed out (Relaxed: it never changes after).
-    max_request: AtomicUsize,
+    /// `ConnectOptions::max_request_bytes`.
+    max_request: usize,
 }
 
 impl ConnCore {
@@ -224,26 +224,22 @@ impl ConnCore {
             }
         };
         let core = match connector.connect(hello).await? {
-            Connected::Link(link, direct) => ConnCore::start(link, direct, options.event_buffer),
-            Connected::Shm(side) => ConnCore::start_shm(side, options.event_buffer)?,
+            Connected::Link(link, direct) => ConnCore::start(link, direct, options),
+            Connected::Shm(side) => ConnCore::start_shm(side, options)?,
         };
-        // Relaxed: set before the connection is handed out (see the field).
-        core.max_request
-            .store(options.max_request_bytes, Ordering::Relaxed);
         Ok(core)
     }
 
     /// Refuses a request longer than this client sends
     /// (`ConnectOptions::max_request_bytes`), before any of it is sent.
     pub(crate) fn within_limit(&self, frame: &Frame) -> Result<(), IpcError> {
-        // Relaxed: set once by `open` (see the field).
-        within_limit(frame, self.max_request.load(Ordering::Relaxed))
+        within_limit(frame, self.max_request)
     }
 
     fn new(
         info: LinkInfo,
         out: OutQueue,
-        event_buffer: usize,
+        options: &ConnectOptions,
         shm: Option<Arc<ClientShm>>,
     ) -> ConnCore {
         ConnCore {
@@ -257,8 +253,8 @@ impl ConnCore {
             server_error: Mutex::new(None),
             next_id: AtomicU64::new(1),
             info,
-            event_buffer,
-            max_request: AtomicUsize::new(hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
+            event_buffer: options.event_buffer,
+            max_request: options.max_request_bytes,
         }
     }
 
@@ -281,7 +277,7 @@ impl ConnCore {
 
     /// A connection over shared memory: the writer task for async sends,
     /// the background reader and the socket watcher.
-    fn start_shm(side: ShmSide, event_buffer: usize) -> Result<Arc<ConnCore>, IpcError> {
+    fn start_shm(side: ShmSide, options: &ConnectOptions) -> Result<Arc<ConnCore>, IpcError> {
         let ShmSide {
             stream,
             segment,
@@ -290,7 +286,7 @@ impl ConnCore {
         } = side;
         let shm = Arc::new(ClientShm::new(&segment));
         let (out, rx) = OutQueue::new(None);
-        let core = Arc::new(ConnCore::new(info, out, event_buffer, Some(shm.clone())));
+        let core = Arc::new(ConnCore::new(info, out, options, Some(shm.clone())));
         let server_max = (info.negotiated.server_max_frame_bytes as usize).min(shm.max_frame());
         ConnCore::spawn_writer(&core, Box::new(shm.writer()), rx, server_max);
         if let Err(e) = shm.start(&core, stream) {
@@ -300,7 +296,7 @@ impl ConnCore {
         Ok(core)
     }
 
-    fn start(link: Link, direct: Option<DirectWrite>, event_buffer: usize) -> Arc<ConnCore> {
+    fn start(link: Link, direct: Option<DirectWrite>, options: &ConnectOptions) -> Arc<ConnCore> {
         let Link {
             info,
             mut reader,
@@ -312,7 +308,7 @@ impl ConnCore {
             Some(direct) => out.with_direct(direct, server_max),
             None => out,
         };
-        let core = Arc::new(ConnCore::new(info, out, event_buffer, None));
+        let core = Arc::new(ConnCore::new(info, out, options, None));
         ConnCore::spawn_writer(&core, writer, rx, server_max);
         let reader_core = core.clone();
         tokio::spawn(async move {
