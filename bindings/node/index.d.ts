@@ -315,7 +315,7 @@ export class Host {
   unhandle(name: string): void;
   /** Publishes an event; returns how many subscriptions received it. */
   emit(topic: string, payload?: unknown): number;
-  stats(): { connections: number; change_subscriptions: number; topic_subscriptions: number; refused_process_subscriptions: number; refused_server_subscriptions: number; requests: number; stalled_disconnects: number; partial_disconnects: number; refused_server_full: number; refused_process_limit: number; handshakes: number; refused_process_handshakes: number; refused_server_handshakes: number; shm_connections: number; shm_polled: number; shm_handoffs: number; shm_handoffs_missed: number; shm_holders_asleep: number; shm_turn_waits: number; shm_lent: number; shm_answers_queued: number; shm_ring_bytes: number; shm_rings_capped: number; streams_waited: number } | null;
+  stats(): { connections: number; change_subscriptions: number; topic_subscriptions: number; refused_process_subscriptions: number; refused_server_subscriptions: number; requests: number; stalled_disconnects: number; partial_disconnects: number; refused_server_full: number; refused_process_limit: number; handshakes: number; refused_process_handshakes: number; refused_server_handshakes: number; shm_connections: number; shm_polled: number; shm_handoffs: number; shm_handoffs_missed: number; shm_holders_asleep: number; shm_turn_waits: number; shm_lent: number; shm_answers_queued: number; shm_ring_bytes: number; shm_rings_capped: number; streams_waited: number; streams_waited_process: number; streams_waited_server: number; streams_running: number } | null;
   close(): Promise<void>;
 }
 

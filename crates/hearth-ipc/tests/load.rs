@@ -278,10 +278,19 @@ const LISTED_DOCS: usize = 1100;
 /// below (so that no stuck client is cut off while they wait), with a
 /// small output queue, holding [`LISTED_DOCS`] small documents of type `T`.
 fn lists_fixture() -> Fx {
+    lists_fixture_with(|b| b)
+}
+
+/// [`lists_fixture`] with more settings.
+fn lists_fixture_with(
+    more: impl FnOnce(hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder,
+) -> Fx {
     let fx = Fx::socket(|b| {
-        b.stall_timeout(Duration::from_secs(300))
-            .shutdown_timeout(Duration::from_secs(5))
-            .output_queue_bytes(256 * 1024)
+        more(
+            b.stall_timeout(Duration::from_secs(300))
+                .shutdown_timeout(Duration::from_secs(5))
+                .output_queue_bytes(256 * 1024),
+        )
     });
     let writes: Vec<hearth_ipc::WriteOp> = (0..LISTED_DOCS)
         .map(|i| hearth_ipc::WriteOp::Put {
@@ -371,6 +380,89 @@ fn a_connection_that_never_reads_its_lists_does_not_starve_another_clients_query
     let ended = read_whole_lists(&mut stuck, LISTS);
     assert_eq!(ended.len() as u64, LISTS);
     assert!(fx.server.wait_for(LONG, |s| s.connections == 2));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn unread_streams_of_many_connections_leave_half_the_pool_to_writes() {
+    // A pool of eight threads: the server's streams may hold four. Three
+    // connections each pipeline 64 lists (more than their socket and
+    // output queue hold) and read none; each could run four, twelve in
+    // all, which would hold every thread and queue the rest behind them
+    // until the stall timeout.
+    let fx = lists_fixture_with(|b| {
+        b.max_blocking_threads(8)
+            .max_running_streams_per_process(64)
+    });
+    let client = fx.client_with(|o| o.timeout(Duration::from_secs(30)));
+    let before = fx.server.stats().requests;
+    let mut stuck: Vec<common::Raw> = (0..3).map(|_| fx.raw()).collect();
+    for raw in &mut stuck {
+        raw.send_bytes(&pipelined_lists(64));
+    }
+    assert!(fx.server.wait_for(LONG, |s| s.requests >= before + 3 * 64));
+    // Four connection slots each pass twelve streams on; the server's four
+    // slots run four of them and the other eight wait, holding no thread.
+    assert!(fx.server.wait_for(LONG, |s| s.streams_waited_server >= 8));
+    // Once their output is full, four hold their threads for good.
+    assert!(fx.server.wait_for(LONG, |s| s.streams_running == 4));
+
+    // Writes and publishes run on the pool too, and still have threads:
+    // answered within the client's timeout (not a measure of speed, only
+    // that they are answered at all while the streams hold theirs). Deletes
+    // of absent documents, so that the lists still to run see the same
+    // documents.
+    for i in 0..16 {
+        assert_eq!(client.delete(&format!("absent:{i}")).unwrap(), None);
+        client.publish("t", json!({"i": i})).unwrap();
+    }
+    client.ping().unwrap();
+    assert!(fx.server.stats().streams_running <= 4);
+
+    // Once the connections read, every stream completes.
+    let readers: Vec<_> = stuck
+        .into_iter()
+        .map(|mut raw| std::thread::spawn(move || read_whole_lists(&mut raw, 64).len()))
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), 64);
+    }
+    assert!(fx.server.wait_for(LONG, |s| s.streams_running == 0));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn one_processs_connections_share_its_stream_slots() {
+    // Every connection of this test is one process's (its pid). With two
+    // slots for the process, two connections pipelining 64 lists each (more
+    // than their sockets and output queues hold) and reading none run two
+    // between them, though each connection has four slots of its own.
+    let fx = lists_fixture_with(|b| b.max_running_streams_per_process(2));
+    let before = fx.server.stats().requests;
+    let mut a = fx.raw();
+    let mut b = fx.raw();
+    a.send_bytes(&pipelined_lists(64));
+    b.send_bytes(&pipelined_lists(64));
+    assert!(fx.server.wait_for(LONG, |s| s.requests >= before + 128));
+    // Eight have their connection's slot; two of them run and six wait for
+    // the process's.
+    assert!(fx.server.wait_for(LONG, |s| s.streams_waited_process >= 6));
+    for _ in 0..100 {
+        assert!(fx.server.stats().streams_running <= 2);
+    }
+    // Once their output is full, two hold their threads for good.
+    assert!(fx.server.wait_for(LONG, |s| s.streams_running == 2));
+
+    // Read together (a stream of one may wait for the other's to end),
+    // every stream completes.
+    let readers: Vec<_> = [a, b]
+        .into_iter()
+        .map(|mut raw| std::thread::spawn(move || read_whole_lists(&mut raw, 64).len()))
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), 64);
+    }
+    assert!(fx.server.wait_for(LONG, |s| s.streams_running == 0));
     fx.server.shutdown().unwrap();
 }
 

@@ -31,7 +31,7 @@ const STORE_ROWS: [(&str, &str); 13] = [
 ];
 
 /// The server's counters, printed after the store's over a channel.
-const SERVER_ROWS: [(&str, &str); 24] = [
+const SERVER_ROWS: [(&str, &str); 27] = [
     ("server connections", "connections"),
     ("shm connections", "shm_connections"),
     ("shm ring bytes", "shm_ring_bytes"),
@@ -62,6 +62,9 @@ const SERVER_ROWS: [(&str, &str); 24] = [
     ("closed: process handshakes", "refused_process_handshakes"),
     ("closed: server handshakes", "refused_server_handshakes"),
     ("streams waited for a slot", "streams_waited"),
+    ("streams waited: process", "streams_waited_process"),
+    ("streams waited: server", "streams_waited_server"),
+    ("streams running", "streams_running"),
 ];
 
 /// `hearth stats`: the store's counters, from the data directory or from

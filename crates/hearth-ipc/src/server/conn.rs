@@ -15,7 +15,7 @@
 //! slowness block the accept loop, the change pump or other connections,
 //! or answer a request twice.
 
-use super::slots::{Admission, StreamSlots};
+use super::slots::{Admission, Level, Levels, Places, StreamSlots};
 use super::{Shared, SubSlot, Ticket, router};
 use crate::ops::{self, Request, parse_request};
 use crate::outq::{OutQueue, QueueError, run_writer};
@@ -100,6 +100,8 @@ pub(crate) struct Conn {
     next_sub: AtomicU64,
     /// Slots for this connection's streams on the blocking pool.
     streams: StreamSlots,
+    /// The process's and the server's slots, taken after those.
+    levels: Levels,
 }
 
 /// A finished request whose final frame is on its way to the output queue.
@@ -218,6 +220,25 @@ impl Conn {
             self.shared.streams_waited.fetch_add(1, Ordering::Relaxed);
         }
         admission
+    }
+
+    /// A stream's places at every level, once its connection's slot
+    /// (`admission`) comes: then its process's, then the server's, each
+    /// wait counted (`streams_waited_process`, `streams_waited_server`).
+    /// `None` if the connection ends first.
+    pub(crate) async fn stream_places(&self, admission: Admission) -> Option<Places> {
+        let shared = &self.shared;
+        self.levels
+            .places(admission, |level| {
+                let counter = match level {
+                    Level::Process => &shared.streams_waited_process,
+                    Level::Server => &shared.streams_waited_server,
+                };
+                // SeqCst: pairs with `bump`'s load of its waiters.
+                counter.fetch_add(1, Ordering::SeqCst);
+                shared.bump();
+            })
+            .await
     }
 
     /// A number for a new subscription and its place under the process's
@@ -352,6 +373,7 @@ pub(crate) async fn serve_with(
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
         streams: StreamSlots::new(shared.config.max_running_streams),
+        levels: shared.stream_levels(info.peer.and_then(|p| p.pid)),
     });
     if let Some(start) = on_start {
         start(conn.clone());

@@ -46,6 +46,7 @@ use hearth_proto::{
 use hearth_store::{Durability, Event, Options, Store};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
+use slots::{Levels, StreamSlots};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,9 @@ use tokio::sync::watch;
 /// (user code, which may wait on anything), scans — and a smaller pool
 /// would queue well-behaved work behind slow handlers sooner. One client
 /// cannot take much of it by not reading: its streams hold at most
-/// `max_running_streams` threads (4) meanwhile (`slots.rs`), and every
+/// `max_running_streams` threads (4) meanwhile, its process's at most
+/// `max_running_streams_per_process` (32), everyone's at most half the
+/// pool (`slots.rs`), and every
 /// other use of the pool hands its answer to a task rather than wait for
 /// the client's room (docs/design.md L8). Threads start
 /// on demand and end after 10 s idle, so the number costs nothing until
@@ -93,6 +96,9 @@ pub(crate) struct Config {
     pub(crate) worker_threads: usize,
     pub(crate) max_blocking_threads: usize,
     pub(crate) max_running_streams: usize,
+    pub(crate) max_running_streams_per_process: usize,
+    /// `None`: [`slots::default_server_running_streams`] of the pool.
+    pub(crate) max_server_running_streams: Option<usize>,
     pub(crate) shared_memory: bool,
     pub(crate) shm_ring_bytes: usize,
 }
@@ -120,6 +126,8 @@ impl Default for Config {
             worker_threads: 2,
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
             max_running_streams: slots::DEFAULT_RUNNING_STREAMS,
+            max_running_streams_per_process: slots::DEFAULT_RUNNING_STREAMS_PER_PROCESS,
+            max_server_running_streams: None,
             shared_memory: true,
             shm_ring_bytes: shm_transport::DEFAULT_RING_BYTES,
         }
@@ -313,6 +321,18 @@ pub struct ServerStats {
     /// steady rise means clients that pipeline many streams, or read them
     /// slowly.
     pub streams_waited: u64,
+    /// Streamed calls that had a slot of their connection but found every
+    /// one of their client process's taken
+    /// (`ServerBuilder::max_running_streams_per_process`) and waited,
+    /// without a thread, for one of that process's streams to end.
+    pub streams_waited_process: u64,
+    /// Streamed calls that found every one of the server's stream slots
+    /// taken (`ServerBuilder::max_server_running_streams`, by default half
+    /// the blocking pool) and waited, without a thread.
+    pub streams_waited_server: u64,
+    /// Streams producing on the blocking pool now, each holding a thread
+    /// (never more than `max_server_running_streams`).
+    pub streams_running: usize,
 }
 
 /// One open connection, as [`Server::connections`] lists it.
@@ -401,6 +421,14 @@ pub(crate) struct Shared {
     shm_rings_capped: AtomicU64,
     /// `ServerStats::streams_waited`.
     pub(crate) streams_waited: AtomicU64,
+    /// `ServerStats::streams_waited_process`.
+    pub(crate) streams_waited_process: AtomicU64,
+    /// `ServerStats::streams_waited_server`.
+    pub(crate) streams_waited_server: AtomicU64,
+    /// The server's stream slots, and what counts the streams running
+    /// (`ServerStats::streams_running`).
+    streams: StreamSlots,
+    streams_running: Arc<AtomicUsize>,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -442,6 +470,9 @@ struct ProcessSlots {
     /// Whether refusing its subscriptions at the per-process limit was
     /// logged.
     warned_subscriptions: bool,
+    /// Its stream slots, made with its first connection's and shared by all
+    /// of them (running streams keep them alive past the entry).
+    streams: Option<StreamSlots>,
 }
 
 impl ProcessSlots {
@@ -628,6 +659,10 @@ impl Shared {
             },
             // Relaxed: a statistic.
             streams_waited: self.streams_waited.load(Ordering::Relaxed),
+            // SeqCst: counters `wait_for` waits on (`bump`).
+            streams_waited_process: self.streams_waited_process.load(Ordering::SeqCst),
+            streams_waited_server: self.streams_waited_server.load(Ordering::SeqCst),
+            streams_running: self.streams_running.load(Ordering::SeqCst),
         }
     }
 
@@ -651,6 +686,38 @@ impl Shared {
         Listed {
             shared: self.clone(),
             id,
+        }
+    }
+
+    /// The levels above its own at which a connection of process `pid`
+    /// takes its streams' places (`slots.rs`): its process's slots (made
+    /// with the process's entry, which the connection's count keeps), then
+    /// the server's.
+    pub(crate) fn stream_levels(self: &Arc<Self>, pid: Option<i32>) -> Levels {
+        let process = countable_pid(pid).and_then(|pid| {
+            let mut processes = self.processes.lock();
+            // Absent only for a connection not counted in its process
+            // (none is, today): then it is bounded without this level.
+            let entry = processes.get_mut(&pid)?;
+            let max = self.config.max_running_streams_per_process;
+            Some(
+                entry
+                    .streams
+                    .get_or_insert_with(|| StreamSlots::new(max))
+                    .clone(),
+            )
+        });
+        // Weak: a producer's places may outlive the server's last handle.
+        let shared = Arc::downgrade(self);
+        Levels {
+            process,
+            server: self.streams.clone(),
+            running: self.streams_running.clone(),
+            on_running: Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.bump();
+                }
+            }),
         }
     }
 
@@ -1415,6 +1482,41 @@ impl ServerBuilder {
         self
     }
 
+    /// Most streams of all of one client process's connections (by the
+    /// socket peer's pid) that produce on the blocking pool at once
+    /// (default 32). Like [`max_running_streams`](Self::max_running_streams)
+    /// one level up: without it, one process opening its most connections
+    /// (`max_connections_per_process`) and reading none of their streams
+    /// could hold that many times four threads. A stream waits for its
+    /// connection's slot first, then its process's, in the order it got the
+    /// one before. Clients whose pid is unknown are bounded by their
+    /// connections' and the server's slots alone.
+    ///
+    /// ```
+    /// let builder = hearth_ipc::Server::builder().max_running_streams_per_process(64);
+    /// # drop(builder);
+    /// ```
+    pub fn max_running_streams_per_process(mut self, n: usize) -> Self {
+        self.config.max_running_streams_per_process = n.max(1);
+        self
+    }
+
+    /// Most streams of all clients that produce on the blocking pool at
+    /// once (default: half of [`max_blocking_threads`](Self::max_blocking_threads),
+    /// 256), so that however many processes stream and read nothing, the
+    /// rest of the pool is left for writes waiting for their sync, point
+    /// calls over the socket and handlers. A stream takes its place here
+    /// last, after its connection's and its process's.
+    ///
+    /// ```
+    /// let builder = hearth_ipc::Server::builder().max_server_running_streams(128);
+    /// # drop(builder);
+    /// ```
+    pub fn max_server_running_streams(mut self, n: usize) -> Self {
+        self.config.max_server_running_streams = Some(n.max(1));
+        self
+    }
+
     /// Whether clients may move their connection to shared memory after
     /// the handshake (default true; shared memory exists on Linux only).
     /// Clients choose for themselves with
@@ -1540,6 +1642,9 @@ impl ServerBuilder {
             })
         });
         let partial_budget = Arc::new(PartialBudget::new(config.max_partial_bytes));
+        let server_streams = config
+            .max_server_running_streams
+            .unwrap_or_else(|| slots::default_server_running_streams(config.max_blocking_threads));
         let shared = Arc::new(Shared {
             hub: ChangeHub::new(store.last_seq()),
             store_limits: self.store_options.limits,
@@ -1575,6 +1680,10 @@ impl ServerBuilder {
             shm_queued: AtomicU64::new(0),
             shm_rings_capped: AtomicU64::new(0),
             streams_waited: AtomicU64::new(0),
+            streams_waited_process: AtomicU64::new(0),
+            streams_waited_server: AtomicU64::new(0),
+            streams: StreamSlots::new(server_streams),
+            streams_running: Arc::default(),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             listed: Mutex::new(HashMap::new()),

@@ -421,9 +421,11 @@ pub(super) fn produce_caught(
 
 /// Streams a list, query or search: stream-chunk frames, then stream-end.
 /// The producer runs on the blocking pool once the stream has one of its
-/// connection's slots (`admission`, `slots.rs`), and keeps its thread while
-/// the client does not read (`blocking_send`); so one connection's streams
-/// hold at most that many threads, and the rest wait here, holding none.
+/// connection's slots (`admission`), then one of its process's and one of
+/// the server's (`slots.rs`), and keeps its thread while the client does
+/// not read (`blocking_send`); so one connection's, one process's and all
+/// streams hold at most that many threads, and the rest wait here,
+/// holding none.
 async fn stream(
     conn: Arc<Conn>,
     op: Operation,
@@ -432,8 +434,8 @@ async fn stream(
     admission: Option<Admission>,
 ) {
     let slot = match admission {
-        Some(admission) => match admission.slot().await {
-            Some(slot) => Some(slot),
+        Some(admission) => match conn.stream_places(admission).await {
+            Some(places) => Some(places),
             None => {
                 let gone = ErrorBody::new(ErrorCode::Cancelled, "the connection is closing");
                 return conn.reply_end(id, op, Err(gone)).await;
@@ -443,12 +445,11 @@ async fn stream(
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let store = conn.shared.store.clone();
-    // The slot goes with the producer and comes back with its result: a
+    // The places go with the producer and come back with its result: a
     // stream cancelled (its task aborted) while its producer still runs —
-    // a query scans the whole table before its first chunk — keeps the
-    // slot until that thread is done, so that a connection cancelling
-    // streams one after another still holds no more pool threads than its
-    // slots.
+    // a query scans the whole table before its first chunk — keeps them
+    // until that thread is done, so that a connection cancelling streams
+    // one after another still holds no more pool threads than its slots.
     let producer = tokio::task::spawn_blocking(move || {
         let end = produce(store, request, move |c| tx.blocking_send(c).is_ok());
         (end, slot)

@@ -1,21 +1,31 @@
-//! A connection's slots for streamed calls on the blocking pool.
+//! Slots for streamed calls on the blocking pool: a connection's, its
+//! process's and the server's.
 //!
-//! Owns: how many of one connection's `list`, `query` and `search` streams
-//! produce on the blocking pool at once (`ServerBuilder::max_running_streams`,
-//! default [`DEFAULT_RUNNING_STREAMS`]), and the order in which the others
-//! get a slot: the order the connection's reading loop admitted them (the
-//! order the client sent them), whatever order their tasks run in. A stream
-//! waiting for a slot is a parked task: it holds no pool thread. Must
-//! never: lose a slot (a slot handed to a stream that was cancelled or
-//! whose connection ended passes on to the next waiter, or back), or let
-//! one connection's streams take more of the pool than its slots — a
-//! producer holds its thread while its client does not read (`router.rs`,
-//! `stream`), and a connection pipelining 1024 unread lists once held 512
-//! threads, all the pool tokio had, until the stall timeout.
+//! Owns: how many `list`, `query` and `search` streams produce on the
+//! blocking pool at once — per connection
+//! (`ServerBuilder::max_running_streams`, default [`DEFAULT_RUNNING_STREAMS`]),
+//! per client process (`max_running_streams_per_process`, default
+//! [`DEFAULT_RUNNING_STREAMS_PER_PROCESS`]) and in all
+//! (`max_server_running_streams`, by default half the pool) — and the order
+//! in which waiting streams get a slot at each level: a connection's in the
+//! order its reading loop admitted them (the order the client sent them),
+//! a process's and the server's in the order their streams got the level
+//! below. A stream waiting for a slot is a parked task: it holds no pool
+//! thread. Must never: lose a slot (a slot handed to a stream that was
+//! cancelled or whose connection ended passes on to the next waiter, or
+//! back); let a producer run without all of its [`Places`]; take the
+//! levels in another order than connection, process, server (a stream
+//! holding a wider slot while it waits for a narrower one could leave the
+//! wider level's slots to streams that cannot run). A producer holds its
+//! thread while its client does not read (`router.rs`, `stream`): a
+//! connection pipelining 1024 unread lists once held 512 threads, all the
+//! pool tokio had, until the stall timeout; with only the connection's
+//! slots, one process's 256 connections could still hold 1024.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::oneshot;
 
 /// Streams of one connection that produce on the blocking pool at once by
@@ -27,6 +37,23 @@ use tokio::sync::oneshot;
 /// at most four pool threads (of `ServerBuilder::max_blocking_threads`,
 /// 512).
 pub(crate) const DEFAULT_RUNNING_STREAMS: usize = 4;
+
+/// Streams of all of one client process's connections (by the socket
+/// peer's pid) that produce on the blocking pool at once by default: eight
+/// connections' worth. An app's worker pool of sixteen threads, each
+/// streaming, still gets two at once each (on two cores more would not
+/// finish sooner), while one process that opens its most connections
+/// (256) and reads none of their streams holds 32 of the pool's 512
+/// threads rather than 1024.
+pub(crate) const DEFAULT_RUNNING_STREAMS_PER_PROCESS: usize = 32;
+
+/// The default of the server-wide limit, given the blocking pool's size:
+/// half of it, so that however many processes stream and read nothing, the
+/// other half is left for what every client needs the pool for — writes
+/// waiting for their sync, point calls over the socket, handlers.
+pub(crate) fn default_server_running_streams(max_blocking_threads: usize) -> usize {
+    (max_blocking_threads / 2).max(1)
+}
 
 #[derive(Debug)]
 struct State {
@@ -67,11 +94,101 @@ impl Admission {
     }
 }
 
-/// A running stream's slot; dropping it hands it to the oldest waiter.
+/// A running stream's slot at one level; dropping it hands it to the
+/// oldest waiter.
 #[derive(Debug)]
 pub(crate) struct Slot {
     /// `None` once the slot has been passed on or given back.
     slots: Option<Arc<Mutex<State>>>,
+}
+
+/// Told when the number of running streams changes (the server wakes its
+/// `wait_for` callers).
+pub(crate) type OnRunning = Arc<dyn Fn() + Send + Sync>;
+
+/// Everything a producer must hold to run: its slots at every level, given
+/// back (the widest first) when it is dropped.
+pub(crate) struct Places {
+    // Held only to be dropped, in this order: the server's slot, then the
+    // process's, then the connection's, the reverse of the order they were
+    // taken.
+    _server: Slot,
+    _process: Option<Slot>,
+    _connection: Slot,
+    /// What counts the running producers (`ServerStats::streams_running`).
+    running: Arc<AtomicUsize>,
+    on_running: OnRunning,
+}
+
+/// Which wider level a stream had to wait at, for the statistics (a wait
+/// for the connection's slots is counted when the stream is admitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// Its process's slots were all taken.
+    Process,
+    /// The server's.
+    Server,
+}
+
+/// The levels a stream takes its places at, narrowest first.
+#[derive(Clone)]
+pub(crate) struct Levels {
+    /// The client process's slots; `None` when its pid is unknown.
+    pub(crate) process: Option<StreamSlots>,
+    /// The server's.
+    pub(crate) server: StreamSlots,
+    /// Counts the streams holding all their places.
+    pub(crate) running: Arc<AtomicUsize>,
+    /// Told after that count changes.
+    pub(crate) on_running: OnRunning,
+}
+
+impl Levels {
+    /// The stream's places, taken level by level once its connection slot
+    /// (`admission`) comes: `waited` is told of each wider level it has to
+    /// wait at. `None` only if a level's slots are gone (the connection
+    /// ended).
+    pub(crate) async fn places(
+        &self,
+        admission: Admission,
+        mut waited: impl FnMut(Level),
+    ) -> Option<Places> {
+        let connection = admission.slot().await?;
+        let process = match &self.process {
+            Some(slots) => {
+                let a = slots.admit();
+                if a.waits() {
+                    waited(Level::Process);
+                }
+                Some(a.slot().await?)
+            }
+            None => None,
+        };
+        let a = self.server.admit();
+        if a.waits() {
+            waited(Level::Server);
+        }
+        let server = a.slot().await?;
+        // SeqCst: `on_running` wakes those waiting for the count (the
+        // server's `bump`, whose SeqCst load of its waiters pairs with it).
+        self.running.fetch_add(1, Ordering::SeqCst);
+        (self.on_running)();
+        Some(Places {
+            _server: server,
+            _process: process,
+            _connection: connection,
+            running: self.running.clone(),
+            on_running: self.on_running.clone(),
+        })
+    }
+}
+
+impl Drop for Places {
+    fn drop(&mut self) {
+        // SeqCst: as in `Levels::places`.
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        (self.on_running)();
+    }
 }
 
 impl StreamSlots {
@@ -206,6 +323,99 @@ mod tests {
         assert!(c.try_recv().is_err());
         drop(b);
         assert!(c.try_recv().is_ok(), "b's unread slot passed to c");
+    }
+
+    /// Levels with `process` and `server` slots, and a place to count waits.
+    fn levels(process: Option<usize>, server: usize) -> Levels {
+        Levels {
+            process: process.map(StreamSlots::new),
+            server: StreamSlots::new(server),
+            running: Arc::default(),
+            on_running: Arc::new(|| {}),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Polls `f` once: its output if it is ready.
+    fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn a_stream_runs_only_once_it_has_its_connections_its_processs_and_the_servers_slot() {
+        let lv = levels(Some(1), 1);
+        let (a, b) = (StreamSlots::new(4), StreamSlots::new(4));
+        let waits = std::cell::RefCell::new(Vec::new());
+        let first =
+            block_on(lv.places(a.admit(), |l| waits.borrow_mut().push(l))).expect("all free");
+        assert_eq!(lv.running.load(Ordering::Relaxed), 1);
+        // Another connection of the same process has a slot of its own, but
+        // the process's one is taken: it waits there.
+        let mut second = Box::pin(lv.places(b.admit(), |l| waits.borrow_mut().push(l)));
+        assert!(poll_once(&mut second).is_none());
+        drop(first);
+        let second = poll_once(&mut second)
+            .flatten()
+            .expect("the process's slot came");
+        drop(second);
+        assert_eq!(*waits.borrow(), [Level::Process]);
+        assert_eq!(lv.running.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn streams_of_every_process_together_wait_for_the_servers_slots() {
+        // Two processes, each with its own slots, share the server's one.
+        let (p1, p2) = (levels(Some(4), 1), levels(Some(4), 1));
+        let p2 = Levels {
+            server: p1.server.clone(),
+            running: p1.running.clone(),
+            ..p2
+        };
+        let waits = std::cell::RefCell::new(Vec::new());
+        let first = block_on(p1.places(StreamSlots::new(4).admit(), |_| {})).unwrap();
+        let mut second =
+            Box::pin(p2.places(StreamSlots::new(4).admit(), |l| waits.borrow_mut().push(l)));
+        assert!(poll_once(&mut second).is_none());
+        assert_eq!(
+            p1.running.load(Ordering::Relaxed),
+            1,
+            "one producer at a time"
+        );
+        drop(first);
+        assert!(poll_once(&mut second).flatten().is_some());
+        assert_eq!(*waits.borrow(), [Level::Server]);
+    }
+
+    #[test]
+    fn a_stream_that_gives_up_waiting_for_a_wider_slot_gives_its_connections_back() {
+        let lv = levels(None, 1);
+        let conn = StreamSlots::new(1);
+        let holder = block_on(lv.places(StreamSlots::new(1).admit(), |_| {})).unwrap();
+        let mut waiting = Box::pin(lv.places(conn.admit(), |_| {}));
+        assert!(poll_once(&mut waiting).is_none());
+        // Cancelled while it waits for the server's slot.
+        drop(waiting);
+        // Its connection's slot is free again for the connection's next stream.
+        assert!(!conn.admit().waits());
+        drop(holder);
+        assert_eq!(lv.server.0.lock().running, 0);
+    }
+
+    #[test]
+    fn the_default_server_limit_leaves_half_the_pool_to_everything_else() {
+        assert_eq!(default_server_running_streams(512), 256);
+        assert_eq!(default_server_running_streams(1), 1);
     }
 
     #[test]
