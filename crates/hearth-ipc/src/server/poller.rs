@@ -448,6 +448,21 @@ fn return_idle(last_busy: impl Iterator<Item = Instant>, now: Instant) -> Durati
     }
 }
 
+/// Whether a ring found with nothing to answer at `now` stays with the
+/// poller: one waiting for a turn (`waiting_since`) always, whatever the
+/// others do — it is to be answered in its turn, not sent back to sleep
+/// (its thread would answer it out of turn, after an extra wake-up) — and
+/// any other while it has been idle (since `last_busy`) less than
+/// `return_idle` ([`return_idle`]).
+fn stays(
+    waiting_since: Option<Instant>,
+    last_busy: Instant,
+    now: Instant,
+    return_idle: Duration,
+) -> bool {
+    waiting_since.is_some() || now.duration_since(last_busy) < return_idle
+}
+
 /// Whether a ring among `owned` that a holder of `group` holds back waits
 /// for a turn (as the last look at it found).
 fn waits_in(owned: &[Lent], group: Group) -> bool {
@@ -544,12 +559,7 @@ impl Serving {
                     self.turns.served(lent.id, now, 1);
                     i += 1;
                 }
-                // A ring waiting for a turn stays, whatever the others do:
-                // it is to be answered in its turn, not sent back to sleep.
-                Polled::Empty
-                    if lent.waiting_since.is_some()
-                        || now.duration_since(lent.last_busy) < return_idle =>
-                {
+                Polled::Empty if stays(lent.waiting_since, lent.last_busy, now, return_idle) => {
                     i += 1
                 }
                 Polled::Empty => {
