@@ -838,6 +838,39 @@ mod tests {
     }
 
     #[test]
+    fn a_ring_waiting_for_a_turn_stays_once_every_ring_was_quiet() {
+        // The look before this one was more than `RETURN_QUIET` ago (the
+        // poller was preempted, or ran its holders' turns): every ring
+        // counts as quiet, so an idle one would go back at once.
+        let t = Instant::now();
+        let now = t + RETURN_QUIET + Duration::from_micros(1);
+        let idle = return_idle([t, t].into_iter(), now);
+        assert_eq!(idle, Duration::ZERO);
+        // The ring's request waits for another of its process to end its
+        // turn; this look found it still waiting (and noted it busy now).
+        let waiting_since = Some(t);
+        assert!(stays(waiting_since, now, now, idle));
+        assert!(stays(waiting_since, t, now, idle), "however long ago");
+    }
+
+    #[test]
+    fn a_ring_not_waiting_goes_back_once_every_ring_was_quiet() {
+        let t = Instant::now();
+        let now = t + RETURN_QUIET;
+        let idle = return_idle([t].into_iter(), now);
+        assert!(!stays(None, t, now, idle));
+    }
+
+    #[test]
+    fn an_idle_ring_stays_for_return_idle_while_another_is_busy() {
+        let t = Instant::now();
+        let now = t + RETURN_IDLE / 2;
+        let idle = return_idle([t, now].into_iter(), now);
+        assert!(stays(None, t, now, idle));
+        assert!(!stays(None, t, t + RETURN_IDLE, idle));
+    }
+
+    #[test]
     fn an_empty_pass_yields_at_once_when_no_client_runs_elsewhere() {
         let mut l = Linger::default();
         let t = Instant::now();
