@@ -33,7 +33,7 @@
 //! error frame, best effort).
 
 use super::conn::{self, Answered, Conn, KeptSending};
-use super::turns::Group;
+use super::turns::{Group, turn_process};
 use super::{Shared, Ticket};
 use crate::message::{self, Reassembler};
 use crate::ops::Request;
@@ -704,15 +704,11 @@ impl RingThread {
         self.rx.peer_turns()
     }
 
-    /// The client's process: its pid, or (where the platform cannot say,
-    /// or says 0: a peer outside the server's pid namespace) a value of
-    /// this connection alone (above any pid), so that such clients are
-    /// never taken for one process.
+    /// The client's process for turns ([`turn_process`]): its pid, or
+    /// (where the platform cannot say, or says 0: a peer outside the
+    /// server's pid namespace) a value of this connection alone.
     pub(super) fn client_process(&self) -> u32 {
-        match self.client_pid().filter(|&pid| pid > 0) {
-            Some(pid) => pid,
-            None => 1 << 31 | (self.conn.id as u32 & !(1 << 31)),
-        }
+        turn_process(self.client_pid(), self.conn.id)
     }
 
     /// The client's pid, where the socket's credentials gave one.

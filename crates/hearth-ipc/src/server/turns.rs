@@ -91,6 +91,18 @@ fn shares_turns(hint: TurnHint, many_later: bool) -> bool {
     }
 }
 
+/// [`Group::process`] for connection `conn` (its id) whose socket peer's
+/// pid is `pid`: that pid, or — where the platform cannot say, or says 0
+/// (SO_PEERCRED's answer for a peer outside the server's pid namespace) —
+/// a value of this connection alone (above any pid), so that such clients
+/// are never taken for one process.
+pub(super) fn turn_process(pid: Option<u32>, conn: u64) -> u32 {
+    match pid.filter(|&pid| pid > 0) {
+        Some(pid) => pid,
+        None => 1 << 31 | (conn as u32 & !(1 << 31)),
+    }
+}
+
 impl Group {
     /// The group of a connection whose client's process is `process` and
     /// whose client last said `hint`, `many_later` as [`many_later`]
