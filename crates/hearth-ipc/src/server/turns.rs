@@ -642,6 +642,56 @@ mod tests {
         true
     }
 
+    /// The group of connection `conn` whose socket peer's pid is `pid`,
+    /// its client a blocking one that never said how it waits.
+    fn connection(pid: Option<u32>, conn: u64) -> Group {
+        Group::new(turn_process(pid, conn), TurnHint::Unsaid, false)
+    }
+
+    #[test]
+    fn connections_of_one_process_take_turns_as_one() {
+        let t = Instant::now();
+        let (a, b) = (connection(Some(4242), 1), connection(Some(4242), 2));
+        assert!(a.holds_back(b));
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, a, t);
+        assert!(!turns.free_for(b), "b waits for a's turn to end");
+    }
+
+    #[test]
+    fn clients_from_another_pid_namespace_are_each_a_process_of_their_own() {
+        // SO_PEERCRED says pid 0 for a peer outside the server's pid
+        // namespace (a container): two such clients are not one process.
+        let t = Instant::now();
+        let (a, b) = (connection(Some(0), 1), connection(Some(0), 2));
+        assert_ne!(a.process, b.process);
+        assert!(!a.holds_back(b));
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, a, t);
+        assert!(turns.free_for(b), "b is served while a holds its turn");
+    }
+
+    #[test]
+    fn clients_whose_pid_is_unknown_are_each_a_process_of_their_own() {
+        let t = Instant::now();
+        let (a, b) = (connection(None, 1), connection(None, 2));
+        assert_ne!(a.process, b.process);
+        let mut turns = Turns::new(1, SLICE);
+        turns.grant(1, a, t);
+        assert!(turns.free_for(b), "b is served while a holds its turn");
+    }
+
+    #[test]
+    fn a_connection_without_a_pid_is_never_taken_for_a_real_process() {
+        // Linux pids stay below 2^22; a connection's own value is above 2^31.
+        for conn in [1, 4242, u64::from(u32::MAX), u64::MAX] {
+            let own = turn_process(None, conn);
+            assert!(own > i32::MAX as u32, "connection {conn}: {own}");
+            assert_eq!(turn_process(Some(0), conn), own);
+        }
+        assert_ne!(connection(None, 4242), connection(Some(4242), 1));
+    }
+
     #[test]
     fn one_turn_per_process_on_two_cores_and_never_none() {
         let t = Instant::now();
