@@ -69,6 +69,8 @@ pub use hearth_store::{ChangeKind, ListOptions, WriteOp};
 #[doc(hidden)]
 pub use ops::fuzz_request;
 pub use policy::{PeerCredentials, TokenBucket, check_peer};
+#[doc(hidden)]
+pub use server::StreamProducers;
 pub use server::{
     ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_HANDSHAKES_PER_PROCESS, DEFAULT_MAX_PARTIAL_BYTES,

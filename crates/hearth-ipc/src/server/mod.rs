@@ -22,6 +22,7 @@
 
 mod conn;
 mod poller;
+mod producers;
 mod router;
 mod shm;
 mod slots;
@@ -45,6 +46,8 @@ use hearth_proto::{
 };
 use hearth_store::{Durability, Event, Options, Store};
 use parking_lot::{Condvar, Mutex, RwLock};
+#[doc(hidden)]
+pub use producers::StreamProducers;
 use serde_json::Value;
 use slots::{Levels, StreamSlots};
 use std::collections::HashMap;
@@ -432,6 +435,9 @@ pub(crate) struct Shared {
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
+    /// The streams' producers running on the blocking pool, counted
+    /// (`Server::stream_producers`).
+    producers: producers::Producers,
     listed: Mutex<HashMap<u64, ConnectionInfo>>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
@@ -1686,6 +1692,7 @@ impl ServerBuilder {
             streams_running: Arc::default(),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
+            producers: producers::Producers::default(),
             listed: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
@@ -1990,6 +1997,15 @@ impl Server {
     /// ```
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.shared.connections()
+    }
+
+    /// The streams' producers on the blocking pool: running now, started,
+    /// and the most at once, since the server started. For tests (each
+    /// change is signalled to [`wait_for`](Self::wait_for)); not a stable
+    /// API.
+    #[doc(hidden)]
+    pub fn stream_producers(&self) -> StreamProducers {
+        self.shared.producers.counts()
     }
 
     /// Waits (blocking) until `pred` holds for the counters or `timeout`

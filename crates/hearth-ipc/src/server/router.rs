@@ -444,6 +444,7 @@ async fn stream(
         None => None,
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let shared = conn.shared.clone();
     let store = conn.shared.store.clone();
     // The places go with the producer and come back with its result: a
     // stream cancelled (its task aborted) while its producer still runs —
@@ -451,6 +452,7 @@ async fn stream(
     // until that thread is done, so that a connection cancelling streams
     // one after another still holds no more pool threads than its slots.
     let producer = tokio::task::spawn_blocking(move || {
+        let _running = super::producers::Producing::start(shared);
         let end = produce(store, request, move |c| tx.blocking_send(c).is_ok());
         (end, slot)
     });
