@@ -333,8 +333,9 @@ pub struct ServerStats {
     /// taken (`ServerBuilder::max_server_running_streams`, by default half
     /// the blocking pool) and waited, without a thread.
     pub streams_waited_server: u64,
-    /// Streams producing on the blocking pool now, each holding a thread
-    /// (never more than `max_server_running_streams`).
+    /// Streams whose producer runs on the blocking pool now, each holding
+    /// a thread (never more than `max_server_running_streams`; a stream
+    /// cancelled while its producer runs counts until the producer ends).
     pub streams_running: usize,
 }
 
@@ -428,10 +429,8 @@ pub(crate) struct Shared {
     pub(crate) streams_waited_process: AtomicU64,
     /// `ServerStats::streams_waited_server`.
     pub(crate) streams_waited_server: AtomicU64,
-    /// The server's stream slots, and what counts the streams running
-    /// (`ServerStats::streams_running`).
+    /// The server's stream slots.
     streams: StreamSlots,
-    streams_running: Arc<AtomicUsize>,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -668,7 +667,7 @@ impl Shared {
             // SeqCst: counters `wait_for` waits on (`bump`).
             streams_waited_process: self.streams_waited_process.load(Ordering::SeqCst),
             streams_waited_server: self.streams_waited_server.load(Ordering::SeqCst),
-            streams_running: self.streams_running.load(Ordering::SeqCst),
+            streams_running: self.producers.counts().running,
         }
     }
 
@@ -699,7 +698,7 @@ impl Shared {
     /// takes its streams' places (`slots.rs`): its process's slots (made
     /// with the process's entry, which the connection's count keeps), then
     /// the server's.
-    pub(crate) fn stream_levels(self: &Arc<Self>, pid: Option<i32>) -> Levels {
+    pub(crate) fn stream_levels(&self, pid: Option<i32>) -> Levels {
         let process = countable_pid(pid).and_then(|pid| {
             let mut processes = self.processes.lock();
             // Absent only for a connection not counted in its process
@@ -713,17 +712,9 @@ impl Shared {
                     .clone(),
             )
         });
-        // Weak: a producer's places may outlive the server's last handle.
-        let shared = Arc::downgrade(self);
         Levels {
             process,
             server: self.streams.clone(),
-            running: self.streams_running.clone(),
-            on_running: Arc::new(move || {
-                if let Some(shared) = shared.upgrade() {
-                    shared.bump();
-                }
-            }),
         }
     }
 
@@ -1689,7 +1680,6 @@ impl ServerBuilder {
             streams_waited_process: AtomicU64::new(0),
             streams_waited_server: AtomicU64::new(0),
             streams: StreamSlots::new(server_streams),
-            streams_running: Arc::default(),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             producers: producers::Producers::default(),

@@ -3,7 +3,8 @@
 //!
 //! Owns: those counts, kept by a guard that a producer's closure holds
 //! from its first line to its last (`router.rs`, `stream`), and their
-//! report ([`StreamProducers`], `Server::stream_producers`), so that a
+//! report (`ServerStats::streams_running`; [`StreamProducers`],
+//! `Server::stream_producers`, for tests), so that a
 //! test can see that a connection's streams hold no more pool threads
 //! than its slots (`slots.rs`) — cancelled streams whose producer still
 //! runs included. Must never: hold or hand out a slot, or decide anything:

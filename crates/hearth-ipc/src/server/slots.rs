@@ -25,7 +25,6 @@
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::oneshot;
 
 /// Streams of one connection that produce on the blocking pool at once by
@@ -102,12 +101,9 @@ pub(crate) struct Slot {
     slots: Option<Arc<Mutex<State>>>,
 }
 
-/// Told when the number of running streams changes (the server wakes its
-/// `wait_for` callers).
-pub(crate) type OnRunning = Arc<dyn Fn() + Send + Sync>;
-
 /// Everything a producer must hold to run: its slots at every level, given
 /// back (the widest first) when it is dropped.
+#[derive(Debug)]
 pub(crate) struct Places {
     // Held only to be dropped, in this order: the server's slot, then the
     // process's, then the connection's, the reverse of the order they were
@@ -115,9 +111,6 @@ pub(crate) struct Places {
     _server: Slot,
     _process: Option<Slot>,
     _connection: Slot,
-    /// What counts the running producers (`ServerStats::streams_running`).
-    running: Arc<AtomicUsize>,
-    on_running: OnRunning,
 }
 
 /// Which wider level a stream had to wait at, for the statistics (a wait
@@ -131,16 +124,12 @@ pub(crate) enum Level {
 }
 
 /// The levels a stream takes its places at, narrowest first.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Levels {
     /// The client process's slots; `None` when its pid is unknown.
     pub(crate) process: Option<StreamSlots>,
     /// The server's.
     pub(crate) server: StreamSlots,
-    /// Counts the streams holding all their places.
-    pub(crate) running: Arc<AtomicUsize>,
-    /// Told after that count changes.
-    pub(crate) on_running: OnRunning,
 }
 
 impl Levels {
@@ -169,25 +158,11 @@ impl Levels {
             waited(Level::Server);
         }
         let server = a.slot().await?;
-        // SeqCst: `on_running` wakes those waiting for the count (the
-        // server's `bump`, whose SeqCst load of its waiters pairs with it).
-        self.running.fetch_add(1, Ordering::SeqCst);
-        (self.on_running)();
         Some(Places {
             _server: server,
             _process: process,
             _connection: connection,
-            running: self.running.clone(),
-            on_running: self.on_running.clone(),
         })
-    }
-}
-
-impl Drop for Places {
-    fn drop(&mut self) {
-        // SeqCst: as in `Levels::places`.
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        (self.on_running)();
     }
 }
 
@@ -330,8 +305,6 @@ mod tests {
         Levels {
             process: process.map(StreamSlots::new),
             server: StreamSlots::new(server),
-            running: Arc::default(),
-            on_running: Arc::new(|| {}),
         }
     }
 
@@ -359,7 +332,7 @@ mod tests {
         let waits = std::cell::RefCell::new(Vec::new());
         let first =
             block_on(lv.places(a.admit(), |l| waits.borrow_mut().push(l))).expect("all free");
-        assert_eq!(lv.running.load(Ordering::Relaxed), 1);
+        assert_eq!(lv.server.0.lock().running, 1);
         // Another connection of the same process has a slot of its own, but
         // the process's one is taken: it waits there.
         let mut second = Box::pin(lv.places(b.admit(), |l| waits.borrow_mut().push(l)));
@@ -370,7 +343,12 @@ mod tests {
             .expect("the process's slot came");
         drop(second);
         assert_eq!(*waits.borrow(), [Level::Process]);
-        assert_eq!(lv.running.load(Ordering::Relaxed), 0);
+        assert_eq!(lv.server.0.lock().running, 0);
+        assert_eq!(
+            a.0.lock().running + b.0.lock().running,
+            0,
+            "every level given back"
+        );
     }
 
     #[test]
@@ -379,7 +357,6 @@ mod tests {
         let (p1, p2) = (levels(Some(4), 1), levels(Some(4), 1));
         let p2 = Levels {
             server: p1.server.clone(),
-            running: p1.running.clone(),
             ..p2
         };
         let waits = std::cell::RefCell::new(Vec::new());
@@ -387,11 +364,7 @@ mod tests {
         let mut second =
             Box::pin(p2.places(StreamSlots::new(4).admit(), |l| waits.borrow_mut().push(l)));
         assert!(poll_once(&mut second).is_none());
-        assert_eq!(
-            p1.running.load(Ordering::Relaxed),
-            1,
-            "one producer at a time"
-        );
+        assert_eq!(p1.server.0.lock().running, 1, "one producer at a time");
         drop(first);
         assert!(poll_once(&mut second).flatten().is_some());
         assert_eq!(*waits.borrow(), [Level::Server]);
