@@ -339,6 +339,36 @@ class Pull {
   }
 }
 
+/**
+ * A native stream for `db` that is opened (by `open`) on its first next(),
+ * once `db.connect()` has connected off the JavaScript thread: what
+ * iterate() gives before the client is connected.
+ */
+function lazyStream(db, open) {
+  let stream = null;
+  let closed = false;
+  return {
+    async next(n) {
+      if (stream === null) {
+        // Errors go back as the native stream gives them ({code, message}).
+        try {
+          await db.connect();
+          if (closed) return null;
+          stream = open();
+        } catch (e) {
+          const err = fromNative(e);
+          return { code: err.code, message: err.message };
+        }
+      }
+      return stream.next(n);
+    },
+    close() {
+      closed = true;
+      if (stream !== null) stream.close();
+    },
+  };
+}
+
 /** Whether an asynchronous addon call gave a native stream (else an `{code, message}`). */
 function isStream(r) {
   return r !== null && typeof r === 'object' && typeof r.next === 'function';
@@ -510,7 +540,12 @@ class LocalFirst extends EventEmitter {
     });
   }
 
-  /** The connection, opened on first use (on this thread: see connect()). */
+  /**
+   * The connection, opened on this thread if there is none yet (see
+   * connect()). Only watch() and the pieces that run once connected use
+   * it so: a call made before the connection is open opens it off the
+   * thread first (`_native === null` → `this.connect().then(…)`).
+   */
   _client() {
     if (this._native !== null) return this._native;
     this._connectable();
@@ -577,6 +612,7 @@ class LocalFirst extends EventEmitter {
 
   /** Runs `op` off the JavaScript thread; resolves with the parsed result. */
   _request(op, args, options) {
+    if (this._native === null) return this.connect().then(() => this._request(op, args, options));
     const client = this._client();
     const signal = options.signal;
     const token = signal ? tokenFor(signal) : null;
@@ -656,11 +692,22 @@ class LocalFirst extends EventEmitter {
    * resolves with the change's sequence number.
    */
   _write(op, field, what, id, value, options) {
-    let o, json, client;
+    let o, json;
     try {
       o = callOptions(options);
       checkId(id, op);
       json = objectJson(value, op, id, what);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this._writeJson(op, field, id, json, o);
+  }
+
+  /** _write once `json` is checked: connected first (off the thread) if need be. */
+  _writeJson(op, field, id, json, o) {
+    if (this._native === null) return this.connect().then(() => this._writeJson(op, field, id, json, o));
+    let client;
+    try {
       client = this._client();
     } catch (e) {
       return Promise.reject(e);
@@ -735,6 +782,7 @@ class LocalFirst extends EventEmitter {
     try {
       o = callOptions(options);
       checkId(id, op);
+      if (this._native === null) return this.connect().then(() => this._point(op, id, options, now));
       client = this._client();
     } catch (e) {
       return Promise.reject(e);
@@ -762,6 +810,7 @@ class LocalFirst extends EventEmitter {
    * is off or the arguments are large; the parsed result.
    */
   _unary(op, args, o) {
+    if (this._native === null) return this.connect().then(() => this._unary(op, args, o));
     const client = this._client();
     if (!this._fastPath || args.length > LARGE_JSON) return this._request(op, args, o);
     if (mustYield()) return nextTurn().then(() => this._unaryNow(client, op, args, o));
@@ -812,7 +861,10 @@ class LocalFirst extends EventEmitter {
   iterate(options) {
     const o = callOptions(options);
     const args = listArgs(o);
-    return this._track(new DocStream(() => this._client().listStream(args, o.timeout), o.signal, this._untrack));
+    const open = () => this._client().listStream(args, o.timeout);
+    // Not connected yet: the stream connects off the thread on its first
+    // next(), and opens then.
+    return this._track(new DocStream(this._native === null ? () => lazyStream(this, open) : open, o.signal, this._untrack));
   }
 
   /** Documents whose top-level fields equal every value in `filter`: `[{id, data}]` (+ `cursor`). */
@@ -867,9 +919,10 @@ class LocalFirst extends EventEmitter {
     if (typeof pattern !== 'string') throw new HearthError('invalid_input', `subscribe: the pattern must be a string, not ${describe(pattern)}`);
     if (typeof fn !== 'function') throw new HearthError('invalid_input', 'subscribe: the listener must be a function');
     let stream;
+    // Connected off the JavaScript thread, and put in place off it too: a
+    // slow or frozen server does not hold the event loop meanwhile.
+    await this.connect();
     try {
-      // Put in place off the JavaScript thread: a slow or frozen server
-      // does not hold the event loop meanwhile.
       stream = await this._client().topicsAsync(pattern);
     } catch (e) {
       throw fromNative(e);

@@ -121,6 +121,40 @@ test('connect() to a frozen server leaves the event loop turning while it waits,
   assert.deepEqual(await db.get('thawed'), { ok: true });
 });
 
+test('calls made before the client connected connect off the thread: a frozen server leaves the event loop turning', LINUX, async (t) => {
+  const s = await server(t);
+  await freeze(t, s.pid);
+  const db = client(t, s.channel, { connectTimeout: 20_000, timeout: 20_000 });
+  // No connect(): each of these opens the connection (one for all of them).
+  const put = track(db.put('first', { n: 1 }));
+  const get = track(db.get('first'));
+  const list = track(db.list({ prefix: 'fir' }));
+  const docs = db.iterate({ prefix: 'fir' });
+  const firstDoc = track(docs.next());
+  await tick(0);
+  for (const [name, p] of Object.entries({ put, get, list, firstDoc })) {
+    assert.equal(p.settled, false, `${name} waits for the frozen server`);
+  }
+  assert.equal(db.transport, null, 'not connected yet');
+  thaw(s.pid);
+  assert.equal(typeof (await put.promise), 'number');
+  // Sent in order on the one connection: the get and the list see the put.
+  assert.deepEqual(await get.promise, { n: 1 });
+  assert.deepEqual((await list.promise).map((d) => d.id), ['first']);
+  assert.equal((await firstDoc.promise).value.id, 'first');
+  await docs.return();
+  assert.notEqual(db.transport, null);
+});
+
+test('a call made before connecting to a channel no server serves fails with ECHANNEL_NOT_FOUND, as a promise', needsServe, async (t) => {
+  const db = client(t, `nobody-${process.pid}-${Date.now()}`, { connectTimeout: 200 });
+  const put = db.put('x', { n: 1 });
+  assert.ok(put instanceof Promise);
+  await assert.rejects(put, (e) => e.code === 'ECHANNEL_NOT_FOUND');
+  const docs = db.iterate();
+  await assert.rejects(docs.next(), (e) => e.code === 'ECHANNEL_NOT_FOUND');
+});
+
 test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
