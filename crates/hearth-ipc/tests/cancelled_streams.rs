@@ -1,9 +1,10 @@
 //! Streamed calls cancelled while their producer still runs on the
 //! server's blocking pool, over a real socket.
 //!
-//! Owns: the promise that a connection's streams hold no more producer
-//! threads than its slots (`ServerBuilder::max_running_streams`), streams
-//! cancelled before their producer is done included: a `query` scans its
+//! Owns: the promise that a connection's streams, and all streams, hold no
+//! more producer threads than their slots (`ServerBuilder::max_running_streams`,
+//! `max_server_running_streams`), streams cancelled or whose connection
+//! closed before their producer is done included: a `query` scans its
 //! whole table before its first chunk, and its thread runs on after the
 //! stream's task is aborted. Must never: sleep to wait or assert on
 //! elapsed time; the producers are counted by the server
@@ -30,7 +31,14 @@ const PAIRS: u64 = 40;
 /// A server whose connections each have one stream slot, holding
 /// [`DOCS`] documents.
 fn one_slot_server_with_many_documents() -> Fx {
-    let fx = Fx::socket(|b| b.max_running_streams(1));
+    one_slot_server_with_many_documents_and(|b| b)
+}
+
+/// [`one_slot_server_with_many_documents`] with more settings.
+fn one_slot_server_with_many_documents_and(
+    more: impl FnOnce(hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder,
+) -> Fx {
+    let fx = Fx::socket(|b| more(b.max_running_streams(1)));
     let client = fx.client_with(|o| o.timeout(LONG));
     let ids: Vec<usize> = (0..DOCS).collect();
     for chunk in ids.chunks(10_000) {
@@ -105,5 +113,30 @@ fn streams_cancelled_while_their_query_scans_run_no_more_producers_than_their_sl
     raw.request(Operation::Ping, PAIRS + 1, json!({}));
     let (kind, id, _) = raw.read_json();
     assert_eq!((kind, id), (FrameKind::Response, PAIRS + 1));
+    fx.server.shutdown().unwrap();
+}
+
+#[test]
+fn connections_that_close_while_their_query_scans_run_no_more_producers_than_the_servers_slots() {
+    const CONNECTIONS: u64 = 10;
+    let fx = one_slot_server_with_many_documents_and(|b| b.max_server_running_streams(1));
+    for n in 1..=CONNECTIONS {
+        let mut raw = fx.raw();
+        raw.request(Operation::Query, 1, json!({"filter": {"absent": "x"}}));
+        // Closed once its producer has started — while it scans: the
+        // connection's tasks end, the producer's thread does not, and it
+        // keeps the server's one slot until it is done.
+        wait_for_producers(&fx, "the query's producer started", |p| p.started >= n);
+        drop(raw);
+    }
+    wait_for_producers(&fx, "every producer ended", |p| {
+        p.started == CONNECTIONS && p.running == 0
+    });
+    let producers = fx.server.stream_producers();
+    assert_eq!(
+        producers.most, 1,
+        "a server with one stream slot ran {} producers at once",
+        producers.most
+    );
     fx.server.shutdown().unwrap();
 }
