@@ -420,15 +420,7 @@ fn unread_streams_of_many_connections_leave_half_the_pool_to_writes() {
     assert!(fx.server.stats().streams_running <= 4);
 
     // Once the connections read, every stream completes.
-    let readers: Vec<_> = stuck
-        .into_iter()
-        .map(|mut raw| std::thread::spawn(move || read_whole_lists(&mut raw, 64).len()))
-        .collect();
-    for r in readers {
-        assert_eq!(r.join().unwrap(), 64);
-    }
-    assert!(fx.server.wait_for(LONG, |s| s.streams_running == 0));
-    fx.server.shutdown().unwrap();
+    read_all_lists_together(fx, stuck, 64);
 }
 
 #[test]
@@ -455,12 +447,18 @@ fn one_processs_connections_share_its_stream_slots() {
 
     // Read together (a stream of one may wait for the other's to end),
     // every stream completes.
-    let readers: Vec<_> = [a, b]
+    read_all_lists_together(fx, vec![a, b], 64);
+}
+
+/// Reads `n` whole lists from each of `raws` at once, each on a thread of
+/// its own; then no stream runs any more, and the server shuts down.
+fn read_all_lists_together(fx: Fx, raws: Vec<common::Raw>, n: u64) {
+    let readers: Vec<_> = raws
         .into_iter()
-        .map(|mut raw| std::thread::spawn(move || read_whole_lists(&mut raw, 64).len()))
+        .map(|mut raw| std::thread::spawn(move || read_whole_lists(&mut raw, n).len()))
         .collect();
     for r in readers {
-        assert_eq!(r.join().unwrap(), 64);
+        assert_eq!(r.join().unwrap() as u64, n);
     }
     assert!(fx.server.wait_for(LONG, |s| s.streams_running == 0));
     fx.server.shutdown().unwrap();
