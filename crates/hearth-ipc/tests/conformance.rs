@@ -32,7 +32,8 @@ fn ping_answers(fx: &Fx) {
         Kind::InProcess => "in-process",
     };
     assert_eq!(info.kind.name(), expected);
-    assert_eq!(info.negotiated.version, 1);
+    assert_eq!(info.negotiated.version, 2);
+    assert_eq!(info.negotiated.server_max_message_bytes, Some(32 << 20));
 }
 
 /// `Duration::MAX` (or any timeout too long to add to the clock) means no

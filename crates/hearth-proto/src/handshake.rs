@@ -9,9 +9,20 @@
 //!
 //! The client sends a [`ClientHello`] (24 bytes). The server decodes it,
 //! calls [`negotiate`] with its own [`ServerLimits`] and answers with a
-//! [`ServerHello`] (29 bytes plus a reason) — [`ServerHello::respond`] does
-//! both. On refusal the server closes the connection after its hello. The
-//! client checks the answer with [`conclude`]. Frames follow on success.
+//! [`ServerHello`] (29 bytes plus a reason, plus 8 when it accepts with
+//! protocol 2 or later) — [`ServerHello::respond`] does both. On refusal
+//! the server closes the connection after its hello. The client checks the
+//! answer with [`conclude`]. Frames follow on success.
+//!
+//! # Versions
+//!
+//! | version | adds |
+//! |---|---|
+//! | 1 | everything below except `max_message_bytes` |
+//! | 2 | the server's `max_message_bytes` (u64) after the reason of an accepting hello |
+//!
+//! This build speaks 1..=2 on both sides. A version-1 client gets exactly
+//! the 29-byte accepting hello of version 1; refusals are the same in both.
 //!
 //! # Client hello (24 bytes, little-endian)
 //!
@@ -38,18 +49,19 @@
 //! | 26 | u8 | status: 0 ok, 1 version mismatch, 2 invalid hello, 3 permission denied, 4 unavailable, other non-zero: refused |
 //! | 27..29 | u16 | reason length in bytes; 0 when ok |
 //! | 29.. | UTF-8 | reason, for humans; at most [`MAX_REASON_BYTES`], a longer length is refused |
+//! | 29..37 | u64 | only when status is 0 and version ≥ [`MESSAGE_LIMIT_VERSION`] (the reason is then empty): the server's `max_message_bytes`, ≥ [`MIN_MESSAGE_LIMIT`] |
 
 use crate::ErrorCode;
-use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::frame::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
 use std::fmt;
 use thiserror::Error;
 
 /// The protocol version this build speaks best.
 ///
 /// ```
-/// assert_eq!(hearth_proto::PROTOCOL_VERSION, 1);
+/// assert_eq!(hearth_proto::PROTOCOL_VERSION, 2);
 /// ```
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest protocol version this build still speaks.
 ///
@@ -57,6 +69,14 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// assert!(hearth_proto::MIN_PROTOCOL_VERSION <= hearth_proto::PROTOCOL_VERSION);
 /// ```
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The first protocol version whose accepting server hello carries the
+/// server's `max_message_bytes` ([`ServerHello::max_message_bytes`]).
+///
+/// ```
+/// assert_eq!(hearth_proto::MESSAGE_LIMIT_VERSION, 2);
+/// ```
+pub const MESSAGE_LIMIT_VERSION: u16 = 2;
 
 /// The first seven magic bytes, shared by both hellos: `"HEARTH\0"`.
 const MAGIC_PREFIX: [u8; 7] = *b"HEARTH\0";
@@ -82,11 +102,23 @@ pub const SERVER_MAGIC: [u8; 8] = *b"HEARTH\0\x02";
 /// ```
 pub const CLIENT_HELLO_LEN: usize = 24;
 
-/// Bytes in a server hello before its reason.
+/// Bytes of the `max_message_bytes` field that ends an accepting server
+/// hello of version [`MESSAGE_LIMIT_VERSION`] or later (a u64).
 ///
 /// ```
-/// use hearth_proto::{negotiate, ClientHello, ServerHello, ServerLimits, SERVER_HELLO_FIXED_LEN};
+/// use hearth_proto::{ClientHello, ServerHello, ServerLimits, MESSAGE_LIMIT_LEN, SERVER_HELLO_FIXED_LEN};
 /// let (hello, _) = ServerHello::respond(&ClientHello::default(), &ServerLimits::default());
+/// assert_eq!(hello.encode().len(), SERVER_HELLO_FIXED_LEN + MESSAGE_LIMIT_LEN);
+/// ```
+pub const MESSAGE_LIMIT_LEN: usize = 8;
+
+/// Bytes in a server hello before its reason: all of an accepting hello
+/// of version 1.
+///
+/// ```
+/// use hearth_proto::{ClientHello, ServerHello, ServerLimits, SERVER_HELLO_FIXED_LEN};
+/// let v1 = ClientHello { max_version: 1, ..ClientHello::default() };
+/// let (hello, _) = ServerHello::respond(&v1, &ServerLimits::default());
 /// assert_eq!(hello.encode().len(), SERVER_HELLO_FIXED_LEN);
 /// ```
 pub const SERVER_HELLO_FIXED_LEN: usize = 29;
@@ -105,6 +137,14 @@ pub const MAX_REASON_BYTES: usize = 1024;
 /// assert_eq!(hearth_proto::MIN_FRAME_LIMIT, 65_536);
 /// ```
 pub const MIN_FRAME_LIMIT: u32 = 64 * 1024;
+
+/// The smallest `max_message_bytes` a server hello may declare: 64 KiB.
+/// A client refuses a hello that declares less.
+///
+/// ```
+/// assert_eq!(hearth_proto::MIN_MESSAGE_LIMIT, 65_536);
+/// ```
+pub const MIN_MESSAGE_LIMIT: u64 = 64 * 1024;
 
 /// The default number of requests in flight on one connection.
 ///
@@ -479,6 +519,20 @@ fn check_limits(max_frame_bytes: u32, max_in_flight: u32) -> Result<(), Handshak
     Ok(())
 }
 
+fn check_message_limit(max_message_bytes: u64) -> Result<(), HandshakeError> {
+    if max_message_bytes < MIN_MESSAGE_LIMIT {
+        return Err(invalid(format!(
+            "max_message_bytes is {max_message_bytes}; it must be at least {MIN_MESSAGE_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether an accepting hello of `version` carries `max_message_bytes`.
+const fn carries_message_limit(status: HandshakeStatus, version: u16) -> bool {
+    status.is_ok() && version >= MESSAGE_LIMIT_VERSION
+}
+
 /// The 24-byte prefix both hellos share, after the magic.
 struct Prefix {
     max_version: u16,
@@ -620,6 +674,11 @@ pub struct ServerLimits {
     pub max_frame_bytes: u32,
     /// Most requests the server lets one client have in flight.
     pub max_in_flight: u32,
+    /// Longest message the server joins from `MORE` frames: the longest
+    /// request a client may send. Told to clients of protocol
+    /// [`MESSAGE_LIMIT_VERSION`] or later; at least [`MIN_MESSAGE_LIMIT`],
+    /// or clients refuse the hello.
+    pub max_message_bytes: u64,
 }
 
 impl Default for ServerLimits {
@@ -631,6 +690,7 @@ impl Default for ServerLimits {
             capabilities: Capabilities::ALL,
             max_frame_bytes: default_frame_limit(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_message_bytes: DEFAULT_MAX_PAYLOAD_BYTES as u64,
         }
     }
 }
@@ -640,7 +700,8 @@ impl Default for ServerLimits {
 /// ```
 /// use hearth_proto::{negotiate, ClientHello, ServerLimits};
 /// let agreed = negotiate(&ClientHello::default(), &ServerLimits::default()).unwrap();
-/// assert_eq!(agreed.version, 1);
+/// assert_eq!(agreed.version, 2);
+/// assert_eq!(agreed.server_max_message_bytes, Some(32 << 20));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
@@ -654,6 +715,12 @@ pub struct Negotiated {
     pub server_max_frame_bytes: u32,
     /// Requests the client may have in flight (the smaller of both limits).
     pub max_in_flight: u32,
+    /// Longest message the server joins, so the longest request the client
+    /// may send: the server's `max_message_bytes` when the version is
+    /// [`MESSAGE_LIMIT_VERSION`] or later; `None` under protocol 1, whose
+    /// hello does not say it (a client then assumes
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES)).
+    pub server_max_message_bytes: Option<u64>,
 }
 
 /// The server's decision on a client hello.
@@ -689,11 +756,18 @@ pub fn negotiate(
         client_max_frame_bytes: client.max_frame_bytes,
         server_max_frame_bytes: server.max_frame_bytes,
         max_in_flight: client.max_in_flight.min(server.max_in_flight),
+        server_max_message_bytes: (highest >= MESSAGE_LIMIT_VERSION)
+            .then_some(server.max_message_bytes),
     })
 }
 
 /// The client's reading of the server hello: the agreement, or why the
 /// server refused.
+///
+/// Under protocol [`MESSAGE_LIMIT_VERSION`] or later the hello must carry
+/// the server's `max_message_bytes`, at least [`MIN_MESSAGE_LIMIT`]
+/// ([`ServerHello::decode`] checks that too); under protocol 1 any value
+/// in `reply` is ignored, as the wire has none.
 ///
 /// ```
 /// use hearth_proto::{conclude, ClientHello, ServerHello, ServerLimits};
@@ -714,12 +788,25 @@ pub fn conclude(client: &ClientHello, reply: &ServerHello) -> Result<Negotiated,
             reply.version, client.min_version, client.max_version
         )));
     }
+    let server_max_message_bytes = if reply.version >= MESSAGE_LIMIT_VERSION {
+        let Some(max) = reply.max_message_bytes else {
+            return Err(invalid(format!(
+                "the server accepted with protocol {} but did not say its max_message_bytes",
+                reply.version
+            )));
+        };
+        check_message_limit(max)?;
+        Some(max)
+    } else {
+        None
+    };
     Ok(Negotiated {
         version: reply.version,
         capabilities: client.capabilities.intersection(reply.capabilities),
         client_max_frame_bytes: client.max_frame_bytes,
         server_max_frame_bytes: reply.max_frame_bytes,
         max_in_flight: client.max_in_flight.min(reply.max_in_flight),
+        server_max_message_bytes,
     })
 }
 
@@ -751,6 +838,11 @@ pub struct ServerHello {
     pub status: HandshakeStatus,
     /// Why the server refused; empty when accepted.
     pub reason: String,
+    /// The server's `max_message_bytes`: the longest request the client
+    /// may send. On the wire exactly when `status` is ok and `version` is
+    /// [`MESSAGE_LIMIT_VERSION`] or later, so `Some` then and `None`
+    /// otherwise in a decoded hello.
+    pub max_message_bytes: Option<u64>,
 }
 
 impl ServerHello {
@@ -772,6 +864,7 @@ impl ServerHello {
             version: agreed.version,
             status: HandshakeStatus::Ok,
             reason: String::new(),
+            max_message_bytes: agreed.server_max_message_bytes,
         }
     }
 
@@ -803,6 +896,7 @@ impl ServerHello {
             version: 0,
             status: error.status(),
             reason: truncate_reason(&reason).to_string(),
+            max_message_bytes: None,
         }
     }
 
@@ -830,11 +924,22 @@ impl ServerHello {
         (hello, outcome)
     }
 
-    /// The bytes to send: 29 fixed bytes and the reason (cut to
-    /// [`MAX_REASON_BYTES`]).
+    /// The bytes to send: 29 fixed bytes, the reason (cut to
+    /// [`MAX_REASON_BYTES`]) and, when `status` is ok and `version` is
+    /// [`MESSAGE_LIMIT_VERSION`] or later, `max_message_bytes` (0 when
+    /// it is `None`, which a client refuses).
+    ///
+    /// ```
+    /// use hearth_proto::{ClientHello, ServerHello, ServerLimits};
+    /// let limits = ServerLimits { max_message_bytes: 64 << 20, ..ServerLimits::default() };
+    /// let (hello, _) = ServerHello::respond(&ClientHello::default(), &limits);
+    /// let bytes = hello.encode();
+    /// assert_eq!(bytes.len(), 37);
+    /// assert_eq!(bytes[29..37], (64u64 << 20).to_le_bytes());
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
         let reason = truncate_reason(&self.reason);
-        let mut out = Vec::with_capacity(SERVER_HELLO_FIXED_LEN + reason.len());
+        let mut out = Vec::with_capacity(SERVER_HELLO_FIXED_LEN + reason.len() + MESSAGE_LIMIT_LEN);
         out.extend_from_slice(&encode_prefix(
             SERVER_MAGIC,
             &Prefix {
@@ -850,16 +955,26 @@ impl ServerHello {
         // `truncate_reason` keeps it within MAX_REASON_BYTES < u16::MAX.
         out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
         out.extend_from_slice(reason.as_bytes());
+        if carries_message_limit(self.status, self.version) {
+            out.extend_from_slice(&self.max_message_bytes.unwrap_or(0).to_le_bytes());
+        }
         out
     }
 
     /// Reads a server hello from the start of `bytes`; returns it and the
-    /// number of bytes it took.
+    /// number of bytes it took: 29 and the reason, and 8 more
+    /// (`max_message_bytes`) when it accepts with protocol 2 or later.
+    /// The first 29 bytes tell the whole length, so
+    /// [`HandshakeError::Incomplete`] names it once they have come.
     ///
     /// ```
-    /// use hearth_proto::{HandshakeError, ServerHello};
+    /// use hearth_proto::{ClientHello, HandshakeError, ServerHello, ServerLimits};
     /// assert_eq!(ServerHello::decode(b"HEARTH\0\x02"), Err(HandshakeError::Incomplete { needed: 29 }));
     /// assert!(matches!(ServerHello::decode(b"HEARTH\0\x01"), Err(HandshakeError::WrongRole { .. })));
+    /// let (hello, _) = ServerHello::respond(&ClientHello::default(), &ServerLimits::default());
+    /// let bytes = hello.encode();
+    /// assert_eq!(ServerHello::decode(&bytes[..29]), Err(HandshakeError::Incomplete { needed: 37 }));
+    /// assert_eq!(ServerHello::decode(&bytes).unwrap().0.max_message_bytes, Some(32 << 20));
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<(ServerHello, usize), HandshakeError> {
         check_magic(bytes, HelloRole::Server)?;
@@ -874,18 +989,30 @@ impl ServerHello {
                 "the reason is {reason_len} bytes; a server sends at most {MAX_REASON_BYTES}"
             )));
         }
-        let total = SERVER_HELLO_FIXED_LEN + reason_len;
-        let Some(reason) = bytes.get(SERVER_HELLO_FIXED_LEN..total) else {
+        let version = u16::from_le_bytes([fixed[24], fixed[25]]);
+        let status = HandshakeStatus::from_code(fixed[26]);
+        let reason_end = SERVER_HELLO_FIXED_LEN + reason_len;
+        let total = if carries_message_limit(status, version) {
+            reason_end + MESSAGE_LIMIT_LEN
+        } else {
+            reason_end
+        };
+        let (Some(reason), true) = (
+            bytes.get(SERVER_HELLO_FIXED_LEN..reason_end),
+            bytes.len() >= total,
+        ) else {
             return Err(HandshakeError::Incomplete { needed: total });
         };
+        let max_message_bytes = bytes
+            .get(reason_end..total)
+            .and_then(|b| b.first_chunk::<MESSAGE_LIMIT_LEN>())
+            .map(|b| u64::from_le_bytes(*b));
         let Some(prefix) = bytes.first_chunk::<CLIENT_HELLO_LEN>() else {
             return Err(HandshakeError::Incomplete {
                 needed: CLIENT_HELLO_LEN,
             });
         };
         let p = decode_prefix(prefix);
-        let version = u16::from_le_bytes([fixed[24], fixed[25]]);
-        let status = HandshakeStatus::from_code(fixed[26]);
         let reason = std::str::from_utf8(reason)
             .map_err(|e| invalid(format!("the reason is not UTF-8 ({e})")))?
             .to_string();
@@ -901,6 +1028,9 @@ impl ServerHello {
                 )));
             }
             check_limits(p.max_frame_bytes, p.max_in_flight)?;
+            if let Some(max) = max_message_bytes {
+                check_message_limit(max)?;
+            }
         } else if version != 0 {
             return Err(invalid(format!(
                 "a refusing server hello names protocol {version}; it must be 0"
@@ -916,6 +1046,7 @@ impl ServerHello {
                 version,
                 status,
                 reason,
+                max_message_bytes,
             },
             total,
         ))
@@ -974,10 +1105,22 @@ mod tests {
             "docs/protocol.md should show:\n{}",
             hex(&bytes)
         );
+        let v1 = ClientHello {
+            max_version: 1,
+            ..ClientHello::default()
+        };
+        let (accept_v1, _) = ServerHello::respond(&v1, &ServerLimits::default());
+        let bytes = accept_v1.encode();
+        assert_eq!(
+            doc_example("server-hello-accept-v1"),
+            bytes,
+            "docs/protocol.md should show:\n{}",
+            hex(&bytes)
+        );
         let old = ClientHello::default();
         let newer = ServerLimits {
-            max_version: 3,
-            min_version: 2,
+            max_version: 4,
+            min_version: 3,
             ..ServerLimits::default()
         };
         let (refuse, _) = ServerHello::respond(&old, &newer);
@@ -1125,7 +1268,10 @@ mod tests {
     #[test]
     fn an_old_client_is_told_to_upgrade_itself() {
         let err = negotiate(
-            &ClientHello::default(),
+            &ClientHello {
+                max_version: 1,
+                ..ClientHello::default()
+            },
             &ServerLimits {
                 max_version: 3,
                 min_version: 2,
@@ -1153,7 +1299,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "client speaks protocol 4..5, server 1..1; upgrade the server"
+            "client speaks protocol 4..5, server 1..2; upgrade the server"
         );
     }
 
@@ -1202,8 +1348,8 @@ mod tests {
     fn a_server_choosing_a_version_the_client_does_not_speak_is_invalid() {
         let client = ClientHello::default();
         let (mut hello, _) = ServerHello::respond(&client, &ServerLimits::default());
-        hello.version = 2;
-        hello.max_version = 2;
+        hello.version = 3;
+        hello.max_version = 3;
         assert!(matches!(
             conclude(&client, &hello),
             Err(HandshakeError::InvalidHello { .. })
@@ -1300,6 +1446,186 @@ mod tests {
         ));
     }
 
+    fn v1_client() -> ClientHello {
+        ClientHello {
+            max_version: 1,
+            ..ClientHello::default()
+        }
+    }
+
+    fn raised(max_message_bytes: u64) -> ServerLimits {
+        ServerLimits {
+            max_message_bytes,
+            ..ServerLimits::default()
+        }
+    }
+
+    #[test]
+    fn this_build_offers_and_speaks_versions_1_and_2() {
+        let hello = ClientHello::default();
+        assert_eq!((hello.min_version, hello.max_version), (1, 2));
+        let limits = ServerLimits::default();
+        assert_eq!((limits.min_version, limits.max_version), (1, 2));
+        assert_eq!(limits.max_message_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn a_version_2_acceptance_ends_with_the_servers_message_limit() {
+        let (hello, agreed) = ServerHello::respond(&ClientHello::default(), &raised(40 << 20));
+        let agreed = agreed.unwrap();
+        assert_eq!(agreed.version, 2);
+        assert_eq!(agreed.server_max_message_bytes, Some(40 << 20));
+        assert_eq!(hello.max_message_bytes, Some(40 << 20));
+        let bytes = hello.encode();
+        assert_eq!(bytes.len(), SERVER_HELLO_FIXED_LEN + MESSAGE_LIMIT_LEN);
+        assert_eq!(bytes[24..26], [2, 0], "version 2");
+        assert_eq!(bytes[27..29], [0, 0], "no reason");
+        assert_eq!(
+            bytes[29..37],
+            [0, 0, 0x80, 0x02, 0, 0, 0, 0],
+            "40 MiB, u64 LE"
+        );
+        let (decoded, used) = ServerHello::decode(&bytes).unwrap();
+        assert_eq!((decoded.clone(), used), (hello, 37));
+        assert_eq!(conclude(&ClientHello::default(), &decoded), Ok(agreed));
+    }
+
+    #[test]
+    fn a_version_1_client_gets_exactly_the_29_byte_hello() {
+        let (hello, agreed) = ServerHello::respond(&v1_client(), &raised(40 << 20));
+        let agreed = agreed.unwrap();
+        assert_eq!(agreed.version, 1);
+        assert_eq!(agreed.server_max_message_bytes, None);
+        assert_eq!(hello.max_message_bytes, None);
+        let bytes = hello.encode();
+        assert_eq!(bytes.len(), SERVER_HELLO_FIXED_LEN);
+        assert_eq!(
+            bytes[8..10],
+            [2, 0],
+            "the server still says it speaks up to 2"
+        );
+        assert_eq!(bytes[24..26], [1, 0], "version 1");
+        // Frames right after it are left for the frame decoder.
+        let mut stream = bytes.clone();
+        stream.extend_from_slice(b"frame");
+        let (decoded, used) = ServerHello::decode(&stream).unwrap();
+        assert_eq!(used, SERVER_HELLO_FIXED_LEN);
+        assert_eq!(decoded.max_message_bytes, None);
+        assert_eq!(conclude(&v1_client(), &decoded), Ok(agreed));
+    }
+
+    #[test]
+    fn a_version_2_client_of_a_version_1_server_learns_no_message_limit() {
+        let old_server = ServerLimits {
+            max_version: 1,
+            ..ServerLimits::default()
+        };
+        let (hello, _) = ServerHello::respond(&ClientHello::default(), &old_server);
+        let bytes = hello.encode();
+        assert_eq!(bytes.len(), SERVER_HELLO_FIXED_LEN);
+        let (decoded, _) = ServerHello::decode(&bytes).unwrap();
+        let agreed = conclude(&ClientHello::default(), &decoded).unwrap();
+        assert_eq!(agreed.version, 1);
+        assert_eq!(agreed.server_max_message_bytes, None);
+    }
+
+    #[test]
+    fn a_refusal_is_the_same_for_every_version_and_carries_no_message_limit() {
+        let newer = ServerLimits {
+            max_version: 4,
+            min_version: 3,
+            ..raised(40 << 20)
+        };
+        let (hello, _) = ServerHello::respond(&ClientHello::default(), &newer);
+        assert_eq!(hello.max_message_bytes, None);
+        let bytes = hello.encode();
+        assert_eq!(bytes.len(), SERVER_HELLO_FIXED_LEN + hello.reason.len());
+        let (decoded, used) = ServerHello::decode(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert!(matches!(
+            conclude(&v1_client(), &decoded),
+            Err(HandshakeError::Refused {
+                status: HandshakeStatus::VersionMismatch,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_message_limit_below_64_kib_is_refused() {
+        for bad in [0, 1, MIN_MESSAGE_LIMIT - 1] {
+            let (hello, _) = ServerHello::respond(&ClientHello::default(), &raised(bad));
+            let err = ServerHello::decode(&hello.encode()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid hello: max_message_bytes is {bad}; it must be at least 65536")
+            );
+            assert_eq!(err.status(), HandshakeStatus::InvalidHello);
+            // Built by hand, not decoded: conclude checks too.
+            assert!(matches!(
+                conclude(&ClientHello::default(), &hello),
+                Err(HandshakeError::InvalidHello { .. })
+            ));
+        }
+        for good in [MIN_MESSAGE_LIMIT, u64::MAX] {
+            let (hello, _) = ServerHello::respond(&ClientHello::default(), &raised(good));
+            let (decoded, _) = ServerHello::decode(&hello.encode()).unwrap();
+            assert_eq!(decoded.max_message_bytes, Some(good));
+        }
+    }
+
+    #[test]
+    fn a_version_2_acceptance_without_a_message_limit_is_invalid() {
+        let (mut hello, _) =
+            ServerHello::respond(&ClientHello::default(), &ServerLimits::default());
+        hello.max_message_bytes = None;
+        let err = conclude(&ClientHello::default(), &hello).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did not say its max_message_bytes"),
+            "{err}"
+        );
+        // On the wire a missing value is written as 0, which is refused.
+        assert!(matches!(
+            ServerHello::decode(&hello.encode()),
+            Err(HandshakeError::InvalidHello { .. })
+        ));
+    }
+
+    #[test]
+    fn a_message_limit_in_a_version_1_hello_is_not_on_the_wire() {
+        let (mut hello, _) = ServerHello::respond(&v1_client(), &ServerLimits::default());
+        hello.max_message_bytes = Some(1);
+        assert_eq!(hello.encode().len(), SERVER_HELLO_FIXED_LEN);
+        assert_eq!(
+            conclude(&v1_client(), &hello)
+                .unwrap()
+                .server_max_message_bytes,
+            None
+        );
+    }
+
+    #[test]
+    fn every_proper_prefix_of_an_accepting_hello_is_incomplete_and_names_its_length() {
+        for (client, len) in [(ClientHello::default(), 37), (v1_client(), 29)] {
+            let (hello, _) = ServerHello::respond(&client, &ServerLimits::default());
+            let bytes = hello.encode();
+            assert_eq!(bytes.len(), len);
+            for n in 0..len {
+                let needed = if n < SERVER_HELLO_FIXED_LEN {
+                    SERVER_HELLO_FIXED_LEN
+                } else {
+                    len
+                };
+                assert_eq!(
+                    ServerHello::decode(&bytes[..n]),
+                    Err(HandshakeError::Incomplete { needed }),
+                    "prefix {n} of {len}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn capabilities_debug_names_known_and_unknown_bits() {
         assert_eq!(format!("{:?}", Capabilities::NONE), "Capabilities(NONE)");
@@ -1322,12 +1648,13 @@ mod tests {
     }
 
     fn arb_limits() -> impl Strategy<Value = ServerLimits> {
-        arb_client().prop_map(|c| ServerLimits {
+        (arb_client(), MIN_MESSAGE_LIMIT..).prop_map(|(c, message)| ServerLimits {
             max_version: c.max_version,
             min_version: c.min_version,
             capabilities: c.capabilities,
             max_frame_bytes: c.max_frame_bytes,
             max_in_flight: c.max_in_flight,
+            max_message_bytes: message,
         })
     }
 

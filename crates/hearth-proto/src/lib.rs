@@ -23,9 +23,10 @@ pub use frame::{
 };
 pub use handshake::{
     CLIENT_HELLO_LEN, CLIENT_MAGIC, Capabilities, ClientHello, DEFAULT_MAX_IN_FLIGHT,
-    HandshakeError, HandshakeStatus, HelloRole, MAX_REASON_BYTES, MIN_FRAME_LIMIT,
-    MIN_PROTOCOL_VERSION, Negotiated, PROTOCOL_VERSION, SERVER_HELLO_FIXED_LEN, SERVER_MAGIC,
-    ServerHello, ServerLimits, conclude, negotiate,
+    HandshakeError, HandshakeStatus, HelloRole, MAX_REASON_BYTES, MESSAGE_LIMIT_LEN,
+    MESSAGE_LIMIT_VERSION, MIN_FRAME_LIMIT, MIN_MESSAGE_LIMIT, MIN_PROTOCOL_VERSION, Negotiated,
+    PROTOCOL_VERSION, SERVER_HELLO_FIXED_LEN, SERVER_MAGIC, ServerHello, ServerLimits, conclude,
+    negotiate,
 };
 pub use id::{IdError, MAX_ID_BYTES, validate_id};
 pub use limits::{

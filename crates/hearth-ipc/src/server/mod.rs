@@ -1190,11 +1190,14 @@ impl ServerBuilder {
     }
 
     /// Largest message (a request joined from `MORE` frames) accepted
-    /// (default 32 MiB). hearth's clients refuse to send a request over
-    /// 32 MiB (`IpcError::TooLarge`) unless theirs is raised as far
-    /// (`ConnectOptions::max_request_bytes`; Node's is 32 MiB).
+    /// (default 32 MiB; at least 64 KiB, `hearth_proto::MIN_MESSAGE_LIMIT`).
+    /// The server says it in its hello (protocol 2), so hearth's clients,
+    /// Rust and Node, send requests up to it with nothing to set, and
+    /// refuse longer ones before sending (`IpcError::TooLarge`). A client
+    /// of protocol 1 is not told and assumes 32 MiB.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_message_bytes = bytes;
+        let min = usize::try_from(hearth_proto::MIN_MESSAGE_LIMIT).unwrap_or(usize::MAX);
+        self.config.max_message_bytes = bytes.max(min);
         self
     }
 
@@ -1629,6 +1632,7 @@ impl ServerBuilder {
             capabilities,
             max_frame_bytes: config.max_frame_bytes,
             max_in_flight: config.max_in_flight,
+            max_message_bytes: u64::try_from(config.max_message_bytes).unwrap_or(u64::MAX),
             ..ServerLimits::default()
         };
         let (shutdown_tx, _) = watch::channel(false);

@@ -78,7 +78,8 @@ impl TransportKind {
 ///     negotiated: negotiate(&ClientHello::default(), &ServerLimits::default()).unwrap(),
 ///     peer: None,
 /// };
-/// assert_eq!(info.negotiated.version, 1);
+/// assert_eq!(info.negotiated.version, 2);
+/// assert_eq!(info.negotiated.server_max_message_bytes, Some(32 << 20));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkInfo {
