@@ -5,6 +5,7 @@
 //! [`ErrorCode`]s. Must never: lose the server's code and message (a remote
 //! error travels as [`IpcError::Remote`] unchanged) or hide an I/O error.
 
+use crate::types::LimitSource;
 use hearth_proto::{ErrorBody, ErrorCode, HandshakeError};
 use hearth_store::StoreError;
 use std::path::PathBuf;
@@ -97,21 +98,35 @@ pub enum IpcError {
     /// An argument was refused before anything was sent.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// A request longer than one message may be
-    /// ([`DEFAULT_MAX_PAYLOAD_BYTES`](hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
-    /// 32 MiB), refused before anything was sent: a server closes the
-    /// connection of a client that sends one, and with it every call and
-    /// subscription of that connection.
+    /// A request longer than the connection sends, refused before
+    /// anything was sent: a server closes the connection of a client that
+    /// sends more than its `max_message_bytes`, and with it every call and
+    /// subscription of that connection. The limit is the server's, as its
+    /// hello said (protocol 2), 32 MiB against a protocol-1 server, or the
+    /// client's own lower `ConnectOptions::max_request_bytes`: `limit`
+    /// says which, and the message what to do.
+    ///
+    /// ```
+    /// use hearth_ipc::{IpcError, LimitSource};
+    /// let e = IpcError::TooLarge { operation: "call".into(), bytes: 50 << 20, max: 40 << 20, limit: LimitSource::Server };
+    /// assert!(e.to_string().starts_with(
+    ///     "call: the request is 52428800 bytes, over the 40 MiB (41943040 bytes) the server takes in one message (its max_message_bytes); nothing was sent"
+    /// ));
+    /// ```
     #[error(
-        "{operation}: the request is {bytes} bytes, over the {max} bytes one message may hold; nothing was sent: split it into smaller documents or calls"
+        "{operation}: the request is {bytes} bytes, over {}; nothing was sent: {}",
+        limit_text(*.max, *.limit),
+        limit_advice(*.limit)
     )]
     TooLarge {
         /// The operation refused.
         operation: String,
         /// The request's length (its JSON arguments).
         bytes: usize,
-        /// The most a request may be.
+        /// The most a request may be on this connection.
         max: usize,
+        /// Whose limit `max` is.
+        limit: LimitSource,
     },
     /// The peer broke the protocol (a reply that does not parse…).
     #[error("protocol error: {0}")]
@@ -128,6 +143,63 @@ pub enum IpcError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A size for people: `40 MiB`, `64 KiB`, `1.5 MiB`, `100 bytes`.
+fn size(bytes: usize) -> String {
+    const KIB: usize = 1 << 10;
+    const MIB: usize = 1 << 20;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The limit of [`IpcError::TooLarge`] and whose it is.
+fn limit_text(max: usize, source: LimitSource) -> String {
+    let limit = format!("the {} ({max} bytes)", size(max));
+    match source {
+        LimitSource::Server => {
+            format!("{limit} the server takes in one message (its max_message_bytes)")
+        }
+        LimitSource::Assumed => format!(
+            "{limit} a server takes in one message by default (this server speaks protocol 1, which does not say its limit)"
+        ),
+        LimitSource::Client {
+            server_max: Some(server),
+        } => format!(
+            "{limit} this client set as its own limit (ConnectOptions::max_request_bytes; the server takes {})",
+            size(server)
+        ),
+        LimitSource::Client { server_max: None } => format!(
+            "{limit} this client set as its limit (ConnectOptions::max_request_bytes; this server speaks protocol 1, which does not say its own)"
+        ),
+    }
+}
+
+/// What to do about an [`IpcError::TooLarge`].
+fn limit_advice(source: LimitSource) -> &'static str {
+    match source {
+        LimitSource::Server => {
+            "split it into smaller documents or calls, or start the server with a larger limit (`hearth serve --max-message-bytes BYTES`, ServerBuilder::max_message_bytes)"
+        }
+        LimitSource::Assumed => {
+            "split it into smaller documents or calls; if this server's max_message_bytes was raised, raise this client's ConnectOptions::max_request_bytes as far, or upgrade the server so that it says its limit"
+        }
+        LimitSource::Client {
+            server_max: Some(_),
+        } => {
+            "split it into smaller documents or calls, or raise this client's max_request_bytes (unset, it is the server's limit)"
+        }
+        LimitSource::Client { server_max: None } => {
+            "split it into smaller documents or calls, or raise this client's max_request_bytes no further than the server's max_message_bytes"
+        }
+    }
 }
 
 impl IpcError {
@@ -256,6 +328,7 @@ mod tests {
                     operation: "call".into(),
                     bytes: 40 << 20,
                     max: 32 << 20,
+                    limit: LimitSource::Server,
                 },
                 ErrorCode::TooLarge,
             ),
@@ -284,5 +357,57 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("hearth serve --ipc --channel my-app --data-dir DIR"));
         assert!(msg.contains("/run/user/1/hearth/my-app.sock"));
+    }
+
+    fn too_large(max: usize, source: LimitSource) -> String {
+        IpcError::TooLarge {
+            operation: "put".into(),
+            bytes: 34 << 20,
+            max,
+            limit: source,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn too_large_names_whose_limit_refused_and_what_to_do() {
+        let server = too_large(40 << 20, LimitSource::Server);
+        assert!(
+            server.contains("over the 40 MiB (41943040 bytes) the server takes"),
+            "{server}"
+        );
+        assert!(server.contains("nothing was sent"), "{server}");
+        assert!(server.contains("--max-message-bytes"), "{server}");
+        let assumed = too_large(32 << 20, LimitSource::Assumed);
+        assert!(
+            assumed.contains("32 MiB (33554432 bytes) a server takes in one message by default"),
+            "{assumed}"
+        );
+        assert!(assumed.contains("protocol 1"), "{assumed}");
+        assert!(
+            assumed.contains("ConnectOptions::max_request_bytes"),
+            "{assumed}"
+        );
+        let own = too_large(
+            1 << 20,
+            LimitSource::Client {
+                server_max: Some(40 << 20),
+            },
+        );
+        assert!(
+            own.contains("1 MiB (1048576 bytes) this client set as its own limit"),
+            "{own}"
+        );
+        assert!(own.contains("the server takes 40 MiB"), "{own}");
+        let own_v1 = too_large(3 << 19, LimitSource::Client { server_max: None });
+        assert!(own_v1.contains("the 1.5 MiB (1572864 bytes)"), "{own_v1}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(32 << 20), "32 MiB");
+        assert_eq!(size(64 << 10), "64 KiB");
+        assert_eq!(size((1 << 20) + (1 << 19)), "1.5 MiB");
+        assert_eq!(size(1000), "1000 bytes");
     }
 }

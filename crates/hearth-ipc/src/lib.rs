@@ -78,8 +78,8 @@ pub use server::{
     HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX, Server, ServerBuilder, ServerStats,
 };
 pub use types::{
-    Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, MAX_TIMEOUT, Metadata, Page,
-    Subscription, TopicEvent, TransportPreference,
+    Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, LimitSource, MAX_TIMEOUT, Metadata,
+    Page, Subscription, TopicEvent, TransportPreference,
 };
 
 #[cfg(test)]

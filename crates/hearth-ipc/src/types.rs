@@ -214,7 +214,8 @@ pub struct ConnectOptions {
     pub(crate) resume_timeout: Duration,
     pub(crate) max_frame_bytes: u32,
     pub(crate) max_in_flight: u32,
-    pub(crate) max_request_bytes: usize,
+    /// `None`: the server's message limit (see `max_request_bytes`).
+    pub(crate) max_request_bytes: Option<usize>,
     pub(crate) event_buffer: usize,
     pub(crate) transport: TransportPreference,
 }
@@ -290,6 +291,47 @@ impl TransportPreference {
     }
 }
 
+/// Whose limit a request was held to, in [`IpcError::TooLarge`].
+///
+/// ```
+/// use hearth_ipc::LimitSource;
+/// assert_ne!(LimitSource::Server, LimitSource::Assumed);
+/// ```
+///
+/// [`IpcError::TooLarge`]: crate::IpcError::TooLarge
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitSource {
+    /// The server's `max_message_bytes`, as its hello said (protocol 2).
+    Server,
+    /// A server of protocol 1, which does not say its limit: the
+    /// default, 32 MiB, is assumed.
+    Assumed,
+    /// This client's own `ConnectOptions::max_request_bytes`, below the
+    /// server's limit or set against a protocol-1 server.
+    Client {
+        /// What the server takes, if it said (protocol 2).
+        server_max: Option<usize>,
+    },
+}
+
+/// The longest request a connection sends and whose limit that is: the
+/// client's own limit (`own`, `ConnectOptions::max_request_bytes`) and
+/// what the server said in its hello (`server`, protocol 2; `None` under
+/// protocol 1). See [`ConnectOptions::max_request_bytes`].
+pub(crate) fn request_limit(own: Option<usize>, server: Option<u64>) -> (usize, LimitSource) {
+    let server = server.map(|max| usize::try_from(max).unwrap_or(usize::MAX));
+    match (own, server) {
+        (None, Some(server)) => (server, LimitSource::Server),
+        (None, None) => (
+            hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES,
+            LimitSource::Assumed,
+        ),
+        (Some(own), Some(server)) if own >= server => (server, LimitSource::Server),
+        (Some(own), server_max) => (own, LimitSource::Client { server_max }),
+    }
+}
+
 /// The default per-call timeout: 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -306,7 +348,7 @@ impl ConnectOptions {
             resume_timeout: DEFAULT_TIMEOUT,
             max_frame_bytes: hearth_proto::DEFAULT_MAX_FRAME_BYTES as u32,
             max_in_flight: hearth_proto::DEFAULT_MAX_IN_FLIGHT,
-            max_request_bytes: hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_request_bytes: None,
             event_buffer: 4096,
             transport: TransportPreference::Auto,
         }
@@ -356,21 +398,58 @@ impl ConnectOptions {
         self
     }
 
-    /// Longest request this client sends (default 32 MiB, what a server
-    /// joins by default: `ServerBuilder::max_message_bytes`). A longer one
-    /// is refused before anything is sent ([`IpcError::TooLarge`]), since
-    /// a server closes the connection of a client that sends one; raise it
-    /// only for a server whose own limit was raised as far.
+    /// A lower limit of this client's own on the length of a request
+    /// (its JSON arguments). A longer request is refused before anything
+    /// is sent ([`IpcError::TooLarge`] with [`LimitSource::Client`]): a
+    /// server closes the connection of a client that sends more than it
+    /// takes, and a refusal here lets the connection, its other calls and
+    /// its subscriptions go on.
+    ///
+    /// Unset (the default), a connection sends whatever the server takes:
+    /// the `max_message_bytes` a server of protocol 2 says in its hello
+    /// (`ServerBuilder::max_message_bytes`, `hearth serve
+    /// --max-message-bytes`; 32 MiB by default), or 32 MiB
+    /// ([`DEFAULT_MAX_PAYLOAD_BYTES`](hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES))
+    /// against a server of protocol 1, which does not say its limit.
+    ///
+    /// Set, the limit is the smaller of `bytes` and what a protocol-2
+    /// server said: it can lower the server's limit, never raise it,
+    /// since the server would close the connection. Against a protocol-1
+    /// server it is `bytes` as given: set it there to the
+    /// `max_message_bytes` that server was started with, if that was
+    /// raised. [`Client::max_request_bytes`] tells the limit of the
+    /// current connection.
     ///
     /// ```
-    /// use hearth_ipc::ConnectOptions;
-    /// let opts = ConnectOptions::new("my-app").max_request_bytes(64 << 20);
-    /// # let _ = opts;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let sockets = tempfile::tempdir().unwrap();
+    /// # let sockets = sockets.path().join("s");
+    /// use hearth_ipc::{Client, ConnectOptions, Server};
+    /// let server = Server::builder()
+    ///     .channel("big-docs")
+    ///     # .socket_dir(&sockets)
+    ///     .data_dir(dir.path())
+    ///     .max_message_bytes(64 << 20)
+    ///     .start()?;
+    /// let options = ConnectOptions::new("big-docs");
+    /// # let options = options.socket_dir(&sockets);
+    /// // Nothing to set: the server says it takes 64 MiB.
+    /// let client = Client::connect_with(options.clone())?;
+    /// assert_eq!(client.max_request_bytes(), Some(64 << 20));
+    /// // A lower limit of this client's own.
+    /// let careful = Client::connect_with(options.max_request_bytes(1 << 20))?;
+    /// assert_eq!(careful.max_request_bytes(), Some(1 << 20));
+    /// let e = careful.publish("big", serde_json::json!({"blob": "x".repeat(2 << 20)})).unwrap_err();
+    /// assert_eq!(e.code(), hearth_proto::ErrorCode::TooLarge);
+    /// # drop((client, careful));
+    /// # server.shutdown()?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
     /// ```
     ///
     /// [`IpcError::TooLarge`]: crate::IpcError::TooLarge
+    /// [`Client::max_request_bytes`]: crate::Client::max_request_bytes
     pub fn max_request_bytes(mut self, bytes: usize) -> ConnectOptions {
-        self.max_request_bytes = bytes;
+        self.max_request_bytes = Some(bytes);
         self
     }
 
@@ -409,5 +488,59 @@ impl ConnectOptions {
     /// The per-call timeout.
     pub fn call_timeout(&self) -> Duration {
         self.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LimitSource, request_limit};
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn an_unset_limit_is_the_servers_or_32_mib_against_protocol_1() {
+        assert_eq!(
+            request_limit(None, Some(40 << 20)),
+            (40 * MIB, LimitSource::Server)
+        );
+        assert_eq!(
+            request_limit(None, Some(64 << 10)),
+            (64 << 10, LimitSource::Server)
+        );
+        assert_eq!(request_limit(None, None), (32 * MIB, LimitSource::Assumed));
+    }
+
+    #[test]
+    fn a_set_limit_lowers_the_servers_and_never_raises_it() {
+        assert_eq!(
+            request_limit(Some(MIB), Some(40 << 20)),
+            (
+                MIB,
+                LimitSource::Client {
+                    server_max: Some(40 * MIB)
+                }
+            )
+        );
+        assert_eq!(
+            request_limit(Some(64 * MIB), Some(40 << 20)),
+            (40 * MIB, LimitSource::Server)
+        );
+        assert_eq!(
+            request_limit(Some(40 * MIB), Some(40 << 20)),
+            (40 * MIB, LimitSource::Server)
+        );
+    }
+
+    #[test]
+    fn a_set_limit_stands_against_protocol_1() {
+        assert_eq!(
+            request_limit(Some(64 * MIB), None),
+            (64 * MIB, LimitSource::Client { server_max: None })
+        );
+    }
+
+    #[test]
+    fn a_server_limit_past_the_address_space_is_the_most_there_is() {
+        assert_eq!(request_limit(None, Some(u64::MAX)).0, usize::MAX);
     }
 }

@@ -400,21 +400,66 @@ fn a_split_message_left_half_sent_is_ended_after_the_stall_timeout() {
 }
 
 /// A server whose message limit was raised takes a request that long from
-/// a client whose own limit was raised as far (`max_request_bytes`); a
-/// client left at the default refuses to send it, before anything goes.
+/// a client with nothing set: the server's hello says its limit. A client
+/// that set a lower limit of its own refuses it, and a default client of a
+/// default server refuses it too, both before anything goes; their
+/// connections go on.
 #[test]
-fn a_request_past_32_mib_goes_only_where_both_limits_were_raised() {
+fn a_request_past_32_mib_goes_where_the_server_takes_it() {
     let fx = Fx::socket(|b| b.max_message_bytes(40 << 20));
     let blob = "b".repeat(33 << 20);
-    let raised = fx.client_with(|o| o.max_request_bytes(40 << 20));
-    let echoed = raised
-        .call("test:echo", json!({"blob": blob}))
-        .expect("a 33 MiB call within both raised limits");
-    assert_eq!(echoed["blob"].as_str().map(str::len), Some(33 << 20));
     let default = fx.client();
+    let echoed = default
+        .call("test:echo", json!({"blob": blob}))
+        .expect("a 33 MiB call within the server's raised limit");
+    assert_eq!(echoed["blob"].as_str().map(str::len), Some(33 << 20));
+    let capped = fx.client_with(|o| o.max_request_bytes(32 << 20));
+    let e = capped.call("test:echo", json!({"blob": blob})).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert!(
+        e.to_string().contains("this client set as its own limit"),
+        "{e}"
+    );
+    capped.ping().unwrap();
+
+    let plain = Fx::socket(|b| b);
+    let default = plain.client();
     let e = default
         .call("test:echo", json!({"blob": blob}))
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert!(e.to_string().contains("32 MiB"), "{e}");
     default.ping().unwrap();
+}
+
+/// A client of protocol 1 (a hello made by hand, offering 1..1) gets the
+/// 29-byte hello of protocol 1 — no `max_message_bytes` after it — from a
+/// server that speaks 1..2 and raised its limit, and is served: the first
+/// bytes after those 29 are the answer to its first request.
+#[test]
+fn a_protocol_1_client_gets_the_29_byte_hello_and_is_served() {
+    use std::io::{Read, Write};
+    let fx = Fx::socket(|b| b.max_message_bytes(40 << 20));
+    let mut stream = std::os::unix::net::UnixStream::connect(fx.socket_path()).unwrap();
+    // A failsafe only: nothing waits on it for readiness.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut hello = b"HEARTH\0\x01".to_vec();
+    hello.extend_from_slice(&1u16.to_le_bytes()); // max_version
+    hello.extend_from_slice(&1u16.to_le_bytes()); // min_version
+    hello.extend_from_slice(&0x6u32.to_le_bytes()); // streams, events
+    hello.extend_from_slice(&(64u32 << 10).to_le_bytes()); // max_frame_bytes
+    hello.extend_from_slice(&16u32.to_le_bytes()); // max_in_flight
+    stream.write_all(&hello).unwrap();
+    let mut reply = [0u8; 29];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..8], b"HEARTH\0\x02");
+    assert_eq!(reply[8..12], [2, 0, 1, 0], "the server speaks 1..2");
+    assert_eq!(reply[24..29], [1, 0, 0, 0, 0], "version 1, ok, no reason");
+    let (decoded, used) = hearth_proto::ServerHello::decode(&reply).unwrap();
+    assert_eq!((used, decoded.max_message_bytes), (29, None));
+    let mut raw = Raw::from_stream(stream);
+    expect_pong(&mut raw, 7);
+    others_carry_on(&fx);
 }

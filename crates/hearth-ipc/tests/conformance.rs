@@ -9,7 +9,8 @@ mod common;
 
 use common::{Fx, Kind};
 use hearth_ipc::{
-    AsyncClient, ChangeKind, IpcError, ListOptions, Page, Subscription, Within, WriteOp,
+    AsyncClient, ChangeKind, IpcError, LimitSource, ListOptions, Page, Subscription, Within,
+    WriteOp,
 };
 use hearth_proto::ErrorCode;
 use serde_json::{Value, json};
@@ -432,21 +433,31 @@ fn large_documents_round_trip_and_oversized_ones_are_refused(fx: &Fx) {
     client.ping().unwrap();
 }
 
-/// A request over the 32 MiB one message may hold is refused by the client
-/// before anything is sent (a server closes the connection that sends
-/// one): unary calls, with a budget or without, and streamed ones. The
-/// connection, and a subscription on it, go on.
+/// A request over the 32 MiB one message may hold on a default server
+/// (its hello says so) is refused by a default client before anything is
+/// sent (a server closes the connection that sends one): unary calls,
+/// with a budget or without, and streamed ones. The connection, and a
+/// subscription on it, go on.
 fn a_request_over_the_message_limit_is_refused_before_it_is_sent(fx: &Fx) {
     let client = fx.client();
+    assert_eq!(
+        client.max_request_bytes(),
+        Some(hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES)
+    );
     let mut events = client.subscribe_topic("big:*").unwrap();
     let blob = "x".repeat(hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES + 1);
     let too_large = |what: &str, e: IpcError| {
         assert!(
-            matches!(&e, IpcError::TooLarge { max, .. } if *max == hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
+            matches!(&e, IpcError::TooLarge { max, limit: LimitSource::Server, .. } if *max == hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES),
             "{what}: {e:?}"
         );
         assert_eq!(e.code(), ErrorCode::TooLarge, "{what}");
-        assert!(e.to_string().contains("nothing was sent"), "{what}: {e}");
+        let message = e.to_string();
+        assert!(message.contains("nothing was sent"), "{what}: {message}");
+        assert!(
+            message.contains("the 32 MiB (33554432 bytes) the server takes in one message"),
+            "{what}: {message}"
+        );
     };
     too_large(
         "publish",
@@ -1209,13 +1220,82 @@ fn clients_see_each_others_writes(fx: &Fx) {
     assert_eq!(b.get("shared:1").unwrap(), Some(json!({"by": "a"})));
 }
 
+/// The message limit a server of [`raised`]'s tests is started with.
+const RAISED: usize = 40 << 20;
+
+/// A server whose message limit was raised (to 40 MiB) says so in its
+/// hello, so a client with nothing set sends a 33 MiB call, which the
+/// server joins and echoes. Past the server's limit the client still
+/// refuses before sending, naming that limit, and the connection goes on.
+fn a_default_client_sends_what_a_raised_server_takes(fx: &Fx) {
+    let client = fx.client();
+    assert_eq!(client.max_request_bytes(), Some(RAISED));
+    let info = client.link_info().unwrap();
+    assert_eq!(
+        info.negotiated.server_max_message_bytes,
+        Some(RAISED as u64)
+    );
+    let blob = "b".repeat(33 << 20);
+    let echoed = client
+        .call("test:echo", json!({"blob": blob}))
+        .expect("a 33 MiB call within the server's raised limit");
+    assert_eq!(echoed["blob"].as_str().map(str::len), Some(33 << 20));
+    drop((blob, echoed));
+    let over = "o".repeat(RAISED);
+    let e = client.call("test:echo", json!({"blob": over})).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            IpcError::TooLarge {
+                max: RAISED,
+                limit: LimitSource::Server,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("the 40 MiB (41943040 bytes) the server takes"),
+        "{e}"
+    );
+    client.ping().unwrap();
+}
+
+/// A client may keep a lower limit of its own: a request above it is
+/// refused before sending (`too_large`, naming the client's limit and the
+/// server's) and the connection goes on. A limit above the server's is
+/// the server's.
+fn a_client_keeps_a_lower_limit_of_its_own(fx: &Fx) {
+    let careful = fx.client_with(|o| o.max_request_bytes(1 << 20));
+    assert_eq!(careful.max_request_bytes(), Some(1 << 20));
+    let e = careful
+        .publish("big:x", json!({"blob": "c".repeat(1 << 20)}))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            IpcError::TooLarge { max, limit: LimitSource::Client { server_max: Some(RAISED) }, .. }
+                if *max == 1 << 20
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), ErrorCode::TooLarge);
+    assert!(e.to_string().contains("the server takes 40 MiB"), "{e}");
+    let within = "c".repeat(512 << 10);
+    let echoed = careful.call("test:echo", json!({"blob": within})).unwrap();
+    assert_eq!(echoed["blob"].as_str().map(str::len), Some(512 << 10));
+    let eager = fx.client_with(|o| o.max_request_bytes(64 << 20));
+    assert_eq!(eager.max_request_bytes(), Some(RAISED));
+}
+
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    (@on $configure:expr; $($name:ident),* $(,)?) => {
         mod socket {
             $(
                 #[test]
                 fn $name() {
-                    let fx = super::Fx::start(super::Kind::Socket, |b| b);
+                    let fx = super::Fx::start(super::Kind::Socket, $configure);
                     super::$name(&fx);
                     fx.server.shutdown().unwrap();
                 }
@@ -1225,7 +1305,7 @@ macro_rules! conformance {
             $(
                 #[test]
                 fn $name() {
-                    let fx = super::Fx::start(super::Kind::Shm, |b| b);
+                    let fx = super::Fx::start(super::Kind::Shm, $configure);
                     super::$name(&fx);
                     fx.server.shutdown().unwrap();
                 }
@@ -1235,13 +1315,28 @@ macro_rules! conformance {
             $(
                 #[test]
                 fn $name() {
-                    let fx = super::Fx::start(super::Kind::InProcess, |b| b);
+                    let fx = super::Fx::start(super::Kind::InProcess, $configure);
                     super::$name(&fx);
                     fx.server.shutdown().unwrap();
                 }
             )*
         }
     };
+    ($($name:ident),* $(,)?) => {
+        conformance!(@on |b| b; $($name),*);
+    };
+}
+
+/// The suite's cases for a server whose `max_message_bytes` was raised
+/// to [`RAISED`].
+mod raised {
+    use super::*;
+
+    conformance!(
+        @on |b| b.max_message_bytes(crate::RAISED);
+        a_default_client_sends_what_a_raised_server_takes,
+        a_client_keeps_a_lower_limit_of_its_own,
+    );
 }
 
 conformance!(

@@ -346,6 +346,13 @@ impl Client {
         self.inner.link_info()
     }
 
+    /// The longest request the current connection sends; `None` when it
+    /// is down. See [`AsyncClient::max_request_bytes`] and
+    /// [`ConnectOptions::max_request_bytes`](crate::ConnectOptions::max_request_bytes).
+    pub fn max_request_bytes(&self) -> Option<usize> {
+        self.inner.max_request_bytes()
+    }
+
     /// The transport of the current connection (`shm`, `socket`,
     /// `in-process`); `None` when it is down. See
     /// [`AsyncClient::transport`].

@@ -16,7 +16,7 @@ use crate::outq::{OutQueue, run_writer};
 use crate::transport::shm::ShmSide;
 use crate::transport::socket::DirectWrite;
 use crate::transport::{FrameWriter, Link, LinkInfo};
-use crate::types::ConnectOptions;
+use crate::types::{ConnectOptions, LimitSource, request_limit};
 use hearth_proto::{
     ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
 };
@@ -31,13 +31,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// The largest message (joined from `MORE` frames) a client accepts.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Refuses a request longer than one message may be (`max`: the
-/// client's `ConnectOptions::max_request_bytes`, by default a server's
-/// message limit, docs/protocol.md "Limits"), before any of it is sent
-/// ([`IpcError::TooLarge`]): a server closes the connection of a client
-/// that sends a longer one, while a refusal here lets the connection, its
-/// other calls and its subscriptions go on.
-fn within_limit(frame: &Frame, max: usize) -> Result<(), IpcError> {
+/// Refuses a request longer than one message may be (`max`, whose limit
+/// `source` says: the server's `max_message_bytes` from its hello, 32 MiB
+/// against a protocol-1 server, or the client's own lower
+/// `ConnectOptions::max_request_bytes`; docs/protocol.md "Limits"),
+/// before any of it is sent ([`IpcError::TooLarge`]): a server closes the
+/// connection of a client that sends a longer one, while a refusal here
+/// lets the connection, its other calls and its subscriptions go on.
+fn within_limit(frame: &Frame, max: usize, source: LimitSource) -> Result<(), IpcError> {
     if frame.payload.len() <= max {
         return Ok(());
     }
@@ -49,6 +50,7 @@ fn within_limit(frame: &Frame, max: usize) -> Result<(), IpcError> {
             .to_string(),
         bytes: frame.payload.len(),
         max,
+        limit: source,
     })
 }
 
@@ -199,8 +201,11 @@ pub(crate) struct ConnCore {
     next_id: AtomicU64,
     pub(crate) info: LinkInfo,
     pub(crate) event_buffer: usize,
-    /// `ConnectOptions::max_request_bytes`.
-    max_request: usize,
+    /// The longest request this connection sends ([`request_limit`] of
+    /// `ConnectOptions::max_request_bytes` and the server's hello).
+    pub(crate) max_request: usize,
+    /// Whose limit `max_request` is.
+    max_request_source: LimitSource,
 }
 
 impl ConnCore {
@@ -230,10 +235,10 @@ impl ConnCore {
         Ok(core)
     }
 
-    /// Refuses a request longer than this client sends
-    /// (`ConnectOptions::max_request_bytes`), before any of it is sent.
+    /// Refuses a request longer than this connection sends (the server's
+    /// limit, or the client's own lower one), before any of it is sent.
     pub(crate) fn within_limit(&self, frame: &Frame) -> Result<(), IpcError> {
-        within_limit(frame, self.max_request)
+        within_limit(frame, self.max_request, self.max_request_source)
     }
 
     fn new(
@@ -242,6 +247,10 @@ impl ConnCore {
         options: &ConnectOptions,
         shm: Option<Arc<ClientShm>>,
     ) -> ConnCore {
+        let (max_request, max_request_source) = request_limit(
+            options.max_request_bytes,
+            info.negotiated.server_max_message_bytes,
+        );
         ConnCore {
             out,
             pending: Mutex::new(Table::default()),
@@ -254,7 +263,8 @@ impl ConnCore {
             next_id: AtomicU64::new(1),
             info,
             event_buffer: options.event_buffer,
-            max_request: options.max_request_bytes,
+            max_request,
+            max_request_source,
         }
     }
 

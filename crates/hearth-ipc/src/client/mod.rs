@@ -388,6 +388,33 @@ impl AsyncClient {
             .map(|core| core.info)
     }
 
+    /// The longest request the current connection sends (its JSON
+    /// arguments): the server's message limit, from its hello, or this
+    /// client's own lower `ConnectOptions::max_request_bytes` (see there);
+    /// `None` when the connection is down. A longer request is refused
+    /// before it is sent (`IpcError::TooLarge`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// use hearth_ipc::Server;
+    /// let server = Server::builder().data_dir(dir.path()).max_message_bytes(48 << 20).start_async().await?;
+    /// let client = server.connect_in_process_async().await?;
+    /// assert_eq!(client.max_request_bytes(), Some(48 << 20));
+    /// # server.shutdown_async().await?;
+    /// # Ok::<(), hearth_ipc::IpcError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_request_bytes(&self) -> Option<usize> {
+        self.inner
+            .current
+            .lock()
+            .as_ref()
+            .filter(|core| !core.is_dead())
+            .map(|core| core.max_request)
+    }
+
     /// The transport of the current connection; `None` when it is down.
     ///
     /// ```
