@@ -1289,6 +1289,24 @@ fn a_client_keeps_a_lower_limit_of_its_own(fx: &Fx) {
     assert_eq!(eager.max_request_bytes(), Some(RAISED));
 }
 
+/// The message limit of [`raised_far`]'s server: past the 64 MiB a client
+/// takes in one answer from a server whose limit is no larger.
+const RAISED_FAR: usize = 72 << 20;
+
+/// A client takes answers as long as the server's message limit, so a
+/// 65 MiB call to a server at 72 MiB comes back echoed (the connection is
+/// not ended for an answer over 64 MiB).
+fn what_a_client_sends_can_come_back(fx: &Fx) {
+    let client = fx.client();
+    assert_eq!(client.max_request_bytes(), Some(RAISED_FAR));
+    let blob = "e".repeat(65 << 20);
+    let echoed = client
+        .call("test:echo", json!({"blob": blob}))
+        .expect("a 65 MiB call and its 65 MiB answer");
+    assert_eq!(echoed["blob"].as_str().map(str::len), Some(65 << 20));
+    client.ping().unwrap();
+}
+
 macro_rules! conformance {
     (@on $configure:expr; $($name:ident),* $(,)?) => {
         mod socket {
@@ -1336,6 +1354,17 @@ mod raised {
         @on |b| b.max_message_bytes(crate::RAISED);
         a_default_client_sends_what_a_raised_server_takes,
         a_client_keeps_a_lower_limit_of_its_own,
+    );
+}
+
+/// The suite's case for a server whose `max_message_bytes` is past the
+/// 64 MiB a client takes in an answer by default ([`RAISED_FAR`]).
+mod raised_far {
+    use super::*;
+
+    conformance!(
+        @on |b| b.max_message_bytes(crate::RAISED_FAR);
+        what_a_client_sends_can_come_back,
     );
 }
 

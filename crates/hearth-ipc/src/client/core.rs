@@ -18,7 +18,8 @@ use crate::transport::socket::DirectWrite;
 use crate::transport::{FrameWriter, Link, LinkInfo};
 use crate::types::{ConnectOptions, LimitSource, request_limit};
 use hearth_proto::{
-    ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Operation, decode_error_payload,
+    ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Negotiated, Operation,
+    decode_error_payload,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -28,8 +29,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-/// The largest message (joined from `MORE` frames) a client accepts.
+/// The largest message (joined from `MORE` frames) a client accepts from
+/// a server whose message limit is no larger.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The largest answer (joined from `MORE` frames) a client accepts on a
+/// connection: 64 MiB, or the server's message limit when its hello said
+/// a larger one, so that what a client may send (an echoed call, a
+/// document as large as the server takes) can also come back.
+pub(crate) fn answer_limit(negotiated: &Negotiated) -> usize {
+    let server = negotiated
+        .server_max_message_bytes
+        .map_or(0, |max| usize::try_from(max).unwrap_or(usize::MAX));
+    MAX_MESSAGE_BYTES.max(server)
+}
 
 /// Refuses a request longer than one message may be (`max`, whose limit
 /// `source` says: the server's `max_message_bytes` from its hello, 32 MiB
@@ -294,7 +307,7 @@ impl ConnCore {
             info,
             ..
         } = side;
-        let shm = Arc::new(ClientShm::new(&segment));
+        let shm = Arc::new(ClientShm::new(&segment, answer_limit(&info.negotiated)));
         let (out, rx) = OutQueue::new(None);
         let core = Arc::new(ConnCore::new(info, out, options, Some(shm.clone())));
         let server_max = (info.negotiated.server_max_frame_bytes as usize).min(shm.max_frame());
@@ -322,7 +335,7 @@ impl ConnCore {
         ConnCore::spawn_writer(&core, writer, rx, server_max);
         let reader_core = core.clone();
         tokio::spawn(async move {
-            let mut reassembler = Reassembler::new(MAX_MESSAGE_BYTES);
+            let mut reassembler = Reassembler::new(answer_limit(&reader_core.info.negotiated));
             let reason = loop {
                 match reader.read_frame().await {
                     Ok(Some(frame)) => match reassembler.push(frame, Instant::now) {

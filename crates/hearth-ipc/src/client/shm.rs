@@ -46,9 +46,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-/// The largest message (joined from `MORE` frames) a client accepts.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
 /// Longest a baton holder spins for the next frame before sleeping.
 const HOLDER_SPIN: Duration = Duration::from_micros(100);
 
@@ -445,7 +442,9 @@ impl Drop for ClientShm {
 }
 
 impl ClientShm {
-    pub(crate) fn new(segment: &Arc<Segment>) -> ClientShm {
+    /// The client's side of `segment`, joining answers of up to
+    /// `max_message_bytes` (`core::answer_limit`).
+    pub(crate) fn new(segment: &Arc<Segment>, max_message_bytes: usize) -> ClientShm {
         let consumer = Consumer::new(segment.clone(), Direction::ServerToClient);
         let rx_waker = consumer.waker();
         let away = consumer.away_watch();
@@ -455,7 +454,7 @@ impl ClientShm {
             out: Arc::new(ShmOut::new(segment, Direction::ClientToServer)),
             rx: Mutex::new(RxSide {
                 consumer,
-                reassembler: Reassembler::new(MAX_MESSAGE_BYTES),
+                reassembler: Reassembler::new(max_message_bytes),
                 record: Vec::with_capacity(4096),
                 spinner: Spinner::new(HOLDER_SPIN),
             }),
