@@ -227,6 +227,12 @@ pub(crate) struct ServeArgs {
     /// 32 MiB + 24; at least 64 KiB].
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_frame_bytes: Option<u32>,
+    /// Longest message (a request, joined from frames flagged MORE) accepted
+    /// [default: 32 MiB; at least 64 KiB]. Clients are told in the
+    /// handshake (protocol 2): hearth's Rust and Node clients then send
+    /// requests up to it and refuse longer ones before sending (`too_large`).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_message_bytes: Option<u64>,
     /// Most bytes all connections together may hold in messages split into
     /// frames flagged MORE whose last frame has not come [default: 256 MiB];
     /// a frame past it ends its connection (`unavailable`). A split message

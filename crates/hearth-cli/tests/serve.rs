@@ -976,6 +976,50 @@ fn a_published_event_reaches_a_subscriber_with_its_payload() {
     assert!(sub.finish().0.success(), "a shutdown ends subscribe with 0");
 }
 
+/// `--max-message-bytes` raises the longest request the server takes, and
+/// its clients learn it in the handshake: `hearth publish` with a 33 MiB
+/// payload goes to a server started with 40 MiB; the same to a default
+/// server is refused before sending (`too_large`, exit 2), naming the
+/// server's 32 MiB and the flag.
+#[test]
+fn max_message_bytes_raises_what_clients_send_without_their_own_flag() {
+    let site = Site::new();
+    let raised = site.serve_plus("big", &site.data("b"), &["--max-message-bytes", "41943040"]);
+    let plain = site.serve("plain", &site.data("p"));
+    let payload = json!({"blob": "p".repeat(33 << 20)}).to_string();
+    let publish = |channel: &str| {
+        site.hearth_stdin(
+            &[
+                "--channel",
+                channel,
+                "--json",
+                // What `hearth` reads from standard input, not a limit of the server.
+                "--max-doc-bytes",
+                "41943040",
+                "publish",
+                "big:event",
+                "-",
+            ],
+            payload.as_bytes(),
+        )
+    };
+    let r = publish("big").ok();
+    assert_eq!(
+        serde_json::from_str::<Value>(r.stdout.trim()).unwrap(),
+        json!({"topic": "big:event", "delivered": 0})
+    );
+    let r = publish("plain").fails_with(2);
+    assert!(r.stderr.contains("\"too_large\""), "{r:#?}");
+    assert!(
+        r.stderr
+            .contains("the 32 MiB (33554432 bytes) the server takes"),
+        "{r:#?}"
+    );
+    assert!(r.stderr.contains("--max-message-bytes"), "{r:#?}");
+    raised.terminate();
+    plain.terminate();
+}
+
 #[test]
 fn a_payload_that_is_not_json_exits_2() {
     let site = Site::new();

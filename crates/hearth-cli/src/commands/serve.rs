@@ -59,6 +59,9 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if let Some(n) = args.max_frame_bytes {
         builder = builder.max_frame_bytes(n);
     }
+    if let Some(bytes) = args.max_message_bytes {
+        builder = builder.max_message_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
     if let Some(bytes) = args.max_partial_bytes {
         builder = builder.max_partial_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
     }
