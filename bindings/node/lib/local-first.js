@@ -21,10 +21,14 @@ const { HearthError, fromNative, fromInfo, abortError, checkSignal, describe } =
 const MODES = ['auto', 'ipc', 'network'];
 const NO_OPTIONS = Object.freeze({});
 
-/** Documents larger than this (JSON characters) go the asynchronous way. */
+/**
+ * Documents larger than this (JSON characters) go the asynchronous way.
+ * How long a request may be is the addon's to check: the server says its
+ * limit in the handshake (32 MiB by default, `hearth serve
+ * --max-message-bytes`), and a longer request is refused there with
+ * `too_large` before anything is sent.
+ */
 const LARGE_JSON = 256 * 1024;
-/** The largest message the server accepts whole (32 MiB). */
-const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 /** Items fetched per pull of a stream. */
 const BATCH = 256;
 
@@ -198,17 +202,6 @@ function objectJson(value, op, id, what) {
     throw new HearthError('invalid_input', `${op}(${JSON.stringify(id)}): ${what} must serialise to a JSON object (its toJSON() returned something else)`);
   }
   return json;
-}
-
-function checkSize(json, op, id) {
-  // UTF-8 can take up to 3 bytes per UTF-16 unit: count bytes only when it matters.
-  if (json.length * 3 > MAX_MESSAGE_BYTES && Buffer.byteLength(json) > MAX_MESSAGE_BYTES) {
-    throw new HearthError(
-      'too_large',
-      `${op}(${JSON.stringify(id)}): the document is ${Buffer.byteLength(json)} bytes of JSON, over the 32 MiB a message may hold ` +
-        '(the server\'s document limit is 16 MiB by default); split it into several documents',
-    );
-  }
 }
 
 function anyJson(value, what) {
@@ -717,13 +710,11 @@ class LocalFirst extends EventEmitter {
     return this._writeNow(client, op, id, json, o);
   }
 
-  /** put and patch off the JavaScript thread (a large document, or the fast path off), `json` checked for size first. */
+  /**
+   * put and patch off the JavaScript thread (a large document, or the fast
+   * path off); one longer than the server takes is refused by the addon.
+   */
   _writeLater(op, field, id, json, o) {
-    try {
-      checkSize(json, op, id);
-    } catch (e) {
-      return Promise.reject(e);
-    }
     return this._requestLater(op, `{"id":${JSON.stringify(id)},"${field}":${json}}`, o);
   }
 
@@ -892,7 +883,6 @@ class LocalFirst extends EventEmitter {
     const o = callOptions(options);
     if (!Array.isArray(ops)) throw new HearthError('invalid_input', `batch: expected an array of operations, not ${describe(ops)}`);
     const json = anyJson({ ops }, 'batch: the operations');
-    checkSize(json, 'batch', `${ops.length} operations`);
     return this._unary('batch', json, o);
   }
 
