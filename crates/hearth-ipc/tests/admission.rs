@@ -513,3 +513,51 @@ fn subscriptions_that_end_give_their_places_back() {
     subscribe_raw(&mut b, 1).unwrap();
     subscribe_raw(&mut b, 2).unwrap();
 }
+
+/// A stand-in for a server over its handshake limits: it closes the first
+/// `closed` sockets it accepts at `path` without reading or answering
+/// them, then answers the next one's hello (with no shared memory on
+/// offer) and hands it back, open.
+fn closes_then_answers(
+    listener: std::os::unix::net::UnixListener,
+    closed: usize,
+) -> std::thread::JoinHandle<UnixStream> {
+    use hearth_proto::{CLIENT_HELLO_LEN, Capabilities, ServerHello, ServerLimits};
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        for _ in 0..closed {
+            let (first, _) = listener.accept().unwrap();
+            drop(first);
+        }
+        let (mut answered, _) = listener.accept().unwrap();
+        let mut hello = [0u8; CLIENT_HELLO_LEN];
+        answered.read_exact(&mut hello).unwrap();
+        let (client, _) = ClientHello::decode(&hello).unwrap();
+        let limits = ServerLimits {
+            capabilities: Capabilities::CHUNKED_STREAMS | Capabilities::EVENTS,
+            ..ServerLimits::default()
+        };
+        let (reply, _) = ServerHello::respond(&client, &limits);
+        answered.write_all(&reply.encode()).unwrap();
+        answered
+    })
+}
+
+#[test]
+fn a_client_whose_socket_is_closed_before_the_servers_hello_connects_again() {
+    // A burst of connects from one process can find the server over its
+    // handshake limits, which then closes a socket whose hello had not
+    // come when it was accepted: the client tries again, within its
+    // connect timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closing.sock");
+    let server = closes_then_answers(std::os::unix::net::UnixListener::bind(&path).unwrap(), 3);
+    let client = Client::connect_with(
+        ConnectOptions::new("closing")
+            .socket_path(&path)
+            .connect_timeout(LONG),
+    )
+    .expect("connected on the fourth socket");
+    let _open = server.join().unwrap();
+    assert_eq!(client.transport().map(|t| t.name()), Some("socket"));
+}

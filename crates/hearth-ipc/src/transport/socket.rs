@@ -13,6 +13,7 @@
 use super::{BoxFuture, FrameReader, FrameWriter, Link, LinkError, LinkInfo, TransportKind};
 use crate::error::IpcError;
 use crate::policy::PeerCredentials;
+use crate::server::HANDSHAKE_LIMIT_PREFIX;
 use hearth_proto::{
     CLIENT_HELLO_LEN, ClientHello, Frame, FrameDecoder, FrameHeader, HEADER_LEN, HandshakeError,
     MAX_REASON_BYTES, SERVER_HELLO_FIXED_LEN, ServerHello, ServerLimits, conclude, encode_frame,
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use std::io::IoSlice;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -398,7 +399,7 @@ pub(crate) async fn connect(
         detail,
     };
     let client_hello = hello;
-    let attempt = async {
+    let attempt = || async {
         // The hello goes out in the same breath as the connect: a server
         // counts a socket without its hello against the process's few
         // sockets allowed in the handshake, and a burst of connects from
@@ -412,45 +413,55 @@ pub(crate) async fn connect(
         let (mut stream, sent) = match connect_and_send(path, &hello) {
             Ok(done) => done,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_found("there is no socket file".into()));
+                return Err(Failed::Final(not_found("there is no socket file".into())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(not_found(
+                return Err(Failed::Final(not_found(
                     "the socket file exists but nobody listens on it (the server stopped or was killed)".into(),
-                ));
+                )));
             }
-            Err(e) => return Err(connect_failed(path, e)),
+            Err(e) => {
+                let retry = e.kind() == std::io::ErrorKind::WouldBlock;
+                return Err(Failed::new(connect_failed(path, e), retry));
+            }
         };
         let peer = peer_of(&stream);
         stream
             .write_all(&hello[sent..])
             .await
-            .map_err(|e| disconnected_in_handshake(&e))?;
+            .map_err(|e| Failed::Retry(disconnected_in_handshake(&e)))?;
         let mut got = Vec::with_capacity(SERVER_HELLO_FIXED_LEN);
         let mut chunk = [0u8; 512];
         let (reply, used) = loop {
             match ServerHello::decode(&got) {
                 Ok(done) => break done,
                 Err(e) if e.is_incomplete() => {}
-                Err(e) => return Err(IpcError::Handshake(e)),
+                Err(e) => return Err(Failed::Final(IpcError::Handshake(e))),
             }
+            // Closed (or reset) before a whole hello came: a server over
+            // its handshake limits closes a socket whose hello had not come
+            // when it was accepted, sometimes before its refusal can be
+            // read.
             let n = stream
                 .read(&mut chunk)
                 .await
-                .map_err(|e| disconnected_in_handshake(&e))?;
+                .map_err(|e| Failed::Retry(disconnected_in_handshake(&e)))?;
             if n == 0 {
-                return Err(IpcError::Disconnected {
+                return Err(Failed::Retry(IpcError::Disconnected {
                     reason: "the server closed the connection during the handshake".into(),
-                });
+                }));
             }
             got.extend_from_slice(&chunk[..n]);
             if got.len() > SERVER_HELLO_FIXED_LEN + MAX_REASON_BYTES + chunk.len() {
-                return Err(IpcError::Protocol(
+                return Err(Failed::Final(IpcError::Protocol(
                     "the server hello is longer than the protocol allows".into(),
-                ));
+                )));
             }
         };
-        let negotiated = conclude(&client_hello, &reply)?;
+        let negotiated = conclude(&client_hello, &reply).map_err(|e| {
+            let retry = matches!(&e, HandshakeError::Refused { reason, .. } if reason.starts_with(HANDSHAKE_LIMIT_PREFIX));
+            Failed::new(IpcError::Handshake(e), retry)
+        })?;
         let info = LinkInfo {
             kind: TransportKind::Socket,
             negotiated,
@@ -463,7 +474,25 @@ pub(crate) async fn connect(
             own_max_frame: client_hello.max_frame_bytes as usize,
         })
     };
-    match tokio::time::timeout(deadline, attempt).await {
+    // Attempts until one succeeds, fails for good, or the deadline is near.
+    let attempts = async {
+        let start = Instant::now();
+        let mut backoff = RETRY_FIRST;
+        loop {
+            match attempt().await {
+                Ok(done) => return Ok(done),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Retry(e)) => {
+                    if start.elapsed() + backoff >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MOST);
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(deadline, attempts).await {
         Ok(result) => result,
         Err(_) => Err(IpcError::Timeout {
             operation: format!("connecting to channel {channel:?}"),
@@ -471,6 +500,31 @@ pub(crate) async fn connect(
         }),
     }
 }
+
+/// How a connection attempt failed: for good, or in a way that a new
+/// attempt a moment later may not (the server's accept queue was full,
+/// or it closed the socket before its hello: over its handshake limits,
+/// which a burst of connects from one process can reach).
+enum Failed {
+    Final(IpcError),
+    Retry(IpcError),
+}
+
+impl Failed {
+    fn new(e: IpcError, retry: bool) -> Failed {
+        if retry {
+            Failed::Retry(e)
+        } else {
+            Failed::Final(e)
+        }
+    }
+}
+
+/// The wait before a connection's second attempt, doubled before each
+/// next one up to [`RETRY_MOST`], all within the connect timeout.
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+/// The longest wait between two attempts.
+const RETRY_MOST: Duration = Duration::from_millis(100);
 
 /// A non-blocking socket connected to `path` (a Unix socket connects at
 /// once, or fails with `WouldBlock` when the server's accept queue is
