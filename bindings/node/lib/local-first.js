@@ -343,15 +343,17 @@ function lazyStream(db, open) {
   return {
     async next(n) {
       if (stream === null) {
-        // Errors go back as the native stream gives them ({code, message}).
+        // Opened in its turn among the calls made before it; errors go
+        // back as the native stream gives them ({code, message}), and a
+        // stream or client closed meanwhile just ends.
         try {
-          await db.connect();
-          if (closed) return null;
-          stream = open();
+          stream = await db._afterConnect(() => (closed || db._closed ? null : open()));
         } catch (e) {
+          if (closed || db._closed) return null;
           const err = fromNative(e);
           return { code: err.code, message: err.message };
         }
+        if (stream === null) return null;
       }
       return stream.next(n);
     },
@@ -522,6 +524,10 @@ class LocalFirst extends EventEmitter {
     this._feed = null;
     this._feedRetry = null;
     this._connecting = null;
+    // Calls waiting for the connection to open (`_afterConnect`).
+    this._gate = null;
+    this._queued = 0;
+    this._sending = false;
     this._topics = new Set();
     this._streams = new Set();
     this._untrack = (stream) => this._streams.delete(stream);
@@ -537,7 +543,7 @@ class LocalFirst extends EventEmitter {
    * The connection, opened on this thread if there is none yet (see
    * connect()). Only watch() and the pieces that run once connected use
    * it so: a call made before the connection is open opens it off the
-   * thread first (`_native === null` → `this.connect().then(…)`).
+   * thread first (`_afterConnect`).
    */
   _client() {
     if (this._native !== null) return this._native;
@@ -548,6 +554,45 @@ class LocalFirst extends EventEmitter {
       throw this._connectError(fromNative(e));
     }
     return this._native;
+  }
+
+  /**
+   * `send()` (which sends a call and returns the promise of its outcome)
+   * once the connection is open — opened off the JavaScript thread
+   * (connect()) if it is not — and after every call queued so before it:
+   * calls made while a connection opens are sent in the order they were
+   * made, and a call made once it is open but before those were sent
+   * (`_queued`) waits its turn behind them rather than overtake them on
+   * the fast path. Every queued call gets the connection's failure.
+   */
+  _afterConnect(send) {
+    if (this._gate === null) this._gate = this.connect();
+    this._queued++;
+    const done = () => {
+      if (--this._queued === 0) this._gate = null;
+    };
+    // Handlers of one promise run in the order they were added.
+    return this._gate.then(
+      () => {
+        done();
+        // Sent now, in its turn: not queued again behind those after it.
+        this._sending = true;
+        try {
+          return send();
+        } finally {
+          this._sending = false;
+        }
+      },
+      (e) => {
+        done();
+        throw e;
+      },
+    );
+  }
+
+  /** Whether a call made now must wait in `_afterConnect`'s queue. */
+  _mustQueue() {
+    return this._native === null || (this._queued > 0 && !this._sending);
   }
 
   /** Throws if this client cannot connect: closed, or the network mode. */
@@ -605,7 +650,7 @@ class LocalFirst extends EventEmitter {
 
   /** Runs `op` off the JavaScript thread; resolves with the parsed result. */
   _request(op, args, options) {
-    if (this._native === null) return this.connect().then(() => this._request(op, args, options));
+    if (this._mustQueue()) return this._afterConnect(() => this._request(op, args, options));
     const client = this._client();
     const signal = options.signal;
     const token = signal ? tokenFor(signal) : null;
@@ -654,7 +699,7 @@ class LocalFirst extends EventEmitter {
 
   /** Replaces document `id` with `data`; resolves with its sequence number once durable. */
   put(id, data, options) {
-    if (options === undefined && typeof id === 'string' && typeof data === 'object' && data !== null && this._native !== null && this._fastPath && id.isWellFormed()) {
+    if (options === undefined && typeof id === 'string' && typeof data === 'object' && data !== null && this._native !== null && this._queued === 0 && this._fastPath && id.isWellFormed()) {
       if (mustYield()) return this._afterTurn('put', id, data);
       let json, r;
       try {
@@ -698,7 +743,7 @@ class LocalFirst extends EventEmitter {
 
   /** _write once `json` is checked: connected first (off the thread) if need be. */
   _writeJson(op, field, id, json, o) {
-    if (this._native === null) return this.connect().then(() => this._writeJson(op, field, id, json, o));
+    if (this._mustQueue()) return this._afterConnect(() => this._writeJson(op, field, id, json, o));
     let client;
     try {
       client = this._client();
@@ -743,7 +788,7 @@ class LocalFirst extends EventEmitter {
 
   /** The document, or null when absent or deleted. */
   get(id, options) {
-    if (options === undefined && typeof id === 'string' && this._native !== null && this._fastPath && id.isWellFormed()) {
+    if (options === undefined && typeof id === 'string' && this._native !== null && this._queued === 0 && this._fastPath && id.isWellFormed()) {
       if (mustYield()) return this._afterTurn('get', id);
       let r;
       try {
@@ -773,7 +818,7 @@ class LocalFirst extends EventEmitter {
     try {
       o = callOptions(options);
       checkId(id, op);
-      if (this._native === null) return this.connect().then(() => this._point(op, id, options, now));
+      if (this._mustQueue()) return this._afterConnect(() => this._point(op, id, options, now));
       client = this._client();
     } catch (e) {
       return Promise.reject(e);
@@ -801,7 +846,7 @@ class LocalFirst extends EventEmitter {
    * is off or the arguments are large; the parsed result.
    */
   _unary(op, args, o) {
-    if (this._native === null) return this.connect().then(() => this._unary(op, args, o));
+    if (this._mustQueue()) return this._afterConnect(() => this._unary(op, args, o));
     const client = this._client();
     if (!this._fastPath || args.length > LARGE_JSON) return this._request(op, args, o);
     if (mustYield()) return nextTurn().then(() => this._unaryNow(client, op, args, o));
@@ -855,7 +900,7 @@ class LocalFirst extends EventEmitter {
     const open = () => this._client().listStream(args, o.timeout);
     // Not connected yet: the stream connects off the thread on its first
     // next(), and opens then.
-    return this._track(new DocStream(this._native === null ? () => lazyStream(this, open) : open, o.signal, this._untrack));
+    return this._track(new DocStream(this._mustQueue() ? () => lazyStream(this, open) : open, o.signal, this._untrack));
   }
 
   /** Documents whose top-level fields equal every value in `filter`: `[{id, data}]` (+ `cursor`). */
@@ -911,9 +956,8 @@ class LocalFirst extends EventEmitter {
     let stream;
     // Connected off the JavaScript thread, and put in place off it too: a
     // slow or frozen server does not hold the event loop meanwhile.
-    await this.connect();
     try {
-      stream = await this._client().topicsAsync(pattern);
+      stream = await this._afterConnect(() => this._client().topicsAsync(pattern));
     } catch (e) {
       throw fromNative(e);
     }

@@ -155,6 +155,46 @@ test('a call made before connecting to a channel no server serves fails with ECH
   await assert.rejects(docs.next(), (e) => e.code === 'ECHANNEL_NOT_FOUND');
 });
 
+test('a call made once connected never overtakes one made before, still waiting for the connection', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const ready = db.connect();
+  const first = db.put('k', { v: 1 }); // not connected yet: waits for it
+  await ready;
+  const second = db.put('k', { v: 2 }); // connected, but the first is not sent yet
+  const read = db.get('k');
+  const [s1, s2] = await Promise.all([first, second]);
+  assert.ok(s1 < s2, `the first put was applied second (seq ${s1}, then ${s2})`);
+  assert.deepEqual(await read, { v: 2 });
+  assert.deepEqual(await db.get('k'), { v: 2 });
+});
+
+test('a watch() set up between two calls made before connecting leaves them in order', needsServe, async (t) => {
+  const s = await server(t);
+  const db = client(t, s.channel);
+  const first = db.put('k', { v: 1 });
+  const changes = db.watch(); // connects on the thread, at once
+  const second = db.put('k', { v: 2 });
+  const read = db.get('k');
+  const [s1, s2] = await Promise.all([first, second]);
+  assert.ok(s1 < s2, `reordered: seq ${s1}, then ${s2}`);
+  assert.deepEqual(await read, { v: 2 });
+  await changes.return();
+});
+
+test('an iterate() made before connecting ends when the client closes while it connects', LINUX, async (t) => {
+  const s = await server(t);
+  await freeze(t, s.pid);
+  const db = client(t, s.channel, { connectTimeout: 20_000 });
+  const docs = db.iterate();
+  const pending = track(docs.next());
+  await tick(10);
+  assert.equal(pending.settled, false, 'connecting to the frozen server');
+  await db.close();
+  thaw(s.pid);
+  assert.deepEqual(await pending.promise, { value: undefined, done: true });
+});
+
 test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });
