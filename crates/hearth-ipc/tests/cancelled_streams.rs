@@ -140,3 +140,32 @@ fn connections_that_close_while_their_query_scans_run_no_more_producers_than_the
     );
     fx.server.shutdown().unwrap();
 }
+
+#[test]
+fn a_process_that_reconnects_while_its_cancelled_query_scans_keeps_its_stream_slots() {
+    // One stream slot for the process. Each round its connection cancels
+    // its scanning query (the producer scans on) and closes, so that the
+    // process has no connection left; its next connection must still wait
+    // for the slot the old producer holds.
+    const ROUNDS: u64 = 6;
+    let fx = one_slot_server_with_many_documents_and(|b| b.max_running_streams_per_process(1));
+    for n in 1..=ROUNDS {
+        let mut raw = fx.raw();
+        raw.request(Operation::Query, 1, json!({"filter": {"absent": "x"}}));
+        wait_for_producers(&fx, "the query's producer started", |p| p.started >= n);
+        raw.send(FrameKind::Cancel, None, 1, b"");
+        read_every_ending(&mut raw, 1);
+        drop(raw);
+        assert!(fx.server.wait_for(LONG, |s| s.connections == 0));
+    }
+    wait_for_producers(&fx, "every producer ended", |p| {
+        p.started == ROUNDS && p.running == 0
+    });
+    let producers = fx.server.stream_producers();
+    assert_eq!(
+        producers.most, 1,
+        "a process with one stream slot ran {} producers at once",
+        producers.most
+    );
+    fx.server.shutdown().unwrap();
+}

@@ -429,8 +429,9 @@ pub(crate) struct Shared {
     pub(crate) streams_waited_process: AtomicU64,
     /// `ServerStats::streams_waited_server`.
     pub(crate) streams_waited_server: AtomicU64,
-    /// The server's stream slots.
+    /// The server's stream slots, and each client process's.
     streams: StreamSlots,
+    process_streams: slots::ByProcess,
     shm_connections: AtomicUsize,
     /// Serves busy shared-memory rings when they outnumber the cores.
     pub(crate) poller: Arc<poller::Poller>,
@@ -475,9 +476,6 @@ struct ProcessSlots {
     /// Whether refusing its subscriptions at the per-process limit was
     /// logged.
     warned_subscriptions: bool,
-    /// Its stream slots, made with its first connection's and shared by all
-    /// of them (running streams keep them alive past the entry).
-    streams: Option<StreamSlots>,
 }
 
 impl ProcessSlots {
@@ -695,25 +693,13 @@ impl Shared {
     }
 
     /// The levels above its own at which a connection of process `pid`
-    /// takes its streams' places (`slots.rs`): its process's slots (made
-    /// with the process's entry, which the connection's count keeps), then
-    /// the server's.
+    /// takes its streams' places (`slots.rs`): its process's slots (shared
+    /// with every connection and running stream of the process,
+    /// [`slots::ByProcess`]), then the server's.
     pub(crate) fn stream_levels(&self, pid: Option<i32>) -> Levels {
-        let process = countable_pid(pid).and_then(|pid| {
-            let mut processes = self.processes.lock();
-            // Absent only for a connection not counted in its process
-            // (none is, today): then it is bounded without this level.
-            let entry = processes.get_mut(&pid)?;
-            let max = self.config.max_running_streams_per_process;
-            Some(
-                entry
-                    .streams
-                    .get_or_insert_with(|| StreamSlots::new(max))
-                    .clone(),
-            )
-        });
+        let max = self.config.max_running_streams_per_process;
         Levels {
-            process,
+            process: countable_pid(pid).map(|pid| self.process_streams.slots(pid, max)),
             server: self.streams.clone(),
         }
     }
@@ -1684,6 +1670,7 @@ impl ServerBuilder {
             streams_waited_process: AtomicU64::new(0),
             streams_waited_server: AtomicU64::new(0),
             streams: StreamSlots::new(server_streams),
+            process_streams: slots::ByProcess::default(),
             shm_connections: AtomicUsize::new(0),
             poller: Arc::default(),
             producers: producers::Producers::default(),

@@ -23,8 +23,8 @@
 //! slots, one process's 256 connections could still hold 1024.
 
 use parking_lot::Mutex;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
 use tokio::sync::oneshot;
 
 /// Streams of one connection that produce on the blocking pool at once by
@@ -163,6 +163,43 @@ impl Levels {
             _process: process,
             _connection: connection,
         })
+    }
+}
+
+/// Each client process's stream slots, by pid, for as long as anything
+/// holds them: a connection of the process, or a stream's places — a
+/// producer still scanning after its connection closed keeps its
+/// process's slots, and the process's next connection gets the same ones,
+/// not a fresh set (which would let a process that cancels and reconnects
+/// run any number of producers).
+#[derive(Debug, Default)]
+pub(crate) struct ByProcess {
+    map: Mutex<ByPid>,
+}
+
+#[derive(Debug, Default)]
+struct ByPid {
+    slots: HashMap<i32, Weak<Mutex<State>>>,
+    /// The map's size at which entries nothing holds are forgotten next.
+    prune_at: usize,
+}
+
+impl ByProcess {
+    /// Process `pid`'s slots, made (`max` of them) if nothing holds them.
+    pub(crate) fn slots(&self, pid: i32, max: usize) -> StreamSlots {
+        let mut map = self.map.lock();
+        if let Some(state) = map.slots.get(&pid).and_then(Weak::upgrade) {
+            return StreamSlots(state);
+        }
+        // Forgets the processes whose slots nothing holds, each time the
+        // map has doubled since: amortised, a constant per new process.
+        if map.slots.len() >= map.prune_at {
+            map.slots.retain(|_, state| state.strong_count() > 0);
+            map.prune_at = (map.slots.len() * 2).max(64);
+        }
+        let slots = StreamSlots::new(max);
+        map.slots.insert(pid, Arc::downgrade(&slots.0));
+        slots
     }
 }
 
@@ -383,6 +420,32 @@ mod tests {
         assert!(!conn.admit().waits());
         drop(holder);
         assert_eq!(lv.server.0.lock().running, 0);
+    }
+
+    #[test]
+    fn a_process_gets_the_same_slots_while_anything_holds_them_and_fresh_ones_after() {
+        let by = ByProcess::default();
+        let first = by.slots(7, 1);
+        let held = now(first.admit());
+        drop(first); // its last connection closed; a producer holds `held`
+        let again = by.slots(7, 1);
+        assert!(again.admit().waits(), "the producer's slot is still taken");
+        drop((held, again));
+        let fresh = by.slots(7, 1);
+        assert!(!fresh.admit().waits());
+    }
+
+    #[test]
+    fn processes_whose_slots_nothing_holds_are_forgotten() {
+        let by = ByProcess::default();
+        for pid in 0..1000 {
+            drop(by.slots(pid, 1));
+        }
+        assert!(
+            by.map.lock().slots.len() <= 128,
+            "{}",
+            by.map.lock().slots.len()
+        );
     }
 
     #[test]
