@@ -363,8 +363,8 @@ fn leave_half_sent(fx: &Fx, frames: usize) -> HalfSent {
 
 #[test]
 fn half_sent_messages_of_many_connections_are_cut_off_at_the_server_budget() {
-    // 8 MiB for all; each connection's own limit (32 MiB) is far off.
-    let fx = Fx::socket(|b| b.max_partial_bytes(8 << 20));
+    // 8 MiB for all; each connection's own limit (4 MiB) is far off.
+    let fx = Fx::socket(|b| b.max_message_bytes(4 << 20).max_partial_bytes(8 << 20));
     let mut held = Vec::new();
     let refused = loop {
         assert!(held.len() < 8, "no connection was refused");
@@ -462,4 +462,25 @@ fn a_protocol_1_client_gets_the_29_byte_hello_and_is_served() {
     let mut raw = Raw::from_stream(stream);
     expect_pong(&mut raw, 7);
     others_carry_on(&fx);
+}
+
+#[test]
+fn a_server_whose_half_sent_budget_cannot_hold_one_whole_message_refuses_to_start() {
+    // It would tell clients they may send 4 MiB, then close every
+    // connection that sends more than 1 MiB in frames.
+    let dir = tempfile::tempdir().unwrap();
+    let started = hearth_ipc::Server::builder()
+        .data_dir(dir.path())
+        .max_message_bytes(4 << 20)
+        .max_partial_bytes(1 << 20)
+        .start();
+    let Err(e) = started else {
+        panic!("a server started whose budget cannot join one whole message");
+    };
+    assert_eq!(e.code(), ErrorCode::InvalidInput, "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("max_partial_bytes") && message.contains("4194432"),
+        "{message}"
+    );
 }

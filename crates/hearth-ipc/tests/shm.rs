@@ -2009,7 +2009,7 @@ fn shm_half_sent(fx: &Fx, frames: usize) -> Option<RawShm> {
 
 #[test]
 fn half_sent_messages_over_shared_memory_are_cut_off_at_the_server_budget_then_given_back() {
-    let fx = shm_server(|b| b.max_partial_bytes(8 << 20));
+    let fx = shm_server(|b| b.max_message_bytes(4 << 20).max_partial_bytes(8 << 20));
     let mut held = Vec::new();
     loop {
         assert!(held.len() < 10, "no connection was refused");

@@ -81,7 +81,8 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 pub(crate) struct Config {
     pub(crate) max_frame_bytes: u32,
     pub(crate) max_message_bytes: usize,
-    pub(crate) max_partial_bytes: usize,
+    /// `None`: [`partial_budget`] of the message limit.
+    pub(crate) max_partial_bytes: Option<usize>,
     pub(crate) max_in_flight: u32,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_process: usize,
@@ -111,7 +112,7 @@ impl Default for Config {
         Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES as u32,
             max_message_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
+            max_partial_bytes: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: 1024,
             max_connections_per_process: DEFAULT_MAX_CONNECTIONS_PER_PROCESS,
@@ -228,6 +229,27 @@ pub const DEFAULT_MAX_SERVER_SUBSCRIPTIONS: usize = 16384;
 /// assert_eq!(hearth_ipc::DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS, 4096);
 /// ```
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS: usize = 4096;
+
+/// The budget for half-joined messages ([`ServerBuilder::max_partial_bytes`]):
+/// as set, or the larger of [`DEFAULT_MAX_PARTIAL_BYTES`] and twice the
+/// message limit; refused when set too small to join one message as large
+/// as the server tells its clients they may send.
+fn partial_budget(config: &Config) -> Result<usize, IpcError> {
+    let message = config.max_message_bytes;
+    let Some(set) = config.max_partial_bytes else {
+        return Ok(DEFAULT_MAX_PARTIAL_BYTES.max(message.saturating_mul(2)));
+    };
+    let least = message.saturating_add(crate::message::PARTIAL_ENTRY_BYTES);
+    if set < least {
+        return Err(IpcError::InvalidInput(format!(
+            "max_partial_bytes is {set} but max_message_bytes is {message}: a request as long \
+             as the server tells clients they may send could never be joined from its frames; \
+             set max_partial_bytes to at least {least} (hearth serve --max-partial-bytes), or \
+             lower max_message_bytes"
+        )));
+    }
+    Ok(set)
+}
 
 /// Counters of a running server.
 ///
@@ -1199,8 +1221,11 @@ impl ServerBuilder {
     /// the total past the limit ends its connection with an error frame
     /// (request id 0, `unavailable`: the server's state refuses it, not the
     /// message, which may be within every limit) saying to send it again
-    /// later. A value below `max_message_bytes` means a message that large
-    /// can never be joined.
+    /// later. Unset, it is the larger of the default and twice
+    /// `max_message_bytes`; set below `max_message_bytes` plus 128 bytes
+    /// (a message as large as the server says it takes could never be
+    /// joined), [`start`](Self::start) refuses the configuration
+    /// (`invalid_input`).
     ///
     /// A split message must also be completed within the
     /// [stall timeout](Self::stall_timeout) of its first frame, or its
@@ -1220,7 +1245,7 @@ impl ServerBuilder {
     /// # Ok::<(), hearth_ipc::IpcError>(())
     /// ```
     pub fn max_partial_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_partial_bytes = bytes;
+        self.config.max_partial_bytes = Some(bytes);
         self
     }
 
@@ -1628,7 +1653,7 @@ impl ServerBuilder {
                 warn_on_max_listeners: false,
             })
         });
-        let partial_budget = Arc::new(PartialBudget::new(config.max_partial_bytes));
+        let partial_budget = Arc::new(PartialBudget::new(partial_budget(&config)?));
         let server_streams = config
             .max_server_running_streams
             .unwrap_or_else(|| slots::default_server_running_streams(config.max_blocking_threads));
@@ -2175,5 +2200,37 @@ impl Drop for Server {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(message: usize, partial: Option<usize>) -> Config {
+        Config {
+            max_message_bytes: message,
+            max_partial_bytes: partial,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_half_sent_budget_unset_is_the_default_or_twice_the_message_limit() {
+        assert_eq!(
+            partial_budget(&config(32 << 20, None)).unwrap(),
+            DEFAULT_MAX_PARTIAL_BYTES
+        );
+        assert_eq!(partial_budget(&config(300 << 20, None)).unwrap(), 600 << 20);
+    }
+
+    #[test]
+    fn a_half_sent_budget_set_must_hold_one_whole_message() {
+        let least = (4 << 20) + crate::message::PARTIAL_ENTRY_BYTES;
+        assert_eq!(
+            partial_budget(&config(4 << 20, Some(least))).unwrap(),
+            least
+        );
+        assert!(partial_budget(&config(4 << 20, Some(least - 1))).is_err());
     }
 }
