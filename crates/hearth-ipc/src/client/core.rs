@@ -33,15 +33,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// a server whose message limit is no larger.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// The most a client accepts in one answer whatever the server's hello
+/// says: a limit of the client's own (docs/protocol.md: a receiver checks
+/// lengths against its own limits), so that a hello claiming, say,
+/// `u64::MAX` cannot make it join answers without bound. Far above any
+/// document (16 MiB by default) or message limit a desktop app sets.
+const ANSWER_CEILING: usize = 1 << 30;
+
 /// The largest answer (joined from `MORE` frames) a client accepts on a
 /// connection: 64 MiB, or the server's message limit when its hello said
-/// a larger one, so that what a client may send (an echoed call, a
-/// document as large as the server takes) can also come back.
+/// a larger one (up to [`ANSWER_CEILING`]), so that what a client may send
+/// (an echoed call, a document as large as the server takes) can also
+/// come back.
 pub(crate) fn answer_limit(negotiated: &Negotiated) -> usize {
     let server = negotiated
         .server_max_message_bytes
         .map_or(0, |max| usize::try_from(max).unwrap_or(usize::MAX));
-    MAX_MESSAGE_BYTES.max(server)
+    MAX_MESSAGE_BYTES.max(server.min(ANSWER_CEILING))
 }
 
 /// Refuses a request longer than one message may be (`max`, whose limit
@@ -640,5 +648,26 @@ pub(crate) fn final_payload(frame: Frame) -> Result<Vec<u8>, IpcError> {
             Err(e) => Err(IpcError::Protocol(e.to_string())),
         },
         _ => Ok(frame.payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiated(server_max_message_bytes: Option<u64>) -> Negotiated {
+        let hello = ClientHello::default();
+        let mut agreed =
+            hearth_proto::negotiate(&hello, &hearth_proto::ServerLimits::default()).unwrap();
+        agreed.server_max_message_bytes = server_max_message_bytes;
+        agreed
+    }
+
+    #[test]
+    fn answers_up_to_the_servers_message_limit_are_taken_and_never_past_the_clients_ceiling() {
+        assert_eq!(answer_limit(&negotiated(None)), 64 << 20);
+        assert_eq!(answer_limit(&negotiated(Some(32 << 20))), 64 << 20);
+        assert_eq!(answer_limit(&negotiated(Some(300 << 20))), 300 << 20);
+        assert_eq!(answer_limit(&negotiated(Some(u64::MAX))), ANSWER_CEILING);
     }
 }

@@ -1517,7 +1517,10 @@ impl ServerBuilder {
     /// 256), so that however many processes stream and read nothing, the
     /// rest of the pool is left for writes waiting for their sync, point
     /// calls over the socket and handlers. A stream takes its place here
-    /// last, after its connection's and its process's.
+    /// last, after its connection's and its process's. "Half the pool" is
+    /// half of `max_blocking_threads` as set here: a server started with
+    /// [`start_async`](Self::start_async) runs on the caller's runtime,
+    /// whose pool its own builder sizes, so set this to half of that.
     ///
     /// ```
     /// let builder = hearth_ipc::Server::builder().max_server_running_streams(128);

@@ -46,6 +46,9 @@ pub(crate) const DEFAULT_RUNNING_STREAMS: usize = 4;
 /// threads rather than 1024.
 pub(crate) const DEFAULT_RUNNING_STREAMS_PER_PROCESS: usize = 32;
 
+/// The queue length at which a level first prunes its cancelled waiters.
+const PRUNE_FIRST: usize = 64;
+
 /// The default of the server-wide limit, given the blocking pool's size:
 /// half of it, so that however many processes stream and read nothing, the
 /// other half is left for what every client needs the pool for — writes
@@ -59,8 +62,11 @@ struct State {
     /// Slots handed out (held, or on their way to a waiter).
     running: usize,
     max: usize,
-    /// Streams waiting for a slot, oldest first.
+    /// Streams waiting for a slot, oldest first (those cancelled meanwhile
+    /// included, until their turn comes or they are pruned).
     waiting: VecDeque<oneshot::Sender<Slot>>,
+    /// The queue's length at which cancelled waiters are pruned next.
+    prune_at: usize,
 }
 
 /// One connection's slots.
@@ -210,6 +216,7 @@ impl StreamSlots {
             running: 0,
             max: max.max(1),
             waiting: VecDeque::new(),
+            prune_at: PRUNE_FIRST,
         })))
     }
 
@@ -223,6 +230,17 @@ impl StreamSlots {
             return Admission::Now(Slot {
                 slots: Some(self.0.clone()),
             });
+        }
+        // A server's or a process's queue outlives any connection, and
+        // streams cancelled while they wait stay in it until their turn:
+        // while every slot is held (unread streams, until the stall
+        // timeout), list-and-cancel pairs would grow it without bound, and
+        // the next slot given back would walk them all under the lock.
+        // Pruned each time the queue has doubled since: amortised, a
+        // constant per stream.
+        if state.waiting.len() >= state.prune_at {
+            state.waiting.retain(|tx| !tx.is_closed());
+            state.prune_at = (state.waiting.len() * 2).max(PRUNE_FIRST);
         }
         let (tx, rx) = oneshot::channel();
         state.waiting.push_back(tx);
@@ -446,6 +464,27 @@ mod tests {
             "{}",
             by.map.lock().slots.len()
         );
+    }
+
+    #[test]
+    fn waiters_cancelled_while_every_slot_is_held_do_not_pile_up() {
+        let slots = StreamSlots::new(1);
+        let held = now(slots.admit());
+        for _ in 0..10_000 {
+            drop(later(slots.admit()));
+        }
+        assert!(
+            slots.waiting() <= 2 * PRUNE_FIRST,
+            "{} waiting",
+            slots.waiting()
+        );
+        // A live waiter is never pruned, and gets the slot.
+        let mut live = later(slots.admit());
+        for _ in 0..1_000 {
+            drop(later(slots.admit()));
+        }
+        drop(held);
+        assert!(live.try_recv().is_ok());
     }
 
     #[test]
