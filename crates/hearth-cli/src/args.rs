@@ -272,6 +272,20 @@ pub(crate) struct ServeArgs {
     /// 16384]; more are refused with `unavailable`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_server_subscriptions: Option<u64>,
+    /// Most `list`, `query` and `search` streams of one connection that
+    /// produce on the server's thread pool at once [default: 4]; the others
+    /// wait, holding no thread. A producer holds its thread while its
+    /// client does not read.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_running_streams: Option<u64>,
+    /// The same for all the connections of one client process [default:
+    /// 32].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_running_streams_per_process: Option<u64>,
+    /// The same for all connections [default: 256, half the thread pool,
+    /// so that writes, publishes and handlers keep the other half].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_server_running_streams: Option<u64>,
     /// Limit calls of a handler or operation: `NAME=PER_SEC[/BURST]`, e.g.
     /// `one-core:login=5/10` or `put=1000`; repeatable. BURST defaults to
     /// PER_SEC rounded up.

@@ -1481,3 +1481,43 @@ fn bench_transport_refuses_documents_past_the_servers_limit() {
         .fails_with(2);
     assert!(r.stderr.contains("--doc-bytes"), "{r:#?}");
 }
+
+#[test]
+fn a_half_sent_budget_that_cannot_join_one_whole_message_exits_2_naming_the_least_value() {
+    let site = Site::new();
+    let d = site.data("d");
+    let r = site
+        .hearth(&[
+            "serve",
+            "--channel",
+            "app",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--max-message-bytes",
+            "4194304",
+            "--max-partial-bytes",
+            "1048576",
+        ])
+        .fails_with(2);
+    assert!(r.stderr.contains("invalid input"), "{r:#?}");
+    assert!(r.stderr.contains("4194432"), "{r:#?}");
+    assert!(r.stderr.contains("--max-partial-bytes"), "{r:#?}");
+    assert!(!d.exists(), "nothing was created");
+}
+
+#[test]
+fn stream_limits_take_a_positive_count() {
+    let site = Site::new();
+    let d = site.data("d");
+    let d = d.to_str().unwrap();
+    for flag in [
+        "--max-running-streams",
+        "--max-running-streams-per-process",
+        "--max-server-running-streams",
+    ] {
+        let r = site
+            .hearth(&["serve", "--channel", "app", "--data-dir", d, flag, "0"])
+            .fails_with(2);
+        assert!(r.stderr.contains(flag), "{flag}: {r:#?}");
+    }
+}

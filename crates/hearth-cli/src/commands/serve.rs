@@ -86,6 +86,15 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if let Some(n) = args.max_server_subscriptions {
         builder = builder.max_server_subscriptions(usize::try_from(n).unwrap_or(usize::MAX));
     }
+    if let Some(n) = args.max_running_streams {
+        builder = builder.max_running_streams(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(n) = args.max_running_streams_per_process {
+        builder = builder.max_running_streams_per_process(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(n) = args.max_server_running_streams {
+        builder = builder.max_server_running_streams(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     for limit in &args.rate_limit {
         builder = builder.rate_limit(&limit.name, limit.per_second, limit.burst);
     }

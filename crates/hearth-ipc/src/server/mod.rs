@@ -1607,6 +1607,8 @@ impl ServerBuilder {
         if let Some(first) = self.errors.first() {
             return Err(IpcError::InvalidInput(first.clone()));
         }
+        // Before anything is opened or created.
+        let partial_bytes = partial_budget(&self.config)?;
         let uid = channel::current_uid()?;
         // The channel first: a second server fails here, naming the first.
         let mut socket = None;
@@ -1656,7 +1658,7 @@ impl ServerBuilder {
                 warn_on_max_listeners: false,
             })
         });
-        let partial_budget = Arc::new(PartialBudget::new(partial_budget(&config)?));
+        let partial_budget = Arc::new(PartialBudget::new(partial_bytes));
         let server_streams = config
             .max_server_running_streams
             .unwrap_or_else(|| slots::default_server_running_streams(config.max_blocking_threads));
