@@ -74,9 +74,10 @@ pub use server::StreamProducers;
 pub use server::{
     ConnectionInfo, DEFAULT_MAX_CONNECTIONS_PER_PROCESS, DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_HANDSHAKES_PER_PROCESS, DEFAULT_MAX_PARTIAL_BYTES,
-    DEFAULT_MAX_SERVER_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS,
-    HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX, Server, ServerBuilder, ServerStats,
+    DEFAULT_MAX_SERVER_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS, Server, ServerBuilder,
+    ServerStats,
 };
+pub use transport::{HANDSHAKE_LIMIT_PREFIX, PROCESS_LIMIT_PREFIX};
 pub use types::{
     Change, ConnectOptions, DEFAULT_TIMEOUT, Document, Hit, LimitSource, MAX_TIMEOUT, Metadata,
     Page, Subscription, TopicEvent, TransportPreference,

@@ -36,7 +36,10 @@ use crate::message::{PartialBudget, Reassembler};
 use crate::policy::{PeerCredentials, RateLimiter, check_peer};
 use crate::rt::block_on;
 use crate::subs::ChangeHub;
-use crate::transport::{Link, LinkInfo, TransportKind, memory, shm as shm_transport, socket};
+use crate::transport::{
+    HANDSHAKE_LIMIT_PREFIX, Link, LinkInfo, PROCESS_LIMIT_PREFIX, TransportKind, memory,
+    shm as shm_transport, socket,
+};
 use crate::types::ConnectOptions;
 use hearth_bus::{BusOptions, EventBus};
 use hearth_proto::{
@@ -163,15 +166,6 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_PROCESS: usize = 256;
 /// ```
 pub const DEFAULT_MAX_PARTIAL_BYTES: usize = 256 << 20;
 
-/// The stable start of the reason of a handshake refused (status 4,
-/// `unavailable`) because the client's process already has
-/// [`ServerBuilder::max_connections_per_process`] connections.
-///
-/// ```
-/// assert_eq!(hearth_ipc::PROCESS_LIMIT_PREFIX, "process_limit:");
-/// ```
-pub const PROCESS_LIMIT_PREFIX: &str = "process_limit:";
-
 /// The default of [`ServerBuilder::max_handshakes_per_process`]. A client
 /// sends its hello right after connecting, so its socket is in the
 /// handshake for microseconds; sixteen at once from one process is a
@@ -191,17 +185,6 @@ pub const DEFAULT_MAX_HANDSHAKES_PER_PROCESS: usize = 16;
 /// assert_eq!(hearth_ipc::DEFAULT_MAX_HANDSHAKES, 1024);
 /// ```
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
-
-/// The stable start of the reason in the refusing hello a socket gets when
-/// it is closed without its hello because its process, or the server, has
-/// as many sockets in the handshake as it may
-/// ([`ServerBuilder::max_handshakes_per_process`],
-/// [`ServerBuilder::max_handshakes`]).
-///
-/// ```
-/// assert_eq!(hearth_ipc::HANDSHAKE_LIMIT_PREFIX, "handshake_limit:");
-/// ```
-pub const HANDSHAKE_LIMIT_PREFIX: &str = "handshake_limit:";
 
 /// The default of [`ServerBuilder::max_server_subscriptions`]: change and
 /// topic subscriptions of all connections together. Every committed change

@@ -28,6 +28,27 @@ pub mod memory;
 pub mod shm;
 pub mod socket;
 
+/// The stable start of the reason of a handshake refused (status 4,
+/// `unavailable`) because the client's process already has
+/// `ServerBuilder::max_connections_per_process` connections.
+///
+/// ```
+/// assert_eq!(hearth_ipc::PROCESS_LIMIT_PREFIX, "process_limit:");
+/// ```
+pub const PROCESS_LIMIT_PREFIX: &str = "process_limit:";
+
+/// The stable start of the reason in the refusing hello a socket gets when
+/// it is closed without its hello because its process, or the server, has
+/// as many sockets in the handshake as it may
+/// (`ServerBuilder::max_handshakes_per_process`,
+/// `ServerBuilder::max_handshakes`). hearth's clients connect again when
+/// they get it (`socket::connect`).
+///
+/// ```
+/// assert_eq!(hearth_ipc::HANDSHAKE_LIMIT_PREFIX, "handshake_limit:");
+/// ```
+pub const HANDSHAKE_LIMIT_PREFIX: &str = "handshake_limit:";
+
 use crate::policy::PeerCredentials;
 use hearth_proto::{Frame, FrameError, Negotiated};
 use std::future::Future;

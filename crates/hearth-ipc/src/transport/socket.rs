@@ -10,10 +10,12 @@
 //! wait on a peer that does not read for longer than the stall timeout,
 //! or let the bytes of two frames interleave on the socket.
 
-use super::{BoxFuture, FrameReader, FrameWriter, Link, LinkError, LinkInfo, TransportKind};
+use super::{
+    BoxFuture, FrameReader, FrameWriter, HANDSHAKE_LIMIT_PREFIX, Link, LinkError, LinkInfo,
+    TransportKind,
+};
 use crate::error::IpcError;
 use crate::policy::PeerCredentials;
-use crate::server::HANDSHAKE_LIMIT_PREFIX;
 use hearth_proto::{
     CLIENT_HELLO_LEN, ClientHello, Frame, FrameDecoder, FrameHeader, HEADER_LEN, HandshakeError,
     MAX_REASON_BYTES, SERVER_HELLO_FIXED_LEN, ServerHello, ServerLimits, conclude, encode_frame,
