@@ -231,7 +231,7 @@ pub(crate) struct ServeArgs {
     /// [default: 32 MiB; at least 64 KiB]. Clients are told in the
     /// handshake (protocol 2): hearth's Rust and Node clients then send
     /// requests up to it and refuse longer ones before sending (`too_large`).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(65536..))]
     pub(crate) max_message_bytes: Option<u64>,
     /// Most bytes all connections together may hold in messages split into
     /// frames flagged MORE whose last frame has not come [default: 256 MiB,

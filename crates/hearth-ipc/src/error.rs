@@ -78,7 +78,8 @@ pub enum IpcError {
     },
     /// No answer within the deadline.
     #[error(
-        "{operation} got no answer within {timeout:?}; the server may be overloaded or stuck (raise the client's timeout: ConnectOptions::timeout, or the timeout option in Node)"
+        "{operation} got no answer within {timeout:?}; the server may be overloaded or stuck ({})",
+        timeout_advice(operation)
     )]
     Timeout {
         /// What was waiting.
@@ -201,6 +202,18 @@ fn limit_advice(source: LimitSource) -> &'static str {
         }
     }
 }
+
+/// Which setting bounded a wait that timed out: connecting has its own.
+fn timeout_advice(operation: &str) -> &'static str {
+    if operation.starts_with(CONNECTING) {
+        "raise the client's connect timeout: ConnectOptions::connect_timeout, or the connectTimeout option in Node"
+    } else {
+        "raise the client's timeout: ConnectOptions::timeout, or the timeout option in Node"
+    }
+}
+
+/// How the operation of a connect's [`IpcError::Timeout`] starts.
+pub(crate) const CONNECTING: &str = "connecting to channel";
 
 impl IpcError {
     /// The stable protocol code for this error.
@@ -409,5 +422,25 @@ mod tests {
         assert_eq!(size(64 << 10), "64 KiB");
         assert_eq!(size((1 << 20) + (1 << 19)), "1.5 MiB");
         assert_eq!(size(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_connect_that_timed_out_names_the_connect_timeout_and_a_call_its_timeout() {
+        let connect = IpcError::Timeout {
+            operation: format!("{CONNECTING} \"app\""),
+            timeout: Duration::from_secs(10),
+        }
+        .to_string();
+        assert!(
+            connect.contains("ConnectOptions::connect_timeout"),
+            "{connect}"
+        );
+        assert!(connect.contains("connectTimeout"), "{connect}");
+        let call = IpcError::Timeout {
+            operation: "get".into(),
+            timeout: Duration::from_secs(30),
+        }
+        .to_string();
+        assert!(call.contains("ConnectOptions::timeout,"), "{call}");
     }
 }

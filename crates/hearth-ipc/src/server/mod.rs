@@ -234,6 +234,25 @@ fn partial_budget(config: &Config) -> Result<usize, IpcError> {
     Ok(set)
 }
 
+/// The server's stream slots ([`ServerBuilder::max_server_running_streams`]):
+/// as set, or half the pool; refused when set to the pool's size or more,
+/// where streams nobody reads could hold every thread again.
+fn server_streams(config: &Config) -> Result<usize, IpcError> {
+    let pool = config.max_blocking_threads;
+    let Some(set) = config.max_server_running_streams else {
+        return Ok(slots::default_server_running_streams(pool));
+    };
+    if set >= pool && pool > 1 {
+        return Err(IpcError::InvalidInput(format!(
+            "max_server_running_streams is {set} but the thread pool has {pool} threads \
+             (max_blocking_threads): streams whose clients do not read would hold every \
+             thread, and writes, publishes and handlers would wait for them; set it below \
+             {pool} (hearth serve --max-server-running-streams; by default half the pool)"
+        )));
+    }
+    Ok(set)
+}
+
 /// Counters of a running server.
 ///
 /// ```
@@ -1592,6 +1611,7 @@ impl ServerBuilder {
         }
         // Before anything is opened or created.
         let partial_bytes = partial_budget(&self.config)?;
+        let server_streams = server_streams(&self.config)?;
         let uid = channel::current_uid()?;
         // The channel first: a second server fails here, naming the first.
         let mut socket = None;
@@ -1642,9 +1662,6 @@ impl ServerBuilder {
             })
         });
         let partial_budget = Arc::new(PartialBudget::new(partial_bytes));
-        let server_streams = config
-            .max_server_running_streams
-            .unwrap_or_else(|| slots::default_server_running_streams(config.max_blocking_threads));
         let shared = Arc::new(Shared {
             hub: ChangeHub::new(store.last_seq()),
             store_limits: self.store_options.limits,
@@ -2210,6 +2227,19 @@ mod tests {
             DEFAULT_MAX_PARTIAL_BYTES
         );
         assert_eq!(partial_budget(&config(300 << 20, None)).unwrap(), 600 << 20);
+    }
+
+    #[test]
+    fn the_servers_stream_slots_must_leave_part_of_the_pool() {
+        let with = |streams: Option<usize>| Config {
+            max_blocking_threads: 512,
+            max_server_running_streams: streams,
+            ..Config::default()
+        };
+        assert_eq!(server_streams(&with(None)).unwrap(), 256);
+        assert_eq!(server_streams(&with(Some(511))).unwrap(), 511);
+        let e = server_streams(&with(Some(512))).unwrap_err().to_string();
+        assert!(e.contains("below 512"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{
     BoxFuture, FrameReader, FrameWriter, HANDSHAKE_LIMIT_PREFIX, Link, LinkError, LinkInfo,
     TransportKind,
 };
-use crate::error::IpcError;
+use crate::error::{CONNECTING, IpcError};
 use crate::policy::PeerCredentials;
 use hearth_proto::{
     CLIENT_HELLO_LEN, ClientHello, Frame, FrameDecoder, FrameHeader, HEADER_LEN, HandshakeError,
@@ -497,7 +497,7 @@ pub(crate) async fn connect(
     match tokio::time::timeout(deadline, attempts).await {
         Ok(result) => result,
         Err(_) => Err(IpcError::Timeout {
-            operation: format!("connecting to channel {channel:?}"),
+            operation: format!("{CONNECTING} {channel:?}"),
             timeout: deadline,
         }),
     }
