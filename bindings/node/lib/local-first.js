@@ -29,6 +29,8 @@ const NO_OPTIONS = Object.freeze({});
  * `too_large` before anything is sent.
  */
 const LARGE_JSON = 256 * 1024;
+/** The longest delay a timer takes (setTimeout fires at once past it). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Items fetched per pull of a stream. */
 const BATCH = 256;
 
@@ -347,7 +349,7 @@ function lazyStream(db, open) {
         // back as the native stream gives them ({code, message}), and a
         // stream or client closed meanwhile just ends.
         try {
-          stream = await db._afterConnect(() => (closed || db._closed ? null : open()));
+          stream = await db._afterConnect(() => (closed || db._closed ? null : open()), undefined, 'iterate');
         } catch (e) {
           if (closed || db._closed) return null;
           const err = fromNative(e);
@@ -564,30 +566,68 @@ class LocalFirst extends EventEmitter {
    * made, and a call made once it is open but before those were sent
    * (`_queued`) waits its turn behind them rather than overtake them on
    * the fast path. Every queued call gets the connection's failure.
+   *
+   * The call's own timeout (`o.timeout`, else the client's) and signal
+   * (`o.signal`) count from when it is made, the wait for the connection
+   * included: past them it fails (`timeout`, `ABORT_ERR`) and is never
+   * sent. `op` names it in the timeout's message.
    */
-  _afterConnect(send) {
+  _afterConnect(send, o, op) {
     if (this._gate === null) this._gate = this.connect();
     this._queued++;
     const done = () => {
       if (--this._queued === 0) this._gate = null;
     };
-    // Handlers of one promise run in the order they were added.
-    return this._gate.then(
-      () => {
-        done();
-        // Sent now, in its turn: not queued again behind those after it.
-        this._sending = true;
-        try {
-          return send();
-        } finally {
-          this._sending = false;
-        }
-      },
-      (e) => {
-        done();
-        throw e;
-      },
-    );
+    const signal = o ? o.signal : undefined;
+    const ms = o && o.timeout !== undefined ? o.timeout : this._connect.timeoutMs;
+    const timed = typeof ms === 'number' && ms <= MAX_TIMER_MS;
+    return new Promise((resolve, reject) => {
+      let over = false;
+      let timer = null;
+      const onAbort = () => giveUp(abortError(signal));
+      const stop = () => {
+        over = true;
+        if (timer !== null) clearTimeout(timer);
+        if (signal) signal.removeEventListener('abort', onAbort);
+      };
+      const giveUp = (e) => {
+        if (over) return;
+        stop();
+        reject(e);
+      };
+      if (signal) {
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }
+      if (timed && !over) {
+        timer = setTimeout(
+          () => giveUp(new HearthError('timeout', `${op}: no answer within ${ms} ms: the connection to the server was still opening (it waits up to connectTimeout)`)),
+          ms,
+        );
+      }
+      // Handlers of one promise run in the order they were added.
+      this._gate.then(
+        () => {
+          done();
+          // Given up while it waited: never sent.
+          if (over) return;
+          stop();
+          // Sent now, in its turn: not queued again behind those after it.
+          this._sending = true;
+          try {
+            resolve(send());
+          } catch (e) {
+            reject(e);
+          } finally {
+            this._sending = false;
+          }
+        },
+        (e) => {
+          done();
+          giveUp(e);
+        },
+      );
+    });
   }
 
   /** Whether a call made now must wait in `_afterConnect`'s queue. */
@@ -650,7 +690,7 @@ class LocalFirst extends EventEmitter {
 
   /** Runs `op` off the JavaScript thread; resolves with the parsed result. */
   _request(op, args, options) {
-    if (this._mustQueue()) return this._afterConnect(() => this._request(op, args, options));
+    if (this._mustQueue()) return this._afterConnect(() => this._request(op, args, options), options, op);
     const client = this._client();
     const signal = options.signal;
     const token = signal ? tokenFor(signal) : null;
@@ -743,7 +783,7 @@ class LocalFirst extends EventEmitter {
 
   /** _write once `json` is checked: connected first (off the thread) if need be. */
   _writeJson(op, field, id, json, o) {
-    if (this._mustQueue()) return this._afterConnect(() => this._writeJson(op, field, id, json, o));
+    if (this._mustQueue()) return this._afterConnect(() => this._writeJson(op, field, id, json, o), o, op);
     let client;
     try {
       client = this._client();
@@ -818,7 +858,7 @@ class LocalFirst extends EventEmitter {
     try {
       o = callOptions(options);
       checkId(id, op);
-      if (this._mustQueue()) return this._afterConnect(() => this._point(op, id, options, now));
+      if (this._mustQueue()) return this._afterConnect(() => this._point(op, id, options, now), o, op);
       client = this._client();
     } catch (e) {
       return Promise.reject(e);
@@ -846,7 +886,7 @@ class LocalFirst extends EventEmitter {
    * is off or the arguments are large; the parsed result.
    */
   _unary(op, args, o) {
-    if (this._mustQueue()) return this._afterConnect(() => this._unary(op, args, o));
+    if (this._mustQueue()) return this._afterConnect(() => this._unary(op, args, o), o, op);
     const client = this._client();
     if (!this._fastPath || args.length > LARGE_JSON) return this._request(op, args, o);
     if (mustYield()) return nextTurn().then(() => this._unaryNow(client, op, args, o));
@@ -957,7 +997,7 @@ class LocalFirst extends EventEmitter {
     // Connected off the JavaScript thread, and put in place off it too: a
     // slow or frozen server does not hold the event loop meanwhile.
     try {
-      stream = await this._afterConnect(() => this._client().topicsAsync(pattern));
+      stream = await this._afterConnect(() => this._client().topicsAsync(pattern), undefined, 'subscribe');
     } catch (e) {
       throw fromNative(e);
     }

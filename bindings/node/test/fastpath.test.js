@@ -195,6 +195,26 @@ test('an iterate() made before connecting ends when the client closes while it c
   assert.deepEqual(await pending.promise, { value: undefined, done: true });
 });
 
+test("a call waiting for the connection keeps its own timeout and signal, and is never sent once it gave up", LINUX, async (t) => {
+  const s = await server(t);
+  await freeze(t, s.pid);
+  const db = client(t, s.channel, { connectTimeout: 20_000 });
+  const timedOut = track(db.put('late', { n: 1 }, { timeout: 50 }));
+  const controller = new AbortController();
+  const aborted = track(db.put('aborted', { n: 1 }, { signal: controller.signal }));
+  const kept = track(db.put('kept', { n: 1 }));
+  controller.abort();
+  await assert.rejects(aborted.promise, (e) => e.code === 'ABORT_ERR');
+  await assert.rejects(timedOut.promise, (e) => e.code === 'timeout' && /connection to the server was still opening/.test(e.message));
+  assert.equal(kept.settled, false, 'a call with no timeout of its own still waits');
+  thaw(s.pid);
+  assert.equal(typeof (await kept.promise), 'number');
+  // Neither of the calls that gave up was sent once the server thawed.
+  assert.equal(await db.get('late'), null);
+  assert.equal(await db.get('aborted'), null);
+  assert.deepEqual(await db.get('kept'), { n: 1 });
+});
+
 test('every point operation that outlives its budget gives its usual result', LINUX, async (t) => {
   const s = await server(t);
   const db = client(t, s.channel, { timeout: 20_000 });

@@ -190,7 +190,7 @@ fn limit_advice(source: LimitSource) -> &'static str {
             "split it into smaller documents or calls, or start the server with a larger limit (`hearth serve --max-message-bytes BYTES`, ServerBuilder::max_message_bytes)"
         }
         LimitSource::Assumed => {
-            "split it into smaller documents or calls; if this server's max_message_bytes was raised, raise this client's ConnectOptions::max_request_bytes as far, or upgrade the server so that it says its limit"
+            "split it into smaller documents or calls; if this server's max_message_bytes was raised, upgrade the server so that it says its limit (protocol 2), or, from Rust, raise this client's ConnectOptions::max_request_bytes as far"
         }
         LimitSource::Client {
             server_max: Some(_),
