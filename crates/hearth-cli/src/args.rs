@@ -235,7 +235,7 @@ pub(crate) struct ServeArgs {
     pub(crate) max_message_bytes: Option<u64>,
     /// Most bytes all connections together may hold in messages split into
     /// frames flagged MORE whose last frame has not come [default: 256 MiB,
-    /// or twice --max-message-bytes if larger; at least --max-message-bytes
+    /// or room for two requests of --max-message-bytes if more; at least --max-message-bytes
     /// plus 128]; a frame past it ends its connection (`unavailable`). A
     /// split message must also be completed within the stall timeout (10 s).
     #[arg(long, value_name = "BYTES")]

@@ -178,7 +178,7 @@ pub enum DocumentError {
     },
     /// The document's JSON text is over the limit.
     #[error(
-        "document is {len} bytes; the limit is {max} bytes (raise it with the max-document-size option or split the document)"
+        "document is {len} bytes; the limit is {max} bytes, the store's (split the document, or raise the limit where the store is opened: hearth serve --max-doc-bytes for a server, --max-doc-bytes on a command that opens a data directory itself)"
     )]
     TooLarge {
         /// The size of the document's JSON text.

@@ -214,13 +214,17 @@ pub const DEFAULT_MAX_SERVER_SUBSCRIPTIONS: usize = 16384;
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS: usize = 4096;
 
 /// The budget for half-joined messages ([`ServerBuilder::max_partial_bytes`]):
-/// as set, or the larger of [`DEFAULT_MAX_PARTIAL_BYTES`] and twice the
-/// message limit; refused when set too small to join one message as large
+/// as set, or the larger of [`DEFAULT_MAX_PARTIAL_BYTES`] and room for two
+/// messages at the message limit; refused when set too small to join one message as large
 /// as the server tells its clients they may send.
 fn partial_budget(config: &Config) -> Result<usize, IpcError> {
     let message = config.max_message_bytes;
     let Some(set) = config.max_partial_bytes else {
-        return Ok(DEFAULT_MAX_PARTIAL_BYTES.max(message.saturating_mul(2)));
+        // Two messages as long as the longest at once, each with its entry.
+        let two = message
+            .saturating_add(crate::message::PARTIAL_ENTRY_BYTES)
+            .saturating_mul(2);
+        return Ok(DEFAULT_MAX_PARTIAL_BYTES.max(two));
     };
     let least = message.saturating_add(crate::message::PARTIAL_ENTRY_BYTES);
     if set < least {
@@ -1223,8 +1227,8 @@ impl ServerBuilder {
     /// the total past the limit ends its connection with an error frame
     /// (request id 0, `unavailable`: the server's state refuses it, not the
     /// message, which may be within every limit) saying to send it again
-    /// later. Unset, it is the larger of the default and twice
-    /// `max_message_bytes`; set below `max_message_bytes` plus 128 bytes
+    /// later. Unset, it is the larger of the default and room for two
+    /// messages of `max_message_bytes` (128 bytes more each); set below `max_message_bytes` plus 128 bytes
     /// (a message as large as the server says it takes could never be
     /// joined), [`start`](Self::start) refuses the configuration
     /// (`invalid_input`).
@@ -2226,7 +2230,11 @@ mod tests {
             partial_budget(&config(32 << 20, None)).unwrap(),
             DEFAULT_MAX_PARTIAL_BYTES
         );
-        assert_eq!(partial_budget(&config(300 << 20, None)).unwrap(), 600 << 20);
+        let entry = crate::message::PARTIAL_ENTRY_BYTES;
+        assert_eq!(
+            partial_budget(&config(300 << 20, None)).unwrap(),
+            2 * ((300 << 20) + entry)
+        );
     }
 
     #[test]
