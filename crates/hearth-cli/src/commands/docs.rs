@@ -94,7 +94,7 @@ pub(crate) fn read_stdin(limits: &Limits) -> Result<String> {
         return Err(CliError::Input {
             code: hearth_proto::ErrorCode::TooLarge,
             message: format!(
-                "the document on standard input is over the limit of {} bytes; split it or raise --max-doc-bytes",
+                "standard input holds more than the limit of {} bytes for a document or payload read there (--max-doc-bytes); split it or raise --max-doc-bytes",
                 limits.max_doc_bytes
             ),
         });
