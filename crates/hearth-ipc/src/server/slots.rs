@@ -46,8 +46,16 @@ pub(crate) const DEFAULT_RUNNING_STREAMS: usize = 4;
 /// threads rather than 1024.
 pub(crate) const DEFAULT_RUNNING_STREAMS_PER_PROCESS: usize = 32;
 
-/// The queue length at which a level first prunes its cancelled waiters.
+/// The length at which a level's queue first prunes its cancelled waiters
+/// (and [`ByProcess`] the processes nothing holds).
 const PRUNE_FIRST: usize = 64;
+
+/// The length at which a collection left with `len` live entries is
+/// pruned next: once it has doubled, so that pruning costs a constant per
+/// entry added.
+fn next_prune(len: usize) -> usize {
+    (len * 2).max(PRUNE_FIRST)
+}
 
 /// The default of the server-wide limit, given the blocking pool's size:
 /// half of it, so that however many processes stream and read nothing, the
@@ -150,20 +158,10 @@ impl Levels {
     ) -> Option<Places> {
         let connection = admission.slot().await?;
         let process = match &self.process {
-            Some(slots) => {
-                let a = slots.admit();
-                if a.waits() {
-                    waited(Level::Process);
-                }
-                Some(a.slot().await?)
-            }
+            Some(slots) => Some(slots.take(Level::Process, &mut waited).await?),
             None => None,
         };
-        let a = self.server.admit();
-        if a.waits() {
-            waited(Level::Server);
-        }
-        let server = a.slot().await?;
+        let server = self.server.take(Level::Server, &mut waited).await?;
         Some(Places {
             _server: server,
             _process: process,
@@ -201,7 +199,7 @@ impl ByProcess {
         // map has doubled since: amortised, a constant per new process.
         if map.slots.len() >= map.prune_at {
             map.slots.retain(|_, state| state.strong_count() > 0);
-            map.prune_at = (map.slots.len() * 2).max(64);
+            map.prune_at = next_prune(map.slots.len());
         }
         let slots = StreamSlots::new(max);
         map.slots.insert(pid, Arc::downgrade(&slots.0));
@@ -240,11 +238,21 @@ impl StreamSlots {
         // constant per stream.
         if state.waiting.len() >= state.prune_at {
             state.waiting.retain(|tx| !tx.is_closed());
-            state.prune_at = (state.waiting.len() * 2).max(PRUNE_FIRST);
+            state.prune_at = next_prune(state.waiting.len());
         }
         let (tx, rx) = oneshot::channel();
         state.waiting.push_back(tx);
         Admission::Later(rx)
+    }
+
+    /// A slot at `level`, once it comes: admitted now, `waited` told if it
+    /// has to wait. `None` if the slots are gone.
+    async fn take(&self, level: Level, waited: &mut impl FnMut(Level)) -> Option<Slot> {
+        let admission = self.admit();
+        if admission.waits() {
+            waited(level);
+        }
+        admission.slot().await
     }
 
     /// Streams waiting for a slot (those cancelled meanwhile included, until
