@@ -219,14 +219,12 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_PROCESS: usize = 4096;
 /// as the server tells its clients they may send.
 fn partial_budget(config: &Config) -> Result<usize, IpcError> {
     let message = config.max_message_bytes;
-    let Some(set) = config.max_partial_bytes else {
-        // Two messages as long as the longest at once, each with its entry.
-        let two = message
-            .saturating_add(crate::message::PARTIAL_ENTRY_BYTES)
-            .saturating_mul(2);
-        return Ok(DEFAULT_MAX_PARTIAL_BYTES.max(two));
-    };
+    // One message as long as the longest, with its entry.
     let least = message.saturating_add(crate::message::PARTIAL_ENTRY_BYTES);
+    let Some(set) = config.max_partial_bytes else {
+        // Two of them at once.
+        return Ok(DEFAULT_MAX_PARTIAL_BYTES.max(least.saturating_mul(2)));
+    };
     if set < least {
         return Err(IpcError::InvalidInput(format!(
             "max_partial_bytes is {set} but max_message_bytes is {message}: a request as long \
@@ -1819,10 +1817,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
                     let (wait, late) = handshaking.hello_wait(&shared.config);
                     let accepted =
                         socket::accept(stream, peer, shared.proto_limits, admit, wait, late).await;
-                    if let Err(socket::AcceptError::Refused(HandshakeError::Refused {
-                        reason, ..
-                    })) = &accepted
-                        && reason.starts_with(HANDSHAKE_LIMIT_PREFIX)
+                    if let Err(socket::AcceptError::Refused(e)) = &accepted
+                        && crate::transport::handshake_limit_refusal(e)
                     {
                         handshaking.refused();
                     }
@@ -2225,7 +2221,7 @@ mod tests {
     }
 
     #[test]
-    fn the_half_sent_budget_unset_is_the_default_or_twice_the_message_limit() {
+    fn the_half_sent_budget_unset_is_the_default_or_room_for_two_of_the_longest_messages() {
         assert_eq!(
             partial_budget(&config(32 << 20, None)).unwrap(),
             DEFAULT_MAX_PARTIAL_BYTES

@@ -49,6 +49,13 @@ pub const PROCESS_LIMIT_PREFIX: &str = "process_limit:";
 /// ```
 pub const HANDSHAKE_LIMIT_PREFIX: &str = "handshake_limit:";
 
+/// Whether `e` is a refusal for the handshake limits
+/// ([`HANDSHAKE_LIMIT_PREFIX`]): the server counts those, the client
+/// connects again after one.
+pub(crate) fn handshake_limit_refusal(e: &hearth_proto::HandshakeError) -> bool {
+    matches!(e, hearth_proto::HandshakeError::Refused { reason, .. } if reason.starts_with(HANDSHAKE_LIMIT_PREFIX))
+}
+
 use crate::policy::PeerCredentials;
 use hearth_proto::{Frame, FrameError, Negotiated};
 use std::future::Future;

@@ -11,8 +11,8 @@
 //! or let the bytes of two frames interleave on the socket.
 
 use super::{
-    BoxFuture, FrameReader, FrameWriter, HANDSHAKE_LIMIT_PREFIX, Link, LinkError, LinkInfo,
-    TransportKind,
+    BoxFuture, FrameReader, FrameWriter, Link, LinkError, LinkInfo, TransportKind,
+    handshake_limit_refusal,
 };
 use crate::error::{CONNECTING, IpcError};
 use crate::policy::PeerCredentials;
@@ -400,7 +400,6 @@ pub(crate) async fn connect(
         path: path.to_path_buf(),
         detail,
     };
-    let client_hello = hello;
     let attempt = || async {
         // The hello goes out in the same breath as the connect: a server
         // counts a socket without its hello against the process's few
@@ -411,8 +410,8 @@ pub(crate) async fn connect(
         // be reported writable, and so would its first write), and a
         // fresh socket's buffer takes the 24 bytes at once; whatever it
         // does not take is written the ordinary way below.
-        let hello = hello.encode();
-        let (mut stream, sent) = match connect_and_send(path, &hello) {
+        let bytes = hello.encode();
+        let (mut stream, sent) = match connect_and_send(path, &bytes) {
             Ok(done) => done,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Failed::Final(not_found("there is no socket file".into())));
@@ -429,7 +428,7 @@ pub(crate) async fn connect(
         };
         let peer = peer_of(&stream);
         stream
-            .write_all(&hello[sent..])
+            .write_all(&bytes[sent..])
             .await
             .map_err(|e| Failed::Retry(disconnected_in_handshake(&e)))?;
         let mut got = Vec::with_capacity(SERVER_HELLO_FIXED_LEN);
@@ -460,8 +459,8 @@ pub(crate) async fn connect(
                 )));
             }
         };
-        let negotiated = conclude(&client_hello, &reply).map_err(|e| {
-            let retry = matches!(&e, HandshakeError::Refused { reason, .. } if reason.starts_with(HANDSHAKE_LIMIT_PREFIX));
+        let negotiated = conclude(&hello, &reply).map_err(|e| {
+            let retry = handshake_limit_refusal(&e);
             Failed::new(IpcError::Handshake(e), retry)
         })?;
         let info = LinkInfo {
@@ -473,7 +472,7 @@ pub(crate) async fn connect(
             stream,
             info,
             leftover: got[used..].to_vec(),
-            own_max_frame: client_hello.max_frame_bytes as usize,
+            own_max_frame: hello.max_frame_bytes as usize,
         })
     };
     // Attempts until one succeeds, fails for good, or the deadline is near.
