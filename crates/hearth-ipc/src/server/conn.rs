@@ -213,7 +213,7 @@ impl Conn {
     /// blocking pool (`slots.rs`), counted in `streams_waited` if it has to
     /// wait. Taken by the reading loop, so that streams get their slots in
     /// the order the client sent them.
-    fn admit_stream(&self) -> Admission {
+    pub(crate) fn admit_stream(&self) -> Admission {
         let admission = self.streams.admit();
         if admission.waits() {
             // Relaxed: a statistic.

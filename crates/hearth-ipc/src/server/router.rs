@@ -115,7 +115,11 @@ pub(super) async fn run(
 ) {
     match request {
         Request::List { .. } | Request::Query { .. } | Request::Search { .. } => {
-            stream(conn, op, id, request, slot).await;
+            // The reading loop admits every streamed request, in the order
+            // sent (`is_streamed`); were one to come without, it is
+            // admitted now rather than run without a slot.
+            let admission = slot.unwrap_or_else(|| conn.admit_stream());
+            stream(conn, op, id, request, admission).await;
         }
         Request::Subscribe { prefix, from_seq } => {
             conn::subscribe_changes(&conn, op, id, prefix, from_seq).await;
@@ -426,22 +430,10 @@ pub(super) fn produce_caught(
 /// not read (`blocking_send`); so one connection's, one process's and all
 /// streams hold at most that many threads, and the rest wait here,
 /// holding none.
-async fn stream(
-    conn: Arc<Conn>,
-    op: Operation,
-    id: u64,
-    request: Request,
-    admission: Option<Admission>,
-) {
-    let slot = match admission {
-        Some(admission) => match conn.stream_places(admission).await {
-            Some(places) => Some(places),
-            None => {
-                let gone = ErrorBody::new(ErrorCode::Cancelled, "the connection is closing");
-                return conn.reply_end(id, op, Err(gone)).await;
-            }
-        },
-        None => None,
+async fn stream(conn: Arc<Conn>, op: Operation, id: u64, request: Request, admission: Admission) {
+    let Some(slot) = conn.stream_places(admission).await else {
+        let gone = ErrorBody::new(ErrorCode::Cancelled, "the connection is closing");
+        return conn.reply_end(id, op, Err(gone)).await;
     };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let shared = conn.shared.clone();
@@ -463,7 +455,7 @@ async fn stream(
     }
     drop(rx);
     let (end, slot) = match producer.await {
-        Ok(done) => done,
+        Ok((end, slot)) => (end, Some(slot)),
         Err(e) => (
             Err(internal(format!(
                 "the {} stream failed unexpectedly: {e}",
