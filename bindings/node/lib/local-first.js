@@ -784,12 +784,8 @@ class LocalFirst extends EventEmitter {
   /** _write once `json` is checked: connected first (off the thread) if need be. */
   _writeJson(op, field, id, json, o) {
     if (this._mustQueue()) return this._afterConnect(() => this._writeJson(op, field, id, json, o), o, op);
-    let client;
-    try {
-      client = this._client();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    // Connected: not queued means there is a connection.
+    const client = this._native;
     if (!this._fastPath || json.length > LARGE_JSON) return this._writeLater(op, field, id, json, o);
     if (mustYield()) return nextTurn().then(() => this._writeNow(client, op, id, json, o));
     return this._writeNow(client, op, id, json, o);
