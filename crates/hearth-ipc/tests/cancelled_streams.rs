@@ -64,6 +64,20 @@ fn wait_for_producers(fx: &Fx, what: &str, pred: impl Fn(StreamProducers) -> boo
     );
 }
 
+/// Waits until `started` producers have started and all have ended, then
+/// checks that no two ran at once (`who`: what had one stream slot).
+fn ended_one_at_a_time(fx: &Fx, started: u64, who: &str) {
+    wait_for_producers(fx, "every producer ended", |p| {
+        p.started == started && p.running == 0
+    });
+    let producers = fx.server.stream_producers();
+    assert_eq!(
+        producers.most, 1,
+        "{who} with one stream slot ran {} producers at once",
+        producers.most
+    );
+}
+
 /// Reads the last frame of each of requests `1..=n`: a `cancelled` error
 /// for a stream cancelled in flight, or the stream's end for one whose
 /// scan was done first (no chunks: its query matches nothing).
@@ -129,15 +143,7 @@ fn connections_that_close_while_their_query_scans_run_no_more_producers_than_the
         wait_for_producers(&fx, "the query's producer started", |p| p.started >= n);
         drop(raw);
     }
-    wait_for_producers(&fx, "every producer ended", |p| {
-        p.started == CONNECTIONS && p.running == 0
-    });
-    let producers = fx.server.stream_producers();
-    assert_eq!(
-        producers.most, 1,
-        "a server with one stream slot ran {} producers at once",
-        producers.most
-    );
+    ended_one_at_a_time(&fx, CONNECTIONS, "a server");
     fx.server.shutdown().unwrap();
 }
 
@@ -158,14 +164,6 @@ fn a_process_that_reconnects_while_its_cancelled_query_scans_keeps_its_stream_sl
         drop(raw);
         assert!(fx.server.wait_for(LONG, |s| s.connections == 0));
     }
-    wait_for_producers(&fx, "every producer ended", |p| {
-        p.started == ROUNDS && p.running == 0
-    });
-    let producers = fx.server.stream_producers();
-    assert_eq!(
-        producers.most, 1,
-        "a process with one stream slot ran {} producers at once",
-        producers.most
-    );
+    ended_one_at_a_time(&fx, ROUNDS, "a process");
     fx.server.shutdown().unwrap();
 }
