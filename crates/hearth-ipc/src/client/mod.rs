@@ -17,7 +17,6 @@ pub use stream::{AsyncChangeStream, AsyncDocStream, AsyncTopicStream};
 pub use within::{Later, Within};
 
 use self::core::{ConnCore, EventMode, Pending, final_payload};
-use self::within::OnThread;
 use crate::channel;
 use crate::error::IpcError;
 use crate::ops;
@@ -570,19 +569,18 @@ impl AsyncClient {
         })
     }
 
-    /// The current connection, how a call reaches it from the calling
-    /// thread, and an in-flight permit: on shared memory or a socket,
-    /// alive, with nothing queued ahead and a free slot.
-    fn on_thread_parts(&self) -> Option<(Arc<ConnCore>, OnThread, OwnedSemaphorePermit)> {
+    /// The current connection and an in-flight permit, for a call made
+    /// from the calling thread ([`within::OnThread::of`] says how it goes): on
+    /// shared memory or a socket written directly, alive, with nothing
+    /// queued ahead and a free slot.
+    fn on_thread_parts(&self) -> Option<(Arc<ConnCore>, OwnedSemaphorePermit)> {
         let core = {
             let current = self.inner.current.lock();
             current.as_ref().filter(|core| !core.is_dead())?.clone()
         };
-        let path = match &core.shm {
-            Some(shm) => OnThread::Shm(shm.clone()),
-            None if core.writes_directly() => OnThread::Socket,
-            None => return None,
-        };
+        if core.shm.is_none() && !core.writes_directly() {
+            return None;
+        }
         if !core.queue_drained() {
             // Frames wait in the queue (an unsubscribe sent by a drop, a
             // cancel): go behind them, so that this connection's requests
@@ -590,7 +588,7 @@ impl AsyncClient {
             return None;
         }
         let permit = core.try_permit()?;
-        Some((core, path, permit))
+        Some((core, permit))
     }
 
     async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {

@@ -33,11 +33,11 @@ use super::core::ConnCore;
 use crate::error::IpcError;
 use crate::message::{self, Reassembler};
 use crate::transport::shm::{Pushed, ShmOut, ShmWriter};
-use hearth_proto::{Frame, FrameHeader, HEADER_LEN};
+use hearth_proto::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use hearth_shm::{
     AwayWatch, Consumer, Direction, Segment, Spinner, SteadySpinner, TurnHint, Waker,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
@@ -407,6 +407,28 @@ struct RxSide {
     reassembler: Reassembler,
     record: Vec<u8>,
     spinner: Spinner,
+    /// The request whose final frame the holder keeps for itself instead
+    /// of routing it ([`Reading::answer`]): set only while that holder has
+    /// the baton, cleared before it lets go.
+    claim: Option<u64>,
+    /// That frame, once read.
+    claimed: Option<Frame>,
+}
+
+impl RxSide {
+    /// Hands one message read from the ring to whoever waits for it: the
+    /// holder's own final frame stays here, the rest are routed.
+    fn hand_over(&mut self, core: &ConnCore, message: Frame) {
+        let last = matches!(
+            message.header.kind,
+            FrameKind::Response | FrameKind::Error | FrameKind::StreamEnd
+        );
+        if last && self.claim == Some(message.header.request_id) {
+            self.claimed = Some(message);
+        } else {
+            core.route(message);
+        }
+    }
 }
 
 /// A client's shared-memory state, shared by every thread using the
@@ -457,6 +479,8 @@ impl ClientShm {
                 reassembler: Reassembler::new(max_message_bytes),
                 record: Vec::with_capacity(4096),
                 spinner: Spinner::new(HOLDER_SPIN),
+                claim: None,
+                claimed: None,
             }),
             rx_waker,
             away,
@@ -543,10 +567,27 @@ impl ClientShm {
         frame: Frame,
         deadline: &Deadline,
     ) -> Result<(), WaitEnd> {
-        let max = self
-            .out
+        self.send_pieces(core, frame, deadline, None)
+    }
+
+    /// The largest frame a request goes in whole (a longer one is split).
+    fn max_piece(&self, core: &ConnCore) -> usize {
+        self.out
             .max_frame()
-            .min(core.info.negotiated.server_max_frame_bytes as usize);
+            .min(core.info.negotiated.server_max_frame_bytes as usize)
+    }
+
+    /// [`send_blocking`](Self::send_blocking), by a thread that holds the
+    /// baton (`held`) or not (`None`: it reads with the baton when it can
+    /// take it).
+    fn send_pieces(
+        &self,
+        core: &ConnCore,
+        frame: Frame,
+        deadline: &Deadline,
+        mut held: Option<&mut RxSide>,
+    ) -> Result<(), WaitEnd> {
+        let max = self.max_piece(core);
         let mut room = SteadySpinner::new(PIECE_SPIN);
         for part in message::split(frame, max) {
             loop {
@@ -565,7 +606,9 @@ impl ClientShm {
                     return Err(WaitEnd::Timeout);
                 }
                 // The server may wait for us to read before it reads more.
-                if let Some(mut rx) = self.rx.try_lock() {
+                if let Some(rx) = held.as_deref_mut() {
+                    self.drain(core, rx);
+                } else if let Some(mut rx) = self.rx.try_lock() {
                     self.drain(core, &mut rx);
                     drop(rx);
                     self.after_release(core);
@@ -636,6 +679,32 @@ impl ClientShm {
             self.park(core, slot, deadline - now);
             parked = true;
         }
+    }
+
+    /// The baton for a blocking call that sends `request` and reads its
+    /// own answer, taken before the request goes (so that no other reader
+    /// can take the answer first and nothing has to be registered for it
+    /// unless the wait ends without it; [`Reading`]); `None` when another
+    /// thread reads now, or the request does not go in one piece (a long
+    /// send would keep the ring from other readers meanwhile). `turns` as
+    /// for [`wait_reply`](Self::wait_reply).
+    pub(crate) fn reading<'a>(
+        &'a self,
+        core: &'a ConnCore,
+        request: &Frame,
+        turns: TurnHint,
+    ) -> Option<Reading<'a>> {
+        if HEADER_LEN + request.payload.len() > self.max_piece(core) {
+            return None;
+        }
+        let rx = self.rx.try_lock()?;
+        rx.consumer.note_thread(hearth_shm::this_thread_id());
+        rx.consumer.note_turns(turns);
+        Some(Reading {
+            shm: self,
+            core,
+            rx: Some(rx),
+        })
     }
 
     /// Reads the ring on the calling thread, routing every frame, until
@@ -733,12 +802,14 @@ impl ClientShm {
     fn drain(&self, core: &ConnCore, rx: &mut RxSide) -> bool {
         loop {
             match rx.consumer.try_pop(&mut rx.record) {
-                Ok(true) => {
-                    if let Err(reason) = deliver(core, &rx.record, &mut rx.reassembler) {
+                Ok(true) => match deliver(&rx.record, &mut rx.reassembler) {
+                    Ok(Some(message)) => rx.hand_over(core, message),
+                    Ok(None) => {}
+                    Err(reason) => {
                         core.die(reason);
                         return false;
                     }
-                }
+                },
                 Ok(false) => return true,
                 Err(e) => {
                     core.die(format!("the server's shared-memory ring is unusable: {e}"));
@@ -759,7 +830,7 @@ impl ClientShm {
     ) {
         let mut rounds: u32 = 0;
         loop {
-            if !self.drain(core, rx) || done() || core.is_dead() {
+            if !self.drain(core, rx) || rx.claimed.is_some() || done() || core.is_dead() {
                 return;
             }
             if self.gone.load(Ordering::Acquire) || rx.consumer.is_closed() {
@@ -827,8 +898,69 @@ impl ClientShm {
     }
 }
 
-/// Checks one record as a frame and routes it (joined from `MORE` frames).
-fn deliver(core: &ConnCore, record: &[u8], reassembler: &mut Reassembler) -> Result<(), String> {
+/// The reading side held by a blocking call from before its request is
+/// sent until its answer is read ([`ClientShm::reading`]): frames for
+/// others are routed as it reads, its own is kept for it. If the wait ends
+/// without the answer, the call registers its pending entry *before* it
+/// drops this, so that the next holder routes the answer to it. Dropping
+/// it hands the baton on (`after_release`).
+pub(crate) struct Reading<'a> {
+    shm: &'a ClientShm,
+    core: &'a ConnCore,
+    /// Always `Some` until dropped (taken there to release the lock before
+    /// the baton is handed on).
+    rx: Option<MutexGuard<'a, RxSide>>,
+}
+
+impl Reading<'_> {
+    fn rx(&mut self) -> &mut RxSide {
+        // `rx` is `None` only inside `drop`.
+        self.rx
+            .as_deref_mut()
+            .expect("a Reading holds the baton until it is dropped")
+    }
+
+    /// Sends the request (one piece, checked by `reading`), reading what
+    /// comes meanwhile if the ring is full.
+    pub(crate) fn send(&mut self, request: Frame, deadline: &Deadline) -> Result<(), WaitEnd> {
+        let (shm, core) = (self.shm, self.core);
+        shm.send_pieces(core, request, deadline, Some(self.rx()))
+    }
+
+    /// Reads until the final frame of request `id` comes, the connection
+    /// dies or `deadline()` passes; the frame, or `None` (the caller then
+    /// registers the request before dropping this).
+    pub(crate) fn answer(&mut self, id: u64, deadline: &dyn Fn() -> Instant) -> Option<Frame> {
+        let (shm, core) = (self.shm, self.core);
+        let rx = self.rx();
+        rx.claim = Some(id);
+        while rx.claimed.is_none() && !core.is_dead() {
+            shm.hold(core, rx, &|| false, Some(deadline));
+            if rx.claimed.is_none() && Instant::now() >= deadline() {
+                break;
+            }
+        }
+        rx.claim = None;
+        rx.claimed.take()
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            // Cleared by `answer` already; a panic inside it must not
+            // leave the claim to the next holder.
+            rx.claim = None;
+            rx.claimed = None;
+            drop(rx);
+        }
+        self.shm.after_release(self.core);
+    }
+}
+
+/// Checks one record as a frame and joins it to the message it belongs to
+/// (`MORE` frames): the message once complete.
+fn deliver(record: &[u8], reassembler: &mut Reassembler) -> Result<Option<Frame>, String> {
     let Some(head) = record.first_chunk::<HEADER_LEN>() else {
         return Err(format!(
             "the server sent a {}-byte record, shorter than a frame header",
@@ -838,7 +970,7 @@ fn deliver(core: &ConnCore, record: &[u8], reassembler: &mut Reassembler) -> Res
     let header = match FrameHeader::decode(head) {
         Ok(header) => header,
         // An operation this client does not know: nothing waits for it.
-        Err(e) if !e.is_fatal() => return Ok(()),
+        Err(e) if !e.is_fatal() => return Ok(None),
         Err(e) => return Err(format!("the server sent a bad frame: {e}")),
     };
     if header.payload_len as usize != record.len() - HEADER_LEN {
@@ -852,14 +984,9 @@ fn deliver(core: &ConnCore, record: &[u8], reassembler: &mut Reassembler) -> Res
         header,
         payload: record[HEADER_LEN..].to_vec(),
     };
-    match reassembler.push(frame, Instant::now) {
-        Ok(Some(message)) => {
-            core.route(message);
-            Ok(())
-        }
-        Ok(None) => Ok(()),
-        Err(body) => Err(body.message),
-    }
+    reassembler
+        .push(frame, Instant::now)
+        .map_err(|body| body.message)
 }
 
 /// The background reader: holds the baton while async requests, streams or

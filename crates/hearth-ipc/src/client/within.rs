@@ -148,28 +148,64 @@ impl AsyncClient {
         payload: &mut Option<Vec<u8>>,
         budget: Option<Duration>,
     ) -> Option<RawWithin> {
-        let (core, path, permit) = self.on_thread_parts()?;
+        let (core, permit) = self.on_thread_parts()?;
+        let path = OnThread::of(&core);
         let payload = payload.take()?;
         let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
         let id = core.next_id();
-        let slot = SyncSlot::for_this_thread();
-        core.register(
-            id,
-            Pending::Sync {
-                slot: slot.clone(),
-                _permit: permit,
-            },
-        );
         let failed = |end| self.wait_failed(&core, op, end);
         let request = calls::request(op, id, payload);
         if let Err(e) = core.within_limit(&request) {
-            core.unregister(id);
             return Some(Within::Ready(Err(e)));
         }
-        if let Err(end) = path.send(&core, request, &deadline) {
-            core.unregister(id);
-            return Some(Within::Ready(Err(failed(end))));
-        }
+        let register = |permit| {
+            let slot = SyncSlot::for_this_thread();
+            core.register(
+                id,
+                Pending::Sync {
+                    slot: slot.clone(),
+                    _permit: permit,
+                },
+            );
+            slot
+        };
+        // Over shared memory with the baton free (the common case: one
+        // thread per connection), the thread sends and reads its own answer
+        // holding the baton throughout: nothing is registered unless the
+        // wait ends without the answer.
+        let reading = || match &path {
+            OnThread::Shm(shm) => shm
+                .reading(&core, &request, deadline.turn_hint())
+                .map(|reading| (shm, reading)),
+            OnThread::Socket => None,
+        };
+        let slot = match reading() {
+            Some((shm, mut reading)) => {
+                if let Err(end) = reading.send(request, &deadline) {
+                    return Some(Within::Ready(Err(failed(end))));
+                }
+                if let Some(frame) = reading.answer(id, &|| deadline.wait_on(shm)) {
+                    return Some(Within::Ready(final_payload(frame)));
+                }
+                if core.is_dead() {
+                    return Some(Within::Ready(Err(core.dead_error())));
+                }
+                // Registered before the baton goes: whoever reads next
+                // routes the answer to the slot.
+                let slot = register(permit);
+                drop(reading);
+                slot
+            }
+            None => {
+                let slot = register(permit);
+                if let Err(end) = path.send(&core, request, &deadline) {
+                    core.unregister(id);
+                    return Some(Within::Ready(Err(failed(end))));
+                }
+                slot
+            }
+        };
+        // (The baton, if this thread held it, is handed on by now.)
         let result = match path.wait(&core, &slot, &deadline, Until::Budget) {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
@@ -217,11 +253,12 @@ impl AsyncClient {
         socket: Option<&Handle>,
         raw: bool,
     ) -> Option<Within<Collected>> {
-        let (core, path, permit) = self.on_thread_parts()?;
+        let (core, permit) = self.on_thread_parts()?;
+        let path = OnThread::of(&core);
         // The ring this thread reads, or none: a socket's reader routes the
         // chunks, waited for on `socket`'s timers.
         let ring = match (&path, socket) {
-            (OnThread::Shm(shm), _) => Some(shm.clone()),
+            (OnThread::Shm(shm), _) => Some(Arc::clone(shm)),
             (OnThread::Socket, Some(_)) => None,
             (OnThread::Socket, None) => return None,
         };
@@ -315,9 +352,9 @@ impl AsyncClient {
 }
 
 /// How a blocking call reaches the server from its calling thread.
-pub(crate) enum OnThread {
+pub(crate) enum OnThread<'a> {
     /// The rings: the thread writes the request and reads the answer.
-    Shm(Arc<ClientShm>),
+    Shm(&'a Arc<ClientShm>),
     /// The socket: the thread writes the request (`ConnCore::send_now`),
     /// the connection's reader routes the answer to the call's slot.
     Socket,
@@ -332,7 +369,16 @@ enum Until {
     Call,
 }
 
-impl OnThread {
+impl<'a> OnThread<'a> {
+    /// How a call reaches `core` (one [`AsyncClient::on_thread_parts`]
+    /// handed out: shared memory, else a socket the thread writes to).
+    fn of(core: &'a ConnCore) -> OnThread<'a> {
+        match &core.shm {
+            Some(shm) => OnThread::Shm(shm),
+            None => OnThread::Socket,
+        }
+    }
+
     fn send(&self, core: &ConnCore, frame: Frame, deadline: &Deadline) -> Result<(), WaitEnd> {
         match self {
             OnThread::Shm(shm) => shm.send_blocking(core, frame, deadline),
