@@ -250,13 +250,22 @@ impl<T> InFlight<T> {
     /// Admits `id`, or says why not. A duplicate is checked first: a reused
     /// id is refused as such even when the connection is also at its limit.
     pub(crate) fn begin(&mut self, id: u64) -> Result<(), Refusal> {
+        self.would_admit(id)?;
+        self.live.insert(id, None);
+        Ok(())
+    }
+
+    /// Whether [`begin`](Self::begin) would admit `id` now, without
+    /// admitting it: for a request answered before anything else of its
+    /// connection is read (so that nothing can cancel it or reuse its id
+    /// while it runs), checked as every other request is.
+    pub(crate) fn would_admit(&self, id: u64) -> Result<(), Refusal> {
         if self.live.contains_key(&id) {
             return Err(Refusal::Duplicate);
         }
         if self.live.len() >= self.limit {
             return Err(Refusal::Busy { limit: self.limit });
         }
-        self.live.insert(id, None);
         Ok(())
     }
 
@@ -407,6 +416,18 @@ mod tests {
         );
         assert!(f.finish(1));
         f.begin(3).unwrap();
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn would_admit_refuses_what_begin_refuses_and_admits_nothing() {
+        let mut f: InFlight<u8> = InFlight::new(2);
+        assert_eq!(f.would_admit(1), Ok(()));
+        assert_eq!(f.len(), 0);
+        f.begin(1).unwrap();
+        assert_eq!(f.would_admit(1), Err(Refusal::Duplicate));
+        f.begin(2).unwrap();
+        assert_eq!(f.would_admit(3), Err(Refusal::Busy { limit: 2 }));
         assert_eq!(f.len(), 2);
     }
 

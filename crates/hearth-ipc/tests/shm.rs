@@ -210,6 +210,47 @@ fn a_raw_client_can_talk_over_the_rings() {
     fx.server.shutdown().unwrap();
 }
 
+/// The next frame's kind, request id and, for an error, its code and
+/// message.
+fn next_answer(raw: &mut RawShm) -> (FrameKind, u64, Option<(ErrorCode, String)>) {
+    let frame = raw.read_frame().expect("an answer");
+    let error = (frame.header.kind == FrameKind::Error).then(|| {
+        let body = decode_error_payload(&frame.payload).unwrap();
+        (body.code, body.message.clone())
+    });
+    (frame.header.kind, frame.header.request_id, error)
+}
+
+#[test]
+fn a_reused_request_id_is_refused_by_the_ring_thread_and_the_first_request_goes_on() {
+    let fx = shm_server(|b| b);
+    let mut raw = RawShm::connect(&fx.socket_path());
+    let sleep = |ms: u64| json!({"name": "test:sleep", "payload": {"ms": ms}});
+    // Request 7 stays in flight until cancelled; 8, behind it on the same
+    // path, is answered once 7 has been admitted.
+    assert!(raw.request(Operation::Call, 7, sleep(600_000)));
+    assert!(raw.request(Operation::Call, 8, sleep(1)));
+    assert_eq!(next_answer(&mut raw), (FrameKind::Response, 8, None));
+    // A ping is answered on the ring thread itself: it is checked there.
+    assert!(raw.request(Operation::Ping, 7, json!({})));
+    let (kind, id, error) = next_answer(&mut raw);
+    assert_eq!((kind, id), (FrameKind::Error, 7));
+    let (code, message) = error.unwrap();
+    assert_eq!(code, ErrorCode::InvalidInput);
+    assert!(message.contains("already in flight"), "{message}");
+    assert!(raw.send(FrameKind::Cancel, None, 7, b""));
+    let (kind, id, error) = next_answer(&mut raw);
+    assert_eq!((kind, id), (FrameKind::Error, 7));
+    assert_eq!(error.unwrap().0, ErrorCode::Cancelled);
+    // The id is free again, and a ping answered on the ring thread leaves
+    // nothing behind that would refuse it a second time.
+    for _ in 0..2 {
+        assert!(raw.request(Operation::Ping, 7, json!({})));
+        assert_eq!(next_answer(&mut raw), (FrameKind::Response, 7, None));
+    }
+    fx.server.shutdown().unwrap();
+}
+
 #[test]
 fn a_tail_past_the_ring_closes_the_connection_with_invalid_input() {
     let fx = shm_server(|b| b);

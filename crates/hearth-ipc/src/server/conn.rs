@@ -19,7 +19,7 @@ use super::slots::{Admission, Level, Levels, Places, StreamSlots};
 use super::{Shared, SubSlot, Ticket, router};
 use crate::ops::{self, Request, parse_request};
 use crate::outq::{OutQueue, QueueError, run_writer};
-use crate::policy::InFlight;
+use crate::policy::{InFlight, Refusal};
 use crate::subs::Registration;
 use crate::transport::{Link, LinkError, LinkInfo};
 use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameFlags, FrameHeader, FrameKind, Operation};
@@ -96,6 +96,8 @@ pub(crate) struct Conn {
     /// yet (see [`Sending`]).
     sending: AtomicUsize,
     idle: Notify,
+    /// Tasks in [`Conn::wait_idle`] now: only then is `idle` notified.
+    idle_waiters: AtomicUsize,
     subs: Mutex<HashMap<u64, SubHandle>>,
     next_sub: AtomicU64,
     /// Slots for this connection's streams on the blocking pool.
@@ -116,7 +118,7 @@ impl Drop for Sending<'_> {
         // SeqCst, like the increment in `finish`: `wait_idle` reads both
         // counts after enabling its notification.
         self.conn.sending.fetch_sub(1, Ordering::SeqCst);
-        self.conn.idle.notify_waiters();
+        self.conn.notify_idle();
     }
 }
 
@@ -141,7 +143,7 @@ impl Drop for KeptSending {
     fn drop(&mut self) {
         // SeqCst: as in `Sending`'s drop.
         self.conn.sending.fetch_sub(1, Ordering::SeqCst);
-        self.conn.idle.notify_waiters();
+        self.conn.notify_idle();
     }
 }
 
@@ -150,6 +152,20 @@ impl Conn {
     /// gone and the frame is moot.
     pub(crate) async fn send(&self, frame: Frame) -> bool {
         self.out.send(frame).await.is_ok()
+    }
+
+    /// Admits request `id` for an answer made on the calling thread before
+    /// it reads anything more of the connection ([`answer_here`]): refused
+    /// as [`InFlight::begin`] refuses (a duplicate of a request in flight,
+    /// or the in-flight limit), else counted as sending until the guard
+    /// drops (so that shutdown waits for its answer) but never entered in
+    /// `inflight`: a cancel of it can only be read after its answer is
+    /// made, and no other request is admitted meanwhile.
+    fn admit_here(&self, id: u64) -> Result<Sending<'_>, Refusal> {
+        self.inflight.lock().would_admit(id)?;
+        // SeqCst, as in `finish`: `wait_idle` reads both counts.
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        Ok(Sending { conn: self })
     }
 
     pub(crate) fn in_flight(&self, id: u64) -> bool {
@@ -296,8 +312,30 @@ impl Conn {
         }
     }
 
+    /// Wakes [`wait_idle`](Self::wait_idle) to look at the counts again,
+    /// after one of them went down, if anyone waits there (a request's
+    /// answer skips the notification's lock otherwise).
+    fn notify_idle(&self) {
+        // SeqCst pairs with the increment in `wait_idle`: either this sees
+        // the waiter, or the waiter, counted before it reads the counts,
+        // sees the decrement that came before this load.
+        if self.idle_waiters.load(Ordering::SeqCst) > 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
     /// Waits until nothing is in flight, at most `limit`.
     async fn wait_idle(&self, limit: Duration) -> bool {
+        /// Counts its holder in `idle_waiters` while it lives.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // SeqCst: see `notify_idle`.
+        self.idle_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.idle_waiters);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.idle.notified();
@@ -370,6 +408,7 @@ pub(crate) async fn serve_with(
         inflight: Mutex::new(InFlight::new(info.negotiated.max_in_flight as usize)),
         sending: AtomicUsize::new(0),
         idle: Notify::new(),
+        idle_waiters: AtomicUsize::new(0),
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
         streams: StreamSlots::new(shared.config.max_running_streams),
@@ -502,7 +541,7 @@ async fn on_frame(conn: &Arc<Conn>, frame: Frame) {
                 if let Some(task) = task {
                     task.abort();
                 }
-                conn.idle.notify_waiters();
+                conn.notify_idle();
                 conn.error(
                     id,
                     frame.header.operation,
@@ -734,10 +773,10 @@ fn answer_here<'c>(
     shared.count_request();
     let id = frame.header.request_id;
     let op = frame.header.operation?;
-    let admitted = conn.inflight.lock().begin(id);
-    if let Err(refusal) = admitted {
-        return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None));
-    }
+    let sending = match conn.admit_here(id) {
+        Ok(sending) => sending,
+        Err(refusal) => return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None)),
+    };
     let result = parse(op).and_then(|request| {
         if let Some(limiter) = &shared.limiter {
             limiter
@@ -746,7 +785,6 @@ fn answer_here<'c>(
         }
         run(op, id, request)
     });
-    let sending = conn.finish(id)?;
     let frame = match result {
         Ok(payload) => json_frame(last, Some(op), id, payload),
         Err(body) => Frame::error(id, Some(op), &body),
