@@ -8,6 +8,7 @@
 //! reader task on a slow consumer (events go through bounded buffers that
 //! report overflow instead), or leave a waiter hanging after the link died.
 
+use super::permits::{Held, Permit, Permits};
 use super::shm::{ClientShm, SyncSlot};
 use crate::client::{Connected, Connector};
 use crate::error::IpcError;
@@ -27,7 +28,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// The largest message (joined from `MORE` frames) a client accepts from
 /// a server whose message limit is no larger.
@@ -90,20 +91,20 @@ pub(crate) enum Pending {
     /// the slot (and may read the ring itself).
     Sync {
         slot: Arc<SyncSlot>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Permit,
     },
     Unary {
         tx: oneshot::Sender<Frame>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Permit,
     },
     Stream {
         tx: mpsc::UnboundedSender<Frame>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Permit,
     },
     Events {
         tx: mpsc::Sender<Frame>,
         /// Held until the subscribe response arrives.
-        _permit: Option<OwnedSemaphorePermit>,
+        _permit: Option<Permit>,
         mode: EventMode,
         overflow: Arc<AtomicU64>,
     },
@@ -213,7 +214,7 @@ pub(crate) struct ConnCore {
     async_interest: AtomicUsize,
     /// The shared-memory state, when the connection moved there.
     pub(crate) shm: Option<Arc<ClientShm>>,
-    permits: Arc<Semaphore>,
+    permits: Arc<Permits>,
     dead: Mutex<Option<String>>,
     /// Set (under `dead`'s lock) once `dead` holds a reason: the hot loops
     /// ask `is_dead` every round, an atomic load instead of a lock.
@@ -277,7 +278,7 @@ impl ConnCore {
             pending: Mutex::new(Table::default()),
             async_interest: AtomicUsize::new(0),
             shm,
-            permits: Arc::new(Semaphore::new(info.negotiated.max_in_flight.max(1) as usize)),
+            permits: Permits::new(info.negotiated.max_in_flight.max(1) as usize),
             dead: Mutex::new(None),
             dead_flag: AtomicBool::new(false),
             server_error: Mutex::new(None),
@@ -440,17 +441,25 @@ impl ConnCore {
     }
 
     /// An in-flight permit if one is free now.
-    pub(crate) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+    pub(crate) fn try_permit(&self) -> Option<Permit> {
+        self.permits.try_take()
+    }
+
+    /// An in-flight permit if one is free now, for a blocking call that
+    /// gives it back before it returns unless its pending entry keeps it
+    /// ([`keep_permit`](Self::keep_permit)).
+    pub(crate) fn try_permit_here(&self) -> Option<Held<'_>> {
+        self.permits.try_take_here()
+    }
+
+    /// `held`, one of this connection's permits, kept by a pending entry.
+    pub(crate) fn keep_permit(&self, held: Held<'_>) -> Permit {
+        held.keep(&self.permits)
     }
 
     /// Waits for an in-flight permit.
-    pub(crate) async fn permit(&self) -> Result<OwnedSemaphorePermit, IpcError> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.dead_error())
+    pub(crate) async fn permit(&self) -> Result<Permit, IpcError> {
+        self.permits.take().await.ok_or_else(|| self.dead_error())
     }
 
     pub(crate) fn register(&self, id: u64, pending: Pending) {

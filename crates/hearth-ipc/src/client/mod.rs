@@ -8,6 +8,7 @@
 
 mod blocking;
 mod core;
+mod permits;
 mod shm;
 mod stream;
 mod within;
@@ -32,7 +33,7 @@ use serde_json::{Value, json};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// A connection as the transports hand it over.
@@ -466,7 +467,7 @@ impl AsyncClient {
         &self,
         op: Operation,
         deadline: Instant,
-    ) -> Result<(Arc<ConnCore>, tokio::sync::OwnedSemaphorePermit), IpcError> {
+    ) -> Result<(Arc<ConnCore>, permits::Permit), IpcError> {
         let ready = async {
             let core = self.core().await?;
             let permit = core.permit().await?;
@@ -569,11 +570,12 @@ impl AsyncClient {
         })
     }
 
-    /// The current connection and an in-flight permit, for a call made
-    /// from the calling thread ([`within::OnThread::of`] says how it goes): on
-    /// shared memory or a socket written directly, alive, with nothing
-    /// queued ahead and a free slot.
-    fn on_thread_parts(&self) -> Option<(Arc<ConnCore>, OwnedSemaphorePermit)> {
+    /// The current connection, for a call made from the calling thread
+    /// ([`within::OnThread::of`] says how it goes): on shared memory or a
+    /// socket written directly, alive, with nothing queued ahead. The
+    /// caller then takes an in-flight permit (`ConnCore::try_permit_here`
+    /// or `try_permit`), and goes the async way if none is free.
+    fn on_thread_core(&self) -> Option<Arc<ConnCore>> {
         let core = {
             let current = self.inner.current.lock();
             current.as_ref().filter(|core| !core.is_dead())?.clone()
@@ -587,8 +589,7 @@ impl AsyncClient {
             // reach the server in the order they were made.
             return None;
         }
-        let permit = core.try_permit()?;
-        Some((core, permit))
+        Some(core)
     }
 
     async fn unary_json(&self, op: Operation, body: &Value) -> Result<Value, IpcError> {

@@ -141,14 +141,15 @@ impl AsyncClient {
     /// that waits there for at most `budget` (the whole timeout when
     /// `None`), then hands its pending entry to the async side. `None`,
     /// with `payload` untouched, when the blocking path is not available
-    /// now (see `on_thread_parts`).
+    /// now (see `on_thread_core`).
     pub(crate) fn unary_blocking_within(
         &self,
         op: Operation,
         payload: &mut Option<Vec<u8>>,
         budget: Option<Duration>,
     ) -> Option<RawWithin> {
-        let (core, permit) = self.on_thread_parts()?;
+        let core = self.on_thread_core()?;
+        let permit = core.try_permit_here()?;
         let path = OnThread::of(&core);
         let payload = payload.take()?;
         let deadline = Deadline::new(self.timeout, budget).with_turn_wait(self.turn_wait);
@@ -164,7 +165,7 @@ impl AsyncClient {
                 id,
                 Pending::Sync {
                     slot: slot.clone(),
-                    _permit: permit,
+                    _permit: core.keep_permit(permit),
                 },
             );
             slot
@@ -240,7 +241,7 @@ impl AsyncClient {
     /// it. It waits there for at most `budget` (the whole timeout when
     /// `None`); what is left then goes on asynchronously (on shared memory
     /// the background reader reads for it). `None` when the blocking path
-    /// is not available now (see `on_thread_parts`), or the connection is
+    /// is not available now (see `on_thread_core`), or the connection is
     /// a socket and `socket` is `None` (a caller on an executor thread,
     /// which must not wait on a runtime's timers). With `raw`, the chunks
     /// are kept unparsed (`Collected::raw`) for a caller that writes the
@@ -253,7 +254,8 @@ impl AsyncClient {
         socket: Option<&Handle>,
         raw: bool,
     ) -> Option<Within<Collected>> {
-        let (core, permit) = self.on_thread_parts()?;
+        let core = self.on_thread_core()?;
+        let permit = core.try_permit()?;
         let path = OnThread::of(&core);
         // The ring this thread reads, or none: a socket's reader routes the
         // chunks, waited for on `socket`'s timers.
@@ -370,7 +372,7 @@ enum Until {
 }
 
 impl<'a> OnThread<'a> {
-    /// How a call reaches `core` (one [`AsyncClient::on_thread_parts`]
+    /// How a call reaches `core` (one [`AsyncClient::on_thread_core`]
     /// handed out: shared memory, else a socket the thread writes to).
     fn of(core: &'a ConnCore) -> OnThread<'a> {
         match &core.shm {
