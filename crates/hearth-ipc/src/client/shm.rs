@@ -14,6 +14,9 @@
 //!
 //! A blocking call thus costs no thread hop at all on the client when it
 //! is alone: it pushes its request, spins on the ring, pops its answer.
+//! A unary one that finds the baton free takes it before it sends and
+//! keeps its own answer as it reads ([`Reading`]), with no pending entry
+//! unless its wait ends without the answer.
 //!
 //! Also owns this process's table of its shared-memory connections by
 //! segment key (`Handoffs`): a baton holder whose turn on the server's
@@ -23,7 +26,9 @@
 //! reads for its own calls (a caller holding the baton; none while the
 //! background reader holds it), whose state the server may look at.
 //!
-//! Must never: let two threads read the ring at once (the baton), leave a
+//! Must never: let two threads read the ring at once (the baton), let go
+//! of the baton while it holds back a call's answer that nothing is
+//! registered for (a [`Reading`] registers first), leave a
 //! caller parked with nobody reading for it (the leaving holder always
 //! wakes a parked caller; parks are also bounded), sleep without a waker
 //! for the server's death (the watcher wakes the holder), or block a
