@@ -1575,13 +1575,59 @@ impl hearth_store::SyncHandle for GatedSync {
 /// A shared-memory server whose store keeps writes at fsync durability,
 /// its syncs through the returned gate (open).
 fn gated_fsync_server() -> (Fx, SyncGate) {
+    gated_fsync_server_with(|b| b)
+}
+
+/// [`gated_fsync_server`], configured further by `configure`.
+fn gated_fsync_server_with(
+    configure: impl FnOnce(hearth_ipc::ServerBuilder) -> hearth_ipc::ServerBuilder,
+) -> (Fx, SyncGate) {
     let gate = SyncGate::default();
     let options = hearth_store::Options {
         durability: hearth_store::Durability::Fsync,
         journal_io: Arc::new(GatedIo(gate.clone())),
         ..hearth_store::Options::default()
     };
-    (shm_server(|b| b.store_options(options)), gate)
+    (shm_server(|b| configure(b.store_options(options))), gate)
+}
+
+#[test]
+fn in_fsync_mode_a_write_answered_on_the_pool_is_in_flight_like_any_request() {
+    let (fx, gate) = gated_fsync_server_with(|b| b.max_in_flight(2));
+    let mut raw = RawShm::connect(&fx.socket_path());
+    let put = |id: &str| json!({"id": id, "data": {"n": 1}});
+    gate.set(true);
+    assert!(raw.request(Operation::Put, 7, put("a")));
+    gate.wait_for_a_sync();
+    // Request 7 waits for its sync on the blocking pool while the ring
+    // thread reads on: its id is in use, and with 8 the limit is reached.
+    assert!(raw.request(Operation::Put, 7, put("b")));
+    assert!(raw.request(Operation::Put, 8, put("c")));
+    assert!(raw.request(Operation::Put, 9, put("d")));
+    let (kind, id, error) = next_answer(&mut raw);
+    assert_eq!((kind, id), (FrameKind::Error, 7));
+    let (code, message) = error.unwrap();
+    assert_eq!(code, ErrorCode::InvalidInput);
+    assert!(message.contains("already in flight"), "{message}");
+    let (kind, id, error) = next_answer(&mut raw);
+    assert_eq!((kind, id), (FrameKind::Error, 9));
+    let (code, message) = error.unwrap();
+    assert_eq!(code, ErrorCode::RateLimited);
+    assert!(message.contains("busy"), "{message}");
+    gate.set(false);
+    let mut answered: Vec<_> = (0..2).map(|_| next_answer(&mut raw)).collect();
+    answered.sort_by_key(|(_, id, _)| *id);
+    assert_eq!(
+        answered,
+        vec![
+            (FrameKind::Response, 7, None),
+            (FrameKind::Response, 8, None)
+        ]
+    );
+    // Nothing else comes for 7: the next answer is the ping's.
+    assert!(raw.request(Operation::Ping, 10, json!({})));
+    assert_eq!(next_answer(&mut raw), (FrameKind::Response, 10, None));
+    fx.server.shutdown().unwrap();
 }
 
 #[test]

@@ -168,6 +168,19 @@ impl Conn {
         Ok(Sending { conn: self })
     }
 
+    /// Counts request `id` and enters it in flight on the ring thread,
+    /// before the blocking pool answers it ([`answer_inline`] with
+    /// [`Admit::Begun`]) while the ring thread reads on: the error frame to
+    /// send instead when it is refused (a duplicate of a request in
+    /// flight, or the in-flight limit).
+    pub(crate) fn begin_pooled(&self, id: u64, op: Operation) -> Result<(), Frame> {
+        self.shared.count_request();
+        self.inflight
+            .lock()
+            .begin(id)
+            .map_err(|refusal| Frame::error(id, Some(op), &refusal.to_body(id)))
+    }
+
     pub(crate) fn in_flight(&self, id: u64) -> bool {
         self.inflight.lock().contains(id)
     }
@@ -699,11 +712,34 @@ pub(crate) fn answered_without_waiting(shared: &Shared, op: Operation, bytes: us
 /// [`handle_request`] (counted, admitted in flight, parsed, rate
 /// limited). Returns the final frame to send, if any, with the guard to
 /// drop once it is sent.
-pub(crate) fn answer_inline(conn: &Conn, frame: Frame) -> Option<(Frame, Option<Sending<'_>>)> {
+pub(crate) fn answer_inline(
+    conn: &Conn,
+    frame: Frame,
+    admit: Admit,
+) -> Option<(Frame, Option<Sending<'_>>)> {
     let parse = |op| parse_request(op, &frame.payload, &conn.shared.store_limits);
-    answer_here(conn, &frame, parse, FrameKind::Response, |_, _, request| {
-        router::inline(conn, request)
-    })
+    answer_here(
+        conn,
+        &frame,
+        admit,
+        parse,
+        FrameKind::Response,
+        |_, _, request| router::inline(conn, request),
+    )
+}
+
+/// How a request answered by [`answer_inline`] is admitted in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// It is answered before anything more of its connection is read (on
+    /// the ring thread or the poller): counted, and checked against the
+    /// in-flight table without being entered in it ([`Conn::admit_here`]).
+    Here,
+    /// It was counted and entered in flight already ([`Conn::begin_pooled`],
+    /// on the ring thread, before it went to the blocking pool, which
+    /// answers it while the ring thread reads on): a cancel may end it
+    /// meanwhile, and its answer is then dropped.
+    Begun,
 }
 
 /// The largest `limit` of a list, query or search that a shared-memory
@@ -748,6 +784,7 @@ pub(crate) fn answer_stream_inline<'c>(
     answer_here(
         conn,
         frame,
+        Admit::Here,
         parse,
         FrameKind::StreamEnd,
         |op, id, request| {
@@ -765,17 +802,23 @@ pub(crate) fn answer_stream_inline<'c>(
 fn answer_here<'c>(
     conn: &'c Conn,
     frame: &Frame,
+    admit: Admit,
     parse: impl FnOnce(Operation) -> Result<Request, ErrorBody>,
     last: FrameKind,
     run: impl FnOnce(Operation, u64, Request) -> Result<Vec<u8>, ErrorBody>,
 ) -> Option<(Frame, Option<Sending<'c>>)> {
     let shared = &conn.shared;
-    shared.count_request();
+    if admit == Admit::Here {
+        shared.count_request();
+    }
     let id = frame.header.request_id;
     let op = frame.header.operation?;
-    let sending = match conn.admit_here(id) {
-        Ok(sending) => sending,
-        Err(refusal) => return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None)),
+    let admitted_here = match admit {
+        Admit::Here => match conn.admit_here(id) {
+            Ok(sending) => Some(sending),
+            Err(refusal) => return Some((Frame::error(id, Some(op), &refusal.to_body(id)), None)),
+        },
+        Admit::Begun => None,
     };
     let result = parse(op).and_then(|request| {
         if let Some(limiter) = &shared.limiter {
@@ -785,6 +828,11 @@ fn answer_here<'c>(
         }
         run(op, id, request)
     });
+    let sending = match admitted_here {
+        Some(sending) => sending,
+        // Cancelled meanwhile: the client was told so; no answer.
+        None => conn.finish(id)?,
+    };
     let frame = match result {
         Ok(payload) => json_frame(last, Some(op), id, payload),
         Err(body) => Frame::error(id, Some(op), &body),

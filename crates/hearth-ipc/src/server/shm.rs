@@ -32,7 +32,7 @@
 //! another connection (it ends this connection with an `invalid_input`
 //! error frame, best effort).
 
-use super::conn::{self, Answered, Conn, KeptSending};
+use super::conn::{self, Admit, Answered, Conn, KeptSending};
 use super::turns::{Group, turn_process};
 use super::{Shared, Ticket};
 use crate::message::{self, Reassembler};
@@ -658,7 +658,7 @@ impl RingThread {
     /// Answers `frame` on the poller: the answer goes onto the client's
     /// ring if it fits there now, or back to the connection's thread.
     fn answer_here(&mut self, frame: Frame) -> Polled {
-        let Some((reply, sending)) = conn::answer_inline(&self.conn, frame) else {
+        let Some((reply, sending)) = conn::answer_inline(&self.conn, frame, Admit::Here) else {
             return Polled::Served;
         };
         match self.onto_ring(&reply) {
@@ -827,13 +827,10 @@ impl RingThread {
         };
         match answered {
             Answered::Here => {}
-            Answered::OnPool => {
-                self.answer_on_pool(message);
-                return true;
-            }
+            Answered::OnPool => return self.answer_on_pool(message),
             Answered::AsTask => return self.forward(Inbound::Frame(message)),
         }
-        match conn::answer_inline(&self.conn, message) {
+        match conn::answer_inline(&self.conn, message, Admit::Here) {
             // The guard lives until the answer is on the ring or queued.
             Some((reply, _sending)) => self.reply(reply),
             None => true,
@@ -849,12 +846,21 @@ impl RingThread {
     /// by a task, which waits for room in the output queue holding no
     /// thread (waiting there, a client that stopped reading held one pool
     /// thread per write it sent, every thread of the pool for 512 writes).
-    fn answer_on_pool(&self, message: Frame) {
+    /// It is entered in flight here, before this thread reads on, so that
+    /// a reused id, the in-flight limit and a cancel apply to it as to any
+    /// request, and shutdown waits for it. False ends the thread.
+    fn answer_on_pool(&self, message: Frame) -> bool {
+        let (id, op) = (message.header.request_id, message.header.operation);
+        if let Some(op) = op
+            && let Err(refused) = self.conn.begin_pooled(id, op)
+        {
+            return self.reply(refused);
+        }
         let (conn, out, handle) = (self.conn.clone(), self.out.clone(), self.handle.clone());
         let on_pool = OnPool::new(&self.on_pool);
         self.handle.spawn_blocking(move || {
             let _on_pool = on_pool;
-            let Some((reply, sending)) = conn::answer_inline(&conn, message) else {
+            let Some((reply, sending)) = conn::answer_inline(&conn, message, Admit::Begun) else {
                 return;
             };
             // A ring found damaged here is the writer task's to report.
@@ -869,6 +875,7 @@ impl RingThread {
                 queuing.send(reply).await;
             });
         });
+        true
     }
 
     /// Answers a small list, query or search here (`conn::streams_inline`):
