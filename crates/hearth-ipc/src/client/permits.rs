@@ -8,7 +8,11 @@
 //! before it returns: one compare-and-swap, and one subtract to give it
 //! back, with no reference count touched) or once one is given back
 //! ([`Permits::take`], async callers woken through a `Notify`), and
-//! refusing every taker once the connection is closed. Must never: hand
+//! refusing every taker once the connection is closed. While takers wait,
+//! callers that would take one at once wait behind them instead (tokio's
+//! semaphore, which this replaced, handed permits out first come, first
+//! served; here a woken taker may still lose a permit to another waiting
+//! taker, but not to callers that keep coming). Must never: hand
 //! out more than the limit at once, or miss a wake-up (a taker that finds
 //! none free while a holder gives one back: both sides use SeqCst, and the
 //! giver notifies only when it sees a taker waiting).
@@ -57,7 +61,10 @@ impl Permits {
 
     /// Counts one more in use if one is free and the permits are open.
     fn try_count(&self) -> bool {
-        let mut used = self.used.load(Ordering::Relaxed);
+        // SeqCst, not only the compare-and-swap: a taker in `take` that
+        // finds every permit in use never swaps, and this load is then its
+        // side of the pairing with `give_back` (see there).
+        let mut used = self.used.load(Ordering::SeqCst);
         // A closed count is at least CLOSED, above any limit.
         while used < self.max {
             // SeqCst pairs with the one in `take`: see `give_back`.
@@ -74,9 +81,19 @@ impl Permits {
         false
     }
 
-    /// A permit if one is free now (and the connection is open).
+    /// Whether a caller that does not wait may take a permit now: not
+    /// while takers wait in [`take`](Self::take), so that callers that
+    /// keep coming cannot keep a waiting one from the permits given back
+    /// (they wait behind it instead).
+    fn no_one_waits(&self) -> bool {
+        // Relaxed: a hint for fairness; the count itself is exact.
+        self.waiting.load(Ordering::Relaxed) == 0
+    }
+
+    /// A permit if one is free now (and the connection is open), unless
+    /// takers wait for one.
     pub(crate) fn try_take(self: &Arc<Self>) -> Option<Permit> {
-        self.try_count().then(|| Permit {
+        (self.no_one_waits() && self.try_count()).then(|| Permit {
             permits: self.clone(),
         })
     }
@@ -86,7 +103,7 @@ impl Permits {
     pub(crate) fn try_take_here(&self) -> Option<Held<'_>> {
         // Not `then_some`: a `Held` made and dropped would give back a
         // permit never taken.
-        if self.try_count() {
+        if self.no_one_waits() && self.try_count() {
             Some(Held { permits: self })
         } else {
             None
@@ -111,8 +128,10 @@ impl Permits {
             // SeqCst pairs with the load in `give_back`.
             self.waiting.fetch_add(1, Ordering::SeqCst);
             let _waiting = Waiting(&self.waiting);
-            if let Some(permit) = self.try_take() {
-                return Some(permit);
+            if self.try_count() {
+                return Some(Permit {
+                    permits: self.clone(),
+                });
             }
             if self.is_closed() {
                 return None;
@@ -239,6 +258,25 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(held);
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn while_a_taker_waits_no_permit_is_handed_out_at_once() {
+        let permits = Permits::new(1);
+        let held = permits.try_take().unwrap();
+        let waiter = tokio::spawn({
+            let permits = permits.clone();
+            async move { permits.take().await.is_some() }
+        });
+        while permits.no_one_waits() {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        // The permit given back is the waiting taker's, not a newcomer's.
+        assert!(permits.try_take().is_none());
+        assert!(permits.try_take_here().is_none());
+        assert!(waiter.await.unwrap());
+        assert!(permits.try_take().is_some());
     }
 
     #[tokio::test]
