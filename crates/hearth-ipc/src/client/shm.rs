@@ -572,26 +572,6 @@ impl ClientShm {
         frame: Frame,
         deadline: &Deadline,
     ) -> Result<(), WaitEnd> {
-        self.send_pieces(core, frame, deadline, None)
-    }
-
-    /// The largest frame a request goes in whole (a longer one is split).
-    fn max_piece(&self, core: &ConnCore) -> usize {
-        self.out
-            .max_frame()
-            .min(core.info.negotiated.server_max_frame_bytes as usize)
-    }
-
-    /// [`send_blocking`](Self::send_blocking), by a thread that holds the
-    /// baton (`held`) or not (`None`: it reads with the baton when it can
-    /// take it).
-    fn send_pieces(
-        &self,
-        core: &ConnCore,
-        frame: Frame,
-        deadline: &Deadline,
-        mut held: Option<&mut RxSide>,
-    ) -> Result<(), WaitEnd> {
         let max = self.max_piece(core);
         let mut room = SteadySpinner::new(PIECE_SPIN);
         for part in message::split(frame, max) {
@@ -611,9 +591,7 @@ impl ClientShm {
                     return Err(WaitEnd::Timeout);
                 }
                 // The server may wait for us to read before it reads more.
-                if let Some(rx) = held.as_deref_mut() {
-                    self.drain(core, rx);
-                } else if let Some(mut rx) = self.rx.try_lock() {
+                if let Some(mut rx) = self.rx.try_lock() {
                     self.drain(core, &mut rx);
                     drop(rx);
                     self.after_release(core);
@@ -686,13 +664,19 @@ impl ClientShm {
         }
     }
 
+    /// The largest frame a request goes in whole (a longer one is split).
+    fn max_piece(&self, core: &ConnCore) -> usize {
+        self.out
+            .max_frame()
+            .min(core.info.negotiated.server_max_frame_bytes as usize)
+    }
+
     /// The baton for a blocking call that sends `request` and reads its
     /// own answer, taken before the request goes (so that no other reader
     /// can take the answer first and nothing has to be registered for it
     /// unless the wait ends without it; [`Reading`]); `None` when another
-    /// thread reads now, or the request does not go in one piece (a long
-    /// send would keep the ring from other readers meanwhile). `turns` as
-    /// for [`wait_reply`](Self::wait_reply).
+    /// thread reads now, or the request does not go in one piece. `turns`
+    /// as for [`wait_reply`](Self::wait_reply).
     pub(crate) fn reading<'a>(
         &'a self,
         core: &'a ConnCore,
@@ -925,11 +909,20 @@ impl Reading<'_> {
             .expect("a Reading holds the baton until it is dropped")
     }
 
-    /// Sends the request (one piece, checked by `reading`), reading what
-    /// comes meanwhile if the ring is full.
-    pub(crate) fn send(&mut self, request: Frame, deadline: &Deadline) -> Result<(), WaitEnd> {
-        let (shm, core) = (self.shm, self.core);
-        shm.send_pieces(core, request, deadline, Some(self.rx()))
+    /// Puts the request (one piece, checked by `reading`) on the ring if
+    /// it has room now: false when it has not, and nothing was sent (the
+    /// caller then drops this and sends the usual way, which waits for
+    /// room without the baton, so that other threads' answers and events
+    /// are read meanwhile).
+    pub(crate) fn send(&mut self, request: &Frame) -> Result<bool, WaitEnd> {
+        if self.core.is_dead() {
+            return Err(WaitEnd::Dead);
+        }
+        self.shm.out.try_send_whole(request, true).map_err(|e| {
+            self.core
+                .die(format!("writing to the shared-memory ring failed: {e}"));
+            WaitEnd::Dead
+        })
     }
 
     /// Reads until the final frame of request `id` comes, the connection

@@ -180,31 +180,34 @@ impl AsyncClient {
                 .map(|reading| (shm, reading)),
             OnThread::Socket => None,
         };
-        let slot = match reading() {
-            Some((shm, mut reading)) => {
-                if let Err(end) = reading.send(request, &deadline) {
-                    return Some(Within::Ready(Err(failed(end))));
+        let slot = 'sent: {
+            if let Some((shm, mut reading)) = reading() {
+                match reading.send(&request) {
+                    Err(end) => return Some(Within::Ready(Err(failed(end)))),
+                    Ok(true) => {
+                        if let Some(frame) = reading.answer(id, &|| deadline.wait_on(shm)) {
+                            return Some(Within::Ready(final_payload(frame)));
+                        }
+                        if core.is_dead() {
+                            return Some(Within::Ready(Err(core.dead_error())));
+                        }
+                        // Registered before the baton goes: whoever reads
+                        // next routes the answer to the slot.
+                        let slot = register(permit);
+                        drop(reading);
+                        break 'sent slot;
+                    }
+                    // The ring is full: nothing was sent, and the baton
+                    // goes back before the usual send waits for room.
+                    Ok(false) => {}
                 }
-                if let Some(frame) = reading.answer(id, &|| deadline.wait_on(shm)) {
-                    return Some(Within::Ready(final_payload(frame)));
-                }
-                if core.is_dead() {
-                    return Some(Within::Ready(Err(core.dead_error())));
-                }
-                // Registered before the baton goes: whoever reads next
-                // routes the answer to the slot.
-                let slot = register(permit);
-                drop(reading);
-                slot
             }
-            None => {
-                let slot = register(permit);
-                if let Err(end) = path.send(&core, request, &deadline) {
-                    core.unregister(id);
-                    return Some(Within::Ready(Err(failed(end))));
-                }
-                slot
+            let slot = register(permit);
+            if let Err(end) = path.send(&core, request, &deadline) {
+                core.unregister(id);
+                return Some(Within::Ready(Err(failed(end))));
             }
+            slot
         };
         // (The baton, if this thread held it, is handed on by now.)
         let result = match path.wait(&core, &slot, &deadline, Until::Budget) {
