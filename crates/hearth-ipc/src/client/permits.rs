@@ -201,6 +201,19 @@ mod tests {
         permits.used.load(Ordering::SeqCst) & !CLOSED
     }
 
+    /// A task that waits in `take`: true if it got a permit.
+    fn taker(permits: &Arc<Permits>) -> tokio::task::JoinHandle<bool> {
+        let permits = permits.clone();
+        tokio::spawn(async move { permits.take().await.is_some() })
+    }
+
+    /// Waits until a task waits in `take`.
+    async fn until_someone_waits(permits: &Permits) {
+        while permits.no_one_waits() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[test]
     fn no_more_than_the_limit_are_handed_out_and_each_comes_back_when_dropped() {
         let permits = Permits::new(2);
@@ -250,11 +263,8 @@ mod tests {
     async fn a_waiting_taker_gets_the_permit_given_back() {
         let permits = Permits::new(1);
         let held = permits.try_take().unwrap();
-        let waiter = tokio::spawn({
-            let permits = permits.clone();
-            async move { permits.take().await.is_some() }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = taker(&permits);
+        until_someone_waits(&permits).await;
         assert!(!waiter.is_finished());
         drop(held);
         assert!(waiter.await.unwrap());
@@ -264,13 +274,8 @@ mod tests {
     async fn while_a_taker_waits_no_permit_is_handed_out_at_once() {
         let permits = Permits::new(1);
         let held = permits.try_take().unwrap();
-        let waiter = tokio::spawn({
-            let permits = permits.clone();
-            async move { permits.take().await.is_some() }
-        });
-        while permits.no_one_waits() {
-            tokio::task::yield_now().await;
-        }
+        let waiter = taker(&permits);
+        until_someone_waits(&permits).await;
         drop(held);
         // The permit given back is the waiting taker's, not a newcomer's.
         assert!(permits.try_take().is_none());
@@ -283,16 +288,13 @@ mod tests {
     async fn closing_ends_every_waiting_taker() {
         let permits = Permits::new(1);
         let _held = permits.try_take().unwrap();
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let permits = permits.clone();
-                tokio::spawn(async move { permits.take().await.is_none() })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiters: Vec<_> = (0..3).map(|_| taker(&permits)).collect();
+        while permits.waiting.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
         permits.close();
         for waiter in waiters {
-            assert!(waiter.await.unwrap());
+            assert!(!waiter.await.unwrap());
         }
     }
 
