@@ -180,7 +180,9 @@ impl AsyncClient {
                 .map(|reading| (shm, reading)),
             OnThread::Socket => None,
         };
-        let slot = 'sent: {
+        // `Some(slot)` with the wait already over (`true`): the thread read
+        // the ring itself until its deadline.
+        let (slot, waited) = 'sent: {
             if let Some((shm, mut reading)) = reading() {
                 match reading.send(&request) {
                     Err(end) => return Some(Within::Ready(Err(failed(end)))),
@@ -195,7 +197,7 @@ impl AsyncClient {
                         // next routes the answer to the slot.
                         let slot = register(permit);
                         drop(reading);
-                        break 'sent slot;
+                        break 'sent (slot, true);
                     }
                     // The ring is full: nothing was sent, and the baton
                     // goes back before the usual send waits for room.
@@ -207,10 +209,18 @@ impl AsyncClient {
                 core.unregister(id);
                 return Some(Within::Ready(Err(failed(end))));
             }
-            slot
+            (slot, false)
         };
-        // (The baton, if this thread held it, is handed on by now.)
-        let result = match path.wait(&core, &slot, &deadline, Until::Budget) {
+        // (The baton, if this thread held it, is handed on by now.) A
+        // thread that read the ring itself until its deadline does not
+        // take the baton and spin once more: what comes now goes to the
+        // slot, or to the async side it hands over to.
+        let waited = if waited {
+            Err(WaitEnd::Timeout)
+        } else {
+            path.wait(&core, &slot, &deadline, Until::Budget)
+        };
+        let result = match waited {
             Ok(frame) => final_payload(frame),
             Err(WaitEnd::Dead) => Err(core.dead_error()),
             Err(WaitEnd::Timeout) if deadline.budget_first() => {
