@@ -13,11 +13,14 @@ use crate::args::{GlobalArgs, ServeArgs};
 use crate::error::{CliError, Result};
 use crate::open::report_recovery;
 use crate::signals::{self, StopSignals};
-use hearth_ipc::Server;
+use hearth_ipc::{Server, ServerBuilder};
 use serde_json::json;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+
+/// A `ServerBuilder` setter of a size or count.
+type SetSize = fn(ServerBuilder, usize) -> ServerBuilder;
 
 /// The topic `serve` publishes on just before it shuts down, so that a
 /// client following the server (`watch`, `subscribe`) can tell a shutdown
@@ -59,41 +62,46 @@ pub(crate) fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if let Some(n) = args.max_frame_bytes {
         builder = builder.max_frame_bytes(n);
     }
-    if let Some(bytes) = args.max_message_bytes {
-        builder = builder.max_message_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
-    }
-    if let Some(bytes) = args.max_partial_bytes {
-        builder = builder.max_partial_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+    // The size and count flags, each set only when given (a value too
+    // large for this machine is the most there is).
+    let sizes: [(Option<u64>, SetSize); 11] = [
+        (args.max_message_bytes, ServerBuilder::max_message_bytes),
+        (args.max_partial_bytes, ServerBuilder::max_partial_bytes),
+        (args.max_connections, ServerBuilder::max_connections),
+        (
+            args.max_connections_per_process,
+            ServerBuilder::max_connections_per_process,
+        ),
+        (
+            args.max_handshakes_per_process,
+            ServerBuilder::max_handshakes_per_process,
+        ),
+        (args.max_handshakes, ServerBuilder::max_handshakes),
+        (
+            args.max_subscriptions_per_process,
+            ServerBuilder::max_subscriptions_per_process,
+        ),
+        (
+            args.max_server_subscriptions,
+            ServerBuilder::max_server_subscriptions,
+        ),
+        (args.max_running_streams, ServerBuilder::max_running_streams),
+        (
+            args.max_running_streams_per_process,
+            ServerBuilder::max_running_streams_per_process,
+        ),
+        (
+            args.max_server_running_streams,
+            ServerBuilder::max_server_running_streams,
+        ),
+    ];
+    for (given, set) in sizes {
+        if let Some(n) = given {
+            builder = set(builder, usize::try_from(n).unwrap_or(usize::MAX));
+        }
     }
     if let Some(n) = args.max_in_flight {
         builder = builder.max_in_flight(n);
-    }
-    if let Some(n) = args.max_connections {
-        builder = builder.max_connections(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_connections_per_process {
-        builder = builder.max_connections_per_process(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_handshakes_per_process {
-        builder = builder.max_handshakes_per_process(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_handshakes {
-        builder = builder.max_handshakes(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_subscriptions_per_process {
-        builder = builder.max_subscriptions_per_process(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_server_subscriptions {
-        builder = builder.max_server_subscriptions(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_running_streams {
-        builder = builder.max_running_streams(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_running_streams_per_process {
-        builder = builder.max_running_streams_per_process(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(n) = args.max_server_running_streams {
-        builder = builder.max_server_running_streams(usize::try_from(n).unwrap_or(usize::MAX));
     }
     for limit in &args.rate_limit {
         builder = builder.rate_limit(&limit.name, limit.per_second, limit.burst);
