@@ -320,8 +320,7 @@ pub enum LimitSource {
 /// what the server said in its hello (`server`, protocol 2; `None` under
 /// protocol 1). See [`ConnectOptions::max_request_bytes`].
 pub(crate) fn request_limit(own: Option<usize>, server: Option<u64>) -> (usize, LimitSource) {
-    let server = server.map(|max| usize::try_from(max).unwrap_or(usize::MAX));
-    match (own, server) {
+    match (own, server_message_limit(server)) {
         (None, Some(server)) => (server, LimitSource::Server),
         (None, None) => (
             hearth_proto::DEFAULT_MAX_PAYLOAD_BYTES,
@@ -330,6 +329,13 @@ pub(crate) fn request_limit(own: Option<usize>, server: Option<u64>) -> (usize, 
         (Some(own), Some(server)) if own >= server => (server, LimitSource::Server),
         (Some(own), server_max) => (own, LimitSource::Client { server_max }),
     }
+}
+
+/// The message limit a server said in its hello (protocol 2; `None`
+/// under protocol 1), as this machine holds it: one past the address
+/// space is the most there is.
+pub(crate) fn server_message_limit(server: Option<u64>) -> Option<usize> {
+    server.map(|max| usize::try_from(max).unwrap_or(usize::MAX))
 }
 
 /// The default per-call timeout: 30 s.

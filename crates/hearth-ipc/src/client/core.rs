@@ -17,7 +17,7 @@ use crate::outq::{OutQueue, run_writer};
 use crate::transport::shm::ShmSide;
 use crate::transport::socket::DirectWrite;
 use crate::transport::{FrameWriter, Link, LinkInfo};
-use crate::types::{ConnectOptions, LimitSource, request_limit};
+use crate::types::{ConnectOptions, LimitSource, request_limit, server_message_limit};
 use hearth_proto::{
     ClientHello, Frame, FrameFlags, FrameHeader, FrameKind, Negotiated, Operation,
     decode_error_payload,
@@ -47,9 +47,7 @@ const ANSWER_CEILING: usize = 1 << 30;
 /// (an echoed call, a document as large as the server takes) can also
 /// come back.
 pub(crate) fn answer_limit(negotiated: &Negotiated) -> usize {
-    let server = negotiated
-        .server_max_message_bytes
-        .map_or(0, |max| usize::try_from(max).unwrap_or(usize::MAX));
+    let server = server_message_limit(negotiated.server_max_message_bytes).unwrap_or(0);
     MAX_MESSAGE_BYTES.max(server.min(ANSWER_CEILING))
 }
 

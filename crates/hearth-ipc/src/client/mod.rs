@@ -380,12 +380,18 @@ impl AsyncClient {
     /// What the current connection's handshake agreed (transport, version,
     /// limits); `None` when it is down.
     pub fn link_info(&self) -> Option<crate::transport::LinkInfo> {
+        self.with_live(|core| core.info)
+    }
+
+    /// `f` of the current connection while it is alive (under the lock
+    /// that a reconnect replaces it under); `None` when it is down.
+    fn with_live<T>(&self, f: impl FnOnce(&Arc<ConnCore>) -> T) -> Option<T> {
         self.inner
             .current
             .lock()
             .as_ref()
             .filter(|core| !core.is_dead())
-            .map(|core| core.info)
+            .map(f)
     }
 
     /// The longest request the current connection sends (its JSON
@@ -407,12 +413,7 @@ impl AsyncClient {
     /// # }).unwrap();
     /// ```
     pub fn max_request_bytes(&self) -> Option<usize> {
-        self.inner
-            .current
-            .lock()
-            .as_ref()
-            .filter(|core| !core.is_dead())
-            .map(|core| core.max_request)
+        self.with_live(|core| core.max_request)
     }
 
     /// The transport of the current connection; `None` when it is down.
@@ -440,16 +441,12 @@ impl AsyncClient {
 
     /// The live connection, reconnecting once if the last one died.
     async fn core(&self) -> Result<Arc<ConnCore>, IpcError> {
-        if let Some(core) = self.inner.current.lock().as_ref()
-            && !core.is_dead()
-        {
-            return Ok(core.clone());
+        if let Some(core) = self.with_live(Arc::clone) {
+            return Ok(core);
         }
         let _one_at_a_time = self.inner.reconnecting.lock().await;
-        if let Some(core) = self.inner.current.lock().as_ref()
-            && !core.is_dead()
-        {
-            return Ok(core.clone());
+        if let Some(core) = self.with_live(Arc::clone) {
+            return Ok(core);
         }
         let core = ConnCore::open(&self.inner.connector).await?;
         *self.inner.current.lock() = Some(core.clone());
@@ -576,10 +573,7 @@ impl AsyncClient {
     /// caller then takes an in-flight permit (`ConnCore::try_permit_here`
     /// or `try_permit`), and goes the async way if none is free.
     fn on_thread_core(&self) -> Option<Arc<ConnCore>> {
-        let core = {
-            let current = self.inner.current.lock();
-            current.as_ref().filter(|core| !core.is_dead())?.clone()
-        };
+        let core = self.with_live(Arc::clone)?;
         if core.shm.is_none() && !core.writes_directly() {
             return None;
         }
