@@ -6,12 +6,14 @@
 // the windows, workers and helper processes of an app would make them —
 // or, with --threads, by as many worker threads of one process (each its
 // own connection), as an app's worker pool would. Every client connects,
-// warms up, and starts at the same instant; gets run for --secs seconds,
+// warms up (both phases' own code: WARM_BATCHES), and starts at the same
+// instant; gets run for --secs seconds,
 // then puts. As in `hearth bench` (hearth_ipc::bench), the puts rewrite
 // the same 1000 ids whatever the number of clients, split among them, and
 // every count starts with the store's applier caught up (a query waits for
 // it), so that the store does the same work per put with 1 or 16 clients
-// and no count materialises the backlog of the one before: the ratios
+// and no count materialises the backlog of the one before or of its
+// warm-up: the ratios
 // compare the clients and the transport, not the store's applier. Prints
 // the total per phase, each count's ratio to one client, and the slowest
 // and fastest client's rate.
@@ -72,6 +74,14 @@ const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
 const LATENCY = args.includes('--latency');
 const TURNS = args.includes('--turns');
 const DOCS = 100;
+// Each client's warm-up: this many batches of 256 calls of each phase's
+// own code (the phase loop and its call), so that V8 has compiled them
+// before the clock starts. Warmed with 2000 gets through other code, each
+// of sixteen processes compiled its loops during its first turns of the
+// measured seconds, sixteen times what one process pays: a zero-protocol
+// stand-in (sixteen processes passing a token, 8 ms each) lost 7–13 % to
+// that alone (docs/performance.md).
+const WARM_BATCHES = 40;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
 function roundsOption() {
@@ -103,8 +113,6 @@ async function child(channel, who, count, ready) {
   const { LocalFirst } = require('..');
   const db = new LocalFirst({ mode: 'ipc', channelName: channel, fastPathBudget: BUDGET, fastPathTurnWait: TURN_WAIT });
   await db.connect();
-  for (let i = 0; i < 2000; i++) await db.get(`doc:${i % DOCS}`);
-  const startAt = await ready();
   // Every client makes at least one batch of 256 calls, even one kept off
   // its core until after the phase's end (a loaded machine): it then still
   // reports a rate, made of at most one batch past the end.
@@ -141,14 +149,21 @@ async function child(channel, who, count, ready) {
     } while (Date.now() < until);
     return { n, latency: took.latency() };
   };
+  const getOne = (n) => db.get(`doc:${n % DOCS}`);
+  const ids = putShare(who, count);
+  const putOne = (n) => db.put(ids[n % ids.length], { value: n });
+  // Warm-up: both phases' own code, WARM_BATCHES batches each, so that V8
+  // has compiled it before the clock starts (phase(0, …) is one batch).
+  for (let i = 0; i < WARM_BATCHES; i++) await phase(0, getOne);
+  for (let i = 0; i < WARM_BATCHES; i++) await phase(0, putOne);
+  const startAt = await ready();
   while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 1));
-  const got = await phase(startAt + SECS * 1000, (n) => db.get(`doc:${n % DOCS}`));
+  const got = await phase(startAt + SECS * 1000, getOne);
   // Puts start together too: the slowest child's last get batch ends a
   // little after the get phase.
   const putAt = startAt + SECS * 1000 + 200;
   while (Date.now() < putAt) await new Promise((r) => setTimeout(r, 1));
-  const ids = putShare(who, count);
-  const put = await phase(putAt + SECS * 1000, (n) => db.put(ids[n % ids.length], { value: n }));
+  const put = await phase(putAt + SECS * 1000, putOne);
   const transport = db.transport;
   // What the client took (LocalFirst's own fields: what it applies).
   const budget = db._budgetMs;
@@ -214,10 +229,11 @@ async function drain(LocalFirst, channel) {
 /**
  * Runs `n` clients (child processes, or with --threads worker threads):
  * once every one has connected and warmed up — however long a loaded
- * machine takes for that — all start at one instant. Resolves with their
- * results.
+ * machine takes for that — and the store has materialised every earlier
+ * write, all start at one instant. Resolves with their results and the
+ * store's pending operations at the start.
  */
-function runClients(channel, n) {
+function runClients(LocalFirst, channel, n) {
   const childArgs = (who) => {
     const a = ['--child', channel, String(who), '--count', String(n), '--secs', String(SECS)];
     if (BUDGET !== undefined) a.push('--budget', String(BUDGET));
@@ -228,6 +244,7 @@ function runClients(channel, n) {
   };
   const clients = [];
   let warm = 0;
+  let pendingOpsAtStart = null;
   const results = Array.from({ length: n }, (_, who) => new Promise((resolve, reject) => {
     const c = THREADS
       ? new Worker(__filename, { argv: childArgs(who) })
@@ -238,8 +255,13 @@ function runClients(channel, n) {
       else if (m.ready) {
         warm += 1;
         if (warm === n) {
-          const startAt = Date.now() + 100;
-          for (const other of clients) (THREADS ? other.postMessage({ startAt }) : other.send({ startAt }));
+          // Every earlier write (the warm-ups' puts, the count before's)
+          // materialised before anyone starts.
+          drain(LocalFirst, channel).then((pending) => {
+            pendingOpsAtStart = pending;
+            const startAt = Date.now() + 100;
+            for (const other of clients) (THREADS ? other.postMessage({ startAt }) : other.send({ startAt }));
+          }, reject);
         }
       } else resolve(m);
     });
@@ -248,7 +270,7 @@ function runClients(channel, n) {
       if (code !== 0) reject(new Error(`client ${THREADS ? 'thread' : 'process'} exited with ${code}`));
     });
   }));
-  return Promise.all(results);
+  return Promise.all(results).then((each) => ({ results: each, pendingOpsAtStart }));
 }
 
 async function main() {
@@ -265,8 +287,7 @@ async function main() {
     await db.close();
     for (let round = 0; round < ROUNDS; round++) {
       for (const n of PROCS) {
-        const pendingOpsAtStart = await drain(LocalFirst, channel);
-        const results = await runClients(channel, n);
+        const { results, pendingOpsAtStart } = await runClients(LocalFirst, channel, n);
         rows.push({
           round,
           clients: n,
