@@ -45,7 +45,13 @@
 // (bench/common.js, turnSpread). Recording costs the clients a little
 // throughput, as --latency does.
 //
-// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--turns] [--json]
+// --stand-in also runs, after each count's clients, as many processes of
+// bench/stand-in.js — clients taking 8 ms turns without hearth, a token
+// passed between them, a get's JavaScript and a 1 µs spin per call — and
+// prints their calls a second and their own 16 ÷ 1: what turns alone cost
+// that many V8 processes on this machine, in the same run.
+//
+// Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--turns] [--stand-in] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
 // Informational: nothing here fails on time.
 
@@ -54,6 +60,7 @@ const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
 const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, putShare, runtimeDir, turnSpread } = require('./common');
+const { SLICE_MS, SPIN_US, standIn } = require('./stand-in');
 
 const args = process.argv.slice(2);
 function option(name, dflt) {
@@ -73,14 +80,19 @@ const TURN_WAIT = args.includes('--turn-wait') ? msOption('--turn-wait', 'fastPa
 const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
 const LATENCY = args.includes('--latency');
 const TURNS = args.includes('--turns');
+const STAND_IN = args.includes('--stand-in');
+if (STAND_IN && THREADS) {
+  console.error('--stand-in runs client processes; it has no worker-thread form (leave out --threads)');
+  process.exit(2);
+}
 const DOCS = 100;
 // Each client's warm-up: this many batches of 256 calls of each phase's
 // own code (the phase loop and its call), so that V8 has compiled them
 // before the clock starts. Warmed with 2000 gets through other code, each
 // of sixteen processes compiled its loops during its first turns of the
-// measured seconds, sixteen times what one process pays: a zero-protocol
-// stand-in (sixteen processes passing a token, 8 ms each) lost 7–13 % to
-// that alone (docs/performance.md).
+// measured seconds, sixteen times what one process pays: sixteen of
+// bench/stand-in.js's processes, their loops left cold the same way, lost
+// 7–13 % against one to that alone (docs/performance.md).
 const WARM_BATCHES = 40;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
@@ -305,6 +317,10 @@ async function main() {
           }),
           ...(TURNS && { getTurns: turnsOf(results, 'gets'), putTurns: turnsOf(results, 'puts') }),
         });
+        if (STAND_IN) {
+          const s = await standIn(n, SECS);
+          Object.assign(rows[rows.length - 1], { standIn: s.total, standInEach: s.each });
+        }
       }
     }
   } finally {
@@ -314,7 +330,7 @@ async function main() {
   const summary = summarise(rows);
   if (JSON_OUT) {
     process.stdout.write(
-      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, latency: LATENCY, turns: TURNS, rows, summary }, null, 2)}\n`,
+      `${JSON.stringify({ machine: m, secs: SECS, rounds: ROUNDS, kind: KIND, budget: BUDGET ?? null, turnWait: TURN_WAIT ?? null, latency: LATENCY, turns: TURNS, standIn: STAND_IN, rows, summary }, null, 2)}\n`,
     );
     return;
   }
@@ -362,10 +378,17 @@ async function main() {
       }
     }
   }
+  if (STAND_IN) {
+    console.log('');
+    console.log(`the stand-in without hearth (bench/stand-in.js: processes taking ${SLICE_MS} ms turns, a get's JavaScript and a ${SPIN_US} µs spin a call)`);
+    console.log(`${KIND.padStart(9)} ${'calls/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}`);
+    for (const c of summary) console.log(`${String(c.clients).padStart(9)} ${f(c.standIn)} ${ratio(c.standInRatio)} ${range(c.standInEach).padStart(17)}`);
+  }
   if (ROUNDS > 1) {
     console.log('');
     for (const c of summary.filter((c) => c.clients !== 1 && c.getsRatio !== null)) {
-      console.log(`${c.clients} ÷ 1: gets ${ratio(c.getsRatio).trim()}${spread(c.getsRatioRange)}, puts ${ratio(c.putsRatio).trim()}${spread(c.putsRatioRange)}`);
+      const beside = STAND_IN ? `; the stand-in ${ratio(c.standInRatio).trim()}${spread(c.standInRatioRange)}` : '';
+      console.log(`${c.clients} ÷ 1: gets ${ratio(c.getsRatio).trim()}${spread(c.getsRatioRange)}, puts ${ratio(c.putsRatio).trim()}${spread(c.putsRatioRange)}${beside}`);
     }
   }
 }
@@ -390,6 +413,7 @@ function summarise(rows) {
     };
     const [getsRatio, getsRatioRange] = ratios('gets');
     const [putsRatio, putsRatioRange] = ratios('puts');
+    const [standInRatio, standInRatioRange] = STAND_IN ? ratios('standIn') : [null, null];
     return {
       clients,
       rounds: mine.length,
@@ -405,6 +429,12 @@ function summarise(rows) {
       ...(LATENCY && {
         getLatency: latencyOfMany(mine.map((r) => r.getLatency)),
         putLatency: latencyOfMany(mine.map((r) => r.putLatency)),
+      }),
+      ...(STAND_IN && {
+        standIn: median(mine.map((r) => r.standIn)),
+        standInEach: mine.flatMap((r) => r.standInEach),
+        standInRatio,
+        standInRatioRange,
       }),
       ...(TURNS && {
         getTurns: turnsOfMany(mine.map((r) => r.getTurns)),

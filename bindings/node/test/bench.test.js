@@ -11,6 +11,7 @@ const { execFile } = require('node:child_process');
 const { needsServe } = require('./helpers');
 
 const SCRIPT = path.join(__dirname, '..', 'bench', 'reference.js');
+const { standIn } = require('../bench/stand-in');
 const PROCESSES = path.join(__dirname, '..', 'bench', 'processes.js');
 
 function bench(args, script = SCRIPT) {
@@ -273,13 +274,56 @@ test('--latency prints a table of call times, one line a count', needsServe, asy
   }
 });
 
-test('without --latency no call is timed, and without --turns no answer time is kept', needsServe, async () => {
+test('without --latency no call is timed, without --turns no answer time is kept, and without --stand-in no stand-in runs', needsServe, async () => {
   const out = await bench(['--procs', '1', '--secs', '0.2'], PROCESSES);
   assert.equal(out.latency, false);
   assert.ok(out.rows.every((r) => !('getLatency' in r) && !('putLatency' in r)));
   assert.ok(out.summary.every((c) => !('getLatency' in c)));
   assert.equal(out.turns, false);
   assert.ok([...out.rows, ...out.summary].every((r) => !('getTurns' in r) && !('putTurns' in r)));
+  assert.equal(out.standIn, false);
+  assert.ok([...out.rows, ...out.summary].every((r) => !('standIn' in r)), 'no stand-in without --stand-in');
+});
+
+test('the stand-in passes its token round every client: each one makes calls, and the total is theirs', async () => {
+  const { total, each } = await standIn(3, 0.2);
+  assert.equal(each.length, 3);
+  assert.ok(each.every(rate), `every client took turns: ${each}`);
+  assert.ok(Math.abs(each.reduce((a, b) => a + b, 0) - total) <= 1e-9 * total);
+});
+
+test('--stand-in runs as many stand-in clients after each count\'s and gives their own ratio to one', needsServe, async () => {
+  const out = await bench(['--procs', '1,2', '--secs', '0.2', '--rounds', '2', '--stand-in'], PROCESSES);
+  assert.equal(out.standIn, true);
+  for (const r of out.rows) {
+    assert.ok(rate(r.standIn), `round ${r.round}, ${r.clients}: ${r.standIn}`);
+    assert.equal(r.standInEach.length, r.clients, 'one stand-in client for each client');
+  }
+  const two = out.summary.find((c) => c.clients === 2);
+  const own = [0, 1].map((round) => {
+    const at = (n) => out.rows.find((r) => r.round === round && r.clients === n).standIn;
+    return at(2) / at(1);
+  });
+  assert.ok(Math.abs(two.standInRatio - (own[0] + own[1]) / 2) < 1e-9, 'the median of the rounds\' ratios');
+  assert.deepEqual(two.standInRatioRange, [Math.min(...own), Math.max(...own)]);
+  assert.equal(two.standInEach.length, 4, 'every stand-in client of every round');
+});
+
+test('--stand-in prints its table and its ratio beside hearth\'s', needsServe, async () => {
+  const stdout = await benchText(['--procs', '1,2', '--secs', '0.2', '--rounds', '2', '--stand-in'], PROCESSES);
+  const lines = stdout.split('\n');
+  const head = lines.findIndex((l) => l.startsWith('the stand-in without hearth'));
+  assert.ok(head > 0, stdout);
+  for (const [i, n] of [[2, 1], [3, 2]]) {
+    assert.match(lines[head + i], new RegExp(`^ +${n} +[0-9,]+ +[0-9.]+× +[0-9,]+–[0-9,]+$`), lines[head + i]);
+  }
+  assert.match(stdout, /^2 ÷ 1: gets [0-9.]+×.*; the stand-in [0-9.]+× \(rounds [0-9.]+–[0-9.]+×\)$/m);
+});
+
+test('--stand-in is refused beside --threads, before any client starts', async () => {
+  const { code, stderr } = await benchFails(['--stand-in', '--threads'], PROCESSES);
+  assert.equal(code, 2);
+  assert.match(stderr, /--stand-in runs client processes; it has no worker-thread form/);
 });
 
 test('--rounds refuses what is not a whole number of rounds, before any client starts', async () => {
