@@ -45,11 +45,12 @@
 // (bench/common.js, turnSpread). Recording costs the clients a little
 // throughput, as --latency does.
 //
-// --stand-in also runs, after each count's clients, as many processes of
-// bench/stand-in.js — clients taking 8 ms turns without hearth, a token
-// passed between them, a get's JavaScript and a 1 µs spin per call — and
-// prints their calls a second and their own 16 ÷ 1: what turns alone cost
-// that many V8 processes on this machine, in the same run.
+// --stand-in also runs, after each count's clients, as many clients of
+// bench/stand-in.js (processes, or with --threads worker threads) —
+// clients taking 8 ms turns without hearth, a token passed between them,
+// a get's JavaScript and a 1 µs spin per call — and prints their calls a
+// second and their own 16 ÷ 1: what turns alone cost that many V8
+// clients on this machine, in the same run.
 //
 // Usage: node bench/processes.js [--procs 1,4,16] [--secs 3] [--rounds R] [--threads] [--budget MS] [--turn-wait MS] [--latency] [--turns] [--stand-in] [--json]
 // Set HEARTH_TRANSPORT=socket to measure the socket transport instead.
@@ -81,10 +82,6 @@ const ROUNDS = args.includes('--rounds') ? roundsOption() : 1;
 const LATENCY = args.includes('--latency');
 const TURNS = args.includes('--turns');
 const STAND_IN = args.includes('--stand-in');
-if (STAND_IN && THREADS) {
-  console.error('--stand-in runs client processes; it has no worker-thread form (leave out --threads)');
-  process.exit(2);
-}
 const DOCS = 100;
 // Each client's warm-up: this many batches of 256 calls of each phase's
 // own code (the phase loop and its call), so that V8 has compiled them
@@ -318,7 +315,7 @@ async function main() {
           ...(TURNS && { getTurns: turnsOf(results, 'gets'), putTurns: turnsOf(results, 'puts') }),
         });
         if (STAND_IN) {
-          const s = await standIn(n, SECS);
+          const s = await standIn(n, SECS, { threads: THREADS });
           Object.assign(rows[rows.length - 1], { standIn: s.total, standInEach: s.each });
         }
       }
@@ -380,7 +377,7 @@ async function main() {
   }
   if (STAND_IN) {
     console.log('');
-    console.log(`the stand-in without hearth (bench/stand-in.js: processes taking ${SLICE_MS} ms turns, a get's JavaScript and a ${SPIN_US} µs spin a call)`);
+    console.log(`the stand-in without hearth (bench/stand-in.js: ${KIND} taking ${SLICE_MS} ms turns, a get's JavaScript and a ${SPIN_US} µs spin a call)`);
     console.log(`${KIND.padStart(9)} ${'calls/s'.padStart(9)} ${'÷ 1'.padStart(8)} ${each.padStart(17)}`);
     for (const c of summary) console.log(`${String(c.clients).padStart(9)} ${f(c.standIn)} ${ratio(c.standInRatio)} ${range(c.standInEach).padStart(17)}`);
   }

@@ -320,10 +320,17 @@ test('--stand-in prints its table and its ratio beside hearth\'s', needsServe, a
   assert.match(stdout, /^2 ÷ 1: gets [0-9.]+×.*; the stand-in [0-9.]+× \(rounds [0-9.]+–[0-9.]+×\)$/m);
 });
 
-test('--stand-in is refused beside --threads, before any client starts', async () => {
-  const { code, stderr } = await benchFails(['--stand-in', '--threads'], PROCESSES);
-  assert.equal(code, 2);
-  assert.match(stderr, /--stand-in runs client processes; it has no worker-thread form/);
+test('the stand-in\'s worker threads pass their token round every one of them too', async () => {
+  const { total, each } = await standIn(3, 0.2, { threads: true });
+  assert.equal(each.length, 3);
+  assert.ok(each.every(rate), `every thread took turns: ${each}`);
+  assert.ok(Math.abs(each.reduce((a, b) => a + b, 0) - total) <= 1e-9 * total);
+});
+
+test('--stand-in beside --threads runs the stand-in as worker threads', needsServe, async () => {
+  const stdout = await benchText(['--procs', '1,2', '--secs', '0.2', '--threads', '--stand-in'], PROCESSES);
+  assert.match(stdout, /^the stand-in without hearth \(bench\/stand-in\.js: threads taking 8 ms turns/m);
+  assert.match(stdout, /^ +2 +[0-9,]+ +[0-9.]+× +[0-9,]+–[0-9,]+$/m);
 });
 
 test('--rounds refuses what is not a whole number of rounds, before any client starts', async () => {
