@@ -51,6 +51,7 @@ mod server;
 mod subs;
 pub mod transport;
 mod types;
+mod waiters;
 
 pub use channel::{
     MAX_CHANNEL_NAME, MAX_SOCKET_PATH, socket_dir, socket_path, validate_channel_name,

@@ -17,6 +17,7 @@
 //! none free while a holder gives one back: both sides use SeqCst, and the
 //! giver notifies only when it sees a taker waiting).
 
+use crate::waiters::Waiters;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
@@ -31,7 +32,7 @@ pub(crate) struct Permits {
     used: AtomicUsize,
     max: usize,
     /// Tasks in [`take`](Self::take) now: a giver notifies only then.
-    waiting: AtomicUsize,
+    waiting: Waiters,
     freed: Notify,
 }
 
@@ -54,7 +55,7 @@ impl Permits {
         Arc::new(Permits {
             used: AtomicUsize::new(0),
             max: max.clamp(1, CLOSED - 1),
-            waiting: AtomicUsize::new(0),
+            waiting: Waiters::new(),
             freed: Notify::new(),
         })
     }
@@ -86,8 +87,8 @@ impl Permits {
     /// keep coming cannot keep a waiting one from the permits given back
     /// (they wait behind it instead).
     fn no_one_waits(&self) -> bool {
-        // Relaxed: a hint for fairness; the count itself is exact.
-        self.waiting.load(Ordering::Relaxed) == 0
+        // A hint for fairness; the count itself is exact.
+        !self.waiting.any_hint()
     }
 
     /// A permit if one is free now (and the connection is open), unless
@@ -112,22 +113,14 @@ impl Permits {
 
     /// Waits for a permit; `None` once the permits are closed.
     pub(crate) async fn take(self: &Arc<Self>) -> Option<Permit> {
-        /// Counts its holder in `waiting` while it lives.
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             // Registered before anything is looked at, so that neither a
             // permit given back nor `close` after the look is missed.
             freed.as_mut().enable();
-            // SeqCst pairs with the load in `give_back`.
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let _waiting = Waiting(&self.waiting);
+            // Counted (SeqCst) before it looks: pairs with `give_back`.
+            let _waiting = self.waiting.enter();
             if self.try_count() {
                 return Some(Permit {
                     permits: self.clone(),
@@ -159,7 +152,7 @@ impl Permits {
         // the taker counted and wakes it, or the taker, counted before it
         // looks, sees the permit given back.
         self.used.fetch_sub(1, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
+        if self.waiting.any() {
             // Wakes one waiting taker (or lets the next one through): a
             // woken taker that is dropped first passes it on.
             self.freed.notify_one();
@@ -279,7 +272,7 @@ mod tests {
         let permits = Permits::new(1);
         let _held = permits.try_take().unwrap();
         let waiters: Vec<_> = (0..3).map(|_| taker(&permits)).collect();
-        while permits.waiting.load(Ordering::SeqCst) < 3 {
+        while permits.waiting.count() < 3 {
             tokio::task::yield_now().await;
         }
         permits.close();

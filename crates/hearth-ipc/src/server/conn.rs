@@ -22,6 +22,7 @@ use crate::outq::{OutQueue, QueueError, run_writer};
 use crate::policy::{InFlight, Refusal};
 use crate::subs::Registration;
 use crate::transport::{Link, LinkError, LinkInfo};
+use crate::waiters::Waiters;
 use hearth_proto::{ErrorBody, ErrorCode, Frame, FrameFlags, FrameHeader, FrameKind, Operation};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -97,7 +98,7 @@ pub(crate) struct Conn {
     sending: AtomicUsize,
     idle: Notify,
     /// Tasks in [`Conn::wait_idle`] now: only then is `idle` notified.
-    idle_waiters: AtomicUsize,
+    idle_waiters: Waiters,
     subs: Mutex<HashMap<u64, SubHandle>>,
     next_sub: AtomicU64,
     /// Slots for this connection's streams on the blocking pool.
@@ -329,26 +330,18 @@ impl Conn {
     /// after one of them went down, if anyone waits there (a request's
     /// answer skips the notification's lock otherwise).
     fn notify_idle(&self) {
-        // SeqCst pairs with the increment in `wait_idle`: either this sees
+        // SeqCst pairs with the count in `wait_idle` (`Waiters::enter`): either this sees
         // the waiter, or the waiter, counted before it reads the counts,
         // sees the decrement that came before this load.
-        if self.idle_waiters.load(Ordering::SeqCst) > 0 {
+        if self.idle_waiters.any() {
             self.idle.notify_waiters();
         }
     }
 
     /// Waits until nothing is in flight, at most `limit`.
     async fn wait_idle(&self, limit: Duration) -> bool {
-        /// Counts its holder in `idle_waiters` while it lives.
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        // SeqCst: see `notify_idle`.
-        self.idle_waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.idle_waiters);
+        // Counted (SeqCst) before it looks: see `notify_idle`.
+        let _waiting = self.idle_waiters.enter();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.idle.notified();
@@ -421,7 +414,7 @@ pub(crate) async fn serve_with(
         inflight: Mutex::new(InFlight::new(info.negotiated.max_in_flight as usize)),
         sending: AtomicUsize::new(0),
         idle: Notify::new(),
-        idle_waiters: AtomicUsize::new(0),
+        idle_waiters: Waiters::new(),
         subs: Mutex::new(HashMap::new()),
         next_sub: AtomicU64::new(0),
         streams: StreamSlots::new(shared.config.max_running_streams),
