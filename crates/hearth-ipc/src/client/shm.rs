@@ -582,10 +582,7 @@ impl ClientShm {
                 let head_seen = match self.out.try_send(&part) {
                     Ok(Pushed::Done) => break,
                     Ok(Pushed::Full { head_seen }) => head_seen,
-                    Err(e) => {
-                        core.die(format!("writing to the shared-memory ring failed: {e}"));
-                        return Err(WaitEnd::Dead);
-                    }
+                    Err(e) => return Err(write_failed(core, e)),
                 };
                 if Instant::now() >= deadline.call() {
                     return Err(WaitEnd::Timeout);
@@ -918,11 +915,10 @@ impl Reading<'_> {
         if self.core.is_dead() {
             return Err(WaitEnd::Dead);
         }
-        self.shm.out.try_send_whole(request, true).map_err(|e| {
-            self.core
-                .die(format!("writing to the shared-memory ring failed: {e}"));
-            WaitEnd::Dead
-        })
+        self.shm
+            .out
+            .try_send_whole(request, true)
+            .map_err(|e| write_failed(self.core, e))
     }
 
     /// Reads until the final frame of request `id` comes, the connection
@@ -941,6 +937,13 @@ impl Reading<'_> {
         rx.claim = None;
         rx.claimed.take()
     }
+}
+
+/// Ends `core` after a write to its ring failed (the ring is damaged):
+/// what the wait that wrote ends with.
+fn write_failed(core: &ConnCore, e: impl std::fmt::Display) -> WaitEnd {
+    core.die(format!("writing to the shared-memory ring failed: {e}"));
+    WaitEnd::Dead
 }
 
 impl Drop for Reading<'_> {
