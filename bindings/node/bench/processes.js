@@ -88,8 +88,9 @@ const DOCS = 100;
 // before the clock starts. Warmed with 2000 gets through other code, each
 // of sixteen processes compiled its loops during its first turns of the
 // measured seconds, sixteen times what one process pays: sixteen of
-// bench/stand-in.js's processes, their loops left cold the same way, lost
-// 7–13 % against one to that alone (docs/performance.md).
+// bench/stand-in.js's processes made 0.87–0.90× of one's calls with their
+// loops left cold the same way, ~0.97× with them warmed
+// (docs/performance.md).
 const WARM_BATCHES = 40;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */

@@ -11,8 +11,8 @@ const { execFile } = require('node:child_process');
 const { needsServe } = require('./helpers');
 
 const SCRIPT = path.join(__dirname, '..', 'bench', 'reference.js');
-const { standIn } = require('../bench/stand-in');
 const PROCESSES = path.join(__dirname, '..', 'bench', 'processes.js');
+const { standIn } = require('../bench/stand-in');
 
 function bench(args, script = SCRIPT) {
   return new Promise((resolve, reject) => {
@@ -285,12 +285,14 @@ test('without --latency no call is timed, without --turns no answer time is kept
   assert.ok([...out.rows, ...out.summary].every((r) => !('standIn' in r)), 'no stand-in without --stand-in');
 });
 
-test('the stand-in passes its token round every client: each one makes calls, and the total is theirs', async () => {
-  const { total, each } = await standIn(3, 0.2);
-  assert.equal(each.length, 3);
-  assert.ok(each.every(rate), `every client took turns: ${each}`);
-  assert.ok(Math.abs(each.reduce((a, b) => a + b, 0) - total) <= 1e-9 * total);
-});
+for (const [kind, threads] of [['processes', false], ['worker threads', true]]) {
+  test(`the stand-in's ${kind} pass their token round every one of them: each makes calls, and the total is theirs`, async () => {
+    const { total, each } = await standIn(3, 0.2, { threads });
+    assert.equal(each.length, 3);
+    assert.ok(each.every(rate), `every client took turns: ${each}`);
+    assert.ok(Math.abs(each.reduce((a, b) => a + b, 0) - total) <= 1e-9 * total);
+  });
+}
 
 test('--stand-in runs as many stand-in clients after each count\'s and gives their own ratio to one', needsServe, async () => {
   const out = await bench(['--procs', '1,2', '--secs', '0.2', '--rounds', '2', '--stand-in'], PROCESSES);
@@ -318,13 +320,6 @@ test('--stand-in prints its table and its ratio beside hearth\'s', needsServe, a
     assert.match(lines[head + i], new RegExp(`^ +${n} +[0-9,]+ +[0-9.]+× +[0-9,]+–[0-9,]+$`), lines[head + i]);
   }
   assert.match(stdout, /^2 ÷ 1: gets [0-9.]+×.*; the stand-in [0-9.]+× \(rounds [0-9.]+–[0-9.]+×\)$/m);
-});
-
-test('the stand-in\'s worker threads pass their token round every one of them too', async () => {
-  const { total, each } = await standIn(3, 0.2, { threads: true });
-  assert.equal(each.length, 3);
-  assert.ok(each.every(rate), `every thread took turns: ${each}`);
-  assert.ok(Math.abs(each.reduce((a, b) => a + b, 0) - total) <= 1e-9 * total);
 });
 
 test('--stand-in beside --threads runs the stand-in as worker threads', needsServe, async () => {
