@@ -1238,8 +1238,8 @@ fn bench_transport_compares_shm_with_the_socket_and_reports_idle_cost() {
 }
 
 /// `hearth bench` over shared memory alone: 200 calls, no idle clients,
-/// no Redis.
-const SHM_BENCH: [&str; 8] = [
+/// no gets after a pause, no Redis.
+const SHM_BENCH: [&str; 10] = [
     "bench",
     "--transport",
     "shm",
@@ -1247,8 +1247,86 @@ const SHM_BENCH: [&str; 8] = [
     "200",
     "--idle-clients",
     "0",
+    "--paused-gets",
+    "0",
     "--no-redis",
 ];
+
+#[test]
+fn bench_transport_times_gets_after_a_pause_on_each_transport() {
+    let site = Site::new();
+    let args = [
+        "bench",
+        "--transport",
+        "both",
+        "--ops",
+        "200",
+        "--idle-clients",
+        "0",
+        "--no-put",
+        "--no-redis",
+        "--paused-gets",
+        "5",
+        "--pause-ms",
+        "2",
+    ];
+    let r = site.hearth(&[&args[..], &["--json"]].concat()).ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    let paused = report["paused"].as_array().expect("paused");
+    let transports: Vec<&str> = paused
+        .iter()
+        .map(|p| p["transport"].as_str().expect("a transport"))
+        .collect();
+    assert_eq!(transports, ["shm", "socket"], "{report:#}");
+    for p in paused {
+        assert_eq!(
+            (p["calls"].as_u64(), p["pause_ms"].as_f64()),
+            (Some(5), Some(2.0)),
+            "{p:#}"
+        );
+        let at = |k: &str| p[k].as_u64().expect("nanoseconds");
+        assert!(at("p50_ns") > 0, "{p:#}");
+        assert!(
+            at("p50_ns") <= at("p90_ns")
+                && at("p90_ns") <= at("p99_ns")
+                && at("p99_ns") <= at("max_ns"),
+            "{p:#}"
+        );
+    }
+    let ratio = report["ratios"]
+        .as_array()
+        .expect("ratios")
+        .iter()
+        .find(|r| r["what"] == "paused get p50: socket / shm");
+    assert!(
+        ratio.is_some_and(|r| r["times"].as_f64().is_some_and(|t| t > 0.0)),
+        "{report:#}"
+    );
+    let text = site.hearth(&args).ok();
+    assert!(
+        text.stdout
+            .contains("gets after a pause: one client, each get after 2 ms")
+            && text.stdout.contains("paused get p50: socket / shm"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn bench_transport_skips_gets_after_a_pause_when_told_and_refuses_a_pause_of_nothing() {
+    let site = Site::new();
+    let r = site
+        .hearth(&[&SHM_BENCH[..], &["--no-put", "--json"]].concat())
+        .ok();
+    let report: Value = serde_json::from_str(&r.stdout).expect("one JSON object");
+    assert_eq!(report["paused"], serde_json::json!([]), "{report:#}");
+    let refused = site
+        .hearth(&[&SHM_BENCH[..], &["--pause-ms", "0"]].concat())
+        .fails_with(2);
+    assert!(
+        refused.stderr.contains("invalid value '0' for '--pause-ms"),
+        "{refused:#?}"
+    );
+}
 
 #[test]
 fn bench_transport_keeps_writes_at_the_durability_asked_for() {

@@ -160,6 +160,13 @@ pub struct Options {
     /// How durable the server's acknowledged writes are: with
     /// [`Durability::Fsync`] every put waits for an `fdatasync`.
     pub durability: Durability,
+    /// Gets made one at a time, each after [`pause`](Self::pause), on each
+    /// transport (and Redis): what a desktop app's calls cost, made now
+    /// and then rather than back to back (0: skip them).
+    pub paused_gets: usize,
+    /// How long the machine is left idle before each of the
+    /// [`paused_gets`](Self::paused_gets).
+    pub pause: Duration,
 }
 
 impl Default for Options {
@@ -184,6 +191,8 @@ impl Default for Options {
             puts: true,
             client_processes: false,
             durability: Durability::Journal,
+            paused_gets: 100,
+            pause: Duration::from_millis(10),
         }
     }
 }
@@ -290,6 +299,27 @@ pub struct Run {
     pub put: Option<OpStats>,
 }
 
+/// Gets made one at a time after a pause ([`Options::paused_gets`]): the
+/// server's thread has gone to sleep and its core idle by then, so each
+/// call pays for waking them, as a desktop app's calls mostly do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paused {
+    /// `shm`, `socket` or `redis-unix`.
+    pub transport: String,
+    /// Gets measured.
+    pub calls: usize,
+    /// The pause before each, milliseconds.
+    pub pause_ms: f64,
+    /// Median latency, nanoseconds.
+    pub p50_ns: u64,
+    /// 90th percentile, nanoseconds.
+    pub p90_ns: u64,
+    /// 99th percentile, nanoseconds.
+    pub p99_ns: u64,
+    /// Slowest call, nanoseconds.
+    pub max_ns: u64,
+}
+
 /// Idle cost and memory with many connected clients.
 #[derive(Debug, Clone, Serialize)]
 pub struct Idle {
@@ -366,6 +396,8 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Idle clients and memory, per transport.
     pub idle: Vec<Idle>,
+    /// Gets after a pause, per transport and Redis (empty when skipped).
+    pub paused: Vec<Paused>,
 }
 
 /// If this process was started as the benchmark's server, serves until
@@ -1371,6 +1403,54 @@ fn drain(c: &Client) -> Result<(), IpcError> {
         .map(drop)
 }
 
+/// [`Options::paused_gets`] calls of `get` (given the call's number), each
+/// after [`Options::pause`], timed one by one.
+fn after_pauses<E>(
+    transport: &str,
+    opts: &Options,
+    mut get: impl FnMut(usize) -> Result<(), E>,
+) -> Result<Paused, E> {
+    let mut samples = Vec::with_capacity(opts.paused_gets);
+    for i in 0..opts.paused_gets {
+        std::thread::sleep(opts.pause);
+        let t = Instant::now();
+        get(i)?;
+        samples.push(nanos(t.elapsed()));
+    }
+    samples.sort_unstable();
+    Ok(Paused {
+        transport: transport.into(),
+        calls: samples.len(),
+        pause_ms: opts.pause.as_secs_f64() * 1e3,
+        p50_ns: percentile(&samples, 0.5),
+        p90_ns: percentile(&samples, 0.9),
+        p99_ns: percentile(&samples, 0.99),
+        max_ns: samples.last().copied().unwrap_or(0),
+    })
+}
+
+/// Gets after a pause over `transport`, from a connection of their own
+/// (as the phases', `get_json` of the loaded documents).
+fn measure_paused(
+    target: &Target,
+    transport: Transport,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Paused, IpcError> {
+    let c = target.connect(transport)?;
+    check_and_drain(&c, transport)?;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i}")).collect();
+    log(&format!(
+        "{}: {} gets, each after {} ms idle",
+        transport.name(),
+        opts.paused_gets,
+        opts.pause.as_secs_f64() * 1e3
+    ));
+    after_pauses(transport.name(), opts, |i| {
+        c.get_json(&keys[i % KEYS]).map(drop)
+    })
+}
+
 fn measure_idle(
     target: &Target,
     transport: Transport,
@@ -1430,8 +1510,9 @@ fn measure_idle(
 }
 
 /// Redis `GET`/`SET` over a Unix socket, one client, when `redis-server`
-/// runs here.
-fn measure_redis(opts: &Options, log: &mut dyn FnMut(&str)) -> Option<Run> {
+/// runs here; and its `GET`s after a pause when [`Options::paused_gets`]
+/// asks for them.
+fn measure_redis(opts: &Options, log: &mut dyn FnMut(&str)) -> Option<(Run, Option<Paused>)> {
     let dir = tempfile_dir::Dir::new("redis").ok()?;
     let sock = dir.path().join("redis.sock");
     let mut child = Command::new("redis-server")
@@ -1472,7 +1553,7 @@ fn measure_redis(opts: &Options, log: &mut dyn FnMut(&str)) -> Option<Run> {
     result
 }
 
-fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
+fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<(Run, Option<Paused>)> {
     use std::os::unix::net::UnixStream;
     let mut stream = UnixStream::connect(sock).ok()?;
     let value = document(1, opts.doc_bytes).to_string();
@@ -1542,12 +1623,25 @@ fn redis_run(sock: &Path, opts: &Options, pid: u32) -> Option<Run> {
     };
     let get_stats = measure(&|i| get(&format!("bench:{}", i % KEYS)))?;
     let set_stats = measure(&|i| set(&format!("bench:put:{}", i % KEYS)))?;
-    Some(Run {
-        transport: "redis-unix".into(),
-        clients: 1,
-        get: get_stats,
-        put: Some(set_stats),
-    })
+    let paused = if opts.paused_gets > 0 {
+        let gets: Vec<String> = (0..KEYS).map(|i| get(&format!("bench:{i}"))).collect();
+        // A failed round trip loses this row only, not the others'.
+        after_pauses("redis-unix", opts, |i| {
+            round_trip(&gets[i % KEYS]).ok_or(())
+        })
+        .ok()
+    } else {
+        None
+    };
+    Some((
+        Run {
+            transport: "redis-unix".into(),
+            clients: 1,
+            get: get_stats,
+            put: Some(set_stats),
+        },
+        paused,
+    ))
 }
 
 fn ratios(runs: &[Run]) -> Vec<Ratio> {
@@ -1582,6 +1676,23 @@ fn ratios(runs: &[Run]) -> Vec<Ratio> {
         }
     }
     out
+}
+
+/// How many times longer a get after a pause takes over the socket and
+/// Redis than over shared memory (p50).
+fn paused_ratios(paused: &[Paused]) -> Vec<Ratio> {
+    let Some(shm) = paused.iter().find(|p| p.transport == "shm") else {
+        return Vec::new();
+    };
+    paused
+        .iter()
+        .filter(|p| p.transport != "shm")
+        .map(|p| Ratio {
+            what: format!("paused get p50: {} / shm", p.transport),
+            times: p.p50_ns as f64 / shm.p50_ns.max(1) as f64,
+            rounds_range: None,
+        })
+        .collect()
 }
 
 /// The client counts to measure, in order (one client if none given).
@@ -1747,6 +1858,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
     log("a cache line's round trip between two cores");
     let floor = core_round_trip();
     let mut runs = Vec::new();
+    let mut paused = Vec::new();
     let mut redis = None;
     let counts = client_counts(opts);
     for (k, &transport) in opts.transports.iter().enumerate() {
@@ -1756,6 +1868,9 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
                     &target, transport, count, opts, &mut log,
                 )?);
             }
+        }
+        if opts.paused_gets > 0 {
+            paused.push(measure_paused(&target, transport, opts, &mut log)?);
         }
         // Redis right after the first transport (shared memory with
         // `both`): the machine's speed moves from one minute to the next
@@ -1772,8 +1887,12 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
         }
     }
     target.stop();
-    runs.extend(redis);
+    if let Some((run, redis_paused)) = redis {
+        runs.push(run);
+        paused.extend(redis_paused);
+    }
     let mut ratios = ratios(&runs);
+    ratios.extend(paused_ratios(&paused));
     ratios.extend(count_ratios(&runs, &counts));
     Ok(Report {
         machine: Machine {
@@ -1787,6 +1906,7 @@ pub fn run(opts: &Options, mut log: impl FnMut(&str)) -> Result<Report, IpcError
         runs,
         ratios,
         idle,
+        paused,
     })
 }
 
@@ -1906,6 +2026,7 @@ impl Report {
         }
         out.push_str(&self.turns_text());
         out.push_str(&self.pauses_text());
+        out.push_str(&self.paused_text());
         for idle in &self.idle {
             out.push_str(&format!(
                 "\n{} idle {} clients over {:.0} s: server {} of a core, clients {:.3} % of a core, {:.3} % of the machine (others: {})\nserver RSS: {} with 1 client, {} with {}\n",
@@ -2019,6 +2140,28 @@ impl Report {
         out
     }
 
+    /// The gets after a pause, a row per transport.
+    fn paused_text(&self) -> String {
+        let Some(first) = self.paused.first() else {
+            return String::new();
+        };
+        let mut out = format!(
+            "\ngets after a pause: one client, each get after {} ms with the machine idle (the server's thread asleep), as a desktop app's calls come; {} calls\n{:<11} {:>10} {:>10} {:>10} {:>10}\n",
+            first.pause_ms, first.calls, "transport", "p50", "p90", "p99", "max"
+        );
+        for p in &self.paused {
+            out.push_str(&format!(
+                "{:<11} {:>10} {:>10} {:>10} {:>10}\n",
+                p.transport,
+                us(p.p50_ns),
+                us(p.p90_ns),
+                us(p.p99_ns),
+                us(p.max_ns)
+            ));
+        }
+        out
+    }
+
     /// The runs of each transport and client count (its rounds), in the
     /// order they were first measured.
     fn rounds_by_count(&self) -> Vec<(&str, usize, Vec<&Run>)> {
@@ -2045,6 +2188,80 @@ impl Report {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// Options for [`after_pauses`]: `n` gets, no pause (the pause itself
+    /// is a sleep; these tests look at what is counted, not at time).
+    fn paused_opts(n: usize) -> Options {
+        Options {
+            paused_gets: n,
+            pause: Duration::ZERO,
+            server: ServerMode::InProcess,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn gets_after_a_pause_are_each_made_once_and_timed_in_order() {
+        let mut made = Vec::new();
+        let paused = after_pauses("shm", &paused_opts(7), |i| {
+            made.push(i);
+            Ok::<(), ()>(())
+        })
+        .expect("no call fails");
+        assert_eq!(made, (0..7).collect::<Vec<_>>());
+        assert_eq!((paused.transport.as_str(), paused.calls), ("shm", 7));
+        assert_eq!(paused.pause_ms, 0.0);
+        assert!(
+            paused.p50_ns <= paused.p90_ns
+                && paused.p90_ns <= paused.p99_ns
+                && paused.p99_ns <= paused.max_ns,
+            "{paused:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_get_after_a_pause_ends_the_measurement_with_its_error() {
+        let mut made = 0;
+        let got = after_pauses("redis-unix", &paused_opts(5), |i| {
+            made += 1;
+            if i == 2 { Err("refused") } else { Ok(()) }
+        });
+        assert_eq!(got.map(|p| p.calls), Err("refused"));
+        assert_eq!(made, 3, "no call after the failed one");
+    }
+
+    fn paused(transport: &str, p50_ns: u64) -> Paused {
+        Paused {
+            transport: transport.into(),
+            calls: 100,
+            pause_ms: 10.0,
+            p50_ns,
+            p90_ns: p50_ns,
+            p99_ns: p50_ns,
+            max_ns: p50_ns,
+        }
+    }
+
+    #[test]
+    fn gets_after_a_pause_compare_each_other_transport_with_shared_memory() {
+        let ratios = paused_ratios(&[
+            paused("shm", 50_000),
+            paused("socket", 150_000),
+            paused("redis-unix", 40_000),
+        ]);
+        let got: Vec<(&str, f64)> = ratios.iter().map(|r| (r.what.as_str(), r.times)).collect();
+        assert_eq!(
+            got,
+            [
+                ("paused get p50: socket / shm", 3.0),
+                ("paused get p50: redis-unix / shm", 0.8)
+            ]
+        );
+        assert!(
+            paused_ratios(&[paused("socket", 1), paused("redis-unix", 1)]).is_empty(),
+            "nothing to compare with without shared memory"
+        );
+    }
 
     #[test]
     fn a_loading_batch_of_big_documents_stays_far_under_the_message_limit() {
@@ -2410,8 +2627,41 @@ mod tests {
             runs,
             ratios,
             idle: Vec::new(),
+            paused: Vec::new(),
         }
         .to_text()
+    }
+
+    #[test]
+    fn the_text_gives_a_row_of_gets_after_a_pause_per_transport_and_none_when_skipped() {
+        let mut report = Report {
+            machine: machine(),
+            doc_bytes: 200,
+            server_in_child: true,
+            durability: Durability::Journal,
+            client_processes: false,
+            runs: Vec::new(),
+            ratios: Vec::new(),
+            idle: Vec::new(),
+            paused: vec![paused("shm", 75_000), paused("socket", 133_000)],
+        };
+        let text = report.to_text();
+        assert!(
+            text.contains("gets after a pause: one client, each get after 10 ms")
+                && text.contains("; 100 calls"),
+            "{text}"
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("shm ") || l.starts_with("socket "))
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(
+            rows[0].contains("75.00 µs") && rows[1].contains("133.00 µs"),
+            "{text}"
+        );
+        report.paused.clear();
+        assert!(!report.to_text().contains("after a pause"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: the flags of the transport benchmark and printing its report;
 //! the measuring (get and put latency percentiles, ops/s, CPU time, the
-//! ratios between transports and to Redis, idle-client CPU, server memory)
+//! ratios between transports and to Redis, gets after a pause, idle-client
+//! CPU, server memory)
 //! is `hearth_ipc::bench`, whose server runs as this same binary started
 //! again with `HEARTH_BENCH_SERVE` set (see `main`). Must never: assert on
 //! time, or leave its server or data behind.
@@ -63,6 +64,15 @@ pub(crate) struct TransportBenchArgs {
     /// instant of the machine's clock.
     #[arg(long)]
     client_processes: bool,
+    /// Gets made one at a time after a pause, on each transport and Redis:
+    /// what a desktop app's calls cost when they come now and then, the
+    /// server's thread asleep and the machine idle before each (0 skips).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    paused_gets: u64,
+    /// Milliseconds the machine is left idle before each of the
+    /// `--paused-gets`.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pause_ms: u64,
 }
 
 /// Runs the transport benchmark; progress on stderr, the report on stdout
@@ -104,6 +114,9 @@ pub(crate) fn run_transport(
         puts: !args.no_put,
         client_processes: args.client_processes,
         durability,
+        // At most 100 000 (checked by clap): it fits.
+        paused_gets: usize::try_from(args.paused_gets).unwrap_or(usize::MAX),
+        pause: std::time::Duration::from_millis(args.pause_ms),
         ..Options::default()
     };
     if args.in_process {
