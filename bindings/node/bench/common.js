@@ -168,4 +168,19 @@ function turnSpread(ends) {
   };
 }
 
-module.exports = { PAUSE_MS, TURN_ANSWERS, Times, machine, median, putShare, runtimeDir, turnSpread };
+/**
+ * Option `name`'s value in `args` (a script's arguments) as a number that
+ * passes `ok`; else says it `must` be, and exits 2.
+ */
+function numberOption(args, name, ok, must) {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? args[i + 1] : undefined;
+  const n = Number(v);
+  if (v === undefined || v.trim() === '' || !ok(n)) {
+    console.error(`${name} must be ${must}, not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+module.exports = { PAUSE_MS, TURN_ANSWERS, Times, machine, median, numberOption, putShare, runtimeDir, turnSpread };

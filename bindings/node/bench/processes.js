@@ -60,7 +60,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, putShare, runtimeDir, turnSpread } = require('./common');
+const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, numberOption: numberOptionOf, putShare, runtimeDir, turnSpread } = require('./common');
 const { SLICE_MS, SPIN_US, standIn } = require('./stand-in');
 
 const args = process.argv.slice(2);
@@ -105,13 +105,7 @@ function msOption(name, what) {
 
 /** Option `name`'s value as a number that passes `ok`; else says it `must` be, and exits 2. */
 function numberOption(name, ok, must) {
-  const v = option(name);
-  const n = Number(v);
-  if (v === undefined || v.trim() === '' || !ok(n)) {
-    console.error(`${name} must be ${must}, not ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
-    process.exit(2);
-  }
-  return n;
+  return numberOptionOf(args, name, ok, must);
 }
 
 /**

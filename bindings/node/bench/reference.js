@@ -6,7 +6,11 @@
 // transport forced (HEARTH_TRANSPORT=socket), and a plain Node
 // child_process IPC (`process.send`) key-value baseline, in one run.
 //
-// Usage: node bench/reference.js [--ops N] [--rounds R] [--json]
+// Then, in each configuration, --paused gets (100) one at a time, each
+// after --pause-ms (10) of idle (a timer): what an app's calls cost when
+// they come now and then, the server's threads asleep before each.
+//
+// Usage: node bench/reference.js [--ops N] [--rounds R] [--paused N] [--pause-ms MS] [--json]
 //        node bench/reference.js --fresh N [--ops N] [--json]
 // Each configuration runs in a fresh Node process (its own JIT, its own
 // environment) against a fresh server; the parent prints the table.
@@ -21,7 +25,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
-const { machine, median, runtimeDir } = require('./common');
+const { machine, median, numberOption, runtimeDir } = require('./common');
 
 const args = process.argv.slice(2);
 function flag(name, dflt) {
@@ -33,6 +37,12 @@ const ROUNDS = flag('--rounds', 3);
 const FRESH = flag('--fresh', 0);
 const TARGET = 150000;
 const JSON_OUT = args.includes('--json');
+const PAUSED = args.includes('--paused')
+  ? numberOption(args, '--paused', (n) => Number.isInteger(n) && n >= 0 && n <= 100_000, 'a whole number of gets, 0 (none) to 100000')
+  : 100;
+const PAUSE_MS = args.includes('--pause-ms')
+  ? numberOption(args, '--pause-ms', (ms) => Number.isFinite(ms) && ms >= 1 && ms <= 10_000, 'a number of milliseconds from 1 to 10000')
+  : 10;
 
 // --- CPU accounting (Linux): what else ran while we measured ---------------
 //
@@ -92,6 +102,25 @@ async function reference(db, ops, peer) {
   };
 }
 
+/**
+ * PAUSED gets of the documents the rounds wrote, one at a time, each after
+ * PAUSE_MS of idle; their times in µs (p50, p90, p99, max), or null with
+ * none.
+ */
+async function afterPauses(db) {
+  if (PAUSED === 0) return null;
+  const took = [];
+  for (let i = 0; i < PAUSED; i++) {
+    await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+    const t = performance.now();
+    await db.get(`item:${i % OPS}`);
+    took.push((performance.now() - t) * 1000);
+  }
+  took.sort((a, b) => a - b);
+  const at = (q) => took[Math.min(took.length - 1, Math.floor(q * took.length))];
+  return { calls: PAUSED, pauseMs: PAUSE_MS, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: took[took.length - 1] };
+}
+
 // --- workers ----------------------------------------------------------------
 
 async function hearthWorker(channel, serverPid) {
@@ -103,8 +132,9 @@ async function hearthWorker(channel, serverPid) {
   const transport = db.transport;
   const check = await db.get(`item:${OPS - 1}`);
   if (!check || check.value !== OPS - 1) throw new Error('the benchmark read back the wrong document');
+  const paused = await afterPauses(db);
   await db.close();
-  return { transport, rounds };
+  return { transport, rounds, paused };
 }
 
 /** The baseline: a child process holding a Map, driven with process.send. */
@@ -131,8 +161,9 @@ async function baselineWorker() {
   };
   const rounds = [];
   for (let r = 0; r < ROUNDS; r++) rounds.push(await reference(db, OPS, store.pid));
+  const paused = await afterPauses(db);
   store.kill();
-  return { transport: 'child_process IPC (process.send, JSON over a pipe)', rounds };
+  return { transport: 'child_process IPC (process.send, JSON over a pipe)', rounds, paused };
 }
 
 function kvChild() {
@@ -151,9 +182,9 @@ function kvChild() {
 
 // --- the parent -------------------------------------------------------------
 
-function runWorker(kind, channel, serverPid, env, rounds = ROUNDS) {
+function runWorker(kind, channel, serverPid, env, rounds = ROUNDS, paused = PAUSED) {
   return new Promise((resolve, reject) => {
-    const child = fork(__filename, ['--worker', kind, channel || '-', String(serverPid || 0), '--ops', String(OPS), '--rounds', String(rounds)], {
+    const child = fork(__filename, ['--worker', kind, channel || '-', String(serverPid || 0), '--ops', String(OPS), '--rounds', String(rounds), '--paused', String(paused), '--pause-ms', String(PAUSE_MS)], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -176,7 +207,7 @@ async function fresh() {
       const channel = `bench-${process.pid}-fresh-${i}`;
       const server = await startServer({ channel, dataDir: path.join(runtime, `data-${i}`), logs: 'ignore' });
       try {
-        const r = await runWorker('hearth', channel, server.pid, {}, 1);
+        const r = await runWorker('hearth', channel, server.pid, {}, 1, 0);
         runs.push({ transport: r.transport, ...r.rounds[0] });
       } finally {
         await server.stop();
@@ -266,6 +297,16 @@ async function main() {
       '(single first rounds are noisy: --fresh N shows their spread)',
   );
   console.log(`hearth default vs child_process baseline: put ${(p / median(base.rounds.map((x) => x.put))).toFixed(1)}×, get ${(g / median(base.rounds.map((x) => x.get))).toFixed(1)}×`);
+  if (PAUSED > 0) {
+    const us = (x) => `${x.toFixed(0)} µs`.padStart(9);
+    console.log('');
+    console.log(`gets after a pause: ${PAUSED} awaited gets, each after ${PAUSE_MS} ms of idle (a timer), as an app's calls come now and then`);
+    console.log(`${'configuration'.padEnd(34)} ${'transport'.padEnd(9)} ${'p50'.padStart(9)} ${'p90'.padStart(9)} ${'p99'.padStart(9)} ${'max'.padStart(9)}`);
+    for (const r of results) {
+      const transport = r.kind === 'baseline' ? 'pipe' : r.transport;
+      console.log(`${r.name.padEnd(34)} ${String(transport).padEnd(9)} ${us(r.paused.p50)} ${us(r.paused.p90)} ${us(r.paused.p99)} ${us(r.paused.max)}`);
+    }
+  }
 }
 
 if (args[0] === '--kv-child') {

@@ -52,7 +52,7 @@ test('the median of an even count is the mean of the middle two, as hearth bench
 });
 
 test('the reference benchmark measures all three configurations', needsServe, async () => {
-  const out = await bench(['--ops', '50', '--rounds', '2']);
+  const out = await bench(['--ops', '50', '--rounds', '2', '--paused', '3', '--pause-ms', '1']);
   assert.equal(out.ops, 50);
   assert.deepEqual(
     out.results.map((r) => r.name),
@@ -62,8 +62,30 @@ test('the reference benchmark measures all three configurations', needsServe, as
   for (const r of out.results) {
     assert.equal(r.rounds.length, 2);
     for (const round of r.rounds) assert.ok(rate(round.put) && rate(round.get), JSON.stringify(round));
+    const p = r.paused;
+    assert.equal(p.calls, 3, `${r.name}: the gets after a pause`);
+    assert.equal(p.pauseMs, 1);
+    assert.ok(rate(p.p50) && p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.max, JSON.stringify(p));
   }
 });
+
+test('the reference benchmark prints the gets after a pause, and skips them with --paused 0', needsServe, async () => {
+  const text = await benchText(['--ops', '50', '--rounds', '1', '--paused', '2', '--pause-ms', '1'], SCRIPT);
+  assert.match(text, /gets after a pause: 2 awaited gets, each after 1 ms of idle/);
+  for (const name of ['hearth (default transport)', 'hearth (HEARTH_TRANSPORT=socket)', 'Node child_process IPC baseline']) {
+    assert.ok(text.split('\n').filter((l) => l.startsWith(name)).length === 2, `${name}: a row in each table\n${text}`);
+  }
+  const none = await bench(['--ops', '50', '--rounds', '1', '--paused', '0']);
+  for (const r of none.results) assert.equal(r.paused, null, r.name);
+});
+
+for (const [flag, value] of [['--paused', '-1'], ['--paused', '1.5'], ['--pause-ms', '0'], ['--pause-ms', 'soon']]) {
+  test(`the reference benchmark refuses ${flag} ${value} and says what it takes`, async () => {
+    const { code, stderr } = await benchFails([flag, value], SCRIPT);
+    assert.equal(code, 2);
+    assert.match(stderr, new RegExp(`^${flag} must be `));
+  });
+}
 
 test('--fresh N measures N first rounds, each in a fresh process', needsServe, async () => {
   const out = await bench(['--fresh', '2', '--ops', '50']);
