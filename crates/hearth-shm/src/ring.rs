@@ -967,8 +967,21 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
-    /// Wakes the consumer if it sleeps (after one or more `try_push`).
-    pub fn notify(&self) {
+    /// Wakes the consumer if it sleeps (after one or more `try_push`);
+    /// whether it did. A consumer just woken is not running yet: the
+    /// kernel may have queued its thread on the caller's own core, where
+    /// it runs only once the caller lets go of it.
+    ///
+    /// ```
+    /// use hearth_shm::{Direction, HeapMemory, Layout, Producer};
+    /// use std::sync::Arc;
+    /// let mem = Arc::new(HeapMemory::new(Layout::for_memory(4096, 4096)?));
+    /// let mut tx = Producer::new(mem, Direction::ClientToServer);
+    /// tx.try_push(&[b"request"])?;
+    /// assert!(!tx.notify(), "nobody sleeps on the ring");
+    /// # Ok::<(), hearth_shm::ShmError>(())
+    /// ```
+    pub fn notify(&self) -> bool {
         let line = &self.ctrl().data_wait;
         // SeqCst fence pairs with the SeqCst fence in
         // `Consumer::wait_for_data`: either this load sees the consumer's
@@ -980,6 +993,9 @@ impl<M: RingMemory> Producer<M> {
             // `Consumer::wait_for_data`.
             line.wake.fetch_add(1, Ordering::Release);
             futex_wake(&line.wake);
+            true
+        } else {
+            false
         }
     }
 
@@ -1010,7 +1026,7 @@ impl<M: RingMemory> Producer<M> {
     pub fn push(&mut self, parts: &[&[u8]]) -> Result<bool, ShmError> {
         let pushed = self.try_push(parts)?;
         if pushed {
-            self.notify();
+            let _ = self.notify();
             self.own_ahead();
         }
         Ok(pushed)
@@ -1790,6 +1806,31 @@ mod tests {
         });
         assert!(tx.push(&[b"wake"]).unwrap());
         assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn notify_says_whether_it_woke_a_sleeping_consumer() {
+        let (mut tx, rx, _) = pair(64);
+        let waiter = std::thread::spawn(move || {
+            for _ in 0..600 {
+                if rx
+                    .wait_for_data(Some(Duration::from_millis(100)), &|| false)
+                    .unwrap()
+                {
+                    return true;
+                }
+            }
+            false
+        });
+        // Readiness, not time: the consumer reports itself asleep.
+        while !tx.consumer_asleep() {
+            std::thread::yield_now();
+        }
+        assert!(tx.try_push(&[b"wake"]).unwrap());
+        assert!(tx.notify(), "the consumer slept: woken");
+        assert!(waiter.join().unwrap());
+        assert!(tx.try_push(&[b"again"]).unwrap());
+        assert!(!tx.notify(), "nobody sleeps now");
     }
 
     #[test]

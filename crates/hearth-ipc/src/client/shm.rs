@@ -418,6 +418,16 @@ struct RxSide {
     claim: Option<u64>,
     /// That frame, once read.
     claimed: Option<Frame>,
+    /// The holder's request woke the server's ring thread after a pause
+    /// ([`Reading::send`], [`after_a_pause`]): that thread is not running
+    /// yet, and the kernel most often queues it beside its waker, on this
+    /// very core, where it cannot answer while this one spins. The next
+    /// round of `hold` then sleeps at once instead of spinning (and clears
+    /// this).
+    woke_server: bool,
+    /// When a request of this connection last woke the server's ring
+    /// thread (read from the clock only then).
+    last_woke: Option<Instant>,
 }
 
 impl RxSide {
@@ -486,6 +496,8 @@ impl ClientShm {
                 spinner: Spinner::new(HOLDER_SPIN),
                 claim: None,
                 claimed: None,
+                woke_server: false,
+                last_woke: None,
             }),
             rx_waker,
             away,
@@ -580,7 +592,7 @@ impl ClientShm {
                     return Err(WaitEnd::Dead);
                 }
                 let head_seen = match self.out.try_send(&part) {
-                    Ok(Pushed::Done) => break,
+                    Ok(Pushed::Done { .. }) => break,
                     Ok(Pushed::Full { head_seen }) => head_seen,
                     Err(e) => return Err(write_failed(core, e)),
                 };
@@ -835,7 +847,10 @@ impl ClientShm {
                 return;
             }
             let RxSide {
-                consumer, spinner, ..
+                consumer,
+                spinner,
+                woke_server,
+                ..
             } = rx;
             // Spinning while the server's ring thread shares this core
             // only keeps it from answering, and a server that serves
@@ -844,7 +859,7 @@ impl ClientShm {
             // up mid-spin (this thread's turn ended: the client whose turn
             // began needs the core this one spins on).
             let here = consumer.note_cpu();
-            if !consumer.peer_away()
+            if spins_for_frames(std::mem::take(woke_server), consumer.peer_away())
                 && spinner.spin_unless_shared(
                     || consumer.spinning_futile(here),
                     || consumer.has_data().unwrap_or(true) || done(),
@@ -915,10 +930,18 @@ impl Reading<'_> {
         if self.core.is_dead() {
             return Err(WaitEnd::Dead);
         }
-        self.shm
+        let sent = self
+            .shm
             .out
-            .try_send_whole(request, true)
-            .map_err(|e| write_failed(self.core, e))
+            .send_whole(request, true)
+            .map_err(|e| write_failed(self.core, e))?;
+        if sent == Some(true) {
+            let rx = self.rx();
+            let now = Instant::now();
+            rx.woke_server = after_a_pause(rx.last_woke, now);
+            rx.last_woke = Some(now);
+        }
+        Ok(sent.is_some())
     }
 
     /// Reads until the final frame of request `id` comes, the connection
@@ -939,6 +962,39 @@ impl Reading<'_> {
     }
 }
 
+/// Whether a baton holder spins for its next frame before it sleeps on
+/// the ring: not while the server answers this connection only in its
+/// turn (`away`: it serves other clients first, for milliseconds), and not
+/// right after the holder's own request woke the server's ring thread
+/// after a pause (`woke_server`, [`after_a_pause`]). That thread is not
+/// running yet, and after a pause the kernel most often queues it beside
+/// its waker, on this very core (the other idle), where a spin only keeps
+/// it from answering. A get after a pause (10–20 ms) took 116–175 µs from
+/// a Node main thread instead of 159–193 µs, 75–83 µs from a Rust thread
+/// instead of 81–94 (docs/performance.md, "Gets after a pause").
+fn spins_for_frames(woke_server: bool, away: bool) -> bool {
+    !woke_server && !away
+}
+
+/// How long since the last request that woke the server's ring thread
+/// makes the next such request one "after a pause" ([`after_a_pause`]).
+/// The rule of [`spins_for_frames`] was measured on calls 10–20 ms apart;
+/// this keeps it to such calls. A server whose thread sleeps between
+/// back-to-back calls (it found itself descheduled and stopped spinning
+/// for a while) is woken by every request, microseconds apart, and may run
+/// on the other core, awake: a spin then catches its answer. (Without this
+/// limit, four alternated runs of back-to-back gets made 444–1,143 k a
+/// second against 742–1,061 k, with it 533–1,400 k against 497–1,462 k:
+/// this VM's slow phases, which both builds had, hide any difference.)
+const WAKE_PAUSE: Duration = Duration::from_millis(1);
+
+/// Whether a request that woke the server's ring thread at `now` came
+/// after a pause: no request had woken it before (`last_woke`), or the
+/// last one did [`WAKE_PAUSE`] or longer ago.
+fn after_a_pause(last_woke: Option<Instant>, now: Instant) -> bool {
+    last_woke.is_none_or(|at| now.saturating_duration_since(at) >= WAKE_PAUSE)
+}
+
 /// Ends `core` after a write to its ring failed (the ring is damaged):
 /// what the wait that wrote ends with.
 fn write_failed(core: &ConnCore, e: impl std::fmt::Display) -> WaitEnd {
@@ -953,6 +1009,7 @@ impl Drop for Reading<'_> {
             // leave the claim to the next holder.
             rx.claim = None;
             rx.claimed = None;
+            rx.woke_server = false;
             drop(rx);
         }
         self.shm.after_release(self.core);
@@ -1061,6 +1118,33 @@ async fn watch(shm: Arc<ClientShm>, core: Weak<ConnCore>, mut stream: UnixStream
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_sleeps_at_once_after_its_request_woke_the_server_or_while_it_is_away() {
+        assert!(spins_for_frames(false, false), "the server runs: spin");
+        assert!(
+            !spins_for_frames(true, false),
+            "the server's thread was just woken after a pause, most likely onto this core"
+        );
+        assert!(!spins_for_frames(false, true), "its turn is not now");
+        assert!(!spins_for_frames(true, true));
+    }
+
+    #[test]
+    fn a_request_that_wakes_the_server_comes_after_a_pause_unless_another_did_just_before() {
+        let t = Instant::now();
+        assert!(after_a_pause(None, t), "the first one");
+        assert!(after_a_pause(Some(t), t + WAKE_PAUSE));
+        assert!(after_a_pause(Some(t), t + Duration::from_millis(20)));
+        assert!(
+            !after_a_pause(Some(t), t + Duration::from_micros(3)),
+            "back to back: the server sleeps between calls, and runs elsewhere"
+        );
+        assert!(
+            !after_a_pause(Some(t + Duration::from_millis(1)), t),
+            "a clock that went back"
+        );
+    }
 
     #[test]
     fn a_deadline_counts_from_the_first_time_it_is_asked() {

@@ -941,7 +941,7 @@ impl RingThread {
         while let Some(piece) = pieces.next() {
             loop {
                 match self.out.push(&piece, self.quiet.is_none()) {
-                    Ok(Pushed::Done) => break,
+                    Ok(Pushed::Done { .. }) => break,
                     Ok(Pushed::Full { head_seen }) => {
                         let (out, stop) = (&self.out, &self.stop);
                         let room = self

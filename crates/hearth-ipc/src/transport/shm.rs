@@ -386,7 +386,11 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
     /// The frame is on the ring and the reader was woken if it slept.
-    Done,
+    Done {
+        /// The reader slept and this push woke it: it is not running yet
+        /// (its thread may be queued on this very core).
+        woke: bool,
+    },
     /// No room; wait with [`ShmOut::wait_room`] passing `head_seen`.
     Full {
         /// The reader's position when the ring was found full.
@@ -445,12 +449,10 @@ impl ShmOut {
         .encode();
         let mut producer = self.producer.lock();
         if producer.try_push(&[&header, &frame.payload])? {
-            if wake {
-                producer.notify();
-            }
+            let woke = wake && producer.notify();
             // After the notify: its fence would wait for these stores.
             producer.own_ahead();
-            Ok(Pushed::Done)
+            Ok(Pushed::Done { woke })
         } else {
             Ok(Pushed::Full {
                 head_seen: producer.head_seen(),
@@ -464,10 +466,19 @@ impl ShmOut {
     /// if it sleeps and `wake`; without, someone else will (a turn handed
     /// over by the client itself), or [`notify`](Self::notify) later.
     pub(crate) fn try_send_whole(&self, frame: &Frame, wake: bool) -> Result<bool, ShmError> {
+        Ok(self.send_whole(frame, wake)?.is_some())
+    }
+
+    /// [`try_send_whole`](Self::try_send_whole), saying whether the frame
+    /// went (`Some`) and whether it woke the reader (`Some(true)`).
+    pub(crate) fn send_whole(&self, frame: &Frame, wake: bool) -> Result<Option<bool>, ShmError> {
         if HEADER_LEN + frame.payload.len() > self.max_frame {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(matches!(self.push(frame, wake)?, Pushed::Done))
+        Ok(match self.push(frame, wake)? {
+            Pushed::Done { woke } => Some(woke),
+            Pushed::Full { .. } => None,
+        })
     }
 
     /// Whether the reader sleeps now (what [`notify`](Self::notify)
@@ -478,7 +489,7 @@ impl ShmOut {
 
     /// Wakes the reader if it sleeps.
     pub(crate) fn notify(&self) {
-        self.producer.lock().notify();
+        let _ = self.producer.lock().notify();
     }
 
     /// Whether the reader has moved past `head_seen` (a push may find room
