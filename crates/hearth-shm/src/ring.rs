@@ -1789,21 +1789,22 @@ mod tests {
         assert!(!rx.wait_for_data(None, &|| true).unwrap());
     }
 
+    /// A thread that waits on `rx` until data comes: true, or false after
+    /// a minute (bounded: a lost wake-up fails the test instead of hanging
+    /// it).
+    fn waiter(rx: Consumer<HeapMemory>) -> std::thread::JoinHandle<bool> {
+        std::thread::spawn(move || {
+            (0..600).any(|_| {
+                rx.wait_for_data(Some(Duration::from_millis(100)), &|| false)
+                    .unwrap()
+            })
+        })
+    }
+
     #[test]
     fn a_sleeping_consumer_is_woken_by_a_push() {
         let (mut tx, rx, _) = pair(64);
-        let waiter = std::thread::spawn(move || {
-            // Bounded: a lost wake-up fails the test instead of hanging it.
-            for _ in 0..600 {
-                if rx
-                    .wait_for_data(Some(Duration::from_millis(100)), &|| false)
-                    .unwrap()
-                {
-                    return true;
-                }
-            }
-            false
-        });
+        let waiter = waiter(rx);
         assert!(tx.push(&[b"wake"]).unwrap());
         assert!(waiter.join().unwrap());
     }
@@ -1811,17 +1812,7 @@ mod tests {
     #[test]
     fn notify_says_whether_it_woke_a_sleeping_consumer() {
         let (mut tx, rx, _) = pair(64);
-        let waiter = std::thread::spawn(move || {
-            for _ in 0..600 {
-                if rx
-                    .wait_for_data(Some(Duration::from_millis(100)), &|| false)
-                    .unwrap()
-                {
-                    return true;
-                }
-            }
-            false
-        });
+        let waiter = waiter(rx);
         // Readiness, not time: the consumer reports itself asleep.
         while !tx.consumer_asleep() {
             std::thread::yield_now();
