@@ -969,9 +969,10 @@ impl Reading<'_> {
 /// after a pause (`woke_server`, [`after_a_pause`]). That thread is not
 /// running yet, and after a pause the kernel most often queues it beside
 /// its waker, on this very core (the other idle), where a spin only keeps
-/// it from answering. A get after a pause (10–20 ms) took 116–175 µs from
-/// a Node main thread instead of 159–193 µs, 75–83 µs from a Rust thread
-/// instead of 81–94 (docs/performance.md, "Gets after a pause").
+/// it from answering. Gets after a 10 ms pause from a Rust thread took
+/// 88–97 µs instead of 102–136, from a Node main thread (20 ms apart)
+/// 174–213 µs instead of 208–235 (p50s of four alternated runs each;
+/// docs/performance.md, "Gets after a pause").
 fn spins_for_frames(woke_server: bool, away: bool) -> bool {
     !woke_server && !away
 }
