@@ -200,7 +200,12 @@ for (const [kind, extra] of [['processes', []], ['threads', ['--threads']]]) {
     for (const r of [...out.rows, ...out.summary]) {
       for (const key of ['getTurns', 'putTurns']) {
         const s = r[key];
-        assert.ok(s && [s.turnsPerSec, s.turnP50Ms, s.betweenPct, s.pausePct, s.pausesPerSec, s.callUs].every(part), `${r.clients} clients' ${key}: ${JSON.stringify(s)}`);
+        assert.ok(s && [s.turnsPerSec, s.turnP50Ms, s.betweenPct, s.pausePct, s.pausesPerSec].every(part), `${r.clients} clients' ${key}: ${JSON.stringify(s)}`);
+        // A call in a turn is a gap under PAUSE_MS between two answers: on
+        // a machine that slow for the whole phase (a VM's host busy: once
+        // 5.5k gets a second from one client in CI) there is none, and the
+        // figure is null, every gap in the turns a pause.
+        assert.ok(part(s.callUs) || (s.callUs === null && s.pausePct > 0), `${r.clients} clients' ${key}: ${JSON.stringify(s)}`);
         assert.ok(s.betweenPct + s.pausePct <= 100, JSON.stringify(s));
         if (r.clients === 1) assert.equal(s.betweenPct, 0, 'one client: no time between turns');
       }
