@@ -65,7 +65,7 @@ test('the reference benchmark measures all three configurations', needsServe, as
     const p = r.paused;
     assert.equal(p.calls, 3, `${r.name}: the gets after a pause`);
     assert.equal(p.pauseMs, 1);
-    assert.ok(rate(p.p50) && p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.max, JSON.stringify(p));
+    assert.ok(rate(p.p50) && p.p50 <= p.p90 && p.p90 <= p.max, JSON.stringify(p));
   }
 });
 

@@ -1222,6 +1222,8 @@ fn bench_transport_compares_shm_with_the_socket_and_reports_idle_cost() {
             "2",
             "--idle-secs",
             "0.1",
+            "--paused-gets",
+            "0",
             "--no-redis",
         ])
         .ok();
@@ -1287,9 +1289,7 @@ fn bench_transport_times_gets_after_a_pause_on_each_transport() {
         let at = |k: &str| p[k].as_u64().expect("nanoseconds");
         assert!(at("p50_ns") > 0, "{p:#}");
         assert!(
-            at("p50_ns") <= at("p90_ns")
-                && at("p90_ns") <= at("p99_ns")
-                && at("p99_ns") <= at("max_ns"),
+            at("p50_ns") <= at("p90_ns") && at("p90_ns") <= at("max_ns"),
             "{p:#}"
         );
     }

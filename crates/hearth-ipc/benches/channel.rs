@@ -26,6 +26,8 @@ fn main() {
         opts.idle_clients = 2;
         opts.idle_secs = 0.1;
         opts.redis = false;
+        opts.paused_gets = 3;
+        opts.pause = std::time::Duration::from_millis(1);
     }
     let mut json = false;
     let mut it = args.iter();
@@ -55,6 +57,14 @@ fn main() {
             "--idle-secs" => opts.idle_secs = value("--idle-secs").parse().expect("seconds"),
             "--ring-bytes" => {
                 opts.ring_bytes = Some(value("--ring-bytes").parse().expect("a number"));
+            }
+            "--paused-gets" => {
+                opts.paused_gets = value("--paused-gets").parse().expect("a number");
+            }
+            "--pause-ms" => {
+                opts.pause = std::time::Duration::from_millis(
+                    value("--pause-ms").parse().expect("milliseconds"),
+                );
             }
             "--no-redis" => opts.redis = false,
             "--no-put" => opts.puts = false,

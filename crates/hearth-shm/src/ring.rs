@@ -968,9 +968,11 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// Wakes the consumer if it sleeps (after one or more `try_push`);
-    /// whether it did. A consumer just woken is not running yet: the
-    /// kernel may have queued its thread on the caller's own core, where
-    /// it runs only once the caller lets go of it.
+    /// whether it did — whether the consumer had marked itself asleep (it
+    /// may still have been re-checking the ring before its futex wait). A
+    /// consumer just woken is not running yet: the kernel may have queued
+    /// its thread on the caller's own core, where it runs only once the
+    /// caller lets go of it.
     ///
     /// ```
     /// use hearth_shm::{Direction, HeapMemory, Layout, Producer};
@@ -981,6 +983,7 @@ impl<M: RingMemory> Producer<M> {
     /// assert!(!tx.notify(), "nobody sleeps on the ring");
     /// # Ok::<(), hearth_shm::ShmError>(())
     /// ```
+    #[must_use = "whether a sleeping consumer was woken (`let _ =` when it does not matter)"]
     pub fn notify(&self) -> bool {
         let line = &self.ctrl().data_wait;
         // SeqCst fence pairs with the SeqCst fence in
@@ -1789,22 +1792,23 @@ mod tests {
         assert!(!rx.wait_for_data(None, &|| true).unwrap());
     }
 
-    /// A thread that waits on `rx` until data comes: true, or false after
-    /// a minute (bounded: a lost wake-up fails the test instead of hanging
-    /// it).
-    fn waiter(rx: Consumer<HeapMemory>) -> std::thread::JoinHandle<bool> {
+    /// A thread that waits on `rx` until data comes, `slices` times at
+    /// most for `slice` each: true, or false once they are all spent
+    /// (bounded: a lost wake-up fails the test instead of hanging it).
+    fn waiter(
+        rx: Consumer<HeapMemory>,
+        slices: u32,
+        slice: Duration,
+    ) -> std::thread::JoinHandle<bool> {
         std::thread::spawn(move || {
-            (0..600).any(|_| {
-                rx.wait_for_data(Some(Duration::from_millis(100)), &|| false)
-                    .unwrap()
-            })
+            (0..slices).any(|_| rx.wait_for_data(Some(slice), &|| false).unwrap())
         })
     }
 
     #[test]
     fn a_sleeping_consumer_is_woken_by_a_push() {
         let (mut tx, rx, _) = pair(64);
-        let waiter = waiter(rx);
+        let waiter = waiter(rx, 600, Duration::from_millis(100));
         assert!(tx.push(&[b"wake"]).unwrap());
         assert!(waiter.join().unwrap());
     }
@@ -1812,7 +1816,10 @@ mod tests {
     #[test]
     fn notify_says_whether_it_woke_a_sleeping_consumer() {
         let (mut tx, rx, _) = pair(64);
-        let waiter = waiter(rx);
+        // One long sleep: a consumer that woke at the end of a short one
+        // between the push and the notify would find the record itself,
+        // and the notify would rightly wake nobody.
+        let waiter = waiter(rx, 1, Duration::from_secs(60));
         // Readiness, not time: the consumer reports itself asleep.
         while !tx.consumer_asleep() {
             std::thread::yield_now();

@@ -5,8 +5,9 @@
 //! whoever holds it pops frames and routes every one of them (its own
 //! answer, other threads' answers, stream chunks, events) through
 //! `ConnCore::route`, spinning briefly (not at all while the server's
-//! ring thread last ran on this core) and then sleeping on the ring's
-//! futex; handing the baton on when it leaves (to a parked caller first,
+//! ring thread last ran on this core, nor right after a request of its
+//! own woke that thread after a pause: [`spins_for_frames`]) and then
+//! sleeping on the ring's futex; handing the baton on when it leaves (to a parked caller first,
 //! else to the background reader when async requests, streams or
 //! subscriptions wait); the background reader thread; and the watcher task
 //! that turns the socket's EOF into `Disconnected` after delivering what
@@ -969,10 +970,13 @@ impl Reading<'_> {
 /// after a pause (`woke_server`, [`after_a_pause`]). That thread is not
 /// running yet, and after a pause the kernel most often queues it beside
 /// its waker, on this very core (the other idle), where a spin only keeps
-/// it from answering. Gets after a 10 ms pause from a Rust thread took
-/// 88–97 µs instead of 102–136, from a Node main thread (20 ms apart)
-/// 174–213 µs instead of 208–235 (p50s of four alternated runs each;
-/// docs/performance.md, "Gets after a pause").
+/// it from answering. Only a call that sends and reads its own answer
+/// ([`Reading`]: a blocking unary call that finds the baton free, the
+/// common case) learns that its request woke the server. Gets after a
+/// 10 ms pause from a Rust thread took 88.5–97.5 µs instead of 102–136,
+/// from a Node main thread (20 ms apart) 174–213 µs instead of 208–235
+/// (p50s of four alternated runs each; docs/performance.md, "Gets after a
+/// pause").
 fn spins_for_frames(woke_server: bool, away: bool) -> bool {
     !woke_server && !away
 }

@@ -580,6 +580,52 @@ impl FrameWriter for ShmWriter {
 mod tests {
     use super::*;
 
+    /// A get request of `payload_len` bytes.
+    fn request(id: u64, payload_len: usize) -> Frame {
+        use hearth_proto::{FrameFlags, FrameKind, Operation};
+        // A payload this small always has a length.
+        Frame::new(
+            FrameKind::Request,
+            FrameFlags::JSON,
+            Some(Operation::Get),
+            id,
+            vec![b' '; payload_len],
+        )
+        .expect("a small payload")
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn a_whole_send_says_whether_it_went_and_whether_it_woke_a_sleeping_reader() {
+        let segment = Arc::new(Layout::new(4096, 4096).and_then(Segment::create).unwrap());
+        let out = ShmOut::new(&segment, Direction::ClientToServer);
+        let reader = hearth_shm::Consumer::new(segment.clone(), Direction::ClientToServer);
+        let sleeper = std::thread::spawn(move || {
+            // One long sleep: woken by the send below (a lost wake-up
+            // fails the test after a minute rather than hanging it).
+            reader
+                .wait_for_data(Some(Duration::from_secs(60)), &|| false)
+                .unwrap()
+        });
+        // Readiness, not time: the reader says it sleeps.
+        while !out.reader_asleep() {
+            std::thread::yield_now();
+        }
+        assert_eq!(out.send_whole(&request(1, 16), true).unwrap(), Some(true));
+        assert!(sleeper.join().unwrap());
+        assert_eq!(
+            out.send_whole(&request(2, 16), true).unwrap(),
+            Some(false),
+            "nobody sleeps now"
+        );
+        assert_eq!(
+            out.send_whole(&request(3, out.max_frame()), true).unwrap(),
+            None,
+            "longer than a record: not sent whole"
+        );
+        assert!(out.try_send_whole(&request(4, 16), false).unwrap());
+    }
+
     #[test]
     fn ring_sizes_are_powers_of_two_in_range() {
         assert_eq!(ring_bytes(DEFAULT_RING_BYTES), DEFAULT_RING_BYTES);
