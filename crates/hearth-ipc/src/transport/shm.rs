@@ -581,6 +581,7 @@ mod tests {
     use super::*;
 
     /// A get request of `payload_len` bytes.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn request(id: u64, payload_len: usize) -> Frame {
         use hearth_proto::{FrameFlags, FrameKind, Operation};
         // A payload this small always has a length.
