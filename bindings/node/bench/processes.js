@@ -60,7 +60,7 @@ const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
-const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, numberOption: numberOptionOf, putShare, runtimeDir, turnSpread } = require('./common');
+const { PAUSE_MS, TURN_ANSWERS, Times, machine, median, numberOption, putShare, runtimeDir, turnSpread } = require('./common');
 const { SLICE_MS, SPIN_US, standIn } = require('./stand-in');
 
 const args = process.argv.slice(2);
@@ -95,17 +95,12 @@ const WARM_BATCHES = 40;
 
 /** --rounds: a whole number of rounds, 1 or more, else exit 2. */
 function roundsOption() {
-  return numberOption('--rounds', (n) => Number.isInteger(n) && n >= 1, 'a whole number of rounds, 1 or more (each runs every count of --procs once)');
+  return numberOption(args, '--rounds', (n) => Number.isInteger(n) && n >= 1, 'a whole number of rounds, 1 or more (each runs every count of --procs once)');
 }
 
 /** An option's value: a non-negative number of milliseconds, else exit 2. */
 function msOption(name, what) {
-  return numberOption(name, (ms) => Number.isFinite(ms) && ms >= 0, `a non-negative number of milliseconds (the clients' ${what})`);
-}
-
-/** Option `name`'s value as a number that passes `ok`; else says it `must` be, and exits 2. */
-function numberOption(name, ok, must) {
-  return numberOptionOf(args, name, ok, must);
+  return numberOption(args, name, (ms) => Number.isFinite(ms) && ms >= 0, `a non-negative number of milliseconds (the clients' ${what})`);
 }
 
 /**

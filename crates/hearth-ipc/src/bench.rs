@@ -1440,16 +1440,14 @@ fn measure_paused(
 ) -> Result<Paused, IpcError> {
     let c = target.connect(transport)?;
     check_and_drain(&c, transport)?;
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("bench:{i}")).collect();
+    let calls = Calls::new(opts.doc_bytes);
     log(&format!(
         "{}: {} gets, each after {} ms idle",
         transport.name(),
         opts.paused_gets,
         opts.pause.as_secs_f64() * 1e3
     ));
-    after_pauses(transport.name(), opts, |i| {
-        c.get_json(&keys[i % KEYS]).map(drop)
-    })
+    after_pauses(transport.name(), opts, |i| calls.call(&c, Op::Get, &[], i))
 }
 
 fn measure_idle(
